@@ -1,0 +1,34 @@
+GO ?= go
+# The race detector needs cgo; the shipped binary does not.
+TEST_FLAGS ?= -race -count=1 -timeout 15m
+
+.PHONY: test deps vet build peers bench fuzz
+
+# make test: install the real FTP peers when missing, vet, then every test with -race.
+test: deps vet
+	$(GO) test $(TEST_FLAGS) ./...
+
+deps:
+	./.ci/install-deps
+
+vet:
+	$(GO) vet ./...
+
+# One static binary.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o relay ./cmd/relay
+
+# The peers the bench compares against (HAProxy, nginx, socat, rinetd, iperf3).
+peers:
+	./bench/peers.sh
+
+bench:
+	$(GO) run ./bench
+
+# A short run of every fuzz target (go test runs one -fuzz target at a time).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
+	  done; \
+	done

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+
+	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/daemon"
+)
+
+// check validates a config and its ACL, prints the resolved listeners, and,
+// with -acl-test, which ACL line decides an address on a listener.
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relay check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	aclTest := fs.String("acl-test", "", "client `address` to test against the ACL")
+	listener := fs.String("listener", "", "listener `name` for -acl-test")
+	proto := fs.String("proto", "tcp", "protocol for -acl-test: tcp or udp")
+	load, err := loader(fs, args)
+	if err != nil {
+		return 2
+	}
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "relay check: %v\n", err)
+		return 1
+	}
+	list, err := daemon.LoadACL(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay check: %v\n", err)
+		return 1
+	}
+	cfg.Describe(stdout)
+	if path := daemon.ACLPath(cfg); path != "" {
+		fmt.Fprintf(stdout, "acl: %s\n", path)
+	} else {
+		fmt.Fprintln(stdout, "acl: none (every source may connect)")
+	}
+	if *aclTest == "" {
+		return 0
+	}
+	if *listener == "" {
+		fmt.Fprintln(stderr, "relay check: -acl-test needs -listener NAME")
+		return 1
+	}
+	if !slices.ContainsFunc(cfg.Listeners, func(l config.Listener) bool { return l.Name == *listener }) {
+		fmt.Fprintf(stderr, "relay check: -listener %q is not defined in %s\n", *listener, cfg.Path)
+		return 1
+	}
+	return explain(stdout, stderr, list, *aclTest, *listener, *proto)
+}
+
+func explain(stdout, stderr io.Writer, list *acl.List, addr, listener, proto string) int {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
+		return 1
+	}
+	var p acl.Proto
+	switch proto {
+	case "tcp":
+		p = acl.ProtoTCP
+	case "udp":
+		p = acl.ProtoUDP
+	default:
+		fmt.Fprintf(stderr, "relay check: -proto %q: want tcp or udp\n", proto)
+		return 1
+	}
+	if list == nil {
+		fmt.Fprintln(stdout, "allow: no acl section")
+		return 0
+	}
+	fmt.Fprintln(stdout, list.Explain(listener, p, a))
+	return 0
+}

@@ -1,0 +1,132 @@
+// Command relay is the port-forwarder's binary: it parses the command line,
+// loads the config, and hands everything else to package daemon.
+//
+//	relay [-config FILE]          run (default FILE: /etc/relay/relay.yaml)
+//	relay check -config FILE      validate, print the resolved listeners
+//	relay check -config FILE -acl-test ADDR -listener NAME [-proto tcp|udp]
+//	relay example                 print a commented example config (CAYIN)
+//	relay version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/daemon"
+	"github.com/edgerelay/relay/examples"
+	"github.com/edgerelay/relay/sdnotify"
+)
+
+const defaultConfig = "/etc/relay/relay.yaml"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches on the sub-command and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return serve(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "example":
+		_, _ = stdout.Write(examples.CAYIN)
+		return 0
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	default:
+		fmt.Fprintf(stderr, "relay: unknown command %q (want run, check, example or version)\n", cmd)
+		return 2
+	}
+}
+
+// loader parses the flags shared by run and check and returns the config
+// loader they describe.
+func loader(fs *flag.FlagSet, args []string) (func() (*config.Config, error), error) {
+	path := fs.String("config", defaultConfig, "config `file` (YAML)")
+	flags := config.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return func() (*config.Config, error) {
+		return config.Load(config.LoadOptions{Path: *path, Flags: flags})
+	}, nil
+}
+
+// serve runs the relay until SIGTERM or SIGINT; SIGHUP reloads. After the
+// first stop signal the default signal handling is restored, so a second one
+// ends the process at once instead of waiting for the drain.
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	load, err := loader(fs, args)
+	if err != nil {
+		return 2
+	}
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return 1
+	}
+	log, levels := daemon.NewLogger(os.Stderr, cfg.Log.Format, cfg.Log.Level)
+	d := daemon.New(cfg, daemon.Options{
+		Load:   load,
+		Log:    log,
+		Levels: levels,
+		Notify: sdnotify.New(os.Getenv("NOTIFY_SOCKET")),
+	})
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	if err := d.Start(); err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	for ctx.Err() == nil {
+		select {
+		case <-hup:
+			_ = d.Reload() // logged by Reload; a bad config changes nothing
+		case <-ctx.Done():
+		}
+	}
+	stop()
+	grace := d.Config().ShutdownGrace
+	log.Info().Dur("grace", grace).Msg("stopping: draining connections (a second signal stops at once)")
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := d.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error().Err(err).Msg("shutdown")
+	}
+	return 0
+}
+
+func version() string {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	return fmt.Sprintf("relay %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

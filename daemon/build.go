@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/ftppassive"
+	"github.com/edgerelay/relay/udpstream"
+)
+
+// open binds the listener spec describes. The ACL guard it gets reads the
+// shared set, so a reload that changes only the ACL reaches it too.
+func (d *Daemon) open(spec config.Listener) (*instance, error) {
+	log := d.log.With().Str("listener", spec.Name).Logger()
+	switch spec.Mode {
+	case config.ModeTCP, config.ModeRaw:
+		cfg := forward.Config{
+			Name:           spec.Name,
+			Listen:         spec.Listen,
+			Upstreams:      spec.Upstreams,
+			ConnectTimeout: spec.ConnectTimeout,
+			IdleTimeout:    spec.IdleTimeout,
+			MaxConns:       spec.MaxConns,
+			Admit:          d.acls.Guard(spec.Name, acl.ProtoTCP, log),
+			Log:            log,
+		}
+		if spec.Mode == config.ModeRaw {
+			cfg.Raw = &forward.Raw{
+				Exclusive:    spec.Raw.Exclusive,
+				QueueTimeout: spec.Raw.QueueTimeout,
+				UserTimeout:  spec.Raw.UserTimeout,
+			}
+		}
+		l, err := forward.Listen(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &instance{spec: spec, srv: l, stats: l.Stats()}, nil
+	case config.ModeFTP:
+		p, err := ftppassive.Listen(ftppassive.Config{
+			Name:           spec.Name,
+			Listen:         spec.Listen,
+			Upstreams:      spec.Upstreams,
+			DataPorts:      spec.FTP.DataPorts,
+			PublicIP:       spec.FTP.PublicIP,
+			TrustServerIP:  spec.FTP.TrustServerIP,
+			DataTimeout:    spec.FTP.DataTimeout,
+			ConnectTimeout: spec.ConnectTimeout,
+			IdleTimeout:    spec.IdleTimeout,
+			MaxConns:       spec.MaxConns,
+			Admit:          d.acls.Guard(spec.Name, acl.ProtoTCP, log),
+			Log:            log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &instance{spec: spec, srv: p, stats: p.Stats()}, nil
+	case config.ModeUDP:
+		r, err := udpstream.Listen(udpstream.Config{
+			Name:           spec.Name,
+			Listen:         spec.Listen,
+			Upstreams:      spec.Upstreams,
+			SessionTimeout: spec.UDP.SessionTimeout,
+			MaxSessions:    spec.UDP.MaxSessions,
+			ReadBuffer:     spec.UDP.ReadBuffer,
+			WriteBuffer:    spec.UDP.WriteBuffer,
+			Admit:          d.acls.Guard(spec.Name, acl.ProtoUDP, log),
+			Log:            log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &instance{spec: spec, srv: r, stats: r.Stats()}, nil
+	}
+	return nil, fmt.Errorf("mode %q is not supported", spec.Mode)
+}
+
+// isClosed reports whether err is a package's "closed on purpose" sentinel.
+func isClosed(err error) bool {
+	return errors.Is(err, forward.ErrClosed) || errors.Is(err, ftppassive.ErrClosed) ||
+		errors.Is(err, udpstream.ErrClosed)
+}

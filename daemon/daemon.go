@@ -1,0 +1,209 @@
+// Package daemon runs the listeners a resolved config describes and keeps
+// them running across reloads: it builds a forward, ftppassive or udpstream
+// listener for each entry, wires the shared ACL set and the logger into them,
+// swaps them by name on SIGHUP, and drains them on shutdown. Its main type is
+// Daemon. It moves no bytes itself and parses no files: config and acl do.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/config"
+)
+
+// server is what every listener package provides.
+type server interface {
+	Serve() error
+	Shutdown(ctx context.Context) error
+	Close() error
+	Addrs() []net.Addr
+}
+
+// Options configures a Daemon. Load is required; the rest may be zero.
+type Options struct {
+	// Load reads and validates the config; it is called again on reload.
+	Load func() (*config.Config, error)
+	// Log is the process logger; Levels, when set, lets a reload change the
+	// level at once.
+	Log    zerolog.Logger
+	Levels *LevelFilter
+	// Notify receives systemd state changes; nil sends nothing.
+	Notify Notifier
+}
+
+// Notifier is the systemd notify protocol as the daemon uses it.
+type Notifier interface {
+	Ready() error
+	Reloading() error
+	Stopping() error
+}
+
+// Daemon owns the running listeners.
+type Daemon struct {
+	load   func() (*config.Config, error)
+	log    zerolog.Logger
+	levels *LevelFilter
+	notify Notifier
+	acls   *acl.Set
+	ready  atomic.Bool // every configured listener is bound
+
+	serving sync.WaitGroup // Serve goroutines and background drains
+
+	mu      sync.Mutex // guards the following
+	cfg     *config.Config
+	running map[string]*instance
+}
+
+// instance is one running listener and the config it was built from.
+type instance struct {
+	spec  config.Listener
+	srv   server
+	stats any // the package's *Stats, for metrics
+}
+
+// New returns a Daemon for cfg, which the caller has loaded with opts.Load.
+// It binds nothing until Start.
+func New(cfg *config.Config, opts Options) *Daemon {
+	return &Daemon{
+		load:    opts.Load,
+		log:     opts.Log,
+		levels:  opts.Levels,
+		notify:  opts.Notify,
+		acls:    new(acl.Set),
+		cfg:     cfg,
+		running: make(map[string]*instance),
+	}
+}
+
+// Start loads the ACL and binds every listener; on any error nothing stays
+// bound. It then serves them in the background.
+func (d *Daemon) Start() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list, err := LoadACL(d.cfg)
+	if err != nil {
+		return err
+	}
+	d.storeACL(list)
+	opened, err := d.openAll(d.cfg.Listeners)
+	if err != nil {
+		return err
+	}
+	for _, in := range opened {
+		d.running[in.spec.Name] = in
+		d.serve(in)
+	}
+	d.ready.Store(true)
+	d.log.Info().Int("listeners", len(opened)).Str("config", d.cfg.Path).Msg("relay started")
+	if d.notify != nil {
+		_ = d.notify.Ready()
+	}
+	return nil
+}
+
+// Ready reports whether every configured listener is bound (for /healthz).
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+// openAll binds each listener; when one fails, the ones already bound are
+// closed so that a failed start or reload leaves nothing half-done.
+func (d *Daemon) openAll(specs []config.Listener) ([]*instance, error) {
+	var opened []*instance
+	for _, spec := range specs {
+		in, err := d.open(spec)
+		if err != nil {
+			for _, o := range opened {
+				_ = o.srv.Close()
+			}
+			return nil, fmt.Errorf("listener %s (%s): %w", spec.Name, spec.ListenSpec, err)
+		}
+		opened = append(opened, in)
+	}
+	return opened, nil
+}
+
+// serve runs in.srv.Serve in a goroutine owned by the daemon.
+func (d *Daemon) serve(in *instance) {
+	d.serving.Add(1)
+	go d.serveListener(in)
+}
+
+func (d *Daemon) serveListener(in *instance) {
+	defer d.serving.Done()
+	err := in.srv.Serve()
+	if err != nil && !isClosed(err) {
+		d.log.Error().Err(err).Str("listener", in.spec.Name).Msg("listener stopped")
+	}
+}
+
+// Shutdown stops accepting on every listener and drains them until ctx is
+// done, then closes what is left. It returns when every goroutine is gone.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	if d.notify != nil {
+		_ = d.notify.Stopping()
+	}
+	d.mu.Lock()
+	all := make([]*instance, 0, len(d.running))
+	for name, in := range d.running {
+		all = append(all, in)
+		delete(d.running, name)
+	}
+	d.ready.Store(false)
+	d.mu.Unlock()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(all))
+	for i, in := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = in.srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	d.serving.Wait()
+	err := errors.Join(errs...)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = nil // the grace period ran out and the rest was closed: that is the contract
+	}
+	d.log.Info().Msg("relay stopped")
+	return err
+}
+
+// Close closes every listener and connection now.
+func (d *Daemon) Close() error {
+	d.mu.Lock()
+	var errs []error
+	for name, in := range d.running {
+		errs = append(errs, in.srv.Close())
+		delete(d.running, name)
+	}
+	d.ready.Store(false)
+	d.mu.Unlock()
+	d.serving.Wait()
+	return errors.Join(errs...)
+}
+
+// Addrs returns the bound addresses of the named listener (tests bind port 0).
+func (d *Daemon) Addrs(name string) []net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if in, ok := d.running[name]; ok {
+		return in.srv.Addrs()
+	}
+	return nil
+}
+
+// Config returns the config in force.
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}

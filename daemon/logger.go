@@ -1,0 +1,56 @@
+package daemon
+
+import (
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// LevelFilter drops events below a level that can be changed while the
+// relay runs. Every component holds a copy of one zerolog.Logger, so the
+// level cannot live in the Logger itself; it lives in the writer they share,
+// which is what lets a reload change the level at once for everybody.
+type LevelFilter struct {
+	w   zerolog.LevelWriter
+	min atomic.Int32 // a zerolog.Level
+}
+
+var _ zerolog.LevelWriter = (*LevelFilter)(nil)
+
+// SetLevel changes the least level that is written.
+func (f *LevelFilter) SetLevel(l zerolog.Level) { f.min.Store(int32(l)) }
+
+// Level reports the least level that is written.
+func (f *LevelFilter) Level() zerolog.Level { return zerolog.Level(f.min.Load()) }
+
+func (f *LevelFilter) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+// WriteLevel writes p when l is at or above the current level.
+func (f *LevelFilter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	if l < f.Level() && l != zerolog.NoLevel {
+		return len(p), nil
+	}
+	return f.w.WriteLevel(l, p)
+}
+
+// NewLogger builds the process logger writing to w. format is "json",
+// "console", or "auto" (console when w is a terminal, else JSON). The
+// returned filter changes the level later (on reload).
+func NewLogger(w io.Writer, format string, level zerolog.Level) (zerolog.Logger, *LevelFilter) {
+	if format == "console" || (format == "auto" && isTerminal(w)) {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.DateTime}
+	}
+	f := &LevelFilter{w: zerolog.LevelWriterAdapter{Writer: w}}
+	f.SetLevel(level)
+	log := zerolog.New(f).Level(zerolog.TraceLevel).With().Timestamp().Logger()
+	return log, f
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}

@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"github.com/edgerelay/relay/config"
+)
+
+// Reload loads the config again and applies it. Nothing changes when the new
+// config or its ACL fails to load, or when a new socket cannot be bound.
+// Listeners are matched by name: an unchanged one keeps its sockets and
+// connections; a changed one gets its new sockets bound before the old ones
+// close (SO_REUSEPORT lets both exist for the moment of the swap), and the old
+// one drains under shutdown_grace; a removed one stops accepting and drains.
+func (d *Daemon) Reload() error {
+	if d.notify != nil {
+		_ = d.notify.Reloading()
+		defer func() { _ = d.notify.Ready() }()
+	}
+	cfg, err := d.load()
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload: config rejected, nothing changed")
+		return fmt.Errorf("reload: %w", err)
+	}
+	list, err := LoadACL(cfg)
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload: ACL rejected, nothing changed")
+		return fmt.Errorf("reload: %w", err)
+	}
+
+	d.mu.Lock()
+	var fresh []config.Listener
+	keep := make(map[string]bool)
+	for _, spec := range cfg.Listeners {
+		if old, ok := d.running[spec.Name]; ok && reflect.DeepEqual(old.spec, spec) {
+			keep[spec.Name] = true
+			continue
+		}
+		fresh = append(fresh, spec)
+	}
+	opened, err := d.openAll(fresh)
+	if err != nil {
+		d.mu.Unlock()
+		d.log.Error().Err(err).Msg("reload: cannot bind, nothing changed")
+		return fmt.Errorf("reload: %w", err)
+	}
+
+	// From here on the reload cannot fail.
+	d.storeACL(list)
+	var retired []*instance
+	for name, in := range d.running {
+		if !keep[name] {
+			retired = append(retired, in)
+			delete(d.running, name)
+		}
+	}
+	for _, in := range opened {
+		d.running[in.spec.Name] = in
+		d.serve(in)
+	}
+	d.cfg = cfg
+	d.mu.Unlock()
+
+	if d.levels != nil {
+		d.levels.SetLevel(cfg.Log.Level)
+	}
+	for _, in := range retired {
+		d.drain(in, cfg)
+	}
+	d.log.Info().Int("kept", len(keep)).Int("started", len(opened)).Int("retired", len(retired)).
+		Msg("reload applied")
+	return nil
+}
+
+// drain shuts a retired listener down in the background under the grace
+// period of the config now in force.
+func (d *Daemon) drain(in *instance, cfg *config.Config) {
+	d.serving.Add(1)
+	go d.drainListener(in, cfg)
+}
+
+func (d *Daemon) drainListener(in *instance, cfg *config.Config) {
+	defer d.serving.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	_ = in.srv.Shutdown(ctx)
+	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
+}
