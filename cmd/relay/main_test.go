@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test run this binary's main in a child process: the test
+// binary re-executes itself with RELAY_TEST_MAIN=1, which is cheaper than a
+// go build and runs the very code under test.
+func TestMain(m *testing.M) {
+	if os.Getenv("RELAY_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCheckBadInput(t *testing.T) {
+	cases := []struct {
+		name, config, want string
+	}{
+		{"missing file", "", "no such file"},
+		{"yaml syntax", "listeners: [\n  {name: x", "relay.yaml:"},
+		{"unknown key", "listeners:\n  - {name: a, mode: tcp, listen: \"127.0.0.1:1\", upstrem: \"127.0.0.1:2\"}\n", "listeners[0].upstrem"},
+		{"reversed range", "listeners:\n  - {name: a, mode: tcp, listen: \"127.0.0.1:9-1\", upstream: \"127.0.0.1:2\"}\n", "listeners[0].listen"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "relay.yaml")
+			if tc.config != "" {
+				path = writeConfig(t, tc.config)
+			}
+			code, _, stderr := runCmd("check", "-config", path)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr %q", code, stderr)
+			}
+			if !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "goroutine ") {
+				t.Fatalf("stderr %q does not name %q (or has a stack trace)", stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckExamplesAndACLTest(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		code, stdout, stderr := runCmd("check", "-config", f)
+		if code != 0 {
+			t.Errorf("relay check %s: exit %d\n%s", f, code, stderr)
+		}
+		if !strings.Contains(stdout, "acl:") {
+			t.Errorf("relay check %s printed no acl line:\n%s", f, stdout)
+		}
+	}
+	hba := "host web 127.0.0.2/32 reject\nhost all all allow\n"
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "relay_hba.conf"), []byte(hba), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "relay.yaml")
+	yaml := "acl: {file: relay_hba.conf}\nlisteners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:8080\", upstream: \"127.0.0.1:80\"}\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd("check", "-config", cfg, "-acl-test", "127.0.0.2", "-listener", "web")
+	if code != 0 || !strings.Contains(stdout, "reject by ") || !strings.Contains(stdout, "relay_hba.conf:1") {
+		t.Fatalf("acl-test: exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+	code, stdout, _ = runCmd("check", "-config", cfg, "-acl-test", "127.0.0.9", "-listener", "web")
+	if code != 0 || !strings.Contains(stdout, "allow by ") {
+		t.Fatalf("acl-test allow: exit %d stdout %q", code, stdout)
+	}
+}
+
+func TestVersionAndExample(t *testing.T) {
+	if code, out, _ := runCmd("version"); code != 0 || !strings.HasPrefix(out, "relay ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	code, out, _ := runCmd("example")
+	if code != 0 || !strings.Contains(out, "listeners:") {
+		t.Fatalf("example: %d %q", code, out)
+	}
+	// The example must itself be a valid config.
+	if code, _, stderr := runCmd("check", "-config", writeConfig(t, out)); code != 0 {
+		t.Fatalf("relay example does not pass relay check: %s", stderr)
+	}
+}
+
+// TestSignalDrain runs the real main in a child process: SIGTERM stops
+// accepting, lets a live connection finish its exchange within the grace
+// period, then exits 0.
+func TestSignalDrain(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 10s\nlog: {format: json}\n"+
+		"listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n",
+		port, backend.Addr()))
+
+	cmd := exec.Command(os.Args[0], "-config", cfg)
+	cmd.Env = append(os.Environ(), "RELAY_TEST_MAIN=1")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := bufio.NewReader(stderr)
+	waitLog(t, logs, "relay started")
+
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitLog(t, logs, "stopping")
+	// New connections are refused while the old one still works.
+	if c2, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		c2.Close()
+		t.Error("relay still accepts after SIGTERM")
+	}
+	if _, err := c.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("live connection during drain: %q %v", buf, err)
+	}
+	c.Close()
+	go func() { _, _ = io.Copy(io.Discard, logs) }()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("relay exited with %v, want 0", err)
+	}
+}
+
+// waitLog reads log lines until one contains want (bounded by a deadline
+// through the child's own output; the test fails if the child exits first).
+func waitLog(t *testing.T, r *bufio.Reader, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		line, err := r.ReadString('\n')
+		if strings.Contains(line, want) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("relay output ended before %q: %v", want, err)
+		}
+	}
+	t.Fatalf("no %q in relay output", want)
+}
