@@ -1,0 +1,149 @@
+// Package config reads relay's configuration file and turns it into the
+// values the rest of the program runs on.
+//
+// Load reads the YAML file, lets RELAY_ environment variables override it
+// (RELAY_LOG__LEVEL sets log.level: a double underscore nests, a single one
+// stays part of the key), then the command-line flags registered by
+// RegisterFlags. The merged keys are decoded into the file schema (unknown
+// keys are errors), validated in one pass that collects every problem with
+// its key path and file line, and resolved into a Config: defaults applied,
+// port ranges expanded to one "host:port" per port, one failover list per
+// listen port.
+//
+// Upstream mapping. An upstream entry is "host:port" or "host:first-last".
+// A range must have as many ports as the listen range and maps 1:1 by offset
+// (listen first+i goes to upstream first+i). A single port maps every listen
+// port to that one address. A list of entries is a failover order, each
+// entry mapped the same way on its own.
+//
+// Where the job ends: config does not open sockets, read the ACL file (only
+// its path is kept) or know which modes the daemon has built; it is the only
+// package that imports koanf.
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Built-in defaults, used where neither a listener nor the defaults section
+// sets a value.
+const (
+	DefaultAdminListen    = "127.0.0.1:9090"
+	DefaultShutdownGrace  = 30 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultIdleTimeout    = time.Hour
+	DefaultMaxConns       = 10000
+	DefaultDataTimeout    = 30 * time.Second
+	DefaultSessionTimeout = 60 * time.Second
+	DefaultMaxSessions    = 4096
+	DefaultSocketBuffer   = 4 << 20 // UDP read and write buffers, bytes
+	DefaultQueueTimeout   = 30 * time.Second
+	DefaultUserTimeout    = 10 * time.Second
+)
+
+// Config is a loaded, validated configuration with every default applied.
+// It is plain data: safe to compare with reflect.DeepEqual across reloads.
+type Config struct {
+	Path          string // the file it was read from
+	Log           Log
+	Admin         Admin
+	ACLFile       string        // as written; empty: no ACL, every source may connect
+	ShutdownGrace time.Duration // drain time on SIGTERM; zero: close at once
+	Listeners     []Listener    // in file order
+}
+
+// Log says how much to log and in which form.
+type Log struct {
+	Level  zerolog.Level
+	Format string // "auto" (console on a terminal, else json), "json" or "console"
+}
+
+// Admin is the /metrics and /healthz endpoint.
+type Admin struct {
+	Listen string // "host:port"; empty: no admin endpoint
+}
+
+// Mode is what a listener does with its traffic.
+type Mode string
+
+// The listener modes of the config file.
+const (
+	ModeTCP Mode = "tcp" // plain TCP forwarding
+	ModeFTP Mode = "ftp" // FTP control proxy with passive/active data ports
+	ModeUDP Mode = "udp" // UDP port-range forwarding with sessions
+	ModeRaw Mode = "raw" // byte-exact TCP pass-through, optionally one client at a time
+)
+
+// Proto is the transport protocol a mode listens on: "tcp" or "udp". It
+// decides which listeners may share a port number.
+func (m Mode) Proto() string {
+	if m == ModeUDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+func (m Mode) valid() bool {
+	switch m {
+	case ModeTCP, ModeFTP, ModeUDP, ModeRaw:
+		return true
+	}
+	return false
+}
+
+// Listener is one resolved listener. Sections for other modes are zero.
+type Listener struct {
+	Name         string
+	Mode         Mode
+	ListenSpec   string // listen as written, for printing
+	UpstreamSpec string // upstream as written, for printing; a list joined by ", "
+
+	// Listen has one "host:port" per port; a range arrives expanded.
+	Listen []string
+	// Upstreams[i] is the failover list for Listen[i], tried in order.
+	Upstreams [][]string
+
+	ConnectTimeout time.Duration // tcp, ftp, raw
+	IdleTimeout    time.Duration // tcp, ftp, raw
+	MaxConns       int           // tcp, ftp, raw; zero: unlimited
+
+	FTP FTP
+	UDP UDP
+	Raw Raw
+}
+
+// FTP is the ftp section of an ftp listener.
+type FTP struct {
+	DataPorts     [2]uint16     // first, last, inclusive
+	PublicIP      netip.Addr    // advertised in 227/229; zero: local address of the control connection
+	TrustServerIP bool          // dial the address in the server's 227 instead of the control peer's
+	DataTimeout   time.Duration // an unused data port is closed after this
+}
+
+// UDP is the udp section of a udp listener.
+type UDP struct {
+	SessionTimeout time.Duration
+	MaxSessions    int
+	ReadBuffer     int // bytes
+	WriteBuffer    int // bytes
+}
+
+// Raw is the raw section of a raw listener.
+type Raw struct {
+	Exclusive    bool          // one client at a time, the others wait in FIFO order
+	QueueTimeout time.Duration // a waiting client is closed after this
+	UserTimeout  time.Duration // TCP_USER_TIMEOUT; zero: the kernel's
+}
+
+// Lookup returns the listener called name, or nil.
+func (c *Config) Lookup(name string) *Listener {
+	for i := range c.Listeners {
+		if c.Listeners[i].Name == name {
+			return &c.Listeners[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/v2"
+)
+
+// unknownKeys walks the merged key tree beside the schema type t and reports
+// every key the schema does not have. Values of the wrong shape are left to
+// the decoder, which reports them.
+func unknownKeys(v any, t reflect.Type, path string, p *problems) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		fields := schemaFields(t)
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			ft, ok := fields[k]
+			if !ok {
+				p.add(joinPath(path, k), unknownKeyMsg(k, fields))
+				continue
+			}
+			unknownKeys(m[k], ft, joinPath(path, k), p)
+		}
+	case reflect.Slice:
+		items, ok := v.([]any)
+		if !ok {
+			return
+		}
+		for i, item := range items {
+			unknownKeys(item, t.Elem(), indexPath(path, i), p)
+		}
+	}
+}
+
+// schemaFields maps the koanf tags of struct type t to their field types.
+func schemaFields(t reflect.Type) map[string]reflect.Type {
+	fields := make(map[string]reflect.Type, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag := f.Tag.Get("koanf"); tag != "" {
+			fields[tag] = f.Type
+		}
+	}
+	return fields
+}
+
+// unknownKeyMsg suggests the nearest known key for a likely typo, or lists
+// the keys allowed at that level.
+func unknownKeyMsg(key string, fields map[string]reflect.Type) string {
+	known := make([]string, 0, len(fields))
+	for k := range fields {
+		known = append(known, k)
+	}
+	slices.Sort(known)
+	best, bestDist := "", 3
+	for _, k := range known {
+		if d := editDistance(key, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("unknown key (did you mean %s?)", best)
+	}
+	return "unknown key (known here: " + strings.Join(known, ", ") + ")"
+}
+
+// editDistance is the Levenshtein distance between a and b, by bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// decodeInto decodes the merged keys of k into out, reporting each value of
+// the wrong type at its key path.
+func decodeInto(k *koanf.Koanf, out *fileConfig, p *problems) {
+	err := k.UnmarshalWithConf("", out, koanf.UnmarshalConf{
+		DecoderConfig: &mapstructure.DecoderConfig{
+			DecodeHook: mapstructure.DecodeHookFuncType(decodeHook),
+			TagName:    "koanf",
+		},
+	})
+	collectDecodeErrors(err, p)
+	// "listen:" with nothing after it is YAML null, which the decoder
+	// skips; for admin.listen it must still mean "disabled", like "".
+	if out.Admin.Listen == nil && k.Exists("admin.listen") {
+		out.Admin.Listen = new(string)
+	}
+}
+
+// collectDecodeErrors walks the tree of joined mapstructure errors and adds
+// one problem per failing key.
+func collectDecodeErrors(err error, p *problems) {
+	if err == nil {
+		return
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			collectDecodeErrors(e, p)
+		}
+		return
+	}
+	var de *mapstructure.DecodeError
+	if !errors.As(err, &de) {
+		p.add("", err.Error())
+		return
+	}
+	inner := de.Unwrap()
+	if _, ok := inner.(interface{ Unwrap() []error }); ok {
+		collectDecodeErrors(inner, p)
+		return
+	}
+	if nested := (*mapstructure.DecodeError)(nil); errors.As(inner, &nested) {
+		collectDecodeErrors(inner, p)
+		return
+	}
+	var ut *mapstructure.UnconvertibleTypeError
+	if errors.As(inner, &ut) {
+		p.addf(de.Name(), "want %s, got %s", wantName(ut.Expected.Type()), describeValue(ut.Value))
+		return
+	}
+	p.add(de.Name(), inner.Error())
+}
+
+// decodeHook converts what YAML, the environment and flags give (numbers,
+// strings, lists) into the schema's types, with messages a person can act
+// on. Values from the environment and flags are always strings.
+func decodeHook(from, to reflect.Type, data any) (any, error) {
+	switch to {
+	case reflect.TypeFor[duration]():
+		return toDuration(data)
+	case reflect.TypeFor[byteSize]():
+		return toByteSize(data)
+	case reflect.TypeFor[[]string]():
+		if s, ok := data.(string); ok {
+			return []string{s}, nil
+		}
+		return data, nil
+	}
+	switch to.Kind() {
+	case reflect.Int:
+		return toInt(data)
+	case reflect.Bool:
+		if s, ok := data.(string); ok {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return nil, fmt.Errorf("want true or false, got %q", s)
+			}
+			return b, nil
+		}
+	case reflect.String:
+		if _, ok := data.(string); !ok {
+			return nil, fmt.Errorf("want text, got %s (quote it)", describeValue(data))
+		}
+	case reflect.Struct:
+		if _, ok := data.(map[string]any); !ok {
+			return nil, fmt.Errorf("want a mapping of keys, got %s", describeValue(data))
+		}
+	}
+	return data, nil
+}
+
+func toDuration(data any) (any, error) {
+	switch v := data.(type) {
+	case duration:
+		return v, nil
+	case string:
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("want a duration like 30s, 5m or 1h, got %q", v)
+		}
+		return duration(d), nil
+	case int:
+		if v == 0 {
+			return duration(0), nil
+		}
+		return nil, fmt.Errorf("duration %d has no unit (write %ds, %dms, ...)", v, v, v)
+	}
+	return nil, fmt.Errorf("want a duration like 30s, got %s", describeValue(data))
+}
+
+func toByteSize(data any) (any, error) {
+	switch v := data.(type) {
+	case byteSize:
+		return v, nil
+	case int:
+		return byteSize(v), nil
+	case string:
+		n, err := parseSize(v)
+		if err != nil {
+			return nil, err
+		}
+		return byteSize(n), nil
+	}
+	return nil, fmt.Errorf("want a size like 4MiB or 262144, got %s", describeValue(data))
+}
+
+func toInt(data any) (any, error) {
+	switch v := data.(type) {
+	case int:
+		return v, nil
+	case string:
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("want a whole number, got %q", v)
+		}
+		return n, nil
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			return int(v), nil
+		}
+	}
+	return nil, fmt.Errorf("want a whole number, got %s", describeValue(data))
+}
+
+// parseSize reads "4194304", "4MiB", "512KiB", "1GiB", or decimal "4MB".
+func parseSize(s string) (int, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+	}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt32/mult {
+		return 0, fmt.Errorf("want a size like 4MiB, 512KiB or 262144 (bytes, under 2GiB), got %q", s)
+	}
+	return int(n * mult), nil
+}
+
+// wantName says in words what a schema type expects.
+func wantName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a mapping of keys"
+	case reflect.Int:
+		return "a whole number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "text"
+	}
+	return t.String()
+}
+
+// describeValue says in words what a decoded YAML value is.
+func describeValue(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "nothing"
+	case string:
+		return strconv.Quote(v)
+	case bool:
+		return strconv.FormatBool(v)
+	case int, int64, uint64, float64:
+		return fmt.Sprintf("the number %v", v)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a mapping"
+	case time.Time:
+		return "a date"
+	}
+	return fmt.Sprintf("%T", v)
+}

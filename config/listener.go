@@ -1,0 +1,252 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// resolveListener checks one listener and builds its runtime value, plus
+// the ports it will occupy (for the overlap check).
+func resolveListener(fl *fileListener, path string, defs defaults, p *problems) (Listener, []binding) {
+	l := Listener{
+		Name:         fl.Name,
+		Mode:         Mode(fl.Mode),
+		ListenSpec:   fl.Listen,
+		UpstreamSpec: strings.Join(fl.Upstream, ", "),
+	}
+	checkName(fl.Name, path+".name", p)
+	switch {
+	case fl.Mode == "":
+		p.add(path+".mode", "missing (want tcp, ftp, udp or raw)")
+	case !l.Mode.valid():
+		p.addf(path+".mode", "unknown mode %q (want tcp, ftp, udp or raw)", fl.Mode)
+	}
+	what := "listener " + fl.Name
+	if fl.Name == "" {
+		what = path
+	}
+
+	var binds []binding
+	listen, listenOK := parseListen(fl.Listen, path+".listen", p)
+	if listenOK {
+		addr, _ := checkListenHost(listen.Host)
+		binds = append(binds, binding{path: path + ".listen", what: what, proto: l.Mode.Proto(),
+			addr: addr, first: listen.First, last: listen.Last})
+		for i := range listen.Len() {
+			l.Listen = append(l.Listen, listen.At(i))
+		}
+	}
+	l.Upstreams = resolveUpstreams(fl.Upstream, listen, listenOK, path+".upstream", p)
+
+	checkSections(fl, path, p)
+	if l.Mode == ModeUDP {
+		l.UDP = resolveUDP(fl.UDP, path+".udp", p)
+		return l, binds
+	}
+	l.ConnectTimeout = positive(fl.ConnectTimeout, defs.connectTimeout, path+".connect_timeout", p)
+	l.IdleTimeout = positive(fl.IdleTimeout, defs.idleTimeout, path+".idle_timeout", p)
+	l.MaxConns = atLeast(fl.MaxConns, defs.maxConns, 0, path+".max_conns", p)
+	switch l.Mode {
+	case ModeFTP:
+		var data *binding
+		l.FTP, data = resolveFTP(fl.FTP, path+".ftp", p)
+		if data != nil && listenOK {
+			data.addr, _ = checkListenHost(listen.Host) // data ports are bound beside the control port
+			data.what = "the ftp data ports of " + what
+			binds = append(binds, *data)
+		}
+	case ModeRaw:
+		l.Raw = resolveRaw(fl.Raw, path+".raw", p)
+	}
+	return l, binds
+}
+
+// checkName enforces the name rules: the ACL file, logs and metrics use it.
+func checkName(name, path string, p *problems) {
+	switch {
+	case name == "":
+		p.add(path, "missing; every listener needs a name ([a-z0-9-]+)")
+		return
+	case name == "all":
+		p.add(path, `"all" is reserved: the ACL file uses it to mean every listener`)
+		return
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			p.addf(path, "name %q may only use lowercase letters, digits and '-'", name)
+			return
+		}
+	}
+}
+
+func parseListen(spec, path string, p *problems) (HostPorts, bool) {
+	if spec == "" {
+		p.add(path, "missing (want host:port or host:first-last)")
+		return HostPorts{}, false
+	}
+	hp, err := ParseHostPorts(spec)
+	if err != nil {
+		p.add(path, err.Error())
+		return HostPorts{}, false
+	}
+	if _, err := checkListenHost(hp.Host); err != nil {
+		p.add(path, err.Error())
+		return HostPorts{}, false
+	}
+	return hp, true
+}
+
+// resolveUpstreams builds the failover list of every listen port. An entry
+// with one port takes every listen port to that address; a range maps 1:1
+// by offset and must be as long as the listen range.
+func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path string, p *problems) [][]string {
+	if len(specs) == 0 {
+		p.add(path, "missing (want host:port, host:first-last, or a list of them)")
+		return nil
+	}
+	entries := make([]HostPorts, 0, len(specs))
+	for j, spec := range specs {
+		at := path
+		if len(specs) > 1 {
+			at = indexPath(path, j)
+		}
+		hp, err := ParseHostPorts(spec)
+		if err == nil {
+			err = checkUpstreamHost(hp.Host)
+		}
+		switch {
+		case err != nil:
+			p.add(at, err.Error())
+			continue
+		case hp.First == 0:
+			p.addf(at, "%q: port 0 cannot be dialled", spec)
+			continue
+		case hp.Len() > 1 && listenOK && hp.Len() != listen.Len():
+			p.addf(at, "%q has %d ports but listen %q has %d; a range maps 1:1 and must be as long",
+				spec, hp.Len(), listen.String(), listen.Len())
+			continue
+		}
+		entries = append(entries, hp)
+	}
+	if !listenOK || len(entries) != len(specs) {
+		return nil
+	}
+	out := make([][]string, listen.Len())
+	for i := range out {
+		out[i] = make([]string, len(entries))
+		for j, e := range entries {
+			if e.Len() == 1 {
+				out[i][j] = e.At(0)
+			} else {
+				out[i][j] = e.At(i)
+			}
+		}
+	}
+	return out
+}
+
+// checkSections refuses settings the listener's mode would ignore, so a
+// setting in the wrong place is not silently without effect.
+func checkSections(fl *fileListener, path string, p *problems) {
+	mode := Mode(fl.Mode)
+	if !mode.valid() {
+		return
+	}
+	if fl.FTP != nil && mode != ModeFTP {
+		p.addf(path+".ftp", "only for mode ftp, this listener is %s", mode)
+	}
+	if fl.UDP != nil && mode != ModeUDP {
+		p.addf(path+".udp", "only for mode udp, this listener is %s", mode)
+	}
+	if fl.Raw != nil && mode != ModeRaw {
+		p.addf(path+".raw", "only for mode raw, this listener is %s", mode)
+	}
+	if mode == ModeUDP {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"connect_timeout", fl.ConnectTimeout != nil},
+			{"idle_timeout", fl.IdleTimeout != nil},
+			{"max_conns", fl.MaxConns != nil},
+		} {
+			if k.set {
+				p.add(path+"."+k.key, "not used by udp listeners (see udp.session_timeout and udp.max_sessions)")
+			}
+		}
+	}
+}
+
+func resolveFTP(ff *fileFTP, path string, p *problems) (FTP, *binding) {
+	f := FTP{DataTimeout: DefaultDataTimeout}
+	if ff == nil || ff.DataPorts == nil {
+		p.add(path+".data_ports", "missing: an ftp listener needs a range of relay-owned data ports, like 20002-29999")
+		if ff == nil {
+			return f, nil
+		}
+	}
+	var data *binding
+	if ff.DataPorts != nil {
+		first, last, err := ParsePortRange(*ff.DataPorts)
+		switch {
+		case err != nil:
+			p.add(path+".data_ports", err.Error())
+		case first == 0:
+			p.add(path+".data_ports", "port 0 is not a data port range")
+		default:
+			f.DataPorts = [2]uint16{first, last}
+			data = &binding{path: path + ".data_ports", proto: "tcp", first: first, last: last}
+		}
+	}
+	if ff.PublicIP != "" {
+		ip, err := netip.ParseAddr(ff.PublicIP)
+		switch {
+		case err != nil:
+			p.addf(path+".public_ip", "%q is not an IP address", ff.PublicIP)
+		case ip.IsUnspecified():
+			p.addf(path+".public_ip", "%q cannot be advertised to clients; leave it empty to use the control connection's address", ff.PublicIP)
+		default:
+			f.PublicIP = ip.Unmap()
+		}
+	}
+	f.TrustServerIP = ff.TrustServerIP
+	f.DataTimeout = positive(ff.DataTimeout, DefaultDataTimeout, path+".data_timeout", p)
+	return f, data
+}
+
+func resolveUDP(fu *fileUDP, path string, p *problems) UDP {
+	if fu == nil {
+		fu = &fileUDP{}
+	}
+	return UDP{
+		SessionTimeout: positive(fu.SessionTimeout, DefaultSessionTimeout, path+".session_timeout", p),
+		MaxSessions:    atLeast(fu.MaxSessions, DefaultMaxSessions, 1, path+".max_sessions", p),
+		ReadBuffer:     sizeAtLeast(fu.ReadBuffer, path+".read_buffer", p),
+		WriteBuffer:    sizeAtLeast(fu.WriteBuffer, path+".write_buffer", p),
+	}
+}
+
+// sizeAtLeast returns a socket buffer size, refusing sizes the kernel would
+// round up to its minimum anyway (and zero, which reads as "unset" below).
+func sizeAtLeast(n *byteSize, path string, p *problems) int {
+	const minBuffer = 4096
+	if n == nil {
+		return DefaultSocketBuffer
+	}
+	if *n < minBuffer {
+		p.add(path, fmt.Sprintf("must be at least %d bytes, got %d", minBuffer, int(*n)))
+	}
+	return int(*n)
+}
+
+func resolveRaw(fr *fileRaw, path string, p *problems) Raw {
+	if fr == nil {
+		fr = &fileRaw{}
+	}
+	return Raw{
+		Exclusive:    fr.Exclusive,
+		QueueTimeout: positive(fr.QueueTimeout, DefaultQueueTimeout, path+".queue_timeout", p),
+		UserTimeout:  nonNegative(fr.UserTimeout, DefaultUserTimeout, path+".user_timeout", p),
+	}
+}

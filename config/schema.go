@@ -1,0 +1,78 @@
+package config
+
+import "time"
+
+// The file schema: what the YAML file, RELAY_ variables and flags may set.
+// Pointers mark keys whose absence means something different from their
+// zero value (inherit a default, or: admin.listen "" disables the endpoint).
+// Nothing outside this package sees these types; resolve turns them into
+// Config.
+
+type fileConfig struct {
+	Log           fileLog        `koanf:"log"`
+	Admin         fileAdmin      `koanf:"admin"`
+	ACL           fileACL        `koanf:"acl"`
+	Defaults      fileDefaults   `koanf:"defaults"`
+	ShutdownGrace *duration      `koanf:"shutdown_grace"`
+	Listeners     []fileListener `koanf:"listeners"`
+}
+
+type fileLog struct {
+	Level  *string `koanf:"level"`
+	Format *string `koanf:"format"`
+}
+
+type fileAdmin struct {
+	Listen *string `koanf:"listen"`
+}
+
+type fileACL struct {
+	File *string `koanf:"file"`
+}
+
+type fileDefaults struct {
+	ConnectTimeout *duration `koanf:"connect_timeout"`
+	IdleTimeout    *duration `koanf:"idle_timeout"`
+	MaxConns       *int      `koanf:"max_conns"`
+}
+
+type fileListener struct {
+	Name           string    `koanf:"name"`
+	Mode           string    `koanf:"mode"`
+	Listen         string    `koanf:"listen"`
+	Upstream       []string  `koanf:"upstream"` // one string is read as a list of one
+	ConnectTimeout *duration `koanf:"connect_timeout"`
+	IdleTimeout    *duration `koanf:"idle_timeout"`
+	MaxConns       *int      `koanf:"max_conns"`
+	FTP            *fileFTP  `koanf:"ftp"`
+	UDP            *fileUDP  `koanf:"udp"`
+	Raw            *fileRaw  `koanf:"raw"`
+}
+
+type fileFTP struct {
+	DataPorts     *string   `koanf:"data_ports"`
+	PublicIP      string    `koanf:"public_ip"`
+	TrustServerIP bool      `koanf:"trust_server_ip"`
+	DataTimeout   *duration `koanf:"data_timeout"`
+}
+
+type fileUDP struct {
+	SessionTimeout *duration `koanf:"session_timeout"`
+	MaxSessions    *int      `koanf:"max_sessions"`
+	ReadBuffer     *byteSize `koanf:"read_buffer"`
+	WriteBuffer    *byteSize `koanf:"write_buffer"`
+}
+
+type fileRaw struct {
+	Exclusive    bool      `koanf:"exclusive"`
+	QueueTimeout *duration `koanf:"queue_timeout"`
+	UserTimeout  *duration `koanf:"user_timeout"`
+}
+
+// duration is a time.Duration written with a unit ("30s", "1h"); a bare
+// number other than 0 is refused, since "5" could mean seconds or nanoseconds.
+type duration time.Duration
+
+// byteSize is a count of bytes, written as a number or with a unit
+// ("4MiB", "512KiB", "1MB").
+type byteSize int

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// sources remembers where each key's value came from, so that an error can
+// say "relay.yaml:14" or "environment RELAY_LOG__LEVEL" beside the key path.
+// koanf merges values but forgets their origin; the YAML node tree keeps
+// lines, and the env and flag loaders record what they set.
+type sources struct {
+	file  string
+	lines map[string]int    // key path -> line of the key in the file
+	env   map[string]string // key path -> environment variable that set it
+	flags map[string]string // key path -> flag name that set it
+}
+
+// locate finds the origin of the value at path, or of its nearest ancestor
+// that has one. Later layers win: a flag over the environment over the file.
+func (s *sources) locate(path string) (where string, line int) {
+	for p := path; p != ""; p = parentPath(p) {
+		if f, ok := s.flags[p]; ok {
+			return "flag -" + f, 0
+		}
+		if v, ok := s.env[p]; ok {
+			return "environment " + v, 0
+		}
+		if l, ok := s.lines[p]; ok {
+			return s.file + ":" + strconv.Itoa(l), l
+		}
+	}
+	return s.file, 0
+}
+
+// parentPath strips the last step of a key path: "a.b[2]" -> "a.b" -> "a".
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+func joinPath(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func indexPath(parent string, i int) string {
+	return parent + "[" + strconv.Itoa(i) + "]"
+}
+
+// parseYAML parses data for its node tree. A syntax error comes back as one
+// FieldError naming the file and line; the document must be a mapping (or
+// empty).
+func parseYAML(name string, data []byte) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Errors{syntaxError(name, data, err)}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, Errors{{Where: fmt.Sprintf("%s:%d", name, root.Line), line: root.Line,
+			Msg: "the top level must be a mapping of keys (log:, listeners:, ...)"}}
+	}
+	return root, nil
+}
+
+// syntaxError turns "yaml: line 3: msg" into a FieldError at name:3.
+func syntaxError(name string, data []byte, err error) *FieldError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return &FieldError{Where: name, Msg: "YAML: " + msg}
+	}
+	num, text, ok := strings.Cut(rest, ": ")
+	line, convErr := strconv.Atoi(num)
+	if !ok || convErr != nil {
+		return &FieldError{Where: name, Msg: "YAML: " + msg}
+	}
+	if lines := bytes.Split(data, []byte("\n")); line >= 1 && line <= len(lines) &&
+		bytes.HasPrefix(bytes.TrimLeft(lines[line-1], " "), []byte("\t")) {
+		text += " (indent with spaces, not tabs)"
+	}
+	return &FieldError{Where: fmt.Sprintf("%s:%d", name, line), Msg: "YAML: " + text, line: line}
+}
+
+// indexYAML records the line of every key path under n and reports keys
+// written twice in one mapping (which the decoder would refuse with a less
+// precise message).
+func indexYAML(n *yaml.Node, path string, lines map[string]int, p *problems) {
+	switch n.Kind {
+	case yaml.AliasNode:
+		if n.Alias != nil {
+			indexYAML(n.Alias, path, lines, p)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			child := indexPath(path, i)
+			lines[child] = item.Line
+			indexYAML(item, child, lines, p)
+		}
+	case yaml.MappingNode:
+		seen := make(map[string]int)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			if key.Value == "<<" && key.Tag == "!!merge" {
+				// Merged keys appear under path itself, from one
+				// mapping or a list of them.
+				if val.Kind == yaml.SequenceNode {
+					for _, m := range val.Content {
+						indexYAML(m, path, lines, p)
+					}
+				} else {
+					indexYAML(val, path, lines, p)
+				}
+				continue
+			}
+			child := joinPath(path, key.Value)
+			if first, dup := seen[key.Value]; dup {
+				p.list = append(p.list, &FieldError{Path: child, line: key.Line,
+					Where: fmt.Sprintf("%s:%d", p.src.file, key.Line),
+					Msg:   fmt.Sprintf("key written twice (first at line %d)", first)})
+				continue
+			}
+			seen[key.Value] = key.Line
+			lines[child] = key.Line
+			indexYAML(val, child, lines, p)
+		}
+	}
+}
