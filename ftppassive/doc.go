@@ -1,0 +1,24 @@
+// Package ftppassive relays FTP through a box whose firewall does not
+// understand FTP. Its Proxy accepts control connections (through a
+// forward.Listener, so ACL, max_conns, accept back-off and draining are the
+// same as for plain TCP), relays the control channel line by line to the FTP
+// server, and rewrites the four commands and replies that carry addresses:
+//
+//   - PASV/EPSV: the server's 227/229 is parsed, the relay opens a data port
+//     of its own (picked at random from Config.DataPorts) and answers the
+//     client with that port. The port accepts exactly one connection from
+//     the control client's IP; the relay then dials the server's data port
+//     and relays.
+//   - PORT/EPRT: accepted only for the client's own address and ports >= 1024
+//     (RFC 2577); the relay listens on its server-facing side, sends the
+//     server its own PORT/EPRT, and dials the client when the server
+//     connects.
+//
+// Everything else on the control channel passes through byte for byte,
+// Telnet IAC sequences included. After AUTH TLS/SSL succeeds the control
+// channel is encrypted and the relay passes it through as opaque TCP.
+//
+// The package ends at the data connection: once both sides of a transfer are
+// connected, forward.Pipe moves the bytes. Parsing the addresses is done by
+// pure functions in parse.go.
+package ftppassive
