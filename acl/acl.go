@@ -1,0 +1,266 @@
+// Package acl decides which client addresses may use which listener, from a
+// rule file written like PostgreSQL's pg_hba.conf:
+//
+//	# TYPE  LISTENER         ADDRESS               ACTION
+//	host    cms-ftp,rtb      192.168.1.0/24        allow
+//	host    ticket-printer   10.8.0.0 255.255.0.0  allow
+//	host    all              samenet               allow
+//	host    all              all                   reject
+//
+// Parse reads such a file into a List, which answers "may this address use
+// this listener over this protocol?" without allocating and in logarithmic
+// time, however long the file is. The first matching line wins; no matching
+// line rejects. A Set holds the List in force and hands each listener a guard
+// (the forward/udpstream/ftppassive Admit hook) that counts decisions and logs
+// rejections, sampled so a port scan cannot flood the log.
+//
+// The package ends at the decision: it opens no sockets, and closing a
+// rejected connection or dropping a datagram is the caller's job. Checking
+// that the listener names used in the file exist is config's job, through
+// List.Listeners.
+package acl
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Proto is the TYPE column of a rule, and the protocol of a client in a query.
+type Proto uint8
+
+const (
+	// ProtoAny is the "host" type: a rule that applies to TCP and UDP alike.
+	// As a query protocol it means "unknown", and only host rules can match.
+	ProtoAny Proto = iota
+	ProtoTCP
+	ProtoUDP
+
+	numProtos = 3
+)
+
+// String returns the keyword used in the file: host, tcp or udp.
+func (p Proto) String() string {
+	switch p {
+	case ProtoAny:
+		return "host"
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	}
+	return fmt.Sprintf("Proto(%d)", uint8(p))
+}
+
+// ParseProto accepts the keywords of the TYPE column (host, tcp, udp), so a
+// command line can name a protocol the same way the file does.
+func ParseProto(s string) (Proto, error) {
+	switch s {
+	case "host":
+		return ProtoAny, nil
+	case "tcp":
+		return ProtoTCP, nil
+	case "udp":
+		return ProtoUDP, nil
+	}
+	return 0, fmt.Errorf("acl: unknown protocol %q, expected host, tcp or udp", s)
+}
+
+// AddrKind says which form the ADDRESS column of a rule took.
+type AddrKind uint8
+
+const (
+	// AddrPrefix is a CIDR, or an IP followed by a mask; Address.Prefix holds it.
+	AddrPrefix AddrKind = iota
+	// AddrAll matches every IPv4 and IPv6 address.
+	AddrAll
+	// AddrSameHost matches any address of this machine's interfaces.
+	AddrSameHost
+	// AddrSameNet matches any address in the subnets of this machine's interfaces.
+	AddrSameNet
+)
+
+// Address is the ADDRESS column of a rule.
+type Address struct {
+	Kind AddrKind
+	// Prefix is set for AddrPrefix only. It is masked (10.1.2.3/8 becomes
+	// 10.0.0.0/8), and an IPv4-mapped IPv6 prefix of length 96 or more is
+	// stored as the IPv4 prefix it covers, because clients are unmapped too.
+	Prefix netip.Prefix
+}
+
+// String returns the canonical spelling: a CIDR or a keyword.
+func (a Address) String() string {
+	switch a.Kind {
+	case AddrAll:
+		return "all"
+	case AddrSameHost:
+		return "samehost"
+	case AddrSameNet:
+		return "samenet"
+	}
+	return a.Prefix.String()
+}
+
+// Rule is one line of the file (one logical line, if it was continued).
+type Rule struct {
+	File string // the name given to Parse
+	Line int    // 1-based physical line the rule starts on
+
+	Proto     Proto
+	Listeners []string // nil: every listener (the "all" keyword)
+	Addr      Address
+	Allow     bool // ACTION: true for allow, false for reject
+}
+
+// String returns the rule in canonical form, for example
+// "host web 127.0.0.2/32 reject". Parsing it gives back an equal rule.
+func (r *Rule) String() string {
+	var b strings.Builder
+	b.WriteString(r.Proto.String())
+	b.WriteByte(' ')
+	if len(r.Listeners) == 0 {
+		b.WriteString("all")
+	} else {
+		b.WriteString(strings.Join(r.Listeners, ","))
+	}
+	b.WriteByte(' ')
+	b.WriteString(r.Addr.String())
+	if r.Allow {
+		b.WriteString(" allow")
+	} else {
+		b.WriteString(" reject")
+	}
+	return b.String()
+}
+
+// Where returns "file:line", the position of the rule for logs.
+func (r *Rule) Where() string {
+	return fmt.Sprintf("%s:%d", r.File, r.Line)
+}
+
+// Decision is the answer to a query. Rule is the deciding line, or nil when
+// no line matched (which rejects). Rule points into the List and must not be
+// modified.
+type Decision struct {
+	Allow bool
+	Rule  *Rule
+}
+
+// Options adjusts how a file is compiled. The zero value is ready to use.
+type Options struct {
+	// Interfaces returns this machine's interface addresses with their
+	// prefix lengths (192.168.1.10/24), for samehost and samenet. It is
+	// called once per parse, and only if the file uses one of those
+	// keywords; the answer is frozen into the List, so a reload (a new
+	// Parse) is what picks up changed interfaces. Nil: net.InterfaceAddrs.
+	Interfaces func() ([]netip.Prefix, error)
+}
+
+// Parse reads a rule file with default Options. See Options.Parse.
+func Parse(r io.Reader, filename string) (*List, error) {
+	return Options{}.Parse(r, filename)
+}
+
+// LoadFile opens, parses and compiles the rule file at path. Errors name
+// path as the file.
+func LoadFile(path string, opts Options) (*List, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("acl: %w", err)
+	}
+	defer f.Close()
+	return opts.Parse(f, path)
+}
+
+// List is a parsed and compiled rule file. It is immutable, and safe for
+// concurrent use. A nil *List allows everything.
+type List struct {
+	rules []Rule
+	// all holds the rules naming every listener; named holds, per listener
+	// name, the rules naming it. A query looks in both and the lower rule
+	// index wins, which keeps file order across the two without copying
+	// the (possibly huge) "all" rules into every listener's tables.
+	all   tableSet
+	named map[string]*tableSet
+}
+
+// Rules returns the rules in file order. The slice is shared with the List
+// and must not be modified.
+func (l *List) Rules() []Rule {
+	if l == nil {
+		return nil
+	}
+	return l.rules
+}
+
+// Listeners returns the listener names the file refers to, sorted, without
+// "all", so the caller can report names its config does not define.
+func (l *List) Listeners() []string {
+	if l == nil {
+		return nil
+	}
+	names := make([]string, 0, len(l.named))
+	for name := range l.named {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Decide answers whether addr may use listener over proto: the first rule
+// that names the listener (or all), applies to proto (or is a host rule) and
+// covers addr decides; no such rule rejects. An IPv4-mapped IPv6 address is
+// matched as the IPv4 address it carries. A nil List allows everything, with
+// a nil Rule. Decide does not allocate.
+func (l *List) Decide(listener string, proto Proto, addr netip.Addr) Decision {
+	if l == nil {
+		return Decision{Allow: true}
+	}
+	if proto >= numProtos || !addr.IsValid() {
+		return Decision{}
+	}
+	addr = addr.Unmap()
+	best := l.all[proto].lookup(addr)
+	if ts := l.named[listener]; ts != nil {
+		best = min(best, ts[proto].lookup(addr))
+	}
+	if best == noRule {
+		return Decision{}
+	}
+	r := &l.rules[best]
+	return Decision{Allow: r.Allow, Rule: r}
+}
+
+// Explain describes the decision for a query in one line, for
+// "relay check -acl-test": "reject by relay_hba.conf:2 (host web
+// 127.0.0.2/32 reject)" or "reject: no matching line".
+func (l *List) Explain(listener string, proto Proto, addr netip.Addr) string {
+	if l == nil {
+		return "allow: no ACL loaded"
+	}
+	d := l.Decide(listener, proto, addr)
+	if d.Rule == nil {
+		return "reject: no matching line"
+	}
+	action := "reject"
+	if d.Allow {
+		action = "allow"
+	}
+	return fmt.Sprintf("%s by %s (%s)", action, d.Rule.Where(), d.Rule.String())
+}
+
+// Format writes the rules in canonical form, one per line, so that parsing
+// the output gives back equal rules (file positions aside).
+func (l *List) Format(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	for i := range l.Rules() {
+		bw.WriteString(l.rules[i].String())
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
+}
