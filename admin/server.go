@@ -1,0 +1,232 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// ErrClosed is returned by Serve after Close or Shutdown.
+var ErrClosed = errors.New("admin: server closed")
+
+// Config configures a Server.
+type Config struct {
+	// Listen is the host:port to bind, normally loopback. The daemon leaves
+	// the endpoint off (builds no Server) when admin.listen is empty.
+	Listen string
+	// Gather returns one Snapshot per running listener instance; it is
+	// called on every scrape, possibly from several scrapes at once, so it
+	// must be safe for concurrent use. nil: no listener series.
+	Gather func() []Snapshot
+	// Ready reports whether every configured listener is bound; /healthz
+	// answers 503 until it does. nil: always ready.
+	Ready func() bool
+	// Collectors are registered beside the relay, Go and process
+	// collectors, e.g. the daemon's reload counters. nil: none.
+	Collectors []prometheus.Collector
+	// Log receives HTTP server and metric collection errors, at warn level.
+	// Zero: discard (a zero zerolog.Logger has no writer and drops events).
+	Log zerolog.Logger
+}
+
+// Server serves /metrics and /healthz.
+type Server struct {
+	listen string
+	srv    *http.Server
+
+	mu       sync.Mutex // guards the following
+	ln       net.Listener
+	closed   bool
+	handlers sync.WaitGroup // requests in flight; Add only under mu while !closed
+}
+
+// requestLimit bounds concurrent /metrics scrapes: one Prometheus and a
+// curl or two is the expected load, and each scrape walks every listener.
+const requestLimit = 4
+
+// New builds the registry and handlers. It binds nothing and starts no
+// goroutine; Listen binds.
+func New(cfg Config) (*Server, error) {
+	errLog := log.New(warnWriter{cfg.Log.With().Str("component", "admin").Logger()}, "", 0)
+	reg := prometheus.NewRegistry()
+	cs := append([]prometheus.Collector{
+		&collector{d: newDescs(), gather: cfg.Gather, ready: cfg.Ready},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}, cfg.Collectors...)
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("admin: register collector: %w", err)
+		}
+	}
+	s := &Server{listen: cfg.Listen}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            errLog,
+		ErrorHandling:       promhttp.ContinueOnError, // one bad series must not hide the rest
+		MaxRequestsInFlight: requestLimit,
+		// No Timeout: promhttp would run the gathering in a goroutine of
+		// its own that Close could not wait for.
+	}))
+	mux.HandleFunc("GET /healthz", healthz(cfg.Ready))
+	mux.HandleFunc("GET /{$}", index)
+	s.srv = &http.Server{
+		Handler:           s.track(mux),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          errLog,
+	}
+	return s, nil
+}
+
+// Handler returns the endpoint's handler, for tests and for mounting
+// elsewhere.
+func (s *Server) Handler() http.Handler { return s.srv.Handler }
+
+// Listen binds the configured address.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		return fmt.Errorf("admin: listen %s: %w", s.listen, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.ln != nil {
+		ln.Close()
+		if s.closed {
+			return ErrClosed
+		}
+		return fmt.Errorf("admin: already listening on %s", s.ln.Addr())
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the bound address, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve answers requests until Close or Shutdown, then returns ErrClosed.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	ln, closed := s.ln, s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if ln == nil {
+		return errors.New("admin: Serve before Listen")
+	}
+	err := s.srv.Serve(ln)
+	s.mu.Lock()
+	closed = s.closed
+	s.mu.Unlock()
+	// Close may shut the listener before http.Server marks itself closed,
+	// so Accept's error can arrive first.
+	if closed || errors.Is(err, http.ErrServerClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("admin: serve: %w", err)
+}
+
+// Shutdown stops accepting and lets requests in flight finish until ctx is
+// done, then closes what is left. It returns when every handler has
+// returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.markClosed()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	s.handlers.Wait()
+	return err
+}
+
+// Close closes the listener and every connection now and waits for running
+// handlers. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.markClosed()
+	err := s.srv.Close()
+	s.handlers.Wait()
+	return err
+}
+
+// markClosed stops new handlers from starting, and closes a listener that
+// Serve never took over (http.Server closes only the ones it serves).
+func (s *Server) markClosed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+}
+
+// track counts handlers in flight so that Close can wait for them;
+// http.Server.Close itself does not.
+func (s *Server) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		s.handlers.Add(1)
+		s.mu.Unlock()
+		defer s.handlers.Done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// healthz answers 200 "ok" once ready reports true, 503 before.
+func healthz(ready func() bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if ready != nil && !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready: listeners are not all bound\n")
+			return
+		}
+		io.WriteString(w, "ok\n")
+	}
+}
+
+func index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "relay admin endpoint\n/metrics  Prometheus metrics\n/healthz  200 ok once every listener is bound\n")
+}
+
+// warnWriter logs each line the standard library logger writes (the HTTP
+// server's and promhttp's error logs) as one warn event.
+type warnWriter struct{ log zerolog.Logger }
+
+func (w warnWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Msg(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,146 @@
+package admin
+
+import (
+	"maps"
+	"time"
+)
+
+// Snapshot is what one listener has counted so far, read at scrape time from
+// the listener's atomic Stats. Counters (uint64) only grow while the listener
+// runs; gauges (int64) are current values. A nil section means the listener
+// has no such part, and its series are left out rather than shown as zeros.
+type Snapshot struct {
+	Listener string // listener name: the value of the listener label
+	Mode     string // tcp | ftp | udp | raw; shown by relay_listener_info
+
+	// Payload bytes moved, counted as they pass, in every mode (for ftp:
+	// control and data connections; for udp: datagram payloads).
+	BytesToUpstream uint64 // client -> upstream
+	BytesToClient   uint64 // upstream -> client
+
+	// DialFailures counts upstream dials that failed (TCP connect or UDP
+	// session socket), as the listener package counts them.
+	DialFailures uint64
+
+	Conns *Conns // modes that accept TCP connections: tcp, raw, ftp (control)
+	UDP   *UDP   // mode udp
+	FTP   *FTP   // mode ftp: data channels
+	Raw   *Raw   // mode raw with exclusive access
+}
+
+// Conns counts TCP client connections.
+type Conns struct {
+	Accepted         uint64 // admitted: passed the ACL and max_conns
+	RejectedACL      uint64 // closed because the ACL said reject
+	RejectedMaxConns uint64 // closed because max_conns was reached
+	Active           int64  // open now
+}
+
+// UDP counts sessions and datagrams of a UDP listener.
+type UDP struct {
+	SessionsActive  int64
+	SessionsCreated uint64
+	SessionsExpired uint64 // ended by the idle timeout
+
+	DatagramsToUpstream uint64
+	DatagramsToClient   uint64
+
+	// Dropped counts datagrams that were not forwarded, by reason, e.g.
+	// "acl", "session_limit", "send_error". Each key becomes one value of
+	// the reason label; nil: nothing dropped.
+	Dropped map[string]uint64
+}
+
+// FTP counts the data channels of an FTP listener.
+type FTP struct {
+	DataOpened     uint64 // data connections established and relayed
+	DataFailed     uint64 // data channels that could not be set up or were never used
+	DataPortsInUse int64  // relay-owned data ports open now
+}
+
+// Raw counts the wait queue of an exclusive raw listener.
+type Raw struct {
+	QueueLength   int64         // clients waiting for the upstream now
+	Waits         uint64        // clients that finished waiting, served or not
+	WaitTime      time.Duration // total time those clients waited
+	QueueTimeouts uint64        // clients closed after queue_timeout
+}
+
+// merge adds b into a. The daemon may hold two instances under one name for
+// a moment (a changed listener draining beside its replacement); Prometheus
+// refuses duplicate series, so their counts are summed. Gauges sum too:
+// active connections of both are open.
+func merge(a, b Snapshot) Snapshot {
+	a.BytesToUpstream += b.BytesToUpstream
+	a.BytesToClient += b.BytesToClient
+	a.DialFailures += b.DialFailures
+	a.Conns = mergeConns(a.Conns, b.Conns)
+	a.UDP = mergeUDP(a.UDP, b.UDP)
+	a.FTP = mergeFTP(a.FTP, b.FTP)
+	a.Raw = mergeRaw(a.Raw, b.Raw)
+	return a
+}
+
+func mergeConns(a, b *Conns) *Conns {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &Conns{
+		Accepted:         a.Accepted + b.Accepted,
+		RejectedACL:      a.RejectedACL + b.RejectedACL,
+		RejectedMaxConns: a.RejectedMaxConns + b.RejectedMaxConns,
+		Active:           a.Active + b.Active,
+	}
+}
+
+func mergeUDP(a, b *UDP) *UDP {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	dropped := maps.Clone(a.Dropped)
+	if dropped == nil && len(b.Dropped) > 0 {
+		dropped = make(map[string]uint64, len(b.Dropped))
+	}
+	for reason, n := range b.Dropped {
+		dropped[reason] += n
+	}
+	return &UDP{
+		SessionsActive:      a.SessionsActive + b.SessionsActive,
+		SessionsCreated:     a.SessionsCreated + b.SessionsCreated,
+		SessionsExpired:     a.SessionsExpired + b.SessionsExpired,
+		DatagramsToUpstream: a.DatagramsToUpstream + b.DatagramsToUpstream,
+		DatagramsToClient:   a.DatagramsToClient + b.DatagramsToClient,
+		Dropped:             dropped,
+	}
+}
+
+func mergeFTP(a, b *FTP) *FTP {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &FTP{
+		DataOpened:     a.DataOpened + b.DataOpened,
+		DataFailed:     a.DataFailed + b.DataFailed,
+		DataPortsInUse: a.DataPortsInUse + b.DataPortsInUse,
+	}
+}
+
+func mergeRaw(a, b *Raw) *Raw {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &Raw{
+		QueueLength:   a.QueueLength + b.QueueLength,
+		Waits:         a.Waits + b.Waits,
+		WaitTime:      a.WaitTime + b.WaitTime,
+		QueueTimeouts: a.QueueTimeouts + b.QueueTimeouts,
+	}
+}
+
+// either returns whichever of a and b is set (a when both are nil).
+func either[T any](a, b *T) *T {
+	if a == nil {
+		return b
+	}
+	return a
+}
