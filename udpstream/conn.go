@@ -1,0 +1,202 @@
+package udpstream
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// msgBufSize is the buffer behind every message: the largest UDP payload is
+// 65507 bytes over IPv4 and 65527 over IPv6, so nothing is ever truncated.
+const msgBufSize = 1 << 16
+
+// packetConn is the socket I/O the relay needs, one implementation per kind
+// of network: sysConn moves batches with recvmmsg/sendmmsg on Linux, netConn
+// moves one datagram per call over any net.PacketConn (vnet in tests).
+//
+// A packetConn has at most one reader at a time; writers may be concurrent.
+type packetConn interface {
+	// readBatch blocks until at least one datagram has arrived and returns
+	// a batch holding one or more. The caller releases the batch. Buffers
+	// are taken from the pool only once data is there, so the thousands of
+	// idle sessions that wait in readBatch hold no buffer memory.
+	readBatch() (*batch, error)
+	// writeBatch sends b.msgs[from:to] in order, each to its addr unless
+	// the socket is connected. It returns how many were sent before the
+	// first error; the error belongs to b.msgs[from+n].
+	writeBatch(b *batch, from, to int) (int, error)
+	localAddr() net.Addr
+	close() error
+}
+
+// network opens the relay's sockets: listening ones for the listen ports and
+// connected ones towards upstreams.
+type network interface {
+	listen(addr string) (packetConn, error)
+	dial(upstream netip.AddrPort) (packetConn, error)
+}
+
+// message is one datagram in a batch.
+type message struct {
+	buf  []byte         // the payload; cap(buf) is msgBufSize
+	addr netip.AddrPort // source when read from a listen socket, destination when written to one
+	// truncated reports that the datagram did not fit buf (cannot happen
+	// with msgBufSize buffers on real sockets; kept so it is counted if a
+	// network ever does it).
+	truncated bool
+}
+
+// batch is a reusable set of messages and, on Linux, the syscall headers that
+// point at them. One goroutine uses a batch at a time.
+type batch struct {
+	msgs []message
+	n    int // messages filled by the last read
+	pool *batchPool
+	sys  sysScratch // per-platform syscall scratch, built once per batch
+}
+
+// release returns the batch to its pool.
+func (b *batch) release() {
+	b.n = 0
+	b.pool.p.Put(b)
+}
+
+// batchPool hands out batches of one size. The pool is what bounds buffer
+// memory: a batch is held only between a read that found data and the end of
+// forwarding it, so the number in use follows the number of goroutines busy
+// forwarding, not the number of sessions.
+type batchPool struct {
+	size int
+	p    sync.Pool
+}
+
+func newBatchPool(size int) *batchPool {
+	bp := &batchPool{size: size}
+	bp.p.New = func() any { return bp.alloc() }
+	return bp
+}
+
+func (bp *batchPool) get() *batch { return bp.p.Get().(*batch) }
+
+func (bp *batchPool) alloc() *batch {
+	b := &batch{msgs: make([]message, bp.size), pool: bp}
+	// One slab per batch: fewer objects for the GC, and pages that no large
+	// datagram ever touched are never faulted in.
+	slab := make([]byte, bp.size*msgBufSize)
+	for i := range b.msgs {
+		b.msgs[i].buf = slab[i*msgBufSize : i*msgBufSize : (i+1)*msgBufSize]
+	}
+	b.sys.init(b)
+	return b
+}
+
+// packetNet is the part of pion/transport's transport.Net that the
+// single-datagram path needs; *vnet.Net implements it, and so does stdNet.
+type packetNet interface {
+	ListenPacket(network, address string) (net.PacketConn, error)
+	Dial(network, address string) (net.Conn, error)
+}
+
+// singleNet opens netConns over a packetNet.
+type singleNet struct {
+	pn   packetNet
+	pool *batchPool
+}
+
+func newSingleNet(pn packetNet) *singleNet {
+	return &singleNet{pn: pn, pool: newBatchPool(1)}
+}
+
+func (n *singleNet) listen(addr string) (packetConn, error) {
+	pc, err := n.pn.ListenPacket(udpNetwork(addr), addr)
+	if err != nil {
+		return nil, err
+	}
+	return &netConn{pc: pc, pool: n.pool}, nil
+}
+
+func (n *singleNet) dial(up netip.AddrPort) (packetConn, error) {
+	network := "udp4"
+	if !up.Addr().Is4() {
+		network = "udp6"
+	}
+	c, err := n.pn.Dial(network, up.String())
+	if err != nil {
+		return nil, err
+	}
+	return &netConn{c: c, pool: n.pool}, nil
+}
+
+// udpNetwork picks "udp4" for IPv4 bind addresses: vnet knows only udp4, and
+// for real sockets it keeps an IPv4 listener IPv4-only.
+func udpNetwork(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is4() {
+		return "udp4"
+	}
+	return "udp"
+}
+
+// netConn moves one datagram per call. Either pc (a listening socket) or c
+// (a connected one) is set.
+type netConn struct {
+	pc   net.PacketConn
+	c    net.Conn
+	pool *batchPool
+}
+
+func (c *netConn) readBatch() (*batch, error) {
+	b := c.pool.get()
+	m := &b.msgs[0]
+	buf := m.buf[:cap(m.buf)]
+	var n int
+	var err error
+	if c.c != nil {
+		n, err = c.c.Read(buf)
+	} else {
+		var from net.Addr
+		n, from, err = c.pc.ReadFrom(buf)
+		if ua, ok := from.(*net.UDPAddr); ok {
+			m.addr = ua.AddrPort()
+		}
+	}
+	m.truncated = errors.Is(err, io.ErrShortBuffer)
+	if err != nil && !m.truncated {
+		b.release()
+		return nil, err
+	}
+	m.buf = buf[:n]
+	b.n = 1
+	return b, nil
+}
+
+func (c *netConn) writeBatch(b *batch, from, to int) (int, error) {
+	for i := from; i < to; i++ {
+		m := &b.msgs[i]
+		var err error
+		if c.c != nil {
+			_, err = c.c.Write(m.buf)
+		} else {
+			_, err = c.pc.WriteTo(m.buf, net.UDPAddrFromAddrPort(m.addr))
+		}
+		if err != nil {
+			return i - from, err
+		}
+	}
+	return to - from, nil
+}
+
+func (c *netConn) localAddr() net.Addr {
+	if c.c != nil {
+		return c.c.LocalAddr()
+	}
+	return c.pc.LocalAddr()
+}
+
+func (c *netConn) close() error {
+	if c.c != nil {
+		return c.c.Close()
+	}
+	return c.pc.Close()
+}

@@ -1,0 +1,22 @@
+// Package udpstream forwards UDP datagrams from a listener port or port range
+// to upstream addresses, keeping one session per client so that replies find
+// their way back. It is built for CAYIN RTB live streams (UDP 8100–8226): a
+// listener of 127 ports, each forwarded 1:1 to the same port upstream.
+//
+// The main type is Relay. For every listen port it holds a table of sessions
+// keyed by the client's netip.AddrPort; a session owns a socket connected to
+// the upstream, so the kernel demultiplexes replies and the relay sends them
+// back to the client from the port the client sent to. Sessions end after
+// Config.SessionTimeout without traffic in either direction, their number is
+// capped by Config.MaxSessions, and every datagram that is not forwarded is
+// counted in Stats by reason. Each ended session writes one access-log line.
+//
+// On Linux the data path reads and writes in batches with recvmmsg(2) and
+// sendmmsg(2) into reused buffers, with no allocation per datagram. The same
+// session logic also runs over any packet network with one datagram per call
+// (pion/transport's vnet in the tests, the plain net package elsewhere).
+//
+// Where the package's job ends: it does not parse config files, decide ACLs
+// (it calls Config.Admit once per new session) or export metrics (it fills
+// Stats; the admin endpoint reads it).
+package udpstream

@@ -1,0 +1,127 @@
+package udpstream
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// Batch sizes. A listen socket carries every client of its port, so it reads
+// more per call; a session socket usually carries one stream and its batches
+// are held while the replies are sent, so they are kept small (8 × 64 KiB).
+// Measured on loopback, 1200-byte datagrams: see bench_test.go.
+const (
+	listenBatch  = 32
+	sessionBatch = 8
+)
+
+// sysNet opens real UDP sockets with SO_REUSEPORT and sized buffers, read
+// and written in batches.
+type sysNet struct {
+	readBuffer, writeBuffer int
+	log                     zerolog.Logger
+
+	listenPool, sessionPool *batchPool
+
+	// forceRead/forceWrite record that the plain SO_RCVBUF/SO_SNDBUF request
+	// was capped by the sysctl and the FORCE variant was needed, learned on
+	// the listen sockets, so that each new session socket costs two
+	// setsockopt calls and no probing.
+	forceRead, forceWrite atomic.Bool
+	warned                atomic.Bool // the capped-buffer warning was logged
+}
+
+func newSysNet(readBuffer, writeBuffer int, log zerolog.Logger) *sysNet {
+	return &sysNet{
+		readBuffer:  readBuffer,
+		writeBuffer: writeBuffer,
+		log:         log,
+		listenPool:  newBatchPool(listenBatch),
+		sessionPool: newBatchPool(sessionBatch),
+	}
+}
+
+func (n *sysNet) listen(addr string) (packetConn, error) {
+	lc := net.ListenConfig{Control: n.controlListen}
+	pc, err := lc.ListenPacket(context.Background(), udpNetwork(addr), addr)
+	if err != nil {
+		return nil, err
+	}
+	return newSysConn(pc.(*net.UDPConn), false, n.listenPool)
+}
+
+func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
+	network := "udp4"
+	if !up.Addr().Is4() {
+		network = "udp6"
+	}
+	d := net.Dialer{Control: n.controlSession}
+	c, err := d.Dial(network, up.String())
+	if err != nil {
+		return nil, err
+	}
+	return newSysConn(c.(*net.UDPConn), true, n.sessionPool)
+}
+
+func (n *sysNet) controlListen(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+			return
+		}
+		gotR := setBuffer(int(fd), unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, n.readBuffer, &n.forceRead)
+		gotW := setBuffer(int(fd), unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, n.writeBuffer, &n.forceWrite)
+		if (gotR < n.readBuffer || gotW < n.writeBuffer) && n.warned.CompareAndSwap(false, true) {
+			n.log.Warn().
+				Int("read_buffer_wanted", n.readBuffer).Int("read_buffer_got", gotR).
+				Int("write_buffer_wanted", n.writeBuffer).Int("write_buffer_got", gotW).
+				Msg("udp socket buffers capped by the kernel; raise net.core.rmem_max / net.core.wmem_max (sysctl) or run with CAP_NET_ADMIN, else live streams may drop under bursts")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// controlSession sizes a session socket the way the listen sockets needed.
+// Errors are ignored: a session with a smaller buffer still forwards.
+func (n *sysNet) controlSession(_, _ string, rc syscall.RawConn) error {
+	return rc.Control(func(fd uintptr) {
+		ropt, wopt := unix.SO_RCVBUF, unix.SO_SNDBUF
+		if n.forceRead.Load() {
+			ropt = unix.SO_RCVBUFFORCE
+		}
+		if n.forceWrite.Load() {
+			wopt = unix.SO_SNDBUFFORCE
+		}
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, ropt, n.readBuffer)
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, wopt, n.writeBuffer)
+	})
+}
+
+// setBuffer asks for want bytes with opt, falls back to the FORCE variant
+// (root or CAP_NET_ADMIN may exceed the sysctl cap) and returns what the
+// socket got. Linux reports twice the requested size (it books overhead), so
+// the reported value is halved to compare with the request.
+func setBuffer(fd, opt, forceOpt, want int, forced *atomic.Bool) int {
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, want)
+	got, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
+	if err == nil && got/2 >= want {
+		return got / 2
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, forceOpt, want) == nil {
+		forced.Store(true)
+	}
+	got, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
+	return got / 2
+}
+
+func defaultNetwork(cfg *Config) network {
+	return newSysNet(cfg.readBuffer(), cfg.writeBuffer(), cfg.log())
+}

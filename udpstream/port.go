@@ -1,0 +1,238 @@
+package udpstream
+
+import (
+	"errors"
+	"math/bits"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// failoverHold is how long a port stays on an upstream it has just moved to
+// before another unreachable report may move it again. With every upstream
+// down, it bounds the moves (and their log lines) to one per second.
+const failoverHold = time.Second
+
+// port is one listen socket with its session table.
+type port struct {
+	r      *Relay
+	conn   packetConn
+	listen string           // bound address, for logs
+	ups    []netip.AddrPort // failover list, in order
+
+	active  atomic.Int32 // index in ups that new sessions use
+	movedAt atomic.Int64 // relay clock at the last failover
+
+	mu sync.Mutex // guards the following
+	// sessions is keyed by the client's address and port as a value:
+	// hashing a netip.AddrPort costs no allocation, a String() key would
+	// cost one per datagram.
+	sessions map[netip.AddrPort]*session
+	closed   bool
+}
+
+func newPort(r *Relay, c packetConn, ups []netip.AddrPort) *port {
+	p := &port{r: r, conn: c, listen: c.localAddr().String(), ups: ups,
+		sessions: make(map[netip.AddrPort]*session)}
+	p.movedAt.Store(-int64(failoverHold))
+	return p
+}
+
+// readLoop reads the listen socket and forwards each batch upstream until
+// the relay closes.
+func (p *port) readLoop() {
+	defer p.r.wg.Done()
+	var failures uint64
+	for {
+		b, err := p.conn.readBatch()
+		if err != nil {
+			if p.r.closing.Load() {
+				return
+			}
+			// A listen socket has no peer to report errors; anything here
+			// is local (ENOMEM, ENOBUFS). Log sparsely, back off, retry.
+			failures++
+			if isPow2(failures) {
+				p.r.log.Warn().Err(err).Str("listener", p.r.name).Str("listen", p.listen).
+					Uint64("failures", failures).Msg("udp listen socket read failed; retrying")
+			}
+			select {
+			case <-p.r.done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		p.forward(b)
+		b.release()
+	}
+}
+
+// forward sends a batch read from the listen socket to the sessions' upstream
+// sockets. Consecutive datagrams from one client (the usual case: a stream)
+// go out in one sendmmsg.
+func (p *port) forward(b *batch) {
+	now := p.r.now()
+	for i := 0; i < b.n; {
+		if b.msgs[i].truncated {
+			p.r.stats.Drops.Truncated.Add(1)
+			i++
+			continue
+		}
+		src := b.msgs[i].addr
+		j := i + 1
+		for j < b.n && b.msgs[j].addr == src && !b.msgs[j].truncated {
+			j++
+		}
+		if s := p.session(src, j-i); s != nil {
+			s.touch(now)
+			s.toUpstream(b, i, j)
+		}
+		i = j
+	}
+}
+
+// session returns src's session, opening one if src is new and may have
+// one; otherwise it counts the n datagrams as dropped and returns nil.
+func (p *port) session(src netip.AddrPort, n int) *session {
+	p.mu.Lock()
+	s := p.sessions[src]
+	p.mu.Unlock()
+	if s != nil {
+		return s
+	}
+	r := p.r
+	drops := &r.stats.Drops
+	if r.draining.Load() {
+		drops.Draining.Add(uint64(n))
+		return nil
+	}
+	// No negative cache for refused sources: Admit is an atomic load and a
+	// prefix lookup (tens of ns), less than the recvmmsg cost of the
+	// datagram itself, and asking every time means a reloaded ACL applies
+	// at once and a spoofed flood of refused sources costs no memory.
+	if r.admit != nil && !r.admit(src) {
+		r.stats.Rejected.Add(1)
+		drops.ACL.Add(uint64(n))
+		return nil
+	}
+	if r.stats.SessionsActive.Add(1) > r.maxSessions {
+		r.sessionGone()
+		drops.SessionLimit.Add(uint64(n))
+		return nil
+	}
+	u, err := p.dial(int(p.active.Load()))
+	if err != nil {
+		r.sessionGone()
+		if c := drops.SessionError.Add(uint64(n)); isPow2(c) {
+			r.log.Warn().Err(err).Str("listener", r.name).Str("listen", p.listen).
+				Stringer("client", src).Uint64("dropped", c).Msg("udp session not opened")
+		}
+		return nil
+	}
+	s = newSession(p, src, u, p.r.now())
+
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = u.conn.close()
+		r.sessionGone()
+		drops.Draining.Add(uint64(n))
+		return nil
+	}
+	p.sessions[src] = s
+	r.wg.Add(1) // under mu, so Close (which sets closed under mu) waits for it
+	p.mu.Unlock()
+
+	r.stats.SessionsCreated.Add(1)
+	go s.relayReplies()
+	return s
+}
+
+// dial opens a socket connected to upstream i.
+func (p *port) dial(i int) (*upstream, error) {
+	c, err := p.r.net.dial(p.ups[i])
+	if err != nil {
+		return nil, err
+	}
+	return &upstream{conn: c, index: i, addr: p.ups[i]}, nil
+}
+
+// failover is called when upstream from was reported unreachable. It moves
+// the port to the next upstream of its list (wrapping around) and logs the
+// move once, unless another session moved it already or the current one
+// was chosen less than failoverHold ago. It returns the upstream sessions
+// should use now.
+func (p *port) failover(from int) int {
+	if len(p.ups) == 1 {
+		return from
+	}
+	if cur := int(p.active.Load()); cur != from {
+		return cur
+	}
+	now := p.r.now()
+	if now-p.movedAt.Load() < int64(failoverHold) {
+		return from
+	}
+	next := (from + 1) % len(p.ups)
+	if !p.active.CompareAndSwap(int32(from), int32(next)) {
+		return int(p.active.Load())
+	}
+	p.movedAt.Store(now)
+	p.r.stats.Failovers.Add(1)
+	p.r.log.Warn().Str("listener", p.r.name).Str("listen", p.listen).
+		Stringer("from", p.ups[from]).Stringer("to", p.ups[next]).
+		Msg("udp upstream unreachable (ICMP port unreachable); moving sessions to the next upstream")
+	return next
+}
+
+// expire removes the sessions idle for more than limit and appends them to
+// out; the caller ends them outside the lock.
+func (p *port) expire(now, limit int64, out []*session) []*session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, s := range p.sessions {
+		if now-s.last.Load() > limit {
+			delete(p.sessions, k)
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// remove deletes s from the table if it is still there.
+func (p *port) remove(s *session) {
+	p.mu.Lock()
+	if p.sessions[s.client] == s {
+		delete(p.sessions, s.client)
+	}
+	p.mu.Unlock()
+}
+
+// closeSessions stops the table from taking sessions and ends all of them.
+func (p *port) closeSessions(reason string) {
+	p.mu.Lock()
+	p.closed = true
+	all := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		all = append(all, s)
+	}
+	clear(p.sessions)
+	p.mu.Unlock()
+	for _, s := range all {
+		s.end(reason, nil)
+	}
+}
+
+// isUnreachable reports the errors a connected UDP socket returns after an
+// ICMP error the kernel treats as hard: port or protocol unreachable, or
+// administratively prohibited.
+func isUnreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ENOPROTOOPT)
+}
+
+// isPow2 samples repeated events for logging: the 1st, 2nd, 4th, 8th ...
+func isPow2(n uint64) bool { return n != 0 && bits.OnesCount64(n) == 1 }

@@ -1,0 +1,290 @@
+package udpstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ErrClosed is returned by Serve after Close or Shutdown.
+var ErrClosed = errors.New("udpstream: relay closed")
+
+// Config describes one UDP listener: a port or a port range and, for each
+// port, the upstreams its sessions go to.
+type Config struct {
+	Name string // listener name, the "listener" field of every log line
+
+	// Listen holds one bind address per port, "host:port"; a range arrives
+	// already expanded, one entry per port.
+	Listen []string
+	// Upstreams[i] is the failover list for Listen[i], "host:port" each
+	// (host names are resolved once, by Listen). Sessions use the first;
+	// when it is reported unreachable (ICMP port unreachable) the port's
+	// sessions move to the next, wrapping around.
+	Upstreams [][]string
+
+	SessionTimeout time.Duration // idle time after which a session ends; zero: 60s
+	MaxSessions    int           // sessions open at once, over all ports; zero: 4096
+	ReadBuffer     int           // SO_RCVBUF of every socket, bytes; zero: 4 MiB
+	WriteBuffer    int           // SO_SNDBUF of every socket, bytes; zero: 4 MiB
+
+	// Admit is asked once per new session, with the client's address, on
+	// the first datagram from a source that has no session; nil admits all.
+	// A refused source's datagrams are dropped and counted, and Admit is
+	// asked again on its next datagram (so an ACL reload applies at once).
+	Admit func(netip.AddrPort) bool
+
+	// Log receives the access log (one line per ended session) and
+	// warnings. The zero Logger logs nothing.
+	Log zerolog.Logger
+}
+
+func (c *Config) sessionTimeout() time.Duration {
+	if c.SessionTimeout > 0 {
+		return c.SessionTimeout
+	}
+	return 60 * time.Second
+}
+
+func (c *Config) maxSessions() int {
+	if c.MaxSessions > 0 {
+		return c.MaxSessions
+	}
+	return 4096
+}
+
+func (c *Config) readBuffer() int {
+	if c.ReadBuffer > 0 {
+		return c.ReadBuffer
+	}
+	return 4 << 20
+}
+
+func (c *Config) writeBuffer() int {
+	if c.WriteBuffer > 0 {
+		return c.WriteBuffer
+	}
+	return 4 << 20
+}
+
+// log returns the configured logger; zerolog's zero Logger is already
+// disabled, so no substitution is needed.
+func (c *Config) log() zerolog.Logger { return c.Log }
+
+// Relay forwards the datagrams of one listener. Create it with Listen, run
+// it with Serve, stop it with Shutdown or Close.
+type Relay struct {
+	name        string
+	admit       func(netip.AddrPort) bool
+	timeout     time.Duration
+	tick        time.Duration // sweeper period, the resolution of expiry
+	maxSessions int64
+	log         zerolog.Logger
+	net         network
+	ports       []*port
+	start       time.Time
+	stats       Stats
+
+	// clock is a coarse "now" (nanoseconds since start), advanced by the
+	// sweeper once per tick. The data path stamps sessions with it: one
+	// atomic load per batch instead of a time.Now or a timer per datagram.
+	clock atomic.Int64
+
+	draining    atomic.Bool   // Shutdown began: no new sessions
+	closing     atomic.Bool   // Close began: readers exit on their next error
+	done        chan struct{} // closed by Close
+	drained     chan struct{} // closed when draining and no session is left
+	drainedOnce sync.Once
+	closeOnce   sync.Once
+	wg          sync.WaitGroup // port readers, the sweeper, sessions
+
+	mu      sync.Mutex // guards the following
+	serving bool
+	closed  bool
+}
+
+// Listen binds every listen port now (so bind errors surface at start and
+// on reload) and resolves the upstreams. It starts no goroutine.
+func Listen(cfg Config) (*Relay, error) {
+	return listen(cfg, defaultNetwork(&cfg))
+}
+
+// listen is Listen over any network; the vnet tests pass theirs.
+func listen(cfg Config, nw network) (*Relay, error) {
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("udpstream: no listen address")
+	}
+	if len(cfg.Upstreams) != len(cfg.Listen) {
+		return nil, fmt.Errorf("udpstream: %d listen addresses but %d upstream lists", len(cfg.Listen), len(cfg.Upstreams))
+	}
+	ups := make([][]netip.AddrPort, len(cfg.Upstreams))
+	for i, list := range cfg.Upstreams {
+		if len(list) == 0 {
+			return nil, fmt.Errorf("udpstream: no upstream for %s", cfg.Listen[i])
+		}
+		for _, s := range list {
+			ap, err := resolve(s)
+			if err != nil {
+				return nil, err
+			}
+			ups[i] = append(ups[i], ap)
+		}
+	}
+	timeout := cfg.sessionTimeout()
+	r := &Relay{
+		name:        cfg.Name,
+		admit:       cfg.Admit,
+		timeout:     timeout,
+		tick:        min(max(timeout/8, 5*time.Millisecond), time.Second),
+		maxSessions: int64(cfg.maxSessions()),
+		log:         cfg.log(),
+		net:         nw,
+		start:       time.Now(),
+		done:        make(chan struct{}),
+		drained:     make(chan struct{}),
+	}
+	for i, addr := range cfg.Listen {
+		c, err := nw.listen(addr)
+		if err != nil {
+			for _, p := range r.ports {
+				_ = p.conn.close()
+			}
+			return nil, fmt.Errorf("udpstream: listen %s: %w", addr, err)
+		}
+		r.ports = append(r.ports, newPort(r, c, ups[i]))
+	}
+	return r, nil
+}
+
+// resolve turns "host:port" into an address; IPv4 stays IPv4 (unmapped).
+func resolve(s string) (netip.AddrPort, error) {
+	ua, err := net.ResolveUDPAddr("udp", s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("udpstream: upstream %q: %w", s, err)
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// Serve forwards until the relay is closed, then returns ErrClosed.
+func (r *Relay) Serve() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	if r.serving {
+		r.mu.Unlock()
+		return errors.New("udpstream: Serve called twice")
+	}
+	r.serving = true
+	r.wg.Add(len(r.ports) + 1)
+	for _, p := range r.ports {
+		go p.readLoop()
+	}
+	go r.sweepLoop()
+	r.mu.Unlock()
+
+	<-r.done
+	return ErrClosed
+}
+
+// Shutdown stops opening sessions, keeps forwarding for the open ones until
+// they have all expired or ctx is done, then closes everything. It returns
+// ctx's error if sessions had to be cut, and returns only when every
+// goroutine has exited.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	r.draining.Store(true)
+	if r.stats.SessionsActive.Load() == 0 {
+		r.signalDrained()
+	}
+	var err error
+	select {
+	case <-r.drained:
+	case <-r.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	_ = r.Close()
+	return err
+}
+
+// Close closes every socket now, ending open sessions (reason "shutdown"),
+// and waits for the relay's goroutines. It is safe to call more than once.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+		r.closing.Store(true)
+		close(r.done)
+		for _, p := range r.ports {
+			_ = p.conn.close()
+		}
+		for _, p := range r.ports {
+			p.closeSessions(endShutdown)
+		}
+	})
+	r.wg.Wait()
+	return nil
+}
+
+// Addrs returns the bound listen addresses, in the order of Config.Listen.
+func (r *Relay) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(r.ports))
+	for i, p := range r.ports {
+		addrs[i] = p.conn.localAddr()
+	}
+	return addrs
+}
+
+// Stats returns the relay's live counters.
+func (r *Relay) Stats() *Stats { return &r.stats }
+
+// now reads the coarse clock.
+func (r *Relay) now() int64 { return r.clock.Load() }
+
+// sessionGone gives back a session slot and tells a waiting Shutdown when the
+// last one is gone.
+func (r *Relay) sessionGone() {
+	if r.stats.SessionsActive.Add(-1) == 0 && r.draining.Load() {
+		r.signalDrained()
+	}
+}
+
+func (r *Relay) signalDrained() { r.drainedOnce.Do(func() { close(r.drained) }) }
+
+// sweepLoop advances the coarse clock and ends idle sessions, once per tick.
+// A session is stamped with a clock that may be a tick old, so it is ended
+// only once idle for timeout plus a tick: never early, at most two ticks
+// late.
+func (r *Relay) sweepLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.tick)
+	defer t.Stop()
+	limit := int64(r.timeout + r.tick)
+	var expired []*session // reused between ticks
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		now := int64(time.Since(r.start))
+		r.clock.Store(now)
+		for _, p := range r.ports {
+			expired = p.expire(now, limit, expired[:0])
+			for _, s := range expired {
+				s.end(endIdle, nil)
+			}
+		}
+		clear(expired) // drop references to ended sessions
+	}
+}

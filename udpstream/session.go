@@ -1,0 +1,241 @@
+package udpstream
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Why a session ended, the "end" field of its access-log line.
+const (
+	endIdle          = "idle"           // SessionTimeout passed without traffic either way
+	endShutdown      = "shutdown"       // the relay was closed
+	endUpstreamError = "upstream_error" // the upstream socket failed (the "error" field says how)
+)
+
+// upstream is a session's socket connected to one upstream address.
+type upstream struct {
+	conn  packetConn
+	index int // position in the port's failover list
+	addr  netip.AddrPort
+}
+
+// session is one client of one listen port. The port's reader forwards the
+// client's datagrams through toUpstream; the session's own goroutine,
+// relayReplies, forwards what the upstream sends back.
+type session struct {
+	p       *port
+	client  netip.AddrPort
+	started time.Time
+
+	// up is replaced on failover, so it is read atomically by both
+	// directions; replacing it closes the old socket.
+	up   atomic.Pointer[upstream]
+	last atomic.Int64 // relay clock at the last datagram either way
+
+	// Counters for the access log; "in" is client → upstream.
+	datagramsIn, bytesIn, datagramsOut, bytesOut atomic.Uint64
+
+	mu     sync.Mutex // guards the following
+	ended  bool
+	reason string
+	err    error
+}
+
+func newSession(p *port, client netip.AddrPort, u *upstream, now int64) *session {
+	s := &session{p: p, client: client, started: time.Now()}
+	s.up.Store(u)
+	s.last.Store(now)
+	return s
+}
+
+// touch records traffic. It writes only when the coarse clock has moved, so
+// the two directions do not bounce the cache line on every batch.
+func (s *session) touch(now int64) {
+	if s.last.Load() != now {
+		s.last.Store(now)
+	}
+}
+
+// toUpstream sends b.msgs[i:j], all from this session's client, upstream.
+func (s *session) toUpstream(b *batch, i, j int) {
+	st := &s.p.r.stats
+	retried := false
+	for i < j {
+		u := s.up.Load()
+		n, err := u.conn.writeBatch(b, i, j)
+		if n > 0 {
+			bytes := payloadBytes(b, i, i+n)
+			s.datagramsIn.Add(uint64(n))
+			s.bytesIn.Add(bytes)
+			st.DatagramsIn.Add(uint64(n))
+			st.BytesIn.Add(bytes)
+			i += n
+			retried = false
+		}
+		if err == nil {
+			return
+		}
+		if isUnreachable(err) && !retried {
+			// The kernel reports an ICMP error that arrived for an
+			// earlier datagram on the next call; this datagram was
+			// not sent. Move if the list allows, else send it again.
+			st.Drops.Unreachable.Add(1)
+			s.moveFrom(u)
+			retried = true
+			continue
+		}
+		st.Drops.SendError.Add(1)
+		i++
+		retried = false
+	}
+}
+
+// relayReplies forwards what the upstream sends to the client, from the
+// listen socket the client sent to, until the session ends.
+func (s *session) relayReplies() {
+	defer s.finish()
+	st := &s.p.r.stats
+	for {
+		u := s.up.Load()
+		b, err := u.conn.readBatch()
+		if err != nil {
+			if s.isEnded() {
+				return
+			}
+			if s.up.Load() != u {
+				continue // moved to another upstream; read the new socket
+			}
+			if isUnreachable(err) {
+				st.Drops.Unreachable.Add(1)
+				s.moveFrom(u)
+				continue
+			}
+			s.end(endUpstreamError, err)
+			return
+		}
+		s.touch(s.p.r.now())
+		s.toClient(b)
+		b.release()
+	}
+}
+
+// toClient sends a batch read from the upstream socket to the client.
+func (s *session) toClient(b *batch) {
+	st := &s.p.r.stats
+	for k := 0; k < b.n; k++ {
+		b.msgs[k].addr = s.client
+	}
+	for i := 0; i < b.n; {
+		if b.msgs[i].truncated {
+			st.Drops.Truncated.Add(1)
+			i++
+			continue
+		}
+		j := i + 1
+		for j < b.n && !b.msgs[j].truncated {
+			j++
+		}
+		for i < j {
+			n, err := s.p.conn.writeBatch(b, i, j)
+			if n > 0 {
+				bytes := payloadBytes(b, i, i+n)
+				s.datagramsOut.Add(uint64(n))
+				s.bytesOut.Add(bytes)
+				st.DatagramsOut.Add(uint64(n))
+				st.BytesOut.Add(bytes)
+				i += n
+			}
+			if err != nil {
+				st.Drops.SendError.Add(1)
+				i++
+			}
+		}
+	}
+}
+
+// moveFrom moves the session off upstream u, which was reported unreachable,
+// to the upstream the port now uses. It reports whether the session is on
+// another upstream afterwards.
+func (s *session) moveFrom(u *upstream) bool {
+	next := s.p.failover(u.index)
+	if next == u.index {
+		return false
+	}
+	nu, err := s.p.dial(next)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	if s.ended || s.up.Load() != u {
+		moved := !s.ended
+		s.mu.Unlock()
+		_ = nu.conn.close()
+		return moved
+	}
+	s.up.Store(nu)
+	s.mu.Unlock()
+	_ = u.conn.close()
+	return true
+}
+
+// end marks the session ended for reason and closes its upstream socket,
+// which stops relayReplies. Only the first call counts.
+func (s *session) end(reason string, err error) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended, s.reason, s.err = true, reason, err
+	u := s.up.Load()
+	s.mu.Unlock()
+	_ = u.conn.close()
+}
+
+func (s *session) isEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+// finish runs when relayReplies returns: it takes the session out of the
+// table, writes its access-log line and gives back its slot.
+func (s *session) finish() {
+	p := s.p
+	r := p.r
+	p.remove(s)
+	s.mu.Lock()
+	reason, err := s.reason, s.err
+	s.mu.Unlock()
+	if reason == endIdle {
+		r.stats.SessionsExpired.Add(1)
+	}
+	ev := r.log.Info()
+	if err != nil {
+		ev = r.log.Warn().Err(err)
+	}
+	ev.Str("listener", r.name).
+		Str("listen", p.listen).
+		Stringer("client", s.client).
+		Stringer("upstream", s.up.Load().addr).
+		Uint64("datagrams_in", s.datagramsIn.Load()).
+		Uint64("bytes_in", s.bytesIn.Load()).
+		Uint64("datagrams_out", s.datagramsOut.Load()).
+		Uint64("bytes_out", s.bytesOut.Load()).
+		Dur("duration", time.Since(s.started)).
+		Str("end", reason).
+		Msg("udp session ended")
+	r.sessionGone()
+	r.wg.Done()
+}
+
+// payloadBytes sums the payload sizes of b.msgs[i:j].
+func payloadBytes(b *batch, i, j int) uint64 {
+	var n uint64
+	for k := i; k < j; k++ {
+		n += uint64(len(b.msgs[k].buf))
+	}
+	return n
+}
