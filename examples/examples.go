@@ -1,0 +1,22 @@
+// Package examples holds the ready-made configurations shipped with relay:
+// the CAYIN digital-signage layout (cayin.yaml, printed by `relay example`)
+// and the Theatre Manager layout, each with its pg_hba-style ACL file
+// beside it. It only embeds the files; config and acl read them.
+//
+// Each YAML names its ACL file by a relative path (acl.file:
+// cayin_hba.conf), which the daemon resolves against the folder of the
+// config file, so a config and its ACL are installed side by side.
+package examples
+
+import "embed"
+
+// CAYIN is cayin.yaml, the commented example `relay example` prints.
+//
+//go:embed cayin.yaml
+var CAYIN []byte
+
+// FS holds every example: cayin.yaml, cayin_hba.conf, theatre-manager.yaml
+// and theatre-manager_hba.conf.
+//
+//go:embed *.yaml *.conf
+var FS embed.FS
