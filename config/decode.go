@@ -184,7 +184,11 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		}
 	case reflect.String:
 		if _, ok := data.(string); !ok {
-			return nil, fmt.Errorf("want text, got %s (quote it)", describeValue(data))
+			return nil, fmt.Errorf("want text, got %s", describeValue(data))
+		}
+	case reflect.Slice:
+		if _, ok := data.([]any); !ok {
+			return nil, fmt.Errorf("want a list, got %s", describeValue(data))
 		}
 	case reflect.Struct:
 		if _, ok := data.(map[string]any); !ok {

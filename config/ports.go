@@ -87,7 +87,7 @@ func ParseHostPorts(s string) (HostPorts, error) {
 	host, ports := s[:i], s[i+1:]
 	if strings.HasPrefix(host, "[") {
 		if !strings.HasSuffix(host, "]") || len(host) < 2 {
-			return HostPorts{}, fmt.Errorf("%q: unclosed [ around the host", s)
+			return HostPorts{}, fmt.Errorf("%q: write an IPv6 address as [addr]:port", s)
 		}
 		host = host[1 : len(host)-1]
 		if !strings.Contains(host, ":") {
