@@ -44,18 +44,18 @@ func TestValidationErrors(t *testing.T) {
 		msg   string   // substring of the first problem's message
 	}{
 		{
-			name: "unknown listener key",
-			yaml: "listeners:\n  - name: a\n    mode: tcp\n    listen: :80\n    upstrem: 10.0.0.5:80\n    upstream: 10.0.0.5:80\n",
+			name:  "unknown listener key",
+			yaml:  "listeners:\n  - name: a\n    mode: tcp\n    listen: :80\n    upstrem: 10.0.0.5:80\n    upstream: 10.0.0.5:80\n",
 			paths: []string{"listeners[0].upstrem"}, where: "t.yaml:5", msg: "did you mean upstream?",
 		},
 		{
-			name: "unknown top-level key",
-			yaml: "listners: []\nlisteners:" + one,
+			name:  "unknown top-level key",
+			yaml:  "listners: []\nlisteners:" + one,
 			paths: []string{"listners"}, where: "t.yaml:1", msg: "did you mean listeners?",
 		},
 		{
-			name: "unknown key far from any known one",
-			yaml: "log:\n  colour: red\nlisteners:" + one,
+			name:  "unknown key far from any known one",
+			yaml:  "log:\n  colour: red\nlisteners:" + one,
 			paths: []string{"log.colour"}, where: "t.yaml:2", msg: "known here: format, level",
 		},
 		{
