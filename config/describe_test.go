@@ -53,7 +53,7 @@ func TestMappingFolds(t *testing.T) {
 		Listen: []string{"0.0.0.0:1", "0.0.0.0:2", "0.0.0.0:3", "0.0.0.0:5", "10.0.0.1:6", "10.0.0.1:7"},
 		Upstreams: [][]string{
 			{"a:10", "b:20"}, {"a:11", "b:20"}, {"a:13", "b:20"}, // a jumps at port 3
-			{"a:14", "b:20"}, // listen gap 3 -> 5
+			{"a:14", "b:20"},                   // listen gap 3 -> 5
 			{"a:15", "b:20"}, {"a:16", "c:20"}, // host change
 		},
 	}
