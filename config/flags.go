@@ -7,29 +7,29 @@ import (
 	"github.com/knadh/koanf/maps"
 )
 
-// flagKeys maps each flag RegisterFlags adds to the config key it sets.
-var flagKeys = []struct{ name, key, usage string }{
-	{"log-level", "log.level", "log `level`: debug, info, warn or error (overrides log.level)"},
-	{"log-format", "log.format", "log `format`: auto, json or console (overrides log.format)"},
-	{"admin-listen", "admin.listen", "admin endpoint `host:port`; empty disables it (overrides admin.listen)"},
-	{"shutdown-grace", "shutdown_grace", "drain `duration` on SIGTERM, like 30s (overrides shutdown_grace)"},
-	{"acl-file", "acl.file", "ACL `file` (overrides acl.file)"},
-}
-
 // Flags are the command-line overrides RegisterFlags added to a FlagSet.
 // Only flags the user set override the file and environment.
 type Flags struct {
-	fs *flag.FlagSet
+	fs   *flag.FlagSet
+	keys map[string]string // flag name -> config key it sets
 }
 
 // RegisterFlags adds -log-level, -log-format, -admin-listen, -shutdown-grace
 // and -acl-file to fs. Pass the result to Load in LoadOptions.Flags after
 // fs.Parse. Values are checked by Load, like the file's.
 func RegisterFlags(fs *flag.FlagSet) *Flags {
-	for _, f := range flagKeys {
-		fs.String(f.name, "", f.usage)
+	f := &Flags{fs: fs, keys: make(map[string]string)}
+	for _, d := range []struct{ name, key, usage string }{
+		{"log-level", "log.level", "log `level`: debug, info, warn or error (overrides log.level)"},
+		{"log-format", "log.format", "log `format`: auto, json or console (overrides log.format)"},
+		{"admin-listen", "admin.listen", "admin endpoint `host:port`; empty disables it (overrides admin.listen)"},
+		{"shutdown-grace", "shutdown_grace", "drain `duration` on SIGTERM, like 30s (overrides shutdown_grace)"},
+		{"acl-file", "acl.file", "ACL `file` (overrides acl.file)"},
+	} {
+		fs.String(d.name, "", d.usage)
+		f.keys[d.name] = d.key
 	}
-	return &Flags{fs: fs}
+	return f
 }
 
 // set returns the key -> value pairs of the flags given on the command line,
@@ -40,12 +40,8 @@ func (f *Flags) set() (values map[string]any, names map[string]string) {
 	if f == nil || f.fs == nil {
 		return values, names
 	}
-	keys := make(map[string]string, len(flagKeys))
-	for _, fk := range flagKeys {
-		keys[fk.name] = fk.key
-	}
 	f.fs.Visit(func(fl *flag.Flag) {
-		if key, ok := keys[fl.Name]; ok {
+		if key, ok := f.keys[fl.Name]; ok {
 			values[key] = fl.Value.String()
 			names[key] = fl.Name
 		}

@@ -38,6 +38,9 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 		}
 	}
 	l.Upstreams = resolveUpstreams(fl.Upstream, listen, listenOK, path+".upstream", p)
+	if listenOK {
+		checkSelfLoop(&l, listen, path+".upstream", p)
+	}
 
 	checkSections(fl, path, p)
 	if l.Mode == ModeUDP {
@@ -144,6 +147,35 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 		}
 	}
 	return out
+}
+
+// checkSelfLoop refuses an upstream that is the listener's own socket:
+// every connection would dial the relay again, until max_conns or the file
+// descriptor limit stops it. Only addresses certain to be this machine's are
+// caught: the listen IP itself, or loopback under a wildcard listen.
+func checkSelfLoop(l *Listener, listen HostPorts, path string, p *problems) {
+	own, err := checkListenHost(listen.Host)
+	if err != nil || listen.First == 0 {
+		return
+	}
+	for i, ups := range l.Upstreams {
+		port := listen.First + uint16(i)
+		for _, u := range ups {
+			hp, err := ParseHostPorts(u)
+			if err != nil || hp.First != port {
+				continue
+			}
+			ip, err := netip.ParseAddr(hp.Host)
+			if err != nil {
+				continue
+			}
+			ip = ip.Unmap()
+			if ip == own || own.IsUnspecified() && (ip.IsLoopback() || ip.IsUnspecified()) {
+				p.addf(path, "%s is this listener's own address (%s): every connection would loop back into the relay", u, l.Listen[i])
+				return
+			}
+		}
+	}
 }
 
 // checkSections refuses settings the listener's mode would ignore, so a

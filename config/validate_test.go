@@ -220,6 +220,16 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"listeners[0].listen"}, msg: "the admin endpoint (admin.listen)",
 		},
 		{
+			name:  "upstream is the listener itself",
+			yaml:  "listeners:\n  - name: a\n    mode: tcp\n    listen: 0.0.0.0:8000-8002\n    upstream:\n      - 10.0.0.5:8000-8002\n      - 127.0.0.1:8000-8002\n",
+			paths: []string{"listeners[0].upstream"}, where: "t.yaml:5", msg: "127.0.0.1:8000 is this listener's own address (0.0.0.0:8000)",
+		},
+		{
+			name:  "upstream is the listen IP",
+			yaml:  "listeners:\n  - name: a\n    mode: udp\n    listen: 10.1.1.1:53\n    upstream: 10.1.1.1:53\n",
+			paths: []string{"listeners[0].upstream"}, msg: "loop back",
+		},
+		{
 			name:  "udp section on a tcp listener",
 			yaml:  "listeners:\n  - name: a\n    mode: tcp\n    listen: :80\n    upstream: 10.0.0.5:80\n    udp:\n      max_sessions: 10\n",
 			paths: []string{"listeners[0].udp"}, msg: "only for mode udp",
@@ -336,6 +346,7 @@ func TestValidationAccepts(t *testing.T) {
 		{"tcp and udp share a port", "listeners:\n  - name: a\n    mode: tcp\n    listen: 0.0.0.0:8100\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: udp\n    listen: 0.0.0.0:8100-8226\n    upstream: 10.0.0.6:8100-8226\n"},
 		{"same port on two addresses", "listeners:\n  - name: a\n    mode: tcp\n    listen: 10.1.1.1:80\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: tcp\n    listen: 10.1.1.2:80\n    upstream: 10.0.0.6:80\n"},
 		{"two listeners on port 0", "admin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:0\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: tcp\n    listen: 127.0.0.1:0\n    upstream: 10.0.0.6:80\n"},
+		{"upstream on the same port elsewhere", "listeners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 127.0.0.2:80\n  - name: b\n    mode: tcp\n    listen: 10.1.1.1:81\n    upstream: 10.0.0.5:81\n"},
 		{"upstream by host name", "listeners:\n  - name: a\n    mode: tcp\n    listen: :80\n    upstream: cms.venue.example:80\n"},
 		{"admin disabled frees its port", "admin:\n  listen: ''\nlisteners:\n  - name: a\n    mode: tcp\n    listen: :9090\n    upstream: 10.0.0.5:80\n"},
 		{"zero shutdown_grace and user_timeout", "shutdown_grace: 0s\nlisteners:\n  - name: p\n    mode: raw\n    listen: :10001\n    upstream: 10.0.0.5:10001\n    raw:\n      user_timeout: 0\n"},
