@@ -19,9 +19,9 @@ type descs struct {
 
 	accepted, rejected, active, bytes, dialFailures *prometheus.Desc
 
-	udpActive, udpCreated, udpExpired, udpDatagrams, udpDropped *prometheus.Desc
+	udpActive, udpCreated, udpExpired, udpDatagrams, udpDropped, udpFailovers *prometheus.Desc
 
-	ftpOpened, ftpFailed, ftpPortsInUse *prometheus.Desc
+	ftpOpened, ftpFailed, ftpPortsInUse, ftpRefused *prometheus.Desc
 
 	rawQueueLength, rawQueueWait, rawQueueTimeouts *prometheus.Desc
 }
@@ -46,10 +46,12 @@ func newDescs() descs {
 		udpExpired:   d("relay_udp_sessions_expired_total", "UDP sessions ended by the idle timeout."),
 		udpDatagrams: d("relay_udp_datagrams_total", "UDP datagrams relayed, by direction (to_upstream, to_client).", "direction"),
 		udpDropped:   d("relay_udp_datagrams_dropped_total", "UDP datagrams not relayed, by reason.", "reason"),
+		udpFailovers: d("relay_udp_upstream_failovers_total", "UDP listen ports moved to the next upstream of their list."),
 
 		ftpOpened:     d("relay_ftp_data_channels_opened_total", "FTP data connections established and relayed."),
 		ftpFailed:     d("relay_ftp_data_channels_failed_total", "FTP data channels that could not be set up or were never used."),
 		ftpPortsInUse: d("relay_ftp_data_ports_in_use", "Relay-owned FTP data ports open now."),
+		ftpRefused:    d("relay_ftp_refused_total", "FTP PORT/EPRT bounces (port_bounce) and data-port connections from a stranger (data_theft) refused.", "reason"),
 
 		rawQueueLength:   d("relay_raw_queue_length", "Clients waiting for an exclusive raw upstream now."),
 		rawQueueWait:     d("relay_raw_queue_wait_seconds", "Time clients waited for an exclusive raw upstream."),
@@ -75,8 +77,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
 		d.ready, d.info,
 		d.accepted, d.rejected, d.active, d.bytes, d.dialFailures,
-		d.udpActive, d.udpCreated, d.udpExpired, d.udpDatagrams, d.udpDropped,
-		d.ftpOpened, d.ftpFailed, d.ftpPortsInUse,
+		d.udpActive, d.udpCreated, d.udpExpired, d.udpDatagrams, d.udpDropped, d.udpFailovers,
+		d.ftpOpened, d.ftpFailed, d.ftpPortsInUse, d.ftpRefused,
 		d.rawQueueLength, d.rawQueueWait, d.rawQueueTimeouts,
 	} {
 		ch <- desc
@@ -117,6 +119,7 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.udpExpired, u.SessionsExpired, name)
 		e.counter(d.udpDatagrams, u.DatagramsToUpstream, name, toUpstream)
 		e.counter(d.udpDatagrams, u.DatagramsToClient, name, toClient)
+		e.counter(d.udpFailovers, u.Failovers, name)
 		for reason, n := range u.Dropped {
 			e.counter(d.udpDropped, n, name, reason)
 		}
@@ -125,6 +128,8 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.ftpOpened, f.DataOpened, name)
 		e.counter(d.ftpFailed, f.DataFailed, name)
 		e.gauge(d.ftpPortsInUse, f.DataPortsInUse, name)
+		e.counter(d.ftpRefused, f.BouncesRefused, name, "port_bounce")
+		e.counter(d.ftpRefused, f.DataTheftAttempts, name, "data_theft")
 	}
 	if r := s.Raw; r != nil {
 		e.gauge(d.rawQueueLength, r.QueueLength, name)

@@ -27,9 +27,11 @@
 //	relay_udp_sessions_expired_total      counter                UDP sessions ended by the idle timeout
 //	relay_udp_datagrams_total             counter  direction     UDP datagrams relayed; direction as for bytes
 //	relay_udp_datagrams_dropped_total     counter  reason        UDP datagrams not relayed, e.g. acl, session_limit
+//	relay_udp_upstream_failovers_total    counter                listen ports moved to the next upstream of their list
 //	relay_ftp_data_channels_opened_total  counter                FTP data connections established and relayed
 //	relay_ftp_data_channels_failed_total  counter                FTP data channels not set up or never used
 //	relay_ftp_data_ports_in_use           gauge                  relay-owned FTP data ports open now
+//	relay_ftp_refused_total               counter  reason        port_bounce (PORT/EPRT, RFC 2577) or data_theft (stranger on a data port)
 //	relay_raw_queue_length                gauge                  clients waiting for an exclusive raw upstream
 //	relay_raw_queue_wait_seconds          summary                time clients waited (_sum and _count)
 //	relay_raw_queue_timeouts_total        counter                waiting clients closed after queue_timeout

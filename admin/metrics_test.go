@@ -106,14 +106,14 @@ func TestEveryFamily(t *testing.T) {
 			Listener: "rtb", Mode: "udp", BytesToUpstream: 7000, BytesToClient: 1400,
 			UDP: &UDP{
 				SessionsActive: 2, SessionsCreated: 5, SessionsExpired: 3,
-				DatagramsToUpstream: 7, DatagramsToClient: 14,
+				DatagramsToUpstream: 7, DatagramsToClient: 14, Failovers: 1,
 				Dropped: map[string]uint64{"acl": 4, "session_limit": 9},
 			},
 		},
 		{
 			Listener: "cms-ftp", Mode: "ftp", BytesToUpstream: 10, BytesToClient: 20,
 			Conns: &Conns{Accepted: 1},
-			FTP:   &FTP{DataOpened: 6, DataFailed: 2, DataPortsInUse: 1},
+			FTP:   &FTP{DataOpened: 6, DataFailed: 2, DataPortsInUse: 1, BouncesRefused: 3, DataTheftAttempts: 5},
 		},
 		{
 			Listener: "ticket-printer", Mode: "raw",
@@ -132,6 +132,13 @@ relay_ftp_data_channels_opened_total{listener="cms-ftp"} 6
 # HELP relay_ftp_data_ports_in_use Relay-owned FTP data ports open now.
 # TYPE relay_ftp_data_ports_in_use gauge
 relay_ftp_data_ports_in_use{listener="cms-ftp"} 1
+# HELP relay_ftp_refused_total FTP PORT/EPRT bounces (port_bounce) and data-port connections from a stranger (data_theft) refused.
+# TYPE relay_ftp_refused_total counter
+relay_ftp_refused_total{listener="cms-ftp",reason="data_theft"} 5
+relay_ftp_refused_total{listener="cms-ftp",reason="port_bounce"} 3
+# HELP relay_udp_upstream_failovers_total UDP listen ports moved to the next upstream of their list.
+# TYPE relay_udp_upstream_failovers_total counter
+relay_udp_upstream_failovers_total{listener="rtb"} 1
 # HELP relay_listener_info 1 for each running listener, with its mode.
 # TYPE relay_listener_info gauge
 relay_listener_info{listener="cms-ftp",mode="ftp"} 1
@@ -179,6 +186,7 @@ relay_bytes_total{direction="to_upstream",listener="ticket-printer"} 0
 `
 	err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"relay_ftp_data_channels_failed_total", "relay_ftp_data_channels_opened_total", "relay_ftp_data_ports_in_use",
+		"relay_ftp_refused_total", "relay_udp_upstream_failovers_total",
 		"relay_listener_info", "relay_raw_queue_length", "relay_raw_queue_timeouts_total", "relay_raw_queue_wait_seconds",
 		"relay_udp_datagrams_dropped_total", "relay_udp_datagrams_total", "relay_udp_sessions_active",
 		"relay_udp_sessions_created_total", "relay_udp_sessions_expired_total",

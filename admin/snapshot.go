@@ -45,6 +45,10 @@ type UDP struct {
 	DatagramsToUpstream uint64
 	DatagramsToClient   uint64
 
+	// Failovers counts moves of a listen port to the next upstream of its
+	// list after the current one was reported unreachable.
+	Failovers uint64
+
 	// Dropped counts datagrams that were not forwarded, by reason, e.g.
 	// "acl", "session_limit", "send_error". Each key becomes one value of
 	// the reason label; nil: nothing dropped.
@@ -56,6 +60,10 @@ type FTP struct {
 	DataOpened     uint64 // data connections established and relayed
 	DataFailed     uint64 // data channels that could not be set up or were never used
 	DataPortsInUse int64  // relay-owned data ports open now
+
+	// Refusals of the RFC 2577 kind, which an admin wants to see:
+	BouncesRefused    uint64 // PORT/EPRT to another address or a port below 1024
+	DataTheftAttempts uint64 // connections to a data port from a stranger
 }
 
 // Raw counts the wait queue of an exclusive raw listener.
@@ -110,6 +118,7 @@ func mergeUDP(a, b *UDP) *UDP {
 		SessionsExpired:     a.SessionsExpired + b.SessionsExpired,
 		DatagramsToUpstream: a.DatagramsToUpstream + b.DatagramsToUpstream,
 		DatagramsToClient:   a.DatagramsToClient + b.DatagramsToClient,
+		Failovers:           a.Failovers + b.Failovers,
 		Dropped:             dropped,
 	}
 }
@@ -122,6 +131,9 @@ func mergeFTP(a, b *FTP) *FTP {
 		DataOpened:     a.DataOpened + b.DataOpened,
 		DataFailed:     a.DataFailed + b.DataFailed,
 		DataPortsInUse: a.DataPortsInUse + b.DataPortsInUse,
+
+		BouncesRefused:    a.BouncesRefused + b.BouncesRefused,
+		DataTheftAttempts: a.DataTheftAttempts + b.DataTheftAttempts,
 	}
 }
 

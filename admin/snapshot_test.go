@@ -1,0 +1,45 @@
+package admin
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+// fill sets every number in every section of s to v, by reflection, so that
+// a field added later cannot be forgotten by merge unnoticed.
+func fill(v int) Snapshot {
+	s := Snapshot{Listener: "x", Mode: "tcp", Conns: &Conns{}, UDP: &UDP{Dropped: map[string]uint64{"acl": uint64(v)}}, FTP: &FTP{}, Raw: &Raw{}}
+	var set func(rv reflect.Value)
+	set = func(rv reflect.Value) {
+		for i := range rv.NumField() {
+			f := rv.Field(i)
+			switch f.Kind() {
+			case reflect.Uint64:
+				f.SetUint(uint64(v))
+			case reflect.Int64: // gauges and time.Duration
+				f.SetInt(int64(v))
+			case reflect.Pointer:
+				set(f.Elem())
+			}
+		}
+	}
+	set(reflect.ValueOf(&s).Elem())
+	return s
+}
+
+func TestMergeSumsEveryField(t *testing.T) {
+	got := merge(fill(1), fill(2))
+	if want := fill(3); !reflect.DeepEqual(got, want) {
+		t.Errorf("merge(1, 2):\n got %+v %+v %+v %+v %+v\nwant %+v %+v %+v %+v %+v",
+			got, *got.Conns, *got.UDP, *got.FTP, *got.Raw, want, *want.Conns, *want.UDP, *want.FTP, *want.Raw)
+	}
+	if s := fill(1); s.Raw.WaitTime != time.Duration(1) {
+		t.Fatalf("fill did not reach Raw.WaitTime")
+	}
+	// A section only one side has is kept as it is.
+	a := Snapshot{Listener: "x", UDP: &UDP{SessionsCreated: 4}}
+	if m := merge(a, Snapshot{Listener: "x", Conns: &Conns{Accepted: 1}}); m.UDP.SessionsCreated != 4 || m.Conns.Accepted != 1 {
+		t.Errorf("one-sided sections: %+v %+v", m.UDP, m.Conns)
+	}
+}
