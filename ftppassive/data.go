@@ -1,0 +1,155 @@
+package ftppassive
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/edgerelay/relay/forward"
+)
+
+// dataConn is one relay-owned data port: a listener that takes exactly one
+// connection from peer, then dials target and relays.
+//
+// Passive mode: the port faces the client (peer: the control client's IP;
+// target: the server's data port). Active mode: it faces the server (peer:
+// the server's IP; target: the client's PORT/EPRT address).
+type dataConn struct {
+	s       *session
+	ln      *net.TCPListener
+	local   netip.AddrPort // the port as bound
+	release func()         // gives the port back to the pool
+	peer    netip.Addr
+	target  netip.AddrPort
+	passive bool
+}
+
+// addr is the relay's own address of this port, as told to the other side.
+func (d *dataConn) addr() netip.AddrPort { return d.local }
+
+// openData opens a data port on bindIP and starts waiting for peer. It
+// replaces the session's previous port if nobody connected to that one:
+// a client that asks PASV twice has given up on the first.
+func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passive bool) (*dataConn, error) {
+	ln, release, err := s.p.ports.listen(bindIP)
+	if err != nil {
+		s.p.stats.DataFailed.Add(1)
+		return nil, err
+	}
+	d := &dataConn{
+		s:       s,
+		ln:      ln,
+		local:   addrPortOf(ln.Addr()),
+		release: release,
+		peer:    peer,
+		target:  target,
+		passive: passive,
+	}
+	ln.SetDeadline(time.Now().Add(s.p.cfg.dataTimeout()))
+
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		ln.Close()
+		release()
+		return nil, errSessionEnded
+	}
+	old := s.idleData
+	s.idleData = d
+	s.dataWG.Add(1)
+	s.mu.Unlock()
+	if old != nil {
+		old.ln.Close()
+	}
+	go d.serve()
+	return d, nil
+}
+
+// serve waits for the one connection this port is for, then relays it.
+func (d *dataConn) serve() {
+	defer d.s.dataWG.Done()
+	defer d.release()
+	conn, err := d.accept()
+	d.ln.Close()
+	d.s.mu.Lock()
+	if d.s.idleData == d {
+		d.s.idleData = nil
+	}
+	d.s.mu.Unlock()
+	if err != nil {
+		d.s.p.stats.DataFailed.Add(1)
+		ev := d.s.log.Debug()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			ev = d.s.log.Info()
+			err = errors.New("nobody connected within data_timeout")
+		}
+		ev.Str("port", d.local.String()).Str("why", err.Error()).Msg("data port closed unused")
+		return
+	}
+	d.relay(conn)
+}
+
+// accept returns the first connection from d.peer. Connections from any
+// other address are closed at once: on a shared network a neighbour could
+// otherwise race the client to a passive port and take (or inject) the
+// file. The rightful peer can still connect afterwards.
+func (d *dataConn) accept() (*net.TCPConn, error) {
+	for {
+		c, err := d.ln.AcceptTCP()
+		if err != nil {
+			return nil, err
+		}
+		from := addrPortOf(c.RemoteAddr())
+		if from.Addr() == d.peer {
+			return c, nil
+		}
+		c.SetLinger(0)
+		c.Close()
+		d.s.p.stats.DataTheftAttempts.Add(1)
+		d.s.log.Warn().Str("from", from.String()).Str("port", d.local.String()).
+			Str("expected", d.peer.String()).
+			Msg("data connection from a foreign address refused")
+	}
+}
+
+// relay dials the other side of the transfer and moves the bytes.
+func (d *dataConn) relay(in *net.TCPConn) {
+	s := d.s
+	var out net.Conn
+	var err error
+	if d.passive {
+		out, err = s.p.dial(s.ctx, d.target.String())
+	} else {
+		// The client expects its data from the address it connected to.
+		out, err = s.p.dialFrom(s.ctx, s.clientLocal, d.target)
+	}
+	if err != nil {
+		in.Close()
+		s.p.stats.DialFailures.Add(1)
+		s.p.stats.DataFailed.Add(1)
+		s.log.Warn().Err(err).Str("target", d.target.String()).Msg("data connection: dial failed")
+		return
+	}
+	s.p.stats.DataOpened.Add(1)
+	s.transfers.Add(1)
+	up, down := &s.p.stats.DataBytesToUpstream, &s.p.stats.DataBytesToClient
+	opt := forward.PipeOptions{IdleTimeout: s.idle, Progress: s.progress, AtoB: up, BtoA: down, Pool: s.p.pipes}
+	if !d.passive {
+		// in is the server's connection here.
+		opt.AtoB, opt.BtoA = down, up
+	}
+	start := time.Now()
+	res := forward.Pipe(s.ctx, in, out, opt)
+	toServer, toClient := res.AtoB, res.BtoA
+	if !d.passive {
+		toServer, toClient = toClient, toServer
+	}
+	s.dataUp.Add(uint64(toServer))
+	s.dataDown.Add(uint64(toClient))
+	s.log.Debug().Bool("passive", d.passive).Str("port", d.local.String()).
+		Int64("bytes_up", toServer).Int64("bytes_down", toClient).
+		Dur("duration", time.Since(start)).Str("end", res.End).
+		Msg("data transfer")
+}

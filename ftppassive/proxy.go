@@ -1,0 +1,272 @@
+package ftppassive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/forward"
+)
+
+// ErrClosed is returned by Serve after Close or Shutdown.
+var ErrClosed = errors.New("ftppassive: proxy closed")
+
+// Defaults for the zero values of Config.
+const (
+	defaultDataTimeout    = 30 * time.Second
+	defaultConnectTimeout = 5 * time.Second
+	defaultIdleTimeout    = time.Hour
+)
+
+// Config describes one FTP listener: its control port(s), the FTP server
+// behind each, and the relay-owned data ports.
+type Config struct {
+	// Name is the listener name, the "listener" field of every log line.
+	Name string
+	// Listen holds one "host:port" control address per port, usually one.
+	Listen []string
+	// Upstreams[i] is the failover list of FTP servers for Listen[i].
+	Upstreams [][]string
+	// DataPorts is the inclusive range the relay takes its data ports from
+	// (passive and active). Zero: ports chosen by the kernel, no limit.
+	DataPorts [2]uint16
+	// PublicIP is the address advertised in 227 replies. Zero: the local
+	// address of the client's control connection.
+	PublicIP netip.Addr
+	// TrustServerIP makes the relay dial the address the server advertises
+	// in its 227 reply. false: the server's data port is dialled on the
+	// address of the control connection's server (servers behind NAT often
+	// advertise addresses nobody can reach).
+	TrustServerIP bool
+	// DataTimeout closes a data port nobody connected to. Zero: 30s.
+	DataTimeout time.Duration
+	// ConnectTimeout bounds each dial to the server (control and data).
+	// Zero: 5s.
+	ConnectTimeout time.Duration
+	// IdleTimeout ends a control connection on which nothing moved for this
+	// long; bytes moving on one of its data connections count as activity.
+	// It also ends a data connection idle for this long. Zero: 1h.
+	IdleTimeout time.Duration
+	// MaxConns caps open control connections. Zero: unlimited.
+	MaxConns int
+	// Admit is the ACL hook, asked once per control connection. nil: allow.
+	Admit func(netip.AddrPort) bool
+	// Dial connects to the FTP server (control and data). nil: net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Log receives session lines and warnings. The zero Logger logs nothing.
+	Log zerolog.Logger
+}
+
+func (c *Config) dataTimeout() time.Duration {
+	if c.DataTimeout <= 0 {
+		return defaultDataTimeout
+	}
+	return c.DataTimeout
+}
+
+func (c *Config) connectTimeout() time.Duration {
+	if c.ConnectTimeout <= 0 {
+		return defaultConnectTimeout
+	}
+	return c.ConnectTimeout
+}
+
+func (c *Config) idleTimeout() time.Duration {
+	if c.IdleTimeout <= 0 {
+		return defaultIdleTimeout
+	}
+	return c.IdleTimeout
+}
+
+func (c *Config) validate() error {
+	first, last := c.DataPorts[0], c.DataPorts[1]
+	if (first == 0) != (last == 0) || first > last {
+		return fmt.Errorf("ftppassive: data ports %d-%d: want first <= last, both non-zero (or both zero)", first, last)
+	}
+	if len(c.Upstreams) != len(c.Listen) {
+		return fmt.Errorf("ftppassive: %d listen addresses but %d upstream lists", len(c.Listen), len(c.Upstreams))
+	}
+	for i, ups := range c.Upstreams {
+		if len(ups) == 0 {
+			return fmt.Errorf("ftppassive: no upstream for %s", c.Listen[i])
+		}
+	}
+	return nil
+}
+
+// Stats are the counters of one Proxy. Every field is atomic; the admin
+// endpoint reads them while the proxy runs. Counters only grow; the fields
+// marked gauge go up and down.
+type Stats struct {
+	// Control holds the control listener's counters kept by forward:
+	// connections accepted, rejected by the ACL, refused by max_conns, open.
+	Control *forward.Stats
+
+	// Sessions counts control connections relayed to an FTP server.
+	Sessions atomic.Uint64
+	// UpstreamFailed counts control connections answered 421 because no
+	// server of the failover list could be reached.
+	UpstreamFailed atomic.Uint64
+	// DialFailures counts failed dials to the server or to an active-mode
+	// client, control and data, each address tried once.
+	DialFailures atomic.Uint64
+	// LinesTooLong counts sessions closed because a peer sent a control line
+	// longer than the limit (8 KiB).
+	LinesTooLong atomic.Uint64
+	// Opaque counts sessions that turned to plain TCP after AUTH TLS/SSL.
+	Opaque atomic.Uint64
+
+	// DataOpened counts data connections established and relayed.
+	DataOpened atomic.Uint64
+	// DataFailed counts data channels that could not be set up (no free
+	// port, a failed dial, a bad 227/229) or were never used (data timeout,
+	// replaced by a newer PASV/EPSV/PORT, session ended first).
+	DataFailed atomic.Uint64
+	// DataPortsInUse is the number of relay-owned data ports open now,
+	// listening or carrying a transfer (gauge).
+	DataPortsInUse atomic.Int64
+	// DataTheftAttempts counts connections to a data port from an address
+	// other than the session's peer; each was closed at once.
+	DataTheftAttempts atomic.Uint64
+	// BouncesRefused counts PORT/EPRT commands refused by RFC 2577 checks
+	// (another address than the client's, or a port below 1024).
+	BouncesRefused atomic.Uint64
+
+	// Bytes moved, counted per chunk as written. Control bytes include the
+	// relay's own rewritten lines; add both for the listener's total.
+	ControlBytesToUpstream atomic.Uint64 // client -> server, control
+	ControlBytesToClient   atomic.Uint64 // server -> client, control
+	DataBytesToUpstream    atomic.Uint64 // client -> server, data (uploads)
+	DataBytesToClient      atomic.Uint64 // server -> client, data (downloads)
+}
+
+// Proxy is an FTP control-channel proxy with its data-port pool.
+type Proxy struct {
+	cfg   Config
+	log   zerolog.Logger
+	ln    *forward.Listener
+	ports *portPool
+	pipes *forward.Pool
+	stats Stats
+
+	tlsNoted  atomic.Bool // the AUTH TLS advice was logged
+	closePool sync.Once
+}
+
+// Listen binds the control sockets now; Serve starts accepting.
+func Listen(cfg Config) (*Proxy, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Log}
+	p.ports = newPortPool(cfg.DataPorts, &p.stats.DataPortsInUse)
+	ln, err := forward.Listen(forward.Config{
+		Name:           cfg.Name,
+		Listen:         cfg.Listen,
+		Upstreams:      cfg.Upstreams,
+		ConnectTimeout: cfg.ConnectTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxConns:       cfg.MaxConns,
+		Admit:          cfg.Admit,
+		Dial:           cfg.Dial,
+		Handler:        forward.HandlerFunc(p.serveControl),
+		Log:            cfg.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.ln = ln
+	p.stats.Control = ln.Stats()
+	// Pipes idle between transfers are kept for the next one: FTP clients
+	// open a data connection per file.
+	p.pipes = forward.NewPool(64)
+	return p, nil
+}
+
+// Serve accepts control connections until Close or Shutdown, then returns
+// ErrClosed.
+func (p *Proxy) Serve() error {
+	err := p.ln.Serve()
+	if errors.Is(err, forward.ErrClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Shutdown stops accepting and lets sessions (and their transfers) finish
+// until ctx is done, then closes them. It returns when all have ended.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	err := p.ln.Shutdown(ctx)
+	p.closePool.Do(func() { p.pipes.Close() })
+	return err
+}
+
+// Close closes the listener, every session and every data port now, and
+// waits for their goroutines. It is idempotent.
+func (p *Proxy) Close() error {
+	err := p.ln.Close()
+	p.closePool.Do(func() { p.pipes.Close() })
+	return err
+}
+
+// Addrs returns the bound control addresses.
+func (p *Proxy) Addrs() []net.Addr { return p.ln.Addrs() }
+
+// Stats returns the live counters.
+func (p *Proxy) Stats() *Stats { return &p.stats }
+
+// dial connects to addr with the configured dialer and timeout.
+func (p *Proxy) dial(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.connectTimeout())
+	defer cancel()
+	if p.cfg.Dial != nil {
+		return p.cfg.Dial(ctx, "tcp", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// dialFrom connects to addr from the local address from. Used to reach an
+// active-mode client, which expects its data from the address it
+// connected to.
+func (p *Proxy) dialFrom(ctx context.Context, from netip.Addr, addr netip.AddrPort) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.connectTimeout())
+	defer cancel()
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
+	return d.DialContext(ctx, "tcp", addr.String())
+}
+
+// dialUpstream tries the failover list of Listen[index] in order.
+func (p *Proxy) dialUpstream(ctx context.Context, index int) (net.Conn, error) {
+	var errs []error
+	for _, addr := range p.cfg.Upstreams[index] {
+		c, err := p.dial(ctx, addr)
+		if err == nil {
+			return c, nil
+		}
+		p.stats.DialFailures.Add(1)
+		errs = append(errs, fmt.Errorf("dial %s: %w", addr, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// addrPortOf returns a's address and port with IPv4-mapped IPv6 unmapped,
+// so that addresses compare equal whatever the socket family.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
