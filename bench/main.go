@@ -1,0 +1,220 @@
+// Command bench is relay's load-test suite: it builds the relay from this
+// tree, starts loopback backends (TCP sink and echo, an FTP server, UDP sink
+// and echo, a simulated ticket printer), pushes every mode through the relay,
+// through no forwarder at all (direct), and through the peers installed here
+// (HAProxy, nginx stream, socat, rinetd), checks that every byte and
+// datagram arrived intact, and prints one table of medians and ratios.
+//
+//	go run ./bench                  every scenario, 3 runs (a few minutes)
+//	go run ./bench -quick           every scenario, 1 short run (well under a minute)
+//	go run ./bench -scenario udp    one scenario
+//	go run ./bench -json out.json   also write every run's figures
+//
+// All traffic stays on 127.0.0.1. The peers are started and stopped by the
+// bench, each in a process group of its own. The exit status is 1 when the
+// relay (or the direct path) lost or corrupted data, 2 on bad usage.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == idleBackendArg {
+		os.Exit(runIdleBackend())
+	}
+	os.Exit(run())
+}
+
+// options are the command-line flags.
+type options struct {
+	quick    bool
+	scenario string
+	runs     int
+	jsonPath string
+	relayBin string
+	peers    string
+}
+
+func parseFlags() (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.BoolVar(&o.quick, "quick", false, "one short run of every scenario (well under a minute)")
+	fs.StringVar(&o.scenario, "scenario", "", "run only this `scenario`: "+strings.Join(scenarioNames(), ", "))
+	fs.IntVar(&o.runs, "runs", 0, "runs per forwarder (default 3, or 1 with -quick)")
+	fs.StringVar(&o.jsonPath, "json", "", "also write every run's figures to this `file`")
+	fs.StringVar(&o.relayBin, "relay", "", "use this relay `binary` instead of building ./cmd/relay")
+	fs.StringVar(&o.peers, "peers", "all", "peers to compare: all, none, or a comma `list` of "+strings.Join(peerNames(), ","))
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func run() int {
+	o, err := parseFlags()
+	if err != nil {
+		return 2
+	}
+	scenarios, err := pickScenarios(o.scenario)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	sc := defaultScale()
+	if o.quick {
+		sc = quickScale()
+	}
+	if o.runs > 0 {
+		sc.runs = o.runs
+	}
+	dir, err := os.MkdirTemp("", "relay-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	e := &env{dir: dir, ports: newPortAlloc(), scale: sc, files: int(raiseFileLimit())}
+	code := bench(e, o, scenarios)
+	e.stopAll()
+	if code == 0 {
+		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintf(os.Stderr, "bench: configs and forwarder logs kept in %s\n", dir)
+	}
+	return code
+}
+
+// bench runs the scenarios and prints the table; it returns the exit status.
+func bench(e *env, o options, scenarios []scenario) int {
+	stopOnSignal(e)
+	started := time.Now()
+	bin := o.relayBin
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "bench: building ./cmd/relay")
+		var err error
+		if bin, err = buildRelay(e.dir); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	fwds := []forwarder{direct{}, relayFwd{bin: bin}}
+	peers := findPeers(peerFilter(o.peers))
+	var columns []string
+	versions := map[string]string{}
+	for _, name := range peerNames() {
+		p, ok := peers[name]
+		if !ok {
+			continue
+		}
+		if p.fwd == nil {
+			versions[name] = p.missing
+			continue
+		}
+		versions[name] = p.version
+		fwds = append(fwds, p.fwd)
+		columns = append(columns, name)
+	}
+	prog := newProgress(os.Stderr, e.scale.runs, len(scenarios))
+	var results []*scenarioResult
+	for i, s := range scenarios {
+		prog.scenario(i + 1)
+		results = append(results, runScenario(e, s, fwds, prog))
+	}
+	prog.done()
+	m := describeMachine()
+	fmt.Printf("relay bench, %s: %d cores %s, Linux %s, %s, %s\n", started.Format("2006-01-02 15:04"),
+		m.Cores, m.CPU, m.Kernel, m.OS, m.Go)
+	fmt.Printf("command: %s; took %s\n", commandLine(), time.Since(started).Round(time.Second))
+	for _, name := range peerNames() {
+		if v, ok := versions[name]; ok {
+			fmt.Printf("%s: %s\n", name, v)
+		}
+	}
+	fmt.Println()
+	writeTable(os.Stdout, results, columns, e.scale.runs)
+	if o.jsonPath != "" {
+		rep := jsonReport{Started: started, Command: commandLine(), Machine: m, Runs: e.scale.runs,
+			Window: e.scale.window.String(), Peers: versions}
+		if err := writeJSON(o.jsonPath, rep, results); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	return exitStatus(results)
+}
+
+// exitStatus is 1 when the relay or the direct path failed a check. A peer
+// that fails is shown in the table but does not fail the bench.
+func exitStatus(results []*scenarioResult) int {
+	for _, res := range results {
+		for _, f := range res.Failures {
+			if f.Forwarder == "relay" || f.Forwarder == "direct" || f.Forwarder == "bench" {
+				return 1
+			}
+		}
+	}
+	return 0
+}
+
+// stopOnSignal stops every forwarder when the bench is interrupted: they
+// run in process groups of their own and would outlive it.
+func stopOnSignal(e *env) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		fmt.Fprintf(os.Stderr, "\nbench: %v, stopping the forwarders\n", sig)
+		e.stopAll()
+		os.Exit(130)
+	}()
+}
+
+func commandLine() string {
+	args := append([]string{"go run ./bench"}, os.Args[1:]...)
+	return strings.Join(args, " ")
+}
+
+func scenarioNames() []string {
+	var names []string
+	for _, s := range allScenarios() {
+		names = append(names, s.name())
+	}
+	return names
+}
+
+func pickScenarios(name string) ([]scenario, error) {
+	if name == "" {
+		return allScenarios(), nil
+	}
+	for _, s := range allScenarios() {
+		if s.name() == name {
+			return []scenario{s}, nil
+		}
+	}
+	return nil, fmt.Errorf("no scenario %q (have %s)", name, strings.Join(scenarioNames(), ", "))
+}
+
+// peerFilter turns -peers into the set findPeers looks for; empty = all.
+func peerFilter(s string) map[string]bool {
+	want := map[string]bool{}
+	switch s {
+	case "all", "":
+		return want
+	case "none":
+		want["none"] = true
+		return want
+	}
+	for _, p := range strings.Split(s, ",") {
+		want[strings.TrimSpace(p)] = true
+	}
+	return want
+}

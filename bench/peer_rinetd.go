@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// rinetd is the classic single-process redirector. Version 0.73 multiplexes
+// with select(2), so it cannot hold more than about 500 connections.
+type rinetd struct {
+	bin string
+}
+
+func (rinetd) name() string { return "rinetd" }
+
+func (rinetd) unsupported(mode string) string {
+	if mode == "ftp" {
+		return "does not rewrite PASV/EPSV"
+	}
+	return ""
+}
+
+func (r rinetd) start(e *env, routes []route) (*instance, error) {
+	in, specs, err := listenPorts(e, "rinetd", routes)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	for _, rt := range routes {
+		lhost, lport, _ := strings.Cut(in.addr(rt.name), ":")
+		uhost, uport, _ := strings.Cut(rt.upstream, ":")
+		if rt.proto() == "udp" {
+			fmt.Fprintf(&b, "%s %s/udp %s %s/udp\n", lhost, lport, uhost, uport)
+		} else {
+			fmt.Fprintf(&b, "%s %s %s %s\n", lhost, lport, uhost, uport)
+		}
+	}
+	cfg := filepath.Join(e.dir, "rinetd.conf")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := e.startProcess("rinetd", r.bin, "-f", "-c", cfg)
+	if err != nil {
+		return nil, err
+	}
+	in.procs = []*process{p}
+	if err := p.waitListening(specs, 10*time.Second); err != nil {
+		in.stop()
+		return nil, err
+	}
+	return in, nil
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is USER_HZ: /proc/<pid>/stat counts CPU time in these units. It
+// is 100 on every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// procStat is what the bench reads from /proc/<pid>/stat.
+type procStat struct {
+	pgrp int
+	// cpu is utime+stime of the process plus cutime+cstime of the children
+	// it has reaped: socat forks a child per connection, and a child's time
+	// moves into its parent's cutime when it is reaped.
+	cpu time.Duration
+}
+
+// parseStat parses the contents of /proc/<pid>/stat. The command name in
+// field 2 may hold spaces and parentheses, so the fields are counted from
+// the last ')'.
+func parseStat(b []byte) (procStat, error) {
+	end := bytes.LastIndexByte(b, ')')
+	if end < 0 {
+		return procStat{}, errors.New("no ')' in stat")
+	}
+	f := strings.Fields(string(b[end+1:]))
+	// f[0] is field 3 (state); pgrp is field 5, utime..cstime are 14..17.
+	if len(f) < 15 {
+		return procStat{}, fmt.Errorf("stat has %d fields after the name", len(f))
+	}
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		return procStat{}, fmt.Errorf("pgrp: %w", err)
+	}
+	var ticks int64
+	for _, s := range f[11:15] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return procStat{}, fmt.Errorf("cpu times: %w", err)
+		}
+		ticks += n
+	}
+	return procStat{pgrp: pgrp, cpu: time.Duration(ticks) * clockTick}, nil
+}
+
+// groupPIDs lists the processes whose process group is pgid. Each forwarder
+// runs in a group of its own, so this finds nginx's workers and socat's
+// per-connection children.
+func groupPIDs(pgid int) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		st, err := parseStat(b)
+		if err == nil && st.pgrp == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// groupCPU sums the CPU time of every process in the group pgid.
+func groupCPU(pgid int) (time.Duration, error) {
+	pids, err := groupPIDs(pgid)
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		if st, err := parseStat(b); err == nil {
+			total += st.cpu
+		}
+	}
+	return total, nil
+}
+
+// memory is a process group's resident memory and open descriptors.
+type memory struct {
+	rssKiB int64
+	fds    int64
+}
+
+// groupMemory sums VmRSS and the entries of /proc/<pid>/fd over the group.
+func groupMemory(pgid int) (memory, error) {
+	pids, err := groupPIDs(pgid)
+	if err != nil {
+		return memory{}, err
+	}
+	var m memory
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		m.rssKiB += statusKiB(b, "VmRSS:")
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err == nil {
+			m.fds += int64(len(fds))
+		}
+	}
+	return m, nil
+}
+
+// statusKiB returns the value of a "Key:   123 kB" line of /proc/<pid>/status.
+func statusKiB(status []byte, key string) int64 {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, key) {
+			continue
+		}
+		f := strings.Fields(line[len(key):])
+		if len(f) == 0 {
+			return 0
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		return n
+	}
+	return 0
+}
+
+// listening reports whether something listens on the loopback TCP port, or
+// holds the UDP port, according to /proc/net. Checking there rather than by
+// connecting keeps the readiness probe from making a connection the
+// forwarder would relay to a backend.
+func listening(proto string, port int) bool {
+	files := []string{"/proc/net/tcp", "/proc/net/tcp6"}
+	if proto == "udp" {
+		files = []string{"/proc/net/udp", "/proc/net/udp6"}
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if netTableHas(b, want, proto == "tcp") {
+			return true
+		}
+	}
+	return false
+}
+
+// netTableHas scans a /proc/net/{tcp,udp} table for a local address ending
+// in portSuffix (":1F90"); for TCP the socket must be in LISTEN (0A).
+func netTableHas(table []byte, portSuffix string, needListen bool) bool {
+	sc := bufio.NewScanner(bytes.NewReader(table))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasSuffix(f[1], portSuffix) {
+			continue
+		}
+		if !needListen || f[3] == "0A" {
+			return true
+		}
+	}
+	return false
+}

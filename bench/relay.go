@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// ftpDataPorts is the size of the relay's passive data port range. The
+// small-transfer loop opens a data port per file; a range this wide keeps
+// random picks from landing on a port still in TIME_WAIT.
+const ftpDataPorts = 1000
+
+// buildRelay compiles ./cmd/relay of the module the bench runs in, the way
+// `make build` does, into dir.
+func buildRelay(dir string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	root, err := moduleRoot(goBin)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "relay")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./cmd/relay")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/relay: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// moduleRoot is the directory of the go.mod governing the working directory.
+func moduleRoot(goBin string) (string, error) {
+	b, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(b))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run the bench inside the relay module (go run ./bench)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// relayFwd is the relay under test.
+type relayFwd struct {
+	bin string
+}
+
+func (relayFwd) name() string              { return "relay" }
+func (relayFwd) unsupported(string) string { return "" }
+
+func (r relayFwd) start(e *env, routes []route) (*instance, error) {
+	in, specs, err := listenPorts(e, "relay", routes)
+	if err != nil {
+		return nil, err
+	}
+	var cfg strings.Builder
+	cfg.WriteString(relayConfigHead)
+	for _, rt := range routes {
+		data, err := writeRelayListener(&cfg, e, rt, in.addr(rt.name))
+		if err != nil {
+			return nil, err
+		}
+		if data[0] != 0 {
+			in.ftpData = data
+		}
+	}
+	path := filepath.Join(e.dir, "relay.yaml")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := e.startProcess("relay", r.bin, "-config", path)
+	if err != nil {
+		return nil, err
+	}
+	in.procs = []*process{p}
+	if err := p.waitListening(specs, 10*time.Second); err != nil {
+		in.stop()
+		return nil, err
+	}
+	return in, nil
+}
+
+// relayConfigHead is the part of the relay's config that does not depend on
+// the scenario. Access logs are at info level; the bench runs at warn so the
+// relay is measured like the peers, which log nothing per connection here.
+const relayConfigHead = `# written by go run ./bench
+log:
+  level: warn
+  format: json
+admin:
+  listen: ""
+defaults:
+  connect_timeout: 5s
+  idle_timeout: 1h
+  max_conns: 0
+shutdown_grace: 1s
+listeners:
+`
+
+// writeRelayListener appends one listener to the relay's config and returns
+// the FTP data port range it gave an ftp listener.
+func writeRelayListener(b *strings.Builder, e *env, rt route, listen string) ([2]int, error) {
+	fmt.Fprintf(b, "  - name: %s\n    mode: %s\n    listen: %s\n    upstream: %s\n",
+		rt.name, rt.mode, listen, rt.upstream)
+	switch rt.mode {
+	case "ftp":
+		first, err := e.ports.block(ftpDataPorts)
+		if err != nil {
+			return [2]int{}, err
+		}
+		last := first + ftpDataPorts - 1
+		fmt.Fprintf(b, "    ftp:\n      data_ports: \"%d-%d\"\n      data_timeout: 10s\n", first, last)
+		return [2]int{first, last}, nil
+	case "udp":
+		b.WriteString("    udp:\n      session_timeout: 30s\n")
+	case "raw":
+		b.WriteString("    raw:\n      exclusive: true\n      queue_timeout: 5s\n")
+	}
+	return [2]int{}, nil
+}

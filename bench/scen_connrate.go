@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// connRateWorkers is how many clients open connections at once.
+const connRateWorkers = 16
+
+// tcpConnRate measures short connections: connect, send one byte, read the
+// echo, close, by 16 workers for one window.
+type tcpConnRate struct {
+	echo *tcpServer
+}
+
+func (*tcpConnRate) name() string { return "tcp-connrate" }
+
+func (*tcpConnRate) metrics() []metric {
+	return []metric{{key: "cps", label: "connect + 1-byte echo + close, 16 workers",
+		unit: "conn/s", higher: true, digits: 0}}
+}
+
+func (t *tcpConnRate) setup(*env) ([]route, error) {
+	var err error
+	if t.echo, err = listenTCP(echo); err != nil {
+		return nil, err
+	}
+	return []route{{name: "short", mode: "tcp", upstream: t.echo.addr()}}, nil
+}
+
+func (t *tcpConnRate) teardown()        { t.echo.close() }
+func (*tcpConnRate) skip(string) string { return "" }
+func (*tcpConnRate) fresh() bool        { return false }
+
+func (t *tcpConnRate) measure(e *env, in *instance) (map[string]float64, error) {
+	addr := in.addr("short")
+	start := time.Now()
+	stop := start.Add(e.scale.window)
+	done := make([]int, connRateWorkers)
+	errs := make([]error, connRateWorkers)
+	failed := make([]int, connRateWorkers)
+	var wg sync.WaitGroup
+	for w := range connRateWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done[w], failed[w], errs[w] = shortConns(addr, stop)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var ok, bad int
+	var first error
+	for w := range connRateWorkers {
+		ok += done[w]
+		bad += failed[w]
+		if first == nil {
+			first = errs[w]
+		}
+	}
+	if bad > 0 {
+		return nil, fmt.Errorf("%d of %d connections failed, first: %w", bad, ok+bad, first)
+	}
+	return map[string]float64{"cps": float64(ok) / elapsed.Seconds()}, nil
+}
+
+// shortConns opens connections one after another until stop and returns
+// how many completed their echo, how many failed, and the first failure.
+func shortConns(addr string, stop time.Time) (ok, failed int, first error) {
+	// Bounded by time and, should the clock misbehave, by count.
+	for i := 0; i < 1_000_000 && time.Now().Before(stop); i++ {
+		err := shortConn(addr, byte(i))
+		if err == nil {
+			ok++
+			continue
+		}
+		failed++
+		if first == nil {
+			first = err
+		}
+	}
+	return ok, failed, first
+}
+
+// shortConn is one connect, 1-byte echo, close.
+func shortConn(addr string, b byte) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte{b}); err != nil {
+		return err
+	}
+	var got [1]byte
+	if _, err := c.Read(got[:]); err != nil {
+		return fmt.Errorf("read echo: %w", err)
+	}
+	if got[0] != b {
+		return integrityf("echo returned %#x for %#x", got[0], b)
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// idleDialers is how many goroutines open the idle connections.
+const idleDialers = 32
+
+// tcpIdle holds many idle proxied connections and reads what they cost the
+// forwarder: resident memory and descriptors per connection.
+type tcpIdle struct {
+	n    int // connections held
+	echo *remoteEcho
+}
+
+func (*tcpIdle) name() string { return "tcp-idle" }
+
+func (t *tcpIdle) metrics() []metric {
+	held := formatValue(float64(t.n), 0)
+	return []metric{
+		{key: "rss", label: held + " idle conns, RSS per conn", unit: "KiB", forwarderOnly: true, digits: 1},
+		{key: "fds", label: held + " idle conns, fds per conn", forwarderOnly: true, digits: 2},
+	}
+}
+
+func (t *tcpIdle) setup(e *env) ([]route, error) {
+	t.n = min(e.scale.idleConns, e.maxConns())
+	var err error
+	if t.echo, err = startRemoteEcho(); err != nil {
+		return nil, err
+	}
+	return []route{{name: "idle", mode: "tcp", upstream: t.echo.addr}}, nil
+}
+
+func (t *tcpIdle) teardown() { t.echo.close() }
+
+func (*tcpIdle) skip(fwd string) string {
+	switch fwd {
+	case "direct":
+		return "no forwarder to measure"
+	case "socat":
+		return "forks a process per connection"
+	case "rinetd":
+		return "select(2) limits it to FD_SETSIZE (1024) descriptors"
+	}
+	return ""
+}
+
+// fresh: a forwarder that held connections in an earlier run keeps some of
+// that memory, which would hide the cost of the next run's.
+func (*tcpIdle) fresh() bool { return true }
+
+func (t *tcpIdle) measure(_ *env, in *instance) (map[string]float64, error) {
+	before, err := in.memory()
+	if err != nil {
+		return nil, err
+	}
+	accepted, _, err := t.echo.counts()
+	if err != nil {
+		return nil, err
+	}
+	conns, err := dialMany(in.addr("idle"), t.n)
+	defer closeAll(conns, t.echo)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.waitAccepted(accepted+int64(t.n), 30*time.Second); err != nil {
+		return nil, err
+	}
+	after, err := in.memory()
+	if err != nil {
+		return nil, err
+	}
+	if err := echoEach(conns); err != nil {
+		return nil, err
+	}
+	n := float64(t.n)
+	return map[string]float64{
+		"rss": float64(after.rssKiB-before.rssKiB) / n,
+		"fds": float64(after.fds-before.fds) / n,
+	}, nil
+}
+
+// waitAccepted waits until the backend has accepted want connections in
+// all: then every client connection has its upstream leg.
+func (t *tcpIdle) waitAccepted(want int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		got, _, err := t.echo.counts()
+		if err != nil || got >= want {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("backend accepted %d of %d connections within %v",
+				t.n-int(want-got), t.n, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dialMany opens n connections with idleDialers goroutines.
+func dialMany(addr string, n int) ([]net.Conn, error) {
+	conns := make([]net.Conn, n)
+	errs := make([]error, idleDialers)
+	var wg sync.WaitGroup
+	for w := range idleDialers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += idleDialers {
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					errs[w] = fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return conns, err
+		}
+	}
+	return conns, nil
+}
+
+// echoEach sends one byte on every connection and checks the echo: each
+// idle connection really reaches the backend, both ways.
+func echoEach(conns []net.Conn) error {
+	errs := make([]error, idleDialers)
+	var wg sync.WaitGroup
+	for w := range idleDialers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(conns); i += idleDialers {
+				if err := echoOne(conns[i], byte(i)); err != nil {
+					errs[w] = fmt.Errorf("connection %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func echoOne(c net.Conn, b byte) error {
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte{b}); err != nil {
+		return err
+	}
+	var got [1]byte
+	if _, err := c.Read(got[:]); err != nil {
+		return integrityf("no echo: %v", err)
+	}
+	if got[0] != b {
+		return integrityf("echo returned %#x for %#x", got[0], b)
+	}
+	return nil
+}
+
+// closeAll closes the client connections and waits, up to a bound, for the
+// backend to see them go, so the next forwarder starts from a quiet backend.
+func closeAll(conns []net.Conn, backend *remoteEcho) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if _, open, err := backend.counts(); err != nil || open == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

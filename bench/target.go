@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"time"
+)
+
+// route is one forwarding rule a scenario needs: listen somewhere on
+// loopback and carry the traffic to upstream.
+type route struct {
+	name     string // listener name, [a-z0-9-]+
+	mode     string // the relay's mode: tcp, ftp, udp or raw
+	upstream string // the backend, host:port
+}
+
+// proto is the transport a forwarder must listen on for this route.
+func (r route) proto() string {
+	if r.mode == "udp" {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// forwarder is one way of getting the traffic to the backends: the relay, a
+// peer program, or no forwarder at all (direct).
+type forwarder interface {
+	name() string
+	// unsupported says why the forwarder cannot carry a route of this mode,
+	// or "" when it can.
+	unsupported(mode string) string
+	// start listens for every route on fresh loopback ports.
+	start(e *env, routes []route) (*instance, error)
+}
+
+// instance is a running forwarder.
+type instance struct {
+	name    string
+	addrs   map[string]string // route name -> address the clients connect to
+	procs   []*process        // none for direct
+	ftpData [2]int            // the relay's FTP data ports, first and last; zero for the others
+}
+
+// addr returns where clients reach the route.
+func (in *instance) addr(route string) string { return in.addrs[route] }
+
+// hasProcess reports whether there is a forwarder process to measure.
+func (in *instance) hasProcess() bool { return len(in.procs) > 0 }
+
+// cpu is the CPU time consumed so far by every process of the instance.
+func (in *instance) cpu() (time.Duration, error) {
+	var total time.Duration
+	for _, p := range in.procs {
+		d, err := groupCPU(p.pid())
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// memory sums resident memory and descriptors over the instance's processes.
+func (in *instance) memory() (memory, error) {
+	var total memory
+	for _, p := range in.procs {
+		m, err := groupMemory(p.pid())
+		if err != nil {
+			return memory{}, err
+		}
+		total.rssKiB += m.rssKiB
+		total.fds += m.fds
+	}
+	return total, nil
+}
+
+// alive returns an error when a process of the instance has exited.
+func (in *instance) alive() error {
+	var errs []error
+	for _, p := range in.procs {
+		errs = append(errs, p.alive())
+	}
+	return errors.Join(errs...)
+}
+
+// stop ends every process of the instance.
+func (in *instance) stop() {
+	for _, p := range in.procs {
+		_ = p.stop(3 * time.Second)
+	}
+	in.procs = nil
+}
+
+// direct is the machine's own limit: clients talk to the backends.
+type direct struct{}
+
+func (direct) name() string              { return "direct" }
+func (direct) unsupported(string) string { return "" }
+
+func (direct) start(_ *env, routes []route) (*instance, error) {
+	in := &instance{name: "direct", addrs: map[string]string{}}
+	for _, r := range routes {
+		in.addrs[r.name] = r.upstream
+	}
+	return in, nil
+}
+
+// listenPorts allocates one loopback port per route and returns the
+// instance's address map and the ports to wait for.
+func listenPorts(e *env, name string, routes []route) (*instance, []portSpec, error) {
+	in := &instance{name: name, addrs: map[string]string{}}
+	var specs []portSpec
+	for _, r := range routes {
+		p, err := e.ports.one()
+		if err != nil {
+			return nil, nil, err
+		}
+		in.addrs[r.name] = loopback(p)
+		specs = append(specs, portSpec{proto: r.proto(), port: p})
+	}
+	return in, specs, nil
+}
