@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"net/netip"
@@ -166,7 +167,8 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"RELAY_SHUTDOWN_GRACE=5s",
 		"RELAY_DEFAULTS__MAX_CONNS=7",
 		"RELAY_ADMIN__LISTEN=",
-		"HOME=/root", // not ours
+		"RELAY_ACL__FILE=hba.conf", // a section the file does not have
+		"HOME=/root",               // not ours
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +184,9 @@ func TestEnvironmentOverrides(t *testing.T) {
 	}
 	if cfg.Admin.Listen != "" {
 		t.Errorf("Admin.Listen = %q, want empty from RELAY_ADMIN__LISTEN=", cfg.Admin.Listen)
+	}
+	if cfg.ACLFile != "hba.conf" {
+		t.Errorf("ACLFile = %q, want hba.conf from RELAY_ACL__FILE", cfg.ACLFile)
 	}
 }
 
@@ -316,4 +321,36 @@ func TestSizes(t *testing.T) {
 			t.Errorf("parseSize(%q): no error", in)
 		}
 	}
+}
+
+// FuzzParse feeds arbitrary bytes to the whole loader: it must never panic,
+// and a valid result must describe itself.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"testdata/cayin.yaml", "testdata/ranges.yaml", "testdata/ipv6.yaml"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(minimal + "    upstrem: x\n"))
+	f.Add([]byte("80: x\nlisteners: {a: b}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := Parse(bytes.NewReader(b), "f.yaml")
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		var out bytes.Buffer
+		if err := cfg.Describe(&out); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range cfg.Listeners {
+			if len(l.Listen) == 0 || len(l.Upstreams) != len(l.Listen) {
+				t.Fatalf("listener %s: %d listen, %d upstream lists", l.Name, len(l.Listen), len(l.Upstreams))
+			}
+		}
+	})
 }
