@@ -1,0 +1,86 @@
+package forward
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// forwardConn is the plain TCP forward: dial the upstream, Pipe, log.
+func (l *Listener) forwardConn(c *net.TCPConn, client netip.AddrPort, index int) {
+	start := time.Now()
+	up, addr, err := l.dialUpstream(index)
+	if err != nil {
+		c.Close()
+		l.logDialFailure(client, index, err, start)
+		return
+	}
+	res := Pipe(l.ctx, c, up, PipeOptions{
+		IdleTimeout: l.cfg.idleTimeout(),
+		AtoB:        &l.stats.BytesIn,
+		BtoA:        &l.stats.BytesOut,
+		Pool:        l.pool,
+	})
+	ev := l.log.Info().Str("client", client.String()).Str("upstream", addr).
+		Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
+		Dur("duration", time.Since(start)).Str("end", res.End)
+	if res.Err != nil {
+		ev = ev.Err(res.Err)
+	}
+	ev.Msg("connection closed")
+}
+
+// dialError lists every failed attempt of one failover round.
+type dialError struct {
+	errs []error
+}
+
+func (e *dialError) Error() string {
+	var b strings.Builder
+	for i, err := range e.errs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e *dialError) Unwrap() []error { return e.errs }
+
+// dialUpstream tries the upstreams of port index in order, each within the
+// connect timeout, and returns the first that answers. A failure returns a
+// *dialError, or the listener's context error when it is shutting down.
+func (l *Listener) dialUpstream(index int) (net.Conn, string, error) {
+	var failed []error
+	for _, addr := range l.cfg.Upstreams[index] {
+		ctx, cancel := context.WithTimeout(l.ctx, l.cfg.connectTimeout())
+		c, err := l.dialer(ctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			return c, addr, nil
+		}
+		if l.ctx.Err() != nil {
+			return nil, "", l.ctx.Err()
+		}
+		l.stats.DialFailures.Add(1)
+		failed = append(failed, err)
+	}
+	return nil, "", &dialError{errs: failed}
+}
+
+// logDialFailure writes the one line a client costs when no upstream
+// answered: a warning with every error, no stack trace.
+func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, start time.Time) {
+	upstreams := strings.Join(l.cfg.Upstreams[index], ",")
+	if l.ctx.Err() != nil {
+		l.log.Info().Str("client", client.String()).Str("upstream", upstreams).
+			Dur("duration", time.Since(start)).Str("end", EndShutdown).Msg("connection closed")
+		return
+	}
+	l.log.Warn().Str("client", client.String()).Str("upstream", upstreams).
+		Dur("duration", time.Since(start)).Str("end", EndUnreachable).Err(err).
+		Msg("upstream unreachable, client closed")
+}

@@ -1,0 +1,93 @@
+// Package forward relays TCP connections: a Listener accepts on one socket per
+// port, asks the ACL hook, dials the upstream with failover and moves the
+// bytes with its own splice(2) engine (Pipe) until both directions end. Raw
+// mode (Config.Raw) serves byte-exact, low-latency devices such as ticket
+// printers, optionally one client at a time with a FIFO queue.
+//
+// forward's job ends at the connection: it does not parse what it carries
+// (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
+// it does not decide the ACL (the Admit hook does), and it does not export
+// metrics (Stats is read by the admin endpoint).
+package forward
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ErrClosed is returned by Serve after Close or Shutdown.
+var ErrClosed = errors.New("forward: listener closed")
+
+// Defaults for the zero values of Config.
+const (
+	defaultConnectTimeout = 5 * time.Second
+	defaultIdleTimeout    = time.Hour
+)
+
+// Config describes one listener: a port or a port range and the upstream
+// failover list of each port.
+type Config struct {
+	// Name is the listener name, the "listener" field of every log line.
+	Name string
+	// Listen holds one "host:port" bind address per port.
+	Listen []string
+	// Upstreams[i] is the failover list, tried in order, for Listen[i].
+	Upstreams [][]string
+	// ConnectTimeout bounds each upstream connection attempt. Zero: 5s.
+	ConnectTimeout time.Duration
+	// IdleTimeout ends a connection that moved no byte in either direction
+	// for this long. Zero: 1h.
+	IdleTimeout time.Duration
+	// MaxConns caps the connections open at once on this listener (all its
+	// ports together); further clients are closed at once. Zero: unlimited.
+	MaxConns int
+	// Admit is the ACL hook, asked once per connection before any upstream
+	// dial. nil admits everyone.
+	Admit func(netip.AddrPort) bool
+	// Dial connects to an upstream. nil: a net.Dialer with TCP keepalive.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Handler takes over admitted connections instead of the plain forward.
+	// nil: dial the upstream and Pipe.
+	Handler Handler
+	// Raw switches the listener to raw mode (see Raw). nil: plain TCP.
+	Raw *Raw
+	// Log receives the access lines and warnings. The zero Logger logs
+	// nothing (zerolog treats a Logger without a writer as disabled).
+	Log zerolog.Logger
+}
+
+// Handler takes over an accepted, admitted client connection, so that other
+// protocols (ftppassive) reuse the listener machinery: accept back-off,
+// max_conns, ACL and drain. index is the position in Listen/Upstreams the
+// client arrived on. ServeConn owns client and must close it; it must return
+// soon after ctx is cancelled (Shutdown past its grace, or Close).
+type Handler interface {
+	ServeConn(ctx context.Context, client *net.TCPConn, index int)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, client *net.TCPConn, index int)
+
+// ServeConn calls f.
+func (f HandlerFunc) ServeConn(ctx context.Context, client *net.TCPConn, index int) {
+	f(ctx, client, index)
+}
+
+func (c *Config) connectTimeout() time.Duration {
+	if c.ConnectTimeout <= 0 {
+		return defaultConnectTimeout
+	}
+	return c.ConnectTimeout
+}
+
+func (c *Config) idleTimeout() time.Duration {
+	if c.IdleTimeout <= 0 {
+		return defaultIdleTimeout
+	}
+	return c.IdleTimeout
+}

@@ -1,0 +1,141 @@
+package forward
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/internal/world"
+	"github.com/pion/transport/v3/test"
+	"github.com/rs/zerolog"
+)
+
+// relay is a Listener under test with its captured log.
+type relay struct {
+	*Listener
+	logs   *world.LogBuffer
+	served chan error
+}
+
+// startRelay listens with cfg (Listen defaults to one loopback port per
+// upstream list), serves in the background and closes at cleanup.
+func startRelay(t *testing.T, cfg Config) *relay {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "test"
+	}
+	if cfg.Listen == nil {
+		for range cfg.Upstreams {
+			cfg.Listen = append(cfg.Listen, "127.0.0.1:0")
+		}
+	}
+	logs := &world.LogBuffer{}
+	cfg.Log = zerolog.New(logs).Level(zerolog.DebugLevel)
+	l, err := Listen(cfg)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	r := &relay{Listener: l, logs: logs, served: make(chan error, 1)}
+	go func() { r.served <- l.Serve() }()
+	t.Cleanup(func() {
+		l.Close()
+		if err := <-r.served; !errors.Is(err, ErrClosed) {
+			t.Errorf("Serve returned %v, want ErrClosed", err)
+		}
+	})
+	return r
+}
+
+// addr is the relay's address for port index.
+func (r *relay) addr(index int) string { return r.Addrs()[index].String() }
+
+// dial connects a client to port index of the relay.
+func (r *relay) dial(t *testing.T, index int) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", r.addr(index))
+	if err != nil {
+		t.Fatalf("dial relay: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+// waitLog waits until the log contains every one of parts on one line.
+func (r *relay) waitLog(t *testing.T, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(r.logs.String(), "\n") {
+			if containsAll(line, parts) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q in:\n%s", parts, r.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// eventually polls cond, for counters that settle after the client saw
+// the effect (a pipe goes back to the pool after the reply was sent).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// expectClosed reads from c until EOF or an error and fails if that does
+// not happen within limit, or if bytes arrive.
+func expectClosed(t *testing.T, c net.Conn, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(limit))
+	n, err := c.Read(make([]byte, 1))
+	if n != 0 {
+		t.Fatalf("read %d bytes from a conn that should be closed", n)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("conn still open after %v", limit)
+	}
+	return time.Since(start)
+}
+
+// roundTrip writes msg and reads len(msg) bytes back.
+func roundTrip(t *testing.T, c net.Conn, msg string) string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(buf)
+}
+
+// checkLeaks fails the test if goroutines outlive it. Registered first, it
+// runs after every other cleanup (relay and backends closed).
+func checkLeaks(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+}

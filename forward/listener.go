@@ -1,0 +1,279 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Accept back-off: after a failed accept (EMFILE, ENFILE, ENOBUFS...) the
+// loop sleeps, doubling from minAcceptBackoff to maxAcceptBackoff, so an
+// fd shortage costs a few wake-ups a second instead of a spinning core.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
+// Listener accepts TCP connections on one socket per configured port and
+// forwards each to its upstream (or hands it to Config.Handler).
+type Listener struct {
+	cfg       Config
+	log       zerolog.Logger // carries the listener field
+	sampled   zerolog.Logger // log, at most a burst per second: refusals
+	lns       []*net.TCPListener
+	addrs     []net.Addr
+	pool      *Pool
+	dialer    func(ctx context.Context, network, addr string) (net.Conn, error)
+	raw       *rawState // nil unless Config.Raw is set
+	stats     Stats
+	ctx       context.Context // parent of every connection's work
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when accepting stops; ends back-off sleeps
+	accepting sync.WaitGroup
+	conns     sync.WaitGroup
+
+	mu      sync.Mutex // guards the following
+	closed  bool
+	serving bool
+}
+
+// Listen checks cfg and binds every listen socket now, so that bind errors
+// surface at start and on reload. It starts no goroutine; call Serve.
+func Listen(cfg Config) (*Listener, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		cfg:  cfg,
+		log:  cfg.Log.With().Str("listener", cfg.Name).Logger(),
+		pool: NewPool(0),
+		done: make(chan struct{}),
+	}
+	l.sampled = l.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second})
+	l.dialer = cfg.Dial
+	if l.dialer == nil {
+		d := &net.Dialer{KeepAliveConfig: upstreamKeepAlive()}
+		l.dialer = d.DialContext
+	}
+	if cfg.Raw != nil {
+		l.raw = newRawState(cfg.Raw, len(cfg.Listen))
+	}
+	// The ListenConfig's KeepAlive -1 stops Go from setting keepalive on
+	// every accepted socket; listenControl sets it once on the listen
+	// socket, and accepted sockets inherit it.
+	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl}
+	for _, addr := range cfg.Listen {
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			for _, prev := range l.lns {
+				prev.Close()
+			}
+			return nil, fmt.Errorf("forward: listen %s: %w", addr, err)
+		}
+		l.lns = append(l.lns, ln.(*net.TCPListener))
+		l.addrs = append(l.addrs, ln.Addr())
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l, nil
+}
+
+func (c *Config) check() error {
+	if len(c.Listen) == 0 {
+		return errors.New("forward: no listen address")
+	}
+	if c.Handler != nil && len(c.Upstreams) == 0 {
+		return nil
+	}
+	if len(c.Upstreams) != len(c.Listen) {
+		return fmt.Errorf("forward: %d listen addresses but %d upstream lists", len(c.Listen), len(c.Upstreams))
+	}
+	for i, ups := range c.Upstreams {
+		if len(ups) == 0 && c.Handler == nil {
+			return fmt.Errorf("forward: no upstream for %s", c.Listen[i])
+		}
+	}
+	return nil
+}
+
+// Serve accepts on every socket until Close or Shutdown, then returns
+// ErrClosed. Accept errors never end it: they are logged and backed off.
+func (l *Listener) Serve() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if l.serving {
+		l.mu.Unlock()
+		return errors.New("forward: Serve called twice")
+	}
+	l.serving = true
+	l.accepting.Add(len(l.lns))
+	l.mu.Unlock()
+
+	for i := 1; i < len(l.lns); i++ {
+		go l.acceptLoop(i)
+	}
+	l.acceptLoop(0)
+	l.accepting.Wait()
+	return ErrClosed
+}
+
+// acceptLoop accepts on socket index until the socket is closed.
+func (l *Listener) acceptLoop(index int) {
+	defer l.accepting.Done()
+	ln := l.lns[index]
+	var backoff time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || l.stopping() {
+				return
+			}
+			if backoff == 0 {
+				l.log.Warn().Err(err).Str("listen", l.addrs[index].String()).
+					Msg("accept failed, backing off")
+			}
+			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
+			if !l.sleep(backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		l.admit(c, index)
+	}
+}
+
+// sleep waits d or until accepting stops; it reports whether to go on.
+func (l *Listener) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *Listener) stopping() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// admit applies the ACL and max_conns to a new connection, then starts its
+// goroutine. Refused and rejected clients are closed here, before any dial.
+func (l *Listener) admit(c *net.TCPConn, index int) {
+	client := clientAddr(c)
+	if l.cfg.Admit != nil && !l.cfg.Admit(client) {
+		l.stats.Rejected.Add(1)
+		c.Close()
+		return
+	}
+	n := l.stats.Active.Add(1)
+	if l.cfg.MaxConns > 0 && n > int64(l.cfg.MaxConns) {
+		l.stats.Active.Add(-1)
+		l.stats.Refused.Add(1)
+		c.Close()
+		l.sampled.Warn().Str("client", client.String()).Str("end", EndRefused).
+			Int("max_conns", l.cfg.MaxConns).Msg("connection refused: max_conns reached")
+		return
+	}
+	l.stats.Accepted.Add(1)
+	l.conns.Add(1)
+	go l.serveConn(c, client, index)
+}
+
+func clientAddr(c net.Conn) netip.AddrPort {
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// serveConn runs one admitted connection to its end.
+func (l *Listener) serveConn(c *net.TCPConn, client netip.AddrPort, index int) {
+	defer l.conns.Done()
+	defer l.stats.Active.Add(-1)
+	switch {
+	case l.cfg.Handler != nil:
+		l.cfg.Handler.ServeConn(l.ctx, c, index)
+	case l.raw != nil:
+		l.serveRaw(c, client, index)
+	default:
+		l.forwardConn(c, client, index)
+	}
+}
+
+// Shutdown stops accepting, lets open connections finish until ctx is done,
+// then closes the rest (their access lines say end=shutdown). It returns
+// when every goroutine of the listener has exited: nil if all connections
+// finished on their own, else ctx's error.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.stopAccepting()
+	l.accepting.Wait()
+	drained := make(chan struct{})
+	go func() {
+		l.conns.Wait()
+		close(drained)
+	}()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		l.cancel()
+		<-drained
+	}
+	l.cancel()
+	l.pool.Close()
+	return err
+}
+
+// Close closes the listen sockets and every connection now, and waits for
+// the listener's goroutines. It is idempotent.
+func (l *Listener) Close() error {
+	l.stopAccepting()
+	l.cancel()
+	l.accepting.Wait()
+	l.conns.Wait()
+	l.pool.Close()
+	return nil
+}
+
+func (l *Listener) stopAccepting() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.done)
+	l.mu.Unlock()
+	for _, ln := range l.lns {
+		ln.Close()
+	}
+}
+
+// Addrs returns the bound address of each listen socket, in Listen order.
+func (l *Listener) Addrs() []net.Addr {
+	return append([]net.Addr(nil), l.addrs...)
+}
+
+// Stats returns the listener's live counters.
+func (l *Listener) Stats() *Stats {
+	return &l.stats
+}

@@ -1,0 +1,305 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// How a connection ended, the "end" field of the access line and
+// Result.End.
+const (
+	EndEOF          = "eof"      // both directions reached EOF
+	EndIdle         = "idle"     // nothing moved for the idle timeout
+	EndReset        = "reset"    // a peer reset the connection
+	EndTimeout      = "timeout"  // the kernel gave up on a peer (TCP_USER_TIMEOUT, keepalive)
+	EndShutdown     = "shutdown" // the relay closed it (Shutdown past its grace, Close)
+	EndError        = "error"    // any other I/O error; Result.Err says which
+	EndRefused      = "refused"  // max_conns reached; closed at once
+	EndUnreachable  = "upstream_unreachable"
+	EndQueueTimeout = "queue_timeout" // raw: waited longer than QueueTimeout
+	EndLeftQueue    = "left_queue"    // raw: the client hung up while waiting
+)
+
+// PipeOptions tunes Pipe. The zero value is usable.
+type PipeOptions struct {
+	// IdleTimeout ends the pipe when no byte moved either way for this long.
+	// Zero: no idle timeout.
+	IdleTimeout time.Duration
+	// Progress, if set, is called with the size of every chunk moved, either
+	// way, from the goroutine moving it; it must be cheap and not block.
+	Progress func(n int)
+	// AtoB and BtoA, if set, are incremented by every chunk moved a->b and
+	// b->a, as it is written, so counters are current while a long
+	// connection runs.
+	AtoB, BtoA *atomic.Uint64
+	// Pool supplies splice pipes and copy buffers. nil: each Pipe makes its
+	// own and closes them on return (two extra syscalls per direction).
+	Pool *Pool
+}
+
+// Result is what Pipe did.
+type Result struct {
+	AtoB, BtoA int64  // bytes moved a->b and b->a
+	End        string // EndEOF, EndIdle, EndReset, EndTimeout, EndShutdown or EndError
+	Err        error  // the error behind End, nil for eof, idle and shutdown
+}
+
+// Pipe moves bytes both ways between a and b until both directions end, then
+// closes a and b. EOF from one side becomes CloseWrite on the other (a conn
+// without CloseWrite is closed, which ends the pipe). Between two
+// *net.TCPConn (or *net.UnixConn) the bytes move with splice(2) and never
+// enter user space; other conns are copied through pooled buffers with the
+// same accounting. Cancelling ctx ends the pipe with End "shutdown".
+func Pipe(ctx context.Context, a, b net.Conn, opt PipeOptions) Result {
+	p := &pair{ctx: ctx, a: a, b: b, idle: opt.IdleTimeout, progress: opt.Progress}
+	p.start = time.Now()
+	p.grain = min(p.idle/16, time.Second)
+	if p.idle > 0 {
+		deadline := p.start.Add(p.idle)
+		a.SetDeadline(deadline)
+		b.SetDeadline(deadline)
+	}
+	stopOnCancel := context.AfterFunc(ctx, func() { p.stop(EndShutdown, nil) })
+	defer stopOnCancel()
+
+	ab := p.newDirection(a, b, opt.AtoB, opt.Pool)
+	ba := p.newDirection(b, a, opt.BtoA, opt.Pool)
+	done := make(chan struct{})
+	go ba.run(done)
+	ab.run(nil)
+	<-done
+
+	a.Close()
+	b.Close()
+	end, err := p.result()
+	return Result{AtoB: ab.moved, BtoA: ba.moved, End: end, Err: err}
+}
+
+// pair is the state both directions of one Pipe share.
+type pair struct {
+	ctx      context.Context
+	a, b     net.Conn
+	idle     time.Duration
+	progress func(int)
+	start    time.Time
+	// grain is how stale last may be: min(idle/16, 1s). Storing only when
+	// the time moved by a grain keeps the two directions from bouncing one
+	// cache line on every chunk; the idle check is off by at most a grain.
+	grain time.Duration
+	last  atomic.Int64 // time.Duration since start of the last chunk, either way
+
+	stopped atomic.Bool // set before the deadlines that wake the directions
+
+	mu  sync.Mutex // guards the following
+	end string
+	err error
+}
+
+// touch records activity; called per chunk. time.Since reads the
+// monotonic clock through the vDSO, no syscall.
+func (p *pair) touch() {
+	if p.idle <= 0 {
+		return
+	}
+	now := int64(time.Since(p.start))
+	if now-p.last.Load() >= int64(p.grain) {
+		p.last.Store(now)
+	}
+}
+
+// idleLeft returns how long until the pair counts as idle; <= 0 means it is.
+// A direction whose deadline fired asks this before giving up, because the
+// other direction may have been busy all along: deadlines are re-armed only
+// when they fire, not per chunk, which keeps timer updates (a lock and a
+// timer-heap change in the runtime each) out of the hot path: one re-arm
+// per idle period instead of one per chunk.
+func (p *pair) idleLeft() time.Duration {
+	last := time.Duration(p.last.Load())
+	return last + p.idle - time.Since(p.start)
+}
+
+// stop ends the pair for reason: the first reason sticks, and both conns
+// get a past deadline so every direction wakes up from the poller.
+func (p *pair) stop(reason string, err error) {
+	p.mu.Lock()
+	if p.end == "" {
+		p.end, p.err = reason, err
+	}
+	p.mu.Unlock()
+	p.stopped.Store(true)
+	past := time.Unix(1, 0)
+	p.a.SetDeadline(past)
+	p.b.SetDeadline(past)
+}
+
+// fail ends the pair because of an I/O error.
+func (p *pair) fail(err error) {
+	if p.ctx.Err() != nil {
+		p.stop(EndShutdown, nil)
+		return
+	}
+	p.stop(classify(err), err)
+}
+
+func (p *pair) result() (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.end == "" {
+		return EndEOF, nil
+	}
+	return p.end, p.err
+}
+
+// waitExpired handles a deadline that fired while a direction waited on c.
+// It returns true when the direction should go on waiting (the deadline was
+// an idle check and the pair is not idle yet) after re-arming it.
+func (p *pair) waitExpired(c net.Conn, read bool) bool {
+	if p.stopped.Load() || p.idle <= 0 {
+		return false
+	}
+	left := p.idleLeft()
+	if left <= 0 {
+		p.stop(EndIdle, nil)
+		return false
+	}
+	deadline := time.Now().Add(left)
+	if read {
+		c.SetReadDeadline(deadline)
+	} else {
+		c.SetWriteDeadline(deadline)
+	}
+	// stop sets the flag before its past deadline, so either we see the
+	// flag here or its deadline lands after ours.
+	return !p.stopped.Load()
+}
+
+// classify names an I/O error for the access log.
+func classify(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNABORTED):
+		return EndReset
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return EndTimeout
+	case errors.Is(err, net.ErrClosed):
+		return EndShutdown
+	}
+	return EndError
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// direction moves one way, src -> dst.
+type direction struct {
+	p        *pair
+	src, dst net.Conn
+	counter  *atomic.Uint64
+	pool     *Pool
+	moved    int64 // bytes written to dst
+
+	// splice state, see splice_linux.go
+	sb         *spliceBuf // the pipe while the direction holds one
+	serr       error      // error of the last splice call
+	fillFn     func(fd uintptr) bool
+	drainFn    func(fd uintptr) bool
+	spliceUsed bool // a splice has moved bytes; no fallback after that
+}
+
+func (p *pair) newDirection(src, dst net.Conn, counter *atomic.Uint64, pool *Pool) *direction {
+	return &direction{p: p, src: src, dst: dst, counter: counter, pool: pool}
+}
+
+// errSpliceUnsupported makes a direction fall back to the buffer copy.
+var errSpliceUnsupported = errors.New("forward: splice not supported for these conns")
+
+// run moves bytes until EOF or the pair stops, then closes done (if set).
+func (d *direction) run(done chan<- struct{}) {
+	if done != nil {
+		defer close(done)
+	}
+	err := errSpliceUnsupported
+	if canSplice(d.src, d.dst) {
+		err = d.splice()
+	}
+	if err == errSpliceUnsupported {
+		err = d.copy()
+	}
+	switch {
+	case err == nil:
+		d.finish()
+	case d.p.stopped.Load():
+		// Woken by stop; the reason is recorded already.
+	default:
+		d.p.fail(err)
+	}
+}
+
+// finish passes EOF on: CloseWrite on dst, or, if dst cannot half-close,
+// the end of the whole pair.
+func (d *direction) finish() {
+	if cw, ok := d.dst.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil && !d.p.stopped.Load() {
+			d.p.fail(err)
+		}
+		return
+	}
+	d.p.stop(EndEOF, nil)
+}
+
+// account records n bytes written to dst.
+func (d *direction) account(n int) {
+	d.moved += int64(n)
+	if d.counter != nil {
+		d.counter.Add(uint64(n))
+	}
+	if d.p.progress != nil {
+		d.p.progress(n)
+	}
+	d.p.touch()
+}
+
+// copy is the fallback: read into a pooled buffer, write it all out.
+func (d *direction) copy() error {
+	bp := d.pool.getBuffer()
+	defer d.pool.putBuffer(bp)
+	buf := *bp
+	for {
+		n, rerr := d.src.Read(buf)
+		if n > 0 {
+			if err := d.writeAll(buf[:n]); err != nil {
+				return err
+			}
+		}
+		switch {
+		case rerr == nil:
+		case rerr == io.EOF:
+			return nil
+		case isTimeout(rerr) && d.p.waitExpired(d.src, true):
+		default:
+			return rerr
+		}
+	}
+}
+
+func (d *direction) writeAll(b []byte) error {
+	for len(b) > 0 {
+		n, err := d.dst.Write(b)
+		if n > 0 {
+			d.account(n)
+			b = b[n:]
+		}
+		if err != nil && !(isTimeout(err) && d.p.waitExpired(d.dst, false)) {
+			return err
+		}
+	}
+	return nil
+}

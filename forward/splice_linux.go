@@ -1,0 +1,197 @@
+package forward
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// defaultPipeSize is the pipe size the pool asks for; 0 keeps the kernel's
+// default of 16 pages (64 KiB) and saves an fcntl per new pipe. See
+// bench_test.go (BenchmarkPipeSize) for the measurement behind it: on
+// loopback 256 KiB and 1 MiB pipes moved no more bytes per second and used
+// no less CPU per byte than 64 KiB, while a non-root user's pipes over
+// fs.pipe-user-pages-soft (16384 pages) shrink to 8 KiB: with 1 MiB pipes
+// that happens after 64 busy directions, with 64 KiB after 1024.
+const defaultPipeSize = 0
+
+// maxSpliceChunk is the length asked of one socket->pipe splice. The kernel
+// stops earlier when the pipe's slots are full or the socket is drained, so
+// asking for more than the pipe holds costs nothing.
+const maxSpliceChunk = 1 << 20
+
+const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
+
+// spliceBuf is one kernel pipe used as the buffer of a direction; n counts
+// the bytes in it.
+type spliceBuf struct {
+	r, w int
+	n    int
+}
+
+func newSpliceBuf(size int) (*spliceBuf, error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	if size > 0 {
+		// Over the soft limit an unprivileged user gets EPERM here and
+		// keeps the small pipe; that is slower, not wrong.
+		unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, size)
+	}
+	return &spliceBuf{r: fds[0], w: fds[1]}, nil
+}
+
+func (sb *spliceBuf) close() {
+	unix.Close(sb.r)
+	unix.Close(sb.w)
+}
+
+// canSplice reports whether bytes can go src -> pipe -> dst in the kernel.
+func canSplice(src, dst net.Conn) bool {
+	return isSpliceConn(src) && isSpliceConn(dst)
+}
+
+func isSpliceConn(c net.Conn) bool {
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
+	}
+	return false
+}
+
+// splice moves src -> dst through a pipe until EOF. Both conns' fds stay
+// nonblocking and the Go netpoller does the waiting: the socket->pipe
+// splice runs inside src's RawConn.Read callback, which returns false on
+// EAGAIN so that the poller parks the goroutine until src is readable; the
+// pipe->socket splice runs inside dst's RawConn.Write callback the same way.
+func (d *direction) splice() error {
+	src, err := d.src.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return errSpliceUnsupported
+	}
+	dst, err := d.dst.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return errSpliceUnsupported
+	}
+	d.fillFn, d.drainFn = d.fill, d.drain
+	defer d.releasePipe()
+	for {
+		err := src.Read(d.fillFn)
+		if err == nil {
+			err = d.serr
+		}
+		if err != nil {
+			if isTimeout(err) && d.p.waitExpired(d.src, true) {
+				continue
+			}
+			if !d.spliceUsed && isUnsupported(err) {
+				return errSpliceUnsupported
+			}
+			return err
+		}
+		if d.sb.n == 0 {
+			return nil // EOF
+		}
+		d.spliceUsed = true
+		if err := d.pump(dst); err != nil {
+			return err
+		}
+	}
+}
+
+// pump empties the pipe into dst.
+func (d *direction) pump(dst syscall.RawConn) error {
+	for {
+		err := dst.Write(d.drainFn)
+		if err == nil {
+			err = d.serr
+		}
+		if err == nil {
+			return nil
+		}
+		if !(isTimeout(err) && d.p.waitExpired(d.dst, false)) {
+			return err
+		}
+	}
+}
+
+// fill is the RawConn.Read callback: one splice socket -> pipe. The pipe is
+// empty whenever fill runs, so EAGAIN means the socket is drained; the pipe
+// then goes back to the pool while the poller waits, which is what keeps
+// idle connections from holding pipes.
+func (d *direction) fill(fd uintptr) bool {
+	d.serr = nil
+	if d.sb == nil {
+		d.sb, d.serr = d.pool.getPipe()
+		if d.serr != nil {
+			return true
+		}
+	}
+	for {
+		n, err := unix.Splice(int(fd), nil, d.sb.w, nil, maxSpliceChunk, spliceFlags)
+		switch err {
+		case nil:
+			d.sb.n = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			d.pool.putPipe(d.sb)
+			d.sb = nil
+			return false
+		}
+		d.serr = os.NewSyscallError("splice", err)
+		return true
+	}
+}
+
+// drain is the RawConn.Write callback: splice pipe -> socket until the pipe
+// is empty or the socket's send buffer is full (EAGAIN: wait for room).
+// Each chunk is counted as it lands in dst.
+func (d *direction) drain(fd uintptr) bool {
+	d.serr = nil
+	for d.sb.n > 0 {
+		n, err := unix.Splice(d.sb.r, nil, int(fd), nil, d.sb.n, spliceFlags)
+		switch err {
+		case nil:
+			if n == 0 {
+				d.serr = io.ErrNoProgress
+				return true
+			}
+			d.sb.n -= int(n)
+			d.account(int(n))
+			continue
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		d.serr = os.NewSyscallError("splice", err)
+		return true
+	}
+	return true
+}
+
+// releasePipe gives the pipe back when it is empty; a pipe that may still
+// hold bytes (the direction failed mid-chunk) is closed instead.
+func (d *direction) releasePipe() {
+	if d.sb == nil {
+		return
+	}
+	if d.sb.n == 0 {
+		d.pool.putPipe(d.sb)
+	} else {
+		d.sb.close()
+	}
+	d.sb = nil
+}
+
+func isUnsupported(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) ||
+		errors.Is(err, unix.EOPNOTSUPP)
+}

@@ -1,0 +1,47 @@
+package forward
+
+import "sync/atomic"
+
+// Stats are the counters of one Listener, all ports together. Every field is
+// atomic: the listener writes them as things happen and the admin endpoint
+// reads them at scrape time. Counters only grow; gauges go up and down.
+//
+// A connection taken from a listen socket is counted exactly once in
+// Accepted, Rejected or Refused.
+type Stats struct {
+	// Accepted counts connections that passed the ACL and max_conns and
+	// were handed to the forward (or to the Handler).
+	Accepted atomic.Uint64
+	// Rejected counts connections closed because Admit (the ACL) said no.
+	// No upstream was dialled for them.
+	Rejected atomic.Uint64
+	// Refused counts connections closed at once because MaxConns
+	// connections were open.
+	Refused atomic.Uint64
+	// Active is the number of accepted connections not yet finished,
+	// including raw clients waiting in the queue (gauge).
+	Active atomic.Int64
+
+	// BytesIn counts bytes moved client -> upstream, per chunk as written.
+	BytesIn atomic.Uint64
+	// BytesOut counts bytes moved upstream -> client, per chunk as written.
+	BytesOut atomic.Uint64
+	// DialFailures counts upstream connection attempts that failed; with a
+	// failover list, each address tried counts once.
+	DialFailures atomic.Uint64
+
+	// Raw mode with Exclusive set:
+
+	// QueueLength is the number of clients waiting for the upstream now
+	// (gauge).
+	QueueLength atomic.Int64
+	// QueuedTotal counts clients that finished waiting in the queue,
+	// whether they got the upstream, timed out or left.
+	QueuedTotal atomic.Uint64
+	// QueueWaitNanos is the time those clients waited, summed, in
+	// nanoseconds; QueueWaitNanos / QueuedTotal is the mean wait.
+	QueueWaitNanos atomic.Uint64
+	// QueueTimeouts counts clients closed because they waited longer than
+	// Raw.QueueTimeout.
+	QueueTimeouts atomic.Uint64
+}

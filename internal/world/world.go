@@ -1,0 +1,179 @@
+// Package world is the loopback fixture of the end-to-end tests: client ->
+// relay -> backend, all on 127.0.0.1. It provides backends (a TCP server
+// with a handler per connection), deterministic byte streams with their
+// SHA-256, an address nobody listens on, and a goroutine-safe log buffer.
+// It starts no relay: each package's tests build the relay they test.
+//
+// Handlers run in goroutines the Backend owns; they must not call t.Fatal,
+// so they report what they saw through channels or the Backend's records.
+package world
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Backend is a TCP server on 127.0.0.1 that runs handle for each
+// connection. Close (also run by tb.Cleanup) closes the listener and every
+// open connection and waits for the handlers.
+type Backend struct {
+	ln       net.Listener
+	handle   func(net.Conn)
+	accepted atomic.Int64
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex // guards the following
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// NewBackend starts a backend on a free loopback port.
+func NewBackend(tb testing.TB, handle func(net.Conn)) *Backend {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("world: backend listen: %v", err)
+	}
+	b := &Backend{ln: ln, handle: handle, conns: map[net.Conn]struct{}{}}
+	b.wg.Add(1)
+	go b.serve()
+	tb.Cleanup(b.Close)
+	return b
+}
+
+func (b *Backend) serve() {
+	defer b.wg.Done()
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.accepted.Add(1)
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			c.Close()
+			return
+		}
+		b.conns[c] = struct{}{}
+		b.wg.Add(1)
+		b.mu.Unlock()
+		go b.run(c)
+	}
+}
+
+func (b *Backend) run(c net.Conn) {
+	defer b.wg.Done()
+	defer func() {
+		b.mu.Lock()
+		delete(b.conns, c)
+		b.mu.Unlock()
+		c.Close()
+	}()
+	b.handle(c)
+}
+
+// Addr is the backend's "127.0.0.1:port".
+func (b *Backend) Addr() string { return b.ln.Addr().String() }
+
+// Accepted counts the connections the backend has accepted.
+func (b *Backend) Accepted() int { return int(b.accepted.Load()) }
+
+// Close stops the backend; it is idempotent.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	b.closed = true
+	for c := range b.conns {
+		c.Close()
+	}
+	b.mu.Unlock()
+	b.ln.Close()
+	b.wg.Wait()
+}
+
+// Echo writes back what it reads until EOF, then half-closes.
+func Echo(c net.Conn) {
+	io.Copy(c, c)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+}
+
+// Stream returns n deterministic pseudo-random bytes for seed; the same
+// seed and n always give the same bytes, so both ends can agree on a hash.
+func Stream(seed uint64, n int64) io.Reader {
+	return io.LimitReader(&randReader{r: rand.NewChaCha8(seedBytes(seed))}, n)
+}
+
+type randReader struct{ r *rand.ChaCha8 }
+
+func (r *randReader) Read(p []byte) (int, error) { return r.r.Read(p) }
+
+func seedBytes(seed uint64) [32]byte {
+	var s [32]byte
+	for i := range 8 {
+		s[i] = byte(seed >> (8 * i))
+	}
+	return s
+}
+
+// Sum is the length and SHA-256 of a byte stream.
+type Sum struct {
+	N   int64
+	SHA [sha256.Size]byte
+}
+
+// Hash reads r to EOF and returns its Sum; err is the read error, if any
+// (io.EOF is not an error).
+func Hash(r io.Reader) (Sum, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	var s Sum
+	s.N = n
+	copy(s.SHA[:], h.Sum(nil))
+	return s, err
+}
+
+// StreamSum is the Sum of Stream(seed, n).
+func StreamSum(seed uint64, n int64) Sum {
+	s, _ := Hash(Stream(seed, n))
+	return s
+}
+
+// DeadAddr returns a loopback address where nothing listens: it binds a
+// port and closes it, so connecting is refused at once.
+func DeadAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("world: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// LogBuffer collects log output from several goroutines.
+type LogBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
