@@ -24,6 +24,7 @@ type dataConn struct {
 	peer    netip.Addr
 	target  netip.AddrPort
 	passive bool
+	gone    chan struct{} // closed once the listener is closed and the port released, or a transfer runs
 }
 
 // addr is the relay's own address of this port, as told to the other side.
@@ -33,6 +34,7 @@ func (d *dataConn) addr() netip.AddrPort { return d.local }
 // replaces the session's previous port if nobody connected to that one:
 // a client that asks PASV twice has given up on the first.
 func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passive bool) (*dataConn, error) {
+	s.closeIdleData()
 	ln, release, err := s.p.ports.listen(bindIP)
 	if err != nil {
 		s.p.stats.DataFailed.Add(1)
@@ -46,6 +48,7 @@ func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passi
 		peer:    peer,
 		target:  target,
 		passive: passive,
+		gone:    make(chan struct{}),
 	}
 	ln.SetDeadline(time.Now().Add(s.p.cfg.dataTimeout()))
 
@@ -56,22 +59,34 @@ func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passi
 		release()
 		return nil, errSessionEnded
 	}
-	old := s.idleData
 	s.idleData = d
 	s.dataWG.Add(1)
 	s.mu.Unlock()
-	if old != nil {
-		old.ln.Close()
-	}
 	go d.serve()
 	return d, nil
+}
+
+// closeIdleData closes the session's data port nobody connected to, if
+// any, and waits until its port is back in the pool, so that the next
+// data port may reuse it (a one-port range must still work).
+func (s *session) closeIdleData() {
+	s.mu.Lock()
+	d := s.idleData
+	s.idleData = nil
+	s.mu.Unlock()
+	if d == nil {
+		return
+	}
+	d.ln.Close()
+	<-d.gone
 }
 
 // serve waits for the one connection this port is for, then relays it.
 func (d *dataConn) serve() {
 	defer d.s.dataWG.Done()
-	defer d.release()
 	conn, err := d.accept()
+	// Accept has returned, so closing the listener now closes its socket
+	// at once and the port is free again.
 	d.ln.Close()
 	d.s.mu.Lock()
 	if d.s.idleData == d {
@@ -79,6 +94,8 @@ func (d *dataConn) serve() {
 	}
 	d.s.mu.Unlock()
 	if err != nil {
+		d.release()
+		close(d.gone)
 		d.s.p.stats.DataFailed.Add(1)
 		ev := d.s.log.Debug()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -88,7 +105,9 @@ func (d *dataConn) serve() {
 		ev.Str("port", d.local.String()).Str("why", err.Error()).Msg("data port closed unused")
 		return
 	}
+	close(d.gone)
 	d.relay(conn)
+	d.release()
 }
 
 // accept returns the first connection from d.peer. Connections from any

@@ -225,13 +225,14 @@ func (s *session) openPassive(server netip.AddrPort, epsv bool) []byte {
 	return []byte(format227(netip.AddrPortFrom(adv, d.local.Port())))
 }
 
-// endReplies handles the end of the server's side.
+// endReplies handles the end of the server's side. The client is not
+// closed here: abort sends FIN and the command loop, which reads the
+// client, closes it once the client has hung up or the grace is over.
 func (s *session) endReplies(err error) {
 	switch {
 	case err == io.EOF:
 		s.setReason("server_closed")
-		s.client.Close()
-		s.server.Close()
+		s.abort("")
 	case errors.Is(err, errLineTooLong):
 		s.p.stats.LinesTooLong.Add(1)
 		s.log.Warn().Int("limit", maxLine).Msg("server sent a reply line (or multi-line reply) longer than the limit; session closed")
@@ -242,7 +243,6 @@ func (s *session) endReplies(err error) {
 		s.abort("421 Idle timeout; closing control connection.\r\n")
 	default:
 		s.setReason("server_error")
-		s.client.Close()
-		s.server.Close()
+		s.abort("")
 	}
 }

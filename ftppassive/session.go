@@ -16,7 +16,10 @@ import (
 	"github.com/edgerelay/relay/forward"
 )
 
-var errIdle = errors.New("ftppassive: control connection idle")
+var (
+	errIdle    = errors.New("ftppassive: control connection idle")
+	errAborted = errors.New("ftppassive: session aborted by the relay")
+)
 
 // maxOutstanding bounds the commands sent to the server (or answered
 // locally) whose replies have not come back. A client that pipelines more
@@ -51,6 +54,7 @@ type session struct {
 	dataUp     atomic.Uint64          // data bytes client -> server, this session
 	dataDown   atomic.Uint64          // data bytes server -> client, this session
 	endReason  atomic.Pointer[string] // first reason the session ended, for the log
+	aborted    atomic.Bool            // abort has run: the client got its 421
 
 	// wmu serialises writes to the client and keeps local replies in
 	// order with the server's. It is taken before mu, never after.
@@ -139,12 +143,8 @@ func (s *session) run() {
 
 	s.mu.Lock()
 	s.ended = true
-	d := s.idleData
-	s.idleData = nil
 	s.mu.Unlock()
-	if d != nil {
-		d.ln.Close()
-	}
+	s.closeIdleData()
 	s.dataWG.Wait()
 }
 
@@ -171,7 +171,14 @@ func (s *session) commandLoop(cr *lineReader) (opaque bool) {
 				return true
 			}
 		case <-s.dead:
-			return false
+			// The reply loop sends the outcome before it ends; it may
+			// be there even though dead was picked.
+			select {
+			case opaque := <-wait:
+				return opaque
+			default:
+				return false
+			}
 		}
 	}
 }
@@ -193,9 +200,13 @@ func (s *session) endCommands(err error) {
 		s.log.Warn().Int("limit", maxLine).Msg("client sent a control line longer than the limit; session closed")
 		s.setReason("client_line_too_long")
 		s.abort("421 Command line too long; closing control connection.\r\n")
+		s.drainClient()
 	case errors.Is(err, errIdle):
 		s.setReason("idle")
 		s.abort("421 Idle timeout; closing control connection.\r\n")
+		s.drainClient()
+	case errors.Is(err, errAborted):
+		s.drainClient() // the reply loop has told the client why
 	default:
 		s.setReason("client_error")
 		s.client.Close()
@@ -203,11 +214,32 @@ func (s *session) endCommands(err error) {
 	}
 }
 
-// abort tells the client why and closes both sides.
+// abortGrace bounds how long an aborted session waits for the client to
+// take its last reply and hang up.
+const abortGrace = time.Second
+
+// abort ends the session from the relay's side (or after the server left)
+// without a reset: the reply if any, then FIN; the client's unread bytes
+// are drained (drainClient) for up to abortGrace, since closing a socket
+// with unread input sends a RST that can destroy the last reply in flight.
 func (s *session) abort(reply string) {
+	if !s.aborted.CompareAndSwap(false, true) {
+		return
+	}
 	s.server.Close()
-	s.client.SetWriteDeadline(time.Now().Add(time.Second))
-	s.client.Write([]byte(reply))
+	if reply != "" {
+		s.client.SetWriteDeadline(time.Now().Add(abortGrace))
+		s.client.Write([]byte(reply))
+	}
+	s.client.CloseWrite()
+	s.client.SetReadDeadline(time.Now().Add(abortGrace))
+}
+
+// drainClient discards client input until the client closes or the abort
+// grace ends, then closes the client. Only the command loop reads the
+// client, so only it calls this.
+func (s *session) drainClient() {
+	io.Copy(io.Discard, io.LimitReader(s.client, 1<<20))
 	s.client.Close()
 }
 
@@ -245,6 +277,9 @@ func (s *session) relayOpaque(cr *lineReader) {
 // simply moved on.
 func (s *session) readLine(lr *lineReader, c net.Conn) ([]byte, error) {
 	for {
+		if s.aborted.Load() {
+			return nil, errAborted // keep abort's read deadline
+		}
 		last := time.Unix(0, s.lastActive.Load())
 		c.SetReadDeadline(last.Add(s.idle))
 		line, err := lr.readLine()
