@@ -254,3 +254,32 @@ func TestSystemInterfaces(t *testing.T) {
 		}
 	}
 }
+
+// The example file shipped for the CAYIN layout parses and means what its
+// comments say.
+func TestExampleFile(t *testing.T) {
+	l, err := LoadFile("testdata/cayin_hba.conf", testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNames := []string{"cms-command", "cms-ftp", "cms-http", "rtb", "ticket-printer"}
+	if got := l.Listeners(); !slices.Equal(got, wantNames) {
+		t.Errorf("Listeners() = %q, want %q", got, wantNames)
+	}
+	for _, q := range []query{
+		{"cms-http", ProtoTCP, "192.168.1.50", "allow by testdata/cayin_hba.conf:6 (host cms-http,cms-command 192.168.1.0/24 allow)"},
+		{"cms-command", ProtoTCP, "10.8.3.4", "allow by testdata/cayin_hba.conf:7 (host cms-http,cms-command 10.8.0.0/16 allow)"},
+		{"cms-http", ProtoTCP, "fd00:1::9", "allow by testdata/cayin_hba.conf:8 (host cms-http fd00:1::/64 allow)"},
+		{"cms-ftp", ProtoTCP, "192.168.20.66", "reject by testdata/cayin_hba.conf:12 (host cms-ftp 192.168.20.66/32 reject)"},
+		{"cms-ftp", ProtoTCP, "::ffff:192.168.20.7", "allow by testdata/cayin_hba.conf:13 (host cms-ftp 192.168.20.0/24 allow)"},
+		{"rtb", ProtoUDP, "192.168.20.7", "allow by testdata/cayin_hba.conf:16 (udp rtb 192.168.20.0/24 allow)"},
+		{"rtb", ProtoUDP, "192.168.1.50", "reject by testdata/cayin_hba.conf:25 (host all all reject)"},
+		{"ticket-printer", ProtoTCP, "192.168.30.15", "allow by testdata/cayin_hba.conf:19 (tcp ticket-printer 192.168.30.0/28 allow)"},
+		{"ticket-printer", ProtoTCP, "192.168.30.16", "reject by testdata/cayin_hba.conf:25 (host all all reject)"},
+		{"ticket-printer", ProtoTCP, "127.0.0.1", "allow by testdata/cayin_hba.conf:23 (host all samehost allow)"},
+	} {
+		if got := l.Explain(q.listener, q.proto, netip.MustParseAddr(q.addr)); got != q.want {
+			t.Errorf("Explain(%s, %v, %s) = %q, want %q", q.listener, q.proto, q.addr, got, q.want)
+		}
+	}
+}
