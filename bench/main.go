@@ -16,6 +16,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -46,7 +47,7 @@ func parseFlags() (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.BoolVar(&o.quick, "quick", false, "one short run of every scenario (well under a minute)")
-	fs.StringVar(&o.scenario, "scenario", "", "run only this `scenario`: "+strings.Join(scenarioNames(), ", "))
+	fs.StringVar(&o.scenario, "scenario", "", "run only these scenarios, a comma `list` of: "+strings.Join(scenarioNames(), ", "))
 	fs.IntVar(&o.runs, "runs", 0, "runs per forwarder (default 3, or 1 with -quick)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write every run's figures to this `file`")
 	fs.StringVar(&o.relayBin, "relay", "", "use this relay `binary` instead of building ./cmd/relay")
@@ -62,7 +63,11 @@ func parseFlags() (options, error) {
 
 func run() int {
 	o, err := parseFlags()
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
 	scenarios, err := pickScenarios(o.scenario)
@@ -191,16 +196,27 @@ func scenarioNames() []string {
 	return names
 }
 
-func pickScenarios(name string) ([]scenario, error) {
-	if name == "" {
+// pickScenarios returns the scenarios named in a comma list, in table
+// order; every one for an empty list.
+func pickScenarios(list string) ([]scenario, error) {
+	if list == "" {
 		return allScenarios(), nil
 	}
+	want := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		want[strings.TrimSpace(name)] = true
+	}
+	var picked []scenario
 	for _, s := range allScenarios() {
-		if s.name() == name {
-			return []scenario{s}, nil
+		if want[s.name()] {
+			picked = append(picked, s)
+			delete(want, s.name())
 		}
 	}
-	return nil, fmt.Errorf("no scenario %q (have %s)", name, strings.Join(scenarioNames(), ", "))
+	for name := range want {
+		return nil, fmt.Errorf("no scenario %q (have %s)", name, strings.Join(scenarioNames(), ", "))
+	}
+	return picked, nil
 }
 
 // peerFilter turns -peers into the set findPeers looks for; empty = all.
