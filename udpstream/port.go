@@ -188,13 +188,23 @@ func (p *port) failover(from int) int {
 	return next
 }
 
-// expire removes the sessions idle for more than limit and appends them to
-// out; the caller ends them outside the lock.
-func (p *port) expire(now, limit int64, out []*session) []*session {
+// expire removes the sessions that have been idle for timeout and appends
+// them to out; the caller ends them outside the lock. now is the sweep time.
+//
+// A session's stamp is the coarse clock, which may be stale by however late
+// the sweeper ran, so its value is not trusted as a time: a changed stamp
+// only says "traffic since the previous sweep", and the session counts as
+// idle from this sweep on. A session therefore ends between timeout and
+// timeout plus two sweep periods after its last datagram, never early.
+func (p *port) expire(now, timeout int64, out []*session) []*session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, s := range p.sessions {
-		if now-s.last.Load() > limit {
+		if stamp := s.last.Load(); stamp != s.seenStamp {
+			s.seenStamp, s.quietFrom = stamp, now
+			continue
+		}
+		if now-s.quietFrom >= timeout {
 			delete(p.sessions, k)
 			out = append(out, s)
 		}

@@ -262,14 +262,10 @@ func (r *Relay) sessionGone() {
 func (r *Relay) signalDrained() { r.drainedOnce.Do(func() { close(r.drained) }) }
 
 // sweepLoop advances the coarse clock and ends idle sessions, once per tick.
-// A session is stamped with a clock that may be a tick old, so it is ended
-// only once idle for timeout plus a tick: never early, at most two ticks
-// late.
 func (r *Relay) sweepLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.tick)
 	defer t.Stop()
-	limit := int64(r.timeout + r.tick)
 	var expired []*session // reused between ticks
 	for {
 		select {
@@ -280,7 +276,7 @@ func (r *Relay) sweepLoop() {
 		now := int64(time.Since(r.start))
 		r.clock.Store(now)
 		for _, p := range r.ports {
-			expired = p.expire(now, limit, expired[:0])
+			expired = p.expire(now, int64(r.timeout), expired[:0])
 			for _, s := range expired {
 				s.end(endIdle, nil)
 			}

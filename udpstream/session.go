@@ -31,8 +31,15 @@ type session struct {
 
 	// up is replaced on failover, so it is read atomically by both
 	// directions; replacing it closes the old socket.
-	up   atomic.Pointer[upstream]
-	last atomic.Int64 // relay clock at the last datagram either way
+	up atomic.Pointer[upstream]
+	// last is the relay's coarse clock at the latest datagram either way.
+	// The sweeper only watches it change (see port.expire), so a clock
+	// that lags when the sweeper runs late never ends a busy session.
+	last atomic.Int64
+
+	// Owned by the sweeper, read and written under the port's mu.
+	seenStamp int64 // last as of the previous sweep; -1 before the first
+	quietFrom int64 // sweep time since which the session has been idle
 
 	// Counters for the access log; "in" is client → upstream.
 	datagramsIn, bytesIn, datagramsOut, bytesOut atomic.Uint64
@@ -44,7 +51,7 @@ type session struct {
 }
 
 func newSession(p *port, client netip.AddrPort, u *upstream, now int64) *session {
-	s := &session{p: p, client: client, started: time.Now()}
+	s := &session{p: p, client: client, started: time.Now(), seenStamp: -1}
 	s.up.Store(u)
 	s.last.Store(now)
 	return s

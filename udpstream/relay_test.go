@@ -1,0 +1,401 @@
+package udpstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Every client talks to every port of a range; each reply must come from the
+// port the client sent to, carry that port's backend tag, and belong to one
+// session per (client, port).
+func TestPortRangeClients(t *testing.T) {
+	checkLeaks(t)
+	const ports = 4
+	w := newWorld(t, ports, nil)
+	clients := []*client{newClient(t, "127.0.0.2"), newClient(t, "127.0.0.3"), newClient(t, "127.0.0.4")}
+
+	upstreamPort := map[string]uint16{} // client|port → source port the backend saw
+	sent := 0
+	for round := range 2 {
+		for ci, c := range clients {
+			for i := range ports {
+				msg := []byte(fmt.Sprintf("round %d client %d port %d", round, ci, i))
+				info, err := parseEcho(c.exchange(w.port(i), msg))
+				sent++
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := fmt.Sprintf("b%d", i); info.tag != want {
+					t.Fatalf("client %s port %d: reply from backend %s, want %s", c.addr(), i, info.tag, want)
+				}
+				if info.sum != sha(msg) || info.length != len(msg) {
+					t.Fatalf("client %s port %d: backend got %d bytes %s, sent %d %s", c.addr(), i, info.length, info.sum, len(msg), sha(msg))
+				}
+				key := fmt.Sprintf("%s|%d", c.addr(), i)
+				if prev, ok := upstreamPort[key]; ok && prev != info.srcPort {
+					t.Fatalf("%s: second datagram left from upstream port %d, first from %d: not one session", key, info.srcPort, prev)
+				}
+				upstreamPort[key] = info.srcPort
+			}
+		}
+	}
+	seen := map[uint16]bool{}
+	for key, p := range upstreamPort {
+		if seen[p] {
+			t.Fatalf("%s shares upstream socket port %d with another session", key, p)
+		}
+		seen[p] = true
+	}
+	st := w.relay.Stats()
+	if got, want := st.SessionsCreated.Load(), uint64(len(clients)*ports); got != want {
+		t.Errorf("SessionsCreated = %d, want %d", got, want)
+	}
+	if got := st.SessionsActive.Load(); got != int64(len(clients)*ports) {
+		t.Errorf("SessionsActive = %d, want %d", got, len(clients)*ports)
+	}
+	// The counters are bumped just after the send, so await them.
+	waitStat(t, "DatagramsIn", st.DatagramsIn.Load, uint64(sent))
+	waitStat(t, "DatagramsOut", st.DatagramsOut.Load, uint64(sent))
+	if in, out := st.DatagramsIn.Load(), st.DatagramsOut.Load(); in != uint64(sent) || out != uint64(sent) {
+		t.Errorf("DatagramsIn/Out = %d/%d, want %d/%d", in, out, sent, sent)
+	}
+
+	// Close ends every session with one access-log line each.
+	_ = w.relay.Close()
+	if n := w.logs.count(`"end":"shutdown"`, `"datagrams_in":2`, `"datagrams_out":2`, `"listener":"rtb"`); n != len(clients)*ports {
+		t.Errorf("%d shutdown log lines with 2 datagrams each way, want %d:\n%s", n, len(clients)*ports, w.logs)
+	}
+}
+
+// Datagrams of every size up to 65507 bytes pass intact both ways, zero-length
+// ones included, and the relay forwards exactly what was sent.
+func TestDatagramSizes(t *testing.T) {
+	checkLeaks(t)
+	w := newWorld(t, 1, nil)
+	c := newClient(t, "127.0.0.2")
+	to := w.port(0)
+	exchanges := 0
+	for _, n := range []int{0, 1, 1200, 1472, 1473, 9000, 65507} {
+		msg := pattern(n)
+		info, err := parseEcho(c.exchange(to, msg))
+		exchanges++
+		if err != nil {
+			t.Fatalf("size %d: %v", n, err)
+		}
+		if info.length != n || info.sum != sha(msg) {
+			t.Fatalf("size %d: backend got %d bytes with sha %s, want %s", n, info.length, info.sum, sha(msg))
+		}
+		reply := c.exchange(to, []byte(fmt.Sprintf("big:%d", n)))
+		exchanges++
+		if len(reply) != n || sha(reply) != sha(msg) {
+			t.Fatalf("size %d: reply of %d bytes with sha %s, want %s", n, len(reply), sha(reply), sha(msg))
+		}
+	}
+	if reply := c.exchange(to, []byte("zero")); len(reply) != 0 {
+		t.Fatalf("zero-length reply arrived as %d bytes", len(reply))
+	}
+	exchanges++
+	st := w.relay.Stats()
+	waitStat(t, "DatagramsIn", st.DatagramsIn.Load, uint64(exchanges))
+	waitStat(t, "DatagramsOut", st.DatagramsOut.Load, uint64(exchanges))
+	if in, out := st.DatagramsIn.Load(), st.DatagramsOut.Load(); in != uint64(exchanges) || out != uint64(exchanges) {
+		t.Errorf("relay forwarded %d in / %d out, want exactly %d each (nothing invented)", in, out, exchanges)
+	}
+	if _, _, ok := c.recv(50 * time.Millisecond); ok {
+		t.Error("an extra datagram arrived")
+	}
+}
+
+// A session ends after SessionTimeout without traffic, logs why, and the
+// client's next datagram opens a new one on a new upstream socket. Traffic
+// in either direction keeps a session alive.
+func TestSessionExpiry(t *testing.T) {
+	checkLeaks(t)
+	const timeout = 150 * time.Millisecond
+	w := newWorld(t, 1, func(c *Config) { c.SessionTimeout = timeout })
+	c := newClient(t, "127.0.0.2")
+	to := w.port(0)
+	st := w.relay.Stats()
+
+	first, err := parseEcho(c.exchange(to, []byte("one")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep talking for three timeouts: the session must survive.
+	for end := time.Now().Add(3 * timeout); time.Now().Before(end); {
+		c.exchange(to, []byte("keep"))
+		time.Sleep(timeout / 5)
+	}
+	if n := st.SessionsExpired.Load(); n != 0 {
+		t.Fatalf("a session expired while traffic flowed (%d)", n)
+	}
+
+	w.logs.waitFor(t, 1, `"end":"idle"`, `"client":"`+c.addr().String()+`"`)
+	if st.SessionsExpired.Load() != 1 || st.SessionsActive.Load() != 0 {
+		t.Fatalf("expired %d active %d, want 1 and 0", st.SessionsExpired.Load(), st.SessionsActive.Load())
+	}
+	second, err := parseEcho(c.exchange(to, []byte("two")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.srcPort == first.srcPort {
+		t.Errorf("new session reused upstream port %d", first.srcPort)
+	}
+	if st.SessionsCreated.Load() != 2 {
+		t.Errorf("SessionsCreated = %d, want 2", st.SessionsCreated.Load())
+	}
+}
+
+// Replies alone (upstream → client) keep a session alive too.
+func TestSessionKeptAliveByReplies(t *testing.T) {
+	checkLeaks(t)
+	const timeout = 150 * time.Millisecond
+	w := newWorld(t, 1, func(c *Config) { c.SessionTimeout = timeout })
+	c := newClient(t, "127.0.0.2")
+	c.exchange(w.port(0), []byte("hello"))
+
+	// The backend pushes to the relay's upstream socket without being asked.
+	b := w.backends[0]
+	var upstreamSock netip.AddrPort
+	w.relay.ports[0].mu.Lock()
+	for _, s := range w.relay.ports[0].sessions {
+		upstreamSock = s.up.Load().conn.localAddr().(*net.UDPAddr).AddrPort()
+	}
+	w.relay.ports[0].mu.Unlock()
+	for end := time.Now().Add(3 * timeout); time.Now().Before(end); {
+		if _, err := b.conn.WriteToUDPAddrPort([]byte("push"), upstreamSock); err != nil {
+			t.Fatal(err)
+		}
+		if p, _, ok := c.recv(time.Second); !ok || string(p) != "push" {
+			t.Fatalf("pushed datagram not relayed: %q %v", p, ok)
+		}
+		time.Sleep(timeout / 5)
+	}
+	if n := w.relay.Stats().SessionsExpired.Load(); n != 0 {
+		t.Fatalf("session expired although the upstream kept sending")
+	}
+}
+
+// Beyond MaxSessions new sources are dropped and counted; open sessions go on.
+func TestSessionLimit(t *testing.T) {
+	checkLeaks(t)
+	w := newWorld(t, 1, func(c *Config) { c.MaxSessions = 2 })
+	to := w.port(0)
+	a, b, late := newClient(t, "127.0.0.2"), newClient(t, "127.0.0.3"), newClient(t, "127.0.0.4")
+	a.exchange(to, []byte("a"))
+	b.exchange(to, []byte("b"))
+	st := w.relay.Stats()
+
+	late.send(to, []byte("late"))
+	waitStat(t, "Drops.SessionLimit", st.Drops.SessionLimit.Load, 1)
+
+	// A flood of new sources: the table stays at the cap.
+	var flood []*client
+	for range 50 {
+		f := newClient(t, "127.0.0.5")
+		f.send(to, []byte("flood"))
+		flood = append(flood, f)
+	}
+	waitStat(t, "Drops.SessionLimit", st.Drops.SessionLimit.Load, 51)
+	if n := st.SessionsActive.Load(); n != 2 {
+		t.Fatalf("SessionsActive = %d, want 2", n)
+	}
+	a.exchange(to, []byte("a again"))
+	b.exchange(to, []byte("b again"))
+	if _, _, ok := late.recv(20 * time.Millisecond); ok {
+		t.Fatal("a source beyond the cap got a reply")
+	}
+	if n := st.SessionsCreated.Load(); n != 2 {
+		t.Fatalf("SessionsCreated = %d, want 2", n)
+	}
+}
+
+// Admit is asked for each new source; refused ones are dropped and counted,
+// admitted ones are asked once per session.
+func TestAdmit(t *testing.T) {
+	checkLeaks(t)
+	var asked atomic.Int32
+	deny := netip.MustParseAddr("127.0.0.3")
+	w := newWorld(t, 1, func(c *Config) {
+		c.Admit = func(ap netip.AddrPort) bool { asked.Add(1); return ap.Addr() != deny }
+	})
+	to := w.port(0)
+	ok, no := newClient(t, "127.0.0.2"), newClient(t, "127.0.0.3")
+	for range 3 {
+		ok.exchange(to, []byte("hi"))
+	}
+	st := w.relay.Stats()
+	no.send(to, []byte("let me in"))
+	waitStat(t, "Drops.ACL", st.Drops.ACL.Load, 1)
+	no.send(to, []byte("please"))
+	waitStat(t, "Drops.ACL", st.Drops.ACL.Load, 2)
+	if n := asked.Load(); n != 3 {
+		t.Errorf("Admit asked %d times, want 3 (one session, two refused datagrams)", n)
+	}
+	if st.Rejected.Load() != 2 || st.SessionsCreated.Load() != 1 {
+		t.Errorf("Rejected %d SessionsCreated %d, want 2 and 1", st.Rejected.Load(), st.SessionsCreated.Load())
+	}
+	if _, _, got := no.recv(20 * time.Millisecond); got {
+		t.Error("refused source got a reply")
+	}
+}
+
+// When the first upstream answers with ICMP port unreachable, the session
+// moves to the next one and later sessions start there; the move is logged
+// once.
+func TestFailover(t *testing.T) {
+	checkLeaks(t)
+	dead := deadUDPAddr(t)
+	w := newWorld(t, 1, func(c *Config) { c.Upstreams[0] = []string{dead, c.Upstreams[0][0]} })
+	to := w.port(0)
+	c := newClient(t, "127.0.0.2")
+
+	// The first datagrams go to the dead upstream; retry until the session
+	// has moved.
+	var reply []byte
+	for try := 0; reply == nil; try++ {
+		if try == 50 {
+			t.Fatalf("no reply after failover:\n%s", w.logs)
+		}
+		c.send(to, []byte("ping"))
+		if p, _, ok := c.recv(100 * time.Millisecond); ok {
+			reply = p
+		}
+	}
+	if info, err := parseEcho(reply); err != nil || info.tag != "b0" {
+		t.Fatalf("reply %q (%v), want one from the live backend", reply, err)
+	}
+	// A new client goes straight to the live upstream.
+	c2 := newClient(t, "127.0.0.3")
+	c2.exchange(to, []byte("ping"))
+	st := w.relay.Stats()
+	if st.Failovers.Load() != 1 || st.Drops.Unreachable.Load() == 0 {
+		t.Errorf("Failovers %d Unreachable %d, want 1 and > 0", st.Failovers.Load(), st.Drops.Unreachable.Load())
+	}
+	if n := w.logs.count("moving sessions to the next upstream", `"from":"`+dead+`"`); n != 1 {
+		t.Errorf("%d failover log lines, want 1:\n%s", n, w.logs)
+	}
+	_ = w.relay.Close()
+	if n := w.logs.count(`"end":"shutdown"`, `"upstream":"`+w.backends[0].addr().String()+`"`); n != 2 {
+		t.Errorf("%d sessions ended on the live upstream, want 2:\n%s", n, w.logs)
+	}
+}
+
+// deadUDPAddr returns a loopback address where nothing listens (it was bound
+// a moment ago), so datagrams to it draw ICMP port unreachable.
+func deadUDPAddr(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := c.LocalAddr().String()
+	_ = c.Close()
+	return addr
+}
+
+// Shutdown refuses new sources, lets open sessions run until they expire,
+// then returns; with a short context it cuts them.
+func TestShutdown(t *testing.T) {
+	checkLeaks(t)
+	t.Run("drains", func(t *testing.T) {
+		w := newWorld(t, 1, func(c *Config) { c.SessionTimeout = 100 * time.Millisecond })
+		to := w.port(0)
+		c := newClient(t, "127.0.0.2")
+		c.exchange(to, []byte("before"))
+		done := make(chan error, 1)
+		go func() { done <- w.relay.Shutdown(context.Background()) }()
+		waitDraining(t, w.relay)
+		c.exchange(to, []byte("open session still served"))
+		late := newClient(t, "127.0.0.3")
+		late.send(to, []byte("new"))
+		waitStat(t, "Drops.Draining", w.relay.Stats().Drops.Draining.Load, 1)
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+		if n := w.logs.count(`"end":"idle"`); n != 1 {
+			t.Errorf("want the session to end idle:\n%s", w.logs)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		w := newWorld(t, 1, nil)
+		c := newClient(t, "127.0.0.2")
+		c.exchange(w.port(0), []byte("before"))
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := w.relay.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+		}
+		if n := w.logs.count(`"end":"shutdown"`); n != 1 {
+			t.Errorf("want the session cut at shutdown:\n%s", w.logs)
+		}
+		if err := w.relay.Serve(); !errors.Is(err, ErrClosed) {
+			t.Errorf("Serve after Shutdown = %v", err)
+		}
+		if err := w.relay.Close(); err != nil {
+			t.Errorf("second Close = %v", err)
+		}
+	})
+}
+
+func waitDraining(t *testing.T, r *Relay) {
+	t.Helper()
+	waitStat(t, "draining", func() uint64 {
+		if r.draining.Load() {
+			return 1
+		}
+		return 0
+	}, 1)
+}
+
+func TestListenErrors(t *testing.T) {
+	busy, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no listen", Config{}, "no listen address"},
+		{"length mismatch", Config{Listen: []string{"127.0.0.1:0"}}, "1 listen addresses but 0 upstream lists"},
+		{"empty list", Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{}}}, "no upstream for"},
+		{"bad upstream", Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1"}}}, `upstream "127.0.0.1"`},
+		{"port taken", Config{Listen: []string{"127.0.0.1:0", busy.LocalAddr().String()},
+			Upstreams: [][]string{{"127.0.0.1:9"}, {"127.0.0.1:9"}}}, "listen " + busy.LocalAddr().String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Listen(tc.cfg)
+			if err == nil {
+				_ = r.Close()
+				t.Fatal("Listen succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "udpstream: ") {
+				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Close before Serve: Serve returns ErrClosed at once, nothing leaks.
+func TestCloseBeforeServe(t *testing.T) {
+	checkLeaks(t)
+	r, err := Listen(Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1:9"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Close()
+	_ = r.Close()
+	if err := r.Serve(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+}
