@@ -225,9 +225,14 @@ func (l *List) Decide(listener string, proto Proto, addr netip.Addr) Decision {
 		return Decision{}
 	}
 	addr = addr.Unmap()
-	best := l.all[proto].lookup(addr)
+	best := uint32(noRule)
 	if ts := l.named[listener]; ts != nil {
-		best = min(best, ts[proto].lookup(addr))
+		best = ts[proto].lookup(addr)
+	}
+	// The usual file names listeners first and ends with "all" lines, so
+	// a match in the listener's table often makes the "all" table moot.
+	if all := &l.all[proto]; all.first < best {
+		best = min(best, all.lookup(addr))
 	}
 	if best == noRule {
 		return Decision{}

@@ -24,8 +24,9 @@ const noRule = math.MaxUint32
 // makes ~17 dependent loads, the last several of them cache misses, and
 // measured ~140 ns; the tree touches one cache line per level.
 type table struct {
-	v4 tree4
-	v6 tree6
+	v4    tree4
+	v6    tree6
+	first uint32 // lowest rule index in the table, noRule if empty
 }
 
 // tableSet holds one table per query protocol, indexed by Proto. The tcp
@@ -109,6 +110,12 @@ func (b *builder) add(ruleProto Proto, prefix netip.Prefix, rule uint32) {
 func (b *builder) build() tableSet {
 	var ts tableSet
 	for q := range ts {
+		ts[q].first = noRule
+		for _, spans := range [][]span{b.v4[q], b.v6[q]} {
+			for _, s := range spans {
+				ts[q].first = min(ts[q].first, s.rule)
+			}
+		}
 		starts, rules := flatten(b.v4[q], u128{0, math.MaxUint32})
 		leaf4 := make([]entry4, len(starts))
 		for i := range starts {
