@@ -57,17 +57,16 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'
 }
 
-// fields groups items into columns: a comma joins the words on either side
-// into one column, whitespace alone separates columns.
-func fields(items []item) []field {
-	var fs []field
-	for i, it := range items {
-		if i > 0 && it.text != "," && items[i-1].text != "," {
-			fs = append(fs, nil)
-		} else if i == 0 {
-			fs = append(fs, nil)
+// fields appends to fs the columns of items: a comma joins the words on
+// either side into one column, whitespace alone separates columns. Each
+// column is a subslice of items.
+func fields(fs []field, items []item) []field {
+	start := 0
+	for i := 1; i <= len(items); i++ {
+		if i == len(items) || items[i].text != "," && items[i-1].text != "," {
+			fs = append(fs, items[start:i])
+			start = i
 		}
-		fs[len(fs)-1] = append(fs[len(fs)-1], it)
 	}
 	return fs
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 )
 
 // ParseError is a problem in the rule file, at a 1-based line and column
@@ -68,6 +69,10 @@ type parser struct {
 	file  string
 	opts  Options
 	rules []Rule
+	// names interns listener names, so rules do not keep whole lines of
+	// the file alive through substrings.
+	names map[string]string
+	fs    []field // the columns of the current line, reused
 
 	ifaces    []netip.Prefix // interface addresses, read on first use
 	ifacesErr error
@@ -80,7 +85,8 @@ func (p *parser) errorf(at pos, format string, args ...any) error {
 
 // rule parses one logical line; an empty one (blank or comment) adds nothing.
 func (p *parser) rule(items []item, end pos) error {
-	c := columns{fs: fields(items), end: end}
+	p.fs = fields(p.fs[:0], items)
+	c := columns{fs: p.fs, end: end}
 	if len(c.fs) == 0 {
 		return nil
 	}
@@ -166,7 +172,7 @@ func (p *parser) listeners(f field) ([]string, error) {
 			return nil, p.errorf(it.pos, "invalid listener name %q, expected lowercase letters, digits and '-'", it.text)
 		}
 		if !contains(names, it.text) {
-			names = append(names, it.text)
+			names = append(names, p.intern(it.text))
 		}
 		wantName = false
 	}
@@ -175,6 +181,18 @@ func (p *parser) listeners(f field) ([]string, error) {
 		return nil, p.errorf(pos{last.pos.line, last.pos.col + 1}, "listener list ends with a comma, expected a name")
 	}
 	return names, nil
+}
+
+func (p *parser) intern(name string) string {
+	if s, ok := p.names[name]; ok {
+		return s
+	}
+	if p.names == nil {
+		p.names = map[string]string{}
+	}
+	s := strings.Clone(name)
+	p.names[s] = s
+	return s
 }
 
 func contains(names []string, name string) bool {
