@@ -158,7 +158,10 @@ func (c *netConn) readBatch() (*batch, error) {
 		var from net.Addr
 		n, from, err = c.pc.ReadFrom(buf)
 		if ua, ok := from.(*net.UDPAddr); ok {
-			m.addr = ua.AddrPort()
+			// Unmapped, as the batched path does, so that sessions,
+			// Admit and logs see IPv4 clients as IPv4.
+			ap := ua.AddrPort()
+			m.addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
 	}
 	m.truncated = errors.Is(err, io.ErrShortBuffer)

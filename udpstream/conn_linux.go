@@ -191,15 +191,17 @@ func (c *sysConn) localAddr() net.Addr { return c.uc.LocalAddr() }
 func (c *sysConn) close() error        { return c.uc.Close() }
 
 // addrPortFromSockaddr reads a sockaddr_in or sockaddr_in6 without
-// allocating. An IPv6 zone (scope id) is not kept: zones are strings in
-// netip, and link-local clients of a relay are not a case worth a lookup.
+// allocating. IPv4-mapped addresses are unmapped, so sessions, Admit and
+// logs see an IPv4 client of a dual-stack socket as IPv4 (putSockaddr maps
+// it back). An IPv6 zone (scope id) is not kept: zones are strings in netip,
+// and link-local clients of a relay are not a case worth a lookup.
 func addrPortFromSockaddr(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	switch sa.Family {
 	case unix.AF_INET:
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
 		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), netPort(&sa4.Port))
 	case unix.AF_INET6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), netPort(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), netPort(&sa.Port))
 	}
 	return netip.AddrPort{}
 }

@@ -7,9 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // Every client talks to every port of a range; each reply must come from the
@@ -397,5 +400,45 @@ func TestCloseBeforeServe(t *testing.T) {
 	_ = r.Close()
 	if err := r.Serve(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Serve = %v", err)
+	}
+}
+
+// A dual-stack listener ("[::]:port") serves IPv4 clients as IPv4 (Admit and
+// the log see 127.0.0.2, not ::ffff:127.0.0.2) and IPv6 clients as IPv6.
+func TestDualStackListener(t *testing.T) {
+	checkLeaks(t)
+	b := startBackend(t, "b0")
+	logs := newLogSink()
+	var seen []netip.AddrPort
+	var mu sync.Mutex
+	r, err := Listen(Config{
+		Name: "dual", Listen: []string{"[::]:0"}, Upstreams: [][]string{{b.addr().String()}},
+		Admit: func(ap netip.AddrPort) bool { mu.Lock(); seen = append(seen, ap); mu.Unlock(); return true },
+		Log:   zerolog.New(logs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	defer func() { _ = r.Close(); <-served }()
+	port := r.Addrs()[0].(*net.UDPAddr).Port
+
+	c4 := newClient(t, "127.0.0.2")
+	c4.exchange(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, []byte("v4"))
+	if c6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err == nil {
+		c := &client{t: t, conn: c6}
+		t.Cleanup(func() { _ = c6.Close() })
+		c.exchange(&net.UDPAddr{IP: net.IPv6loopback, Port: port}, []byte("v6"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || seen[0] != c4.addr() {
+		t.Fatalf("Admit saw %v, want %s first", seen, c4.addr())
+	}
+	for _, ap := range seen[1:] {
+		if ap.Addr() != netip.IPv6Loopback() {
+			t.Errorf("Admit saw %s, want ::1", ap)
+		}
 	}
 }

@@ -162,7 +162,9 @@ func (c *client) exchange(to net.Addr, p []byte) []byte {
 	if !ok {
 		c.t.Fatalf("%s: no reply from %s", c.addr(), to)
 	}
-	if want := to.(*net.UDPAddr).AddrPort(); from != want {
+	want := to.(*net.UDPAddr).AddrPort()
+	want = netip.AddrPortFrom(want.Addr().Unmap(), want.Port())
+	if from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()); from != want {
 		c.t.Fatalf("%s: reply came from %s, want %s (the port the client sent to)", c.addr(), from, want)
 	}
 	return reply
