@@ -56,7 +56,9 @@ func parseFlags() (options, error) {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		err := fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		fmt.Fprintln(fs.Output(), err)
+		return o, err
 	}
 	return o, nil
 }
@@ -67,8 +69,7 @@ func run() int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 2
+		return 2 // the flag package has said why
 	}
 	scenarios, err := pickScenarios(o.scenario)
 	if err != nil {

@@ -23,6 +23,12 @@ func writeTable(w io.Writer, results []*scenarioResult, peers []string, runs int
 	fmt.Fprintf(w, "whichever way the metric points; a peer cell shows its figure and the relay's ratio to it.\n\n")
 	writeAligned(w, rows)
 	writeNotes(w, results)
+	for _, res := range results {
+		if len(res.Failures) > 0 {
+			fmt.Fprintln(w, "\nFAIL: data lost or corrupted; *: some runs failed, the figure is from the others.")
+			break
+		}
+	}
 }
 
 // tableRow formats one metric of one scenario.
@@ -149,11 +155,7 @@ func writeAligned(w io.Writer, rows [][]string) {
 func writeNotes(w io.Writer, results []*scenarioResult) {
 	var notes []string
 	for _, res := range results {
-		for _, fwd := range append([]string{"relay", "direct"}, peerNames()...) {
-			if why, ok := res.Skipped[fwd]; ok {
-				notes = append(notes, fmt.Sprintf("n/a: %s in %s: %s", fwd, res.Name, why))
-			}
-		}
+		notes = append(notes, skipNotes(res)...)
 		for _, f := range res.Failures {
 			mark := "error"
 			if f.Integrity {
@@ -170,4 +172,25 @@ func writeNotes(w io.Writer, results []*scenarioResult) {
 	for _, n := range notes {
 		fmt.Fprintln(w, "- "+n)
 	}
+}
+
+// skipNotes says once per reason which forwarders sat a scenario out.
+func skipNotes(res *scenarioResult) []string {
+	var reasons []string
+	who := map[string][]string{}
+	for _, fwd := range append([]string{"relay", "direct"}, peerNames()...) {
+		why, ok := res.Skipped[fwd]
+		if !ok {
+			continue
+		}
+		if who[why] == nil {
+			reasons = append(reasons, why)
+		}
+		who[why] = append(who[why], fwd)
+	}
+	var notes []string
+	for _, why := range reasons {
+		notes = append(notes, fmt.Sprintf("n/a: %s in %s: %s", strings.Join(who[why], ", "), res.Name, why))
+	}
+	return notes
 }
