@@ -129,8 +129,10 @@ func (s *session) active(cmd command) error {
 		s.log.Warn().Err(err).Msg("no data port for active mode; answered 425")
 		return s.answer("425 Can't open data connection: " + reason425(err) + ".\r\n")
 	}
-	line := formatPORT(d.addr())
-	if !s.serverLocal.Is4() {
+	var line string
+	if d.addr().Addr().Is4() {
+		line = formatPORT(d.addr())
+	} else {
 		line = formatEPRT(d.addr())
 	}
 	return s.send(&pending{kind: kindActive, data: d}, []byte(line))
