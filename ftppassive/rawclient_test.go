@@ -137,4 +137,3 @@ func run(t *testing.T, timeout time.Duration, name string, args ...string) (stri
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	return string(out), err
 }
-
