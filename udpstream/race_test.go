@@ -1,0 +1,5 @@
+//go:build race
+
+package udpstream
+
+const raceEnabled = true
