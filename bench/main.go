@@ -103,19 +103,23 @@ func run() int {
 func bench(e *env, o options, scenarios []scenario) int {
 	stopOnSignal(e)
 	started := time.Now()
-	bin := o.relayBin
+	loadBefore := loadAverage()
+	bin, rev := o.relayBin, ""
 	if bin == "" {
 		fmt.Fprintln(os.Stderr, "bench: building ./cmd/relay")
 		var err error
-		if bin, err = buildRelay(e.dir); err != nil {
+		if bin, rev, err = buildRelay(e.dir); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
 	}
 	fwds := []forwarder{direct{}, relayFwd{bin: bin}}
+	versions := map[string]string{"relay": firstLine(bin, "version")}
+	if rev != "" {
+		versions["relay"] += ", built from " + rev
+	}
 	peers := findPeers(peerFilter(o.peers))
 	var columns []string
-	versions := map[string]string{}
 	for _, name := range peerNames() {
 		p, ok := peers[name]
 		if !ok {
@@ -139,8 +143,9 @@ func bench(e *env, o options, scenarios []scenario) int {
 	m := describeMachine()
 	fmt.Printf("relay bench, %s: %d cores %s, Linux %s, %s, %s\n", started.Format("2006-01-02 15:04"),
 		m.Cores, m.CPU, m.Kernel, m.OS, m.Go)
-	fmt.Printf("command: %s; took %s\n", commandLine(), time.Since(started).Round(time.Second))
-	for _, name := range peerNames() {
+	fmt.Printf("command: %s; took %s; load average %s before, %s after\n", commandLine(),
+		time.Since(started).Round(time.Second), loadBefore, loadAverage())
+	for _, name := range append([]string{"relay"}, peerNames()...) {
 		if v, ok := versions[name]; ok {
 			fmt.Printf("%s: %s\n", name, v)
 		}

@@ -16,24 +16,39 @@ import (
 const ftpDataPorts = 1000
 
 // buildRelay compiles ./cmd/relay of the module the bench runs in, the way
-// `make build` does, into dir.
-func buildRelay(dir string) (string, error) {
+// `make build` does, into dir. It returns the binary and the git revision
+// it was built from ("" outside git).
+func buildRelay(dir string) (bin, rev string, err error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	root, err := moduleRoot(goBin)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	out := filepath.Join(dir, "relay")
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./cmd/relay")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/relay: %w\n%s", err, b)
+		return "", "", fmt.Errorf("go build ./cmd/relay: %w\n%s", err, b)
 	}
-	return out, nil
+	return out, gitRevision(root), nil
+}
+
+// gitRevision names the commit of the tree in root, with "+dirty" when
+// files differ from it.
+func gitRevision(root string) string {
+	b, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(b))
+	if err := exec.Command("git", "-C", root, "diff", "--quiet", "HEAD", "--").Run(); err != nil {
+		rev += "+dirty"
+	}
+	return rev
 }
 
 // moduleRoot is the directory of the go.mod governing the working directory.

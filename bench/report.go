@@ -28,6 +28,20 @@ func describeMachine() machine {
 	return m
 }
 
+// loadAverage is the 1-minute load average: how busy the shared machine
+// was around the run.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
 // fileField returns the value of the first "key<sep>value" line of a file.
 func fileField(path, key, sep string) string {
 	f, err := os.Open(path)
@@ -52,7 +66,7 @@ type jsonReport struct {
 	Machine   machine           `json:"machine"`
 	Runs      int               `json:"runs"`
 	Window    string            `json:"window"`
-	Peers     map[string]string `json:"peers"` // name -> version, or why it is missing
+	Peers     map[string]string `json:"versions"` // relay and peers: version, or why a peer is missing
 	Scenarios []jsonScenario    `json:"scenarios"`
 }
 
