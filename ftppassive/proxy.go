@@ -165,7 +165,7 @@ func Listen(cfg Config) (*Proxy, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Log}
+	p := &Proxy{cfg: cfg, log: cfg.Log.With().Str("listener", cfg.Name).Logger()}
 	p.ports = newPortPool(cfg.DataPorts, &p.stats.DataPortsInUse)
 	ln, err := forward.Listen(forward.Config{
 		Name:           cfg.Name,

@@ -160,6 +160,7 @@ var relayPortRE = []struct {
 	with string
 }{
 	{regexp.MustCompile(`127,0,0,1,\d+,\d+`), "127,0,0,1,RELAY_PORT"},
+	{regexp.MustCompile(`198,51,100,7,\d+,\d+`), "198,51,100,7,RELAY_PORT"},
 	{regexp.MustCompile(`\|\|\|\d+\|`), "|||RELAY_PORT|"},
 	{regexp.MustCompile(`\|127\.0\.0\.1\|\d+\|`), "|127.0.0.1|RELAY_PORT|"},
 }
