@@ -56,6 +56,10 @@ type Config struct {
 	Handler Handler
 	// Raw switches the listener to raw mode (see Raw). nil: plain TCP.
 	Raw *Raw
+	// Pool supplies splice pipes; one Pool shared by every listener keeps
+	// the whole process within one pipe budget. nil: the listener makes
+	// its own and closes it on Close.
+	Pool *Pool
 	// Log receives the access lines and warnings. The zero Logger logs
 	// nothing (zerolog treats a Logger without a writer as disabled).
 	Log zerolog.Logger

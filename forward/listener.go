@@ -29,6 +29,7 @@ type Listener struct {
 	lns       []*net.TCPListener
 	addrs     []net.Addr
 	pool      *Pool
+	ownPool   bool // pool was made here and is closed with the listener
 	dialer    func(ctx context.Context, network, addr string) (net.Conn, error)
 	raw       *rawState // nil unless Config.Raw is set
 	stats     Stats
@@ -52,8 +53,11 @@ func Listen(cfg Config) (*Listener, error) {
 	l := &Listener{
 		cfg:  cfg,
 		log:  cfg.Log.With().Str("listener", cfg.Name).Logger(),
-		pool: NewPool(0),
+		pool: cfg.Pool,
 		done: make(chan struct{}),
+	}
+	if l.pool == nil {
+		l.pool, l.ownPool = NewPool(0), true
 	}
 	l.sampled = l.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second})
 	l.dialer = cfg.Dial
@@ -239,7 +243,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		<-drained
 	}
 	l.cancel()
-	l.pool.Close()
+	l.closePool()
 	return err
 }
 
@@ -250,8 +254,14 @@ func (l *Listener) Close() error {
 	l.cancel()
 	l.accepting.Wait()
 	l.conns.Wait()
-	l.pool.Close()
+	l.closePool()
 	return nil
+}
+
+func (l *Listener) closePool() {
+	if l.ownPool {
+		l.pool.Close()
+	}
 }
 
 func (l *Listener) stopAccepting() {

@@ -95,7 +95,8 @@ type pair struct {
 	grain time.Duration
 	last  atomic.Int64 // time.Duration since start of the last chunk, either way
 
-	stopped atomic.Bool // set before the deadlines that wake the directions
+	stopped atomic.Bool  // set before the deadlines that wake the directions
+	ended   atomic.Int32 // directions that have returned
 
 	mu  sync.Mutex // guards the following
 	end string
@@ -233,7 +234,12 @@ func (d *direction) run(done chan<- struct{}) {
 	if err == errSpliceUnsupported {
 		err = d.copy()
 	}
+	last := d.p.ended.Add(1) == 2
 	switch {
+	case err == nil && last:
+		// The other direction is over and Pipe closes both conns now;
+		// close sends the FIN that CloseWrite would, one syscall less
+		// per connection.
 	case err == nil:
 		d.finish()
 	case d.p.stopped.Load():

@@ -12,7 +12,7 @@ const copyBufferSize = 32 << 10
 // defaultMaxIdlePipes bounds the pipes a Pool keeps while no direction uses
 // them. Each costs two descriptors and counts toward the user's pipe pages
 // (fs.pipe-user-pages-soft) even when empty, so the free list stays short;
-// a miss costs one pipe2(2).
+// a miss costs a pipe2(2) and an fcntl(2).
 const defaultMaxIdlePipes = 64
 
 // Pool keeps splice pipes and copy buffers for reuse between connections.
@@ -20,15 +20,22 @@ const defaultMaxIdlePipes = 64
 // soon as the pipe is empty and the source would block, so an idle
 // connection holds no pipe. Pipes beyond the free-list bound are closed at
 // once; nothing relies on a finaliser. The zero Pool is not usable: call
-// NewPool, and Close it when done.
+// NewPool, and Close it when done. One Pool may serve many listeners.
+//
+// Pipe size: a pool asks for big pipes (bigPipeSize) while its pipe-page
+// budget lasts and takes the kernel's default (64 KiB) after that; see
+// pipeBudget for why.
 type Pool struct {
-	size    int // F_SETPIPE_SZ request; 0 keeps the kernel default (64 KiB)
 	maxIdle int
+	bigSize int       // F_SETPIPE_SZ request while the budget lasts; 0: never
+	budget  int       // pages the pool may hold in big pipes; < 0: no limit
 	bufs    sync.Pool // *[]byte of copyBufferSize, for the fallback copy
 
-	mu     sync.Mutex // guards the following
-	free   []*spliceBuf
-	closed bool
+	mu       sync.Mutex // guards the following
+	free     []*spliceBuf
+	inUse    int // pipes handed out and not yet back
+	bigPages int // pages held in big pipes, in use or free
+	closed   bool
 }
 
 // NewPool returns a pool that keeps at most maxIdle unused pipes
@@ -38,8 +45,9 @@ func NewPool(maxIdle int) *Pool {
 		maxIdle = defaultMaxIdlePipes
 	}
 	return &Pool{
-		size:    defaultPipeSize,
 		maxIdle: maxIdle,
+		bigSize: bigPipeSize,
+		budget:  pipeBudget(),
 		bufs: sync.Pool{New: func() any {
 			b := make([]byte, copyBufferSize)
 			return &b
@@ -48,12 +56,13 @@ func NewPool(maxIdle int) *Pool {
 }
 
 // getPipe returns an empty pipe, from the free list when it can.
-// A nil pool makes a new pipe each time.
+// A nil pool makes a new default-size pipe each time.
 func (p *Pool) getPipe() (*spliceBuf, error) {
 	if p == nil {
-		return newSpliceBuf(defaultPipeSize)
+		return newSpliceBuf(0)
 	}
 	p.mu.Lock()
+	p.inUse++
 	if n := len(p.free); n > 0 {
 		sb := p.free[n-1]
 		p.free[n-1] = nil
@@ -61,24 +70,64 @@ func (p *Pool) getPipe() (*spliceBuf, error) {
 		p.mu.Unlock()
 		return sb, nil
 	}
+	size := 0
+	if p.bigSize > 0 && (p.budget < 0 || p.bigPages+pages(p.bigSize) <= p.budget) {
+		size = p.bigSize
+		p.bigPages += pages(size)
+	}
 	p.mu.Unlock()
-	return newSpliceBuf(p.size)
+
+	sb, err := newSpliceBuf(size)
+	if err != nil || sb.big != size {
+		p.mu.Lock()
+		if size > 0 {
+			p.bigPages -= pages(size)
+			if err == nil {
+				// The kernel refused the size: this user is near its
+				// soft limit, so stop asking.
+				p.budget = p.bigPages
+			}
+		}
+		if err != nil {
+			p.inUse--
+		}
+		p.mu.Unlock()
+	}
+	return sb, err
 }
 
-// putPipe takes back an empty pipe. A pipe that may still hold bytes must be
-// closed instead, never put back.
+// putPipe takes back an empty pipe. A pipe that may still hold bytes must
+// go to dropPipe instead.
 func (p *Pool) putPipe(sb *spliceBuf) {
 	if p == nil {
 		sb.close()
 		return
 	}
 	p.mu.Lock()
+	p.inUse--
 	if !p.closed && len(p.free) < p.maxIdle {
 		p.free = append(p.free, sb)
 		p.mu.Unlock()
 		return
 	}
+	p.closePipeLocked(sb)
 	p.mu.Unlock()
+}
+
+// dropPipe closes a pipe that may hold stale bytes.
+func (p *Pool) dropPipe(sb *spliceBuf) {
+	if p == nil {
+		sb.close()
+		return
+	}
+	p.mu.Lock()
+	p.inUse--
+	p.closePipeLocked(sb)
+	p.mu.Unlock()
+}
+
+func (p *Pool) closePipeLocked(sb *spliceBuf) {
+	p.bigPages -= pages(sb.big)
 	sb.close()
 }
 
@@ -103,16 +152,26 @@ func (p *Pool) Idle() int {
 	return len(p.free)
 }
 
+// InUse reports how many pipes directions hold now: one per direction
+// with bytes in flight, none for idle connections.
+func (p *Pool) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse
+}
+
 // Close closes the idle pipes; pipes still in use are closed when they come
 // back. It is idempotent.
 func (p *Pool) Close() error {
 	p.mu.Lock()
-	free := p.free
+	defer p.mu.Unlock()
+	for _, sb := range p.free {
+		p.closePipeLocked(sb)
+	}
 	p.free = nil
 	p.closed = true
-	p.mu.Unlock()
-	for _, sb := range free {
-		sb.close()
-	}
 	return nil
 }
+
+// pages converts a pipe size in bytes to the pages the kernel accounts.
+func pages(size int) int { return size / 4096 }

@@ -10,14 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultPipeSize is the pipe size the pool asks for; 0 keeps the kernel's
-// default of 16 pages (64 KiB) and saves an fcntl per new pipe. See
-// bench_test.go (BenchmarkPipeSize) for the measurement behind it: on
-// loopback 256 KiB and 1 MiB pipes moved no more bytes per second and used
-// no less CPU per byte than 64 KiB, while a non-root user's pipes over
-// fs.pipe-user-pages-soft (16384 pages) shrink to 8 KiB: with 1 MiB pipes
-// that happens after 64 busy directions, with 64 KiB after 1024.
-const defaultPipeSize = 0
+// bigPipeSize is the pipe size a Pool asks for while its budget lasts.
+// Measured with BenchmarkPipeSize (bench_test.go) on loopback: 1 MiB pipes
+// cost about half the relay CPU per byte of 64 KiB pipes (fewer
+// fill/drain rounds and poller wake-ups per byte), 256 KiB sit between.
+const bigPipeSize = 1 << 20
 
 // maxSpliceChunk is the length asked of one socket->pipe splice. The kernel
 // stops earlier when the pipe's slots are full or the socket is drained, so
@@ -31,19 +28,24 @@ const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 type spliceBuf struct {
 	r, w int
 	n    int
+	big  int // size set with F_SETPIPE_SZ, 0 for the kernel's default
 }
 
+// newSpliceBuf makes a nonblocking pipe and, if size > 0, asks for that
+// size. A refused size (EPERM: an unprivileged user near
+// fs.pipe-user-pages-soft) leaves the default pipe and big == 0.
 func newSpliceBuf(size int) (*spliceBuf, error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, os.NewSyscallError("pipe2", err)
 	}
+	sb := &spliceBuf{r: fds[0], w: fds[1]}
 	if size > 0 {
-		// Over the soft limit an unprivileged user gets EPERM here and
-		// keeps the small pipe; that is slower, not wrong.
-		unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, size)
+		if got, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, size); err == nil && got >= size {
+			sb.big = size
+		}
 	}
-	return &spliceBuf{r: fds[0], w: fds[1]}, nil
+	return sb, nil
 }
 
 func (sb *spliceBuf) close() {
@@ -186,7 +188,7 @@ func (d *direction) releasePipe() {
 	if d.sb.n == 0 {
 		d.pool.putPipe(d.sb)
 	} else {
-		d.sb.close()
+		d.pool.dropPipe(d.sb)
 	}
 	d.sb = nil
 }

@@ -6,9 +6,11 @@ import "net"
 
 // Without splice(2) every Pipe uses the buffer copy.
 
-const defaultPipeSize = 0
+const bigPipeSize = 0
 
-type spliceBuf struct{ n int }
+type spliceBuf struct{ n, big int }
+
+func pipeBudget() int { return 0 }
 
 func newSpliceBuf(int) (*spliceBuf, error) { return nil, errSpliceUnsupported }
 

@@ -1,0 +1,376 @@
+package forward
+
+// Benchmarks of the relay against a direct connection and against a plain
+// Go forwarder built on io.Copy (which splices too, with the stdlib's
+// 1 MiB pipes). The forwarder under test runs in a child process (this
+// test binary re-executed) so that its CPU time can be read from
+// /proc/<pid>/stat apart from the load generator's. Run:
+//
+//	go test -run '^$' -bench . -benchtime 3s ./forward/
+//
+// Metrics: Gbit/s through the path, and the forwarder's CPU seconds per GB
+// moved (cpu-s/GB) or CPU microseconds per connection (cpu-us/conn).
+//
+// FORWARD_BENCH_STRACE=dir runs the children under strace -f -c and leaves
+// one summary per child in dir (syscalls per connection or per GB).
+//
+// BenchmarkForwardNonRoot runs the child as uid 65534 when the tests run as
+// root, so that the kernel's per-user pipe accounting
+// (fs.pipe-user-pages-soft) applies to it as it would to a service user.
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/internal/world"
+	"github.com/rs/zerolog"
+)
+
+const (
+	benchChildEnv    = "FORWARD_BENCH_CHILD"
+	benchUpstreamEnv = "FORWARD_BENCH_UPSTREAM"
+	benchPipeEnv     = "FORWARD_BENCH_PIPE_SIZE"
+	benchStraceEnv   = "FORWARD_BENCH_STRACE" // a directory: run children under strace -c
+	benchChunk       = 1 << 20                // bytes per b.N
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(benchChildEnv); mode != "" {
+		os.Exit(runBenchChild(mode, os.Getenv(benchUpstreamEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+// runBenchChild is the forwarder process: it prints its address, serves
+// until stdin closes, and exits.
+func runBenchChild(mode, upstream string) int {
+	switch mode {
+	case "relay":
+		l, err := Listen(Config{Name: "bench", Listen: []string{"127.0.0.1:0"},
+			Upstreams: [][]string{{upstream}}, Log: zerolog.New(io.Discard)})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if size, _ := strconv.Atoi(os.Getenv(benchPipeEnv)); size > 0 {
+			l.pool.bigSize = size
+		}
+		fmt.Println(l.Addrs()[0])
+		go l.Serve()
+		io.Copy(io.Discard, os.Stdin)
+		l.Close()
+	case "iocopy":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println(ln.Addr())
+		go ioCopyForwarder(ln, upstream)
+		io.Copy(io.Discard, os.Stdin)
+		ln.Close()
+	default:
+		return 2
+	}
+	return 0
+}
+
+// ioCopyForwarder is what a Go programmer writes first: two io.Copy.
+func ioCopyForwarder(ln net.Listener, upstream string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			up, err := net.Dial("tcp", upstream)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{})
+			go func() {
+				io.Copy(up, c)
+				up.(*net.TCPConn).CloseWrite()
+				close(done)
+			}()
+			io.Copy(c, up)
+			c.(*net.TCPConn).CloseWrite()
+			<-done
+		}()
+	}
+}
+
+// benchChild is a forwarder process.
+type benchChild struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+}
+
+// startChild runs the test binary as a forwarder of mode toward upstream.
+// exe and uid let the non-root benchmark run a copy as another user.
+func startChild(b *testing.B, exe string, uid int, mode, upstream string, env ...string) *benchChild {
+	b.Helper()
+	cmd := exec.Command(exe, "-test.run=^$")
+	if dir := os.Getenv(benchStraceEnv); dir != "" {
+		// Count the forwarder's syscalls instead (CPU figures are then
+		// strace's and meaningless).
+		out := filepath.Join(dir, fmt.Sprintf("%s-%d.txt", mode, time.Now().UnixNano()))
+		cmd = exec.Command("strace", "-f", "-c", "-o", out, exe, "-test.run=^$")
+	}
+	cmd.Env = append(os.Environ(), benchChildEnv+"="+mode, benchUpstreamEnv+"="+upstream)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = os.Stderr
+	if uid > 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stdin.Close()
+		cmd.Wait()
+		b.Fatalf("child %s: %v", mode, err)
+	}
+	c := &benchChild{cmd: cmd, stdin: stdin, addr: strings.TrimSpace(line)}
+	b.Cleanup(func() {
+		c.stdin.Close()
+		c.cmd.Wait()
+	})
+	return c
+}
+
+// cpu is the child's user+system CPU time so far.
+func (c *benchChild) cpu(b *testing.B) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the ")" that closes the command name; utime and stime
+	// are fields 14 and 15 of the whole line, in clock ticks (100 Hz).
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// sink reads and drops everything, then closes.
+func sink(c net.Conn) {
+	buf := make([]byte, 256<<10)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// push sends total bytes over streams connections to addr, one way, and
+// waits until every stream saw the far end close after its EOF.
+func push(b *testing.B, addr string, streams int, total int64) {
+	conns := make([]*net.TCPConn, streams)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns[i] = c.(*net.TCPConn)
+	}
+	per := total / int64(streams)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			buf := make([]byte, 256<<10)
+			for left := per; left > 0; left -= int64(len(buf)) {
+				n := min(left, int64(len(buf)))
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			c.CloseWrite()
+			io.Copy(io.Discard, c)
+		}()
+	}
+	wg.Wait()
+}
+
+// throughput runs one push per benchmark invocation and reports rates.
+func throughput(b *testing.B, addr string, child *benchChild, streams int) {
+	total := int64(b.N) * benchChunk
+	b.SetBytes(benchChunk)
+	var cpu0 time.Duration
+	if child != nil {
+		cpu0 = child.cpu(b)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	push(b, addr, streams, total)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(total)*8/elapsed.Seconds()/1e9, "Gbit/s")
+	if child != nil {
+		cpu := child.cpu(b) - cpu0
+		b.ReportMetric(cpu.Seconds()/(float64(total)/1e9), "cpu-s/GB")
+		b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "cpu-%")
+	}
+}
+
+func BenchmarkForward(b *testing.B) {
+	backend := world.NewBackend(b, sink)
+	exe, _ := os.Executable()
+	children := map[string]*benchChild{
+		"relay":  startChild(b, exe, 0, "relay", backend.Addr()),
+		"iocopy": startChild(b, exe, 0, "iocopy", backend.Addr()),
+	}
+	for _, streams := range []int{1, 8} {
+		for _, mode := range []string{"direct", "relay", "iocopy"} {
+			b.Run(fmt.Sprintf("%s/streams=%d", mode, streams), func(b *testing.B) {
+				if c := children[mode]; c != nil {
+					throughput(b, c.addr, c, streams)
+				} else {
+					throughput(b, backend.Addr(), nil, streams)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPipeSize compares pipe sizes of the relay (the measurement
+// behind bigPipeSize).
+func BenchmarkPipeSize(b *testing.B) {
+	backend := world.NewBackend(b, sink)
+	exe, _ := os.Executable()
+	for _, size := range []int{64 << 10, 256 << 10, 1 << 20} {
+		c := startChild(b, exe, 0, "relay", backend.Addr(), fmt.Sprintf("%s=%d", benchPipeEnv, size))
+		for _, streams := range []int{1, 8} {
+			b.Run(fmt.Sprintf("pipe=%dK/streams=%d", size>>10, streams), func(b *testing.B) {
+				throughput(b, c.addr, c, streams)
+			})
+		}
+	}
+}
+
+// BenchmarkForwardNonRoot pushes 8 and 128 streams through forwarders
+// running as an unprivileged user: the relay with its 64 KiB pipes, the
+// relay forced to 1 MiB pipes, and io.Copy (1 MiB pipes).
+func BenchmarkForwardNonRoot(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root to start the forwarder as another user")
+	}
+	// The test binary lives in a 0700 build directory; copy it where
+	// the unprivileged user can run it.
+	exe := unprivilegedCopy(b)
+	backend := world.NewBackend(b, sink)
+	children := map[string]*benchChild{
+		"relay":     startChild(b, exe, 65534, "relay", backend.Addr()),
+		"relay-1M":  startChild(b, exe, 65534, "relay", backend.Addr(), benchPipeEnv+"=1048576"),
+		"iocopy-1M": startChild(b, exe, 65534, "iocopy", backend.Addr()),
+	}
+	for _, streams := range []int{8, 128} {
+		for _, mode := range []string{"relay", "relay-1M", "iocopy-1M"} {
+			b.Run(fmt.Sprintf("%s/streams=%d", mode, streams), func(b *testing.B) {
+				c := children[mode]
+				throughput(b, c.addr, c, streams)
+			})
+		}
+	}
+}
+
+func unprivilegedCopy(b *testing.B) string {
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "forward-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	data, err := os.ReadFile(self)
+	if err != nil {
+		b.Fatal(err)
+	}
+	exe := filepath.Join(dir, "forward.test")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	return exe
+}
+
+// BenchmarkConnRate: 16 workers each connect, send one byte, read the echo
+// and close, as the baseline's connection-rate scenario.
+func BenchmarkConnRate(b *testing.B) {
+	backend := world.NewBackend(b, world.Echo)
+	exe, _ := os.Executable()
+	children := map[string]*benchChild{
+		"relay":  startChild(b, exe, 0, "relay", backend.Addr()),
+		"iocopy": startChild(b, exe, 0, "iocopy", backend.Addr()),
+	}
+	for _, mode := range []string{"direct", "relay", "iocopy"} {
+		b.Run(mode, func(b *testing.B) {
+			addr, c := backend.Addr(), children[mode]
+			var cpu0 time.Duration
+			if c != nil {
+				addr, cpu0 = c.addr, c.cpu(b)
+			}
+			start := time.Now()
+			connRate(b, addr, 16)
+			elapsed := time.Since(start)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "conn/s")
+			if c != nil {
+				b.ReportMetric(float64((c.cpu(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/conn")
+			}
+		})
+	}
+}
+
+func connRate(b *testing.B, addr string, workers int) {
+	var next sync.WaitGroup
+	jobs := make(chan struct{}, b.N)
+	for range b.N {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	for range workers {
+		next.Add(1)
+		go func() {
+			defer next.Done()
+			buf := []byte{'x'}
+			for range jobs {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					continue
+				}
+				c.Write(buf)
+				io.ReadFull(c, buf)
+				c.Close()
+			}
+		}()
+	}
+	next.Wait()
+}

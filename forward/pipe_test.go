@@ -1,0 +1,195 @@
+package forward
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/internal/world"
+)
+
+// tcpPair returns both ends of one loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// hidden wraps a TCPConn so that Pipe cannot see the type (as with a
+// connection wrapper), but keeps CloseWrite.
+type hidden struct{ *net.TCPConn }
+
+// TestPipeNetPipe runs Pipe over net.Pipe, which has no fd: the fallback
+// copy moves the bytes, and EOF ends the pair because net.Pipe cannot
+// half-close.
+func TestPipeNetPipe(t *testing.T) {
+	checkLeaks(t)
+	client, a := net.Pipe()
+	b, backend := net.Pipe()
+	if canSplice(a, b) {
+		t.Fatal("canSplice(net.Pipe) = true")
+	}
+	var progress atomic.Int64
+	var ab, ba atomic.Uint64
+	res := make(chan Result, 1)
+	go func() {
+		res <- Pipe(context.Background(), a, b, PipeOptions{
+			Progress: func(n int) { progress.Add(int64(n)) }, AtoB: &ab, BtoA: &ba})
+	}()
+	client.SetDeadline(time.Now().Add(5 * time.Second))
+	backend.SetDeadline(time.Now().Add(5 * time.Second))
+	go io.WriteString(client, "hello")
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(backend, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("backend read %q, %v", buf, err)
+	}
+	go io.WriteString(backend, "world!")
+	buf = make([]byte, 6)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "world!" {
+		t.Fatalf("client read %q, %v", buf, err)
+	}
+	client.Close()
+	r := <-res
+	if r.AtoB != 5 || r.BtoA != 6 || r.End != EndEOF || r.Err != nil {
+		t.Errorf("Result %+v", r)
+	}
+	if progress.Load() != 11 || ab.Load() != 5 || ba.Load() != 6 {
+		t.Errorf("progress %d, counters %d %d", progress.Load(), ab.Load(), ba.Load())
+	}
+	if _, err := backend.Read(buf); err != io.EOF {
+		t.Errorf("backend end not closed: %v", err)
+	}
+}
+
+// TestPipeFallbackHalfClose moves 4 MiB each way through the copy fallback
+// (wrapped TCP conns) and keeps half-close working.
+func TestPipeFallbackHalfClose(t *testing.T) {
+	checkLeaks(t)
+	client, a := tcpPair(t)
+	b, backend := tcpPair(t)
+	if canSplice(hidden{a}, hidden{b}) {
+		t.Fatal("canSplice(wrapped) = true")
+	}
+	res := make(chan Result, 1)
+	go func() { res <- Pipe(context.Background(), hidden{a}, hidden{b}, PipeOptions{Pool: NewPool(0)}) }()
+	const size = 4 << 20
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	backend.SetDeadline(time.Now().Add(10 * time.Second))
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		io.Copy(client, world.Stream(3, size))
+		client.CloseWrite()
+	}()
+	got, err := world.Hash(backend)
+	if err != nil || got != world.StreamSum(3, size) {
+		t.Fatalf("backend got %d bytes, %v", got.N, err)
+	}
+	io.Copy(backend, world.Stream(4, size))
+	backend.CloseWrite()
+	back, err := world.Hash(client)
+	<-sent
+	if err != nil || back != world.StreamSum(4, size) {
+		t.Fatalf("client got %d bytes, %v", back.N, err)
+	}
+	if r := <-res; r.AtoB != size || r.BtoA != size || r.End != EndEOF {
+		t.Errorf("Result %+v", r)
+	}
+}
+
+// TestPipeCancel: cancelling the context ends a pipe that is waiting.
+func TestPipeCancel(t *testing.T) {
+	checkLeaks(t)
+	client, a := tcpPair(t)
+	b, _ := tcpPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan Result, 1)
+	go func() { res <- Pipe(ctx, a, b, PipeOptions{}) }()
+	cancel()
+	select {
+	case r := <-res:
+		if r.End != EndShutdown {
+			t.Errorf("End = %q, want shutdown", r.End)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pipe did not end on cancel")
+	}
+	expectClosed(t, client, time.Second)
+}
+
+// TestPipeReset: a peer that resets ends the pair with End "reset".
+func TestPipeReset(t *testing.T) {
+	checkLeaks(t)
+	client, a := tcpPair(t)
+	b, _ := tcpPair(t)
+	res := make(chan Result, 1)
+	go func() { res <- Pipe(context.Background(), a, b, PipeOptions{}) }()
+	client.SetLinger(0)
+	client.Close() // RST
+	select {
+	case r := <-res:
+		if r.End != EndReset {
+			t.Errorf("Result %+v, want reset", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pipe did not end on reset")
+	}
+}
+
+// TestIdleConnHoldsNoPipe: after an exchange, open connections give their
+// pipes back to the pool; three idle connections hold none.
+func TestIdleConnHoldsNoPipe(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}})
+	for range 3 {
+		c := r.dial(t, 0)
+		roundTrip(t, c, "hello")
+	}
+	eventually(t, "pipes back in the pool", func() bool { return r.pool.InUse() == 0 })
+	if idle := r.pool.Idle(); idle < 1 || idle > 6 {
+		t.Errorf("pool holds %d idle pipes", idle)
+	}
+	if n := r.Stats().Active.Load(); n != 3 {
+		t.Errorf("Active = %d, want 3", n)
+	}
+}
+
+func TestPoolBound(t *testing.T) {
+	p := NewPool(2)
+	var got []*spliceBuf
+	for range 4 {
+		sb, err := p.getPipe()
+		if err != nil {
+			t.Skipf("no pipes: %v", err)
+		}
+		got = append(got, sb)
+	}
+	for _, sb := range got {
+		p.putPipe(sb)
+	}
+	if p.Idle() != 2 || p.InUse() != 0 {
+		t.Errorf("idle %d in use %d, want 2 and 0", p.Idle(), p.InUse())
+	}
+	p.Close()
+	p.Close()
+	if p.Idle() != 0 {
+		t.Errorf("idle %d after Close", p.Idle())
+	}
+}
