@@ -48,6 +48,7 @@ type Server struct {
 
 	mu       sync.Mutex // guards the following
 	ln       net.Listener
+	serving  bool // Serve handed ln to http.Server, which closes it
 	closed   bool
 	handlers sync.WaitGroup // requests in flight; Add only under mu while !closed
 }
@@ -130,13 +131,16 @@ func (s *Server) Addr() net.Addr {
 // Serve answers requests until Close or Shutdown, then returns ErrClosed.
 func (s *Server) Serve() error {
 	s.mu.Lock()
-	ln, closed := s.ln, s.closed
+	ln, closed, serving := s.ln, s.closed, s.serving
+	s.serving = ln != nil && !closed
 	s.mu.Unlock()
-	if closed {
+	switch {
+	case closed:
 		return ErrClosed
-	}
-	if ln == nil {
+	case ln == nil:
 		return errors.New("admin: Serve before Listen")
+	case serving:
+		return errors.New("admin: Serve called twice")
 	}
 	err := s.srv.Serve(ln)
 	s.mu.Lock()
@@ -173,7 +177,8 @@ func (s *Server) Close() error {
 }
 
 // markClosed stops new handlers from starting, and closes a listener that
-// Serve never took over (http.Server closes only the ones it serves).
+// Serve never took over: http.Server closes only the ones it serves, even
+// when Serve starts after Close.
 func (s *Server) markClosed() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -181,7 +186,7 @@ func (s *Server) markClosed() {
 		return
 	}
 	s.closed = true
-	if s.ln != nil {
+	if s.ln != nil && !s.serving {
 		s.ln.Close()
 	}
 }
