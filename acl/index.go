@@ -22,8 +22,11 @@ import (
 // first greater one, so no branch depends on the address. Padding uses the
 // largest key, which a query never has to look past: the all-ones address
 // is answered from a stored rule instead. Measured on a 200 000-key IPv4
-// table: plain binary search 84 ns, a looped compare-and-branch scan at fan
-// 16 66 ns, a looped arithmetic scan 51 ns at fan 16 and 45 ns at fan 8.
+// table (one core, other work on the machine): plain binary search 84 ns; a
+// looped compare-and-branch scan at fan 16, 66 ns; a looped arithmetic scan,
+// 51 ns at fan 16, 45 ns at fan 8 and 70 ns at fan 32. Unrolling the scan
+// over fixed-size blocks then took the 100 000-rule IPv6 lookup from ~72 ns
+// to ~50 ns.
 
 const (
 	fan4 = 8 // 8 keys of 4 bytes; a leaf block of 8-byte entries is one cache line
