@@ -106,12 +106,12 @@ func (c *collector) collectListener(e emitter, s merged) {
 	}
 	e.counter(d.bytes, s.BytesToUpstream, name, toUpstream)
 	e.counter(d.bytes, s.BytesToClient, name, toClient)
-	e.counter(d.dialFailures, s.DialFailures, name)
 	if n := s.Conns; n != nil {
 		e.counter(d.accepted, n.Accepted, name)
 		e.counter(d.rejected, n.RejectedACL, name, "acl")
 		e.counter(d.rejected, n.RejectedMaxConns, name, "max_conns")
 		e.gauge(d.active, n.Active, name)
+		e.counter(d.dialFailures, n.DialFailures, name)
 	}
 	if u := s.UDP; u != nil {
 		e.gauge(d.udpActive, u.SessionsActive, name)

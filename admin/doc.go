@@ -21,7 +21,7 @@
 //	relay_connections_rejected_total      counter  reason        closed before any upstream dial; reason is acl or max_conns
 //	relay_connections_active              gauge                  TCP connections open now
 //	relay_bytes_total                     counter  direction     payload bytes relayed; direction is to_upstream or to_client
-//	relay_upstream_dial_failures_total    counter                upstream dials that failed
+//	relay_upstream_dial_failures_total    counter                upstream TCP dials that failed, each address tried
 //	relay_udp_sessions_active             gauge                  UDP sessions open now
 //	relay_udp_sessions_created_total      counter                UDP sessions created
 //	relay_udp_sessions_expired_total      counter                UDP sessions ended by the idle timeout

@@ -32,12 +32,12 @@ func (f *fakeStats) snapshot(name, mode string) Snapshot {
 		Mode:            mode,
 		BytesToUpstream: f.toUpstream.Load(),
 		BytesToClient:   f.toClient.Load(),
-		DialFailures:    f.dialFailures.Load(),
 		Conns: &Conns{
 			Accepted:         f.accepted.Load(),
 			RejectedACL:      f.rejectedACL.Load(),
 			RejectedMaxConns: f.rejectedMax.Load(),
 			Active:           f.active.Load(),
+			DialFailures:     f.dialFailures.Load(),
 		},
 	}
 }

@@ -18,10 +18,6 @@ type Snapshot struct {
 	BytesToUpstream uint64 // client -> upstream
 	BytesToClient   uint64 // upstream -> client
 
-	// DialFailures counts upstream dials that failed (TCP connect or UDP
-	// session socket), as the listener package counts them.
-	DialFailures uint64
-
 	Conns *Conns // modes that accept TCP connections: tcp, raw, ftp (control)
 	UDP   *UDP   // mode udp
 	FTP   *FTP   // mode ftp: data channels
@@ -34,6 +30,11 @@ type Conns struct {
 	RejectedACL      uint64 // closed because the ACL said reject
 	RejectedMaxConns uint64 // closed because max_conns was reached
 	Active           int64  // open now
+
+	// DialFailures counts upstream TCP dials that failed, each address of
+	// a failover list once (for ftp: to the server, and to active-mode
+	// clients). A udp listener's equivalent is a session_error drop.
+	DialFailures uint64
 }
 
 // UDP counts sessions and datagrams of a UDP listener.
@@ -81,7 +82,6 @@ type Raw struct {
 func merge(a, b Snapshot) Snapshot {
 	a.BytesToUpstream += b.BytesToUpstream
 	a.BytesToClient += b.BytesToClient
-	a.DialFailures += b.DialFailures
 	a.Conns = mergeConns(a.Conns, b.Conns)
 	a.UDP = mergeUDP(a.UDP, b.UDP)
 	a.FTP = mergeFTP(a.FTP, b.FTP)
@@ -98,6 +98,7 @@ func mergeConns(a, b *Conns) *Conns {
 		RejectedACL:      a.RejectedACL + b.RejectedACL,
 		RejectedMaxConns: a.RejectedMaxConns + b.RejectedMaxConns,
 		Active:           a.Active + b.Active,
+		DialFailures:     a.DialFailures + b.DialFailures,
 	}
 }
 

@@ -28,12 +28,12 @@ func forwardSnapshot(name string, st *forward.Stats) admin.Snapshot {
 		Mode:            "tcp",
 		BytesToUpstream: st.BytesIn.Load(),
 		BytesToClient:   st.BytesOut.Load(),
-		DialFailures:    st.DialFailures.Load(),
 		Conns: &admin.Conns{
 			Accepted:         st.Accepted.Load(),
 			RejectedACL:      st.Rejected.Load(),
 			RejectedMaxConns: st.Refused.Load(),
 			Active:           st.Active.Load(),
+			DialFailures:     st.DialFailures.Load(),
 		},
 	}
 }
