@@ -8,8 +8,7 @@ import (
 	"time"
 )
 
-// rinetd is the classic single-process redirector. Version 0.73 multiplexes
-// with select(2), so it cannot hold more than about 500 connections.
+// rinetd is the classic single-process redirector.
 type rinetd struct {
 	bin string
 }

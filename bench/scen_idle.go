@@ -44,8 +44,6 @@ func (*tcpIdle) skip(fwd string) string {
 		return "no forwarder to measure"
 	case "socat":
 		return "forks a process per connection"
-	case "rinetd":
-		return "select(2) limits it to FD_SETSIZE (1024) descriptors"
 	}
 	return ""
 }
