@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
@@ -13,8 +14,9 @@ type env struct {
 	// files is RLIMIT_NOFILE of the bench, which the forwarders inherit.
 	files int
 
-	mu   sync.Mutex // guards the following
-	live []*process // every process started, so an interrupt can stop them
+	mu       sync.Mutex // guards the following
+	live     []*process // every process started, so an interrupt can stop them
+	stopping bool       // set by stopAll: start no more
 }
 
 // maxConns is how many proxied connections every forwarder can hold within
@@ -23,14 +25,19 @@ type env struct {
 func (e *env) maxConns() int { return (e.files - 800) / 2 }
 
 // startProcess starts a forwarder process and remembers it for stopAll.
+// The lock is held while the process starts, so that stopAll sees every
+// process that was started before it.
 func (e *env) startProcess(name string, argv ...string) (*process, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopping {
+		return nil, errors.New("bench is stopping")
+	}
 	p, err := startProcess(e.dir, name, argv...)
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
 	e.live = append(e.live, p)
-	e.mu.Unlock()
 	return p, nil
 }
 
@@ -41,6 +48,7 @@ func (e *env) stopAll() {
 	e.mu.Lock()
 	live := e.live
 	e.live = nil
+	e.stopping = true
 	e.mu.Unlock()
 	for _, p := range live {
 		if p.alive() == nil {

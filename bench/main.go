@@ -185,6 +185,7 @@ func stopOnSignal(e *env) {
 		sig := <-ch
 		fmt.Fprintf(os.Stderr, "\nbench: %v, stopping the forwarders\n", sig)
 		e.stopAll()
+		os.RemoveAll(e.dir)
 		os.Exit(130)
 	}()
 }
