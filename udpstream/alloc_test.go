@@ -16,7 +16,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 	}
 	checkLeaks(t)
 	echo := startSink(t, true)
-	r := startRelayTo(t, echo.addr())
+	r := startRelayTo(t, echo.addr(), false)
 	to := r.Addrs()[0].(interface{ AddrPort() netip.AddrPort }).AddrPort()
 	snd := newSender(t, "127.0.0.2", to, 1200)
 

@@ -32,13 +32,13 @@ func TestBench(t *testing.T) {
 	const size = 1200
 	paced := 500e6 / (size * 8) // datagrams per second at 500 Mbit/s
 	for _, rate := range []float64{0, paced} {
-		for _, via := range []string{"direct", "relay"} {
+		for _, via := range []string{"direct", "relay", "relay+gso"} {
 			name := fmt.Sprintf("%s/unpaced", via)
 			if rate > 0 {
 				name = fmt.Sprintf("%s/paced-500Mbit", via)
 			}
 			t.Run(name, func(t *testing.T) {
-				res := benchRun(t, via == "relay", d, size, rate)
+				res := benchRun(t, via, d, size, rate)
 				t.Logf("%-22s sent %8d  received %8d  %6.1f kpps  %7.1f Mbit/s  loss %6.2f %%  cpu %4.0f %%",
 					name, res.sent, res.received, res.kpps(d), res.mbps(d, size), res.loss(), res.cpu)
 			})
@@ -66,11 +66,11 @@ func (r benchResult) loss() float64 {
 	return 100 * (1 - float64(r.received)/float64(r.sent))
 }
 
-func benchRun(t *testing.T, viaRelay bool, d time.Duration, size int, rate float64) benchResult {
+func benchRun(t *testing.T, via string, d time.Duration, size int, rate float64) benchResult {
 	snk := startSink(t, false)
 	target := snk.addr()
-	if viaRelay {
-		r := startRelayTo(t, target)
+	if via != "direct" {
+		r := startRelayTo(t, target, via == "relay+gso")
 		target = r.Addrs()[0].(interface{ AddrPort() netip.AddrPort }).AddrPort()
 	}
 	snd := newSender(t, "127.0.0.2", target, size)

@@ -17,16 +17,23 @@ import (
 // 100 kpps; here the source lands in a reused sockaddr and becomes a
 // netip.AddrPort value.
 
-// sysScratch holds the syscall headers of a batch. hdrs[i] points at iovs[i]
-// (which points at msgs[i].buf) and at names[i]; the pointers are set once,
-// only lengths change per call.
+// sysScratch holds the syscall headers of a batch. For reading, hdrs[i]
+// points at iovs[i] (which points at msgs[i].buf) and at names[i]; the
+// pointers are set once, only lengths change per call. For writing, out
+// holds one header per datagram, or per run of datagrams sent as one GSO
+// write (see planWrite); the iovs stay the same.
 type sysScratch struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // large enough for sockaddr_in too
 
-	// State of the write in progress, read by sendFn inside RawConn.Write.
-	// A closure built once per batch keeps the hot path free of allocation.
+	out    []unix.Mmsghdr
+	outEnd []int  // outEnd[k]: the message index after the last one out[k] carries
+	ctrl   []byte // a UDP_SEGMENT control message slot per out header
+
+	// State of the write in progress (indexes into out), read by sendFn
+	// inside RawConn.Write. A closure built once per batch keeps the hot
+	// path free of allocation.
 	wFrom, wTo int
 	wErr       error
 	sendFn     func(fd uintptr) bool
@@ -37,6 +44,9 @@ func (s *sysScratch) init(b *batch) {
 	s.hdrs = make([]unix.Mmsghdr, n)
 	s.iovs = make([]unix.Iovec, n)
 	s.names = make([]unix.RawSockaddrInet6, n)
+	s.out = make([]unix.Mmsghdr, n)
+	s.outEnd = make([]int, n)
+	s.ctrl = make([]byte, n*gsoCmsgSpace)
 	for i := range b.msgs {
 		s.iovs[i].Base = unsafe.SliceData(b.msgs[i].buf[:1])
 		s.hdrs[i].Hdr.Iov = &s.iovs[i]
@@ -50,7 +60,7 @@ func (s *sysScratch) init(b *batch) {
 func (s *sysScratch) send(fd uintptr) bool {
 	for s.wFrom < s.wTo {
 		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd,
-			uintptr(unsafe.Pointer(&s.hdrs[s.wFrom])), uintptr(s.wTo-s.wFrom), 0, 0, 0)
+			uintptr(unsafe.Pointer(&s.out[s.wFrom])), uintptr(s.wTo-s.wFrom), 0, 0, 0)
 		switch errno {
 		case 0:
 			s.wFrom += int(n)
@@ -58,7 +68,7 @@ func (s *sysScratch) send(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false
 		default:
-			s.wErr = os.NewSyscallError("sendmmsg", errno)
+			s.wErr = errno // wrapped by writeBatch, which first checks for GSO refusals
 			return true
 		}
 	}
@@ -72,6 +82,7 @@ type sysConn struct {
 	v6        bool // AF_INET6 socket: destinations are written as sockaddr_in6
 	connected bool // connected to one upstream: no addresses on the wire calls
 	pool      *batchPool
+	gso       gsoState
 
 	// Read state. A packetConn has one reader at a time, so one closure
 	// built at construction serves every read without allocating.
@@ -80,7 +91,7 @@ type sysConn struct {
 	recvFn func(fd uintptr) bool
 }
 
-func newSysConn(uc *net.UDPConn, connected bool, pool *batchPool) (*sysConn, error) {
+func newSysConn(uc *net.UDPConn, connected bool, pool *batchPool, gso bool) (*sysConn, error) {
 	rc, err := uc.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -94,6 +105,9 @@ func newSysConn(uc *net.UDPConn, connected bool, pool *batchPool) (*sysConn, err
 		pool:      pool,
 	}
 	c.recvFn = c.recv
+	if gso {
+		c.gso.enable(rc)
+	}
 	return c, nil
 }
 
@@ -168,23 +182,25 @@ func (c *sysConn) recv(fd uintptr) bool {
 
 func (c *sysConn) writeBatch(b *batch, from, to int) (int, error) {
 	s := &b.sys
-	for i := from; i < to; i++ {
-		m := &b.msgs[i]
-		h := &s.hdrs[i].Hdr
-		s.iovs[i].SetLen(len(m.buf))
-		if c.connected {
-			h.Name, h.Namelen = nil, 0
-		} else {
-			h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-			h.Namelen = putSockaddr(&s.names[i], m.addr, c.v6)
-		}
-	}
-	s.wFrom, s.wTo, s.wErr = from, to, nil
+	s.wFrom, s.wTo, s.wErr = 0, c.planWrite(b, from, to), nil
 	err := c.rc.Write(s.sendFn)
-	if err == nil {
-		err = s.wErr
+	sent := from
+	if s.wFrom > 0 {
+		sent = s.outEnd[s.wFrom-1]
 	}
-	return s.wFrom - from, err
+	if err != nil {
+		return sent - from, err
+	}
+	if errno, ok := s.wErr.(syscall.Errno); ok {
+		if run := s.outEnd[s.wFrom] - sent; run > 1 && c.gso.refused(errno, len(b.msgs[sent].buf)) {
+			// The kernel would not take this run as one GSO write;
+			// gsoState now excludes it, so send it again without.
+			n, err := c.writeBatch(b, sent, to)
+			return sent - from + n, err
+		}
+		return sent - from, os.NewSyscallError("sendmmsg", errno)
+	}
+	return sent - from, nil
 }
 
 func (c *sysConn) localAddr() net.Addr { return c.uc.LocalAddr() }

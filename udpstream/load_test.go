@@ -78,7 +78,7 @@ func newSender(t testing.TB, from string, to netip.AddrPort, size int) *sender {
 		t.Fatal(err)
 	}
 	_ = uc.SetWriteBuffer(4 << 20)
-	c, err := newSysConn(uc, true, newBatchPool(listenBatch))
+	c, err := newSysConn(uc, true, newBatchPool(listenBatch), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +128,14 @@ func (s *sender) blast(d time.Duration, rate float64) uint64 {
 	}
 }
 
-// startRelayTo runs a relay on 127.0.0.1 forwarding one port to upstream.
-func startRelayTo(t testing.TB, upstream netip.AddrPort) *Relay {
+// startRelayTo runs a relay on 127.0.0.1 forwarding one port to upstream,
+// with GSO on the relay's sends if gso is set.
+func startRelayTo(t testing.TB, upstream netip.AddrPort, gso bool) *Relay {
 	t.Helper()
-	r, err := Listen(Config{Name: "bench", Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{upstream.String()}}})
+	cfg := Config{Name: "bench", Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{upstream.String()}}}
+	nw := newSysNet(cfg.readBuffer(), cfg.writeBuffer(), zerolog.Nop())
+	nw.gso = gso
+	r, err := listen(cfg, nw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ type sysNet struct {
 	log                     zerolog.Logger
 
 	listenPool, sessionPool *batchPool
+	gso                     bool // send runs of equal-size datagrams as GSO writes
 
 	// forceRead/forceWrite record that the plain SO_RCVBUF/SO_SNDBUF request
 	// was capped by the sysctl and the FORCE variant was needed, learned on
@@ -43,6 +44,7 @@ func newSysNet(readBuffer, writeBuffer int, log zerolog.Logger) *sysNet {
 		log:         log,
 		listenPool:  newBatchPool(listenBatch),
 		sessionPool: newBatchPool(sessionBatch),
+		gso:         true,
 	}
 }
 
@@ -52,7 +54,7 @@ func (n *sysNet) listen(addr string) (packetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSysConn(pc.(*net.UDPConn), false, n.listenPool)
+	return newSysConn(pc.(*net.UDPConn), false, n.listenPool, n.gso)
 }
 
 func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
@@ -65,7 +67,7 @@ func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSysConn(c.(*net.UDPConn), true, n.sessionPool)
+	return newSysConn(c.(*net.UDPConn), true, n.sessionPool, n.gso)
 }
 
 func (n *sysNet) controlListen(_, _ string, rc syscall.RawConn) error {
