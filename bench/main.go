@@ -104,35 +104,15 @@ func bench(e *env, o options, scenarios []scenario) int {
 	stopOnSignal(e)
 	started := time.Now()
 	loadBefore := loadAverage()
-	bin, rev := o.relayBin, ""
-	if bin == "" {
-		fmt.Fprintln(os.Stderr, "bench: building ./cmd/relay")
-		var err error
-		if bin, rev, err = buildRelay(e.dir); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
-		}
+	relay, version, err := relayUnderTest(e, o.relayBin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
 	}
-	fwds := []forwarder{direct{}, relayFwd{bin: bin}}
-	versions := map[string]string{"relay": firstLine(bin, "version")}
-	if rev != "" {
-		versions["relay"] += ", built from " + rev
-	}
-	peers := findPeers(peerFilter(o.peers))
-	var columns []string
-	for _, name := range peerNames() {
-		p, ok := peers[name]
-		if !ok {
-			continue
-		}
-		if p.fwd == nil {
-			versions[name] = p.missing
-			continue
-		}
-		versions[name] = p.version
-		fwds = append(fwds, p.fwd)
-		columns = append(columns, name)
-	}
+	fwds := []forwarder{direct{}, relay}
+	versions := map[string]string{"relay": version}
+	peers, columns := peerForwarders(o.peers, versions)
+	fwds = append(fwds, peers...)
 	prog := newProgress(os.Stderr, e.scale.runs, len(scenarios))
 	var results []*scenarioResult
 	for i, s := range scenarios {
@@ -154,13 +134,52 @@ func bench(e *env, o options, scenarios []scenario) int {
 	writeTable(os.Stdout, results, columns, e.scale.runs)
 	if o.jsonPath != "" {
 		rep := jsonReport{Started: started, Command: commandLine(), Machine: m, Runs: e.scale.runs,
-			Window: e.scale.window.String(), Peers: versions}
+			Window: e.scale.window.String(), Versions: versions}
 		if err := writeJSON(o.jsonPath, rep, results); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
 	}
 	return exitStatus(results)
+}
+
+// relayUnderTest builds the relay (or takes the binary given) and says
+// which version it is.
+func relayUnderTest(e *env, bin string) (forwarder, string, error) {
+	rev := ""
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "bench: building ./cmd/relay")
+		var err error
+		if bin, rev, err = buildRelay(e.dir); err != nil {
+			return nil, "", err
+		}
+	}
+	version := firstLine(bin, "version")
+	if rev != "" {
+		version += ", built from " + rev
+	}
+	return relayFwd{bin: bin}, version, nil
+}
+
+// peerForwarders returns the peers found, in column order, and their
+// column names; versions gets each one's version or why it is missing.
+func peerForwarders(filter string, versions map[string]string) ([]forwarder, []string) {
+	found := findPeers(peerFilter(filter))
+	var fwds []forwarder
+	var columns []string
+	for _, name := range peerNames() {
+		p, ok := found[name]
+		switch {
+		case !ok:
+		case p.fwd == nil:
+			versions[name] = p.missing
+		default:
+			versions[name] = p.version
+			fwds = append(fwds, p.fwd)
+			columns = append(columns, name)
+		}
+	}
+	return fwds, columns
 }
 
 // exitStatus is 1 when the relay or the direct path failed a check. A peer

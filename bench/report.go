@@ -66,7 +66,7 @@ type jsonReport struct {
 	Machine   machine           `json:"machine"`
 	Runs      int               `json:"runs"`
 	Window    string            `json:"window"`
-	Peers     map[string]string `json:"versions"` // relay and peers: version, or why a peer is missing
+	Versions  map[string]string `json:"versions"` // relay and peers: version, or why a peer is missing
 	Scenarios []jsonScenario    `json:"scenarios"`
 }
 
