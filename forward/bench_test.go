@@ -64,7 +64,8 @@ func runBenchChild(mode, upstream string) int {
 			return 1
 		}
 		if size, _ := strconv.Atoi(os.Getenv(benchPipeEnv)); size > 0 {
-			l.pool.bigSize = size
+			// Every pipe this size, as the stdlib does: no budget.
+			l.pool.bigSize, l.pool.budget = size, -1
 		}
 		fmt.Println(l.Addrs()[0])
 		go l.Serve()

@@ -74,7 +74,7 @@ func (l *Listener) dialUpstream(index int) (net.Conn, string, error) {
 // logDialFailure writes the one line a client costs when no upstream
 // answered: a warning with every error, no stack trace.
 func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, start time.Time) {
-	upstreams := strings.Join(l.cfg.Upstreams[index], ",")
+	upstreams := joinAddrs(l.cfg.Upstreams[index])
 	if l.ctx.Err() != nil {
 		l.log.Info().Str("client", client.String()).Str("upstream", upstreams).
 			Dur("duration", time.Since(start)).Str("end", EndShutdown).Msg("connection closed")
@@ -84,3 +84,5 @@ func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, s
 		Dur("duration", time.Since(start)).Str("end", EndUnreachable).Err(err).
 		Msg("upstream unreachable, client closed")
 }
+
+func joinAddrs(addrs []string) string { return strings.Join(addrs, ",") }

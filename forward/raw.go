@@ -3,20 +3,149 @@ package forward
 import (
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
-// Raw configures raw mode.
+// Defaults for the zero values of Raw.
+const (
+	defaultQueueTimeout = 30 * time.Second
+	defaultUserTimeout  = 10 * time.Second
+)
+
+// Raw configures raw mode, a byte-exact pass-through for small devices such
+// as ticket printers (Theatre Manager prints on TCP 10001). Bytes move as
+// soon as they arrive: TCP_NODELAY on both sides (Go's default, kept), no
+// batching in the relay, and the device side gets keepalive and
+// TCP_USER_TIMEOUT so that a powered-off device ends the session in
+// seconds.
 type Raw struct {
-	Exclusive    bool
+	// Exclusive lets one client at a time talk to the upstream of a port;
+	// others wait in arrival order. A waiting client may already send its
+	// job: the bytes stay in its socket buffer until its turn.
+	Exclusive bool
+	// QueueTimeout closes a client that waited this long. Zero: 30s.
 	QueueTimeout time.Duration
-	UserTimeout  time.Duration
+	// UserTimeout is the device side's TCP_USER_TIMEOUT: sent bytes
+	// unacknowledged (or a zero window) for this long end the session;
+	// keepalive probes start after this much silence. Zero: 10s.
+	UserTimeout time.Duration
 }
 
-type rawState struct{}
+func (r *Raw) queueTimeout() time.Duration {
+	if r.QueueTimeout <= 0 {
+		return defaultQueueTimeout
+	}
+	return r.QueueTimeout
+}
 
-func newRawState(r *Raw, ports int) *rawState { return &rawState{} }
+func (r *Raw) userTimeout() time.Duration {
+	if r.UserTimeout <= 0 {
+		return defaultUserTimeout
+	}
+	return r.UserTimeout
+}
 
+// rawState is the raw-mode part of a Listener: per port, the turn queue
+// (exclusive mode) and whether the device is known to be down.
+type rawState struct {
+	cfg    Raw
+	queues []*turnQueue  // per port; nil entries unless Exclusive
+	down   []atomic.Bool // per port: an outage was reported and not yet over
+}
+
+func newRawState(cfg *Raw, ports int) *rawState {
+	s := &rawState{cfg: *cfg, queues: make([]*turnQueue, ports), down: make([]atomic.Bool, ports)}
+	if cfg.Exclusive {
+		for i := range s.queues {
+			s.queues[i] = &turnQueue{}
+		}
+	}
+	return s
+}
+
+// serveRaw runs one raw client: wait for the turn (exclusive), dial the
+// device, pipe, and write the job line.
 func (l *Listener) serveRaw(c *net.TCPConn, client netip.AddrPort, index int) {
-	l.forwardConn(c, client, index)
+	start := time.Now()
+	job := rawJob{l: l, client: client, index: index}
+	if q := l.raw.queues[index]; q != nil {
+		t, end := l.waitTurn(c, q)
+		job.queued = time.Since(start)
+		if end != "" {
+			c.Close()
+			job.log(end, nil, Result{})
+			return
+		}
+		defer q.release(t)
+	}
+	up, addr, err := l.dialUpstream(index)
+	if err != nil {
+		c.Close()
+		l.deviceDown(index, err)
+		end := EndUnreachable
+		if l.ctx.Err() != nil {
+			end = EndShutdown
+		}
+		job.log(end, err, Result{})
+		return
+	}
+	l.deviceUp(index, addr)
+	job.upstream = addr
+	if err := setDeviceOptions(up, l.raw.cfg.userTimeout()); err != nil {
+		l.log.Debug().Err(err).Msg("raw: device socket options")
+	}
+	printing := time.Now()
+	res := Pipe(l.ctx, c, up, PipeOptions{
+		IdleTimeout: l.cfg.idleTimeout(),
+		AtoB:        &l.stats.BytesIn,
+		BtoA:        &l.stats.BytesOut,
+		Pool:        l.pool,
+	})
+	job.printing = time.Since(printing)
+	job.log(res.End, res.Err, res)
+}
+
+// rawJob collects what the job line says.
+type rawJob struct {
+	l        *Listener
+	client   netip.AddrPort
+	index    int
+	upstream string
+	queued   time.Duration
+	printing time.Duration
+}
+
+func (j *rawJob) log(end string, err error, res Result) {
+	ev := j.l.log.Info().Str("client", j.client.String()).Str("upstream", j.upstream).
+		Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
+		Dur("queued", j.queued).Dur("printing", j.printing).Str("end", end)
+	if err != nil {
+		ev = ev.Err(err)
+	}
+	ev.Msg("raw job done")
+}
+
+// deviceDown reports an unreachable device once per outage, however many
+// clients meet it, and closes every client waiting for it: they would only
+// meet the same dead device one connect timeout after another.
+func (l *Listener) deviceDown(index int, err error) {
+	if l.ctx.Err() != nil {
+		return
+	}
+	if q := l.raw.queues[index]; q != nil {
+		q.failWaiting()
+	}
+	if l.raw.down[index].Swap(true) {
+		return
+	}
+	l.log.Warn().Str("upstream", joinAddrs(l.cfg.Upstreams[index])).Err(err).
+		Msg("raw: device unreachable; clients are closed until it answers")
+}
+
+// deviceUp ends an outage report.
+func (l *Listener) deviceUp(index int, addr string) {
+	if l.raw.down[index].Swap(false) {
+		l.log.Info().Str("upstream", addr).Msg("raw: device reachable again")
+	}
 }
