@@ -54,7 +54,8 @@ type session struct {
 	dataUp     atomic.Uint64          // data bytes client -> server, this session
 	dataDown   atomic.Uint64          // data bytes server -> client, this session
 	endReason  atomic.Pointer[string] // first reason the session ended, for the log
-	aborted    atomic.Bool            // abort has run: the client got its 421
+	abortOnce  sync.Once
+	aborted    atomic.Bool // abort has begun: no more reads from the client but the drain
 
 	// wmu serialises writes to the client and keeps local replies in
 	// order with the server's. It is taken before mu, never after.
@@ -206,7 +207,8 @@ func (s *session) endCommands(err error) {
 		s.abort("421 Idle timeout; closing control connection.\r\n")
 		s.drainClient()
 	case errors.Is(err, errAborted):
-		s.drainClient() // the reply loop has told the client why
+		s.abort("") // waits for the reply loop's abort to finish
+		s.drainClient()
 	default:
 		s.setReason("client_error")
 		s.client.Close()
@@ -222,17 +224,20 @@ const abortGrace = time.Second
 // without a reset: the reply if any, then FIN; the client's unread bytes
 // are drained (drainClient) for up to abortGrace, since closing a socket
 // with unread input sends a RST that can destroy the last reply in flight.
+//
+// Only the first call acts; a concurrent one waits until it is done, so that
+// a caller who then drains and closes the client cannot overtake the reply.
 func (s *session) abort(reply string) {
-	if !s.aborted.CompareAndSwap(false, true) {
-		return
-	}
-	s.server.Close()
-	if reply != "" {
-		s.client.SetWriteDeadline(time.Now().Add(abortGrace))
-		s.client.Write([]byte(reply))
-	}
-	s.client.CloseWrite()
-	s.client.SetReadDeadline(time.Now().Add(abortGrace))
+	s.abortOnce.Do(func() {
+		s.aborted.Store(true)
+		s.server.Close()
+		if reply != "" {
+			s.client.SetWriteDeadline(time.Now().Add(abortGrace))
+			s.client.Write([]byte(reply))
+		}
+		s.client.CloseWrite()
+		s.client.SetReadDeadline(time.Now().Add(abortGrace))
+	})
 }
 
 // drainClient discards client input until the client closes or the abort
