@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -14,41 +15,91 @@ import (
 
 // TestBench measures 1200-byte datagrams (the RTB stream's size) through the
 // relay and directly, sender → sink on loopback, all in this process:
-// unpaced (what gets through) and paced at 500 Mbit/s (the loss). It runs
-// only when asked:
+// unpaced (what gets through) and paced at 500 Mbit/s (the loss). "relay" is
+// the default build (GSO on), "relay-nogso" the same without GSO. Modes are
+// interleaved round by round and the medians printed. It runs only when
+// asked:
 //
 //	UDPSTREAM_BENCH=1 go test -run TestBench -v ./udpstream/
 //
-// UDPSTREAM_BENCH_SECONDS sets each run's length (default 3). CPU is the
-// whole test process (sender, relay and sink), in % of one core.
+// UDPSTREAM_BENCH_SECONDS sets each run's length (default 3),
+// UDPSTREAM_BENCH_ROUNDS the rounds (default 3). CPU is the whole test
+// process (sender, relay and sink), in % of one core.
 func TestBench(t *testing.T) {
 	if os.Getenv("UDPSTREAM_BENCH") == "" {
 		t.Skip("set UDPSTREAM_BENCH=1 to run the benchmark")
 	}
-	d := 3 * time.Second
-	if s, err := strconv.Atoi(os.Getenv("UDPSTREAM_BENCH_SECONDS")); err == nil && s > 0 {
-		d = time.Duration(s) * time.Second
-	}
+	d := time.Duration(envInt("UDPSTREAM_BENCH_SECONDS", 3)) * time.Second
+	rounds := envInt("UDPSTREAM_BENCH_ROUNDS", 3)
 	const size = 1200
 	paced := 500e6 / (size * 8) // datagrams per second at 500 Mbit/s
+	type mode struct {
+		name string
+		via  string
+		rate float64
+	}
+	var modes []mode
 	for _, rate := range []float64{0, paced} {
-		for _, via := range []string{"direct", "relay", "relay+gso"} {
-			name := fmt.Sprintf("%s/unpaced", via)
+		for _, via := range []string{"direct", "relay", "relay-nogso"} {
+			name := via + "/unpaced"
 			if rate > 0 {
-				name = fmt.Sprintf("%s/paced-500Mbit", via)
+				name = via + "/paced-500Mbit"
 			}
-			t.Run(name, func(t *testing.T) {
-				res := benchRun(t, via, d, size, rate)
-				t.Logf("%-22s sent %8d  received %8d  %6.1f kpps  %7.1f Mbit/s  loss %6.2f %%  cpu %4.0f %%",
-					name, res.sent, res.received, res.kpps(d), res.mbps(d, size), res.loss(), res.cpu)
+			modes = append(modes, mode{name, via, rate})
+		}
+	}
+	results := map[string][]benchResult{}
+	for round := range rounds {
+		for _, m := range modes {
+			t.Run(fmt.Sprintf("%s/%d", m.name, round), func(t *testing.T) {
+				res := benchRun(t, m.via, d, size, m.rate)
+				results[m.name] = append(results[m.name], res)
+				t.Logf("%-26s %s", m.name, res.format(d, size))
 			})
 		}
+	}
+	t.Logf("medians of %d rounds of %s:", rounds, d)
+	for _, m := range modes {
+		t.Logf("%-26s %s", m.name, median(results[m.name]).format(d, size))
+	}
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// median takes each figure's median on its own.
+func median(rs []benchResult) benchResult {
+	pick := func(f func(benchResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return benchResult{
+		sent:     uint64(pick(func(r benchResult) float64 { return float64(r.sent) })),
+		received: uint64(pick(func(r benchResult) float64 { return float64(r.received) })),
+		cpu:      pick(func(r benchResult) float64 { return r.cpu }),
+		lossPct:  pick(func(r benchResult) float64 { return r.loss() }),
+		medians:  true,
 	}
 }
 
 type benchResult struct {
 	sent, received uint64
 	cpu            float64 // process CPU, % of one core
+	lossPct        float64 // for medians: the median loss, not derived
+	medians        bool
+}
+
+func (r benchResult) format(d time.Duration, size int) string {
+	return fmt.Sprintf("sent %8d  received %8d  %6.1f kpps  %7.1f Mbit/s  loss %6.2f %%  cpu %4.0f %%",
+		r.sent, r.received, r.kpps(d), r.mbps(d, size), r.loss(), r.cpu)
 }
 
 func (r benchResult) kpps(d time.Duration) float64 {
@@ -60,6 +111,9 @@ func (r benchResult) mbps(d time.Duration, size int) float64 {
 }
 
 func (r benchResult) loss() float64 {
+	if r.medians {
+		return r.lossPct
+	}
 	if r.sent == 0 {
 		return 0
 	}
@@ -70,7 +124,7 @@ func benchRun(t *testing.T, via string, d time.Duration, size int, rate float64)
 	snk := startSink(t, false)
 	target := snk.addr()
 	if via != "direct" {
-		r := startRelayTo(t, target, via == "relay+gso")
+		r := startRelayTo(t, target, via == "relay")
 		target = r.Addrs()[0].(interface{ AddrPort() netip.AddrPort }).AddrPort()
 	}
 	snd := newSender(t, "127.0.0.2", target, size)

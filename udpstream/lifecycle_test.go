@@ -1,0 +1,153 @@
+package udpstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Shutdown refuses new sources, lets open sessions run until they expire,
+// then returns; with a short context it cuts them.
+func TestShutdown(t *testing.T) {
+	checkLeaks(t)
+	t.Run("drains", func(t *testing.T) {
+		w := newWorld(t, 1, func(c *Config) { c.SessionTimeout = 100 * time.Millisecond })
+		to := w.port(0)
+		c := newClient(t, "127.0.0.2")
+		c.exchange(to, []byte("before"))
+		done := make(chan error, 1)
+		go func() { done <- w.relay.Shutdown(context.Background()) }()
+		waitDraining(t, w.relay)
+		c.exchange(to, []byte("open session still served"))
+		late := newClient(t, "127.0.0.3")
+		late.send(to, []byte("new"))
+		waitStat(t, "Drops.Draining", w.relay.Stats().Drops.Draining.Load, 1)
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+		if n := w.logs.count(`"end":"idle"`); n != 1 {
+			t.Errorf("want the session to end idle:\n%s", w.logs)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		w := newWorld(t, 1, nil)
+		c := newClient(t, "127.0.0.2")
+		c.exchange(w.port(0), []byte("before"))
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := w.relay.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+		}
+		if n := w.logs.count(`"end":"shutdown"`); n != 1 {
+			t.Errorf("want the session cut at shutdown:\n%s", w.logs)
+		}
+		if err := w.relay.Serve(); !errors.Is(err, ErrClosed) {
+			t.Errorf("Serve after Shutdown = %v", err)
+		}
+		if err := w.relay.Close(); err != nil {
+			t.Errorf("second Close = %v", err)
+		}
+	})
+}
+
+func waitDraining(t *testing.T, r *Relay) {
+	t.Helper()
+	waitStat(t, "draining", func() uint64 {
+		if r.draining.Load() {
+			return 1
+		}
+		return 0
+	}, 1)
+}
+
+func TestListenErrors(t *testing.T) {
+	busy, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no listen", Config{}, "no listen address"},
+		{"length mismatch", Config{Listen: []string{"127.0.0.1:0"}}, "1 listen addresses but 0 upstream lists"},
+		{"empty list", Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{}}}, "no upstream for"},
+		{"bad upstream", Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1"}}}, `upstream "127.0.0.1"`},
+		{"port taken", Config{Listen: []string{"127.0.0.1:0", busy.LocalAddr().String()},
+			Upstreams: [][]string{{"127.0.0.1:9"}, {"127.0.0.1:9"}}}, "listen " + busy.LocalAddr().String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Listen(tc.cfg)
+			if err == nil {
+				_ = r.Close()
+				t.Fatal("Listen succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "udpstream: ") {
+				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Close before Serve: Serve returns ErrClosed at once, nothing leaks.
+func TestCloseBeforeServe(t *testing.T) {
+	checkLeaks(t)
+	r, err := Listen(Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1:9"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Close()
+	_ = r.Close()
+	if err := r.Serve(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+// A dual-stack listener ("[::]:port") serves IPv4 clients as IPv4 (Admit and
+// the log see 127.0.0.2, not ::ffff:127.0.0.2) and IPv6 clients as IPv6.
+func TestDualStackListener(t *testing.T) {
+	checkLeaks(t)
+	b := startBackend(t, "b0")
+	logs := newLogSink()
+	var seen []netip.AddrPort
+	var mu sync.Mutex
+	r, err := Listen(Config{
+		Name: "dual", Listen: []string{"[::]:0"}, Upstreams: [][]string{{b.addr().String()}},
+		Admit: func(ap netip.AddrPort) bool { mu.Lock(); seen = append(seen, ap); mu.Unlock(); return true },
+		Log:   zerolog.New(logs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	defer func() { _ = r.Close(); <-served }()
+	port := r.Addrs()[0].(*net.UDPAddr).Port
+
+	c4 := newClient(t, "127.0.0.2")
+	c4.exchange(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, []byte("v4"))
+	if c6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err == nil {
+		c := &client{t: t, conn: c6}
+		t.Cleanup(func() { _ = c6.Close() })
+		c.exchange(&net.UDPAddr{IP: net.IPv6loopback, Port: port}, []byte("v6"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || seen[0] != c4.addr() {
+		t.Fatalf("Admit saw %v, want %s first", seen, c4.addr())
+	}
+	for _, ap := range seen[1:] {
+		if ap.Addr() != netip.IPv6Loopback() {
+			t.Errorf("Admit saw %s, want ::1", ap)
+		}
+	}
+}
