@@ -103,6 +103,12 @@ func (p *port) session(src netip.AddrPort, n int) *session {
 	if s != nil {
 		return s
 	}
+	return p.open(src, n)
+}
+
+// open admits a new source and opens its session, or counts its n datagrams
+// as dropped by the reason it was not and returns nil.
+func (p *port) open(src netip.AddrPort, n int) *session {
 	r := p.r
 	drops := &r.stats.Drops
 	if r.draining.Load() {
@@ -132,8 +138,7 @@ func (p *port) session(src netip.AddrPort, n int) *session {
 		}
 		return nil
 	}
-	s = newSession(p, src, u, p.r.now())
-
+	s := newSession(p, src, u, p.r.now())
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
