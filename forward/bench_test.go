@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,8 +43,9 @@ const (
 	benchChildEnv    = "FORWARD_BENCH_CHILD"
 	benchUpstreamEnv = "FORWARD_BENCH_UPSTREAM"
 	benchPipeEnv     = "FORWARD_BENCH_PIPE_SIZE"
-	benchStraceEnv   = "FORWARD_BENCH_STRACE" // a directory: run children under strace -c
-	benchChunk       = 1 << 20                // bytes per b.N
+	benchStraceEnv   = "FORWARD_BENCH_STRACE"     // a directory: run children under strace -c
+	benchProfileEnv  = "FORWARD_BENCH_CPUPROFILE" // a path prefix: children write CPU profiles
+	benchChunk       = 1 << 20                    // bytes per b.N
 )
 
 func TestMain(m *testing.M) {
@@ -55,6 +58,12 @@ func TestMain(m *testing.M) {
 // runBenchChild is the forwarder process: it prints its address, serves
 // until stdin closes, and exits.
 func runBenchChild(mode, upstream string) int {
+	if path := os.Getenv(benchProfileEnv); path != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%s.%d", path, mode, os.Getpid()))
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	switch mode {
 	case "relay":
 		l, err := Listen(Config{Name: "bench", Listen: []string{"127.0.0.1:0"},
@@ -374,4 +383,51 @@ func connRate(b *testing.B, addr string, workers int) {
 		}()
 	}
 	next.Wait()
+}
+
+// BenchmarkRawStatusRTT measures one-byte status round trips to a printer
+// that answers at once, directly and through a raw listener in this
+// process, and reports the median and 99th percentile.
+func BenchmarkRawStatusRTT(b *testing.B) {
+	device := world.NewBackend(b, func(c net.Conn) {
+		one := make([]byte, 1)
+		for {
+			if _, err := c.Read(one); err != nil {
+				return
+			}
+			if _, err := c.Write(one); err != nil {
+				return
+			}
+		}
+	})
+	r := startRelay(b, Config{Name: "printer", Upstreams: [][]string{{device.Addr()}},
+		Raw: &Raw{Exclusive: true}})
+	for _, path := range []struct{ name, addr string }{
+		{"direct", device.Addr()}, {"relay", r.addr(0)},
+	} {
+		b.Run(path.name, func(b *testing.B) {
+			c, err := net.Dial("tcp", path.addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			one := []byte{enq}
+			rtts := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				if _, err := c.Write(one); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, one); err != nil {
+					b.Fatal(err)
+				}
+				rtts = append(rtts, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(rtts)
+			b.ReportMetric(float64(rtts[len(rtts)/2])/1e3, "p50-us")
+			b.ReportMetric(float64(rtts[len(rtts)*99/100])/1e3, "p99-us")
+		})
+	}
 }

@@ -22,7 +22,7 @@ type relay struct {
 
 // startRelay listens with cfg (Listen defaults to one loopback port per
 // upstream list), serves in the background and closes at cleanup.
-func startRelay(t *testing.T, cfg Config) *relay {
+func startRelay(t testing.TB, cfg Config) *relay {
 	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "test"

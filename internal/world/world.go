@@ -11,12 +11,14 @@ package world
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Backend is a TCP server on 127.0.0.1 that runs handle for each
@@ -51,8 +53,14 @@ func (b *Backend) serve() {
 	defer b.wg.Done()
 	for {
 		c, err := b.ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// EMFILE and friends: tests that exhaust descriptors must
+			// not stop the backend for good.
+			time.Sleep(5 * time.Millisecond)
+			continue
 		}
 		b.accepted.Add(1)
 		b.mu.Lock()
