@@ -230,10 +230,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	l.stopAccepting()
 	l.accepting.Wait()
 	drained := make(chan struct{})
-	go func() {
-		l.conns.Wait()
-		close(drained)
-	}()
+	go l.waitConns(drained)
 	var err error
 	select {
 	case <-drained:
@@ -245,6 +242,12 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	l.cancel()
 	l.closePool()
 	return err
+}
+
+// waitConns closes drained once every connection goroutine has returned.
+func (l *Listener) waitConns(drained chan<- struct{}) {
+	l.conns.Wait()
+	close(drained)
 }
 
 // Close closes the listen sockets and every connection now, and waits for

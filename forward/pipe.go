@@ -33,7 +33,8 @@ type PipeOptions struct {
 	// Zero: no idle timeout.
 	IdleTimeout time.Duration
 	// Progress, if set, is called with the size of every chunk moved, either
-	// way, from the goroutine moving it; it must be cheap and not block.
+	// way, from the goroutine moving it (so from two goroutines at once);
+	// it must be cheap, safe for concurrent use, and not block.
 	Progress func(n int)
 	// AtoB and BtoA, if set, are incremented by every chunk moved a->b and
 	// b->a, as it is written, so counters are current while a long
@@ -130,7 +131,9 @@ func (p *pair) idleLeft() time.Duration {
 // get a past deadline so every direction wakes up from the poller.
 func (p *pair) stop(reason string, err error) {
 	p.mu.Lock()
-	if p.end == "" {
+	// A cancel that lands after both directions returned does not
+	// relabel a finished pipe.
+	if p.end == "" && p.ended.Load() < 2 {
 		p.end, p.err = reason, err
 	}
 	p.mu.Unlock()
