@@ -72,7 +72,7 @@ func TestGoFTPTransfers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "down.bin"), down, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w := startProxy(t, Config{Upstreams: [][]string{{startGoFTP(t, root)}}, DataPorts: [2]uint16{40100, 40199}})
+	w := startProxy(t, Config{Upstreams: [][]string{{startGoFTP(t, root)}}, DataPorts: [2]uint16{31000, 31099}})
 
 	for _, mode := range []struct {
 		name string

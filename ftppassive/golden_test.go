@@ -67,7 +67,7 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-var dataRange = [2]uint16{40200, 40299}
+var dataRange = [2]uint16{31100, 31199}
 
 // transcriptCases are the golden control-channel scenarios; each name is a
 // file in testdata/.

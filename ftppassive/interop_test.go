@@ -13,7 +13,10 @@ import (
 	"github.com/pion/transport/v3/test"
 )
 
-var interopRange = [2]uint16{40300, 40399}
+// Test data ranges lie below the kernel's ephemeral range (32768-60999 by
+// default), as production ranges should: ports the kernel hands to
+// outgoing connections come in runs and would collide with the pool.
+var interopRange = [2]uint16{31200, 31299}
 
 // curlModes are curl's four ways to open a data connection. PASV keeps the
 // server's address (--no-ftp-skip-pasv-ip): it must be the relay's.

@@ -54,6 +54,7 @@ func (p *portPool) listen(ip netip.Addr) (ln *net.TCPListener, release func(), e
 		p.inUse.Add(1)
 		return l.(*net.TCPListener), sync.OnceFunc(func() { p.inUse.Add(-1) }), nil
 	}
+	var lastErr error
 	for range maxBindTries {
 		port, ok := p.take()
 		if !ok {
@@ -64,11 +65,12 @@ func (p *portPool) listen(ip netip.Addr) (ln *net.TCPListener, release func(), e
 			// Taken by someone else on this box (or a draining relay of
 			// our own after a reload): try another one.
 			p.put(port)
+			lastErr = err
 			continue
 		}
 		return l.(*net.TCPListener), sync.OnceFunc(func() { p.put(port) }), nil
 	}
-	return nil, nil, fmt.Errorf("%w: %d binds failed", errNoDataPort, maxBindTries)
+	return nil, nil, fmt.Errorf("%w: %d binds failed, the last: %w", errNoDataPort, maxBindTries, lastErr)
 }
 
 // take marks a random free port used.

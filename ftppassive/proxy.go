@@ -60,6 +60,10 @@ type Config struct {
 	Admit func(netip.AddrPort) bool
 	// Dial connects to the FTP server (control and data). nil: net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Pool supplies splice pipes for the data connections; one Pool shared
+	// by every listener keeps the process within one pipe budget. nil: the
+	// proxy makes its own and closes it on Close.
+	Pool *forward.Pool
 	// Log receives session lines and warnings. The zero Logger logs nothing.
 	Log zerolog.Logger
 }
@@ -156,6 +160,7 @@ type Proxy struct {
 	pipes *forward.Pool
 	stats Stats
 
+	ownPool   bool        // pipes was made here, so Close closes it
 	tlsNoted  atomic.Bool // the AUTH TLS advice was logged
 	closePool sync.Once
 }
@@ -177,6 +182,7 @@ func Listen(cfg Config) (*Proxy, error) {
 		Admit:          cfg.Admit,
 		Dial:           cfg.Dial,
 		Handler:        forward.HandlerFunc(p.serveControl),
+		Pool:           cfg.Pool,
 		Log:            cfg.Log,
 	})
 	if err != nil {
@@ -184,10 +190,28 @@ func Listen(cfg Config) (*Proxy, error) {
 	}
 	p.ln = ln
 	p.stats.Control = ln.Stats()
-	// Pipes idle between transfers are kept for the next one: FTP clients
-	// open a data connection per file.
-	p.pipes = forward.NewPool(64)
+	if lo, hi, ok := ephemeralRange(); ok && cfg.DataPorts[0] != 0 && cfg.DataPorts[0] <= hi && cfg.DataPorts[1] >= lo {
+		// The kernel hands these ports to outgoing connections in runs;
+		// a busy relay then finds its data ports taken and answers 425.
+		p.log.Warn().Uint16("first", cfg.DataPorts[0]).Uint16("last", cfg.DataPorts[1]).
+			Str("ephemeral", fmt.Sprintf("%d-%d", lo, hi)).
+			Msg("ftp data_ports overlap the kernel's ephemeral port range (net.ipv4.ip_local_port_range); outgoing connections can take data ports")
+	}
+	p.pipes = cfg.Pool
+	if p.pipes == nil {
+		// Pipes idle between transfers are kept for the next one: FTP
+		// clients open a data connection per file.
+		p.pipes, p.ownPool = forward.NewPool(0), true
+	}
 	return p, nil
+}
+
+func (p *Proxy) closeOwnPool() {
+	p.closePool.Do(func() {
+		if p.ownPool {
+			p.pipes.Close()
+		}
+	})
 }
 
 // Serve accepts control connections until Close or Shutdown, then returns
@@ -204,7 +228,7 @@ func (p *Proxy) Serve() error {
 // until ctx is done, then closes them. It returns when all have ended.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	err := p.ln.Shutdown(ctx)
-	p.closePool.Do(func() { p.pipes.Close() })
+	p.closeOwnPool()
 	return err
 }
 
@@ -212,7 +236,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 // waits for their goroutines. It is idempotent.
 func (p *Proxy) Close() error {
 	err := p.ln.Close()
-	p.closePool.Do(func() { p.pipes.Close() })
+	p.closeOwnPool()
 	return err
 }
 

@@ -124,6 +124,10 @@ func startVsftpd(t testing.TB, o vsftpdOptions) *vsftpd {
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		<-exited
+		if t.Failed() {
+			log := v.protocolLog()
+			t.Logf("vsftpd log (last 3000 bytes):\n%s%s", log[max(0, len(log)-3000):], stderr.String())
+		}
 	})
 	// vsftpd says nothing when it is ready; it is ready when it accepts.
 	deadline := time.Now().Add(10 * time.Second)
