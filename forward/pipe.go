@@ -237,18 +237,14 @@ func (d *direction) run(done chan<- struct{}) {
 	if err == errSpliceUnsupported {
 		err = d.copy()
 	}
-	last := d.p.ended.Add(1) == 2
-	switch {
-	case err == nil && last:
-		// The other direction is over and Pipe closes both conns now;
+	if err != nil && !d.p.stopped.Load() {
+		d.p.fail(err) // recorded while this direction still counts as running
+	}
+	if last := d.p.ended.Add(1) == 2; err == nil && !last {
+		// When this is the last direction, Pipe closes both conns now:
 		// close sends the FIN that CloseWrite would, one syscall less
 		// per connection.
-	case err == nil:
 		d.finish()
-	case d.p.stopped.Load():
-		// Woken by stop; the reason is recorded already.
-	default:
-		d.p.fail(err)
 	}
 }
 

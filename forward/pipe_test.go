@@ -193,3 +193,28 @@ func TestPoolBound(t *testing.T) {
 		t.Errorf("idle %d after Close", p.Idle())
 	}
 }
+
+// TestPipeResetAfterHalfClose: one direction ends with EOF, then the other
+// peer resets: the pipe ends "reset", not "eof".
+func TestPipeResetAfterHalfClose(t *testing.T) {
+	checkLeaks(t)
+	client, a := tcpPair(t)
+	b, backend := tcpPair(t)
+	res := make(chan Result, 1)
+	go func() { res <- Pipe(context.Background(), a, b, PipeOptions{}) }()
+	client.CloseWrite()
+	backend.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := backend.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("backend read %d, %v; want EOF", n, err)
+	}
+	backend.SetLinger(0)
+	backend.Close()
+	select {
+	case r := <-res:
+		if r.End != EndReset || r.Err == nil {
+			t.Errorf("Result %+v, want reset with its error", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pipe did not end")
+	}
+}
