@@ -288,6 +288,46 @@ var transcriptCases = []struct {
 		s := acceptOne(tr.t, ln)
 		tr.transfer("server->client", s, c, 32<<10)
 	}},
+	{"ipv6", Config{DataPorts: dataRange, Listen: []string{"[::1]:0"}}, func(tr *transcript) {
+		tr.login()
+		tr.clientSends("PASV\r\n") // 227 cannot carry an IPv6 address
+		tr.clientGets()
+		tr.clientSends("EPSV 1\r\n")
+		tr.clientGets()
+		ln, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback})
+		if err != nil {
+			tr.t.Fatal(err)
+		}
+		defer ln.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		tr.aliasPort(port, "SERVER_DATA")
+		tr.clientSends("EPSV 2\r\n")
+		tr.serverGets()
+		tr.serverSends(fmt.Sprintf("229 Entering Extended Passive Mode (|||%d|)\r\n", port))
+		rp := tr.relayPort(tr.clientGets(), dataRange)
+		c := dialTCP(tr.t, fmt.Sprintf("[::1]:%d", rp))
+		s := acceptOne(tr.t, ln)
+		tr.transfer("client->server", c, s, 32<<10)
+
+		cl, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback})
+		if err != nil {
+			tr.t.Fatal(err)
+		}
+		defer cl.Close()
+		cport := cl.Addr().(*net.TCPAddr).Port
+		tr.aliasPort(cport, "CLIENT_DATA")
+		tr.clientSends(fmt.Sprintf("EPRT |2|::1|%d|\r\n", cport))
+		sent := tr.serverGets()
+		ap, err := parseEPRT(strings.TrimSpace(strings.TrimPrefix(sent, "EPRT ")))
+		if err != nil {
+			tr.t.Fatalf("relay sent %q", sent)
+		}
+		tr.serverSends("200 EPRT command successful.\r\n")
+		tr.clientGets()
+		s = dialTCP(tr.t, ap.String())
+		c = acceptOne(tr.t, cl)
+		tr.transfer("server->client", s, c, 32<<10)
+	}},
 	{"greeting_with_local_answer", Config{DataPorts: dataRange}, func(tr *transcript) {
 		tr.serverSends("220-Welcome\r\n")
 		tr.clientGets()

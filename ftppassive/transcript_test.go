@@ -37,6 +37,15 @@ const stepTimeout = 5 * time.Second
 func newTranscript(t *testing.T, cfg Config) *transcript {
 	t.Helper()
 	up := listenLoopback(t)
+	if len(cfg.Listen) > 0 && strings.HasPrefix(cfg.Listen[0], "[::1]") {
+		up.Close()
+		ln, err := net.ListenTCP("tcp6", &net.TCPAddr{IP: net.IPv6loopback})
+		if err != nil {
+			t.Skipf("no IPv6 loopback: %v", err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		up = ln
+	}
 	cfg.Upstreams = [][]string{{up.Addr().String()}}
 	w := startProxy(t, cfg)
 	client, err := net.Dial("tcp", w.addr)
@@ -163,6 +172,7 @@ var relayPortRE = []struct {
 	{regexp.MustCompile(`198,51,100,7,\d+,\d+`), "198,51,100,7,RELAY_PORT"},
 	{regexp.MustCompile(`\|\|\|\d+\|`), "|||RELAY_PORT|"},
 	{regexp.MustCompile(`\|127\.0\.0\.1\|\d+\|`), "|127.0.0.1|RELAY_PORT|"},
+	{regexp.MustCompile(`\|::1\|\d+\|`), "|::1|RELAY_PORT|"},
 }
 
 // check compares the record with the golden file.
