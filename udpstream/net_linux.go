@@ -14,11 +14,25 @@ import (
 // Batch sizes. A listen socket carries every client of its port, so it reads
 // more per call; a session socket usually carries one stream and its batches
 // are held while the replies are sent, so they are kept small (8 × 64 KiB).
-// Measured on loopback, 1200-byte datagrams: see bench_test.go.
+// Measured (TestBench, 1200-byte datagrams, medians of 3): listen batches of
+// 8, 32 and 64 cost the same within noise at 500 Mbit/s (36, 37, 40 % CPU
+// for sender, relay and sink together), and 32 lost nothing where 8 lost
+// 0.8 % once.
 const (
 	listenBatch  = 32
 	sessionBatch = 8
 )
+
+// GSO and GRO, as measured on this project's machine kind:
+//
+//   - GSO is on. At a paced 500 Mbit/s the relay added 6 points of CPU over
+//     the direct path with GSO and 16 without (TestBench medians); a plain
+//     sender needed 3.3 µs per loopback datagram, a GSO sender 0.5 µs.
+//   - GRO is off. With UDP_GRO set, 0 of 7281 datagrams from a plain sender
+//     arrived coalesced over loopback (only GSO senders' did, 32 per read):
+//     RTB players send plain datagrams, so there is nothing to gain that can
+//     be measured here, and a socket with UDP_GRO whose reader misses the
+//     cmsg would merge datagrams. It needs a NIC with GRO to be worth it.
 
 // sysNet opens real UDP sockets with SO_REUSEPORT and sized buffers, read
 // and written in batches.
