@@ -72,40 +72,7 @@ func startVsftpd(t testing.TB, o vsftpdOptions) *vsftpd {
 		o.pasvAddr = "127.0.0.77"
 	}
 	v := &vsftpd{addr: net.JoinHostPort(host, fmt.Sprint(port)), root: root, log: filepath.Join(dir, "vsftpd.log")}
-	conf := []string{
-		"background=NO",
-		"run_as_launching_user=YES",
-		"seccomp_sandbox=NO",
-		"anonymous_enable=YES",
-		"local_enable=NO",
-		"no_anon_password=YES",
-		"anon_root=" + root,
-		"write_enable=YES",
-		"anon_upload_enable=YES",
-		"anon_mkdir_write_enable=YES",
-		"anon_umask=022",
-		"pasv_enable=YES",
-		"port_enable=YES",
-		"pasv_address=" + o.pasvAddr,
-		"pasv_addr_resolve=NO",
-		"max_clients=0",
-		"max_per_ip=0",
-		"xferlog_enable=YES",
-		"xferlog_std_format=NO",
-		"log_ftp_protocol=YES",
-		"syslog_enable=NO",
-		"dual_log_enable=NO",
-		"vsftpd_log_file=" + v.log,
-		"dirmessage_enable=NO",
-		"use_localtime=NO",
-	}
-	if o.ipv6 {
-		conf = append(conf, "listen=NO", "listen_ipv6=YES", "listen_address6=::1")
-	} else {
-		conf = append(conf, "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1")
-	}
-	conf = append(conf, fmt.Sprintf("listen_port=%d", port))
-	conf = append(conf, o.extraLines...)
+	conf := vsftpdConf(o, root, v.log, port)
 	confPath := filepath.Join(dir, "vsftpd.conf")
 	if err := os.WriteFile(confPath, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -148,6 +115,45 @@ func startVsftpd(t testing.TB, o vsftpdOptions) *vsftpd {
 			t.Fatalf("vsftpd did not accept on %s: %v: %s", v.addr, err, stderr.String())
 		}
 	}
+}
+
+// vsftpdConf is the configuration for startVsftpd, one directive a line.
+func vsftpdConf(o vsftpdOptions, root, log string, port int) []string {
+	conf := []string{
+		"background=NO",
+		"run_as_launching_user=YES",
+		"seccomp_sandbox=NO",
+		"anonymous_enable=YES",
+		"local_enable=NO",
+		"no_anon_password=YES",
+		"anon_root=" + root,
+		"write_enable=YES",
+		"anon_upload_enable=YES",
+		"anon_mkdir_write_enable=YES",
+		"anon_umask=022",
+		"pasv_enable=YES",
+		"port_enable=YES",
+		"pasv_address=" + o.pasvAddr,
+		"pasv_addr_resolve=NO",
+		"max_clients=0",
+		"max_per_ip=0",
+		"xferlog_enable=YES",
+		"xferlog_std_format=NO",
+		"log_ftp_protocol=YES",
+		"syslog_enable=NO",
+		"dual_log_enable=NO",
+		"vsftpd_log_file=" + log,
+		"dirmessage_enable=NO",
+		"use_localtime=NO",
+	}
+	if o.ipv6 {
+		conf = append(conf, "listen=NO", "listen_ipv6=YES", "listen_address6=::1")
+	} else {
+		conf = append(conf, "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1")
+	}
+	conf = append(conf, fmt.Sprintf("listen_port=%d", port))
+	conf = append(conf, o.extraLines...)
+	return conf
 }
 
 // freePort returns a port that was free a moment ago.
