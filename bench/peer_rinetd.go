@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// rinetd is the classic single-process redirector.
+// rinetd is the classic single-process redirector. Version 0.73 waits in
+// pselect(2), whose descriptor sets are made for FD_SETSIZE (1 024).
 type rinetd struct {
 	bin string
 }

@@ -109,13 +109,14 @@ type ftpClient struct {
 	epsv     bool
 	dataPort [2]int // the relay's data ports; zero: any port will do
 	log      syncBuffer
+	buf      []byte // read buffer, reused by every download
 
 	mu     sync.Mutex // guards the following
 	dialed []string
 }
 
 func (f *ftpScenario) dial(in *instance, epsv bool) (*ftpClient, error) {
-	s := &ftpClient{epsv: epsv, dataPort: in.ftpData}
+	s := &ftpClient{epsv: epsv, dataPort: in.ftpData, buf: make([]byte, 256<<10)}
 	dial := func(network, addr string) (net.Conn, error) {
 		s.mu.Lock()
 		s.dialed = append(s.dialed, addr)
@@ -143,7 +144,7 @@ func (s *ftpClient) download(path string, want [32]byte) (float64, error) {
 		return 0, fmt.Errorf("RETR %s: %w", path, err)
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, r, make([]byte, 256<<10))
+	n, err := io.CopyBuffer(h, r, s.buf)
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}

@@ -44,6 +44,8 @@ func (*tcpIdle) skip(fwd string) string {
 		return "no forwarder to measure"
 	case "socat":
 		return "forks a process per connection"
+	case "rinetd":
+		return "waits in select(2), made for 1 024 descriptors: 9 600 connections took 86 s to set up"
 	}
 	return ""
 }
@@ -100,8 +102,10 @@ func (t *tcpIdle) waitAccepted(want int64, timeout time.Duration) error {
 	}
 }
 
-// dialMany opens n connections with idleDialers goroutines.
+// dialMany opens n connections with idleDialers goroutines, giving up
+// after 30 s.
 func dialMany(addr string, n int) ([]net.Conn, error) {
+	deadline := time.Now().Add(30 * time.Second)
 	conns := make([]net.Conn, n)
 	errs := make([]error, idleDialers)
 	var wg sync.WaitGroup
@@ -110,6 +114,10 @@ func dialMany(addr string, n int) ([]net.Conn, error) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += idleDialers {
+				if time.Now().After(deadline) {
+					errs[w] = fmt.Errorf("connection %d not opened within 30 s", i)
+					return
+				}
 				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 				if err != nil {
 					errs[w] = fmt.Errorf("connection %d: %w", i, err)
