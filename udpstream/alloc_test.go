@@ -22,13 +22,13 @@ func TestSteadyStateAllocs(t *testing.T) {
 
 	run := func(n uint64) {
 		base := r.Stats().DatagramsOut.Load()
-		for sent := uint64(0); sent < n; sent += listenBatch {
-			if _, err := snd.send(listenBatch, sent); err != nil {
+		for sent := uint64(0); sent < n; sent += batchSize {
+			if _, err := snd.send(batchSize, sent); err != nil {
 				t.Fatal(err)
 			}
 			// Stay below what the path can take, so every datagram
 			// makes the round trip and is counted.
-			awaitCount(&r.Stats().DatagramsOut, base+sent+listenBatch)
+			awaitCount(&r.Stats().DatagramsOut, base+sent+batchSize)
 		}
 	}
 	run(2000) // warm up: session, pools, map

@@ -16,7 +16,9 @@ import (
 // TestBench measures 1200-byte datagrams (the RTB stream's size) through the
 // relay and directly, sender → sink on loopback, all in this process:
 // unpaced (what gets through) and paced at 500 Mbit/s (the loss). "relay" is
-// the default build (GSO on), "relay-nogso" the same without GSO. Modes are
+// the default build (GSO on), "relay-nogso" the same without GSO,
+// "relay-reverse" the default build carrying the stream from the upstream
+// back to the client (the session's reply path). Modes are
 // interleaved round by round and the medians printed. It runs only when
 // asked:
 //
@@ -40,7 +42,7 @@ func TestBench(t *testing.T) {
 	}
 	var modes []mode
 	for _, rate := range []float64{0, paced} {
-		for _, via := range []string{"direct", "relay", "relay-nogso"} {
+		for _, via := range []string{"direct", "relay", "relay-nogso", "relay-reverse"} {
 			name := via + "/unpaced"
 			if rate > 0 {
 				name = via + "/paced-500Mbit"
@@ -123,6 +125,9 @@ func (r benchResult) loss() float64 {
 }
 
 func benchRun(t *testing.T, via string, d time.Duration, size int, rate float64) benchResult {
+	if via == "relay-reverse" {
+		return benchReverse(t, d, size, rate)
+	}
 	snk := startSink(t, false)
 	target := snk.addr()
 	if via != "direct" {
@@ -133,6 +138,33 @@ func benchRun(t *testing.T, via string, d time.Duration, size int, rate float64)
 	cpu0, wall0 := processCPU(), time.Now()
 	sent := snd.blast(d, rate)
 	received := awaitCount(&snk.datagrams, sent)
+	cpu := (processCPU() - cpu0).Seconds() / time.Since(wall0).Seconds() * 100
+	return benchResult{sent: sent, received: received, cpu: cpu}
+}
+
+// benchReverse streams from the upstream to the client through a session the
+// client opened with one datagram.
+func benchReverse(t *testing.T, d time.Duration, size int, rate float64) benchResult {
+	client := startSinkAt(t, "127.0.0.2", false)
+	backend := startSink(t, false)
+	r := startRelayTo(t, backend.addr(), true)
+	relayAddr := r.Addrs()[0].(interface{ AddrPort() netip.AddrPort }).AddrPort()
+	if _, err := senderOn(client.conn, relayAddr, 5).send(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if awaitCount(&backend.datagrams, 1) != 1 {
+		t.Fatal("the session did not open")
+	}
+	var upstreamSocket netip.AddrPort
+	r.ports[0].mu.Lock()
+	for _, s := range r.ports[0].sessions {
+		upstreamSocket = s.up.Load().conn.localAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
+	}
+	r.ports[0].mu.Unlock()
+	snd := senderOn(backend.conn, upstreamSocket, size)
+	cpu0, wall0 := processCPU(), time.Now()
+	sent := snd.blast(d, rate)
+	received := awaitCount(&client.datagrams, sent)
 	cpu := (processCPU() - cpu0).Seconds() / time.Since(wall0).Seconds() * 100
 	return benchResult{sent: sent, received: received, cpu: cpu}
 }

@@ -28,10 +28,12 @@ type sink struct {
 	done      chan struct{}
 }
 
-func startSink(t testing.TB, echo bool) *sink {
+func startSink(t testing.TB, echo bool) *sink { return startSinkAt(t, "127.0.0.1", echo) }
+
+func startSinkAt(t testing.TB, ip string, echo bool) *sink {
 	t.Helper()
 	n := newSysNet(4<<20, 4<<20, zerolog.Nop())
-	pc, err := n.listen("127.0.0.1:0")
+	pc, err := n.listen(ip + ":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +66,13 @@ func (s *sink) close() {
 	<-s.done
 }
 
-// sender sends fixed-size datagrams from one connected socket, in batches.
+// sender sends fixed-size datagrams from one socket, in batches.
 type sender struct {
 	conn *sysConn
 	b    *batch
 }
 
+// newSender sends from a new socket on address from, connected to to.
 func newSender(t testing.TB, from string, to netip.AddrPort, size int) *sender {
 	t.Helper()
 	laddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(from), 0))
@@ -78,15 +81,22 @@ func newSender(t testing.TB, from string, to netip.AddrPort, size int) *sender {
 		t.Fatal(err)
 	}
 	_ = uc.SetWriteBuffer(4 << 20)
-	c, err := newSysConn(uc, true, newBatchPool(listenBatch), false)
+	c, err := newSysConn(uc, true, newBatchPool(batchSize), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sender{conn: c, b: c.pool.get()}
+	t.Cleanup(func() { _ = c.close() })
+	return senderOn(c, to, size)
+}
+
+// senderOn sends from an existing socket (without GSO, like a plain client).
+func senderOn(c *sysConn, to netip.AddrPort, size int) *sender {
+	c.gso.max.Store(0)
+	s := &sender{conn: c, b: newBatchPool(batchSize).get()}
 	for i := range s.b.msgs {
 		s.b.msgs[i].buf = s.b.msgs[i].buf[:size]
+		s.b.msgs[i].addr = to
 	}
-	t.Cleanup(func() { _ = c.close() })
 	return s
 }
 
