@@ -431,3 +431,43 @@ func BenchmarkRawStatusRTT(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIdleFDs opens 200 connections through each forwarder, moves
+// one byte each way on every one and leaves them idle, then counts the
+// forwarder's open descriptors per connection (two sockets are the least).
+func BenchmarkIdleFDs(b *testing.B) {
+	backend := world.NewBackend(b, world.Echo)
+	exe, _ := os.Executable()
+	for _, mode := range []string{"relay", "iocopy"} {
+		b.Run(mode, func(b *testing.B) {
+			child := startChild(b, exe, 0, mode, backend.Addr())
+			base := countFDs(b, child)
+			const conns = 200
+			for range b.N {
+				open := make([]net.Conn, 0, conns)
+				for range conns {
+					c, err := net.Dial("tcp", child.addr)
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.Write([]byte{1})
+					io.ReadFull(c, make([]byte, 1))
+					open = append(open, c)
+				}
+				time.Sleep(100 * time.Millisecond) // let the last pipes go back
+				b.ReportMetric(float64(countFDs(b, child)-base)/conns, "fds/conn")
+				for _, c := range open {
+					c.Close()
+				}
+			}
+		})
+	}
+}
+
+func countFDs(b *testing.B, c *benchChild) int {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(entries)
+}
