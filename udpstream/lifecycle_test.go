@@ -3,6 +3,7 @@ package udpstream
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -149,5 +150,22 @@ func TestDualStackListener(t *testing.T) {
 		if ap.Addr() != netip.IPv6Loopback() {
 			t.Errorf("Admit saw %s, want ::1", ap)
 		}
+	}
+}
+
+// A buffer request the kernel caps is reported once, naming the sysctls.
+// Root may pass the sysctl caps (SO_RCVBUFFORCE), but not INT_MAX/2.
+func TestBufferCapWarning(t *testing.T) {
+	logs := newLogSink()
+	r, err := Listen(Config{
+		Name: "rtb", Listen: []string{"127.0.0.1:0", "127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1:9"}, {"127.0.0.1:9"}},
+		ReadBuffer: math.MaxInt32, Log: zerolog.New(logs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n := logs.count("net.core.rmem_max", `"read_buffer_wanted":2147483647`); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs)
 	}
 }

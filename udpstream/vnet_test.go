@@ -8,9 +8,13 @@ import (
 	"time"
 
 	"github.com/pion/logging"
+	"github.com/pion/transport/v3"
 	"github.com/pion/transport/v3/vnet"
 	"github.com/rs/zerolog"
 )
+
+// Any pion transport.Net (vnet, stdnet) can carry the relay's sessions.
+var _ packetNet = transport.Net(nil)
 
 // natWorld is a simulated network: a client behind a NAT on 192.168.0.0/24,
 // the relay (1.2.3.10) and its backend (1.2.3.20) on the "WAN" 1.2.3.0/24.
