@@ -82,8 +82,7 @@ func (bp *batchPool) get() *batch { return bp.p.Get().(*batch) }
 
 func (bp *batchPool) alloc() *batch {
 	b := &batch{msgs: make([]message, bp.size), pool: bp}
-	// One slab per batch: fewer objects for the GC, and pages that no large
-	// datagram ever touched are never faulted in.
+	// One slab per batch: one object for the GC instead of 32.
 	slab := make([]byte, bp.size*msgBufSize)
 	for i := range b.msgs {
 		b.msgs[i].buf = slab[i*msgBufSize : i*msgBufSize : (i+1)*msgBufSize]
