@@ -50,5 +50,8 @@ func (d *Daemon) storeACL(list *acl.List) {
 	if list == nil && (d.acls.Load() != nil || !d.ready.Load()) {
 		d.log.Warn().Msg("no acl section: every source address may connect to every listener")
 	}
+	if list != nil && len(list.Rules()) == 0 {
+		d.log.Warn().Msg("the acl file has no rules: every source is rejected")
+	}
 	d.acls.Store(list)
 }

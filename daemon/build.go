@@ -14,7 +14,7 @@ import (
 // open binds the listener spec describes. The ACL guard it gets reads the
 // shared set, so a reload that changes only the ACL reaches it too.
 func (d *Daemon) open(spec config.Listener) (*instance, error) {
-	log := d.log.With().Str("listener", spec.Name).Logger()
+	log := d.log // each package adds the listener field itself
 	switch spec.Mode {
 	case config.ModeTCP, config.ModeRaw:
 		cfg := forward.Config{
@@ -25,6 +25,7 @@ func (d *Daemon) open(spec config.Listener) (*instance, error) {
 			IdleTimeout:    spec.IdleTimeout,
 			MaxConns:       spec.MaxConns,
 			Admit:          d.acls.Guard(spec.Name, acl.ProtoTCP, log),
+			Pool:           d.pipes,
 			Log:            log,
 		}
 		if spec.Mode == config.ModeRaw {
@@ -52,6 +53,7 @@ func (d *Daemon) open(spec config.Listener) (*instance, error) {
 			IdleTimeout:    spec.IdleTimeout,
 			MaxConns:       spec.MaxConns,
 			Admit:          d.acls.Guard(spec.Name, acl.ProtoTCP, log),
+			Pool:           d.pipes,
 			Log:            log,
 		})
 		if err != nil {

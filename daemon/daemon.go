@@ -12,11 +12,14 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/forward"
 )
 
 // server is what every listener package provides.
@@ -53,13 +56,19 @@ type Daemon struct {
 	levels *LevelFilter
 	notify Notifier
 	acls   *acl.Set
-	ready  atomic.Bool // every configured listener is bound
+	pipes  *forward.Pool // splice pipes shared by every TCP, raw and FTP listener
+	ready  atomic.Bool   // every configured listener is bound
+	done   chan struct{} // closed by Shutdown/Close: background loops end
+	stop   sync.Once
 
 	serving sync.WaitGroup // Serve goroutines and background drains
 
-	mu      sync.Mutex // guards the following
-	cfg     *config.Config
-	running map[string]*instance
+	mu       sync.Mutex // guards the following
+	cfg      *config.Config
+	running  map[string]*instance
+	draining map[*instance]bool // retired by a reload, still finishing
+	admin    *admin.Server      // nil when admin.listen is empty
+	adminAt  string             // the admin.listen admin was bound for
 }
 
 // instance is one running listener and the config it was built from.
@@ -73,34 +82,46 @@ type instance struct {
 // It binds nothing until Start.
 func New(cfg *config.Config, opts Options) *Daemon {
 	return &Daemon{
-		load:    opts.Load,
-		log:     opts.Log,
-		levels:  opts.Levels,
-		notify:  opts.Notify,
-		acls:    new(acl.Set),
-		cfg:     cfg,
-		running: make(map[string]*instance),
+		load:     opts.Load,
+		log:      opts.Log,
+		levels:   opts.Levels,
+		notify:   opts.Notify,
+		acls:     new(acl.Set),
+		pipes:    forward.NewPool(0),
+		done:     make(chan struct{}),
+		cfg:      cfg,
+		running:  make(map[string]*instance),
+		draining: make(map[*instance]bool),
 	}
 }
 
-// Start loads the ACL and binds every listener; on any error nothing stays
-// bound. It then serves them in the background.
+// Start loads the ACL, binds every listener and the admin endpoint; on any
+// error nothing stays bound. It then serves them in the background.
 func (d *Daemon) Start() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	list, err := LoadACL(d.cfg)
+	cfg := d.Config()
+	list, err := LoadACL(cfg)
 	if err != nil {
 		return err
 	}
+	if err := d.startAdmin(cfg.Admin.Listen); err != nil {
+		return err
+	}
+	d.mu.Lock()
 	d.storeACL(list)
-	opened, err := d.openAll(d.cfg.Listeners)
+	opened, err := d.openAll(cfg.Listeners)
 	if err != nil {
+		d.mu.Unlock()
+		d.stopAdmin()
+		d.serving.Wait()
 		return err
 	}
 	for _, in := range opened {
 		d.running[in.spec.Name] = in
 		d.serve(in)
 	}
+	d.mu.Unlock()
+	d.serving.Add(1)
+	go d.flushACLs()
 	d.ready.Store(true)
 	d.log.Info().Int("listeners", len(opened)).Str("config", d.cfg.Path).Msg("relay started")
 	if d.notify != nil {
@@ -168,7 +189,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	d.stopLoops()
+	d.stopAdmin()
 	d.serving.Wait()
+	d.release()
 	err := errors.Join(errs...)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = nil // the grace period ran out and the rest was closed: that is the contract
@@ -185,9 +209,15 @@ func (d *Daemon) Close() error {
 		errs = append(errs, in.srv.Close())
 		delete(d.running, name)
 	}
+	for in := range d.draining {
+		errs = append(errs, in.srv.Close())
+	}
 	d.ready.Store(false)
 	d.mu.Unlock()
+	d.stopLoops()
+	d.stopAdmin()
 	d.serving.Wait()
+	d.release()
 	return errors.Join(errs...)
 }
 
@@ -206,4 +236,32 @@ func (d *Daemon) Config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
+}
+
+// stopLoops ends the daemon's background loops, once.
+func (d *Daemon) stopLoops() { d.stop.Do(func() { close(d.done) }) }
+
+// release frees what outlives the listeners: the pipe pool.
+func (d *Daemon) release() { d.pipes.Close() }
+
+// aclFlushInterval is how often suppressed ACL rejections are summarised in
+// the log when a scan has stopped (a guard summarises by itself while
+// rejections keep coming).
+const aclFlushInterval = 10 * time.Second
+
+// flushACLs logs the counts of sampled-away ACL rejections until the daemon
+// stops, and once more at the end.
+func (d *Daemon) flushACLs() {
+	defer d.serving.Done()
+	t := time.NewTicker(aclFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			d.acls.Flush()
+		case <-d.done:
+			d.acls.Flush()
+			return
+		}
+	}
 }

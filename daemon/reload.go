@@ -54,6 +54,7 @@ func (d *Daemon) Reload() error {
 		if !keep[name] {
 			retired = append(retired, in)
 			delete(d.running, name)
+			d.draining[in] = true
 		}
 	}
 	for _, in := range opened {
@@ -69,6 +70,7 @@ func (d *Daemon) Reload() error {
 	for _, in := range retired {
 		d.drain(in, cfg)
 	}
+	d.reloadAdmin(cfg.Admin.Listen)
 	d.log.Info().Int("kept", len(keep)).Int("started", len(opened)).Int("retired", len(retired)).
 		Msg("reload applied")
 	return nil
@@ -86,5 +88,23 @@ func (d *Daemon) drainListener(in *instance, cfg *config.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	_ = in.srv.Shutdown(ctx)
+	d.mu.Lock()
+	delete(d.draining, in)
+	d.mu.Unlock()
 	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
+}
+
+// reloadAdmin moves the admin endpoint when admin.listen changed. A failure
+// to bind the new address is logged; the listeners' reload stands.
+func (d *Daemon) reloadAdmin(listen string) {
+	d.mu.Lock()
+	same := (d.admin == nil && listen == "") || (d.admin != nil && d.adminAt == listen)
+	d.mu.Unlock()
+	if same {
+		return
+	}
+	d.stopAdmin()
+	if err := d.startAdmin(listen); err != nil {
+		d.log.Error().Err(err).Msg("reload: admin endpoint not moved")
+	}
 }

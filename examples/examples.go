@@ -15,6 +15,12 @@ import "embed"
 //go:embed cayin.yaml
 var CAYIN []byte
 
+// CAYINACL is cayin_hba.conf, the ACL file cayin.yaml names; `relay
+// example -acl` prints it.
+//
+//go:embed cayin_hba.conf
+var CAYINACL []byte
+
 // FS holds every example: cayin.yaml, cayin_hba.conf, theatre-manager.yaml
 // and theatre-manager_hba.conf.
 //

@@ -4,7 +4,7 @@
 //	relay [-config FILE]          run (default FILE: /etc/relay/relay.yaml)
 //	relay check -config FILE      validate, print the resolved listeners
 //	relay check -config FILE -acl-test ADDR -listener NAME [-proto tcp|udp]
-//	relay example                 print a commented example config (CAYIN)
+//	relay example [-acl]          print a commented example config (CAYIN), or its ACL file
 //	relay version
 package main
 
@@ -45,8 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return check(args, stdout, stderr)
 	case "example":
-		_, _ = stdout.Write(examples.CAYIN)
-		return 0
+		return example(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return 0
@@ -120,6 +119,23 @@ func serve(args []string, stderr io.Writer) int {
 	if err := d.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error().Err(err).Msg("shutdown")
 	}
+	return 0
+}
+
+// example prints the CAYIN example config, or with -acl the ACL file it
+// names (cayin_hba.conf), so that both can be written out and edited.
+func example(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relay example", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	aclFile := fs.Bool("acl", false, "print the example's ACL file (cayin_hba.conf) instead")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	text := examples.CAYIN
+	if *aclFile {
+		text = examples.CAYINACL
+	}
+	_, _ = stdout.Write(text)
 	return 0
 }
 

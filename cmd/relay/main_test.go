@@ -16,10 +16,10 @@ import (
 )
 
 // TestMain lets a test run this binary's main in a child process: the test
-// binary re-executes itself with RELAY_TEST_MAIN=1, which is cheaper than a
+// binary re-executes itself with GO_WANT_RELAY_MAIN=1, which is cheaper than a
 // go build and runs the very code under test.
 func TestMain(m *testing.M) {
-	if os.Getenv("RELAY_TEST_MAIN") == "1" {
+	if os.Getenv("GO_WANT_RELAY_MAIN") == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -108,8 +108,13 @@ func TestVersionAndExample(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "listeners:") {
 		t.Fatalf("example: %d %q", code, out)
 	}
-	// The example must itself be a valid config.
-	if code, _, stderr := runCmd("check", "-config", writeConfig(t, out)); code != 0 {
+	// The example and its ACL file, written out side by side, must be valid.
+	cfg := writeConfig(t, out)
+	_, hba, _ := runCmd("example", "-acl")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "cayin_hba.conf"), []byte(hba), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCmd("check", "-config", cfg); code != 0 {
 		t.Fatalf("relay example does not pass relay check: %s", stderr)
 	}
 }
@@ -140,7 +145,7 @@ func TestSignalDrain(t *testing.T) {
 		port, backend.Addr()))
 
 	cmd := exec.Command(os.Args[0], "-config", cfg)
-	cmd.Env = append(os.Environ(), "RELAY_TEST_MAIN=1")
+	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
