@@ -167,10 +167,20 @@ func TestSignalDrain(t *testing.T) {
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	waitLog(t, logs, "stopping")
-	// New connections are refused while the old one still works.
-	if c2, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+	// New connections are refused (once the listener has closed, just after
+	// the log line) while the old one still works.
+	refused := false
+	for deadline := time.Now().Add(5 * time.Second); !refused && time.Now().Before(deadline); {
+		c2, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err != nil {
+			refused = true
+			break
+		}
 		c2.Close()
-		t.Error("relay still accepts after SIGTERM")
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !refused {
+		t.Error("relay still accepts 5 s after SIGTERM")
 	}
 	if _, err := c.Write([]byte("pong")); err != nil {
 		t.Fatal(err)
