@@ -72,7 +72,17 @@ func (u *udpScenario) measure(e *env, in *instance) (map[string]float64, error) 
 	}
 	// The figures stand even when a check failed; the check still fails
 	// the run.
-	err := errors.Join(uerr, perr, echoDatagrams(in.addr("stream-echo"), u.payload, 100))
+	var errs []error
+	if uerr != nil {
+		errs = append(errs, fmt.Errorf("unpaced: %w", uerr))
+	}
+	if perr != nil {
+		errs = append(errs, fmt.Errorf("paced: %w", perr))
+	}
+	if err := echoDatagrams(in.addr("stream-echo"), u.payload, 100); err != nil {
+		errs = append(errs, fmt.Errorf("echo: %w", err))
+	}
+	err := errors.Join(errs...)
 	return figures, err
 }
 

@@ -78,7 +78,10 @@ func cell(res *scenarioResult, m metric, fwd string) string {
 		return "–"
 	}
 	c := formatValue(s.median, m.digits)
-	if s.n > 1 {
+	switch {
+	case s.n > 1 && m.noRatio:
+		c += fmt.Sprintf(" (%s–%s)", formatValue(s.min, m.digits), formatValue(s.max, m.digits))
+	case s.n > 1:
 		c += fmt.Sprintf(" ±%.0f%%", 100*s.spread())
 	}
 	if integrity {
@@ -156,14 +159,7 @@ func writeNotes(w io.Writer, results []*scenarioResult) {
 	var notes []string
 	for _, res := range results {
 		notes = append(notes, skipNotes(res)...)
-		for _, f := range res.Failures {
-			mark := "error"
-			if f.Integrity {
-				mark = "FAIL"
-			}
-			msg := strings.ReplaceAll(f.Err, "\n", "; ")
-			notes = append(notes, fmt.Sprintf("%s: %s in %s, run %d: %s", mark, f.Forwarder, res.Name, f.Run, msg))
-		}
+		notes = append(notes, failureNotes(res)...)
 	}
 	if len(notes) == 0 {
 		return
@@ -172,6 +168,33 @@ func writeNotes(w io.Writer, results []*scenarioResult) {
 	for _, n := range notes {
 		fmt.Fprintln(w, "- "+n)
 	}
+}
+
+// failureNotes lists the failures, once per forwarder and message, with
+// the runs it happened in.
+func failureNotes(res *scenarioResult) []string {
+	type key struct{ fwd, msg string }
+	var order []key
+	runs := map[key][]string{}
+	integrity := map[key]bool{}
+	for _, f := range res.Failures {
+		k := key{f.Forwarder, strings.ReplaceAll(f.Err, "\n", "; ")}
+		if runs[k] == nil {
+			order = append(order, k)
+		}
+		runs[k] = append(runs[k], fmt.Sprint(f.Run))
+		integrity[k] = integrity[k] || f.Integrity
+	}
+	var notes []string
+	for _, k := range order {
+		mark := "error"
+		if integrity[k] {
+			mark = "FAIL"
+		}
+		notes = append(notes, fmt.Sprintf("%s: %s in %s, run %s: %s", mark, k.fwd, res.Name,
+			strings.Join(runs[k], ", "), k.msg))
+	}
+	return notes
 }
 
 // skipNotes says once per reason which forwarders sat a scenario out.
