@@ -133,12 +133,18 @@ func (d *Daemon) Start() error {
 // Ready reports whether every configured listener is bound (for /healthz).
 func (d *Daemon) Ready() bool { return d.ready.Load() }
 
-// openAll binds each listener; when one fails, the ones already bound are
-// closed so that a failed start or reload leaves nothing half-done.
+// openAll binds each listener (taking over the sockets of a running one of
+// the same name and addresses); when one fails, the ones already opened are
+// closed so that a failed start or reload leaves nothing half-done. Called
+// with d.mu held.
 func (d *Daemon) openAll(specs []config.Listener) ([]*instance, error) {
 	var opened []*instance
 	for _, spec := range specs {
-		in, err := d.open(spec)
+		inherit := handover(d.running[spec.Name], spec)
+		in, err := d.open(spec, inherit)
+		for _, f := range inherit {
+			f.Close()
+		}
 		if err != nil {
 			for _, o := range opened {
 				_ = o.srv.Close()

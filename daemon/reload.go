@@ -62,13 +62,17 @@ func (d *Daemon) Reload() error {
 		d.serve(in)
 	}
 	d.cfg = cfg
+	replaced := make(map[string]bool, len(retired))
+	for _, in := range retired {
+		_, replaced[in.spec.Name] = d.running[in.spec.Name]
+	}
 	d.mu.Unlock()
 
 	if d.levels != nil {
 		d.levels.SetLevel(cfg.Log.Level)
 	}
 	for _, in := range retired {
-		d.drain(in, cfg)
+		d.drain(in, cfg, replaced[in.spec.Name])
 	}
 	d.reloadAdmin(cfg.Admin.Listen)
 	d.log.Info().Int("kept", len(keep)).Int("started", len(opened)).Int("retired", len(retired)).
@@ -77,17 +81,27 @@ func (d *Daemon) Reload() error {
 }
 
 // drain shuts a retired listener down in the background under the grace
-// period of the config now in force.
-func (d *Daemon) drain(in *instance, cfg *config.Config) {
+// period of the config now in force; replaced says a listener of the same
+// name took its place.
+func (d *Daemon) drain(in *instance, cfg *config.Config, replaced bool) {
 	d.serving.Add(1)
-	go d.drainListener(in, cfg)
+	go d.drainListener(in, cfg, replaced)
 }
 
-func (d *Daemon) drainListener(in *instance, cfg *config.Config) {
+func (d *Daemon) drainListener(in *instance, cfg *config.Config, replaced bool) {
 	defer d.serving.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
-	_ = in.srv.Shutdown(ctx)
+	if replaced && in.spec.Mode == config.ModeUDP {
+		// A draining UDP socket still bound beside its replacement would get
+		// its share of SO_REUSEPORT's hash of new clients and drop them for
+		// the whole grace period. Closing it at once loses nothing a client
+		// sees: its next datagram opens a session on the new socket, on the
+		// same port.
+		_ = in.srv.Close()
+	} else {
+		_ = in.srv.Shutdown(ctx)
+	}
 	d.mu.Lock()
 	delete(d.draining, in)
 	d.mu.Unlock()

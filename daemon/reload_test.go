@@ -112,8 +112,13 @@ func TestReloadKeepsLiveSessions(t *testing.T) {
 	if got := tcpOutcome(t, "", at(extraPort)); got != "extra:hello" {
 		t.Fatalf("added listener: %q", got)
 	}
-	if c, err := net.DialTimeout("tcp", at(gonePort), time.Second); err == nil {
-		c.Close()
+	if !eventually(func() bool {
+		c, err := net.DialTimeout("tcp", at(gonePort), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}) {
 		t.Fatalf("removed listener still accepts")
 	}
 
@@ -134,4 +139,102 @@ func TestReloadKeepsLiveSessions(t *testing.T) {
 	tcpLive.Close()
 	ftpLive.Close()
 	_ = w.d.Close()
+}
+
+// notes records the systemd states the daemon announces.
+type notes struct {
+	mu  sync.Mutex // guards got
+	got []string
+}
+
+func (n *notes) add(s string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.got = append(n.got, s)
+	return nil
+}
+func (n *notes) Ready() error     { return n.add("READY") }
+func (n *notes) Reloading() error { return n.add("RELOADING") }
+func (n *notes) Stopping() error  { return n.add("STOPPING") }
+
+// TestReloadChangedListener: a listener whose upstream changes is rebound;
+// its live connection keeps the old upstream until it ends, new connections
+// reach the new one, and no connection is refused across the swap. The log
+// level and the systemd notifications follow the reload.
+func TestReloadChangedListener(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	oldB, newB := newTCPEcho(t, "old"), newTCPEcho(t, "new")
+	port := freePort(t, "tcp")
+	render := func(level, upstream string) string {
+		return fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 5s\nlog: {level: %s}\nlisteners:\n"+
+			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", level, port, upstream)
+	}
+	w := startWorld(t, render("info", oldB.addr()), nil)
+	n := &notes{}
+	w.d.notify = n
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	live, err := dialLine(t, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := live.roundTrip("1"); err != nil || got != "old:1" {
+		t.Fatalf("before: %q %v", got, err)
+	}
+
+	// Keep connecting during the reload: none may be refused.
+	stop := make(chan struct{})
+	failures := make(chan string, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 2000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := net.DialTimeout("tcp", at, time.Second)
+			if err != nil {
+				select {
+				case failures <- err.Error():
+				default:
+				}
+				return
+			}
+			c.Close()
+		}
+	}()
+	w.writeFile("relay.yaml", render("warn", newB.addr()))
+	if err := w.d.Reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case f := <-failures:
+		t.Fatalf("a connection was refused during the swap: %s", f)
+	default:
+	}
+
+	if got, err := live.roundTrip("2"); err != nil || got != "old:2" {
+		t.Fatalf("live connection after reload: %q %v (want the old upstream)", got, err)
+	}
+	if got := tcpOutcome(t, "", at); got != "new:hello" {
+		t.Fatalf("new connection after reload: %q", got)
+	}
+	// At warn level the access line of the finished connection is not written.
+	before := strings.Count(w.logs.String(), "\n")
+	live.Close()
+	if err := w.d.Shutdown(t.Context()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if lines := strings.Split(w.logs.String(), "\n")[before:]; strings.Contains(strings.Join(lines, "\n"), `"level":"info"`) {
+		t.Errorf("info lines written after the level went to warn:\n%s", strings.Join(lines, "\n"))
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if got := strings.Join(n.got, ","); got != "RELOADING,READY,STOPPING" {
+		t.Errorf("notifications %s, want RELOADING,READY,STOPPING", got)
+	}
 }

@@ -39,24 +39,49 @@ func (s *syncBuffer) String() string {
 
 // freePort returns a loopback port that was free a moment ago for network
 // ("tcp" or "udp"). The daemon binds by number, so tests cannot use port 0.
+// The kernel may hand a just-freed port out again, so a port is never
+// returned twice in one test binary.
 func freePort(t *testing.T, network string) int {
 	t.Helper()
-	switch network {
-	case "udp":
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 100 {
+		var port int
+		switch network {
+		case "udp":
+			c, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port = c.LocalAddr().(*net.UDPAddr).Port
+			c.Close()
+		default:
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port = l.Addr().(*net.TCPAddr).Port
+			l.Close()
 		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	default:
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
 		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
 	}
+	t.Fatal("no fresh port in 100 tries")
+	return 0
+}
+
+// handedOut holds the ports freePort returned (test-only state).
+var handedOut sync.Map
+
+// eventually polls cond every 10 ms for up to 5 s: for state that changes in
+// the background with no event to wait on (a retired listener closing).
+func eventually(cond func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
 }
 
 // tcpEcho is a backend that echoes every line it gets, prefixed by tag, and

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -60,6 +61,12 @@ type Config struct {
 	// the whole process within one pipe budget. nil: the listener makes
 	// its own and closes it on Close.
 	Pool *Pool
+	// Inherit, when set, holds for each Listen entry a listen socket to take
+	// over instead of binding a new one (nil entries are bound). A reload
+	// passes the sockets of the listener being replaced (Listener.Files), so
+	// the port never closes and no pending connection is reset. The
+	// Listener dups what it takes; the caller closes these files.
+	Inherit []*os.File
 	// Log receives the access lines and warnings. The zero Logger logs
 	// nothing (zerolog treats a Logger without a writer as disabled).
 	Log zerolog.Logger

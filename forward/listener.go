@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -72,8 +73,14 @@ func Listen(cfg Config) (*Listener, error) {
 	// every accepted socket; listenControl sets it once on the listen
 	// socket, and accepted sockets inherit it.
 	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl}
-	for _, addr := range cfg.Listen {
-		ln, err := lc.Listen(context.Background(), "tcp", addr)
+	for i, addr := range cfg.Listen {
+		var ln net.Listener
+		var err error
+		if i < len(cfg.Inherit) && cfg.Inherit[i] != nil {
+			ln, err = inherit(cfg.Inherit[i])
+		} else {
+			ln, err = lc.Listen(context.Background(), "tcp", addr)
+		}
 		if err != nil {
 			for _, prev := range l.lns {
 				prev.Close()
@@ -85,6 +92,36 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l, nil
+}
+
+// inherit takes over a listen socket handed on by a Listener being replaced.
+func inherit(f *os.File) (net.Listener, error) {
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("inherit socket: %w", err)
+	}
+	if _, ok := ln.(*net.TCPListener); !ok {
+		ln.Close()
+		return nil, errors.New("inherit socket: not a TCP listener")
+	}
+	return ln, nil
+}
+
+// Files returns a duplicate of each listen socket, in Listen order, for a
+// replacement Listener's Config.Inherit. The caller closes them.
+func (l *Listener) Files() ([]*os.File, error) {
+	files := make([]*os.File, 0, len(l.lns))
+	for _, ln := range l.lns {
+		f, err := ln.File()
+		if err != nil {
+			for _, prev := range files {
+				prev.Close()
+			}
+			return nil, fmt.Errorf("forward: dup listen socket %s: %w", ln.Addr(), err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 func (c *Config) check() error {

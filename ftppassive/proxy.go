@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,9 @@ type Config struct {
 	// by every listener keeps the process within one pipe budget. nil: the
 	// proxy makes its own and closes it on Close.
 	Pool *forward.Pool
+	// Inherit hands the control sockets of a proxy being replaced to this
+	// one (see forward.Config.Inherit). nil: bind.
+	Inherit []*os.File
 	// Log receives session lines and warnings. The zero Logger logs nothing.
 	Log zerolog.Logger
 }
@@ -183,6 +187,7 @@ func Listen(cfg Config) (*Proxy, error) {
 		Dial:           cfg.Dial,
 		Handler:        forward.HandlerFunc(p.serveControl),
 		Pool:           cfg.Pool,
+		Inherit:        cfg.Inherit,
 		Log:            cfg.Log,
 	})
 	if err != nil {
@@ -242,6 +247,9 @@ func (p *Proxy) Close() error {
 
 // Addrs returns the bound control addresses.
 func (p *Proxy) Addrs() []net.Addr { return p.ln.Addrs() }
+
+// Files duplicates the control sockets for a replacement's Config.Inherit.
+func (p *Proxy) Files() ([]*os.File, error) { return p.ln.Files() }
 
 // Stats returns the live counters.
 func (p *Proxy) Stats() *Stats { return &p.stats }
