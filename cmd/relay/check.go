@@ -34,13 +34,16 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay check: %v\n", err)
 		return 1
 	}
-	cfg.Describe(stdout)
-	if path := daemon.ACLPath(cfg); path != "" {
-		fmt.Fprintf(stdout, "acl: %s\n", path)
-	} else {
-		fmt.Fprintln(stdout, "acl: none (every source may connect)")
-	}
 	if *aclTest == "" {
+		if err := cfg.Describe(stdout); err != nil {
+			fmt.Fprintf(stderr, "relay check: %v\n", err)
+			return 1
+		}
+		if path := daemon.ACLPath(cfg); path != "" {
+			fmt.Fprintf(stdout, "acl: %s\n", path)
+		} else {
+			fmt.Fprintln(stdout, "acl: none (every source may connect)")
+		}
 		return 0
 	}
 	if *listener == "" {
