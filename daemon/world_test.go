@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -16,51 +15,31 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/edgerelay/relay/internal/world"
+
 	"github.com/edgerelay/relay/config"
 )
 
-// syncBuffer collects log output written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// freePort returns a loopback port that was free a moment ago for network
-// ("tcp" or "udp"). The daemon binds by number, so tests cannot use port 0.
-// The kernel may hand a just-freed port out again, so a port is never
-// returned twice in one test binary.
+// freePort returns a loopback port for network ("tcp" or "udp") that the
+// daemon can bind by number (tests cannot use port 0: a reload must see the
+// same spec again). A TCP port stays reserved until the test ends by a
+// bound, never listening SO_REUSEPORT socket: the relay's own SO_REUSEPORT
+// listener may join it, no connection is ever queued on it, and the kernel
+// hands the port to no other socket, in this test binary or in the others
+// that go test runs at the same time. A UDP socket cannot be held that way
+// (it would receive datagrams), so a UDP port is only never returned twice.
 func freePort(t *testing.T, network string) int {
 	t.Helper()
+	if network == "tcp" {
+		return world.ReserveTCPPort(t)
+	}
 	for range 100 {
-		var port int
-		switch network {
-		case "udp":
-			c, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port = c.LocalAddr().(*net.UDPAddr).Port
-			c.Close()
-		default:
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port = l.Addr().(*net.TCPAddr).Port
-			l.Close()
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
 		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
 		if _, taken := handedOut.LoadOrStore(port, true); !taken {
 			return port
 		}
@@ -69,7 +48,7 @@ func freePort(t *testing.T, network string) int {
 	return 0
 }
 
-// handedOut holds the ports freePort returned (test-only state).
+// handedOut holds the UDP ports freePort returned (test-only state).
 var handedOut sync.Map
 
 // eventually polls cond every 10 ms for up to 5 s: for state that changes in
@@ -217,16 +196,16 @@ func udpClient(t *testing.T, src string) *net.UDPConn {
 	return c
 }
 
-// world is a daemon started from a config file in a temp folder.
-type world struct {
+// relayWorld is a daemon started from a config file in a temp folder.
+type relayWorld struct {
 	t    *testing.T
 	dir  string
-	logs *syncBuffer
+	logs *world.LogBuffer
 	d    *Daemon
 }
 
 // writeFile writes name in the world's folder.
-func (w *world) writeFile(name, text string) {
+func (w *relayWorld) writeFile(name, text string) {
 	w.t.Helper()
 	if err := os.WriteFile(filepath.Join(w.dir, name), []byte(text), 0o644); err != nil {
 		w.t.Fatal(err)
@@ -234,9 +213,9 @@ func (w *world) writeFile(name, text string) {
 }
 
 // startWorld writes relay.yaml (and any extra files) and starts a daemon on it.
-func startWorld(t *testing.T, yaml string, files map[string]string) *world {
+func startWorld(t *testing.T, yaml string, files map[string]string) *relayWorld {
 	t.Helper()
-	w := &world{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	w := &relayWorld{t: t, dir: t.TempDir(), logs: &world.LogBuffer{}}
 	w.writeFile("relay.yaml", yaml)
 	for name, text := range files {
 		w.writeFile(name, text)

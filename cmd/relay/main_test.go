@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // TestMain lets a test run this binary's main in a child process: the test
@@ -137,9 +139,7 @@ func TestSignalDrain(t *testing.T) {
 			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
 	}()
-	probe, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
+	port := world.ReserveTCPPort(t)
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 10s\nlog: {format: json}\n"+
 		"listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n",
 		port, backend.Addr()))

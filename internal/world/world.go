@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Backend is a TCP server on 127.0.0.1 that runs handle for each
@@ -184,4 +186,32 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// ReserveTCPPort returns a loopback port number that stays reserved until
+// the test ends, for relays that must bind by number (a config rendered
+// twice for a reload). The reservation is a bound, never listening socket
+// with SO_REUSEPORT: a relay listener (which sets SO_REUSEPORT) may join
+// it, no connection is ever queued on it, and the kernel gives the port to
+// no other socket meanwhile, in this test binary or in the others that go
+// test runs beside it. Closing and re-binding a port 0 socket cannot promise
+// that.
+func ReserveTCPPort(tb testing.TB) int {
+	tb.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sa.(*unix.SockaddrInet4).Port
 }
