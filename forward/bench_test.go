@@ -432,17 +432,19 @@ func BenchmarkRawStatusRTT(b *testing.B) {
 	}
 }
 
-// BenchmarkIdleFDs opens 200 connections through each forwarder, moves
+// BenchmarkIdleFDs opens 2 000 connections through each forwarder, moves
 // one byte each way on every one and leaves them idle, then counts the
-// forwarder's open descriptors per connection (two sockets are the least).
+// forwarder's open descriptors per connection (two sockets are the least)
+// and its resident memory per connection (VmRSS growth, KiB), the bench's
+// tcp-idle figures on a smaller scale.
 func BenchmarkIdleFDs(b *testing.B) {
 	backend := world.NewBackend(b, world.Echo)
 	exe, _ := os.Executable()
 	for _, mode := range []string{"relay", "iocopy"} {
 		b.Run(mode, func(b *testing.B) {
 			child := startChild(b, exe, 0, mode, backend.Addr())
-			base := countFDs(b, child)
-			const conns = 200
+			base, rss0 := countFDs(b, child), rssKiB(b, child)
+			const conns = 2000
 			for range b.N {
 				open := make([]net.Conn, 0, conns)
 				for range conns {
@@ -456,12 +458,29 @@ func BenchmarkIdleFDs(b *testing.B) {
 				}
 				time.Sleep(100 * time.Millisecond) // let the last pipes go back
 				b.ReportMetric(float64(countFDs(b, child)-base)/conns, "fds/conn")
+				b.ReportMetric(float64(rssKiB(b, child)-rss0)/conns, "rss-KiB/conn")
 				for _, c := range open {
 					c.Close()
 				}
 			}
 		})
 	}
+}
+
+// rssKiB is the child's resident set size (VmRSS).
+func rssKiB(b *testing.B, c *benchChild) int {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return kib
+		}
+	}
+	b.Fatal("no VmRSS in /proc/<pid>/status")
+	return 0
 }
 
 func countFDs(b *testing.B, c *benchChild) int {
