@@ -8,28 +8,46 @@ import (
 	"time"
 )
 
-// forwardConn is the plain TCP forward: dial the upstream, Pipe, log.
+// forwardConn is the plain TCP forward: dial the upstream, start the pipe,
+// log when it ends. It returns once the pipe has started; the pipe's end
+// calls connDone.
 func (l *Listener) forwardConn(c *net.TCPConn, client netip.AddrPort, index int) {
 	start := time.Now()
 	up, addr, err := l.dialUpstream(index)
 	if err != nil {
 		c.Close()
 		l.logDialFailure(client, index, err, start)
+		l.connDone()
 		return
 	}
-	res := Pipe(l.ctx, c, up, PipeOptions{
+	fc := &forwarded{l: l, client: client, upstream: addr, start: start}
+	startPipe(l.ctx, c, up, PipeOptions{
 		IdleTimeout: l.cfg.idleTimeout(),
 		AtoB:        &l.stats.BytesIn,
 		BtoA:        &l.stats.BytesOut,
 		Pool:        l.pool,
-	})
-	ev := l.log.Info().Str("client", client.String()).Str("upstream", addr).
+	}, fc.end)
+}
+
+// forwarded is what the access line of a running forward needs.
+type forwarded struct {
+	l        *Listener
+	client   netip.AddrPort
+	upstream string
+	start    time.Time
+}
+
+// end writes the access line and releases the connection's slot.
+func (fc *forwarded) end(res Result) {
+	l := fc.l
+	ev := l.log.Info().Str("client", fc.client.String()).Str("upstream", fc.upstream).
 		Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
-		Dur("duration", time.Since(start)).Str("end", res.End)
+		Dur("duration", time.Since(fc.start)).Str("end", res.End)
 	if res.Err != nil {
 		ev = ev.Err(res.Err)
 	}
 	ev.Msg("connection closed")
+	l.connDone()
 }
 
 // dialError lists every failed attempt of one failover round.

@@ -246,17 +246,25 @@ func clientAddr(c net.Conn) netip.AddrPort {
 }
 
 // serveConn runs one admitted connection to its end.
+// The plain forward returns while its pipe runs on and calls connDone at
+// its end.
 func (l *Listener) serveConn(c *net.TCPConn, client netip.AddrPort, index int) {
-	defer l.conns.Done()
-	defer l.stats.Active.Add(-1)
 	switch {
 	case l.cfg.Handler != nil:
+		defer l.connDone()
 		l.cfg.Handler.ServeConn(l.ctx, c, index)
 	case l.raw != nil:
+		defer l.connDone()
 		l.serveRaw(c, client, index)
 	default:
 		l.forwardConn(c, client, index)
 	}
+}
+
+// connDone releases the slot of an admitted connection that has ended.
+func (l *Listener) connDone() {
+	l.stats.Active.Add(-1)
+	l.conns.Done()
 }
 
 // Shutdown stops accepting, lets open connections finish until ctx is done,
