@@ -244,10 +244,15 @@ type direction struct {
 
 	// splice state, see splice_linux.go
 	sb         *spliceBuf // the pipe while the direction holds one
-	serr       error      // error of the last splice call
+	serr       error      // error of the last splice or read call
 	fillFn     func(fd uintptr) bool
 	drainFn    func(fd uintptr) bool
 	spliceUsed bool // a splice has moved bytes; no fallback after that
+
+	// read(2) state of the first, small chunks, see splice_linux.go
+	buf    *[]byte // the buffer while the direction holds one
+	nread  int     // bytes in buf after the last read
+	readFn func(fd uintptr) bool
 }
 
 func (p *pair) newDirection(src, dst net.Conn, counter *atomic.Uint64, pool *Pool) *direction {

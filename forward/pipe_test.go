@@ -152,15 +152,23 @@ func TestPipeReset(t *testing.T) {
 	}
 }
 
-// TestIdleConnHoldsNoPipe: after an exchange, open connections give their
-// pipes back to the pool; three idle connections hold none.
+// TestIdleConnHoldsNoPipe: short exchanges move with read/write and take
+// no pipe; a bulk exchange takes pipes and gives them back, so three idle
+// connections hold none.
 func TestIdleConnHoldsNoPipe(t *testing.T) {
 	checkLeaks(t)
 	backend := world.NewBackend(t, world.Echo)
 	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}})
-	for range 3 {
-		c := r.dial(t, 0)
-		roundTrip(t, c, "hello")
+	conns := make([]*net.TCPConn, 3)
+	for i := range conns {
+		conns[i] = r.dial(t, 0)
+		roundTrip(t, conns[i], "hello")
+	}
+	if idle, inUse := r.pool.Idle(), r.pool.InUse(); idle+inUse != 0 {
+		t.Errorf("short exchanges took pipes: %d idle, %d in use", idle, inUse)
+	}
+	for i, c := range conns {
+		echoBulk(t, c, uint64(i), 4<<20)
 	}
 	eventually(t, "pipes back in the pool", func() bool { return r.pool.InUse() == 0 })
 	if idle := r.pool.Idle(); idle < 1 || idle > 6 {
@@ -168,6 +176,29 @@ func TestIdleConnHoldsNoPipe(t *testing.T) {
 	}
 	if n := r.Stats().Active.Load(); n != 3 {
 		t.Errorf("Active = %d, want 3", n)
+	}
+}
+
+// echoBulk sends n bytes through an echo path while reading them back,
+// and checks the SHA-256 of what came back.
+func echoBulk(t *testing.T, c net.Conn, seed uint64, n int64) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	werr := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(c, world.Stream(seed, n))
+		werr <- err
+	}()
+	got, err := world.Hash(io.LimitReader(c, n))
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if want := world.StreamSum(seed, n); got != want {
+		t.Errorf("echo: %d bytes %x, want %d bytes %x", got.N, got.SHA, want.N, want.SHA)
 	}
 }
 

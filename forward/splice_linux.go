@@ -80,6 +80,9 @@ func (d *direction) splice() error {
 	if err != nil {
 		return errSpliceUnsupported
 	}
+	if err := d.readSmall(src); err != errBulk {
+		return err
+	}
 	d.fillFn, d.drainFn = d.fill, d.drain
 	defer d.releasePipe()
 	for {
@@ -103,6 +106,81 @@ func (d *direction) splice() error {
 		if err := d.pump(dst); err != nil {
 			return err
 		}
+	}
+}
+
+// errBulk ends readSmall when a read filled the buffer.
+var errBulk = errors.New("forward: bulk flow, move to splice")
+
+// readSmall moves src -> dst with read(2) and write(2) through a pooled
+// buffer until a read fills the buffer: then the flow is bulk, and it
+// returns errBulk so that splice takes over. It returns nil at EOF.
+//
+// Why: most connections carry short requests and answers. For those a
+// pipe only adds work: socket -> pipe -> socket is two splices where a
+// read and a write do, plus taking and returning the pipe. As with the
+// pipe, the buffer goes back to the pool while the source has nothing to
+// read, so an idle connection holds none. Measured (BenchmarkRawStatusRTT,
+// 1-byte round trips): median 24.5 -> 23.2 us. BenchmarkConnRate (one
+// byte each way) did not move: its cost is connect, close and the
+// scheduler, and a read plus a write is as many calls as two splices.
+func (d *direction) readSmall(src syscall.RawConn) error {
+	d.readFn = d.readChunk
+	defer d.releaseBuf()
+	for {
+		err := src.Read(d.readFn)
+		if err == nil {
+			err = d.serr
+		}
+		if err != nil {
+			if isTimeout(err) && d.p.waitExpired(d.src, true) {
+				continue
+			}
+			return err
+		}
+		if d.nread == 0 {
+			return nil // EOF
+		}
+		full := d.nread == len(*d.buf)
+		if err := d.writeAll((*d.buf)[:d.nread]); err != nil {
+			return err
+		}
+		if full {
+			return errBulk
+		}
+	}
+}
+
+// readChunk is the RawConn.Read callback of readSmall: one read(2). On
+// EAGAIN the buffer goes back to the pool while the poller waits.
+func (d *direction) readChunk(fd uintptr) bool {
+	d.serr = nil
+	if d.buf == nil {
+		d.buf = d.pool.getBuffer()
+	}
+	for {
+		n, err := unix.Read(int(fd), *d.buf)
+		switch err {
+		case nil:
+			d.nread = n
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			d.releaseBuf()
+			return false
+		}
+		d.serr = os.NewSyscallError("read", err)
+		return true
+	}
+}
+
+// releaseBuf gives the buffer back to the pool; without a pool the
+// direction keeps it, to spare an allocation per read.
+func (d *direction) releaseBuf() {
+	if d.buf != nil && d.pool != nil {
+		d.pool.putBuffer(d.buf)
+		d.buf = nil
 	}
 }
 
