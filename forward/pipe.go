@@ -250,9 +250,11 @@ type direction struct {
 	spliceUsed bool // a splice has moved bytes; no fallback after that
 
 	// read(2) state of the first, small chunks, see splice_linux.go
-	buf    *[]byte // the buffer while the direction holds one
-	nread  int     // bytes in buf after the last read
-	readFn func(fd uintptr) bool
+	buf      *[]byte // the buffer while the direction holds one
+	nread    int     // bytes in buf after the last read
+	nwritten int     // of those, bytes written to dst
+	readFn   func(fd uintptr) bool
+	writeFn  func(fd uintptr) bool
 }
 
 func (p *pair) newDirection(src, dst net.Conn, counter *atomic.Uint64, pool *Pool) *direction {
