@@ -1,10 +1,12 @@
 package ftppassive
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/edgerelay/relay/forward"
@@ -25,6 +27,18 @@ type dataConn struct {
 	target  netip.AddrPort
 	passive bool
 	gone    chan struct{} // closed once the listener is closed and the port released, or a transfer runs
+
+	// Passive mode only: the dial to the server's data port, started when
+	// the server named it (it listens from then on) rather than when the
+	// client connects, so the client's connection finds its other half
+	// ready. serve always waits for it, and closes its result unless a
+	// transfer takes it.
+	dialCtx    context.Context
+	cancelDial context.CancelFunc
+	dialOnce   sync.Once
+	dialed     chan struct{} // closed when out and dialErr are set
+	out        net.Conn
+	dialErr    error
 }
 
 // addr is the relay's own address of this port, as told to the other side.
@@ -62,8 +76,40 @@ func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passi
 	s.idleData = d
 	s.dataWG.Add(1)
 	s.mu.Unlock()
+	if passive {
+		d.dialCtx, d.cancelDial = context.WithCancel(s.ctx)
+		d.dialed = make(chan struct{})
+	}
 	go d.serve()
 	return d, nil
+}
+
+// startDial starts the passive-mode dial to the server's data port, once.
+// The reply loop calls it right after the client's 227/229 is written (a
+// dial started before would compete with that write for the CPU); the
+// client's connection calls it too, in case it came first.
+func (d *dataConn) startDial() {
+	d.dialOnce.Do(func() { go d.dialServer() })
+}
+
+// dialServer is the passive-mode dial; serve waits for it to end.
+func (d *dataConn) dialServer() {
+	defer close(d.dialed)
+	d.out, d.dialErr = d.s.p.dial(d.dialCtx, d.target.String())
+}
+
+// dropDial ends the dial of a port nobody used and closes what it
+// connected, so the server's data port is not held open.
+func (d *dataConn) dropDial() {
+	if d.dialed == nil {
+		return
+	}
+	d.cancelDial()
+	d.dialOnce.Do(func() { close(d.dialed) }) // never started
+	<-d.dialed
+	if d.out != nil {
+		d.out.Close()
+	}
 }
 
 // closeIdleData closes the session's data port nobody connected to, if
@@ -94,6 +140,7 @@ func (d *dataConn) serve() {
 	}
 	d.s.mu.Unlock()
 	if err != nil {
+		d.dropDial()
 		d.release()
 		close(d.gone)
 		d.s.p.stats.DataFailed.Add(1)
@@ -139,7 +186,10 @@ func (d *dataConn) relay(in *net.TCPConn) {
 	var out net.Conn
 	var err error
 	if d.passive {
-		out, err = s.p.dial(s.ctx, d.target.String())
+		d.startDial()
+		<-d.dialed
+		d.cancelDial()
+		out, err = d.out, d.dialErr
 	} else {
 		// The client expects its data from the address it connected to.
 		out, err = s.p.dialFrom(s.ctx, s.clientLocal, d.target)

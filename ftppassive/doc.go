@@ -7,8 +7,11 @@
 //   - PASV/EPSV: the server's 227/229 is parsed, the relay opens a data port
 //     of its own (picked at random from Config.DataPorts) and answers the
 //     client with that port. The port accepts exactly one connection from
-//     the control client's IP; the relay then dials the server's data port
-//     and relays.
+//     the control client's IP. The relay dials the server's data port at
+//     once, while the client is being answered (the server listens from
+//     the moment it replied), so the client's connection finds its other
+//     half ready; the dialled connection is closed with the port if the
+//     client never comes.
 //   - PORT/EPRT: accepted only for the client's own address and ports >= 1024
 //     (RFC 2577); the relay listens on its server-facing side, sends the
 //     server its own PORT/EPRT, and dials the client when the server

@@ -127,3 +127,63 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	p.Close()
 }
+
+// TestPassivePreDial: the relay connects to the server's data port as soon
+// as the 227/229 names it, before the client connects. A connection from a
+// foreign address is still refused and leaves that connection alone; when
+// the client never comes, it is closed with the port: on a newer PASV and
+// on data_timeout.
+func TestPassivePreDial(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	tr := newTranscript(t, Config{DataPorts: dataRange, DataTimeout: 300 * time.Millisecond})
+	tr.login()
+	ln, port := tr.fakeData("SERVER_DATA")
+	epsv := func() (net.Conn, int) {
+		tr.clientSends("EPSV\r\n")
+		tr.serverGets()
+		tr.serverSends(fmt.Sprintf("229 Entering Extended Passive Mode (|||%d|)\r\n", port))
+		rp := tr.relayPort(tr.clientGets(), dataRange)
+		// Accepted although no client has connected yet.
+		return acceptOne(t, ln), rp
+	}
+	closedSoon := func(what string, s net.Conn) {
+		t.Helper()
+		s.SetReadDeadline(time.Now().Add(stepTimeout))
+		if n, err := io.Copy(io.Discard, s); n != 0 || err != nil {
+			t.Fatalf("%s: the pre-dialled connection got %d bytes, err %v; want a plain close", what, n, err)
+		}
+		s.Close()
+	}
+
+	// Replaced by a newer EPSV: the first server connection closes.
+	first, _ := epsv()
+	second, rp := epsv()
+	closedSoon("replaced port", first)
+
+	// A theft attempt is refused and does not touch the server side; the
+	// rightful client then gets the pre-dialled connection.
+	if thief, err := dialFrom(t, "127.0.0.2", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(rp))); err == nil {
+		thief.SetReadDeadline(time.Now().Add(stepTimeout))
+		if n, _ := io.Copy(io.Discard, thief); n != 0 {
+			t.Fatalf("the thief read %d bytes", n)
+		}
+		thief.Close()
+	}
+	tr.w.logs.waitFor(t, "data connection from a foreign address refused", "127.0.0.2")
+	c := dialTCP(t, fmt.Sprintf("127.0.0.1:%d", rp))
+	tr.transfer("server->client", second, c, 64<<10)
+
+	// Nobody comes: the server connection closes with the port.
+	unused, _ := epsv()
+	closedSoon("data_timeout", unused)
+	tr.w.logs.waitFor(t, "data port closed unused", "nobody connected within data_timeout")
+
+	st := tr.w.proxy.Stats()
+	if st.DataOpened.Load() != 1 || st.DataFailed.Load() != 2 || st.DataTheftAttempts.Load() != 1 || st.DialFailures.Load() != 0 {
+		t.Errorf("DataOpened %d DataFailed %d DataTheftAttempts %d DialFailures %d, want 1 2 1 0",
+			st.DataOpened.Load(), st.DataFailed.Load(), st.DataTheftAttempts.Load(), st.DialFailures.Load())
+	}
+	if n := st.DataPortsInUse.Load(); n != 0 {
+		t.Errorf("DataPortsInUse = %d, want 0", n)
+	}
+}

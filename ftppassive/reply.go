@@ -84,11 +84,15 @@ func (s *session) finishReply(code int, head *pending, held [][]byte, hold bool,
 	s.mu.Unlock()
 
 	if hold {
-		out, retried, err := s.rewrite(code, head, held)
+		out, opened, retried, err := s.rewrite(code, head, held)
 		if err != nil || retried {
 			return false, err
 		}
-		if err := s.writeClient(out); err != nil {
+		err = s.writeClient(out)
+		if opened != nil {
+			opened.startDial()
+		}
+		if err != nil {
 			return false, err
 		}
 	}
@@ -144,9 +148,10 @@ func (s *session) writeLocalAnswersLocked() error {
 	}
 }
 
-// rewrite turns a held reply into what the client gets. retried means the
-// server refused EPSV and has been asked PASV: the client gets nothing yet.
-func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, retried bool, err error) {
+// rewrite turns a held reply into what the client gets. opened is the
+// passive data port the reply announces, if any. retried means the server
+// refused EPSV and has been asked PASV: the client gets nothing yet.
+func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, opened *dataConn, retried bool, err error) {
 	passive := head != nil && head.kind == kindPassive
 	switch code {
 	case 227, 229:
@@ -163,9 +168,10 @@ func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, r
 		if err != nil {
 			s.p.stats.DataFailed.Add(1)
 			s.log.Warn().Err(err).Bytes("reply", held[0]).Msg("server's passive reply not understood; answered 425")
-			return []byte("425 Can't open data connection: the server's reply was not understood.\r\n"), false, nil
+			return []byte("425 Can't open data connection: the server's reply was not understood.\r\n"), nil, false, nil
 		}
-		return s.openPassive(target, epsv), false, nil
+		out, opened = s.openPassive(target, epsv)
+		return out, opened, false, nil
 	case 500, 501, 502, 504, 522:
 		if passive && head.sentEPSV && !s.serverAddr.Addr().Is6() {
 			s.mu.Lock()
@@ -174,12 +180,12 @@ func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, r
 			head.sentEPSV = false
 			s.log.Debug().Int("code", code).Msg("server refused EPSV; asking PASV")
 			if _, err := s.writeServer([]byte("PASV\r\n")); err != nil {
-				return nil, false, err
+				return nil, nil, false, err
 			}
-			return nil, true, nil
+			return nil, nil, true, nil
 		}
 	}
-	return bytes.Join(held, nil), false, nil
+	return bytes.Join(held, nil), nil, false, nil
 }
 
 // parsePassiveReply finds the server's data address in a 227 or 229 reply,
@@ -204,25 +210,25 @@ func parsePassiveReply(code int, held [][]byte) (netip.AddrPort, error) {
 }
 
 // openPassive opens a relay data port for the server's data address and
-// returns the client's 227/229 (or a 425).
-func (s *session) openPassive(server netip.AddrPort, epsv bool) []byte {
+// returns the client's 227/229 and the port (or a 425 and nil).
+func (s *session) openPassive(server netip.AddrPort, epsv bool) ([]byte, *dataConn) {
 	target := server
 	if !s.p.cfg.TrustServerIP || !server.Addr().IsValid() {
 		target = netip.AddrPortFrom(s.serverAddr.Addr(), server.Port())
 	}
 	adv := s.advertised()
 	if !epsv && !adv.Is4() {
-		return []byte("425 Can't open data connection: PASV cannot carry an IPv6 address; use EPSV.\r\n")
+		return []byte("425 Can't open data connection: PASV cannot carry an IPv6 address; use EPSV.\r\n"), nil
 	}
 	d, err := s.openData(s.clientLocal, s.clientAddr.Addr(), target, true)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("no data port for passive mode; answered 425")
-		return []byte("425 Can't open data connection: " + reason425(err) + ".\r\n")
+		return []byte("425 Can't open data connection: " + reason425(err) + ".\r\n"), nil
 	}
 	if epsv {
-		return []byte(format229(d.local.Port()))
+		return []byte(format229(d.local.Port())), d
 	}
-	return []byte(format227(netip.AddrPortFrom(adv, d.local.Port())))
+	return []byte(format227(netip.AddrPortFrom(adv, d.local.Port()))), d
 }
 
 // endReplies handles the end of the server's side. The client is not
