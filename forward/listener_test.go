@@ -107,3 +107,40 @@ func processCPU() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestIdleWorkersBounded: after 24 connections held by a Handler at once
+// have ended, at most maxIdleWorkers connection workers stay waiting, and
+// they serve the next connections.
+func TestIdleWorkersBounded(t *testing.T) {
+	checkLeaks(t)
+	const n = 24
+	release := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, c *net.TCPConn, index int) {
+		defer c.Close()
+		io.WriteString(c, "hi")
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	})
+	r := startRelay(t, Config{Listen: []string{"127.0.0.1:0"}, Handler: h})
+	greet := func(c net.Conn) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
+			t.Fatalf("greeting %q, %v", buf, err)
+		}
+	}
+	for range n {
+		greet(r.dial(t, 0))
+	}
+	close(release)
+	eventually(t, "idle workers at the bound", func() bool {
+		return r.idleWork.Load() == maxIdleWorkers && r.Stats().Active.Load() == 0
+	})
+	greet(r.dial(t, 0))
+	if got := r.Stats().Accepted.Load(); got != n+1 {
+		t.Errorf("Accepted = %d, want %d", got, n+1)
+	}
+}
