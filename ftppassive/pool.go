@@ -46,6 +46,10 @@ const maxBindTries = 16
 // and anything accepted on it are closed.
 func (p *portPool) listen(ip netip.Addr) (ln *net.TCPListener, release func(), err error) {
 	var lc net.ListenConfig
+	// Go makes listeners Multipath TCP by default; an accepted plain TCP
+	// connection then sits behind MPTCP's fallback layer, and the socket
+	// costs more to set up. FTP clients do not speak MPTCP.
+	lc.SetMultipathTCP(false)
 	if p.first == 0 {
 		l, err := lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(ip, 0).String())
 		if err != nil {
