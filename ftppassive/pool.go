@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 var errNoDataPort = errors.New("ftppassive: no free data port")
@@ -37,6 +38,17 @@ func newPortPool(r [2]uint16, inUse *atomic.Int64) *portPool {
 	return p
 }
 
+// dataKeepAlive is the keepalive of both sides of a data connection, the
+// same as forward's connections: first probe after 30 s of silence, then
+// every 10 s, the kernel's default count. A multi-GB transfer never goes
+// silent, so probes cost it nothing; a peer that vanished mid-transfer is
+// noticed within about two minutes instead of at the idle timeout, and its
+// data port goes back to the pool. Count -1 leaves TCP_KEEPCNT alone,
+// which saves a setsockopt on each socket over Go's default.
+func dataKeepAlive() net.KeepAliveConfig {
+	return net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: -1}
+}
+
 // maxBindTries bounds how many free-looking ports listen tries when binds
 // fail (another program on the box holds them).
 const maxBindTries = 16
@@ -45,7 +57,7 @@ const maxBindTries = 16
 // returned release gives the port back; call it once, after the listener
 // and anything accepted on it are closed.
 func (p *portPool) listen(ip netip.Addr) (ln *net.TCPListener, release func(), err error) {
-	var lc net.ListenConfig
+	lc := net.ListenConfig{KeepAliveConfig: dataKeepAlive()}
 	// Go makes listeners Multipath TCP by default; an accepted plain TCP
 	// connection then sits behind MPTCP's fallback layer, and the socket
 	// costs more to set up. FTP clients do not speak MPTCP.

@@ -261,7 +261,7 @@ func (p *Proxy) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if p.cfg.Dial != nil {
 		return p.cfg.Dial(ctx, "tcp", addr)
 	}
-	var d net.Dialer
+	d := net.Dialer{KeepAliveConfig: dataKeepAlive()}
 	return d.DialContext(ctx, "tcp", addr)
 }
 
@@ -271,7 +271,7 @@ func (p *Proxy) dial(ctx context.Context, addr string) (net.Conn, error) {
 func (p *Proxy) dialFrom(ctx context.Context, from netip.Addr, addr netip.AddrPort) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.connectTimeout())
 	defer cancel()
-	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0))}
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), KeepAliveConfig: dataKeepAlive()}
 	return d.DialContext(ctx, "tcp", addr.String())
 }
 
