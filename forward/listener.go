@@ -78,6 +78,10 @@ func Listen(cfg Config) (*Listener, error) {
 	// every accepted socket; listenControl sets it once on the listen
 	// socket, and accepted sockets inherit it.
 	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl}
+	// Go listens with Multipath TCP by default on Linux; a forwarder whose
+	// upstream side is plain TCP gains nothing from it and pays its set-up
+	// per socket, so the listener is plain TCP.
+	lc.SetMultipathTCP(false)
 	for i, addr := range cfg.Listen {
 		var ln net.Listener
 		var err error
