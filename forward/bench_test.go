@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -43,9 +44,11 @@ const (
 	benchChildEnv    = "FORWARD_BENCH_CHILD"
 	benchUpstreamEnv = "FORWARD_BENCH_UPSTREAM"
 	benchPipeEnv     = "FORWARD_BENCH_PIPE_SIZE"
-	benchStraceEnv   = "FORWARD_BENCH_STRACE"     // a directory: run children under strace -c
-	benchProfileEnv  = "FORWARD_BENCH_CPUPROFILE" // a path prefix: children write CPU profiles
-	benchChunk       = 1 << 20                    // bytes per b.N
+	benchStraceEnv   = "FORWARD_BENCH_STRACE"       // a directory: run children under strace -c
+	benchProfileEnv  = "FORWARD_BENCH_CPUPROFILE"   // a path prefix: children write CPU profiles
+	benchAllocsEnv   = "FORWARD_BENCH_ALLOCPROFILE" // a path prefix: children record every allocation
+	benchLevelEnv    = "FORWARD_BENCH_LOG_LEVEL"    // the relay child's log level (default: trace, every line built)
+	benchChunk       = 1 << 20                      // bytes per b.N
 )
 
 func TestMain(m *testing.M) {
@@ -64,10 +67,18 @@ func runBenchChild(mode, upstream string) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if path := os.Getenv(benchAllocsEnv); path != "" {
+		runtime.MemProfileRate = 1
+		defer writeAllocProfile(fmt.Sprintf("%s.%s.%d", path, mode, os.Getpid()))
+	}
 	switch mode {
 	case "relay":
+		log := zerolog.New(io.Discard).With().Timestamp().Logger()
+		if level, err := zerolog.ParseLevel(os.Getenv(benchLevelEnv)); err == nil && level != zerolog.NoLevel {
+			log = log.Level(level)
+		}
 		l, err := Listen(Config{Name: "bench", Listen: []string{"127.0.0.1:0"},
-			Upstreams: [][]string{{upstream}}, Log: zerolog.New(io.Discard)})
+			Upstreams: [][]string{{upstream}}, Log: log})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -78,7 +89,7 @@ func runBenchChild(mode, upstream string) int {
 		}
 		fmt.Println(l.Addrs()[0])
 		go l.Serve()
-		io.Copy(io.Discard, os.Stdin)
+		answerParent()
 		l.Close()
 	case "iocopy":
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -88,12 +99,33 @@ func runBenchChild(mode, upstream string) int {
 		}
 		fmt.Println(ln.Addr())
 		go ioCopyForwarder(ln, upstream)
-		io.Copy(io.Discard, os.Stdin)
+		answerParent()
 		ln.Close()
 	default:
 		return 2
 	}
 	return 0
+}
+
+func writeAllocProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+// answerParent answers the parent's questions on stdin until it closes:
+// each line asks for the child's heap allocations so far (MemStats.Mallocs),
+// which makes allocs/conn measurable from outside.
+func answerParent() {
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Println(ms.Mallocs)
+	}
 }
 
 // ioCopyForwarder is what a Go programmer writes first: two io.Copy.
@@ -125,9 +157,10 @@ func ioCopyForwarder(ln net.Listener, upstream string) {
 
 // benchChild is a forwarder process.
 type benchChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	addr  string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	addr   string
 }
 
 // startChild runs the test binary as a forwarder of mode toward upstream.
@@ -158,13 +191,14 @@ func startChild(b *testing.B, exe string, uid int, mode, upstream string, env ..
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
 	if err != nil {
 		stdin.Close()
 		cmd.Wait()
 		b.Fatalf("child %s: %v", mode, err)
 	}
-	c := &benchChild{cmd: cmd, stdin: stdin, addr: strings.TrimSpace(line)}
+	c := &benchChild{cmd: cmd, stdin: stdin, stdout: out, addr: strings.TrimSpace(line)}
 	b.Cleanup(func() {
 		c.stdin.Close()
 		c.cmd.Wait()
@@ -184,6 +218,22 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// mallocs is the child's count of heap allocations so far.
+func (c *benchChild) mallocs(b *testing.B) uint64 {
+	if _, err := io.WriteString(c.stdin, "mallocs\n"); err != nil {
+		b.Fatal(err)
+	}
+	line, err := c.stdout.ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // sink reads and drops everything, then closes.
@@ -345,8 +395,9 @@ func BenchmarkConnRate(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			addr, c := backend.Addr(), children[mode]
 			var cpu0 time.Duration
+			var mallocs0 uint64
 			if c != nil {
-				addr, cpu0 = c.addr, c.cpu(b)
+				addr, cpu0, mallocs0 = c.addr, c.cpu(b), c.mallocs(b)
 			}
 			start := time.Now()
 			connRate(b, addr, 16)
@@ -354,6 +405,7 @@ func BenchmarkConnRate(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "conn/s")
 			if c != nil {
 				b.ReportMetric(float64((c.cpu(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/conn")
+				b.ReportMetric(float64(c.mallocs(b)-mallocs0)/float64(b.N), "child-allocs/conn")
 			}
 		})
 	}

@@ -39,15 +39,18 @@ type forwarded struct {
 
 // end writes the access line and releases the connection's slot.
 func (fc *forwarded) end(res Result) {
-	l := fc.l
-	ev := l.log.Info().Str("client", fc.client.String()).Str("upstream", fc.upstream).
-		Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
-		Dur("duration", time.Since(fc.start)).Str("end", res.End)
-	if res.Err != nil {
-		ev = ev.Err(res.Err)
+	// A logger below info gives a nil event; checking first spares the
+	// client address's String (an allocation) and the clock read.
+	if ev := fc.l.log.Info(); ev.Enabled() {
+		ev = ev.Str("client", fc.client.String()).Str("upstream", fc.upstream).
+			Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
+			Dur("duration", time.Since(fc.start)).Str("end", res.End)
+		if res.Err != nil {
+			ev = ev.Err(res.Err)
+		}
+		ev.Msg("connection closed")
 	}
-	ev.Msg("connection closed")
-	l.connDone()
+	fc.l.connDone()
 }
 
 // dialError lists every failed attempt of one failover round.
