@@ -77,9 +77,7 @@ func (e *dialError) Unwrap() []error { return e.errs }
 func (l *Listener) dialUpstream(index int) (net.Conn, string, error) {
 	var failed []error
 	for _, addr := range l.cfg.Upstreams[index] {
-		ctx, cancel := context.WithTimeout(l.ctx, l.cfg.connectTimeout())
-		c, err := l.dialer(ctx, "tcp", addr)
-		cancel()
+		c, err := l.dialOne(addr)
 		if err == nil {
 			return c, addr, nil
 		}
@@ -91,6 +89,38 @@ func (l *Listener) dialUpstream(index int) (net.Conn, string, error) {
 	}
 	return nil, "", &dialError{errs: failed}
 }
+
+// dialOne makes one connection attempt to addr within the connect timeout.
+func (l *Listener) dialOne(addr string) (net.Conn, error) {
+	deadline := time.Now().Add(l.cfg.connectTimeout())
+	if l.netDialer != nil {
+		if _, err := netip.ParseAddrPort(addr); err == nil {
+			return l.netDialer.DialContext(dialContext{l.ctx, deadline}, "tcp", addr)
+		}
+	}
+	ctx, cancel := context.WithDeadline(l.ctx, deadline)
+	defer cancel()
+	return l.dialer(ctx, "tcp", addr)
+}
+
+// dialContext is the context of one dial of an IP address by the
+// listener's net.Dialer: the listener's context (Close and Shutdown
+// interrupt the dial) with the attempt's deadline.
+//
+// Why not context.WithDeadline: it arms a timer and registers a child
+// with the listener's context on every dial, an allocation and a lock
+// each. net.Dialer needs neither for a connect: it arms the socket's
+// write deadline from Deadline (it does so when Done is non-nil, which
+// the listener's cancellable context guarantees), and a connect that
+// outlives it fails with "i/o timeout". No channel has to close at the
+// deadline, so dialContext is only handed to the net.Dialer, and only for
+// IP addresses: a host name's DNS lookup would wait on Done.
+type dialContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c dialContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // logDialFailure writes the one line a client costs when no upstream
 // answered: a warning with every error, no stack trace.

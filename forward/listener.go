@@ -33,7 +33,8 @@ type Listener struct {
 	pool      *Pool
 	ownPool   bool // pool was made here and is closed with the listener
 	dialer    func(ctx context.Context, network, addr string) (net.Conn, error)
-	raw       *rawState // nil unless Config.Raw is set
+	netDialer *net.Dialer // the default dialer, nil when Config.Dial is set
+	raw       *rawState   // nil unless Config.Raw is set
 	stats     Stats
 	ctx       context.Context // parent of every connection's work
 	cancel    context.CancelFunc
@@ -68,8 +69,8 @@ func Listen(cfg Config) (*Listener, error) {
 	l.sampled = l.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second})
 	l.dialer = cfg.Dial
 	if l.dialer == nil {
-		d := &net.Dialer{KeepAliveConfig: upstreamKeepAlive()}
-		l.dialer = d.DialContext
+		l.netDialer = &net.Dialer{KeepAliveConfig: upstreamKeepAlive()}
+		l.dialer = l.netDialer.DialContext
 	}
 	if cfg.Raw != nil {
 		l.raw = newRawState(cfg.Raw, len(cfg.Listen))

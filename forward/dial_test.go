@@ -1,0 +1,81 @@
+package forward
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// silentUpstream returns the address of a loopback listen socket whose
+// accept queue is full and that never accepts: the kernel drops further
+// SYNs, so a connect to it waits as it would for a blackholed host.
+func silentUpstream(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr // the queue is full
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatalf("the accept queue of %s never filled", addr)
+	return ""
+}
+
+// TestConnectTimeoutNetDialer: the listener's own dialer, given an IP
+// address, gives up after the connect timeout (dialContext's deadline).
+func TestConnectTimeoutNetDialer(t *testing.T) {
+	checkLeaks(t)
+	up := silentUpstream(t)
+	const timeout = 300 * time.Millisecond
+	r := startRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: timeout})
+	c := r.dial(t, 0)
+	took := expectClosed(t, c, 5*time.Second)
+	if took < timeout-50*time.Millisecond {
+		t.Errorf("closed after %v, before the connect timeout of %v", took, timeout)
+	}
+	r.waitLog(t, `"end":"upstream_unreachable"`, up, "i/o timeout")
+	if n := r.Stats().DialFailures.Load(); n != 1 {
+		t.Errorf("DialFailures = %d, want 1", n)
+	}
+}
+
+// TestCloseInterruptsDial: Close does not wait for a pending dial's
+// connect timeout.
+func TestCloseInterruptsDial(t *testing.T) {
+	checkLeaks(t)
+	up := silentUpstream(t)
+	r := startRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: time.Minute})
+	c := r.dial(t, 0)
+	eventually(t, "the connection admitted", func() bool { return r.Stats().Accepted.Load() == 1 })
+	time.Sleep(50 * time.Millisecond) // let the dial reach connect
+	start := time.Now()
+	r.Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Close took %v with a dial pending", took)
+	}
+	expectClosed(t, c, 5*time.Second)
+	r.waitLog(t, `"end":"shutdown"`, up)
+	if n := r.Stats().DialFailures.Load(); n != 0 {
+		t.Errorf("DialFailures = %d, want 0 (a shutdown is no failure)", n)
+	}
+}
