@@ -19,7 +19,10 @@ type LevelFilter struct {
 	min atomic.Int32 // a zerolog.Level
 }
 
-var _ zerolog.LevelWriter = (*LevelFilter)(nil)
+var (
+	_ zerolog.LevelWriter = (*LevelFilter)(nil)
+	_ zerolog.Sampler     = (*LevelFilter)(nil)
+)
 
 // SetLevel changes the least level that is written.
 func (f *LevelFilter) SetLevel(l zerolog.Level) { f.min.Store(int32(l)) }
@@ -29,7 +32,15 @@ func (f *LevelFilter) Level() zerolog.Level { return zerolog.Level(f.min.Load())
 
 func (f *LevelFilter) Write(p []byte) (int, error) { return f.w.Write(p) }
 
-// WriteLevel writes p when l is at or above the current level.
+// Sample makes LevelFilter a zerolog.Sampler: an event below the current
+// level is not even built (an access line at level warn would otherwise cost
+// its formatting and timestamp on every connection, ~6 % of a short
+// connection's CPU in forward's ConnRate benchmark).
+func (f *LevelFilter) Sample(l zerolog.Level) bool { return l >= f.Level() || l == zerolog.NoLevel }
+
+// WriteLevel writes p when l is at or above the current level. It still
+// filters because a component may replace the sampler with its own (a
+// burst sampler for a noisy line) on a logger derived from this one.
 func (f *LevelFilter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	if l < f.Level() && l != zerolog.NoLevel {
 		return len(p), nil
@@ -46,7 +57,7 @@ func NewLogger(w io.Writer, format string, level zerolog.Level) (zerolog.Logger,
 	}
 	f := &LevelFilter{w: zerolog.LevelWriterAdapter{Writer: w}}
 	f.SetLevel(level)
-	log := zerolog.New(f).Level(zerolog.TraceLevel).With().Timestamp().Logger()
+	log := zerolog.New(f).Level(zerolog.TraceLevel).Sample(f).With().Timestamp().Logger()
 	return log, f
 }
 
