@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // haproxy is HAProxy in mode tcp with splice forced from the first byte:
@@ -51,18 +49,6 @@ defaults
 		fmt.Fprintf(&b, "listen %s\n    bind %s\n    server s1 %s\n", r.name, in.addr(r.name), r.upstream)
 	}
 	cfg := filepath.Join(e.dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
-		return nil, err
-	}
 	// -db: stay in the foreground, so the PID is HAProxy's own.
-	p, err := e.startProcess("haproxy", h.bin, "-db", "-f", cfg)
-	if err != nil {
-		return nil, err
-	}
-	in.procs = []*process{p}
-	if err := p.waitListening(specs, 10*time.Second); err != nil {
-		in.stop()
-		return nil, err
-	}
-	return in, nil
+	return launch(e, in, specs, cfg, b.String(), h.bin, "-db", "-f", cfg)
 }

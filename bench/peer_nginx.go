@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // nginxStreamModule is where Debian's libnginx-mod-stream puts the stream
@@ -64,17 +63,5 @@ stream {
 	}
 	b.WriteString("}\n")
 	cfg := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := e.startProcess("nginx", n.bin, "-p", dir, "-c", cfg, "-e", filepath.Join(dir, "error.log"))
-	if err != nil {
-		return nil, err
-	}
-	in.procs = []*process{p}
-	if err := p.waitListening(specs, 10*time.Second); err != nil {
-		in.stop()
-		return nil, err
-	}
-	return in, nil
+	return launch(e, in, specs, cfg, b.String(), n.bin, "-p", dir, "-c", cfg, "-e", filepath.Join(dir, "error.log"))
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // rinetd is the classic single-process redirector. Version 0.73 waits in
@@ -39,17 +37,5 @@ func (r rinetd) start(e *env, routes []route) (*instance, error) {
 		}
 	}
 	cfg := filepath.Join(e.dir, "rinetd.conf")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := e.startProcess("rinetd", r.bin, "-f", "-c", cfg)
-	if err != nil {
-		return nil, err
-	}
-	in.procs = []*process{p}
-	if err := p.waitListening(specs, 10*time.Second); err != nil {
-		in.stop()
-		return nil, err
-	}
-	return in, nil
+	return launch(e, in, specs, cfg, b.String(), r.bin, "-f", "-c", cfg)
 }

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"time"
 )
 
 // ftpDataPorts is the size of the relay's passive data port range. The
@@ -89,19 +88,7 @@ func (r relayFwd) start(e *env, routes []route) (*instance, error) {
 		}
 	}
 	path := filepath.Join(e.dir, "relay.yaml")
-	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := e.startProcess("relay", r.bin, "-config", path)
-	if err != nil {
-		return nil, err
-	}
-	in.procs = []*process{p}
-	if err := p.waitListening(specs, 10*time.Second); err != nil {
-		in.stop()
-		return nil, err
-	}
-	return in, nil
+	return launch(e, in, specs, path, cfg.String(), r.bin, "-config", path)
 }
 
 // relayConfigHead is the part of the relay's config that does not depend on

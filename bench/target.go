@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"time"
 )
 
@@ -118,4 +119,25 @@ func listenPorts(e *env, name string, routes []route) (*instance, []portSpec, er
 		specs = append(specs, portSpec{proto: r.proto(), port: p})
 	}
 	return in, specs, nil
+}
+
+// launch writes a forwarder's config file (when cfgPath is set), starts the
+// forwarder with args, and waits until every port in specs listens. The
+// instance owns the process; on failure it is stopped.
+func launch(e *env, in *instance, specs []portSpec, cfgPath, cfgText, bin string, args ...string) (*instance, error) {
+	if cfgPath != "" {
+		if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	p, err := e.startProcess(in.name, append([]string{bin}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	in.procs = []*process{p}
+	if err := p.waitListening(specs, 10*time.Second); err != nil {
+		in.stop()
+		return nil, err
+	}
+	return in, nil
 }
