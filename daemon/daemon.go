@@ -195,6 +195,19 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		// The grace period is over: listeners a reload retired and that are
+		// still draining under their own grace are closed now too.
+		d.mu.Lock()
+		retired := make([]*instance, 0, len(d.draining))
+		for in := range d.draining {
+			retired = append(retired, in)
+		}
+		d.mu.Unlock()
+		for _, in := range retired {
+			_ = in.srv.Close()
+		}
+	}
 	d.stopLoops()
 	d.stopAdmin()
 	d.serving.Wait()
@@ -207,19 +220,24 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Close closes every listener and connection now.
+// Close closes every listener and connection now. It holds no lock while
+// the listeners close (a scrape takes d.mu).
 func (d *Daemon) Close() error {
 	d.mu.Lock()
-	var errs []error
+	all := make([]*instance, 0, len(d.running)+len(d.draining))
 	for name, in := range d.running {
-		errs = append(errs, in.srv.Close())
+		all = append(all, in)
 		delete(d.running, name)
 	}
 	for in := range d.draining {
-		errs = append(errs, in.srv.Close())
+		all = append(all, in)
 	}
 	d.ready.Store(false)
 	d.mu.Unlock()
+	var errs []error
+	for _, in := range all {
+		errs = append(errs, in.srv.Close())
+	}
 	d.stopLoops()
 	d.stopAdmin()
 	d.serving.Wait()
