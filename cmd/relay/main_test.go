@@ -121,9 +121,9 @@ func TestVersionAndExample(t *testing.T) {
 	}
 }
 
-// TestSignalDrain runs the real main in a child process: SIGTERM stops
-// accepting, lets a live connection finish its exchange within the grace
-// period, then exits 0.
+// TestSignalDrain runs the real main in a child process: SIGHUP reloads (a
+// broken file changes nothing), SIGTERM stops accepting, lets a live
+// connection finish its exchange within the grace period, then exits 0.
 func TestSignalDrain(t *testing.T) {
 	backend, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,9 +140,10 @@ func TestSignalDrain(t *testing.T) {
 		}
 	}()
 	port := world.ReserveTCPPort(t)
-	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 10s\nlog: {format: json}\n"+
+	good := fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 10s\nlog: {format: json}\n"+
 		"listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n",
-		port, backend.Addr()))
+		port, backend.Addr())
+	cfg := writeConfig(t, good)
 
 	cmd := exec.Command(os.Args[0], "-config", cfg)
 	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
@@ -165,6 +166,18 @@ func TestSignalDrain(t *testing.T) {
 	if _, err := io.ReadFull(c, buf); err != nil {
 		t.Fatal(err)
 	}
+	// SIGHUP with a broken file changes nothing; with a good one it applies.
+	if err := os.WriteFile(cfg, []byte("listeners: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, logs, "nothing changed")
+	if err := os.WriteFile(cfg, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, logs, "reload applied")
+
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	waitLog(t, logs, "stopping")
 	// New connections are refused (once the listener has closed, just after
@@ -210,4 +223,61 @@ func waitLog(t *testing.T, r *bufio.Reader, want string) {
 		}
 	}
 	t.Fatalf("no %q in relay output", want)
+}
+
+// TestSecondSignalStopsAtOnce: during a drain that would last 30 s, a second
+// SIGTERM ends the process at once.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := backend.Accept(); err == nil {
+			held <- c
+		}
+	}()
+	port := world.ReserveTCPPort(t)
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 30s\n"+
+		"listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n",
+		port, backend.Addr()))
+	cmd := exec.Command(os.Args[0], "-config", cfg)
+	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := bufio.NewReader(stderr)
+	waitLog(t, logs, "relay started")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer func() {
+		select {
+		case b := <-held:
+			b.Close()
+		default:
+		}
+	}()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitLog(t, logs, "stopping")
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	go func() { _, _ = io.Copy(io.Discard, logs) }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("second signal took %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("relay still draining 10 s after a second SIGTERM")
+	}
 }
