@@ -1,7 +1,8 @@
 // Command relay is the port-forwarder's binary: it parses the command line,
 // loads the config, and hands everything else to package daemon.
 //
-//	relay [-config FILE]          run (default FILE: /etc/relay/relay.yaml)
+//	relay [-config FILE] [-watch] run (default FILE: /etc/relay/relay.yaml); -watch
+//	                              also reloads when the config or ACL file changes
 //	relay check -config FILE      validate, print the resolved listeners
 //	relay check -config FILE -acl-test ADDR -listener NAME [-proto tcp|udp]
 //	relay example [-acl]          print a commented example config (CAYIN), or its ACL file
@@ -20,6 +21,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/daemon"
@@ -28,6 +30,11 @@ import (
 )
 
 const defaultConfig = "/etc/relay/relay.yaml"
+
+// watchDebounce is how long the files must stay quiet after a change before
+// -watch reloads: long enough for an editor's write-rename-chmod, short
+// enough to feel immediate.
+const watchDebounce = 500 * time.Millisecond
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -77,6 +84,7 @@ func loader(fs *flag.FlagSet, args []string) (func() (*config.Config, error), er
 func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	watch := fs.Bool("watch", false, "also reload when the config or ACL file changes")
 	load, err := loader(fs, args)
 	if err != nil {
 		return 2
@@ -104,10 +112,19 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
+	var changed <-chan struct{} // nil without -watch: never ready
+	if *watch {
+		if changed, err = d.Watch(watchDebounce); err != nil {
+			log.Error().Err(err).Msg("cannot watch the config; reload with SIGHUP")
+		}
+	}
 	for ctx.Err() == nil {
 		select {
 		case <-hup:
 			_ = d.Reload() // logged by Reload; a bad config changes nothing
+		case <-changed:
+			log.Info().Msg("config or ACL file changed")
+			_ = d.Reload()
 		case <-ctx.Done():
 		}
 	}

@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Watch reports changes to the files the config in force names (the config
+// file and its ACL file) on the returned channel, after debounce of quiet,
+// so that an editor's save (write, rename, chmod) is one reload. The folders
+// are watched rather than the files, because editors replace a file by
+// renaming a new one over it. A pending change is held, never queued twice.
+// The watch ends with the daemon (Shutdown or Close).
+func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch config: %w", err)
+	}
+	if err := watchDirs(w, d.watched()); err != nil {
+		w.Close()
+		return nil, err
+	}
+	out := make(chan struct{}, 1)
+	d.serving.Add(1)
+	go d.watchLoop(w, debounce, out)
+	return out, nil
+}
+
+// watched lists the files whose change should reload the daemon.
+func (d *Daemon) watched() []string {
+	cfg := d.Config()
+	files := []string{cfg.Path}
+	if acl := ACLPath(cfg); acl != "" {
+		files = append(files, acl)
+	}
+	for i, f := range files {
+		if abs, err := filepath.Abs(f); err == nil {
+			files[i] = abs
+		}
+	}
+	return files
+}
+
+func watchDirs(w *fsnotify.Watcher, files []string) error {
+	for _, f := range files {
+		if err := w.Add(filepath.Dir(f)); err != nil {
+			return fmt.Errorf("watch %s: %w", filepath.Dir(f), err)
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) watchLoop(w *fsnotify.Watcher, debounce time.Duration, out chan<- struct{}) {
+	defer d.serving.Done()
+	defer w.Close()
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	for {
+		select {
+		case <-d.done:
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if isWatched(ev.Name, d.watched()) {
+				quiet.Reset(debounce)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			d.log.Warn().Err(err).Msg("config watch")
+		case <-quiet.C:
+			select {
+			case out <- struct{}{}:
+			default: // a reload is already pending
+			}
+			// A reload may name another ACL file; watch its folder too.
+			if err := watchDirs(w, d.watched()); err != nil {
+				d.log.Warn().Err(err).Msg("config watch")
+			}
+		}
+	}
+}
+
+func isWatched(name string, files []string) bool {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return false
+	}
+	for _, f := range files {
+		if f == abs {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,55 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v3/test"
+)
+
+// TestWatchReportsChanges: saving the ACL file (written beside and renamed
+// over, as editors do) is reported once after the quiet period; a file the
+// config does not name is ignored; the watch ends with the daemon.
+func TestWatchReportsChanges(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	yaml := fmt.Sprintf("admin: {listen: \"\"}\nacl: {file: hba.conf}\nlisteners:\n"+
+		"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", freePort(t, "tcp"), web.addr())
+	w := startWorld(t, yaml, map[string]string{"hba.conf": "host all all allow\n"})
+	changed, err := w.d.Watch(50 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w.writeFile("unrelated.txt", "x")
+	select {
+	case <-changed:
+		t.Fatal("a change to a file the config does not name was reported")
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	tmp := filepath.Join(w.dir, ".hba.conf.swp")
+	if err := os.WriteFile(tmp, []byte("host all 127.0.0.2/32 reject\nhost all all allow\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(w.dir, "hba.conf")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the ACL file's change was not reported")
+	}
+	select {
+	case <-changed:
+		t.Fatal("one save was reported twice")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := w.d.Reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	_ = w.d.Close()
+}
