@@ -22,6 +22,9 @@ import (
 	"github.com/edgerelay/relay/forward"
 )
 
+// ErrStopped is returned by Reload once Shutdown or Close has begun.
+var ErrStopped = errors.New("daemon: stopped")
+
 // server is what every listener package provides.
 type server interface {
 	Serve() error
@@ -61,9 +64,14 @@ type Daemon struct {
 	done   chan struct{} // closed by Shutdown/Close: background loops end
 	stop   sync.Once
 
-	serving sync.WaitGroup // Serve goroutines and background drains
+	serving sync.WaitGroup // Serve goroutines and background drains; Add only under mu while !stopped
+
+	// reloading serialises Reload calls: two at once would each rebind the
+	// admin endpoint and retire each other's listeners.
+	reloading sync.Mutex
 
 	mu       sync.Mutex // guards the following
+	stopped  bool       // Shutdown or Close began: nothing may be started again
 	cfg      *config.Config
 	running  map[string]*instance
 	draining map[*instance]bool // retired by a reload, still finishing
@@ -177,6 +185,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		_ = d.notify.Stopping()
 	}
 	d.mu.Lock()
+	d.stopped = true
 	all := make([]*instance, 0, len(d.running))
 	for name, in := range d.running {
 		all = append(all, in)
@@ -224,6 +233,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 // the listeners close (a scrape takes d.mu).
 func (d *Daemon) Close() error {
 	d.mu.Lock()
+	d.stopped = true
 	all := make([]*instance, 0, len(d.running)+len(d.draining))
 	for name, in := range d.running {
 		all = append(all, in)

@@ -96,9 +96,16 @@ func (d *Daemon) startAdmin(listen string) error {
 		return fmt.Errorf("admin.listen %s: %w", listen, err)
 	}
 	d.mu.Lock()
+	if d.stopped {
+		// A reload raced Shutdown: an endpoint started now would have
+		// nobody to close it.
+		d.mu.Unlock()
+		_ = srv.Close()
+		return ErrStopped
+	}
 	d.admin, d.adminAt = srv, listen
-	d.mu.Unlock()
 	d.serving.Add(1)
+	d.mu.Unlock()
 	go d.serveAdmin(srv)
 	return nil
 }

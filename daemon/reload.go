@@ -14,7 +14,11 @@ import (
 // connections; a changed one gets its new sockets bound before the old ones
 // close (SO_REUSEPORT lets both exist for the moment of the swap), and the old
 // one drains under shutdown_grace; a removed one stops accepting and drains.
+// Reloads run one at a time; once Shutdown or Close has begun, Reload changes
+// nothing and returns ErrStopped.
 func (d *Daemon) Reload() error {
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
 	if d.notify != nil {
 		_ = d.notify.Reloading()
 		defer func() { _ = d.notify.Ready() }()
@@ -31,6 +35,10 @@ func (d *Daemon) Reload() error {
 	}
 
 	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return fmt.Errorf("reload: %w", ErrStopped)
+	}
 	var fresh []config.Listener
 	keep := make(map[string]bool)
 	for _, spec := range cfg.Listeners {
@@ -66,6 +74,7 @@ func (d *Daemon) Reload() error {
 	for _, in := range retired {
 		_, replaced[in.spec.Name] = d.running[in.spec.Name]
 	}
+	d.serving.Add(len(retired)) // under mu, so a Shutdown waits for the drains
 	d.mu.Unlock()
 
 	if d.levels != nil {
@@ -82,9 +91,8 @@ func (d *Daemon) Reload() error {
 
 // drain shuts a retired listener down in the background under the grace
 // period of the config now in force; replaced says a listener of the same
-// name took its place.
+// name took its place. The caller has added it to d.serving.
 func (d *Daemon) drain(in *instance, cfg *config.Config, replaced bool) {
-	d.serving.Add(1)
 	go d.drainListener(in, cfg, replaced)
 }
 

@@ -24,7 +24,14 @@ func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
 		return nil, err
 	}
 	out := make(chan struct{}, 1)
-	d.serving.Add(1)
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		w.Close()
+		return nil, fmt.Errorf("watch config: %w", ErrStopped)
+	}
+	d.serving.Add(1) // under mu, so Shutdown's Wait cannot miss it
+	d.mu.Unlock()
 	go d.watchLoop(w, debounce, out)
 	return out, nil
 }
