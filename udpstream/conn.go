@@ -42,6 +42,10 @@ type network interface {
 type message struct {
 	buf  []byte         // the payload; cap(buf) is msgBufSize
 	addr netip.AddrPort // source when read from a listen socket, destination when written to one
+	// local is the address the datagram was sent to when read from a
+	// listen socket bound to every address, and the source address to
+	// use when written to one; zero otherwise (the route chooses).
+	local netip.Addr
 	// truncated reports that the datagram did not fit buf (cannot happen
 	// with msgBufSize buffers on real sockets; kept so it is counted if a
 	// network ever does it).

@@ -29,7 +29,8 @@ type sysScratch struct {
 
 	out    []unix.Mmsghdr
 	outEnd []int  // outEnd[k]: the message index after the last one out[k] carries
-	ctrl   []byte // a UDP_SEGMENT control message slot per out header
+	ctrl   []byte // a UDP_SEGMENT and a pktinfo control message slot per out header
+	rctl   []byte // a pktinfo slot per message, for reads from a wildcard listen socket
 
 	// State of the write in progress (indexes into out), read by sendFn
 	// inside RawConn.Write. A closure built once per batch keeps the hot
@@ -46,7 +47,8 @@ func (s *sysScratch) init(b *batch) {
 	s.names = make([]unix.RawSockaddrInet6, n)
 	s.out = make([]unix.Mmsghdr, n)
 	s.outEnd = make([]int, n)
-	s.ctrl = make([]byte, n*gsoCmsgSpace)
+	s.ctrl = make([]byte, n*outCtrlSpace)
+	s.rctl = make([]byte, n*pktinfoSpace)
 	for i := range b.msgs {
 		s.iovs[i].Base = unsafe.SliceData(b.msgs[i].buf[:1])
 		s.hdrs[i].Hdr.Iov = &s.iovs[i]
@@ -81,6 +83,7 @@ type sysConn struct {
 	rc        syscall.RawConn
 	v6        bool // AF_INET6 socket: destinations are written as sockaddr_in6
 	connected bool // connected to one upstream: no addresses on the wire calls
+	pktinfo   bool // bound to every address: datagrams carry their local address (pktinfo_linux.go)
 	pool      *batchPool
 	gso       gsoState
 
@@ -147,6 +150,13 @@ func (c *sysConn) recv(fd uintptr) bool {
 			h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 			h.Namelen = unix.SizeofSockaddrInet6
 		}
+		if c.pktinfo {
+			h.Control = &s.rctl[i*pktinfoSpace]
+			h.SetControllen(pktinfoSpace)
+		} else {
+			h.Control = nil
+			h.SetControllen(0)
+		}
 	}
 	var n uintptr
 	for {
@@ -175,6 +185,10 @@ func (c *sysConn) recv(fd uintptr) bool {
 		m.truncated = s.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0
 		if !c.connected {
 			m.addr = addrPortFromSockaddr(&s.names[i])
+			m.local = netip.Addr{}
+			if c.pktinfo {
+				m.local = readPktinfo(s.rctl[i*pktinfoSpace : i*pktinfoSpace+int(s.hdrs[i].Hdr.Controllen)])
+			}
 		}
 	}
 	return true

@@ -70,7 +70,8 @@ func (c *sysConn) planWrite(b *batch, from, to int) int {
 		j := i + 1
 		if size > 0 && size <= limit {
 			segs := min(gsoMaxSegments, gsoMaxBytes/size)
-			for j < to && j-i < segs && len(b.msgs[j].buf) == size && b.msgs[j].addr == b.msgs[i].addr {
+			for j < to && j-i < segs && len(b.msgs[j].buf) == size && b.msgs[j].addr == b.msgs[i].addr &&
+				b.msgs[j].local == b.msgs[i].local {
 				j++
 			}
 		}
@@ -84,14 +85,21 @@ func (c *sysConn) planWrite(b *batch, from, to int) int {
 			h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 			h.Namelen = putSockaddr(&s.names[i], b.msgs[i].addr, c.v6)
 		}
+		cm := s.ctrl[k*outCtrlSpace : (k+1)*outCtrlSpace]
+		ctl := 0
 		if j-i > 1 {
-			cm := s.ctrl[k*gsoCmsgSpace : (k+1)*gsoCmsgSpace]
 			ch := (*unix.Cmsghdr)(unsafe.Pointer(&cm[0]))
 			ch.Level, ch.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 			ch.SetLen(unix.CmsgLen(2))
 			*(*uint16)(unsafe.Pointer(&cm[unix.CmsgLen(0)])) = uint16(size)
+			ctl = unix.CmsgSpace(2)
+		}
+		if c.pktinfo && b.msgs[i].local.IsValid() {
+			ctl += putPktinfo(cm[ctl:], b.msgs[i].local, c.v6)
+		}
+		if ctl > 0 {
 			h.Control = &cm[0]
-			h.SetControllen(unix.CmsgSpace(2))
+			h.SetControllen(ctl)
 		}
 		s.outEnd[k] = j
 		k++

@@ -64,7 +64,16 @@ func (n *sysNet) listen(addr string) (packetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSysConn(pc.(*net.UDPConn), false, n.pool, n.gso)
+	uc := pc.(*net.UDPConn)
+	c, err := newSysConn(uc, false, n.pool, n.gso)
+	if err == nil && uc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		err = c.enablePktinfo()
+	}
+	if err != nil {
+		_ = uc.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
@@ -77,7 +86,12 @@ func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSysConn(c.(*net.UDPConn), true, n.pool, n.gso)
+	sc, err := newSysConn(c.(*net.UDPConn), true, n.pool, n.gso)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return sc, nil
 }
 
 func (n *sysNet) controlListen(_, _ string, rc syscall.RawConn) error {

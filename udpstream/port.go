@@ -86,7 +86,8 @@ func (p *port) forward(b *batch) {
 		for j < b.n && b.msgs[j].addr == src && !b.msgs[j].truncated {
 			j++
 		}
-		if s := p.session(src, j-i); s != nil {
+		if s := p.session(src, b.msgs[i].local, j-i); s != nil {
+			s.sentTo(b.msgs[i].local)
 			s.touch(now)
 			s.toUpstream(b, i, j)
 		}
@@ -96,19 +97,21 @@ func (p *port) forward(b *batch) {
 
 // session returns src's session, opening one if src is new and may have
 // one; otherwise it counts the n datagrams as dropped and returns nil.
-func (p *port) session(src netip.AddrPort, n int) *session {
+// local is the address src sent to (zero unless the port is bound to every
+// address); a new session answers from it.
+func (p *port) session(src netip.AddrPort, local netip.Addr, n int) *session {
 	p.mu.Lock()
 	s := p.sessions[src]
 	p.mu.Unlock()
 	if s != nil {
 		return s
 	}
-	return p.open(src, n)
+	return p.open(src, local, n)
 }
 
 // open admits a new source and opens its session, or counts its n datagrams
 // as dropped by the reason it was not and returns nil.
-func (p *port) open(src netip.AddrPort, n int) *session {
+func (p *port) open(src netip.AddrPort, local netip.Addr, n int) *session {
 	r := p.r
 	drops := &r.stats.Drops
 	if r.draining.Load() {
@@ -138,7 +141,7 @@ func (p *port) open(src netip.AddrPort, n int) *session {
 		}
 		return nil
 	}
-	s := newSession(p, src, u, p.r.now())
+	s := newSession(p, src, local, u, p.r.now())
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

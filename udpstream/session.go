@@ -32,6 +32,11 @@ type session struct {
 	// up is replaced on failover, so it is read atomically by both
 	// directions; replacing it closes the old socket.
 	up atomic.Pointer[upstream]
+	// local is the address the client last sent to, the replies' source
+	// (zero: the route's choice). Written by the port's reader only when
+	// it changes, so the pointer costs an allocation per change, not per
+	// datagram.
+	local atomic.Pointer[netip.Addr]
 	// last is the relay's coarse clock at the latest datagram either way.
 	// The sweeper only watches it change (see port.expire), so a clock
 	// that lags when the sweeper runs late never ends a busy session.
@@ -50,11 +55,20 @@ type session struct {
 	err    error
 }
 
-func newSession(p *port, client netip.AddrPort, u *upstream, now int64) *session {
+func newSession(p *port, client netip.AddrPort, local netip.Addr, u *upstream, now int64) *session {
 	s := &session{p: p, client: client, started: time.Now(), seenStamp: -1}
+	s.local.Store(&local)
 	s.up.Store(u)
 	s.last.Store(now)
 	return s
+}
+
+// sentTo records the address the client's latest datagram was sent to.
+func (s *session) sentTo(local netip.Addr) {
+	if *s.local.Load() != local {
+		changed := local // escapes only here: no allocation while it stays the same
+		s.local.Store(&changed)
+	}
 }
 
 // touch records traffic. It writes only when the coarse clock has moved, so
@@ -131,8 +145,9 @@ func (s *session) relayReplies() {
 // toClient sends a batch read from the upstream socket to the client.
 func (s *session) toClient(b *batch) {
 	st := &s.p.r.stats
+	local := *s.local.Load()
 	for k := 0; k < b.n; k++ {
-		b.msgs[k].addr = s.client
+		b.msgs[k].addr, b.msgs[k].local = s.client, local
 	}
 	for i := 0; i < b.n; {
 		if b.msgs[i].truncated {
