@@ -206,7 +206,10 @@ func (s *session) endCommands(err error) {
 		s.setReason("idle")
 		s.abort("421 Idle timeout; closing control connection.\r\n")
 		s.drainClient()
-	case errors.Is(err, errAborted):
+	case errors.Is(err, errAborted), errors.Is(err, errSessionEnded), s.aborted.Load():
+		// The reply loop ended the session while this loop waited for a
+		// FIFO slot or wrote to the closed server: the client may have
+		// more pipelined input unread, and a plain close would reset it.
 		s.abort("") // waits for the reply loop's abort to finish
 		s.drainClient()
 	default:

@@ -1,0 +1,59 @@
+package ftppassive
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v3/test"
+)
+
+// TestServerGoneWhileCommandsBacklogged: the server says 421 and hangs up
+// while the client has pipelined more commands than the FIFO holds (the
+// command loop waits for a slot, more input sits unread in the socket).
+// The client must still read the 421 and then a clean EOF: a close with
+// unread input would reset the connection and can destroy that reply.
+func TestServerGoneWhileCommandsBacklogged(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	tr := newTranscript(t, Config{DataPorts: dataRange})
+	tr.login()
+	// More lines than maxOutstanding, and more bytes than the relay's
+	// line buffer, so that some stay in the kernel's receive queue.
+	backlog := strings.Repeat("NOOP\r\n", maxOutstanding+100000)
+	// A small send buffer keeps most of the backlog in the client until
+	// the relay reads it.
+	tr.client.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	wrote := make(chan error, 1)
+	go func() {
+		tr.client.SetWriteDeadline(time.Now().Add(stepTimeout))
+		_, err := tr.client.Write([]byte(backlog))
+		wrote <- err
+	}()
+	// The server takes the first maxOutstanding NOOPs, then leaves.
+	for range maxOutstanding {
+		tr.server.SetReadDeadline(time.Now().Add(stepTimeout))
+		if _, err := tr.sr.ReadString('\n'); err != nil {
+			t.Fatalf("server read: %v", err)
+		}
+	}
+	tr.server.Write([]byte("421 Going away.\r\n"))
+	tr.server.Close()
+
+	tr.client.SetReadDeadline(time.Now().Add(stepTimeout))
+	r := bufio.NewReader(tr.client)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "421 Going away.\r\n" {
+		t.Fatalf("client got %q, %v; want the server's 421", line, err)
+	}
+	if rest, err := io.ReadAll(r); err != nil || len(rest) != 0 {
+		t.Fatalf("after the 421 the client got %q, %v; want a clean EOF", rest, err)
+	}
+	// The relay drained what the client had sent instead of resetting.
+	if err := <-wrote; err != nil {
+		t.Fatalf("client's pipelined write: %v; want it taken, not reset", err)
+	}
+	tr.client.Close()
+}
