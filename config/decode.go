@@ -222,6 +222,10 @@ func toByteSize(data any) (any, error) {
 	case byteSize:
 		return v, nil
 	case int:
+		// The same cap as a written size: socket options take a C int.
+		if v < 0 || v > math.MaxInt32 {
+			return nil, fmt.Errorf("want a size like 4MiB, 512KiB or 262144 (bytes, under 2GiB), got %d", v)
+		}
 		return byteSize(v), nil
 	case string:
 		n, err := parseSize(v)

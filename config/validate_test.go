@@ -250,6 +250,13 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"listeners[0].udp.read_buffer"}, where: "t.yaml:7", msg: "want a size like 4MiB",
 		},
 		{
+			// A plain number bypassed parseSize's 2 GiB cap; the kernel takes
+			// an int, so 4294967296 would have become a zero-byte request.
+			name:  "size as a number above 2GiB",
+			yaml:  "listeners:\n  - name: a\n    mode: udp\n    listen: :80\n    upstream: 10.0.0.5:80\n    udp:\n      read_buffer: 4294967296\n",
+			paths: []string{"listeners[0].udp.read_buffer"}, where: "t.yaml:7", msg: "under 2GiB",
+		},
+		{
 			name:  "raw exclusive not a bool",
 			yaml:  "listeners:\n  - name: p\n    mode: raw\n    listen: :10001\n    upstream: 10.0.0.5:10001\n    raw:\n      exclusive: yes please\n",
 			paths: []string{"listeners[0].raw.exclusive"}, msg: "true or false",
