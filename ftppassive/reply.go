@@ -173,7 +173,12 @@ func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, o
 		out, opened = s.openPassive(target, epsv)
 		return out, opened, false, nil
 	case 500, 501, 502, 504, 522:
-		if passive && head.sentEPSV && !s.serverAddr.Addr().Is6() {
+		// Only an EPSV sent while support was unknown is retried: the
+		// command loop holds the client's next commands back for it
+		// (head.done), so the PASV is the next thing the server reads.
+		// Otherwise later commands are on the wire already, and the
+		// refusal goes to the client as it is.
+		if passive && head.sentEPSV && head.done != nil && !s.serverAddr.Addr().Is6() {
 			s.mu.Lock()
 			s.epsv = epsvRefused
 			s.mu.Unlock()

@@ -57,3 +57,34 @@ func TestServerGoneWhileCommandsBacklogged(t *testing.T) {
 	}
 	tr.client.Close()
 }
+
+// TestEPSVRefusedAfterItWorked: once the server has answered EPSV, the
+// relay sends later EPSVs without holding the client's next commands
+// back. If the server then refuses one, asking PASV behind the client's
+// pipelined commands would credit their replies to the wrong commands;
+// the refusal must go to the client as it is.
+func TestEPSVRefusedAfterItWorked(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	tr := newTranscript(t, Config{DataPorts: dataRange})
+	tr.login()
+	tr.clientSends("EPSV\r\n")
+	tr.serverGets()
+	tr.serverSends("229 Entering Extended Passive Mode (|||5001|)\r\n")
+	tr.relayPort(tr.clientGets(), dataRange)
+
+	tr.clientSends("EPSV\r\nNOOP\r\n")
+	if got := tr.serverGets(); got != "EPSV\r\n" {
+		t.Fatalf("server got %q, want EPSV", got)
+	}
+	if got := tr.serverGets(); got != "NOOP\r\n" {
+		t.Fatalf("server got %q, want NOOP", got)
+	}
+	tr.serverSends("500 EPSV not now.\r\n200 NOOP ok.\r\n")
+	if got := tr.clientGets(); got != "500 EPSV not now.\r\n" {
+		t.Errorf("client's EPSV answered %q, want the server's refusal", got)
+	}
+	if got := tr.clientGets(); got != "200 NOOP ok.\r\n" {
+		t.Errorf("client's NOOP answered %q, want the server's 200", got)
+	}
+	tr.serverQuiet()
+}
