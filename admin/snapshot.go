@@ -75,6 +75,37 @@ type Raw struct {
 	QueueTimeouts uint64        // clients closed after queue_timeout
 }
 
+// Carry returns the part of a finished instance's snapshot that must live on
+// in its successor's series: the counters, with every gauge at zero. The
+// daemon adds it to the next instances of the same name (Merge), so a
+// reload is not a counter reset to Prometheus.
+func Carry(s Snapshot) Snapshot {
+	if s.Conns != nil {
+		c := *s.Conns
+		c.Active = 0
+		s.Conns = &c
+	}
+	if s.UDP != nil {
+		u := *s.UDP
+		u.SessionsActive = 0
+		s.UDP = &u
+	}
+	if s.FTP != nil {
+		f := *s.FTP
+		f.DataPortsInUse = 0
+		s.FTP = &f
+	}
+	if s.Raw != nil {
+		r := *s.Raw
+		r.QueueLength = 0
+		s.Raw = &r
+	}
+	return s
+}
+
+// Merge adds b into a (see merge).
+func Merge(a, b Snapshot) Snapshot { return merge(a, b) }
+
 // merge adds b into a. The daemon may hold two instances under one name for
 // a moment (a changed listener draining beside its replacement); Prometheus
 // refuses duplicate series, so their counts are summed. Gauges sum too:

@@ -75,8 +75,11 @@ type Daemon struct {
 	cfg      *config.Config
 	running  map[string]*instance
 	draining map[*instance]bool // retired by a reload, still finishing
-	admin    *admin.Server      // nil when admin.listen is empty
-	adminAt  string             // the admin.listen admin was bound for
+	// carried holds, per listener name, the final counters of instances a
+	// reload replaced, so that the name's counters never go down.
+	carried map[string]admin.Snapshot
+	admin   *admin.Server // nil when admin.listen is empty
+	adminAt string        // the admin.listen admin was bound for
 }
 
 // instance is one running listener and the config it was built from.
@@ -100,6 +103,7 @@ func New(cfg *config.Config, opts Options) *Daemon {
 		cfg:      cfg,
 		running:  make(map[string]*instance),
 		draining: make(map[*instance]bool),
+		carried:  make(map[string]admin.Snapshot),
 	}
 }
 

@@ -13,8 +13,9 @@ import (
 )
 
 // Snapshots reads the counters of every listener, running or draining, for
-// the admin endpoint. A draining listener and its replacement share a name;
-// admin adds them up.
+// the admin endpoint, plus the final counters of instances a reload replaced.
+// Snapshots sharing a name (a draining listener and its replacement, carried
+// counts) are added up by admin, so a name's counters never go down.
 func (d *Daemon) Snapshots() []admin.Snapshot {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -24,6 +25,11 @@ func (d *Daemon) Snapshots() []admin.Snapshot {
 	}
 	for in := range d.draining {
 		out = append(out, in.snapshot())
+	}
+	for name, s := range d.carried {
+		if _, named := d.running[name]; named {
+			out = append(out, s)
+		}
 	}
 	return out
 }

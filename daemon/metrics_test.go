@@ -109,3 +109,47 @@ func grepRelay(body string) string {
 	}
 	return b.String()
 }
+
+// TestMetricsSurviveReload: a reload that replaces a listener carries its
+// counts over, so relay_connections_accepted_total never goes down.
+func TestMetricsSurviveReload(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	a, b := newTCPEcho(t, "a"), newTCPEcho(t, "b")
+	port := freePort(t, "tcp")
+	render := func(up string) string {
+		return fmt.Sprintf("admin: {listen: \"127.0.0.1:0\"}\nlisteners:\n"+
+			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", port, up)
+	}
+	w := startWorld(t, render(a.addr()), nil)
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 3 {
+		if got := tcpOutcome(t, "", at); got != "a:hello" {
+			t.Fatalf("before reload: %q", got)
+		}
+	}
+	w.writeFile("relay.yaml", render(b.addr()))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tcpOutcome(t, "", at); got != "b:hello" {
+		t.Fatalf("after reload: %q", got)
+	}
+	// Only once the replaced listener is gone does the sum depend on the carry.
+	if !eventually(func() bool { return strings.Contains(w.logs.String(), "retired listener drained") }) {
+		t.Fatal("the replaced listener never finished draining")
+	}
+	base := "http://" + w.d.AdminAddr()
+	want := []string{`relay_connections_accepted_total{listener="web"} 4`, `relay_connections_active{listener="web"} 0`}
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		_, body = scrape(t, base+"/metrics")
+		if missing(body, want) == "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m := missing(body, want); m != "" {
+		t.Fatalf("after the old listener drained, metrics lack %q:\n%s", m, grepRelay(body))
+	}
+	_ = w.d.Close()
+}

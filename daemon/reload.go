@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 )
 
@@ -70,6 +71,11 @@ func (d *Daemon) Reload() error {
 		d.serve(in)
 	}
 	d.cfg = cfg
+	for name := range d.carried {
+		if _, named := d.running[name]; !named {
+			delete(d.carried, name) // removed: its series go with it
+		}
+	}
 	replaced := make(map[string]bool, len(retired))
 	for _, in := range retired {
 		_, replaced[in.spec.Name] = d.running[in.spec.Name]
@@ -110,8 +116,15 @@ func (d *Daemon) drainListener(in *instance, cfg *config.Config, replaced bool) 
 	} else {
 		_ = in.srv.Shutdown(ctx)
 	}
+	final := admin.Carry(in.snapshot()) // its connections are over: final counts
 	d.mu.Lock()
 	delete(d.draining, in)
+	if _, named := d.running[in.spec.Name]; named {
+		if prev, ok := d.carried[in.spec.Name]; ok {
+			final = admin.Merge(prev, final)
+		}
+		d.carried[in.spec.Name] = final
+	}
 	d.mu.Unlock()
 	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
 }
