@@ -73,9 +73,17 @@ func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passi
 		release()
 		return nil, errSessionEnded
 	}
+	// The command loop (PORT/EPRT) and the reply loop (227/229) may open
+	// ports at the same time; the port one of them opened after the
+	// other's closeIdleData would otherwise drop out of sight and live
+	// until data_timeout, holding the session's end (and Close) up.
+	prev := s.idleData
 	s.idleData = d
 	s.dataWG.Add(1)
 	s.mu.Unlock()
+	if prev != nil {
+		prev.ln.Close()
+	}
 	if passive {
 		d.dialCtx, d.cancelDial = context.WithCancel(s.ctx)
 		d.dialed = make(chan struct{})

@@ -2,6 +2,7 @@ package ftppassive
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -87,4 +88,54 @@ func TestEPSVRefusedAfterItWorked(t *testing.T) {
 		t.Errorf("client's NOOP answered %q, want the server's 200", got)
 	}
 	tr.serverQuiet()
+}
+
+// TestConcurrentDataPortsStayTracked: a client that pipelines PORT while
+// the server's 227 for its PASV arrives makes the command loop and the
+// reply loop open data ports at the same moment. Neither port may fall
+// out of the session's bookkeeping: an untracked one would hold its port
+// (and keep the session from ending) until data_timeout.
+func TestConcurrentDataPortsStayTracked(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	tr := newTranscript(t, Config{DataPorts: dataRange, DataTimeout: time.Minute})
+	tr.login()
+	ln, port := tr.fakeData("CLIENT_DATA")
+	defer ln.Close()
+	port227 := fmt.Sprintf("227 Entering Passive Mode (10,9,8,7,%d,%d).\r\n", port>>8, port&0xFF)
+	portCmd := fmt.Sprintf("PORT 127,0,0,1,%d,%d\r\n", port>>8, port&0xFF)
+	for range 300 {
+		tr.client.Write([]byte("PASV\r\n"))
+		tr.server.SetReadDeadline(time.Now().Add(stepTimeout))
+		if l, err := tr.sr.ReadString('\n'); err != nil || l != "PASV\r\n" {
+			t.Fatalf("server got %q, %v", l, err)
+		}
+		start := make(chan struct{})
+		sent := make(chan struct{})
+		go func() {
+			<-start
+			tr.client.Write([]byte(portCmd))
+			close(sent)
+		}()
+		close(start)
+		tr.server.Write([]byte(port227))
+		<-sent
+		tr.server.SetReadDeadline(time.Now().Add(stepTimeout))
+		if l, err := tr.sr.ReadString('\n'); err != nil || !strings.HasPrefix(l, "PORT ") {
+			t.Fatalf("server got %q, %v", l, err)
+		}
+		tr.server.Write([]byte("200 PORT ok.\r\n"))
+		tr.client.SetReadDeadline(time.Now().Add(stepTimeout))
+		for range 2 {
+			if _, err := tr.cr.ReadString('\n'); err != nil {
+				t.Fatalf("client read: %v", err)
+			}
+		}
+	}
+	// At most one unused port per session is kept.
+	if n := tr.w.proxy.Stats().DataPortsInUse.Load(); n > 1 {
+		t.Errorf("DataPortsInUse = %d with no transfer running, want at most 1", n)
+	}
+	tr.client.Close()
+	tr.server.Close()
+	tr.w.logs.waitFor(t, "ftp session") // before data_timeout
 }
