@@ -26,6 +26,8 @@ var (
 const (
 	telnetIAC  = 0xFF
 	telnetWILL = 0xFB // WILL, WONT, DO and DONT (0xFB..0xFE) carry one option byte
+	telnetSB   = 0xFA // subnegotiation begin, up to IAC SE
+	telnetSE   = 0xF0
 )
 
 // command is one client line with Telnet sequences removed and the verb
@@ -53,13 +55,25 @@ func parseCommand(line []byte) command {
 		switch next := line[i]; {
 		case next == telnetIAC:
 			b.WriteByte(telnetIAC)
+		case next == telnetSB:
+			// A subnegotiation runs to IAC SE. Skip it whole: a server that
+			// does so must not find a command in it that the relay did not
+			// see (a PORT hidden from the bounce check).
+			for i++; i < len(line) && !(line[i] == telnetIAC && i+1 < len(line) && line[i+1] == telnetSE); i++ {
+			}
+			i++ // at SE (or past the end)
 		case next >= telnetWILL && next < telnetIAC:
 			i++ // skip the option byte too
 		}
 	}
 	s := strings.TrimRight(b.String(), "\r\n")
-	s = strings.TrimLeft(s, " ")
-	verb, arg, _ := strings.Cut(s, " ")
+	s = strings.TrimLeft(s, " \t")
+	// Servers differ on the separator; splitting at a tab too keeps
+	// "PORT\th1,..." from passing as an unknown verb.
+	verb, arg := s, ""
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		verb, arg = s[:i], s[i+1:]
+	}
 	return command{verb: strings.ToUpper(verb), arg: strings.TrimSpace(arg)}
 }
 

@@ -165,6 +165,9 @@ func TestParseCommand(t *testing.T) {
 		{"path with spaces", "STOR my file.txt\r\n", "STOR", "my file.txt"},
 		{"empty", "\r\n", "", ""},
 		{"lone IAC at end", "NOOP\xff", "NOOP", ""},
+		{"subnegotiation skipped whole", "\xff\xfaX\xff\xf0PORT 1,2,3,4,5,6\r\n", "PORT", "1,2,3,4,5,6"},
+		{"unterminated subnegotiation", "\xff\xfaPORT 1,2,3,4,5,6\r\n", "", ""},
+		{"tab separator", "PORT\t1,2,3,4,5,6\r\n", "PORT", "1,2,3,4,5,6"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
