@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -247,5 +248,23 @@ func TestPipeResetAfterHalfClose(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Pipe did not end")
+	}
+}
+
+// TestNoPipeFallsBackToCopy: when no pipe can be had (a process at its fd
+// limit), a bulk flow still arrives whole, copied through the buffer, and
+// the connection does not fail.
+func TestNoPipeFallsBackToCopy(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	pool := NewPool(0)
+	pool.openPipe = func(int) (*spliceBuf, error) { return nil, syscall.EMFILE }
+	t.Cleanup(func() { pool.Close() })
+	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, Pool: pool})
+	c := r.dial(t, 0)
+	echoBulk(t, c, 7, 8<<20)
+	roundTrip(t, c, "still here")
+	if n := pool.InUse(); n != 0 {
+		t.Errorf("pool counts %d pipes in use after failed opens", n)
 	}
 }

@@ -30,6 +30,9 @@ type Pool struct {
 	bigSize int       // F_SETPIPE_SZ request while the budget lasts; 0: never
 	budget  int       // pages the pool may hold in big pipes; < 0: no limit
 	bufs    sync.Pool // *[]byte of copyBufferSize, for the fallback copy
+	// openPipe makes a new pipe; nil: newSpliceBuf. Tests make it fail to
+	// play a process out of file descriptors.
+	openPipe func(size int) (*spliceBuf, error)
 
 	mu       sync.Mutex // guards the following
 	free     []*spliceBuf
@@ -77,7 +80,11 @@ func (p *Pool) getPipe() (*spliceBuf, error) {
 	}
 	p.mu.Unlock()
 
-	sb, err := newSpliceBuf(size)
+	open := p.openPipe
+	if open == nil {
+		open = newSpliceBuf
+	}
+	sb, err := open(size)
 	if err != nil || sb.big != size {
 		p.mu.Lock()
 		if size > 0 {

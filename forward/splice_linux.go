@@ -2,6 +2,7 @@ package forward
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -80,7 +81,7 @@ func (d *direction) splice() error {
 	if err != nil {
 		return errSpliceUnsupported
 	}
-	if err := d.readSmall(src, dst); err != errBulk {
+	if err := d.readSmall(src, dst, true); err != errBulk {
 		return err
 	}
 	d.fillFn, d.drainFn = d.fill, d.drain
@@ -97,6 +98,12 @@ func (d *direction) splice() error {
 			if !d.spliceUsed && isUnsupported(err) {
 				return errSpliceUnsupported
 			}
+			if errors.Is(err, errNoPipe) {
+				// Out of pipes (the fd limit, most likely): the bytes
+				// still move, through the buffer, rather than the
+				// connection failing.
+				return d.readSmall(src, dst, false)
+			}
 			return err
 		}
 		if d.sb.n == 0 {
@@ -112,9 +119,13 @@ func (d *direction) splice() error {
 // errBulk ends readSmall when a read filled the buffer.
 var errBulk = errors.New("forward: bulk flow, move to splice")
 
+// errNoPipe is fill's error when no pipe could be had.
+var errNoPipe = errors.New("forward: no splice pipe")
+
 // readSmall moves src -> dst with read(2) and write(2) through a pooled
 // buffer until a read fills the buffer: then the flow is bulk, and it
-// returns errBulk so that splice takes over. It returns nil at EOF.
+// returns errBulk so that splice takes over (unless toBulk is false: the
+// whole flow is copied). It returns nil at EOF.
 //
 // Why: most connections carry short requests and answers. For those a
 // pipe only adds work: socket -> pipe -> socket is two splices where a
@@ -129,7 +140,7 @@ var errBulk = errors.New("forward: bulk flow, move to splice")
 // net.Conn.Write: the deeper stdlib path grew every direction's stack to
 // 4 KiB, and an idle connection kept it (BenchmarkIdleFDs: 12.7 KiB RSS
 // per idle connection that way, 8.8 KiB with the callback).
-func (d *direction) readSmall(src, dst syscall.RawConn) error {
+func (d *direction) readSmall(src, dst syscall.RawConn, toBulk bool) error {
 	d.readFn, d.writeFn = d.readChunk, d.writeChunk
 	defer d.releaseBuf()
 	for {
@@ -151,7 +162,7 @@ func (d *direction) readSmall(src, dst syscall.RawConn) error {
 		if err := d.rawWrite(dst, d.writeFn); err != nil {
 			return err
 		}
-		if full {
+		if full && toBulk {
 			return errBulk
 		}
 	}
@@ -244,6 +255,7 @@ func (d *direction) fill(fd uintptr) bool {
 	if d.sb == nil {
 		d.sb, d.serr = d.pool.getPipe()
 		if d.serr != nil {
+			d.serr = fmt.Errorf("%w: %w", errNoPipe, d.serr)
 			return true
 		}
 	}
