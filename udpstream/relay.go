@@ -276,7 +276,11 @@ func (r *Relay) sweepLoop() {
 		now := int64(time.Since(r.start))
 		r.clock.Store(now)
 		for _, p := range r.ports {
-			expired = p.expire(now, int64(r.timeout), expired[:0])
+			// One tick of slack: a datagram that came between the clock's
+			// last two updates carries the older stamp, so the change a
+			// sweep sees can be up to a tick older than the traffic.
+			// With it a session never ends before its timeout.
+			expired = p.expire(now, int64(r.timeout+r.tick), expired[:0])
 			for _, s := range expired {
 				s.end(endIdle, nil)
 			}
