@@ -202,8 +202,10 @@ func (p *port) failover(from int) int {
 // A session's stamp is the coarse clock, which may be stale by however late
 // the sweeper ran, so its value is not trusted as a time: a changed stamp
 // only says "traffic since the previous sweep", and the session counts as
-// idle from this sweep on. A session therefore ends between timeout and
-// timeout plus two sweep periods after its last datagram, never early.
+// idle from this sweep on. A stamp taken just before the clock moved still
+// carries the older value, so the caller adds one sweep period to timeout;
+// a session then ends between its timeout and three sweep periods after it,
+// never early.
 func (p *port) expire(now, timeout int64, out []*session) []*session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
