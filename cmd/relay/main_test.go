@@ -145,14 +145,7 @@ func TestSignalDrain(t *testing.T) {
 		port, backend.Addr())
 	cfg := writeConfig(t, good)
 
-	cmd := exec.Command(os.Args[0], "-config", cfg)
-	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := bufio.NewReader(stderr)
-	waitLog(t, logs, "relay started")
+	cmd, logs := startChild(t, cfg)
 
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
@@ -208,6 +201,24 @@ func TestSignalDrain(t *testing.T) {
 	}
 }
 
+// startChild runs this binary's main on cfg in a child process and waits
+// until it has started; logs reads the child's log lines.
+func startChild(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-config", cfg)
+	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logs := bufio.NewReader(stderr)
+	waitLog(t, logs, "relay started")
+	return cmd, logs
+}
+
 // waitLog reads log lines until one contains want (bounded by a deadline
 // through the child's own output; the test fails if the child exits first).
 func waitLog(t *testing.T, r *bufio.Reader, want string) {
@@ -243,14 +254,7 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 30s\n"+
 		"listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n",
 		port, backend.Addr()))
-	cmd := exec.Command(os.Args[0], "-config", cfg)
-	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := bufio.NewReader(stderr)
-	waitLog(t, logs, "relay started")
+	cmd, logs := startChild(t, cfg)
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
