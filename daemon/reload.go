@@ -66,6 +66,14 @@ func (d *Daemon) Reload() error {
 			d.draining[in] = true
 		}
 	}
+	for _, in := range retired {
+		// Before the replacements serve: a connection that arrives once
+		// Reload has returned must meet the new config, also on a socket
+		// the replacement took over.
+		if s, ok := in.srv.(interface{ StopAccepting() }); ok {
+			s.StopAccepting()
+		}
+	}
 	for _, in := range opened {
 		d.running[in.spec.Name] = in
 		d.serve(in)

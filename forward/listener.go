@@ -345,6 +345,16 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// StopAccepting closes the listen sockets and returns once no accept loop
+// runs, leaving open connections alone (Shutdown or Close ends them). A
+// reload calls it on the listener it replaces before the replacement
+// serves, so that a handed-over socket has one reader and every connection
+// accepted after the reload gets the new config.
+func (l *Listener) StopAccepting() {
+	l.stopAccepting()
+	l.accepting.Wait()
+}
+
 // waitConns closes drained once every connection goroutine has returned.
 func (l *Listener) waitConns(drained chan<- struct{}) {
 	l.conns.Wait()

@@ -248,6 +248,10 @@ func (p *Proxy) Close() error {
 // Addrs returns the bound control addresses.
 func (p *Proxy) Addrs() []net.Addr { return p.ln.Addrs() }
 
+// StopAccepting stops taking control connections (see
+// forward.Listener.StopAccepting); sessions go on.
+func (p *Proxy) StopAccepting() { p.ln.StopAccepting() }
+
 // Files duplicates the control sockets for a replacement's Config.Inherit.
 func (p *Proxy) Files() ([]*os.File, error) { return p.ln.Files() }
 
