@@ -1,15 +1,15 @@
 // Package world is the loopback fixture of the end-to-end tests: client ->
 // relay -> backend, all on 127.0.0.1. It provides backends (a TCP server
 // with a handler per connection), deterministic byte streams with their
-// SHA-256, an address nobody listens on, and a goroutine-safe log buffer.
-// It starts no relay: each package's tests build the relay they test.
+// SHA-256, an address nobody listens on, a goroutine-safe log buffer whose
+// waiters wake on each write (LogBuffer.Wait), and Eventually for state
+// that changes with no event to wait on. It starts no relay: each package's tests build the relay they test.
 //
 // Handlers run in goroutines the Backend owns; they must not call t.Fatal,
 // so they report what they saw through channels or the Backend's records.
 package world
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -167,25 +167,6 @@ func DeadAddr(tb testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
-}
-
-// LogBuffer collects log output from several goroutines.
-type LogBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // ReserveTCPPort returns a loopback port number that stays reserved until
