@@ -1,11 +1,15 @@
 package forward
 
 import (
+	"context"
 	"net"
 	"strconv"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/edgerelay/relay/internal/world"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,7 +57,7 @@ func TestConnectTimeoutNetDialer(t *testing.T) {
 	if took < timeout-50*time.Millisecond {
 		t.Errorf("closed after %v, before the connect timeout of %v", took, timeout)
 	}
-	r.waitLog(t, `"end":"upstream_unreachable"`, up, "i/o timeout")
+	r.logs.Wait(t, `"end":"upstream_unreachable"`, up, "i/o timeout")
 	if n := r.Stats().DialFailures.Load(); n != 1 {
 		t.Errorf("DialFailures = %d, want 1", n)
 	}
@@ -64,17 +68,29 @@ func TestConnectTimeoutNetDialer(t *testing.T) {
 func TestCloseInterruptsDial(t *testing.T) {
 	checkLeaks(t)
 	up := silentUpstream(t)
-	r := startRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: time.Minute})
+	r := listenRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: time.Minute})
+	// The listener's own dialer calls Control just before connect(2): the
+	// signal that the dial Close must interrupt is under way.
+	connecting := make(chan struct{})
+	var once sync.Once
+	r.netDialer.ControlContext = func(context.Context, string, string, syscall.RawConn) error {
+		once.Do(func() { close(connecting) })
+		return nil
+	}
+	r.serve(t)
 	c := r.dial(t, 0)
-	eventually(t, "the connection admitted", func() bool { return r.Stats().Accepted.Load() == 1 })
-	time.Sleep(50 * time.Millisecond) // let the dial reach connect
+	select {
+	case <-connecting:
+	case <-time.After(world.WaitLimit):
+		t.Fatal("the relay never dialed the upstream")
+	}
 	start := time.Now()
 	r.Close()
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Close took %v with a dial pending", took)
 	}
 	expectClosed(t, c, 5*time.Second)
-	r.waitLog(t, `"end":"shutdown"`, up)
+	r.logs.Wait(t, `"end":"shutdown"`, up)
 	if n := r.Stats().DialFailures.Load(); n != 0 {
 		t.Errorf("DialFailures = %d, want 0 (a shutdown is no failure)", n)
 	}

@@ -51,9 +51,9 @@ func TestBulkBothWays(t *testing.T) {
 	if s, want := <-got, world.StreamSum(1, size); s != want {
 		t.Errorf("backend got %d bytes %x, want %d bytes %x", s.N, s.SHA, want.N, want.SHA)
 	}
-	line := r.waitLog(t, `"end":"eof"`)
-	if !containsAll(line, []string{`"listener":"test"`, fmt.Sprintf(`"bytes_in":%d`, size),
-		fmt.Sprintf(`"bytes_out":%d`, size), `"upstream":"` + backend.Addr()}) {
+	line := r.logs.Wait(t, `"end":"eof"`)
+	if !world.ContainsAll(line, `"listener":"test"`, fmt.Sprintf(`"bytes_in":%d`, size),
+		fmt.Sprintf(`"bytes_out":%d`, size), `"upstream":"`+backend.Addr()) {
 		t.Errorf("access line %s", line)
 	}
 	st := r.Stats()
@@ -90,7 +90,7 @@ func TestHalfClose(t *testing.T) {
 	if want := world.StreamSum(7, replySize); reply != want {
 		t.Errorf("reply %d bytes, want %d (or hash differs)", reply.N, want.N)
 	}
-	r.waitLog(t, `"end":"eof"`, `"bytes_in":10`, fmt.Sprintf(`"bytes_out":%d`, replySize))
+	r.logs.Wait(t, `"end":"eof"`, `"bytes_in":10`, fmt.Sprintf(`"bytes_out":%d`, replySize))
 }
 
 // named answers every connection with its name and closes.
@@ -126,7 +126,7 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("echo %q", got)
 	}
 	c.Close()
-	r.waitLog(t, `"upstream":"`+good.Addr(), `"end":"eof"`)
+	r.logs.Wait(t, `"upstream":"`+good.Addr(), `"end":"eof"`)
 	if n := r.Stats().DialFailures.Load(); n != 1 {
 		t.Errorf("DialFailures = %d, want 1", n)
 	}
@@ -138,8 +138,8 @@ func TestUnreachable(t *testing.T) {
 	r := startRelay(t, Config{Upstreams: [][]string{{dead}}, ConnectTimeout: time.Second})
 	c := r.dial(t, 0)
 	expectClosed(t, c, time.Second)
-	line := r.waitLog(t, `"end":"upstream_unreachable"`)
-	if !containsAll(line, []string{`"level":"warn"`, `"upstream":"` + dead, "connection refused", `"client":"127.0.0.1:`}) {
+	line := r.logs.Wait(t, `"end":"upstream_unreachable"`)
+	if !world.ContainsAll(line, `"level":"warn"`, `"upstream":"`+dead, "connection refused", `"client":"127.0.0.1:`) {
 		t.Errorf("warning line: %s", line)
 	}
 	if strings.Contains(r.logs.String(), "goroutine ") || strings.Count(r.logs.String(), "\n") != 1 {
@@ -163,7 +163,7 @@ func TestConnectTimeout(t *testing.T) {
 	if took < 2*timeout-50*time.Millisecond {
 		t.Errorf("closed after %v, before both attempts timed out", took)
 	}
-	r.waitLog(t, `"end":"upstream_unreachable"`, "192.0.2.1:9,192.0.2.2:9", "deadline exceeded")
+	r.logs.Wait(t, `"end":"upstream_unreachable"`, "192.0.2.1:9,192.0.2.2:9", "deadline exceeded")
 	if n := r.Stats().DialFailures.Load(); n != 2 {
 		t.Errorf("DialFailures = %d, want 2", n)
 	}
@@ -180,7 +180,7 @@ func TestIdleTimeout(t *testing.T) {
 	if took < idle-idle/8 {
 		t.Errorf("closed after %v, idle timeout is %v", took, idle)
 	}
-	r.waitLog(t, `"end":"idle"`, `"bytes_in":1`, `"bytes_out":1`)
+	r.logs.Wait(t, `"end":"idle"`, `"bytes_in":1`, `"bytes_out":1`)
 }
 
 // TestIdleSparedByOneWayTraffic: a download in which the client sends
@@ -217,9 +217,9 @@ func TestMaxConns(t *testing.T) {
 	if n := r.Stats().Refused.Load(); n != 1 {
 		t.Errorf("Refused = %d, want 1", n)
 	}
-	r.waitLog(t, `"end":"refused"`, `"max_conns":2`)
+	r.logs.Wait(t, `"end":"refused"`, `"max_conns":2`)
 	c1.Close()
-	eventually(t, "a free slot", func() bool { return r.Stats().Active.Load() == 1 })
+	world.Eventually(t, "a free slot", func() bool { return r.Stats().Active.Load() == 1 })
 	c4 := r.dial(t, 0)
 	if got := roundTrip(t, c4, "4"); got != "4" {
 		t.Errorf("echo %q", got)
@@ -235,7 +235,7 @@ func TestRejectedByACL(t *testing.T) {
 	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}},
 		Admit: func(netip.AddrPort) bool { return false }})
 	expectClosed(t, r.dial(t, 0), 2*time.Second)
-	eventually(t, "rejected", func() bool { return r.Stats().Rejected.Load() == 1 })
+	world.Eventually(t, "rejected", func() bool { return r.Stats().Rejected.Load() == 1 })
 	if backend.Accepted() != 0 || r.Stats().Accepted.Load() != 0 {
 		t.Errorf("rejected client reached the backend")
 	}
@@ -249,7 +249,7 @@ func TestShutdownDrains(t *testing.T) {
 	roundTrip(t, c, "before")
 	done := make(chan error, 1)
 	go func() { done <- r.Shutdown(context.Background()) }()
-	eventually(t, "listen socket closed", func() bool {
+	world.Eventually(t, "listen socket closed", func() bool {
 		probe, err := net.Dial("tcp", r.addr(0))
 		if err == nil {
 			probe.Close()
@@ -268,7 +268,7 @@ func TestShutdownDrains(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
-	r.waitLog(t, `"end":"eof"`)
+	r.logs.Wait(t, `"end":"eof"`)
 }
 
 func TestShutdownForcesAfterGrace(t *testing.T) {
@@ -283,7 +283,7 @@ func TestShutdownForcesAfterGrace(t *testing.T) {
 		t.Errorf("Shutdown = %v, want deadline exceeded", err)
 	}
 	expectClosed(t, c, time.Second)
-	r.waitLog(t, `"end":"shutdown"`)
+	r.logs.Wait(t, `"end":"shutdown"`)
 	if err := <-r.served; !errors.Is(err, ErrClosed) {
 		t.Errorf("Serve = %v", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +23,15 @@ type relay struct {
 // upstream list), serves in the background and closes at cleanup.
 func startRelay(t testing.TB, cfg Config) *relay {
 	t.Helper()
+	r := listenRelay(t, cfg)
+	r.serve(t)
+	return r
+}
+
+// listenRelay is startRelay without serving: a test may adjust the
+// Listener before r.serve starts its goroutines.
+func listenRelay(t testing.TB, cfg Config) *relay {
+	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "test"
 	}
@@ -38,15 +46,18 @@ func startRelay(t testing.TB, cfg Config) *relay {
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
-	r := &relay{Listener: l, logs: logs, served: make(chan error, 1)}
-	go func() { r.served <- l.Serve() }()
+	return &relay{Listener: l, logs: logs, served: make(chan error, 1)}
+}
+
+// serve runs Serve in the background until the test's cleanup closes r.
+func (r *relay) serve(t testing.TB) {
+	go func() { r.served <- r.Serve() }()
 	t.Cleanup(func() {
-		l.Close()
+		r.Close()
 		if err := <-r.served; !errors.Is(err, ErrClosed) {
 			t.Errorf("Serve returned %v, want ErrClosed", err)
 		}
 	})
-	return r
 }
 
 // addr is the relay's address for port index.
@@ -61,45 +72,6 @@ func (r *relay) dial(t *testing.T, index int) *net.TCPConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c.(*net.TCPConn)
-}
-
-// waitLog waits until the log contains every one of parts on one line.
-func (r *relay) waitLog(t *testing.T, parts ...string) string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		for _, line := range strings.Split(r.logs.String(), "\n") {
-			if containsAll(line, parts) {
-				return line
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q in:\n%s", parts, r.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func containsAll(s string, parts []string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
-}
-
-// eventually polls cond, for counters that settle after the client saw
-// the effect (a pipe goes back to the pool after the reply was sent).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // expectClosed reads from c until EOF or an error and fails if that does

@@ -89,7 +89,7 @@ func TestAcceptBackoff(t *testing.T) {
 		t.Fatalf("dial with one descriptor left: %v", err)
 	}
 	defer c.Close()
-	r.waitLog(t, "accept failed, backing off", "too many open files")
+	r.logs.Wait(t, "accept failed, backing off", "too many open files")
 
 	cpu0 := processCPU()
 	time.Sleep(400 * time.Millisecond)
@@ -136,7 +136,7 @@ func TestIdleWorkersBounded(t *testing.T) {
 		greet(r.dial(t, 0))
 	}
 	close(release)
-	eventually(t, "idle workers at the bound", func() bool {
+	world.Eventually(t, "idle workers at the bound", func() bool {
 		return r.idleWork.Load() == maxIdleWorkers && r.Stats().Active.Load() == 0
 	})
 	greet(r.dial(t, 0))

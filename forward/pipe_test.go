@@ -171,7 +171,7 @@ func TestIdleConnHoldsNoPipe(t *testing.T) {
 	for i, c := range conns {
 		echoBulk(t, c, uint64(i), 4<<20)
 	}
-	eventually(t, "pipes back in the pool", func() bool { return r.pool.InUse() == 0 })
+	world.Eventually(t, "pipes back in the pool", func() bool { return r.pool.InUse() == 0 })
 	if idle := r.pool.Idle(); idle < 1 || idle > 6 {
 		t.Errorf("pool holds %d idle pipes", idle)
 	}

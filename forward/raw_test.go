@@ -152,14 +152,14 @@ func TestRawExclusiveSixJobs(t *testing.T) {
 	if s := r.Stats(); s.QueuedTotal.Load() == 0 || s.QueueLength.Load() != 0 {
 		t.Errorf("QueuedTotal %d QueueLength %d", s.QueuedTotal.Load(), s.QueueLength.Load())
 	}
-	r.waitLog(t, `"end":"eof"`, `"queued":`, `"printing":`, fmt.Sprintf(`"bytes_in":%d`, len(markedJob(0, size))))
+	r.logs.Wait(t, `"end":"eof"`, `"queued":`, `"printing":`, fmt.Sprintf(`"bytes_in":%d`, len(markedJob(0, size))))
 }
 
 // holdPrinter connects a client that takes the printer and keeps it.
 func holdPrinter(t *testing.T, r *relay, p *printer) *net.TCPConn {
 	t.Helper()
 	c := r.dial(t, 0)
-	eventually(t, "printer taken", func() bool { return p.active.Load() == 1 })
+	world.Eventually(t, "printer taken", func() bool { return p.active.Load() == 1 })
 	return c
 }
 
@@ -175,7 +175,7 @@ func TestRawQueueTimeout(t *testing.T) {
 	if took < timeout-50*time.Millisecond {
 		t.Errorf("closed after %v, queue timeout is %v", took, timeout)
 	}
-	r.waitLog(t, `"end":"queue_timeout"`, `"bytes_in":0`)
+	r.logs.Wait(t, `"end":"queue_timeout"`, `"bytes_in":0`)
 	if n := r.Stats().QueueTimeouts.Load(); n != 1 {
 		t.Errorf("QueueTimeouts = %d", n)
 	}
@@ -193,10 +193,10 @@ func TestRawLeaveQueue(t *testing.T) {
 	r := rawRelay(t, p.Addr(), Raw{Exclusive: true, QueueTimeout: time.Minute})
 	holder := holdPrinter(t, r, p)
 	leaver := r.dial(t, 0)
-	eventually(t, "queued", func() bool { return r.Stats().QueueLength.Load() == 1 })
+	world.Eventually(t, "queued", func() bool { return r.Stats().QueueLength.Load() == 1 })
 	start := time.Now()
 	leaver.Close()
-	r.waitLog(t, `"end":"left_queue"`)
+	r.logs.Wait(t, `"end":"left_queue"`)
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("left the queue after %v", took)
 	}
@@ -206,7 +206,7 @@ func TestRawLeaveQueue(t *testing.T) {
 	next := r.dial(t, 0)
 	io.WriteString(next, "next job")
 	next.CloseWrite()
-	eventually(t, "next queued", func() bool { return r.Stats().QueueLength.Load() == 1 })
+	world.Eventually(t, "next queued", func() bool { return r.Stats().QueueLength.Load() == 1 })
 	holder.CloseWrite()
 	holder.SetDeadline(time.Now().Add(5 * time.Second))
 	io.ReadAll(holder)
@@ -251,7 +251,7 @@ func TestRawPrinterStopsAnswering(t *testing.T) {
 	if took < userTimeout || took > 20*time.Second {
 		t.Errorf("client closed after %v, user timeout %v", took, userTimeout)
 	}
-	r.waitLog(t, `"end":"timeout"`, "timed out")
+	r.logs.Wait(t, `"end":"timeout"`, "timed out")
 }
 
 // TestRawStatusRoundTrips: one-byte status requests are answered one by
@@ -276,7 +276,7 @@ func TestRawStatusRoundTrips(t *testing.T) {
 	if rest, _ := io.ReadAll(c); string(rest) != "done" {
 		t.Errorf("after EOF got %q", rest)
 	}
-	r.waitLog(t, `"end":"eof"`, `"bytes_in":200`, `"bytes_out":204`)
+	r.logs.Wait(t, `"end":"eof"`, `"bytes_in":200`, `"bytes_out":204`)
 }
 
 // TestRawDeviceSocketOptions checks what the relay sets on the printer side.
@@ -336,9 +336,9 @@ func TestRawOutage(t *testing.T) {
 	r := startRelay(t, Config{Name: "printer", Upstreams: [][]string{{p.Addr()}}, Dial: dial,
 		ConnectTimeout: connectTimeout, Raw: &Raw{Exclusive: true}})
 	first := r.dial(t, 0)
-	eventually(t, "first dialing", func() bool { return r.Stats().Active.Load() == 1 })
+	world.Eventually(t, "first dialing", func() bool { return r.Stats().Active.Load() == 1 })
 	second, third := r.dial(t, 0), r.dial(t, 0)
-	eventually(t, "two queued", func() bool { return r.Stats().QueueLength.Load() == 2 })
+	world.Eventually(t, "two queued", func() bool { return r.Stats().QueueLength.Load() == 2 })
 	start := time.Now()
 	for _, c := range []net.Conn{first, second, third} {
 		expectClosed(t, c, 3*time.Second)
@@ -348,10 +348,8 @@ func TestRawOutage(t *testing.T) {
 	}
 	fourth := r.dial(t, 0)
 	expectClosed(t, fourth, 3*time.Second)
-	eventually(t, "four job lines", func() bool {
-		return bytes.Count([]byte(r.logs.String()), []byte(`"end":"upstream_unreachable"`)) == 4
-	})
-	if n := bytes.Count([]byte(r.logs.String()), []byte(`"level":"warn"`)); n != 1 {
+	r.logs.WaitCount(t, 4, `"end":"upstream_unreachable"`)
+	if n := r.logs.Count(`"level":"warn"`); n != 1 {
 		t.Errorf("%d warnings for one outage:\n%s", n, r.logs.String())
 	}
 	blackhole.Store(false)
@@ -359,5 +357,5 @@ func TestRawOutage(t *testing.T) {
 	if got := roundTrip(t, c, "\x05"); got != "\x06" {
 		t.Errorf("status after the outage: %q", got)
 	}
-	r.waitLog(t, "reachable again")
+	r.logs.Wait(t, "reachable again")
 }
