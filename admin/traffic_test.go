@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // The adapter the daemon uses, in miniature: forward's Stats -> Snapshot.
@@ -141,16 +142,6 @@ func refusingAddr(t *testing.T) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sin.Port))
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // TestScrapeAfterRealTraffic drives known traffic through real forward
 // listeners on loopback and checks the exact counts in an HTTP scrape.
 func TestScrapeAfterRealTraffic(t *testing.T) {
@@ -205,7 +196,7 @@ func TestScrapeAfterRealTraffic(t *testing.T) {
 	st := web.Stats()
 	// A client sees EOF a moment before the relay has counted its
 	// connection as ended; max_conns counts the relay's view.
-	eventually(t, "the exchanges to end", func() bool { return st.Active.Load() == 0 && st.Rejected.Load() == 2 })
+	world.Eventually(t, "the exchanges to end", func() bool { return st.Active.Load() == 0 && st.Rejected.Load() == 2 })
 	// Two held open (max_conns 2), then one refused for the limit.
 	var held []net.Conn
 	for range 2 {
@@ -217,14 +208,14 @@ func TestScrapeAfterRealTraffic(t *testing.T) {
 		c.Write([]byte("0123456789"))
 		held = append(held, c)
 	}
-	eventually(t, "two held connections forwarding", func() bool { return st.Active.Load() == 2 && st.BytesIn.Load() == 920 })
+	world.Eventually(t, "two held connections forwarding", func() bool { return st.Active.Load() == 2 && st.BytesIn.Load() == 920 })
 	exchange(t, web.Addrs()[0], 0)
-	eventually(t, "the max_conns refusal", func() bool { return st.Refused.Load() == 1 })
+	world.Eventually(t, "the max_conns refusal", func() bool { return st.Refused.Load() == 1 })
 	// One through a listener whose upstream is gone.
 	if got := exchange(t, dead.Addrs()[0], 5); got != 0 {
 		t.Fatalf("client of a dead upstream got %d bytes", got)
 	}
-	eventually(t, "the dial failure", func() bool { return dead.Stats().Active.Load() == 0 && dead.Stats().DialFailures.Load() == 1 })
+	world.Eventually(t, "the dial failure", func() bool { return dead.Stats().Active.Load() == 0 && dead.Stats().DialFailures.Load() == 1 })
 
 	url := "http://" + srv.Addr().String() + "/metrics"
 	names := []string{"relay_bytes_total", "relay_connections_accepted_total", "relay_connections_active",
@@ -270,7 +261,7 @@ relay_upstream_dial_failures_total{listener="cms-pro"} 1
 			t.Fatalf("held connection: reply %d bytes, want %d", got, replySize)
 		}
 	}
-	eventually(t, "held connections to end", func() bool { return st.Active.Load() == 0 })
+	world.Eventually(t, "held connections to end", func() bool { return st.Active.Load() == 0 })
 	if err := testutil.ScrapeAndCompare(url, strings.NewReader(want(920, 5000, 0)), names...); err != nil {
 		t.Fatalf("after all ended: %v", err)
 	}

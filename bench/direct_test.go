@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v3/test"
+
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // tinyScale keeps every scenario's direct run well under a second.
@@ -114,7 +116,7 @@ func TestUDPSinkChecks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool {
+	world.Eventually(t, "every datagram counted", func() bool {
 		return s.received.Load()+s.dups.Load()+s.corrupt.Load()+s.empty.Load() == sent+3
 	})
 	if got := s.received.Load(); got != sent {
@@ -139,16 +141,5 @@ func TestFTPCheckWantsRelayPorts(t *testing.T) {
 	c.dialed[1] = "127.0.0.1:20001"
 	if err := c.check(); err != nil {
 		t.Fatalf("check with a relay port = %v", err)
-	}
-}
-
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

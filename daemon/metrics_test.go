@@ -135,9 +135,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 		t.Fatalf("after reload: %q", got)
 	}
 	// Only once the replaced listener is gone does the sum depend on the carry.
-	if !eventually(func() bool { return strings.Contains(w.logs.String(), "retired listener drained") }) {
-		t.Fatal("the replaced listener never finished draining")
-	}
+	w.logs.Wait(t, "retired listener drained")
 	base := "http://" + w.d.AdminAddr()
 	want := []string{`relay_connections_accepted_total{listener="web"} 4`, `relay_connections_active{listener="web"} 0`}
 	var body string

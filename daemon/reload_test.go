@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v3/test"
+
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // fakeFTP greets with 220 and answers every command line with "200 <cmd>",
@@ -112,15 +114,13 @@ func TestReloadKeepsLiveSessions(t *testing.T) {
 	if got := tcpOutcome(t, "", at(extraPort)); got != "extra:hello" {
 		t.Fatalf("added listener: %q", got)
 	}
-	if !eventually(func() bool {
+	world.Eventually(t, "the removed listener to stop accepting", func() bool {
 		c, err := net.DialTimeout("tcp", at(gonePort), time.Second)
 		if err == nil {
 			c.Close()
 		}
 		return err != nil
-	}) {
-		t.Fatalf("removed listener still accepts")
-	}
+	})
 
 	// A config that fails validation changes nothing.
 	w.writeFile("relay.yaml", "listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:1-0\"}\n")

@@ -51,18 +51,6 @@ func freePort(t *testing.T, network string) int {
 // handedOut holds the UDP ports freePort returned (test-only state).
 var handedOut sync.Map
 
-// eventually polls cond every 10 ms for up to 5 s: for state that changes in
-// the background with no event to wait on (a retired listener closing).
-func eventually(cond func() bool) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
-}
-
 // tcpEcho is a backend that echoes every line it gets, prefixed by tag, and
 // counts the connections it accepted.
 type tcpEcho struct {
