@@ -18,7 +18,8 @@
 //
 // Where the job ends: config does not open sockets, read the ACL file (only
 // its path is kept) or know which modes the daemon has built; it is the only
-// package that imports koanf.
+// package that imports koanf. It imports the data planes only for their
+// Default* constants, so that a default is written once.
 package config
 
 import (
@@ -28,20 +29,17 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Built-in defaults, used where neither a listener nor the defaults section
-// sets a value.
+// Built-in defaults that belong to the file, not to a data plane, used
+// where neither a listener nor the defaults section sets a value. The
+// defaults of a data plane's settings (timeouts, session limits, buffers)
+// are that package's exported Default* constants, applied by resolve, so
+// each value is written in one place.
 const (
-	DefaultAdminListen    = "127.0.0.1:9090"
-	DefaultShutdownGrace  = 30 * time.Second
-	DefaultConnectTimeout = 5 * time.Second
-	DefaultIdleTimeout    = time.Hour
-	DefaultMaxConns       = 10000
-	DefaultDataTimeout    = 30 * time.Second
-	DefaultSessionTimeout = 60 * time.Second
-	DefaultMaxSessions    = 4096
-	DefaultSocketBuffer   = 4 << 20 // UDP read and write buffers, bytes
-	DefaultQueueTimeout   = 30 * time.Second
-	DefaultUserTimeout    = 10 * time.Second
+	DefaultAdminListen   = "127.0.0.1:9090"
+	DefaultShutdownGrace = 30 * time.Second
+	// DefaultMaxConns caps connections per listener; the data planes' zero
+	// means unlimited, which a config gets only by writing max_conns: 0.
+	DefaultMaxConns = 10000
 )
 
 // Config is a loaded, validated configuration with every default applied.

@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/ftppassive"
+	"github.com/edgerelay/relay/udpstream"
 )
 
 // resolveListener checks one listener and builds its runtime value, plus
@@ -211,7 +215,7 @@ func checkSections(fl *fileListener, path string, p *problems) {
 }
 
 func resolveFTP(ff *fileFTP, path string, p *problems) (FTP, *binding) {
-	f := FTP{DataTimeout: DefaultDataTimeout}
+	f := FTP{DataTimeout: ftppassive.DefaultDataTimeout}
 	if ff == nil || ff.DataPorts == nil {
 		p.add(path+".data_ports", "missing: an ftp listener needs a range of relay-owned data ports, like 20002-29999")
 		if ff == nil {
@@ -243,7 +247,7 @@ func resolveFTP(ff *fileFTP, path string, p *problems) (FTP, *binding) {
 		}
 	}
 	f.TrustServerIP = ff.TrustServerIP
-	f.DataTimeout = positive(ff.DataTimeout, DefaultDataTimeout, path+".data_timeout", p)
+	f.DataTimeout = positive(ff.DataTimeout, ftppassive.DefaultDataTimeout, path+".data_timeout", p)
 	return f, data
 }
 
@@ -252,8 +256,8 @@ func resolveUDP(fu *fileUDP, path string, p *problems) UDP {
 		fu = &fileUDP{}
 	}
 	return UDP{
-		SessionTimeout: positive(fu.SessionTimeout, DefaultSessionTimeout, path+".session_timeout", p),
-		MaxSessions:    atLeast(fu.MaxSessions, DefaultMaxSessions, 1, path+".max_sessions", p),
+		SessionTimeout: positive(fu.SessionTimeout, udpstream.DefaultSessionTimeout, path+".session_timeout", p),
+		MaxSessions:    atLeast(fu.MaxSessions, udpstream.DefaultMaxSessions, 1, path+".max_sessions", p),
 		ReadBuffer:     sizeAtLeast(fu.ReadBuffer, path+".read_buffer", p),
 		WriteBuffer:    sizeAtLeast(fu.WriteBuffer, path+".write_buffer", p),
 	}
@@ -264,7 +268,7 @@ func resolveUDP(fu *fileUDP, path string, p *problems) UDP {
 func sizeAtLeast(n *byteSize, path string, p *problems) int {
 	const minBuffer = 4096
 	if n == nil {
-		return DefaultSocketBuffer
+		return udpstream.DefaultSocketBuffer
 	}
 	if *n < minBuffer {
 		p.add(path, fmt.Sprintf("must be at least %d bytes, got %d", minBuffer, int(*n)))
@@ -278,7 +282,7 @@ func resolveRaw(fr *fileRaw, path string, p *problems) Raw {
 	}
 	return Raw{
 		Exclusive:    fr.Exclusive,
-		QueueTimeout: positive(fr.QueueTimeout, DefaultQueueTimeout, path+".queue_timeout", p),
-		UserTimeout:  nonNegative(fr.UserTimeout, DefaultUserTimeout, path+".user_timeout", p),
+		QueueTimeout: positive(fr.QueueTimeout, forward.DefaultQueueTimeout, path+".queue_timeout", p),
+		UserTimeout:  nonNegative(fr.UserTimeout, forward.DefaultUserTimeout, path+".user_timeout", p),
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/forward"
 )
 
 // resolve checks the decoded file schema and builds the runtime Config,
@@ -107,8 +109,8 @@ type defaults struct {
 
 func resolveDefaults(fd fileDefaults, p *problems) defaults {
 	return defaults{
-		connectTimeout: positive(fd.ConnectTimeout, DefaultConnectTimeout, "defaults.connect_timeout", p),
-		idleTimeout:    positive(fd.IdleTimeout, DefaultIdleTimeout, "defaults.idle_timeout", p),
+		connectTimeout: positive(fd.ConnectTimeout, forward.DefaultConnectTimeout, "defaults.connect_timeout", p),
+		idleTimeout:    positive(fd.IdleTimeout, forward.DefaultIdleTimeout, "defaults.idle_timeout", p),
 		maxConns:       atLeast(fd.MaxConns, DefaultMaxConns, 0, "defaults.max_conns", p),
 	}
 }

@@ -20,63 +20,28 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File) (*instance, erro
 	log := d.log // each package adds the listener field itself
 	switch spec.Mode {
 	case config.ModeTCP, config.ModeRaw:
-		cfg := forward.Config{
-			Name:           spec.Name,
-			Listen:         spec.Listen,
-			Upstreams:      spec.Upstreams,
-			ConnectTimeout: spec.ConnectTimeout,
-			IdleTimeout:    spec.IdleTimeout,
-			MaxConns:       spec.MaxConns,
-			Admit:          d.acls.Guard(spec.Name, acl.ProtoTCP, log),
-			Pool:           d.pipes,
-			Inherit:        inherit,
-			Log:            log,
-		}
-		if spec.Mode == config.ModeRaw {
-			cfg.Raw = &forward.Raw{
-				Exclusive:    spec.Raw.Exclusive,
-				QueueTimeout: spec.Raw.QueueTimeout,
-				UserTimeout:  spec.Raw.UserTimeout,
-			}
-		}
+		cfg := forwardConfig(spec)
+		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
+		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
 		l, err := forward.Listen(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return &instance{spec: spec, srv: l, stats: l.Stats()}, nil
 	case config.ModeFTP:
-		p, err := ftppassive.Listen(ftppassive.Config{
-			Name:           spec.Name,
-			Listen:         spec.Listen,
-			Upstreams:      spec.Upstreams,
-			DataPorts:      spec.FTP.DataPorts,
-			PublicIP:       spec.FTP.PublicIP,
-			TrustServerIP:  spec.FTP.TrustServerIP,
-			DataTimeout:    spec.FTP.DataTimeout,
-			ConnectTimeout: spec.ConnectTimeout,
-			IdleTimeout:    spec.IdleTimeout,
-			MaxConns:       spec.MaxConns,
-			Admit:          d.acls.Guard(spec.Name, acl.ProtoTCP, log),
-			Pool:           d.pipes,
-			Inherit:        inherit,
-			Log:            log,
-		})
+		cfg := ftpConfig(spec)
+		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
+		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
+		p, err := ftppassive.Listen(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return &instance{spec: spec, srv: p, stats: p.Stats()}, nil
 	case config.ModeUDP:
-		r, err := udpstream.Listen(udpstream.Config{
-			Name:           spec.Name,
-			Listen:         spec.Listen,
-			Upstreams:      spec.Upstreams,
-			SessionTimeout: spec.UDP.SessionTimeout,
-			MaxSessions:    spec.UDP.MaxSessions,
-			ReadBuffer:     spec.UDP.ReadBuffer,
-			WriteBuffer:    spec.UDP.WriteBuffer,
-			Admit:          d.acls.Guard(spec.Name, acl.ProtoUDP, log),
-			Log:            log,
-		})
+		cfg := udpConfig(spec)
+		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoUDP, log)
+		cfg.Log = log
+		r, err := udpstream.Listen(cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -24,10 +24,11 @@ import (
 // ErrClosed is returned by Serve after Close or Shutdown.
 var ErrClosed = errors.New("forward: listener closed")
 
-// Defaults for the zero values of Config.
+// Defaults for the zero values of Config, also ftppassive's. They are the
+// only copy: config applies them to listeners that do not set a value.
 const (
-	defaultConnectTimeout = 5 * time.Second
-	defaultIdleTimeout    = time.Hour
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultIdleTimeout    = time.Hour
 )
 
 // Config describes one listener: a port or a port range and the upstream
@@ -91,14 +92,14 @@ func (f HandlerFunc) ServeConn(ctx context.Context, client *net.TCPConn, index i
 
 func (c *Config) connectTimeout() time.Duration {
 	if c.ConnectTimeout <= 0 {
-		return defaultConnectTimeout
+		return DefaultConnectTimeout
 	}
 	return c.ConnectTimeout
 }
 
 func (c *Config) idleTimeout() time.Duration {
 	if c.IdleTimeout <= 0 {
-		return defaultIdleTimeout
+		return DefaultIdleTimeout
 	}
 	return c.IdleTimeout
 }

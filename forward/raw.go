@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// Defaults for the zero values of Raw.
+// Defaults for the zero values of Raw (the only copy; config applies them).
 const (
-	defaultQueueTimeout = 30 * time.Second
-	defaultUserTimeout  = 10 * time.Second
+	DefaultQueueTimeout = 30 * time.Second
+	DefaultUserTimeout  = 10 * time.Second
 )
 
 // Raw configures raw mode, a byte-exact pass-through for small devices such
@@ -34,14 +34,14 @@ type Raw struct {
 
 func (r *Raw) queueTimeout() time.Duration {
 	if r.QueueTimeout <= 0 {
-		return defaultQueueTimeout
+		return DefaultQueueTimeout
 	}
 	return r.QueueTimeout
 }
 
 func (r *Raw) userTimeout() time.Duration {
 	if r.UserTimeout <= 0 {
-		return defaultUserTimeout
+		return DefaultUserTimeout
 	}
 	return r.UserTimeout
 }

@@ -19,12 +19,9 @@ import (
 // ErrClosed is returned by Serve after Close or Shutdown.
 var ErrClosed = errors.New("ftppassive: proxy closed")
 
-// Defaults for the zero values of Config.
-const (
-	defaultDataTimeout    = 30 * time.Second
-	defaultConnectTimeout = 5 * time.Second
-	defaultIdleTimeout    = time.Hour
-)
+// DefaultDataTimeout is the data timeout of a zero Config (the only copy;
+// config applies it). The connect and idle timeouts default as forward's.
+const DefaultDataTimeout = 30 * time.Second
 
 // Config describes one FTP listener: its control port(s), the FTP server
 // behind each, and the relay-owned data ports.
@@ -74,21 +71,21 @@ type Config struct {
 
 func (c *Config) dataTimeout() time.Duration {
 	if c.DataTimeout <= 0 {
-		return defaultDataTimeout
+		return DefaultDataTimeout
 	}
 	return c.DataTimeout
 }
 
 func (c *Config) connectTimeout() time.Duration {
 	if c.ConnectTimeout <= 0 {
-		return defaultConnectTimeout
+		return forward.DefaultConnectTimeout
 	}
 	return c.ConnectTimeout
 }
 
 func (c *Config) idleTimeout() time.Duration {
 	if c.IdleTimeout <= 0 {
-		return defaultIdleTimeout
+		return forward.DefaultIdleTimeout
 	}
 	return c.IdleTimeout
 }

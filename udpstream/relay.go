@@ -16,6 +16,14 @@ import (
 // ErrClosed is returned by Serve after Close or Shutdown.
 var ErrClosed = errors.New("udpstream: relay closed")
 
+// Defaults for the zero values of Config. They are the only copy: config
+// applies them to listeners that do not set a value.
+const (
+	DefaultSessionTimeout = 60 * time.Second
+	DefaultMaxSessions    = 4096
+	DefaultSocketBuffer   = 4 << 20 // bytes, read and write
+)
+
 // Config describes one UDP listener: a port or a port range and, for each
 // port, the upstreams its sessions go to.
 type Config struct {
@@ -50,28 +58,28 @@ func (c *Config) sessionTimeout() time.Duration {
 	if c.SessionTimeout > 0 {
 		return c.SessionTimeout
 	}
-	return 60 * time.Second
+	return DefaultSessionTimeout
 }
 
 func (c *Config) maxSessions() int {
 	if c.MaxSessions > 0 {
 		return c.MaxSessions
 	}
-	return 4096
+	return DefaultMaxSessions
 }
 
 func (c *Config) readBuffer() int {
 	if c.ReadBuffer > 0 {
 		return c.ReadBuffer
 	}
-	return 4 << 20
+	return DefaultSocketBuffer
 }
 
 func (c *Config) writeBuffer() int {
 	if c.WriteBuffer > 0 {
 		return c.WriteBuffer
 	}
-	return 4 << 20
+	return DefaultSocketBuffer
 }
 
 // log returns the configured logger; zerolog's zero Logger is already

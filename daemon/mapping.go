@@ -1,0 +1,64 @@
+package daemon
+
+import (
+	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/ftppassive"
+	"github.com/edgerelay/relay/udpstream"
+)
+
+// The functions below map a resolved listener to its data plane's Config.
+// They are pure: every value comes from the listener, with the defaults
+// config already applied; the runtime wiring (ACL guard, pipe pool,
+// inherited sockets, logger) is added by open. mapping_test.go fails when a
+// field of config.Listener reaches none of them, so a new key cannot be
+// dropped on the way.
+
+// forwardConfig maps a tcp or raw listener.
+func forwardConfig(l config.Listener) forward.Config {
+	cfg := forward.Config{
+		Name:           l.Name,
+		Listen:         l.Listen,
+		Upstreams:      l.Upstreams,
+		ConnectTimeout: l.ConnectTimeout,
+		IdleTimeout:    l.IdleTimeout,
+		MaxConns:       l.MaxConns,
+	}
+	if l.Mode == config.ModeRaw {
+		cfg.Raw = &forward.Raw{
+			Exclusive:    l.Raw.Exclusive,
+			QueueTimeout: l.Raw.QueueTimeout,
+			UserTimeout:  l.Raw.UserTimeout,
+		}
+	}
+	return cfg
+}
+
+// ftpConfig maps an ftp listener.
+func ftpConfig(l config.Listener) ftppassive.Config {
+	return ftppassive.Config{
+		Name:           l.Name,
+		Listen:         l.Listen,
+		Upstreams:      l.Upstreams,
+		DataPorts:      l.FTP.DataPorts,
+		PublicIP:       l.FTP.PublicIP,
+		TrustServerIP:  l.FTP.TrustServerIP,
+		DataTimeout:    l.FTP.DataTimeout,
+		ConnectTimeout: l.ConnectTimeout,
+		IdleTimeout:    l.IdleTimeout,
+		MaxConns:       l.MaxConns,
+	}
+}
+
+// udpConfig maps a udp listener.
+func udpConfig(l config.Listener) udpstream.Config {
+	return udpstream.Config{
+		Name:           l.Name,
+		Listen:         l.Listen,
+		Upstreams:      l.Upstreams,
+		SessionTimeout: l.UDP.SessionTimeout,
+		MaxSessions:    l.UDP.MaxSessions,
+		ReadBuffer:     l.UDP.ReadBuffer,
+		WriteBuffer:    l.UDP.WriteBuffer,
+	}
+}
