@@ -11,6 +11,8 @@ import (
 
 	"github.com/pion/transport/v3/test"
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // fakeClock is a hand-driven Set.Now.
@@ -160,7 +162,7 @@ func TestGuardConcurrent(t *testing.T) {
 	report := test.CheckRoutines(t)
 	defer report()
 	clock := &fakeClock{now: time.Unix(0, 0)}
-	var buf syncBuffer
+	var buf world.LogBuffer
 	s := Set{Now: clock.Now}
 	s.Store(mustParse(t, "host all 10.0.0.0/8 allow\n"))
 	admit := s.Guard("web", ProtoTCP, zerolog.New(&buf))
@@ -190,7 +192,7 @@ func TestGuardConcurrent(t *testing.T) {
 	}
 	var suppressed float64
 	var individual int
-	for _, m := range logLines(t, &buf.Buffer) {
+	for _, m := range logLines(t, bytes.NewBufferString(buf.String())) {
 		if m["level"] == "warn" {
 			suppressed += m["suppressed"].(float64)
 		} else {
@@ -200,17 +202,6 @@ func TestGuardConcurrent(t *testing.T) {
 	if individual+int(suppressed) != 1000 || uint64(individual) != c.Logged {
 		t.Errorf("logged %d + suppressed %v, want 1000 (Logged %d)", individual, suppressed, c.Logged)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
 }
 
 func TestGuardAllowDoesNotAllocate(t *testing.T) {

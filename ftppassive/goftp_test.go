@@ -150,7 +150,7 @@ func TestUpstreamUnreachable(t *testing.T) {
 	if n := w.proxy.Stats().UpstreamFailed.Load(); n != 1 {
 		t.Errorf("UpstreamFailed = %d, want 1", n)
 	}
-	w.logs.waitFor(t, "ftp server unreachable", dead)
+	w.logs.Wait(t, "ftp server unreachable", dead)
 
 	// The jlaffaye client reports it as an error, not a hang.
 	if _, err := ftp.Dial(w.addr, ftp.DialWithTimeout(5*time.Second)); err == nil || errors.Is(err, io.EOF) {

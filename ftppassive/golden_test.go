@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v3/test"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // fakeData opens the fake server's data listener; its port appears in the
@@ -168,7 +170,7 @@ var transcriptCases = []struct {
 		if err != nil {
 			tr.t.Fatalf("relay sent %q", sent)
 		}
-		tr.w.waitUntil("the refused PORT's data port to close", func() bool {
+		testworld.Eventually(tr.w.t, "the refused PORT's data port to close", func() bool {
 			return tr.w.proxy.Stats().DataPortsInUse.Load() == 0
 		})
 		if c, err := net.DialTimeout("tcp", ap.String(), stepTimeout); err == nil {
@@ -197,7 +199,7 @@ var transcriptCases = []struct {
 		if n := tr.w.proxy.Stats().BouncesRefused.Load(); n != 5 {
 			tr.t.Errorf("BouncesRefused = %d, want 5", n)
 		}
-		tr.w.logs.waitFor(tr.t, "RFC 2577", "127.0.0.2:51201")
+		tr.w.logs.Wait(tr.t, "RFC 2577", "127.0.0.2:51201")
 	}},
 	{"pipelined", Config{DataPorts: dataRange}, func(tr *transcript) {
 		tr.login()
@@ -236,7 +238,7 @@ var transcriptCases = []struct {
 		reply := "227 Entering Passive Mode (10,9,8,7,19,137).\r\n"
 		tr.serverSends(reply)
 		tr.readN("C<", len(reply))
-		tr.w.logs.waitFor(tr.t, "1:1 tcp range listener")
+		tr.w.logs.Wait(tr.t, "1:1 tcp range listener")
 	}},
 	{"bad_227", Config{DataPorts: dataRange}, func(tr *transcript) {
 		tr.login()
@@ -341,7 +343,7 @@ var transcriptCases = []struct {
 		tr.client.Write([]byte(strings.Repeat("x", 9000)))
 		tr.clientGets()
 		tr.clientGets()
-		tr.w.logs.waitFor(tr.t, "client sent a control line longer than the limit")
+		tr.w.logs.Wait(tr.t, "client sent a control line longer than the limit")
 	}},
 	{"server_line_too_long", Config{DataPorts: dataRange}, func(tr *transcript) {
 		tr.login()
@@ -351,7 +353,7 @@ var transcriptCases = []struct {
 		tr.server.Write([]byte(strings.Repeat("2", 9000)))
 		tr.clientGets()
 		tr.clientGets()
-		tr.w.logs.waitFor(tr.t, "server sent a reply line")
+		tr.w.logs.Wait(tr.t, "server sent a reply line")
 	}},
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v3/test"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // Test data ranges lie below the kernel's ephemeral range (32768-60999 by
@@ -141,7 +143,7 @@ func TestVsftpdDataTheft(t *testing.T) {
 		}
 		thief.Close()
 	}
-	w.logs.waitFor(t, "data connection from a foreign address refused", "127.0.0.2")
+	w.logs.Wait(t, "data connection from a foreign address refused", "127.0.0.2")
 	if n := w.proxy.Stats().DataTheftAttempts.Load(); n != 1 {
 		t.Errorf("DataTheftAttempts = %d, want 1", n)
 	}
@@ -219,7 +221,7 @@ func TestVsftpdExhaustion(t *testing.T) {
 		t.Errorf("DataPortsInUse = %d, want 1", n)
 	}
 	a.expect("QUIT", 221) // its unused port goes back to the pool
-	w.waitUntil("the port to be released", func() bool { return w.proxy.Stats().DataPortsInUse.Load() == 0 })
+	testworld.Eventually(w.t, "the port to be released", func() bool { return w.proxy.Stats().DataPortsInUse.Load() == 0 })
 
 	ap := b.pasv()
 	d, err := dialFrom(t, "127.0.0.1", ap)
@@ -285,7 +287,7 @@ func TestVsftpdTransferOutlivesIdleTimeout(t *testing.T) {
 		t.Fatalf("idle control connection got %q, want 421", text)
 	}
 	f.c.Close()
-	w.logs.waitFor(t, `"end":"idle"`)
+	w.logs.Wait(t, `"end":"idle"`)
 }
 
 // TestVsftpdIPv6: EPSV and EPRT (|2|) with an IPv6 client and server.

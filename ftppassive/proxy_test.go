@@ -36,7 +36,7 @@ func TestUntrustedServerIP(t *testing.T) {
 	if n, _ := io.Copy(io.Discard, c); n != 0 {
 		t.Fatalf("client read %d bytes", n)
 	}
-	tr.w.logs.waitFor(t, "data connection: dial failed", fmt.Sprintf("127.0.0.1:%d", port))
+	tr.w.logs.Wait(t, "data connection: dial failed", fmt.Sprintf("127.0.0.1:%d", port))
 	st := tr.w.proxy.Stats()
 	if st.DataFailed.Load() != 1 || st.DataOpened.Load() != 0 || st.DialFailures.Load() != 1 {
 		t.Errorf("DataFailed %d DataOpened %d DialFailures %d, want 1 0 1",
@@ -57,7 +57,7 @@ func TestDataTimeout(t *testing.T) {
 	if n := tr.w.proxy.Stats().DataPortsInUse.Load(); n != 1 {
 		t.Fatalf("DataPortsInUse = %d, want 1", n)
 	}
-	tr.w.logs.waitFor(t, "data port closed unused", "nobody connected within data_timeout")
+	tr.w.logs.Wait(t, "data port closed unused", "nobody connected within data_timeout")
 	if n := tr.w.proxy.Stats().DataPortsInUse.Load(); n != 0 {
 		t.Errorf("DataPortsInUse = %d after the timeout, want 0", n)
 	}
@@ -119,7 +119,7 @@ func TestShutdownDrains(t *testing.T) {
 	if _, err := io.Copy(io.Discard, c); err != nil {
 		t.Fatalf("data connection after the forced shutdown: %v", err)
 	}
-	tr.w.logs.waitFor(t, `"end":"shutdown"`, "ftp session")
+	tr.w.logs.Wait(t, `"end":"shutdown"`, "ftp session")
 	// The control port is free again for a new Proxy.
 	p, err := Listen(Config{Listen: []string{tr.w.addr}, Upstreams: [][]string{{"127.0.0.1:1"}}})
 	if err != nil {
@@ -169,14 +169,14 @@ func TestPassivePreDial(t *testing.T) {
 		}
 		thief.Close()
 	}
-	tr.w.logs.waitFor(t, "data connection from a foreign address refused", "127.0.0.2")
+	tr.w.logs.Wait(t, "data connection from a foreign address refused", "127.0.0.2")
 	c := dialTCP(t, fmt.Sprintf("127.0.0.1:%d", rp))
 	tr.transfer("server->client", second, c, 64<<10)
 
 	// Nobody comes: the server connection closes with the port.
 	unused, _ := epsv()
 	closedSoon("data_timeout", unused)
-	tr.w.logs.waitFor(t, "data port closed unused", "nobody connected within data_timeout")
+	tr.w.logs.Wait(t, "data port closed unused", "nobody connected within data_timeout")
 
 	st := tr.w.proxy.Stats()
 	if st.DataOpened.Load() != 1 || st.DataFailed.Load() != 2 || st.DataTheftAttempts.Load() != 1 || st.DialFailures.Load() != 0 {

@@ -137,5 +137,5 @@ func TestConcurrentDataPortsStayTracked(t *testing.T) {
 	}
 	tr.client.Close()
 	tr.server.Close()
-	tr.w.logs.waitFor(t, "ftp session") // before data_timeout
+	tr.w.logs.Wait(t, "ftp session") // before data_timeout
 }

@@ -1,20 +1,18 @@
 package ftppassive
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"net"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
+
+	// Named apart from this package's own world type, the relay under test.
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden transcripts in testdata/")
@@ -25,7 +23,7 @@ type world struct {
 	t     *testing.T
 	proxy *Proxy
 	addr  string // the relay's control address
-	logs  *logBuffer
+	logs  *testworld.LogBuffer
 }
 
 // startProxy starts a Proxy with cfg (Listen defaults to 127.0.0.1:0) and
@@ -33,7 +31,7 @@ type world struct {
 // that every data port went back to the pool.
 func startProxy(t *testing.T, cfg Config) *world {
 	t.Helper()
-	logs := newLogBuffer()
+	logs := &testworld.LogBuffer{}
 	cfg.Log = zerolog.New(logs).Level(zerolog.DebugLevel)
 	if cfg.Name == "" {
 		cfg.Name = "ftp-test"
@@ -62,60 +60,6 @@ func startProxy(t *testing.T, cfg Config) *world {
 	return &world{t: t, proxy: p, addr: p.Addrs()[0].String(), logs: logs}
 }
 
-// logBuffer collects log lines and wakes waiters on each write.
-type logBuffer struct {
-	mu      sync.Mutex // guards the following
-	buf     bytes.Buffer
-	written chan struct{} // closed and replaced on every write
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{written: make(chan struct{})} }
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	close(l.written)
-	l.written = make(chan struct{})
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// waitFor waits until the log holds a line containing every one of parts.
-func (l *logBuffer) waitFor(t *testing.T, parts ...string) string {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		l.mu.Lock()
-		text, written := l.buf.String(), l.written
-		l.mu.Unlock()
-		for _, line := range strings.Split(text, "\n") {
-			if containsAll(line, parts) {
-				return line
-			}
-		}
-		select {
-		case <-written:
-		case <-deadline:
-			t.Fatalf("no log line with %q; log:\n%s", parts, text)
-		}
-	}
-}
-
-func containsAll(s string, parts []string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
-}
-
 // randomBytes returns n random bytes and their SHA-256 in hex.
 func randomBytes(t *testing.T, n int) ([]byte, string) {
 	t.Helper()
@@ -127,28 +71,6 @@ func randomBytes(t *testing.T, n int) ([]byte, string) {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// waitUntil waits for cond, re-checking whenever the relay logs a line
-// (every state change the tests wait for is logged) and at most every
-// 20ms as a backstop for counters that change without a log line.
-func (w *world) waitUntil(what string, cond func() bool) {
-	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		w.logs.mu.Lock()
-		written := w.logs.written
-		w.logs.mu.Unlock()
-		select {
-		case <-written:
-		case <-tick.C:
-		case <-ctx.Done():
-			w.t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 // listenLoopback opens a TCP listener on 127.0.0.1:0 closed at test end.

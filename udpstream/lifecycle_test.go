@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // Shutdown refuses new sources, lets open sessions run until they expire,
@@ -33,7 +35,7 @@ func TestShutdown(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("Shutdown = %v", err)
 		}
-		if n := w.logs.count(`"end":"idle"`); n != 1 {
+		if n := w.logs.Count(`"end":"idle"`); n != 1 {
 			t.Errorf("want the session to end idle:\n%s", w.logs)
 		}
 	})
@@ -46,7 +48,7 @@ func TestShutdown(t *testing.T) {
 		if err := w.relay.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Shutdown = %v, want deadline exceeded", err)
 		}
-		if n := w.logs.count(`"end":"shutdown"`); n != 1 {
+		if n := w.logs.Count(`"end":"shutdown"`); n != 1 {
 			t.Errorf("want the session cut at shutdown:\n%s", w.logs)
 		}
 		if err := w.relay.Serve(); !errors.Is(err, ErrClosed) {
@@ -118,7 +120,7 @@ func TestCloseBeforeServe(t *testing.T) {
 func TestDualStackListener(t *testing.T) {
 	checkLeaks(t)
 	b := startBackend(t, "b0")
-	logs := newLogSink()
+	logs := &testworld.LogBuffer{}
 	var seen []netip.AddrPort
 	var mu sync.Mutex
 	r, err := Listen(Config{
@@ -156,7 +158,7 @@ func TestDualStackListener(t *testing.T) {
 // A buffer request the kernel caps is reported once, naming the sysctls.
 // Root may pass the sysctl caps (SO_RCVBUFFORCE), but not INT_MAX/2.
 func TestBufferCapWarning(t *testing.T) {
-	logs := newLogSink()
+	logs := &testworld.LogBuffer{}
 	r, err := Listen(Config{
 		Name: "rtb", Listen: []string{"127.0.0.1:0", "127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1:9"}, {"127.0.0.1:9"}},
 		ReadBuffer: math.MaxInt32, Log: zerolog.New(logs),
@@ -165,7 +167,7 @@ func TestBufferCapWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if n := logs.count("net.core.rmem_max", `"read_buffer_wanted":2147483647`); n != 1 {
+	if n := logs.Count("net.core.rmem_max", `"read_buffer_wanted":2147483647`); n != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", n, logs)
 	}
 }

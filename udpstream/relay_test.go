@@ -66,7 +66,7 @@ func TestPortRangeClients(t *testing.T) {
 
 	// Close ends every session with one access-log line each.
 	_ = w.relay.Close()
-	if n := w.logs.count(`"end":"shutdown"`, `"datagrams_in":2`, `"datagrams_out":2`, `"listener":"rtb"`); n != len(clients)*ports {
+	if n := w.logs.Count(`"end":"shutdown"`, `"datagrams_in":2`, `"datagrams_out":2`, `"listener":"rtb"`); n != len(clients)*ports {
 		t.Errorf("%d shutdown log lines with 2 datagrams each way, want %d:\n%s", n, len(clients)*ports, w.logs)
 	}
 }
@@ -134,7 +134,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatalf("a session expired while traffic flowed (%d)", n)
 	}
 
-	w.logs.waitFor(t, 1, `"end":"idle"`, `"client":"`+c.addr().String()+`"`)
+	w.logs.Wait(t, `"end":"idle"`, `"client":"`+c.addr().String()+`"`)
 	if st.SessionsExpired.Load() != 1 || st.SessionsActive.Load() != 0 {
 		t.Fatalf("expired %d active %d, want 1 and 0", st.SessionsExpired.Load(), st.SessionsActive.Load())
 	}
@@ -276,11 +276,11 @@ func TestFailover(t *testing.T) {
 	if st.Failovers.Load() != 1 || st.Drops.Unreachable.Load() == 0 {
 		t.Errorf("Failovers %d Unreachable %d, want 1 and > 0", st.Failovers.Load(), st.Drops.Unreachable.Load())
 	}
-	if n := w.logs.count("moving sessions to the next upstream", `"from":"`+dead+`"`); n != 1 {
+	if n := w.logs.Count("moving sessions to the next upstream", `"from":"`+dead+`"`); n != 1 {
 		t.Errorf("%d failover log lines, want 1:\n%s", n, w.logs)
 	}
 	_ = w.relay.Close()
-	if n := w.logs.count(`"end":"shutdown"`, `"upstream":"`+w.backends[0].addr().String()+`"`); n != 2 {
+	if n := w.logs.Count(`"end":"shutdown"`, `"upstream":"`+w.backends[0].addr().String()+`"`); n != 2 {
 		t.Errorf("%d sessions ended on the live upstream, want 2:\n%s", n, w.logs)
 	}
 }

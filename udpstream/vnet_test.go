@@ -11,6 +11,8 @@ import (
 	"github.com/pion/transport/v3"
 	"github.com/pion/transport/v3/vnet"
 	"github.com/rs/zerolog"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // Any pion transport.Net (vnet, stdnet) can carry the relay's sessions.
@@ -21,7 +23,7 @@ var _ packetNet = transport.Net(nil)
 type natWorld struct {
 	relay   *Relay
 	client  net.PacketConn
-	logs    *logSink
+	logs    *testworld.LogBuffer
 	served  chan error
 	backend chan struct{} // closed when the backend goroutine exits
 }
@@ -71,7 +73,7 @@ func newNATWorld(t *testing.T, mappingLife time.Duration) *natWorld {
 	must(wan.Start())
 	t.Cleanup(func() { _ = wan.Stop() })
 
-	w := &natWorld{logs: newLogSink(), served: make(chan error, 1), backend: make(chan struct{})}
+	w := &natWorld{logs: &testworld.LogBuffer{}, served: make(chan error, 1), backend: make(chan struct{})}
 	bconn, err := backendNet.ListenPacket("udp4", vnetBackendAddr)
 	must(err)
 	go serveVNetBackend(bconn, w.backend)

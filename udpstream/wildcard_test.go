@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // A listener bound to every address (0.0.0.0, the documented RTB layout)
@@ -20,7 +22,7 @@ func TestWildcardListenerRepliesFromDestination(t *testing.T) {
 	for _, listen := range []string{"0.0.0.0:0", "[::]:0"} {
 		r, err := Listen(Config{
 			Name: "any", Listen: []string{listen}, Upstreams: [][]string{{b.addr().String()}},
-			Log: zerolog.New(newLogSink()),
+			Log: zerolog.New(&testworld.LogBuffer{}),
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package udpstream
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,12 +9,14 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/transport/v3/test"
 	"github.com/rs/zerolog"
+
+	// Named apart from this package's own world type, the relay under test.
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // The loopback world: clients on 127.0.0.2, .3 … → relay on 127.0.0.1, one
@@ -170,76 +171,12 @@ func (c *client) exchange(to net.Addr, p []byte) []byte {
 	return reply
 }
 
-// logSink collects the relay's JSON log lines and wakes waiters on each.
-type logSink struct {
-	mu      sync.Mutex // guards the following
-	lines   []string
-	changed chan struct{}
-}
-
-func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, string(bytes.TrimSpace(p)))
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// count returns how many lines contain every one of subs.
-func (l *logSink) count(subs ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return countLines(l.lines, subs)
-}
-
-func countLines(lines, subs []string) int {
-	n := 0
-next:
-	for _, line := range lines {
-		for _, s := range subs {
-			if !strings.Contains(line, s) {
-				continue next
-			}
-		}
-		n++
-	}
-	return n
-}
-
-// waitFor waits until want lines contain every one of subs.
-func (l *logSink) waitFor(t *testing.T, want int, subs ...string) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		l.mu.Lock()
-		n, changed := countLines(l.lines, subs), l.changed
-		l.mu.Unlock()
-		if n >= want {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("waited for %d log lines with %q, have %d:\n%s", want, subs, n, l.String())
-		}
-	}
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
 // world is a running relay between backends and the test's clients.
 type world struct {
 	t        *testing.T
 	relay    *Relay
 	backends []*backend
-	logs     *logSink
+	logs     *testworld.LogBuffer
 	served   chan error
 }
 
@@ -247,7 +184,7 @@ type world struct {
 // edit may change the config before Listen.
 func newWorld(t *testing.T, ports int, edit func(*Config)) *world {
 	t.Helper()
-	w := &world{t: t, logs: newLogSink(), served: make(chan error, 1)}
+	w := &world{t: t, logs: &testworld.LogBuffer{}, served: make(chan error, 1)}
 	cfg := Config{Name: "rtb", Log: zerolog.New(w.logs)}
 	for i := range ports {
 		b := startBackend(t, fmt.Sprintf("b%d", i))
@@ -314,13 +251,7 @@ func (w *world) close() {
 // waitStat waits until f reaches want; the relay's counters are the signal.
 func waitStat(t *testing.T, what string, f func() uint64, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for f() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %d, waited for %d", what, f(), want)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testworld.Eventually(t, fmt.Sprintf("%s to reach %d", what, want), func() bool { return f() >= want })
 }
 
 // checkLeaks fails the test if goroutines outlive it. Called first, its
