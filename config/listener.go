@@ -283,6 +283,6 @@ func resolveRaw(fr *fileRaw, path string, p *problems) Raw {
 	return Raw{
 		Exclusive:    fr.Exclusive,
 		QueueTimeout: positive(fr.QueueTimeout, forward.DefaultQueueTimeout, path+".queue_timeout", p),
-		UserTimeout:  nonNegative(fr.UserTimeout, forward.DefaultUserTimeout, path+".user_timeout", p),
+		UserTimeout:  nonNegative(fr.UserTimeout, DefaultUserTimeout, path+".user_timeout", p),
 	}
 }
