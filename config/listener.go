@@ -101,6 +101,11 @@ func parseListen(spec, path string, p *problems) (HostPorts, bool) {
 		p.add(path, err.Error())
 		return HostPorts{}, false
 	}
+	if hp.First == 0 {
+		// The kernel would pick a free port and nobody would know which.
+		p.addf(path, "%q: port 0 is not a port clients can be told; name the port they connect to", spec)
+		return HostPorts{}, false
+	}
 	return hp, true
 }
 
