@@ -33,6 +33,10 @@ type Config struct {
 	// Ready reports whether every configured listener is bound; /healthz
 	// answers 503 until it does. nil: always ready.
 	Ready func() bool
+	// Draining reports that the relay has stopped accepting and is letting
+	// open connections finish; /healthz then answers 503 "draining", so a
+	// load balancer stops sending new clients. nil: never.
+	Draining func() bool
 	// Collectors are registered beside the relay, Go and process
 	// collectors, e.g. the daemon's reload counters. nil: none.
 	Collectors []prometheus.Collector
@@ -81,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 		// No Timeout: promhttp would run the gathering in a goroutine of
 		// its own that Close could not wait for.
 	}))
-	mux.HandleFunc("GET /healthz", healthz(cfg.Ready))
+	mux.HandleFunc("GET /healthz", healthz(cfg.Ready, cfg.Draining))
 	mux.HandleFunc("GET /{$}", index)
 	s.srv = &http.Server{
 		Handler:           s.track(mux),
@@ -208,11 +212,17 @@ func (s *Server) track(h http.Handler) http.Handler {
 	})
 }
 
-// healthz answers 200 "ok" once ready reports true, 503 before.
-func healthz(ready func() bool) http.HandlerFunc {
+// healthz answers 200 "ok" once ready reports true, 503 before, and 503
+// "draining" once draining does.
+func healthz(ready, draining func() bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
+		if draining != nil && draining() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "draining\n")
+			return
+		}
 		if ready != nil && !ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "not ready: listeners are not all bound\n")

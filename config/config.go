@@ -40,10 +40,6 @@ const (
 	// DefaultMaxConns caps connections per listener; the data planes' zero
 	// means unlimited, which a config gets only by writing max_conns: 0.
 	DefaultMaxConns = 10000
-	// DefaultUserTimeout is raw.user_timeout: a powered-off printer ends
-	// the job in seconds. forward's zero leaves the kernel's, which a
-	// config gets by writing user_timeout: 0.
-	DefaultUserTimeout = 10 * time.Second
 )
 
 // Config is a loaded, validated configuration with every default applied.
@@ -54,7 +50,17 @@ type Config struct {
 	Admin         Admin
 	ACLFile       string        // as written; empty: no ACL, every source may connect
 	ShutdownGrace time.Duration // drain time on SIGTERM; zero: close at once
-	Listeners     []Listener    // in file order
+	Reload        Reload
+	Listeners     []Listener // in file order
+}
+
+// Reload says how a reload (or a binary upgrade) retires the listeners it
+// replaces or removes.
+type Reload struct {
+	// HardStopAfter bounds how long a retired listener's connections and
+	// UDP sessions may run on; the rest are cut, with one warning. Zero:
+	// they run until they end by themselves or by their idle timeout.
+	HardStopAfter time.Duration
 }
 
 // Log says how much to log and in which form.

@@ -22,6 +22,9 @@ func (c *Config) Describe(w io.Writer) error {
 	}
 	fmt.Fprintf(bw, "admin: %s\n", admin)
 	fmt.Fprintf(bw, "shutdown_grace: %s\n", formatDuration(c.ShutdownGrace))
+	if c.Reload.HardStopAfter > 0 {
+		fmt.Fprintf(bw, "reload.hard_stop_after: %s\n", formatDuration(c.Reload.HardStopAfter))
+	}
 	fmt.Fprintf(bw, "listeners: %d\n", len(c.Listeners))
 	for i := range c.Listeners {
 		bw.WriteString("\n")

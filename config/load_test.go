@@ -354,3 +354,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestReloadHardStopAfter(t *testing.T) {
+	cfg, err := Load(LoadOptions{Path: writeConfig(t, minimal)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Reload.HardStopAfter != 0 {
+		t.Errorf("default reload.hard_stop_after = %v, want 0 (never cut)", cfg.Reload.HardStopAfter)
+	}
+	cfg, err = Load(LoadOptions{Path: writeConfig(t, "reload: {hard_stop_after: 2h}\n"+minimal)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Reload.HardStopAfter != 2*time.Hour {
+		t.Errorf("reload.hard_stop_after = %v, want 2h", cfg.Reload.HardStopAfter)
+	}
+	var b strings.Builder
+	if err := cfg.Describe(&b); err != nil || !strings.Contains(b.String(), "reload.hard_stop_after: 2h") {
+		t.Errorf("Describe does not show it: %v\n%s", err, b.String())
+	}
+}

@@ -17,6 +17,7 @@ func resolve(fc *fileConfig, p *problems) *Config {
 		Log:           resolveLog(fc.Log, p),
 		Admin:         Admin{Listen: DefaultAdminListen},
 		ShutdownGrace: nonNegative(fc.ShutdownGrace, DefaultShutdownGrace, "shutdown_grace", p),
+		Reload:        Reload{HardStopAfter: nonNegative(fc.Reload.HardStopAfter, 0, "reload.hard_stop_after", p)},
 	}
 	var binds []binding
 	if fc.Admin.Listen != nil {

@@ -14,7 +14,12 @@ type fileConfig struct {
 	ACL           fileACL        `koanf:"acl"`
 	Defaults      fileDefaults   `koanf:"defaults"`
 	ShutdownGrace *duration      `koanf:"shutdown_grace"`
+	Reload        fileReload     `koanf:"reload"`
 	Listeners     []fileListener `koanf:"listeners"`
+}
+
+type fileReload struct {
+	HardStopAfter *duration `koanf:"hard_stop_after"`
 }
 
 type fileLog struct {

@@ -61,8 +61,11 @@ type Daemon struct {
 	acls   *acl.Set
 	pipes  *forward.Pool // splice pipes shared by every TCP, raw and FTP listener
 	ready  atomic.Bool   // every configured listener is bound
-	done   chan struct{} // closed by Shutdown/Close: background loops end
-	stop   sync.Once
+	// drainingAll: Shutdown began; open connections are finishing.
+	drainingAll atomic.Bool
+	counts      reloadCounts
+	done        chan struct{} // closed by Shutdown/Close: background loops end
+	stop        sync.Once
 
 	serving sync.WaitGroup // Serve goroutines and background drains; Add only under mu while !stopped
 
@@ -118,24 +121,33 @@ func (d *Daemon) Start() error {
 	if err := d.startAdmin(cfg.Admin.Listen); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	d.storeACL(list)
-	opened, err := d.openAll(cfg.Listeners)
+	opened, err := d.openAll(cfg.Listeners, make(sockets), nil)
 	if err != nil {
-		d.mu.Unlock()
 		d.stopAdmin()
 		d.serving.Wait()
 		return err
 	}
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		for _, in := range opened {
+			_ = in.srv.Close()
+		}
+		return ErrStopped
+	}
+	d.storeACL(list)
 	for _, in := range opened {
 		d.running[in.spec.Name] = in
-		d.serve(in)
 	}
+	d.serving.Add(len(opened) + 1)
 	d.mu.Unlock()
-	d.serving.Add(1)
+	for _, in := range opened {
+		go d.serveListener(in)
+	}
 	go d.flushACLs()
+	d.counts.lastOK.Store(time.Now().UnixNano())
 	d.ready.Store(true)
-	d.log.Info().Int("listeners", len(opened)).Str("config", d.cfg.Path).Msg("relay started")
+	d.log.Info().Int("listeners", len(opened)).Str("config", cfg.Path).Msg("relay started")
 	if d.notify != nil {
 		_ = d.notify.Ready()
 	}
@@ -145,17 +157,25 @@ func (d *Daemon) Start() error {
 // Ready reports whether every configured listener is bound (for /healthz).
 func (d *Daemon) Ready() bool { return d.ready.Load() }
 
-// openAll binds each listener (taking over the sockets of a running one of
-// the same name and addresses); when one fails, the ones already opened are
-// closed so that a failed start or reload leaves nothing half-done. Called
-// with d.mu held.
-func (d *Daemon) openAll(specs []config.Listener) ([]*instance, error) {
+// Draining reports whether the daemon has stopped taking new connections
+// and is letting the open ones finish (for /healthz).
+func (d *Daemon) Draining() bool { return d.drainingAll.Load() }
+
+// openAll binds each listener, taking over the sockets in socks that are
+// on its addresses; a UDP listener also serves the open sessions of the
+// UDP relays among retiring. When one fails, the ones already opened are
+// closed, so that a failed start or reload leaves nothing half-done. It
+// binds: never call it with d.mu held.
+func (d *Daemon) openAll(specs []config.Listener, socks sockets, retiring []*instance) ([]*instance, error) {
+	replaces := udpRelays(retiring)
 	var opened []*instance
 	for _, spec := range specs {
-		inherit := handover(d.running[spec.Name], spec)
-		in, err := d.open(spec, inherit)
+		inherit := socks.take(spec)
+		in, err := d.open(spec, inherit, replaces)
 		for _, f := range inherit {
-			f.Close()
+			if f != nil {
+				f.Close()
+			}
 		}
 		if err != nil {
 			for _, o := range opened {
@@ -168,12 +188,7 @@ func (d *Daemon) openAll(specs []config.Listener) ([]*instance, error) {
 	return opened, nil
 }
 
-// serve runs in.srv.Serve in a goroutine owned by the daemon.
-func (d *Daemon) serve(in *instance) {
-	d.serving.Add(1)
-	go d.serveListener(in)
-}
-
+// serveListener runs in.srv.Serve; the caller has counted it in d.serving.
 func (d *Daemon) serveListener(in *instance) {
 	defer d.serving.Done()
 	err := in.srv.Serve()
@@ -182,18 +197,24 @@ func (d *Daemon) serveListener(in *instance) {
 	}
 }
 
-// Shutdown stops accepting on every listener and drains them until ctx is
-// done, then closes what is left. It returns when every goroutine is gone.
+// Shutdown stops accepting on every listener and drains them, and the ones
+// a reload retired, until ctx is done, then closes what is left. It returns
+// when every goroutine is gone.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	if d.notify != nil {
 		_ = d.notify.Stopping()
 	}
+	d.drainingAll.Store(true)
 	d.mu.Lock()
 	d.stopped = true
-	all := make([]*instance, 0, len(d.running))
+	all := make([]*instance, 0, len(d.running)+len(d.draining))
+	for in := range d.draining {
+		all = append(all, in) // retired by a reload: its drain ends with this grace
+	}
 	for name, in := range d.running {
 		all = append(all, in)
 		delete(d.running, name)
+		d.draining[in] = true // still counted by Snapshots while it drains
 	}
 	d.ready.Store(false)
 	d.mu.Unlock()
@@ -208,19 +229,6 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if ctx.Err() != nil {
-		// The grace period is over: listeners a reload retired and that are
-		// still draining under their own grace are closed now too.
-		d.mu.Lock()
-		retired := make([]*instance, 0, len(d.draining))
-		for in := range d.draining {
-			retired = append(retired, in)
-		}
-		d.mu.Unlock()
-		for _, in := range retired {
-			_ = in.srv.Close()
-		}
-	}
 	d.stopLoops()
 	d.stopAdmin()
 	d.serving.Wait()

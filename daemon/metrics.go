@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
@@ -94,7 +96,14 @@ func (d *Daemon) startAdmin(listen string) error {
 	if listen == "" {
 		return nil
 	}
-	srv, err := admin.New(admin.Config{Listen: listen, Gather: d.Snapshots, Ready: d.Ready, Log: d.log})
+	srv, err := admin.New(admin.Config{
+		Listen:     listen,
+		Gather:     d.Snapshots,
+		Ready:      d.Ready,
+		Draining:   d.Draining,
+		Collectors: []prometheus.Collector{newReloadCollector(d)},
+		Log:        d.log,
+	})
 	if err != nil {
 		return err
 	}

@@ -4,18 +4,26 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
+	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 )
 
-// Reload loads the config again and applies it. Nothing changes when the new
-// config or its ACL fails to load, or when a new socket cannot be bound.
+// Reload loads the config again and applies it in three steps: plan binds
+// what is new without the lock, commitLocked swaps the running set under
+// it, and retire hands the sockets over and lets what was replaced drain.
+// Nothing changes when the new config or its ACL fails to load, or when a
+// socket cannot be bound.
+//
 // Listeners are matched by name: an unchanged one keeps its sockets and
-// connections; a changed one gets its new sockets bound before the old ones
-// close (SO_REUSEPORT lets both exist for the moment of the swap), and the old
-// one drains under shutdown_grace; a removed one stops accepting and drains.
-// Reloads run one at a time; once Shutdown or Close has begun, Reload changes
+// connections. A changed or new one takes over the listen sockets of a
+// retired listener on the same address (TCP, FTP control and UDP alike), so
+// the ports never close; the retired one stops reading them before its
+// successor starts and then drains: its connections and UDP sessions run
+// on until they end by themselves (or by reload.hard_stop_after). Reloads
+// run one at a time; once Shutdown or Close has begun, Reload changes
 // nothing and returns ErrStopped.
 func (d *Daemon) Reload() error {
 	d.reloading.Lock()
@@ -24,6 +32,12 @@ func (d *Daemon) Reload() error {
 		_ = d.notify.Reloading()
 		defer func() { _ = d.notify.Ready() }()
 	}
+	err := d.reload()
+	d.counts.reloaded(err)
+	return err
+}
+
+func (d *Daemon) reload() error {
 	cfg, err := d.load()
 	if err != nil {
 		d.log.Error().Err(err).Msg("reload: config rejected, nothing changed")
@@ -34,96 +48,147 @@ func (d *Daemon) Reload() error {
 		d.log.Error().Err(err).Msg("reload: ACL rejected, nothing changed")
 		return fmt.Errorf("reload: %w", err)
 	}
+	p, err := d.plan(cfg)
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload: cannot bind, nothing changed")
+		return fmt.Errorf("reload: %w", err)
+	}
+	d.mu.Lock()
+	err = d.commitLocked(p, list)
+	d.mu.Unlock()
+	if err != nil {
+		p.abandon()
+		return fmt.Errorf("reload: %w", err)
+	}
+	d.retire(p)
+	if d.levels != nil {
+		d.levels.SetLevel(cfg.Log.Level)
+	}
+	d.reloadAdmin(cfg.Admin.Listen)
+	d.log.Info().Int("kept", len(p.keep)).Int("started", len(p.opened)).Int("retired", len(p.retired)).
+		Msg("reload applied")
+	return nil
+}
 
+// plan is a reload worked out and bound, not yet in force.
+type plan struct {
+	cfg     *config.Config
+	keep    map[string]bool // names whose listener runs on untouched
+	retired []*instance     // running now; replaced or removed by cfg
+	opened  []*instance     // bound (or taken over) for cfg; not serving yet
+}
+
+// plan compares cfg with what runs and opens the listeners that are new or
+// changed, taking over the listen sockets of the ones they retire. It binds
+// without d.mu, so scrapes go on meanwhile; reloads are serialised, so the
+// running set cannot change under it except by Shutdown, which commitLocked
+// notices.
+func (d *Daemon) plan(cfg *config.Config) (*plan, error) {
+	p := &plan{cfg: cfg, keep: make(map[string]bool)}
+	var fresh []config.Listener
 	d.mu.Lock()
 	if d.stopped {
 		d.mu.Unlock()
-		return fmt.Errorf("reload: %w", ErrStopped)
+		return nil, ErrStopped
 	}
-	var fresh []config.Listener
-	keep := make(map[string]bool)
 	for _, spec := range cfg.Listeners {
 		if old, ok := d.running[spec.Name]; ok && reflect.DeepEqual(old.spec, spec) {
-			keep[spec.Name] = true
+			p.keep[spec.Name] = true
 			continue
 		}
 		fresh = append(fresh, spec)
 	}
-	opened, err := d.openAll(fresh)
-	if err != nil {
-		d.mu.Unlock()
-		d.log.Error().Err(err).Msg("reload: cannot bind, nothing changed")
-		return fmt.Errorf("reload: %w", err)
-	}
-
-	// From here on the reload cannot fail.
-	d.storeACL(list)
-	var retired []*instance
 	for name, in := range d.running {
-		if !keep[name] {
-			retired = append(retired, in)
-			delete(d.running, name)
-			d.draining[in] = true
+		if !p.keep[name] {
+			p.retired = append(p.retired, in)
 		}
 	}
-	for _, in := range retired {
-		// Before the replacements serve: a connection that arrives once
-		// Reload has returned must meet the new config, also on a socket
-		// the replacement took over.
-		if s, ok := in.srv.(interface{ StopAccepting() }); ok {
-			s.StopAccepting()
-		}
+	d.mu.Unlock()
+
+	socks := handedOver(p.retired, d.log)
+	defer socks.close()
+	opened, err := d.openAll(fresh, socks, p.retired)
+	if err != nil {
+		return nil, err
 	}
-	for _, in := range opened {
+	p.opened = opened
+	return p, nil
+}
+
+// abandon closes what a plan opened; the retired listeners never noticed.
+func (p *plan) abandon() {
+	for _, in := range p.opened {
+		_ = in.srv.Close()
+	}
+}
+
+// commitLocked puts p in force: the ACL, the running set, the config. It
+// fails only when Shutdown or Close has begun. It counts the goroutines
+// retire starts in d.serving, under d.mu, so a Shutdown waits for them.
+func (d *Daemon) commitLocked(p *plan, list *acl.List) error {
+	if d.stopped {
+		return ErrStopped
+	}
+	d.storeACL(list)
+	for _, in := range p.retired {
+		delete(d.running, in.spec.Name)
+		d.draining[in] = true
+	}
+	for _, in := range p.opened {
 		d.running[in.spec.Name] = in
-		d.serve(in)
 	}
-	d.cfg = cfg
+	d.cfg = p.cfg
 	for name := range d.carried {
 		if _, named := d.running[name]; !named {
 			delete(d.carried, name) // removed: its series go with it
 		}
 	}
-	replaced := make(map[string]bool, len(retired))
-	for _, in := range retired {
-		_, replaced[in.spec.Name] = d.running[in.spec.Name]
-	}
-	d.serving.Add(len(retired)) // under mu, so a Shutdown waits for the drains
-	d.mu.Unlock()
-
-	if d.levels != nil {
-		d.levels.SetLevel(cfg.Log.Level)
-	}
-	for _, in := range retired {
-		d.drain(in, cfg, replaced[in.spec.Name])
-	}
-	d.reloadAdmin(cfg.Admin.Listen)
-	d.log.Info().Int("kept", len(keep)).Int("started", len(opened)).Int("retired", len(retired)).
-		Msg("reload applied")
+	d.serving.Add(len(p.opened) + len(p.retired))
 	return nil
 }
 
-// drain shuts a retired listener down in the background under the grace
-// period of the config now in force; replaced says a listener of the same
-// name took its place. The caller has added it to d.serving.
-func (d *Daemon) drain(in *instance, cfg *config.Config, replaced bool) {
-	go d.drainListener(in, cfg, replaced)
+// retire stops the retired listeners reading the sockets their successors
+// took over, before the successors serve, so that every connection accepted
+// after Reload returns meets the new config and no UDP datagram is read by
+// a listener that would drop it as draining. Then the retired drain.
+func (d *Daemon) retire(p *plan) {
+	for _, in := range p.retired {
+		if s, ok := in.srv.(interface{ StopAccepting() }); ok {
+			s.StopAccepting()
+		}
+	}
+	for _, in := range p.opened {
+		if s, ok := in.srv.(interface{ TakeOver() }); ok {
+			s.TakeOver()
+		}
+	}
+	for _, in := range p.opened {
+		go d.serveListener(in)
+	}
+	for _, in := range p.retired {
+		go d.drainListener(in, p.cfg.Reload.HardStopAfter)
+	}
 }
 
-func (d *Daemon) drainListener(in *instance, cfg *config.Config, replaced bool) {
+// drainListener lets a retired listener's connections and sessions finish,
+// however long they take unless hardStop is set; then its final counts are
+// carried over to the listener of the same name, if any. A Shutdown of the
+// daemon ends the drain under its own grace period.
+func (d *Daemon) drainListener(in *instance, hardStop time.Duration) {
 	defer d.serving.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if replaced && in.spec.Mode == config.ModeUDP {
-		// A draining UDP socket still bound beside its replacement would get
-		// its share of SO_REUSEPORT's hash of new clients and drop them for
-		// the whole grace period. Closing it at once loses nothing a client
-		// sees: its next datagram opens a session on the new socket, on the
-		// same port.
-		_ = in.srv.Close()
-	} else {
-		_ = in.srv.Shutdown(ctx)
+	if hardStop > 0 {
+		t := time.AfterFunc(hardStop, func() {
+			if n := in.open(); n > 0 {
+				d.log.Warn().Str("listener", in.spec.Name).Int64("cut", n).Dur("hard_stop_after", hardStop).
+					Msg("reload.hard_stop_after reached: cutting the retired listener's remaining connections")
+			}
+			cancel()
+		})
+		defer t.Stop()
 	}
+	_ = in.srv.Shutdown(ctx)
 	final := admin.Carry(in.snapshot()) // its connections are over: final counts
 	d.mu.Lock()
 	delete(d.draining, in)

@@ -5,8 +5,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"time"
 )
+
+// errNoHandover: the single-datagram network has no file descriptors to hand on.
+var errNoHandover = errors.New("udpstream: this network cannot hand sockets over")
 
 // msgBufSize is the buffer behind every message: the largest UDP payload is
 // 65507 bytes over IPv4 and 65527 over IPv6, so nothing is ever truncated.
@@ -28,6 +33,12 @@ type packetConn interface {
 	// first error; the error belongs to b.msgs[from+n].
 	writeBatch(b *batch, from, to int) (int, error)
 	localAddr() net.Addr
+	// stopReading makes a blocked or later readBatch fail at once while
+	// the socket stays open for writing: a relay that handed its listen
+	// socket to a successor still answers its own sessions through it.
+	stopReading() error
+	// file returns a duplicate of the socket, for a successor to take over.
+	file() (*os.File, error)
 	close() error
 }
 
@@ -35,6 +46,9 @@ type packetConn interface {
 // connected ones towards upstreams.
 type network interface {
 	listen(addr string) (packetConn, error)
+	// inherit takes over a listen socket a predecessor handed on (its own
+	// duplicate: the caller closes f).
+	inherit(f *os.File) (packetConn, error)
 	dial(upstream netip.AddrPort) (packetConn, error)
 }
 
@@ -120,6 +134,10 @@ func (n *singleNet) listen(addr string) (packetConn, error) {
 	return &netConn{pc: pc, pool: n.pool}, nil
 }
 
+func (n *singleNet) inherit(*os.File) (packetConn, error) {
+	return nil, errNoHandover
+}
+
 func (n *singleNet) dial(up netip.AddrPort) (packetConn, error) {
 	network := "udp4"
 	if !up.Addr().Is4() {
@@ -199,6 +217,15 @@ func (c *netConn) localAddr() net.Addr {
 	}
 	return c.pc.LocalAddr()
 }
+
+func (c *netConn) stopReading() error {
+	if c.c != nil {
+		return c.c.SetReadDeadline(time.Unix(1, 0))
+	}
+	return c.pc.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (c *netConn) file() (*os.File, error) { return nil, errNoHandover }
 
 func (c *netConn) close() error {
 	if c.c != nil {

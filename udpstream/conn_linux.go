@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -217,8 +218,10 @@ func (c *sysConn) writeBatch(b *batch, from, to int) (int, error) {
 	return sent - from, nil
 }
 
-func (c *sysConn) localAddr() net.Addr { return c.uc.LocalAddr() }
-func (c *sysConn) close() error        { return c.uc.Close() }
+func (c *sysConn) localAddr() net.Addr     { return c.uc.LocalAddr() }
+func (c *sysConn) stopReading() error      { return c.uc.SetReadDeadline(time.Unix(1, 0)) }
+func (c *sysConn) file() (*os.File, error) { return c.uc.File() }
+func (c *sysConn) close() error            { return c.uc.Close() }
 
 // addrPortFromSockaddr reads a sockaddr_in or sockaddr_in6 without
 // allocating. IPv4-mapped addresses are unmapped, so sessions, Admit and

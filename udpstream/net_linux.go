@@ -2,8 +2,11 @@ package udpstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"syscall"
 
@@ -66,6 +69,31 @@ func (n *sysNet) listen(addr string) (packetConn, error) {
 	}
 	uc := pc.(*net.UDPConn)
 	c, err := newSysConn(uc, false, n.pool, n.gso)
+	if err == nil && uc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		err = c.enablePktinfo()
+	}
+	if err != nil {
+		_ = uc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (n *sysNet) inherit(f *os.File) (packetConn, error) {
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("inherit socket: %w", err)
+	}
+	uc, ok := pc.(*net.UDPConn)
+	if !ok {
+		pc.Close()
+		return nil, errors.New("inherit socket: not a UDP socket")
+	}
+	c, err := newSysConn(uc, false, n.pool, n.gso)
+	if err == nil {
+		// The buffer sizes may have changed with the config.
+		err = n.controlListen("", "", c.rc)
+	}
 	if err == nil && uc.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
 		err = c.enablePktinfo()
 	}

@@ -20,7 +20,17 @@ type port struct {
 	r      *Relay
 	conn   packetConn
 	listen string           // bound address, for logs
+	spec   string           // the Config.Listen entry, to match a successor's
 	ups    []netip.AddrPort // failover list, in order
+	from   *port            // the predecessor's port on this address, if any (see Config.Replaces)
+
+	// prev is where sessions this port has not got are looked up next: from,
+	// or the oldest still open port of the chain behind it (see inherited).
+	prev atomic.Pointer[port]
+	// yielded says a successor reads this port's socket now: the reader
+	// exits instead of retrying, and closes readerDone as it goes.
+	yielded    atomic.Bool
+	readerDone chan struct{}
 
 	active  atomic.Int32 // index in ups that new sessions use
 	movedAt atomic.Int64 // relay clock at the last failover
@@ -35,7 +45,7 @@ type port struct {
 
 func newPort(r *Relay, c packetConn, ups []netip.AddrPort) *port {
 	p := &port{r: r, conn: c, listen: c.localAddr().String(), ups: ups,
-		sessions: make(map[netip.AddrPort]*session)}
+		sessions: make(map[netip.AddrPort]*session), readerDone: make(chan struct{})}
 	p.movedAt.Store(-int64(failoverHold))
 	return p
 }
@@ -44,11 +54,12 @@ func newPort(r *Relay, c packetConn, ups []netip.AddrPort) *port {
 // the relay closes.
 func (p *port) readLoop() {
 	defer p.r.wg.Done()
+	defer close(p.readerDone)
 	var failures uint64
-	for {
+	for !p.yielded.Load() {
 		b, err := p.conn.readBatch()
 		if err != nil {
-			if p.r.closing.Load() {
+			if p.r.closing.Load() || p.yielded.Load() {
 				return
 			}
 			// A listen socket has no peer to report errors; anything here
@@ -88,7 +99,11 @@ func (p *port) forward(b *batch) {
 		}
 		if s := p.session(src, b.msgs[i].local, j-i); s != nil {
 			s.sentTo(b.msgs[i].local)
-			s.touch(now)
+			if s.p == p {
+				s.touch(now)
+			} else {
+				s.touch(s.p.r.now()) // a predecessor's session runs on its clock
+			}
 			s.toUpstream(b, i, j)
 		}
 		i = j
@@ -104,6 +119,9 @@ func (p *port) session(src netip.AddrPort, local netip.Addr, n int) *session {
 	s := p.sessions[src]
 	p.mu.Unlock()
 	if s != nil {
+		return s
+	}
+	if s := p.inherited(src); s != nil {
 		return s
 	}
 	return p.open(src, local, n)

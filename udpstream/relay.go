@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,18 @@ type Config struct {
 	// A refused source's datagrams are dropped and counted, and Admit is
 	// asked again on its next datagram (so an ACL reload applies at once).
 	Admit func(netip.AddrPort) bool
+
+	// Inherit, when set, holds for each Listen entry a listen socket to take
+	// over instead of binding one (nil entries are bound): a predecessor's
+	// (Relay.Files), or one handed over by the process being upgraded. The
+	// Relay dups what it takes; the caller closes these files.
+	Inherit []*os.File
+	// Replaces lists relays this one succeeds on a reload. A port whose
+	// Listen entry equals one of theirs forwards the datagrams of their
+	// open sessions to those sessions (and so to their old upstreams)
+	// until the sessions expire; only new clients get sessions here. Their
+	// readers stop in TakeOver. nil: none.
+	Replaces []*Relay
 
 	// Log receives the access log (one line per ended session) and
 	// warnings. The zero Logger logs nothing.
@@ -105,13 +118,14 @@ type Relay struct {
 	// atomic load per batch instead of a time.Now or a timer per datagram.
 	clock atomic.Int64
 
-	draining    atomic.Bool   // Shutdown began: no new sessions
-	closing     atomic.Bool   // Close began: readers exit on their next error
-	done        chan struct{} // closed by Close
-	drained     chan struct{} // closed when draining and no session is left
-	drainedOnce sync.Once
-	closeOnce   sync.Once
-	wg          sync.WaitGroup // port readers, the sweeper, sessions
+	draining     atomic.Bool   // Shutdown began: no new sessions
+	closing      atomic.Bool   // Close began: readers exit on their next error
+	done         chan struct{} // closed by Close
+	drained      chan struct{} // closed when draining and no session is left
+	drainedOnce  sync.Once
+	closeOnce    sync.Once
+	takeOverOnce sync.Once
+	wg           sync.WaitGroup // port readers, the sweeper, sessions
 
 	mu      sync.Mutex // guards the following
 	serving bool
@@ -159,14 +173,24 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		drained:     make(chan struct{}),
 	}
 	for i, addr := range cfg.Listen {
-		c, err := nw.listen(addr)
+		var c packetConn
+		var err error
+		if i < len(cfg.Inherit) && cfg.Inherit[i] != nil {
+			c, err = nw.inherit(cfg.Inherit[i])
+		} else {
+			c, err = nw.listen(addr)
+		}
 		if err != nil {
 			for _, p := range r.ports {
 				_ = p.conn.close()
 			}
 			return nil, fmt.Errorf("udpstream: listen %s: %w", addr, err)
 		}
-		r.ports = append(r.ports, newPort(r, c, ups[i]))
+		p := newPort(r, c, ups[i])
+		p.spec = addr
+		p.from = predecessor(cfg.Replaces, addr)
+		p.prev.Store(p.from)
+		r.ports = append(r.ports, p)
 	}
 	return r, nil
 }
@@ -197,6 +221,7 @@ func (r *Relay) Serve() error {
 	for _, p := range r.ports {
 		go p.readLoop()
 	}
+	r.takeOver() // a no-op when the owner called TakeOver first
 	go r.sweepLoop()
 	r.mu.Unlock()
 

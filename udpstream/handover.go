@@ -1,0 +1,101 @@
+package udpstream
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+)
+
+// A reload that changes a UDP listener hands its listen sockets to the
+// replacement instead of binding a second socket beside them (two sockets on
+// one port would split new clients between them by SO_REUSEPORT's hash).
+// The replacement reads the sockets from then on. Its sessions are for new
+// clients; a datagram from a client of the old relay goes to that client's
+// old session, which forwards it to the old upstream and sends the replies
+// back through its own duplicate of the same socket, until the session
+// expires and the old relay has drained.
+
+// Files returns a duplicate of each listen socket, in Listen order, for a
+// successor's Config.Inherit (the same process on reload, or the next one
+// on a binary upgrade). The caller closes them.
+func (r *Relay) Files() ([]*os.File, error) {
+	files := make([]*os.File, 0, len(r.ports))
+	for _, p := range r.ports {
+		f, err := p.conn.file()
+		if err != nil {
+			for _, prev := range files {
+				prev.Close()
+			}
+			return nil, fmt.Errorf("udpstream: dup listen socket %s: %w", p.listen, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// TakeOver makes this relay the only reader of the sockets it took over
+// from Config.Replaces: their readers stop (and TakeOver waits for them), so
+// no datagram is read by a relay that would drop it as draining. Serve calls
+// it too; an owner that must order it before other steps calls it first.
+func (r *Relay) TakeOver() { r.takeOver() }
+
+func (r *Relay) takeOver() {
+	r.takeOverOnce.Do(func() {
+		for _, p := range r.ports {
+			if p.from != nil {
+				p.from.yield()
+				p.from = nil // the chain in prev keeps it while it has sessions
+			}
+		}
+	})
+}
+
+// yield stops this port's reader for good, leaving the socket open for the
+// replies of its sessions.
+func (p *port) yield() {
+	if p.yielded.Swap(true) {
+		return
+	}
+	p.r.mu.Lock()
+	serving := p.r.serving
+	p.r.mu.Unlock()
+	if !serving {
+		return // Serve will start a reader that sees yielded and exits
+	}
+	_ = p.conn.stopReading()
+	<-p.readerDone
+}
+
+// predecessor returns the port of one of relays bound for spec, or nil.
+func predecessor(relays []*Relay, spec string) *port {
+	for _, r := range relays {
+		for _, p := range r.ports {
+			if p.spec == spec {
+				return p
+			}
+		}
+	}
+	return nil
+}
+
+// inherited returns src's session on a predecessor's port, or nil. It walks
+// the chain of predecessors (a port replaced twice while an old session
+// still runs) and unlinks the ones that have closed, so the chain holds only
+// relays that still have sessions to serve.
+func (p *port) inherited(src netip.AddrPort) *session {
+	link := &p.prev
+	for q := link.Load(); q != nil; q = link.Load() {
+		q.mu.Lock()
+		s, closed := q.sessions[src], q.closed
+		q.mu.Unlock()
+		if s != nil {
+			return s
+		}
+		if closed {
+			link.CompareAndSwap(q, q.prev.Load())
+			continue
+		}
+		link = &q.prev
+	}
+	return nil
+}
