@@ -24,6 +24,12 @@ type pending struct {
 	sentEPSV bool      // passive: the relay asked the server EPSV, else PASV
 	reply    string    // local: the relay's answer, sent in turn
 	data     *dataConn // active: the port the server will connect to
+	// xfer is the active-mode port of a transfer command (RETR, LIST…):
+	// its replies wait for the relay's connection to the client.
+	xfer *dataConn
+	// xferFailed: that connection failed; answered: the client already
+	// has its final reply (a 425 for the 150), so the server's is dropped.
+	xferFailed, answered bool
 	// done, if set, receives the outcome when the final reply has been
 	// written; the command loop waits on it before reading further, so
 	// nothing is sent to the server behind this command. true: the channel
@@ -57,6 +63,12 @@ func (s *session) handleCommand(line []byte) (chan bool, error) {
 	case "AUTH":
 		e := &pending{kind: kindAuth, done: make(chan bool, 1)}
 		return e.done, s.send(e, line)
+	case "RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD":
+		e := &pending{kind: kindPlain}
+		s.mu.Lock()
+		e.xfer, s.armed = s.armed, nil
+		s.mu.Unlock()
+		return nil, s.send(e, line)
 	}
 	return nil, s.send(&pending{kind: kindPlain}, line)
 }

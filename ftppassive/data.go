@@ -28,6 +28,13 @@ type dataConn struct {
 	passive bool
 	gone    chan struct{} // closed once the listener is closed and the port released, or a transfer runs
 
+	// Active mode only: the reply loop holds a transfer's 1xx/2xx back
+	// until the relay's connection to the client's data port is up, as a
+	// direct server's would be (see session.awaitTransfer).
+	accepted  chan struct{} // closed when the server's connection was accepted
+	settled   chan struct{} // closed when clientErr is set, or the port closed unused
+	clientErr error         // the dial to the client failed; nil: connected (or unused)
+
 	// Passive mode only: the dial to the server's data port, started when
 	// the server named it (it listens from then on) rather than when the
 	// client connects, so the client's connection finds its other half
@@ -79,6 +86,12 @@ func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passi
 	// until data_timeout, holding the session's end (and Close) up.
 	prev := s.idleData
 	s.idleData = d
+	// The next transfer command is the one this port serves (active), or
+	// none (passive: the client connects itself).
+	s.armed = nil
+	if !passive {
+		s.armed = d
+	}
 	s.dataWG.Add(1)
 	s.mu.Unlock()
 	if prev != nil {
@@ -87,6 +100,8 @@ func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passi
 	if passive {
 		d.dialCtx, d.cancelDial = context.WithCancel(s.ctx)
 		d.dialed = make(chan struct{})
+	} else {
+		d.accepted, d.settled = make(chan struct{}), make(chan struct{})
 	}
 	go d.serve()
 	return d, nil
@@ -151,6 +166,7 @@ func (d *dataConn) serve() {
 		d.dropDial()
 		d.release()
 		close(d.gone)
+		d.settle(nil)
 		d.s.p.stats.DataFailed.Add(1)
 		ev := d.s.log.Debug()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -161,6 +177,9 @@ func (d *dataConn) serve() {
 		return
 	}
 	close(d.gone)
+	if d.accepted != nil {
+		close(d.accepted)
+	}
 	d.relay(conn)
 	d.release()
 }
@@ -188,6 +207,16 @@ func (d *dataConn) accept() (*net.TCPConn, error) {
 	}
 }
 
+// settle tells the reply loop how the active-mode connection to the
+// client ended; counters and log come first, so a test that saw the
+// client's reply sees them too.
+func (d *dataConn) settle(err error) {
+	if d.settled != nil {
+		d.clientErr = err
+		close(d.settled)
+	}
+}
+
 // relay dials the other side of the transfer and moves the bytes.
 func (d *dataConn) relay(in *net.TCPConn) {
 	s := d.s
@@ -200,17 +229,19 @@ func (d *dataConn) relay(in *net.TCPConn) {
 		out, err = d.out, d.dialErr
 	} else {
 		// The client expects its data from the address it connected to.
-		out, err = s.p.dialFrom(s.ctx, s.clientLocal, d.target)
+		out, err = s.p.dialClient(s.ctx, s.clientLocal, d.target)
 	}
 	if err != nil {
 		in.Close()
 		s.p.stats.DialFailures.Add(1)
 		s.p.stats.DataFailed.Add(1)
 		s.log.Warn().Err(err).Str("target", d.target.String()).Msg("data connection: dial failed")
+		d.settle(err)
 		return
 	}
 	s.p.stats.DataOpened.Add(1)
 	s.transfers.Add(1)
+	d.settle(nil)
 	up, down := &s.p.stats.DataBytesToUpstream, &s.p.stats.DataBytesToClient
 	opt := forward.PipeOptions{IdleTimeout: s.idle, Progress: s.progress, AtoB: up, BtoA: down, Pool: s.p.pipes}
 	if !d.passive {

@@ -15,7 +15,9 @@
 //   - PORT/EPRT: accepted only for the client's own address and ports >= 1024
 //     (RFC 2577); the relay listens on its server-facing side, sends the
 //     server its own PORT/EPRT, and dials the client when the server
-//     connects.
+//     connects. The server's 1xx/2xx to the transfer command that follows
+//     reach the client only once that dial is done, as they would direct;
+//     a failed dial turns them into a 425 (or 426).
 //
 // Everything else on the control channel passes through byte for byte,
 // Telnet IAC sequences included. After AUTH TLS/SSL succeeds the control

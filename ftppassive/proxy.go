@@ -160,6 +160,9 @@ type Proxy struct {
 	ports *portPool
 	pipes *forward.Pool
 	stats Stats
+	// dialClient connects to an active-mode client's data port: dialFrom,
+	// or a test's stand-in that adds the latency of a real network.
+	dialClient func(ctx context.Context, from netip.Addr, addr netip.AddrPort) (net.Conn, error)
 
 	ownPool   bool        // pipes was made here, so Close closes it
 	tlsNoted  atomic.Bool // the AUTH TLS advice was logged
@@ -173,6 +176,7 @@ func Listen(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Log.With().Str("listener", cfg.Name).Logger()}
 	p.ports = newPortPool(cfg.DataPorts, &p.stats.DataPortsInUse)
+	p.dialClient = p.dialFrom
 	ln, err := forward.Listen(forward.Config{
 		Name:           cfg.Name,
 		Listen:         cfg.Listen,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"time"
 )
 
 // replyLoop relays server replies to the client until the server's side
@@ -24,6 +25,10 @@ func (s *session) replyLoop(sr *lineReader) {
 		code, first, done := framer.line(line)
 		if first {
 			head, hold = s.startReply(code)
+			if head != nil && head.xfer != nil && !head.xferFailed && s.awaitTransfer(head.xfer, code) {
+				head.xferFailed = true
+			}
+			hold = hold || (head != nil && head.xferFailed)
 		}
 		if hold {
 			if len(held) == maxReplyLines {
@@ -152,6 +157,9 @@ func (s *session) writeLocalAnswersLocked() error {
 // passive data port the reply announces, if any. retried means the server
 // refused EPSV and has been asked PASV: the client gets nothing yet.
 func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, opened *dataConn, retried bool, err error) {
+	if head != nil && head.xferFailed {
+		return failedTransferReply(code, head, held), nil, false, nil
+	}
 	passive := head != nil && head.kind == kindPassive
 	switch code {
 	case 227, 229:
@@ -191,6 +199,61 @@ func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, o
 		}
 	}
 	return bytes.Join(held, nil), nil, false, nil
+}
+
+// awaitTransfer holds a reply to an active-mode transfer command until the
+// relay's connection to the client's data port is up, and reports whether
+// it failed. Direct, the server's connection to the client is complete
+// before it sends data or its 226; through the relay the client would
+// otherwise see the 226 while it still waits for its connection, give the
+// file up and close its port (curl does).
+//
+// A 1xx or 2xx says the server connects (or did): wait for it, a
+// connect timeout at most, then for the dial to the client, which has its
+// own timeout. A 4xx/5xx waits only if the server had connected: a
+// refusal (550 no such file) must not be delayed.
+func (s *session) awaitTransfer(d *dataConn, code int) (failed bool) {
+	if code >= 300 {
+		select {
+		case <-d.accepted:
+		default:
+			return false
+		}
+	}
+	t := time.NewTimer(s.p.cfg.connectTimeout())
+	defer t.Stop()
+	select {
+	case <-d.accepted:
+	case <-d.settled: // (clientErr is nil if the port closed unused)
+		return d.clientErr != nil
+	case <-t.C:
+		return false // the reply goes on; a later one may wait again
+	case <-s.ctx.Done():
+		return false
+	}
+	select {
+	case <-d.settled:
+		return d.clientErr != nil
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// failedTransferReply is what the client gets for the server's reply to a
+// transfer whose connection to the client failed: the 1xx becomes a 425
+// (the client stops waiting for a connection), the server's final reply
+// after it is dropped, a 2xx without a 1xx before it becomes a 426.
+func failedTransferReply(code int, head *pending, held [][]byte) []byte {
+	switch {
+	case head.answered:
+		return nil
+	case code < 200:
+		head.answered = true
+		return []byte("425 Can't open data connection: the relay could not connect to your data port.\r\n")
+	case code < 300:
+		return []byte("426 Connection closed; transfer aborted: the relay could not connect to your data port.\r\n")
+	}
+	return bytes.Join(held, nil)
 }
 
 // parsePassiveReply finds the server's data address in a 227 or 229 reply,

@@ -68,6 +68,7 @@ type session struct {
 	epsvAll  bool        // the client sent EPSV ALL
 	epsv     epsvSupport // what the server answered to EPSV so far
 	idleData *dataConn   // the data port opened last and not connected yet
+	armed    *dataConn   // the active-mode port the next transfer command uses
 	ended    bool        // the loops are done; open no more data ports
 }
 

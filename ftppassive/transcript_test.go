@@ -34,7 +34,7 @@ type transcript struct {
 
 const stepTimeout = 5 * time.Second
 
-func newTranscript(t *testing.T, cfg Config) *transcript {
+func newTranscript(t *testing.T, cfg Config, prepare ...func(*Proxy)) *transcript {
 	t.Helper()
 	up := listenLoopback(t)
 	if len(cfg.Listen) > 0 && strings.HasPrefix(cfg.Listen[0], "[::1]") {
@@ -47,7 +47,7 @@ func newTranscript(t *testing.T, cfg Config) *transcript {
 		up = ln
 	}
 	cfg.Upstreams = [][]string{{up.Addr().String()}}
-	w := startProxy(t, cfg)
+	w := startProxy(t, cfg, prepare...)
 	client, err := net.Dial("tcp", w.addr)
 	if err != nil {
 		t.Fatal(err)

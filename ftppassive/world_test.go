@@ -28,8 +28,9 @@ type world struct {
 
 // startProxy starts a Proxy with cfg (Listen defaults to 127.0.0.1:0) and
 // closes it when the test ends, checking that Serve returned ErrClosed and
-// that every data port went back to the pool.
-func startProxy(t *testing.T, cfg Config) *world {
+// that every data port went back to the pool. prepare, if given, adjusts
+// the Proxy before it serves.
+func startProxy(t *testing.T, cfg Config, prepare ...func(*Proxy)) *world {
 	t.Helper()
 	logs := &testworld.LogBuffer{}
 	cfg.Log = zerolog.New(logs).Level(zerolog.DebugLevel)
@@ -42,6 +43,9 @@ func startProxy(t *testing.T, cfg Config) *world {
 	p, err := Listen(cfg)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
+	}
+	for _, f := range prepare {
+		f(p)
 	}
 	served := make(chan error, 1)
 	go func() { served <- p.Serve() }()
