@@ -36,7 +36,7 @@ func newDescs() descs {
 		info:  d("relay_listener_info", "1 for each running listener, with its mode.", "mode"),
 
 		accepted:     d("relay_connections_accepted_total", "TCP connections admitted (passed the ACL and max_conns)."),
-		rejected:     d("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, max_conns).", "reason"),
+		rejected:     d("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, per_source, max_conns).", "reason"),
 		active:       d("relay_connections_active", "TCP connections open now."),
 		bytes:        d("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
 		dialFailures: d("relay_upstream_dial_failures_total", "Upstream dials that failed."),
@@ -110,6 +110,7 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.accepted, n.Accepted, name)
 		e.counter(d.rejected, n.RejectedACL, name, "acl")
 		e.counter(d.rejected, n.RejectedMaxConns, name, "max_conns")
+		e.counter(d.rejected, n.RejectedPerSource, name, "per_source")
 		e.gauge(d.active, n.Active, name)
 		e.counter(d.dialFailures, n.DialFailures, name)
 	}

@@ -26,10 +26,11 @@ type Snapshot struct {
 
 // Conns counts TCP client connections.
 type Conns struct {
-	Accepted         uint64 // admitted: passed the ACL and max_conns
-	RejectedACL      uint64 // closed because the ACL said reject
-	RejectedMaxConns uint64 // closed because max_conns was reached
-	Active           int64  // open now
+	Accepted          uint64 // admitted: passed the ACL and max_conns
+	RejectedACL       uint64 // closed because the ACL said reject
+	RejectedMaxConns  uint64 // closed because max_conns was reached
+	RejectedPerSource uint64 // closed because their source was over a per_source limit
+	Active            int64  // open now
 
 	// DialFailures counts upstream TCP dials that failed, each address of
 	// a failover list once (for ftp: to the server, and to active-mode
@@ -125,11 +126,12 @@ func mergeConns(a, b *Conns) *Conns {
 		return either(a, b)
 	}
 	return &Conns{
-		Accepted:         a.Accepted + b.Accepted,
-		RejectedACL:      a.RejectedACL + b.RejectedACL,
-		RejectedMaxConns: a.RejectedMaxConns + b.RejectedMaxConns,
-		Active:           a.Active + b.Active,
-		DialFailures:     a.DialFailures + b.DialFailures,
+		Accepted:          a.Accepted + b.Accepted,
+		RejectedACL:       a.RejectedACL + b.RejectedACL,
+		RejectedMaxConns:  a.RejectedMaxConns + b.RejectedMaxConns,
+		RejectedPerSource: a.RejectedPerSource + b.RejectedPerSource,
+		Active:            a.Active + b.Active,
+		DialFailures:      a.DialFailures + b.DialFailures,
 	}
 }
 

@@ -22,6 +22,7 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 	case config.ModeTCP, config.ModeRaw:
 		cfg := forwardConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
+		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
 		l, err := forward.Listen(cfg)
 		if err != nil {
@@ -31,6 +32,7 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 	case config.ModeFTP:
 		cfg := ftpConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
+		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
 		p, err := ftppassive.Listen(cfg)
 		if err != nil {

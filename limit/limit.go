@@ -114,13 +114,19 @@ func New(cfg Config) *Table {
 		t.interval = max(int64(float64(time.Second)/cfg.Rate), 1)
 		burst := cfg.Burst
 		if burst <= 0 {
-			burst = max(int(math.Ceil(cfg.Rate)), 1)
+			burst = DefaultBurst(cfg.Rate)
 		}
 		t.tolerance = int64(burst-1) * t.interval
 	}
 	t.origin = t.now()
 	t.sources = make(map[netip.Prefix]source)
 	return t
+}
+
+// DefaultBurst is the burst of a Config that sets Rate and no Burst: one
+// second's worth of connections, at least one.
+func DefaultBurst(rate float64) int {
+	return max(int(math.Ceil(min(rate, math.MaxInt32))), 1)
 }
 
 func orDefault(v, def int) int {
