@@ -131,7 +131,7 @@ func TestBoundedUnderManySources(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 1_000_000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 100_000
 	}
 	var b [16]byte
