@@ -24,6 +24,8 @@ type descs struct {
 	ftpOpened, ftpFailed, ftpPortsInUse, ftpRefused *prometheus.Desc
 
 	rawQueueLength, rawQueueWait, rawQueueTimeouts *prometheus.Desc
+
+	tlsHandshakes *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -36,7 +38,7 @@ func newDescs() descs {
 		info:  d("relay_listener_info", "1 for each running listener, with its mode.", "mode"),
 
 		accepted:     d("relay_connections_accepted_total", "TCP connections admitted (passed the ACL and max_conns)."),
-		rejected:     d("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, per_source, max_conns).", "reason"),
+		rejected:     d("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, max_conns).", "reason"),
 		active:       d("relay_connections_active", "TCP connections open now."),
 		bytes:        d("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
 		dialFailures: d("relay_upstream_dial_failures_total", "Upstream dials that failed."),
@@ -56,6 +58,8 @@ func newDescs() descs {
 		rawQueueLength:   d("relay_raw_queue_length", "Clients waiting for an exclusive raw upstream now."),
 		rawQueueWait:     d("relay_raw_queue_wait_seconds", "Time clients waited for an exclusive raw upstream."),
 		rawQueueTimeouts: d("relay_raw_queue_timeouts_total", "Waiting clients closed after queue_timeout."),
+
+		tlsHandshakes: d("relay_tls_handshakes_total", "TLS handshakes with clients (side=client) and upstreams (side=upstream), by outcome (ok, resumed, failed) and, for failed, reason.", "side", "outcome", "reason"),
 	}
 }
 
@@ -80,6 +84,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.udpActive, d.udpCreated, d.udpExpired, d.udpDatagrams, d.udpDropped, d.udpFailovers,
 		d.ftpOpened, d.ftpFailed, d.ftpPortsInUse, d.ftpRefused,
 		d.rawQueueLength, d.rawQueueWait, d.rawQueueTimeouts,
+		d.tlsHandshakes,
 	} {
 		ch <- desc
 	}
@@ -110,7 +115,6 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.accepted, n.Accepted, name)
 		e.counter(d.rejected, n.RejectedACL, name, "acl")
 		e.counter(d.rejected, n.RejectedMaxConns, name, "max_conns")
-		e.counter(d.rejected, n.RejectedPerSource, name, "per_source")
 		e.gauge(d.active, n.Active, name)
 		e.counter(d.dialFailures, n.DialFailures, name)
 	}
@@ -136,6 +140,21 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.gauge(d.rawQueueLength, r.QueueLength, name)
 		e.summary(d.rawQueueWait, r.Waits, r.WaitTime.Seconds(), name)
 		e.counter(d.rawQueueTimeouts, r.QueueTimeouts, name)
+	}
+	if t := s.TLS; t != nil {
+		c.collectHandshakes(e, t.Client, name, "client")
+		c.collectHandshakes(e, t.Upstream, name, "upstream")
+	}
+}
+
+func (c *collector) collectHandshakes(e emitter, h *Handshakes, name, side string) {
+	if h == nil {
+		return
+	}
+	e.counter(c.d.tlsHandshakes, h.OK, name, side, "ok", "")
+	e.counter(c.d.tlsHandshakes, h.Resumed, name, side, "resumed", "")
+	for reason, n := range h.Failed {
+		e.counter(c.d.tlsHandshakes, n, name, side, "failed", reason)
 	}
 }
 

@@ -17,8 +17,8 @@
 //	name                                  type     extra labels  meaning
 //	relay_ready                           gauge    (none)        1 when every configured listener is bound, as /healthz
 //	relay_listener_info                   gauge    mode          1 per running listener; mode is tcp, ftp, udp or raw
-//	relay_connections_accepted_total      counter                TCP connections admitted (passed the ACL, per_source and max_conns)
-//	relay_connections_rejected_total      counter  reason        closed before any upstream dial; reason is acl, per_source or max_conns
+//	relay_connections_accepted_total      counter                TCP connections admitted (passed the ACL and max_conns)
+//	relay_connections_rejected_total      counter  reason        closed before any upstream dial; reason is acl or max_conns
 //	relay_connections_active              gauge                  TCP connections open now
 //	relay_bytes_total                     counter  direction     payload bytes relayed; direction is to_upstream or to_client
 //	relay_upstream_dial_failures_total    counter                upstream TCP dials that failed, each address tried
@@ -35,6 +35,7 @@
 //	relay_raw_queue_length                gauge                  clients waiting for an exclusive raw upstream
 //	relay_raw_queue_wait_seconds          summary                time clients waited (_sum and _count)
 //	relay_raw_queue_timeouts_total        counter                waiting clients closed after queue_timeout
+//	relay_tls_handshakes_total            counter  side, outcome, reason  TLS handshakes with clients or upstreams: ok, resumed, failed (reason)
 //
 // Series of a part a listener does not have (UDP series on a TCP listener,
 // for example) are left out, not shown as zeros. The go_* and process_*

@@ -53,11 +53,10 @@ relay_connections_accepted_total{listener="cms-http"} 3
 # HELP relay_connections_active TCP connections open now.
 # TYPE relay_connections_active gauge
 relay_connections_active{listener="cms-http"} 1
-# HELP relay_connections_rejected_total TCP connections closed before any upstream dial, by reason (acl, per_source, max_conns).
+# HELP relay_connections_rejected_total TCP connections closed before any upstream dial, by reason (acl, max_conns).
 # TYPE relay_connections_rejected_total counter
 relay_connections_rejected_total{listener="cms-http",reason="acl"} 2
 relay_connections_rejected_total{listener="cms-http",reason="max_conns"} 1
-relay_connections_rejected_total{listener="cms-http",reason="per_source"} 0
 # HELP relay_upstream_dial_failures_total Upstream dials that failed.
 # TYPE relay_upstream_dial_failures_total counter
 relay_upstream_dial_failures_total{listener="cms-http"} 1
@@ -120,6 +119,7 @@ func TestEveryFamily(t *testing.T) {
 			Listener: "ticket-printer", Mode: "raw",
 			Conns: &Conns{Accepted: 3, Active: 1},
 			Raw:   &Raw{QueueLength: 1, Waits: 2, WaitTime: 1500 * time.Millisecond, QueueTimeouts: 1},
+			TLS:   &TLS{Client: &Handshakes{OK: 4, Resumed: 9, Failed: map[string]uint64{"unknown_authority": 2}}},
 		},
 	}
 	c := &collector{d: newDescs(), gather: func() []Snapshot { return snaps }}
@@ -151,6 +151,11 @@ relay_raw_queue_length{listener="ticket-printer"} 1
 # HELP relay_raw_queue_timeouts_total Waiting clients closed after queue_timeout.
 # TYPE relay_raw_queue_timeouts_total counter
 relay_raw_queue_timeouts_total{listener="ticket-printer"} 1
+# HELP relay_tls_handshakes_total TLS handshakes with clients (side=client) and upstreams (side=upstream), by outcome (ok, resumed, failed) and, for failed, reason.
+# TYPE relay_tls_handshakes_total counter
+relay_tls_handshakes_total{listener="ticket-printer",outcome="failed",reason="unknown_authority",side="client"} 2
+relay_tls_handshakes_total{listener="ticket-printer",outcome="ok",reason="",side="client"} 4
+relay_tls_handshakes_total{listener="ticket-printer",outcome="resumed",reason="",side="client"} 9
 # HELP relay_raw_queue_wait_seconds Time clients waited for an exclusive raw upstream.
 # TYPE relay_raw_queue_wait_seconds summary
 relay_raw_queue_wait_seconds_sum{listener="ticket-printer"} 1.5
@@ -188,7 +193,7 @@ relay_bytes_total{direction="to_upstream",listener="ticket-printer"} 0
 	err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"relay_ftp_data_channels_failed_total", "relay_ftp_data_channels_opened_total", "relay_ftp_data_ports_in_use",
 		"relay_ftp_refused_total", "relay_udp_upstream_failovers_total",
-		"relay_listener_info", "relay_raw_queue_length", "relay_raw_queue_timeouts_total", "relay_raw_queue_wait_seconds",
+		"relay_listener_info", "relay_raw_queue_length", "relay_raw_queue_timeouts_total", "relay_raw_queue_wait_seconds", "relay_tls_handshakes_total",
 		"relay_udp_datagrams_dropped_total", "relay_udp_datagrams_total", "relay_udp_sessions_active",
 		"relay_udp_sessions_created_total", "relay_udp_sessions_expired_total",
 		"relay_connections_accepted_total", "relay_bytes_total")

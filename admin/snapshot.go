@@ -22,15 +22,28 @@ type Snapshot struct {
 	UDP   *UDP   // mode udp
 	FTP   *FTP   // mode ftp: data channels
 	Raw   *Raw   // mode raw with exclusive access
+	TLS   *TLS   // tcp and raw listeners with tls or upstream_tls
+}
+
+// TLS counts the handshakes of a listener, per side; a nil side is plain.
+type TLS struct {
+	Client   *Handshakes // with clients: the listener terminates TLS
+	Upstream *Handshakes // with upstreams: the listener originates TLS
+}
+
+// Handshakes counts TLS handshakes by outcome.
+type Handshakes struct {
+	OK      uint64            // full handshakes
+	Resumed uint64            // resumed a session
+	Failed  map[string]uint64 // by reason (bad_certificate, unknown_authority, expired, ...)
 }
 
 // Conns counts TCP client connections.
 type Conns struct {
-	Accepted          uint64 // admitted: passed the ACL and max_conns
-	RejectedACL       uint64 // closed because the ACL said reject
-	RejectedMaxConns  uint64 // closed because max_conns was reached
-	RejectedPerSource uint64 // closed because their source was over a per_source limit
-	Active            int64  // open now
+	Accepted         uint64 // admitted: passed the ACL and max_conns
+	RejectedACL      uint64 // closed because the ACL said reject
+	RejectedMaxConns uint64 // closed because max_conns was reached
+	Active           int64  // open now
 
 	// DialFailures counts upstream TCP dials that failed, each address of
 	// a failover list once (for ftp: to the server, and to active-mode
@@ -118,7 +131,29 @@ func merge(a, b Snapshot) Snapshot {
 	a.UDP = mergeUDP(a.UDP, b.UDP)
 	a.FTP = mergeFTP(a.FTP, b.FTP)
 	a.Raw = mergeRaw(a.Raw, b.Raw)
+	a.TLS = mergeTLS(a.TLS, b.TLS)
 	return a
+}
+
+func mergeTLS(a, b *TLS) *TLS {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &TLS{Client: mergeHandshakes(a.Client, b.Client), Upstream: mergeHandshakes(a.Upstream, b.Upstream)}
+}
+
+func mergeHandshakes(a, b *Handshakes) *Handshakes {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	failed := maps.Clone(a.Failed)
+	if failed == nil && len(b.Failed) > 0 {
+		failed = make(map[string]uint64, len(b.Failed))
+	}
+	for reason, n := range b.Failed {
+		failed[reason] += n
+	}
+	return &Handshakes{OK: a.OK + b.OK, Resumed: a.Resumed + b.Resumed, Failed: failed}
 }
 
 func mergeConns(a, b *Conns) *Conns {
@@ -126,12 +161,11 @@ func mergeConns(a, b *Conns) *Conns {
 		return either(a, b)
 	}
 	return &Conns{
-		Accepted:          a.Accepted + b.Accepted,
-		RejectedACL:       a.RejectedACL + b.RejectedACL,
-		RejectedMaxConns:  a.RejectedMaxConns + b.RejectedMaxConns,
-		RejectedPerSource: a.RejectedPerSource + b.RejectedPerSource,
-		Active:            a.Active + b.Active,
-		DialFailures:      a.DialFailures + b.DialFailures,
+		Accepted:         a.Accepted + b.Accepted,
+		RejectedACL:      a.RejectedACL + b.RejectedACL,
+		RejectedMaxConns: a.RejectedMaxConns + b.RejectedMaxConns,
+		Active:           a.Active + b.Active,
+		DialFailures:     a.DialFailures + b.DialFailures,
 	}
 }
 

@@ -9,7 +9,8 @@ import (
 // fill sets every number in every section of s to v, by reflection, so that
 // a field added later cannot be forgotten by merge unnoticed.
 func fill(v int) Snapshot {
-	s := Snapshot{Listener: "x", Mode: "tcp", Conns: &Conns{}, UDP: &UDP{Dropped: map[string]uint64{"acl": uint64(v)}}, FTP: &FTP{}, Raw: &Raw{}}
+	s := Snapshot{Listener: "x", Mode: "tcp", Conns: &Conns{}, UDP: &UDP{Dropped: map[string]uint64{"acl": uint64(v)}}, FTP: &FTP{}, Raw: &Raw{},
+		TLS: &TLS{Client: &Handshakes{Failed: map[string]uint64{"expired": uint64(v)}}, Upstream: &Handshakes{Failed: map[string]uint64{"unknown_authority": uint64(v)}}}}
 	var set func(rv reflect.Value)
 	set = func(rv reflect.Value) {
 		for i := range rv.NumField() {

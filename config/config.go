@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/certs"
 )
 
 // Built-in defaults that belong to the file, not to a data plane, used
@@ -40,10 +42,6 @@ const (
 	// DefaultMaxConns caps connections per listener; the data planes' zero
 	// means unlimited, which a config gets only by writing max_conns: 0.
 	DefaultMaxConns = 10000
-	// DefaultUserTimeout is raw.user_timeout: a powered-off printer ends
-	// the job in seconds. forward's zero leaves the kernel's, which a
-	// config gets by writing user_timeout: 0.
-	DefaultUserTimeout = 10 * time.Second
 )
 
 // Config is a loaded, validated configuration with every default applied.
@@ -121,26 +119,17 @@ type Listener struct {
 	ConnectTimeout time.Duration // tcp, ftp, raw
 	IdleTimeout    time.Duration // tcp, ftp, raw
 	MaxConns       int           // tcp, ftp, raw; zero: unlimited
-	PerSource      PerSource     // tcp, ftp, raw; zero: no limit per source
 
 	FTP FTP
 	UDP UDP
 	Raw Raw
-}
 
-// PerSource is the per_source section: limits per client source (an
-// address cut to IPv4Prefix or IPv6Prefix bits). The zero value limits
-// nothing; a set section has the prefix lengths filled in.
-type PerSource struct {
-	MaxConns   int     // connections open at once per source; zero: unlimited
-	Rate       float64 // new connections per second per source; zero: unlimited
-	Burst      int     // connections at once before Rate applies; set when Rate is
-	IPv4Prefix int
-	IPv6Prefix int
+	// TLS, when set, terminates TLS from clients (tcp, raw). Paths are
+	// resolved against the config file's folder.
+	TLS *certs.ServerFiles
+	// UpstreamTLS, when set, originates TLS to the upstream (tcp, raw).
+	UpstreamTLS *certs.ClientFiles
 }
-
-// Limits reports whether ps limits anything.
-func (ps PerSource) Limits() bool { return ps.MaxConns > 0 || ps.Rate > 0 }
 
 // FTP is the ftp section of an ftp listener.
 type FTP struct {

@@ -2,9 +2,9 @@ package config
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -54,10 +54,6 @@ func (l *Listener) describe(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  limits:   connect_timeout=%s idle_timeout=%s max_conns=%s\n",
 		formatDuration(l.ConnectTimeout), formatDuration(l.IdleTimeout), maxConns)
-	if ps := l.PerSource; ps.Limits() {
-		fmt.Fprintf(w, "  per_source: max_conns=%s rate=%s burst=%d ipv4_prefix=%d ipv6_prefix=%d\n",
-			unlimited(ps.MaxConns), formatRate(ps.Rate), ps.Burst, ps.IPv4Prefix, ps.IPv6Prefix)
-	}
 	switch l.Mode {
 	case ModeFTP:
 		ip := "(local address of the control connection)"
@@ -70,6 +66,27 @@ func (l *Listener) describe(w io.Writer) {
 	case ModeRaw:
 		fmt.Fprintf(w, "  raw:      exclusive=%t queue_timeout=%s user_timeout=%s\n",
 			l.Raw.Exclusive, formatDuration(l.Raw.QueueTimeout), formatDuration(l.Raw.UserTimeout))
+	}
+	if t := l.TLS; t != nil {
+		clientCA := "(none: server-only TLS)"
+		if t.ClientCA != "" {
+			clientCA = t.ClientCA
+		}
+		version := "1.3"
+		if t.MinVersion == tls.VersionTLS12 {
+			version = "1.2"
+		}
+		fmt.Fprintf(w, "  tls:      cert=%s key=%s client_ca=%s min_version=%s\n", t.Cert, t.Key, clientCA, version)
+	}
+	if u := l.UpstreamTLS; u != nil {
+		name, cert := u.ServerName, "(none)"
+		if name == "" {
+			name = "(the upstream host)"
+		}
+		if u.Cert != "" {
+			cert = u.Cert + " key=" + u.Key
+		}
+		fmt.Fprintf(w, "  upstream_tls: ca=%s server_name=%s cert=%s\n", u.CA, name, cert)
 	}
 }
 
@@ -126,20 +143,6 @@ func (l *Listener) extends(k int, listen *HostPorts, ups []HostPorts, steps []in
 }
 
 // formatDuration drops the zero tails of time.Duration.String: 1h, 2m, 30s.
-func unlimited(n int) string {
-	if n == 0 {
-		return "unlimited"
-	}
-	return fmt.Sprint(n)
-}
-
-func formatRate(r float64) string {
-	if r == 0 {
-		return "unlimited"
-	}
-	return strconv.FormatFloat(r, 'g', -1, 64) + "/s"
-}
-
 func formatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {

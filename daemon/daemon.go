@@ -83,6 +83,8 @@ type Daemon struct {
 	carried map[string]admin.Snapshot
 	admin   *admin.Server // nil when admin.listen is empty
 	adminAt string        // the admin.listen admin was bound for
+
+	tls tlsSet // per listener: the TLS holders its listener keeps; has its own lock
 }
 
 // instance is one running listener and the config it was built from.
@@ -118,11 +120,17 @@ func (d *Daemon) Start() error {
 	if err != nil {
 		return err
 	}
+	files, err := LoadTLS(cfg)
+	if err != nil {
+		return err
+	}
 	if err := d.startAdmin(cfg.Admin.Listen); err != nil {
 		return err
 	}
+	d.tls.stage(files)
 	opened, err := d.openAll(cfg.Listeners, make(sockets), nil)
 	if err != nil {
+		d.tls.stage(tlsFiles{})
 		d.stopAdmin()
 		d.serving.Wait()
 		return err
@@ -141,6 +149,7 @@ func (d *Daemon) Start() error {
 	}
 	d.serving.Add(len(opened) + 1)
 	d.mu.Unlock()
+	d.commitTLS(true)
 	for _, in := range opened {
 		go d.serveListener(in)
 	}

@@ -43,6 +43,7 @@ func (in *instance) snapshot() admin.Snapshot {
 	case *forward.Stats:
 		s.BytesToUpstream, s.BytesToClient = st.BytesIn.Load(), st.BytesOut.Load()
 		s.Conns = conns(st, st.DialFailures.Load())
+		s.TLS = tlsSnapshot(in.spec, st)
 		if in.spec.Mode == config.ModeRaw && in.spec.Raw.Exclusive {
 			s.Raw = &admin.Raw{
 				QueueLength:   st.QueueLength.Load(),
@@ -77,17 +78,35 @@ func (in *instance) snapshot() admin.Snapshot {
 	return s
 }
 
+// tlsSnapshot reads the handshake counters of the sides that use TLS.
+func tlsSnapshot(spec config.Listener, st *forward.Stats) *admin.TLS {
+	if spec.TLS == nil && spec.UpstreamTLS == nil {
+		return nil
+	}
+	t := &admin.TLS{}
+	if spec.TLS != nil {
+		t.Client = handshakes(&st.Handshakes)
+	}
+	if spec.UpstreamTLS != nil {
+		t.Upstream = handshakes(&st.UpstreamHandshakes)
+	}
+	return t
+}
+
+func handshakes(h *forward.Handshakes) *admin.Handshakes {
+	return &admin.Handshakes{OK: h.OK.Load(), Resumed: h.Resumed.Load(), Failed: h.Failed()}
+}
+
 func conns(st *forward.Stats, dialFailures uint64) *admin.Conns {
 	if st == nil {
 		return nil
 	}
 	return &admin.Conns{
-		Accepted:          st.Accepted.Load(),
-		RejectedACL:       st.Rejected.Load(),
-		RejectedMaxConns:  st.Refused.Load(),
-		RejectedPerSource: st.RejectedPerSource.Load(),
-		Active:            st.Active.Load(),
-		DialFailures:      dialFailures,
+		Accepted:         st.Accepted.Load(),
+		RejectedACL:      st.Rejected.Load(),
+		RejectedMaxConns: st.Refused.Load(),
+		Active:           st.Active.Load(),
+		DialFailures:     dialFailures,
 	}
 }
 

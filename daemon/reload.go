@@ -48,8 +48,17 @@ func (d *Daemon) reload() error {
 		d.log.Error().Err(err).Msg("reload: ACL rejected, nothing changed")
 		return fmt.Errorf("reload: %w", err)
 	}
+	files, err := LoadTLS(cfg)
+	if err != nil {
+		// The certificates in force stay: a renewal that left a key and
+		// its certificate out of step must not take a tunnel down.
+		d.log.Error().Err(err).Msg("reload: TLS certificates rejected, nothing changed")
+		return fmt.Errorf("reload: %w", err)
+	}
+	d.tls.stage(files)
 	p, err := d.plan(cfg)
 	if err != nil {
+		d.tls.stage(tlsFiles{})
 		d.log.Error().Err(err).Msg("reload: cannot bind, nothing changed")
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -57,9 +66,11 @@ func (d *Daemon) reload() error {
 	err = d.commitLocked(p, list)
 	d.mu.Unlock()
 	if err != nil {
+		d.tls.stage(tlsFiles{})
 		p.abandon()
 		return fmt.Errorf("reload: %w", err)
 	}
+	d.commitTLS(false)
 	d.retire(p)
 	if d.levels != nil {
 		d.levels.SetLevel(cfg.Log.Level)

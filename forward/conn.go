@@ -11,16 +11,16 @@ import (
 // forwardConn is the plain TCP forward: dial the upstream, start the pipe,
 // log when it ends. It returns once the pipe has started; the pipe's end
 // calls connDone.
-func (l *Listener) forwardConn(c *net.TCPConn, client netip.AddrPort, index int) {
+func (l *Listener) forwardConn(c net.Conn, client netip.AddrPort, index int) {
 	start := time.Now()
 	up, addr, err := l.dialUpstream(index)
 	if err != nil {
 		c.Close()
 		l.logDialFailure(client, index, err, start)
-		l.connDone(client)
+		l.connDone()
 		return
 	}
-	fc := &forwarded{l: l, client: client, upstream: addr, start: start}
+	fc := &forwarded{l: l, client: client, upstream: addr, start: start, tls: securedOf(c, up)}
 	startPipe(l.ctx, c, up, PipeOptions{
 		IdleTimeout: l.cfg.idleTimeout(),
 		AtoB:        &l.stats.BytesIn,
@@ -35,6 +35,7 @@ type forwarded struct {
 	client   netip.AddrPort
 	upstream string
 	start    time.Time
+	tls      secured
 }
 
 // end writes the access line and releases the connection's slot.
@@ -45,12 +46,13 @@ func (fc *forwarded) end(res Result) {
 		ev = ev.Str("client", fc.client.String()).Str("upstream", fc.upstream).
 			Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
 			Dur("duration", time.Since(fc.start)).Str("end", res.End)
+		ev = fc.tls.add(ev)
 		if res.Err != nil {
 			ev = ev.Err(res.Err)
 		}
 		ev.Msg("connection closed")
 	}
-	fc.l.connDone(fc.client)
+	fc.l.connDone()
 }
 
 // dialError lists every failed attempt of one failover round.
@@ -78,6 +80,9 @@ func (l *Listener) dialUpstream(index int) (net.Conn, string, error) {
 	var failed []error
 	for _, addr := range l.cfg.Upstreams[index] {
 		c, err := l.dialOne(addr)
+		if err == nil && l.cfg.UpstreamTLS != nil {
+			c, err = l.originate(c, addr)
+		}
 		if err == nil {
 			return c, addr, nil
 		}

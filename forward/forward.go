@@ -4,22 +4,26 @@
 // mode (Config.Raw) serves byte-exact, low-latency devices such as ticket
 // printers, optionally one client at a time with a FIFO queue.
 //
+// TLS (Config.TLS, Config.UpstreamTLS) wraps the connection at either edge:
+// the handshake runs before the forward starts, and the copy engine moves
+// the bytes of a wrapped conn (splice needs both ends to be sockets).
+//
 // forward's job ends at the connection: it does not parse what it carries
 // (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
-// it does not decide the ACL (the Admit hook does) or the per-source limits
-// (package limit does), and it does not export
+// it does not decide the ACL (the Admit hook does), and it does not export
 // metrics (Stats is read by the admin endpoint).
 package forward
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"time"
 
-	"github.com/edgerelay/relay/limit"
 	"github.com/rs/zerolog"
 )
 
@@ -53,13 +57,21 @@ type Config struct {
 	// Admit is the ACL hook, asked once per connection before any upstream
 	// dial. nil admits everyone.
 	Admit func(netip.AddrPort) bool
-	// PerSource limits the connections of each client source, asked after
-	// Admit and before any upstream dial (see limit.Config). The zero value
-	// limits nothing.
-	PerSource limit.Config
-	// Refused logs a client that PerSource turned away, with the reason.
-	// nil: the listener's own log, at most a few lines a second.
-	Refused func(client netip.AddrPort, reason string)
+	// TLS, when set, terminates TLS on every accepted connection: the
+	// handshake runs within ConnectTimeout before any upstream dial, and a
+	// client whose handshake fails is closed with one warning line. Keep
+	// the Config fixed and change certificates through its
+	// GetConfigForClient (certs.Server does). nil: plaintext clients.
+	TLS *tls.Config
+	// AdmitTLS is the ACL hook of a TLS listener, asked after the
+	// handshake, before any upstream dial, with the client's verified
+	// certificate (nil if it sent none). When set, Admit is not asked.
+	AdmitTLS func(client netip.AddrPort, cert *x509.Certificate) bool
+	// UpstreamTLS, when set, originates TLS to the upstream: it returns the
+	// config for a connection to addr, and the handshake runs within
+	// ConnectTimeout; a failed handshake counts as a failed dial. nil:
+	// plaintext upstream.
+	UpstreamTLS func(addr string) *tls.Config
 	// Dial connects to an upstream. nil: a net.Dialer with TCP keepalive.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Handler takes over admitted connections instead of the plain forward.

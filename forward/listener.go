@@ -7,12 +7,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/edgerelay/relay/limit"
 	"github.com/rs/zerolog"
 )
 
@@ -35,9 +33,8 @@ type Listener struct {
 	pool      *Pool
 	ownPool   bool // pool was made here and is closed with the listener
 	dialer    func(ctx context.Context, network, addr string) (net.Conn, error)
-	netDialer *net.Dialer  // the default dialer, nil when Config.Dial is set
-	raw       *rawState    // nil unless Config.Raw is set
-	limits    *limit.Table // nil unless Config.PerSource limits something
+	netDialer *net.Dialer // the default dialer, nil when Config.Dial is set
+	raw       *rawState   // nil unless Config.Raw is set
 	stats     Stats
 	ctx       context.Context // parent of every connection's work
 	cancel    context.CancelFunc
@@ -77,9 +74,6 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	if cfg.Raw != nil {
 		l.raw = newRawState(cfg.Raw, len(cfg.Listen))
-	}
-	if cfg.PerSource.MaxConns > 0 || cfg.PerSource.Rate > 0 {
-		l.limits = limit.New(cfg.PerSource)
 	}
 	// The ListenConfig's KeepAlive -1 stops Go from setting keepalive on
 	// every accepted socket; listenControl sets it once on the listen
@@ -143,6 +137,9 @@ func (l *Listener) Files() ([]*os.File, error) {
 func (c *Config) check() error {
 	if len(c.Listen) == 0 {
 		return errors.New("forward: no listen address")
+	}
+	if c.Handler != nil && (c.TLS != nil || c.UpstreamTLS != nil) {
+		return errors.New("forward: TLS is not available with a Handler")
 	}
 	if c.Handler != nil && len(c.Upstreams) == 0 {
 		return nil
@@ -229,35 +226,28 @@ func (l *Listener) stopping() bool {
 	}
 }
 
-// admit applies the ACL, the per-source limits and max_conns to a new
-// connection, then hands it to a connWorker. Clients turned away are closed
-// here, before any dial.
+// admit applies the ACL and max_conns to a new connection, then starts its
+// goroutine. Refused and rejected clients are closed here, before any dial.
 func (l *Listener) admit(c *net.TCPConn, index int) {
 	client := clientAddr(c)
-	if l.cfg.Admit != nil && !l.cfg.Admit(client) {
+	// A TLS listener with AdmitTLS asks it after the handshake.
+	if l.cfg.Admit != nil && l.cfg.AdmitTLS == nil && !l.cfg.Admit(client) {
 		l.stats.Rejected.Add(1)
 		c.Close()
 		return
-	}
-	if l.limits != nil {
-		if err := l.limits.Acquire(client); err != nil {
-			l.stats.RejectedPerSource.Add(1)
-			c.Close()
-			l.logPerSource(client, err)
-			return
-		}
 	}
 	n := l.stats.Active.Add(1)
 	if l.cfg.MaxConns > 0 && n > int64(l.cfg.MaxConns) {
 		l.stats.Active.Add(-1)
 		l.stats.Refused.Add(1)
-		l.release(client)
 		c.Close()
 		l.sampled.Warn().Str("client", client.String()).Str("end", EndRefused).
 			Int("max_conns", l.cfg.MaxConns).Msg("connection refused: max_conns reached")
 		return
 	}
-	l.stats.Accepted.Add(1)
+	if l.cfg.TLS == nil {
+		l.stats.Accepted.Add(1) // a TLS client counts once its handshake is done
+	}
 	l.conns.Add(1)
 	a := accepted{c: c, client: client, index: index}
 	select {
@@ -265,25 +255,6 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 	default:
 		l.workers.Add(1)
 		go l.connWorker(a)
-	}
-}
-
-// logPerSource logs a client over its source's limit, through Config.Refused
-// when set (the ACL's rate-limited log), else the listener's sampled log.
-func (l *Listener) logPerSource(client netip.AddrPort, err error) {
-	reason := strings.TrimPrefix(err.Error(), "limit: ")
-	if l.cfg.Refused != nil {
-		l.cfg.Refused(client, "per_source: "+reason)
-		return
-	}
-	l.sampled.Info().Str("client", client.String()).Str("reason", "per_source: "+reason).
-		Msg("client refused")
-}
-
-// release gives back a connection's place in the per-source limits.
-func (l *Listener) release(client netip.AddrPort) {
-	if l.limits != nil {
-		l.limits.Release(client)
 	}
 }
 
@@ -339,21 +310,28 @@ func clientAddr(c net.Conn) netip.AddrPort {
 // The plain forward returns while its pipe runs on and calls connDone at
 // its end.
 func (l *Listener) serveConn(c *net.TCPConn, client netip.AddrPort, index int) {
+	var conn net.Conn = c
+	if l.cfg.TLS != nil {
+		tc := l.terminate(c, client)
+		if tc == nil {
+			return
+		}
+		conn = tc
+	}
 	switch {
 	case l.cfg.Handler != nil:
-		defer l.connDone(client)
+		defer l.connDone()
 		l.cfg.Handler.ServeConn(l.ctx, c, index)
 	case l.raw != nil:
-		defer l.connDone(client)
-		l.serveRaw(c, client, index)
+		defer l.connDone()
+		l.serveRaw(conn, client, index)
 	default:
-		l.forwardConn(c, client, index)
+		l.forwardConn(conn, client, index)
 	}
 }
 
-// connDone releases the slots of an admitted connection that has ended.
-func (l *Listener) connDone(client netip.AddrPort) {
-	l.release(client)
+// connDone releases the slot of an admitted connection that has ended.
+func (l *Listener) connDone() {
 	l.stats.Active.Add(-1)
 	l.conns.Done()
 }

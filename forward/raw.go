@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// DefaultQueueTimeout is the queue timeout of a zero Raw (the only copy;
-// config applies it).
-const DefaultQueueTimeout = 30 * time.Second
+// Defaults for the zero values of Raw (the only copy; config applies them).
+const (
+	DefaultQueueTimeout = 30 * time.Second
+	DefaultUserTimeout  = 10 * time.Second
+)
 
 // Raw configures raw mode, a byte-exact pass-through for small devices such
 // as ticket printers (Theatre Manager prints on TCP 10001). Bytes move as
@@ -26,9 +28,7 @@ type Raw struct {
 	QueueTimeout time.Duration
 	// UserTimeout is the device side's TCP_USER_TIMEOUT: sent bytes
 	// unacknowledged (or a zero window) for this long end the session;
-	// keepalive probes start after this much silence. Zero: the kernel's
-	// (no TCP_USER_TIMEOUT, so ~15 minutes of retransmission, and the
-	// keepalive of a tcp listener). config's default is 10s.
+	// keepalive probes start after this much silence. Zero: 10s.
 	UserTimeout time.Duration
 }
 
@@ -37,6 +37,13 @@ func (r *Raw) queueTimeout() time.Duration {
 		return DefaultQueueTimeout
 	}
 	return r.QueueTimeout
+}
+
+func (r *Raw) userTimeout() time.Duration {
+	if r.UserTimeout <= 0 {
+		return DefaultUserTimeout
+	}
+	return r.UserTimeout
 }
 
 // rawState is the raw-mode part of a Listener: per port, the turn queue
@@ -59,11 +66,13 @@ func newRawState(cfg *Raw, ports int) *rawState {
 
 // serveRaw runs one raw client: wait for the turn (exclusive), dial the
 // device, pipe, and write the job line.
-func (l *Listener) serveRaw(c *net.TCPConn, client netip.AddrPort, index int) {
+func (l *Listener) serveRaw(c net.Conn, client netip.AddrPort, index int) {
 	start := time.Now()
 	job := rawJob{l: l, client: client, index: index}
 	if q := l.raw.queues[index]; q != nil {
-		t, end := l.waitTurn(c, q)
+		// Behind TLS the hang-up watch peeks the socket under it: TLS
+		// records waiting there are the client's job as much as bytes are.
+		t, end := l.waitTurn(tcpOf(c).(*net.TCPConn), q)
 		job.queued = time.Since(start)
 		if end != "" {
 			c.Close()
@@ -85,10 +94,9 @@ func (l *Listener) serveRaw(c *net.TCPConn, client netip.AddrPort, index int) {
 	}
 	l.deviceUp(index, addr)
 	job.upstream = addr
-	if d := l.raw.cfg.UserTimeout; d > 0 {
-		if err := setDeviceOptions(up, d); err != nil {
-			l.log.Debug().Err(err).Msg("raw: device socket options")
-		}
+	job.tls = securedOf(c, up)
+	if err := setDeviceOptions(up, l.raw.cfg.userTimeout()); err != nil {
+		l.log.Debug().Err(err).Msg("raw: device socket options")
 	}
 	printing := time.Now()
 	res := Pipe(l.ctx, c, up, PipeOptions{
@@ -109,12 +117,14 @@ type rawJob struct {
 	upstream string
 	queued   time.Duration
 	printing time.Duration
+	tls      secured
 }
 
 func (j *rawJob) log(end string, err error, res Result) {
 	ev := j.l.log.Info().Str("client", j.client.String()).Str("upstream", j.upstream).
 		Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
 		Dur("queued", j.queued).Dur("printing", j.printing).Str("end", end)
+	ev = j.tls.add(ev)
 	if err != nil {
 		ev = ev.Err(err)
 	}

@@ -63,7 +63,7 @@ func listenControl(network, address string, c syscall.RawConn) error {
 // powered-off printer holds the session for the ~15 minutes of TCP
 // retransmission.
 func setDeviceOptions(c net.Conn, userTimeout time.Duration) error {
-	sc, ok := c.(syscall.Conn)
+	sc, ok := tcpOf(c).(syscall.Conn)
 	if !ok {
 		return nil
 	}

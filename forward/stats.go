@@ -7,7 +7,8 @@ import "sync/atomic"
 // reads them at scrape time. Counters only grow; gauges go up and down.
 //
 // A connection taken from a listen socket is counted exactly once in
-// Accepted, Rejected, RejectedPerSource or Refused.
+// Accepted, Rejected or Refused, or, on a TLS listener, as a failed
+// handshake.
 type Stats struct {
 	// Accepted counts connections that passed the ACL and max_conns and
 	// were handed to the forward (or to the Handler).
@@ -15,9 +16,6 @@ type Stats struct {
 	// Rejected counts connections closed because Admit (the ACL) said no.
 	// No upstream was dialled for them.
 	Rejected atomic.Uint64
-	// RejectedPerSource counts connections closed because their source
-	// was over a Config.PerSource limit. No upstream was dialled for them.
-	RejectedPerSource atomic.Uint64
 	// Refused counts connections closed at once because MaxConns
 	// connections were open.
 	Refused atomic.Uint64
@@ -47,4 +45,11 @@ type Stats struct {
 	// QueueTimeouts counts clients closed because they waited longer than
 	// Raw.QueueTimeout.
 	QueueTimeouts atomic.Uint64
+
+	// TLS: Handshakes counts the handshakes with clients of a listener
+	// that terminates TLS, UpstreamHandshakes those with upstreams of one
+	// that originates it. A client whose handshake failed is counted
+	// there, not in Accepted or Rejected.
+	Handshakes         Handshakes
+	UpstreamHandshakes Handshakes
 }

@@ -1,0 +1,118 @@
+// Package certs reads the TLS material of relay's listeners and upstreams and
+// keeps it current across reloads, and makes the small private CA behind
+// `relay cert`.
+//
+// Server is what a TLS listener hands to crypto/tls: a fixed *tls.Config
+// whose GetConfigForClient returns the certificate, key and client CA in
+// force, swapped atomically by Store, so a reload changes what the next
+// handshake uses while established connections go on. Client is the same for
+// the originating side, with one session cache that outlives reloads, so
+// reconnects resume. Load* read PEM files and name the file in every error;
+// a private key is never part of an error or a log line.
+//
+// Where the job ends: certs does not open sockets or decide who may connect
+// (forward runs the handshakes, acl judges the names); config only keeps the
+// paths.
+package certs
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// ErrNoCertificate is returned for a file without a single PEM certificate.
+var ErrNoCertificate = errors.New("certs: no PEM certificate found")
+
+// FileError is a problem with one of the files: Key is the config key that
+// names it (cert, key, ca, client_ca), so config can report the key path.
+type FileError struct {
+	Key  string
+	File string
+	Err  error
+}
+
+func (e *FileError) Error() string { return e.Key + " " + e.File + ": " + e.Err.Error() }
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// LoadPair reads a PEM certificate chain and its private key, checks that the
+// key belongs to the first certificate, and returns them with Leaf parsed.
+// Errors name the file at fault; they never quote the key.
+func LoadPair(certFile, keyFile string) (*tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, &FileError{"cert", certFile, unwrapPath(err)}
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, &FileError{"key", keyFile, unwrapPath(err)}
+	}
+	if _, err := firstCert(certPEM); err != nil {
+		return nil, &FileError{"cert", certFile, err}
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// The certificate parsed above, so the key is at fault: not a key,
+		// or not the one of this certificate. X509KeyPair's messages
+		// quote no key material.
+		return nil, &FileError{"key", keyFile, fmt.Errorf("%w (certificate %s)", err, certFile)}
+	}
+	return &pair, nil
+}
+
+// LoadPool reads a PEM file of one or more CA certificates.
+func LoadPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &FileError{"ca", file, unwrapPath(err)}
+	}
+	if _, err := firstCert(data); err != nil {
+		return nil, &FileError{"ca", file, err}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, &FileError{"ca", file, ErrNoCertificate}
+	}
+	return pool, nil
+}
+
+// firstCert parses the first CERTIFICATE block of data.
+func firstCert(data []byte) (*x509.Certificate, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, ErrNoCertificate
+		}
+		if block.Type == "CERTIFICATE" {
+			return x509.ParseCertificate(block.Bytes)
+		}
+	}
+}
+
+// unwrapPath drops the *fs.PathError's repetition of the file name.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// ReadCert parses the first certificate of a PEM file (for `relay cert show`).
+func ReadCert(file string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	c, err := firstCert(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return c, nil
+}

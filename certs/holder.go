@@ -1,0 +1,167 @@
+package certs
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"sync/atomic"
+)
+
+// ServerFiles names the PEM files of a TLS listener.
+type ServerFiles struct {
+	Cert, Key string
+	// ClientCA, when set, makes a client certificate signed by it required
+	// and verified. Empty: server-only TLS.
+	ClientCA string
+	// MinVersion is tls.VersionTLS12 or tls.VersionTLS13. Zero: TLS 1.3.
+	MinVersion uint16
+}
+
+// ServerState is ServerFiles read into memory, ready for Server.Store.
+type ServerState struct {
+	cfg *tls.Config
+}
+
+// LoadServer reads the files of f. Errors name the file at fault.
+func LoadServer(f ServerFiles) (*ServerState, error) {
+	pair, err := LoadPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{*pair},
+		MinVersion:   f.MinVersion,
+	}
+	if cfg.MinVersion == 0 {
+		cfg.MinVersion = tls.VersionTLS13
+	}
+	if f.ClientCA != "" {
+		pool, err := LoadPool(f.ClientCA)
+		if err != nil {
+			if fe, ok := err.(*FileError); ok {
+				fe.Key = "client_ca"
+			}
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return &ServerState{cfg: cfg}, nil
+}
+
+// Leaf is the certificate the state serves.
+func (s *ServerState) Leaf() *x509.Certificate { return s.cfg.Certificates[0].Leaf }
+
+// Server is the TLS side of one listener. Its Config never changes, so the
+// listener keeps it for life; the certificate, key and client CA it hands to
+// each handshake are the ones last stored. Session ticket keys belong to the
+// outer Config (crypto/tls uses them when the per-client Config sets none),
+// so tickets stay valid across Store.
+type Server struct {
+	outer *tls.Config
+	cur   atomic.Pointer[tls.Config]
+}
+
+// NewServer returns a Server handing out st.
+func NewServer(st *ServerState) *Server {
+	s := &Server{}
+	s.cur.Store(st.cfg)
+	s.outer = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.cur.Load(), nil
+		},
+	}
+	return s
+}
+
+// Store makes st the material of every later handshake.
+func (s *Server) Store(st *ServerState) { s.cur.Store(st.cfg) }
+
+// Config is the *tls.Config to give tls.Server.
+func (s *Server) Config() *tls.Config { return s.outer }
+
+// Leaf is the certificate served now.
+func (s *Server) Leaf() *x509.Certificate { return s.cur.Load().Certificates[0].Leaf }
+
+// ClientFiles names the files and name used to reach a TLS upstream.
+type ClientFiles struct {
+	CA string // the upstream's certificate must chain to it; required
+	// ServerName is verified against the upstream's certificate and sent
+	// as SNI. Empty: the host of the upstream address being dialled.
+	ServerName string
+	Cert, Key  string // the client certificate to present; empty: none
+}
+
+// ClientState is ClientFiles read into memory, ready for Client.Store.
+type ClientState struct {
+	cfg *tls.Config
+}
+
+// LoadClient reads the files of f. Errors name the file at fault.
+func LoadClient(f ClientFiles) (*ClientState, error) {
+	if f.CA == "" {
+		return nil, &FileError{"ca", "", errors.New("missing: the upstream must be verified against a CA")}
+	}
+	pool, err := LoadPool(f.CA)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		RootCAs:    pool,
+		ServerName: f.ServerName,
+		MinVersion: tls.VersionTLS12,
+	}
+	if f.Cert != "" || f.Key != "" {
+		pair, err := LoadPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{*pair}
+	}
+	return &ClientState{cfg: cfg}, nil
+}
+
+// clientSessions is how many upstream sessions a Client remembers for
+// resumption: one per upstream host is what a listener needs.
+const clientSessions = 64
+
+// Client is the originating side of one listener: the CA, name and client
+// certificate in force, and a session cache that outlives Store, so a
+// reconnect after a reload still resumes.
+type Client struct {
+	cache tls.ClientSessionCache
+	cur   atomic.Pointer[tls.Config]
+}
+
+// NewClient returns a Client using st.
+func NewClient(st *ClientState) *Client {
+	c := &Client{cache: tls.NewLRUClientSessionCache(clientSessions)}
+	c.Store(st)
+	return c
+}
+
+// Store makes st the material of every later handshake.
+func (c *Client) Store(st *ClientState) {
+	cfg := st.cfg.Clone()
+	cfg.ClientSessionCache = c.cache
+	c.cur.Store(cfg)
+}
+
+// Config returns the *tls.Config for a connection to addr ("host:port"):
+// the one in force, with ServerName set to addr's host when the files name
+// none.
+func (c *Client) Config(addr string) *tls.Config {
+	cfg := c.cur.Load()
+	if cfg.ServerName != "" {
+		return cfg
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	cfg = cfg.Clone()
+	cfg.ServerName = host
+	return cfg
+}

@@ -1,0 +1,265 @@
+package certs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kind is what an issued certificate may be used for.
+type Kind int
+
+const (
+	KindServer Kind = iota // a listener's certificate (server auth)
+	KindClient             // a box office's certificate (client auth)
+)
+
+// Request describes a certificate to make.
+type Request struct {
+	Name string // the subject's common name
+	// Hosts become SANs: IP literals as IP addresses, the rest as DNS
+	// names. Name is added as a DNS name when it is a valid one and Hosts
+	// does not already list it.
+	Hosts    []string
+	NotAfter time.Time // required
+	// NotBefore zero: five minutes ago, so a peer whose clock is a little
+	// behind accepts a certificate issued just now.
+	NotBefore time.Time
+}
+
+// Authority is a CA able to issue certificates.
+type Authority struct {
+	Cert *x509.Certificate
+	Key  *ecdsa.PrivateKey
+}
+
+// backdate is how far before "now" a certificate's validity starts.
+const backdate = 5 * time.Minute
+
+// NewAuthority makes a self-signed ECDSA P-256 CA.
+func NewAuthority(req Request) (*Authority, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: generate key: %w", err)
+	}
+	tmpl, err := template(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+	tmpl.MaxPathLenZero = true
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: create CA certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Authority{Cert: cert, Key: key}, der, nil
+}
+
+// LoadAuthority reads a CA certificate and its key, as NewAuthority wrote them.
+func LoadAuthority(certFile, keyFile string) (*Authority, error) {
+	pair, err := LoadPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("key %s: not an ECDSA key", keyFile)
+	}
+	if !pair.Leaf.IsCA {
+		return nil, fmt.Errorf("certificate %s: not a CA certificate", certFile)
+	}
+	return &Authority{Cert: pair.Leaf, Key: key}, nil
+}
+
+// Issue makes an ECDSA P-256 key and a certificate for it signed by a.
+func (a *Authority) Issue(kind Kind, req Request) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: generate key: %w", err)
+	}
+	tmpl, err := template(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if kind == KindClient {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	for _, h := range req.Hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	if isDNSName(req.Name) && !slices.Contains(tmpl.DNSNames, req.Name) && net.ParseIP(req.Name) == nil {
+		tmpl.DNSNames = append(tmpl.DNSNames, req.Name)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, &key.PublicKey, a.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: sign certificate for %s: %w", req.Name, err)
+	}
+	return der, key, nil
+}
+
+func template(req Request) (*x509.Certificate, error) {
+	if req.Name == "" {
+		return nil, errors.New("certs: a certificate needs a name")
+	}
+	// 128 random bits: serials must be unique per CA and unpredictable.
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, fmt.Errorf("certs: serial: %w", err)
+	}
+	notBefore := req.NotBefore
+	if notBefore.IsZero() {
+		notBefore = time.Now().Add(-backdate)
+	}
+	if !req.NotAfter.After(notBefore) {
+		return nil, fmt.Errorf("certs: validity ends (%s) before it starts (%s)",
+			req.NotAfter.UTC().Format(time.RFC3339), notBefore.UTC().Format(time.RFC3339))
+	}
+	return &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: req.Name},
+		NotBefore:    notBefore,
+		NotAfter:     req.NotAfter,
+	}, nil
+}
+
+// isDNSName is a loose check: letters, digits, '-', '.', and '*' labels.
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '*') {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteFiles writes a certificate and its key as PEM. The key file is made
+// with mode 0600 before any byte of the key is written. Existing files are
+// refused unless overwrite is set.
+func WriteFiles(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey, overwrite bool) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("certs: encode key: %w", err)
+	}
+	if err := writePEM(keyFile, "PRIVATE KEY", keyDER, 0o600, overwrite); err != nil {
+		return err
+	}
+	return writePEM(certFile, "CERTIFICATE", der, 0o644, overwrite)
+}
+
+func writePEM(file, typ string, der []byte, mode os.FileMode, overwrite bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if overwrite {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(file, flags, mode)
+	if err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
+	// An existing file keeps its mode through O_TRUNC: a key must still end up 0600.
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("certs: %w", err)
+	}
+	if err := pem.Encode(f, &pem.Block{Type: typ, Bytes: der}); err != nil {
+		f.Close()
+		return fmt.Errorf("certs: write %s: %w", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("certs: write %s: %w", file, err)
+	}
+	return nil
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER, in colon-separated hex
+// (the form `openssl x509 -fingerprint -sha256` prints).
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
+// Describe prints what `relay cert show` shows: subject, issuer, SANs,
+// validity, serial and fingerprint. Nothing about the key.
+func Describe(c *x509.Certificate) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "subject:     %s\n", c.Subject)
+	fmt.Fprintf(&b, "issuer:      %s\n", c.Issuer)
+	var sans []string
+	sans = append(sans, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	if len(sans) > 0 {
+		fmt.Fprintf(&b, "names:       %s\n", strings.Join(sans, ", "))
+	}
+	fmt.Fprintf(&b, "use:         %s\n", usage(c))
+	fmt.Fprintf(&b, "not before:  %s\n", c.NotBefore.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "not after:   %s\n", c.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "serial:      %x\n", c.SerialNumber)
+	fmt.Fprintf(&b, "sha256:      %s\n", Fingerprint(c))
+	return b.String()
+}
+
+func usage(c *x509.Certificate) string {
+	if c.IsCA {
+		return "CA"
+	}
+	var u []string
+	for _, e := range c.ExtKeyUsage {
+		switch e {
+		case x509.ExtKeyUsageServerAuth:
+			u = append(u, "server")
+		case x509.ExtKeyUsageClientAuth:
+			u = append(u, "client")
+		}
+	}
+	if len(u) == 0 {
+		return "unspecified"
+	}
+	return strings.Join(u, ", ")
+}
+
+// TLSCertificate bundles an issued certificate and key for crypto/tls, for
+// tests and tools that need no files.
+func TLSCertificate(der []byte, key *ecdsa.PrivateKey) (tls.Certificate, error) {
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}

@@ -1,0 +1,149 @@
+package daemon
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/edgerelay/relay/certs"
+	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/forward"
+)
+
+// tlsFiles is the TLS material of a config, read from its files: per
+// listener name, what its tls and upstream_tls sections name.
+type tlsFiles struct {
+	servers map[string]*certs.ServerState
+	clients map[string]*certs.ClientState
+}
+
+// LoadTLS reads the certificates, keys and CAs of every listener of cfg.
+// Config has checked them once already; reading them again here is what
+// makes a reload pick up renewed files, and catches a file that changed in
+// between. Errors name the listener and the file.
+func LoadTLS(cfg *config.Config) (tlsFiles, error) {
+	f := tlsFiles{servers: map[string]*certs.ServerState{}, clients: map[string]*certs.ClientState{}}
+	for i, l := range cfg.Listeners {
+		if l.TLS != nil {
+			st, err := certs.LoadServer(*l.TLS)
+			if err != nil {
+				return tlsFiles{}, fmt.Errorf("listeners[%d].tls (%s): %w", i, l.Name, err)
+			}
+			f.servers[l.Name] = st
+		}
+		if l.UpstreamTLS != nil {
+			st, err := certs.LoadClient(*l.UpstreamTLS)
+			if err != nil {
+				return tlsFiles{}, fmt.Errorf("listeners[%d].upstream_tls (%s): %w", i, l.Name, err)
+			}
+			f.clients[l.Name] = st
+		}
+	}
+	return f, nil
+}
+
+// tlsSet holds, per listener name, the certs.Server and certs.Client its
+// forward.Listener keeps for life. They outlive the listener instances: a
+// reload that rebuilds a listener hands the same holders to its
+// replacement, so session tickets and the client session cache stay valid,
+// and a reload that keeps a listener only swaps the material inside.
+//
+// A start or reload stages the material it read, opens listeners (which
+// take holders, made from the staged material when new), and commits once
+// it can no longer fail; reloads are serialised, so one staging is in
+// flight at a time.
+type tlsSet struct {
+	mu      sync.Mutex // guards the following
+	servers map[string]*certs.Server
+	clients map[string]*certs.Client
+	staged  tlsFiles
+}
+
+func (s *tlsSet) stage(f tlsFiles) {
+	s.mu.Lock()
+	s.staged = f
+	s.mu.Unlock()
+}
+
+// wire gives a tcp or raw listener's forward.Config its TLS holders.
+func (s *tlsSet) wire(spec config.Listener, cfg *forward.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if spec.TLS != nil {
+		h := s.servers[spec.Name]
+		if h == nil {
+			st := s.staged.servers[spec.Name]
+			if st == nil {
+				return fmt.Errorf("tls: certificates of %s not loaded", spec.Name)
+			}
+			h = certs.NewServer(st)
+			if s.servers == nil {
+				s.servers = map[string]*certs.Server{}
+			}
+			s.servers[spec.Name] = h
+		}
+		cfg.TLS = h.Config()
+	}
+	if spec.UpstreamTLS != nil {
+		h := s.clients[spec.Name]
+		if h == nil {
+			st := s.staged.clients[spec.Name]
+			if st == nil {
+				return fmt.Errorf("upstream_tls: certificates of %s not loaded", spec.Name)
+			}
+			h = certs.NewClient(st)
+			if s.clients == nil {
+				s.clients = map[string]*certs.Client{}
+			}
+			s.clients[spec.Name] = h
+		}
+		cfg.UpstreamTLS = h.Config
+	}
+	return nil
+}
+
+// commit puts the staged material in force, forgets holders whose listener
+// no longer uses TLS, and returns the server certificates now in force
+// that are new or changed (every one when all is set).
+func (s *tlsSet) commit(all bool) map[string]*certs.ServerState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := map[string]*certs.ServerState{}
+	for name, st := range s.staged.servers {
+		h := s.servers[name]
+		if h == nil { // no listener took it (none of that name was opened or kept)
+			continue
+		}
+		if all || certs.Fingerprint(h.Leaf()) != certs.Fingerprint(st.Leaf()) {
+			changed[name] = st
+		}
+		h.Store(st)
+	}
+	for name, st := range s.staged.clients {
+		if h := s.clients[name]; h != nil {
+			h.Store(st)
+		}
+	}
+	for name := range s.servers {
+		if s.staged.servers[name] == nil {
+			delete(s.servers, name)
+		}
+	}
+	for name := range s.clients {
+		if s.staged.clients[name] == nil {
+			delete(s.clients, name)
+		}
+	}
+	s.staged = tlsFiles{}
+	return changed
+}
+
+// commitTLS commits the staged TLS material and logs each server
+// certificate that is new or changed.
+func (d *Daemon) commitTLS(all bool) {
+	for name, st := range d.tls.commit(all) {
+		leaf := st.Leaf()
+		d.log.Info().Str("listener", name).Str("subject", leaf.Subject.CommonName).
+			Time("not_after", leaf.NotAfter).Str("sha256", certs.Fingerprint(leaf)).
+			Msg("tls certificate in force")
+	}
+}

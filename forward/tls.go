@@ -1,0 +1,230 @@
+package forward
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Why a TLS handshake failed, the reason label of the handshake counters
+// and the "reason" field of the warning line.
+const (
+	TLSBadCertificate  = "bad_certificate"   // not valid for its use or name, or a bad signature
+	TLSUnknownCA       = "unknown_authority" // signed by a CA this side does not trust
+	TLSExpired         = "expired"           // expired or not yet valid
+	TLSNoCertificate   = "no_certificate"    // a client certificate is required and none came
+	TLSNotTLS          = "not_tls"           // the peer spoke something else (plaintext)
+	TLSTimeout         = "timeout"           // no complete handshake within the connect timeout
+	TLSClosed          = "closed"            // the peer hung up or reset mid-handshake
+	TLSProtocol        = "protocol"          // anything else: versions, ciphers, alerts
+	numHandshakeReason = 8
+)
+
+var handshakeReasons = [numHandshakeReason]string{
+	TLSBadCertificate, TLSUnknownCA, TLSExpired, TLSNoCertificate,
+	TLSNotTLS, TLSTimeout, TLSClosed, TLSProtocol,
+}
+
+// Handshakes counts the TLS handshakes of one side of a listener.
+type Handshakes struct {
+	OK      atomic.Uint64 // full handshakes
+	Resumed atomic.Uint64 // handshakes that resumed a session (ticket)
+	failed  [numHandshakeReason]atomic.Uint64
+}
+
+// Failed returns the failed handshakes by reason; reasons never seen are left out.
+func (h *Handshakes) Failed() map[string]uint64 {
+	out := make(map[string]uint64)
+	for i := range h.failed {
+		if n := h.failed[i].Load(); n > 0 {
+			out[handshakeReasons[i]] = n
+		}
+	}
+	return out
+}
+
+func (h *Handshakes) count(st tls.ConnectionState) {
+	if st.DidResume {
+		h.Resumed.Add(1)
+	} else {
+		h.OK.Add(1)
+	}
+}
+
+func (h *Handshakes) fail(reason string) {
+	for i, r := range handshakeReasons {
+		if r == reason {
+			h.failed[i].Add(1)
+			return
+		}
+	}
+}
+
+// handshakeReason names why a handshake failed, on either side: a local
+// verification error, or the alert the peer sent about ours.
+func handshakeReason(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var header tls.RecordHeaderError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &unknown):
+		return TLSUnknownCA
+	case errors.As(err, &invalid):
+		if invalid.Reason == x509.Expired {
+			return TLSExpired
+		}
+		return TLSBadCertificate
+	case errors.As(err, &host):
+		return TLSBadCertificate
+	case errors.As(err, &header):
+		return TLSNotTLS
+	case errors.As(err, &op) && op.Op == "remote error":
+		return alertReason(op.Err.Error())
+	case isTimeout(err):
+		return TLSTimeout
+	case errors.Is(err, io.EOF), classify(err) == EndReset:
+		return TLSClosed
+	case strings.Contains(err.Error(), "didn't provide a certificate"):
+		return TLSNoCertificate // crypto/tls has no typed error for it
+	}
+	return TLSProtocol
+}
+
+// alertReason maps the alert a verifying peer sent (RFC 8446 section 6).
+// crypto/tls reports a received alert as a *net.OpError "remote error"
+// around an unexported type, so its text is what can be matched.
+func alertReason(alert string) string {
+	switch alert {
+	case "tls: bad certificate", "tls: unsupported certificate", "tls: revoked certificate",
+		"tls: unknown certificate":
+		return TLSBadCertificate
+	case "tls: expired certificate":
+		return TLSExpired
+	case "tls: unknown certificate authority":
+		return TLSUnknownCA
+	case "tls: certificate required":
+		return TLSNoCertificate
+	}
+	return TLSProtocol
+}
+
+// secured is what the access line says about TLS on a connection.
+type secured struct {
+	client   *tls.Conn // the client side, when the listener terminates TLS
+	upstream *tls.Conn // the upstream side, when the listener originates TLS
+}
+
+// securedOf notes which of a forward's conns are TLS.
+func securedOf(client, upstream net.Conn) secured {
+	var s secured
+	s.client, _ = client.(*tls.Conn)
+	s.upstream, _ = upstream.(*tls.Conn)
+	return s
+}
+
+// add writes the TLS fields: resumed (and upstream_resumed when both sides
+// are TLS) and the peer certificate's name.
+func (s secured) add(ev *zerolog.Event) *zerolog.Event {
+	if s.client != nil {
+		st := s.client.ConnectionState()
+		ev = ev.Bool("resumed", st.DidResume)
+		if len(st.PeerCertificates) > 0 {
+			ev = ev.Str("peer_cn", st.PeerCertificates[0].Subject.CommonName)
+		}
+	}
+	if s.upstream != nil {
+		key := "resumed"
+		if s.client != nil {
+			key = "upstream_resumed"
+		}
+		ev = ev.Bool(key, s.upstream.ConnectionState().DidResume)
+	}
+	return ev
+}
+
+// terminate runs the server handshake on a new client within the connect
+// timeout and then asks AdmitTLS. It returns nil when the client is gone:
+// refused, failed (one warning line) or rejected by the ACL; the slot is
+// released then.
+func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) *tls.Conn {
+	tc := tls.Server(c, l.cfg.TLS)
+	c.SetDeadline(time.Now().Add(l.cfg.connectTimeout()))
+	err := tc.HandshakeContext(l.ctx)
+	if err != nil {
+		reason := handshakeReason(err)
+		l.stats.Handshakes.fail(reason)
+		if reason == TLSNotTLS {
+			lingerClose(c)
+		} else {
+			c.Close()
+		}
+		if l.ctx.Err() == nil {
+			l.sampled.Warn().Str("client", client.String()).Str("reason", reason).Err(err).
+				Msg("tls handshake failed, client closed")
+		}
+		l.connDone()
+		return nil
+	}
+	c.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	l.stats.Handshakes.count(st)
+	if l.cfg.AdmitTLS != nil {
+		var peer *x509.Certificate
+		if len(st.VerifiedChains) > 0 {
+			peer = st.PeerCertificates[0]
+		}
+		if !l.cfg.AdmitTLS(client, peer) {
+			l.stats.Rejected.Add(1)
+			tc.Close()
+			l.connDone()
+			return nil
+		}
+	}
+	l.stats.Accepted.Add(1)
+	return tc
+}
+
+// lingerClose ends a client that did not speak TLS with a FIN rather than
+// a reset: closing a socket with unread bytes makes the kernel send RST, so
+// what the client sent is read and dropped first, bounded in bytes and time.
+func lingerClose(c *net.TCPConn) {
+	c.CloseWrite()
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, c, 64<<10)
+	c.Close()
+}
+
+// originate runs the client handshake with an upstream just dialled, within
+// the connect timeout. On failure up is closed.
+func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
+	tc := tls.Client(up, l.cfg.UpstreamTLS(addr))
+	up.SetDeadline(time.Now().Add(l.cfg.connectTimeout()))
+	if err := tc.HandshakeContext(l.ctx); err != nil {
+		reason := handshakeReason(err)
+		l.stats.UpstreamHandshakes.fail(reason)
+		up.Close()
+		return nil, fmt.Errorf("tls with %s (%s): %w", addr, reason, err)
+	}
+	up.SetDeadline(time.Time{})
+	l.stats.UpstreamHandshakes.count(tc.ConnectionState())
+	return tc, nil
+}
+
+// tcpOf returns the TCP socket under c.
+func tcpOf(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
+}
