@@ -95,7 +95,10 @@ func (s *session) openData(bindIP, peer netip.Addr, target netip.AddrPort, passi
 	s.dataWG.Add(1)
 	s.mu.Unlock()
 	if prev != nil {
+		// Waited for as in closeIdleData: the port is back in the pool
+		// (and counted so) when the one replacing it is handed out.
 		prev.ln.Close()
+		<-prev.gone
 	}
 	if passive {
 		d.dialCtx, d.cancelDial = context.WithCancel(s.ctx)
