@@ -180,7 +180,7 @@ func (s *session) send(e *pending, line []byte) error {
 }
 
 // answer replies to the client on the relay's own behalf, in turn: after
-// the replies to every command sent before.
+// the greeting and the replies to every command sent before.
 func (s *session) answer(reply string) error {
 	if err := s.takeSlot(); err != nil {
 		return err
@@ -188,7 +188,7 @@ func (s *session) answer(reply string) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
-	if len(s.fifo) > 0 || s.midReply {
+	if len(s.fifo) > 0 || s.midReply || !s.greeted {
 		s.fifo = append(s.fifo, &pending{kind: kindLocal, reply: reply})
 		s.mu.Unlock()
 		return nil

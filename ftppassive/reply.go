@@ -63,7 +63,9 @@ func (s *session) replyLoop(sr *lineReader) {
 func (s *session) startReply(code int) (head *pending, hold bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.fifo) > 0 && s.fifo[0].kind != kindLocal {
+	// The greeting answers no command, even when the client has sent
+	// some already (a client may pipeline before it is greeted).
+	if s.greeted && len(s.fifo) > 0 && s.fifo[0].kind != kindLocal {
 		head = s.fifo[0]
 	}
 	// A reply while no command is outstanding (the greeting, a 421 before
@@ -86,6 +88,9 @@ func (s *session) finishReply(code int, head *pending, held [][]byte, hold bool,
 	defer s.wmu.Unlock()
 	s.mu.Lock()
 	s.midReply = false
+	if head == nil && code >= 200 {
+		s.greeted = true // a 120 "ready in n minutes" is not the greeting yet
+	}
 	s.mu.Unlock()
 
 	if hold {

@@ -65,6 +65,7 @@ type session struct {
 	mu       sync.Mutex // guards the following
 	fifo     []*pending
 	midReply bool        // the reply loop is streaming a reply nobody asked for
+	greeted  bool        // the server's greeting (its first final reply) is complete
 	epsvAll  bool        // the client sent EPSV ALL
 	epsv     epsvSupport // what the server answered to EPSV so far
 	idleData *dataConn   // the data port opened last and not connected yet
