@@ -20,8 +20,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 	aclTest := fs.String("acl-test", "", "client `address` to test against the ACL")
 	listener := fs.String("listener", "", "listener `name` for -acl-test")
 	proto := fs.String("proto", "tcp", "protocol for -acl-test: tcp or udp")
-	load, err := loader(fs, args)
-	if err != nil {
+	load, ok := loader(fs, args)
+	if !ok {
 		return 2
 	}
 	cfg, err := load()

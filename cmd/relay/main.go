@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// commands are relay's sub-commands; run is the default.
+var commands = []string{"run", "check", "example", "version"}
+
 // run dispatches on the sub-command and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
@@ -54,28 +58,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "example":
 		return example(args, stdout, stderr)
 	case "version":
+		fs := flag.NewFlagSet("relay version", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		if fs.Parse(args) != nil || strayArgs(fs) {
+			return 2
+		}
 		fmt.Fprintln(stdout, version())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "relay: unknown command %q (want run, check, example or version)\n", cmd)
+		fmt.Fprintf(stderr, "relay: unknown command %q (want %s)\n", cmd, strings.Join(commands, ", "))
 		return 2
 	}
 }
 
 // loader parses the flags shared by run and check and returns the config
-// loader they describe.
-func loader(fs *flag.FlagSet, args []string) (func() (*config.Config, error), error) {
+// loader they describe, or false after printing a usage error.
+func loader(fs *flag.FlagSet, args []string) (func() (*config.Config, error), bool) {
 	path := fs.String("config", defaultConfig, "config `file` (YAML)")
 	flags := config.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if fs.Parse(args) != nil || strayArgs(fs) {
+		return nil, false // the flag package or strayArgs said why
 	}
 	return func() (*config.Config, error) {
 		return config.Load(config.LoadOptions{Path: *path, Flags: flags})
-	}, nil
+	}, true
+}
+
+// strayArgs reports an argument left after the flags as a usage error on
+// fs's output, with a hint for the two usual slips: the config file without
+// -config, and the command written after the flags (the flag package stops
+// at the first argument that is not a flag).
+func strayArgs(fs *flag.FlagSet) bool {
+	if fs.NArg() == 0 {
+		return false
+	}
+	arg, out := fs.Arg(0), fs.Output()
+	fmt.Fprintf(out, "%s: unexpected argument %q\n", fs.Name(), arg)
+	switch {
+	case slices.Contains(commands, arg):
+		fmt.Fprintf(out, "the command comes before its flags: relay %s -config FILE ...\n", arg)
+	case strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml"):
+		fmt.Fprintf(out, "name the config file with a flag: -config %s\n", arg)
+	}
+	fs.Usage()
+	return true
 }
 
 // serve runs the relay until SIGTERM or SIGINT; SIGHUP reloads. After the
@@ -85,8 +111,8 @@ func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	watch := fs.Bool("watch", false, "also reload when the config or ACL file changes")
-	load, err := loader(fs, args)
-	if err != nil {
+	load, ok := loader(fs, args)
+	if !ok {
 		return 2
 	}
 	cfg, err := load()
@@ -145,7 +171,7 @@ func example(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay example", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	aclFile := fs.Bool("acl", false, "print the example's ACL file (cayin_hba.conf) instead")
-	if err := fs.Parse(args); err != nil {
+	if fs.Parse(args) != nil || strayArgs(fs) {
 		return 2
 	}
 	text := examples.CAYIN

@@ -285,3 +285,34 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 		t.Fatal("relay still draining 10 s after a second SIGTERM")
 	}
 }
+
+// TestStrayArgument: an argument that is neither a flag nor the command is a
+// usage error that says what was wrong, not a silent exit 2.
+func TestStrayArgument(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"config as positional", []string{"check", "relay.yaml"},
+			[]string{`unexpected argument "relay.yaml"`, "-config relay.yaml", "Usage"}},
+		{"command after flags", []string{"-config", "x.yaml", "check"},
+			[]string{`unexpected argument "check"`, "relay check -config", "Usage"}},
+		{"run with a positional", []string{"run", "extra"}, []string{`unexpected argument "extra"`}},
+		{"example with a positional", []string{"example", "extra"}, []string{`unexpected argument "extra"`}},
+		{"version with a positional", []string{"version", "extra"}, []string{`unexpected argument "extra"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCmd(tc.args...)
+			if code != 2 || stdout != "" {
+				t.Errorf("exit %d, stdout %q; want 2 and nothing", code, stdout)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
