@@ -271,11 +271,21 @@ func TestFileErrors(t *testing.T) {
 
 func TestYAMLSyntaxErrors(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
-		{"bad indentation", "log:\n  level: info\n   format: json\n", "t.yaml:3: YAML: mapping values are not allowed in this context"},
+		{"bad indentation", "log:\n  level: info\n   format: json\n", "t.yaml:3: YAML: mapping values are not allowed in this context (this line is indented 3 spaces, log.level on line 2 is indented 2)"},
 		{"unclosed list", "listeners: [a, b\n", "t.yaml:1: YAML: did not find expected ',' or ']'"},
 		{"tab indent", "log:\n\tlevel: info\n", "t.yaml:2: YAML: found character that cannot start any token (indent with spaces, not tabs)"},
 		{"top level list", "- name: a\n", "t.yaml:1: the top level must be a mapping of keys (log:, listeners:, ...)"},
-		{"unknown anchor", "log: *nope\n", "t.yaml: YAML: unknown anchor 'nope' referenced"},
+		{"unknown anchor", "log: *nope\n", "t.yaml:1: YAML: unknown anchor 'nope' referenced"},
+		// The parser names the start of the list it was in (as line 2, zero-based);
+		// the line at fault is the one indented 3 spaces, next to a key at 4.
+		{"key indented less than its siblings", "log:\n  level: info\nlisteners:\n  - name: web\n    mode: tcp\n   listen: 0.0.0.0:80\n    upstream: 10.0.0.5:80\n",
+			"t.yaml:6: YAML: did not find expected '-' indicator (this line is indented 3 spaces, listeners[0].mode on line 5 is indented 4)"},
+		{"key indented more than its siblings", "listeners:\n  - name: web\n     listen: 0.0.0.0:80\n    upstream: 10.0.0.5:80\n",
+			"t.yaml:3: YAML: mapping values are not allowed in this context (this line is indented 5 spaces, listeners[0].name on line 2 is indented 4)"},
+		// The parser runs on to where it wanted the ']' (and names line 4);
+		// the line that opened the list is the useful one.
+		{"list not closed", "listeners:\n  - name: a\n    mode: tcp\n    listen: 0.0.0.0:80\n    upstream: [10.0.0.5:80,\n      10.0.0.6:80\n  - name: b\n    mode: tcp\n",
+			"t.yaml:5: YAML: did not find expected ',' or ']'"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -74,25 +73,6 @@ func parseYAML(name string, data []byte) (*yaml.Node, error) {
 			Msg: "the top level must be a mapping of keys (log:, listeners:, ...)"}}
 	}
 	return root, nil
-}
-
-// syntaxError turns "yaml: line 3: msg" into a FieldError at name:3.
-func syntaxError(name string, data []byte, err error) *FieldError {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	rest, ok := strings.CutPrefix(msg, "line ")
-	if !ok {
-		return &FieldError{Where: name, Msg: "YAML: " + msg}
-	}
-	num, text, ok := strings.Cut(rest, ": ")
-	line, convErr := strconv.Atoi(num)
-	if !ok || convErr != nil {
-		return &FieldError{Where: name, Msg: "YAML: " + msg}
-	}
-	if lines := bytes.Split(data, []byte("\n")); line >= 1 && line <= len(lines) &&
-		bytes.HasPrefix(bytes.TrimLeft(lines[line-1], " "), []byte("\t")) {
-		text += " (indent with spaces, not tabs)"
-	}
-	return &FieldError{Where: fmt.Sprintf("%s:%d", name, line), Msg: "YAML: " + text, line: line}
 }
 
 // indexYAML records the line of every key path under n and reports keys
