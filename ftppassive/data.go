@@ -167,16 +167,18 @@ func (d *dataConn) serve() {
 	d.s.mu.Unlock()
 	if err != nil {
 		d.dropDial()
-		d.release()
-		close(d.gone)
-		d.settle(nil)
+		// Counted, released and logged before anyone waiting on gone (or
+		// for the log line) goes on.
 		d.s.p.stats.DataFailed.Add(1)
+		d.release()
 		ev := d.s.log.Debug()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			ev = d.s.log.Info()
 			err = errors.New("nobody connected within data_timeout")
 		}
 		ev.Str("port", d.local.String()).Str("why", err.Error()).Msg("data port closed unused")
+		close(d.gone)
+		d.settle(nil)
 		return
 	}
 	close(d.gone)
