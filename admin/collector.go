@@ -15,52 +15,75 @@ const (
 // descs holds one descriptor per relay_* family; the table in the package
 // comment lists the same names.
 type descs struct {
+	all []*prometheus.Desc // every family below, for Describe
+
 	ready, info *prometheus.Desc
 
 	accepted, rejected, active, bytes, dialFailures *prometheus.Desc
 
-	udpActive, udpCreated, udpExpired, udpDatagrams, udpDropped, udpFailovers *prometheus.Desc
+	udpActive, udpCreated, udpExpired, udpDatagrams, udpDropped, udpFailovers, udpSourcesRejected *prometheus.Desc
 
-	ftpOpened, ftpFailed, ftpPortsInUse, ftpRefused *prometheus.Desc
+	ftpSessions, ftpNoUpstream, ftpLinesTooLong, ftpTLS                     *prometheus.Desc
+	ftpOpened, ftpFailed, ftpPortsInUse, ftpPorts, ftpDataBytes, ftpRefused *prometheus.Desc
 
-	rawQueueLength, rawQueueWait, rawQueueTimeouts *prometheus.Desc
+	rawQueueLength, rawQueueWait, rawQueueTimeouts, rawBusy *prometheus.Desc
+
+	aclDecisions, aclLogged *prometheus.Desc
 
 	tlsHandshakes *prometheus.Desc
 }
 
 func newDescs() descs {
-	l := []string{"listener"}
-	d := func(name, help string, extra ...string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, append(slices.Clone(l), extra...), nil)
+	var all []*prometheus.Desc
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		d := prometheus.NewDesc(name, help, labels, nil)
+		all = append(all, d)
+		return d
 	}
-	return descs{
-		ready: prometheus.NewDesc("relay_ready", "1 when every configured listener is bound, else 0 (as /healthz).", nil, nil),
-		info:  d("relay_listener_info", "1 for each running listener, with its mode.", "mode"),
-
-		accepted:     d("relay_connections_accepted_total", "TCP connections admitted (passed the ACL and max_conns)."),
-		rejected:     d("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, max_conns).", "reason"),
-		active:       d("relay_connections_active", "TCP connections open now."),
-		bytes:        d("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
-		dialFailures: d("relay_upstream_dial_failures_total", "Upstream dials that failed."),
-
-		udpActive:    d("relay_udp_sessions_active", "UDP sessions open now."),
-		udpCreated:   d("relay_udp_sessions_created_total", "UDP sessions created."),
-		udpExpired:   d("relay_udp_sessions_expired_total", "UDP sessions ended by the idle timeout."),
-		udpDatagrams: d("relay_udp_datagrams_total", "UDP datagrams relayed, by direction (to_upstream, to_client).", "direction"),
-		udpDropped:   d("relay_udp_datagrams_dropped_total", "UDP datagrams not relayed, by reason.", "reason"),
-		udpFailovers: d("relay_udp_upstream_failovers_total", "UDP listen ports moved to the next upstream of their list."),
-
-		ftpOpened:     d("relay_ftp_data_channels_opened_total", "FTP data connections established and relayed."),
-		ftpFailed:     d("relay_ftp_data_channels_failed_total", "FTP data channels that could not be set up or were never used."),
-		ftpPortsInUse: d("relay_ftp_data_ports_in_use", "Relay-owned FTP data ports open now."),
-		ftpRefused:    d("relay_ftp_refused_total", "FTP PORT/EPRT bounces (port_bounce) and data-port connections from a stranger (data_theft) refused.", "reason"),
-
-		rawQueueLength:   d("relay_raw_queue_length", "Clients waiting for an exclusive raw upstream now."),
-		rawQueueWait:     d("relay_raw_queue_wait_seconds", "Time clients waited for an exclusive raw upstream."),
-		rawQueueTimeouts: d("relay_raw_queue_timeouts_total", "Waiting clients closed after queue_timeout."),
-
-		tlsHandshakes: d("relay_tls_handshakes_total", "TLS handshakes with clients (side=client) and upstreams (side=upstream), by outcome (ok, resumed, failed) and, for failed, reason.", "side", "outcome", "reason"),
+	l := func(name, help string, extra ...string) *prometheus.Desc {
+		return desc(name, help, append([]string{"listener"}, extra...)...)
 	}
+	d := descs{
+		ready: desc("relay_ready", "1 when every configured listener is bound, else 0 (as /healthz)."),
+		info:  l("relay_listener_info", "1 for each running listener, with its mode.", "mode"),
+
+		accepted:     l("relay_connections_accepted_total", "TCP connections admitted (passed the ACL and max_conns)."),
+		rejected:     l("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, max_conns).", "reason"),
+		active:       l("relay_connections_active", "TCP connections open now."),
+		bytes:        l("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
+		dialFailures: l("relay_upstream_dial_failures_total", "Upstream dials that failed."),
+
+		udpActive:          l("relay_udp_sessions_active", "UDP sessions open now."),
+		udpCreated:         l("relay_udp_sessions_created_total", "UDP sessions created."),
+		udpExpired:         l("relay_udp_sessions_expired_total", "UDP sessions ended by the idle timeout."),
+		udpDatagrams:       l("relay_udp_datagrams_total", "UDP datagrams relayed, by direction (to_upstream, to_client).", "direction"),
+		udpDropped:         l("relay_udp_datagrams_dropped_total", "UDP datagrams not relayed, by reason.", "reason"),
+		udpFailovers:       l("relay_udp_upstream_failovers_total", "UDP listen ports moved to the next upstream of their list."),
+		udpSourcesRejected: l("relay_udp_sources_rejected_total", "New UDP client addresses the ACL refused."),
+
+		ftpSessions:     l("relay_ftp_sessions_total", "FTP control connections relayed to a server."),
+		ftpNoUpstream:   l("relay_ftp_no_upstream_total", "FTP control connections answered 421 because no server could be reached."),
+		ftpLinesTooLong: l("relay_ftp_lines_too_long_total", "FTP sessions closed for a control line over the length limit."),
+		ftpTLS:          l("relay_ftp_tls_passthrough_total", "FTP sessions relayed as opaque bytes after AUTH TLS."),
+		ftpOpened:       l("relay_ftp_data_channels_opened_total", "FTP data connections established and relayed."),
+		ftpFailed:       l("relay_ftp_data_channels_failed_total", "FTP data channels that could not be set up or were never used."),
+		ftpPortsInUse:   l("relay_ftp_data_ports_in_use", "Relay-owned FTP data ports open now."),
+		ftpPorts:        l("relay_ftp_data_ports", "Size of the FTP data-port pool."),
+		ftpDataBytes:    l("relay_ftp_data_bytes_total", "FTP data-connection bytes (part of relay_bytes_total), by direction.", "direction"),
+		ftpRefused:      l("relay_ftp_refused_total", "FTP PORT/EPRT bounces (port_bounce) and data-port connections from a stranger (data_theft) refused.", "reason"),
+
+		rawQueueLength:   l("relay_raw_queue_length", "Clients waiting for an exclusive raw upstream now."),
+		rawQueueWait:     l("relay_raw_queue_wait_seconds", "Time clients waited for an exclusive raw upstream."),
+		rawQueueTimeouts: l("relay_raw_queue_timeouts_total", "Waiting clients closed after queue_timeout."),
+		rawBusy:          l("relay_raw_busy", "Exclusive raw upstreams held by a client now."),
+
+		aclDecisions: l("relay_acl_decisions_total", "ACL decisions since start, by protocol and decision (allow, reject).", "proto", "decision"),
+		aclLogged:    l("relay_acl_rejections_logged_total", "ACL rejections logged one by one; the rest were summarised.", "proto"),
+
+		tlsHandshakes: l("relay_tls_handshakes_total", "TLS handshakes with clients (side=client) and upstreams (side=upstream), by outcome (ok, resumed, failed) and, for failed, reason.", "side", "outcome", "reason"),
+	}
+	d.all = all
+	return d
 }
 
 // collector turns the daemon's snapshots into relay_* series on each scrape.
@@ -69,6 +92,7 @@ func newDescs() descs {
 type collector struct {
 	d      descs
 	gather func() []Snapshot // nil: no listener series
+	relay  func() Relay      // nil: no ACL series
 	ready  func() bool       // nil: always ready
 }
 
@@ -77,15 +101,7 @@ var _ prometheus.Collector = (*collector)(nil)
 // Describe sends every family, so the registry can check for clashes with
 // the Go and process collectors once, at registration.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	d := c.d
-	for _, desc := range []*prometheus.Desc{
-		d.ready, d.info,
-		d.accepted, d.rejected, d.active, d.bytes, d.dialFailures,
-		d.udpActive, d.udpCreated, d.udpExpired, d.udpDatagrams, d.udpDropped, d.udpFailovers,
-		d.ftpOpened, d.ftpFailed, d.ftpPortsInUse, d.ftpRefused,
-		d.rawQueueLength, d.rawQueueWait, d.rawQueueTimeouts,
-		d.tlsHandshakes,
-	} {
+	for _, desc := range c.d.all {
 		ch <- desc
 	}
 }
@@ -95,11 +111,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e := emitter{ch: ch}
 	ready := c.ready == nil || c.ready()
 	e.gauge(c.d.ready, int64(boolValue(ready)))
-	if c.gather == nil {
-		return
+	if c.gather != nil {
+		for _, s := range mergeByName(c.gather()) {
+			c.collectListener(e, s)
+		}
 	}
-	for _, s := range mergeByName(c.gather()) {
-		c.collectListener(e, s)
+	if c.relay != nil {
+		if acl := c.relay().ACL; acl != nil {
+			for _, g := range acl.Decisions {
+				e.counter(c.d.aclDecisions, g.Allowed, g.Listener, g.Proto, "allow")
+				e.counter(c.d.aclDecisions, g.Rejected, g.Listener, g.Proto, "reject")
+				e.counter(c.d.aclLogged, g.Logged, g.Listener, g.Proto)
+			}
+		}
 	}
 }
 
@@ -119,27 +143,16 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.dialFailures, n.DialFailures, name)
 	}
 	if u := s.UDP; u != nil {
-		e.gauge(d.udpActive, u.SessionsActive, name)
-		e.counter(d.udpCreated, u.SessionsCreated, name)
-		e.counter(d.udpExpired, u.SessionsExpired, name)
-		e.counter(d.udpDatagrams, u.DatagramsToUpstream, name, toUpstream)
-		e.counter(d.udpDatagrams, u.DatagramsToClient, name, toClient)
-		e.counter(d.udpFailovers, u.Failovers, name)
-		for reason, n := range u.Dropped {
-			e.counter(d.udpDropped, n, name, reason)
-		}
+		c.collectUDP(e, name, u)
 	}
 	if f := s.FTP; f != nil {
-		e.counter(d.ftpOpened, f.DataOpened, name)
-		e.counter(d.ftpFailed, f.DataFailed, name)
-		e.gauge(d.ftpPortsInUse, f.DataPortsInUse, name)
-		e.counter(d.ftpRefused, f.BouncesRefused, name, "port_bounce")
-		e.counter(d.ftpRefused, f.DataTheftAttempts, name, "data_theft")
+		c.collectFTP(e, name, f)
 	}
 	if r := s.Raw; r != nil {
 		e.gauge(d.rawQueueLength, r.QueueLength, name)
 		e.summary(d.rawQueueWait, r.Waits, r.WaitTime.Seconds(), name)
 		e.counter(d.rawQueueTimeouts, r.QueueTimeouts, name)
+		e.gauge(d.rawBusy, int64(len(r.Printing)), name)
 	}
 	if t := s.TLS; t != nil {
 		c.collectHandshakes(e, t.Client, name, "client")
@@ -156,6 +169,36 @@ func (c *collector) collectHandshakes(e emitter, h *Handshakes, name, side strin
 	for reason, n := range h.Failed {
 		e.counter(c.d.tlsHandshakes, n, name, side, "failed", reason)
 	}
+}
+
+func (c *collector) collectUDP(e emitter, name string, u *UDP) {
+	d := c.d
+	e.gauge(d.udpActive, u.SessionsActive, name)
+	e.counter(d.udpCreated, u.SessionsCreated, name)
+	e.counter(d.udpExpired, u.SessionsExpired, name)
+	e.counter(d.udpDatagrams, u.DatagramsToUpstream, name, toUpstream)
+	e.counter(d.udpDatagrams, u.DatagramsToClient, name, toClient)
+	e.counter(d.udpSourcesRejected, u.SourcesRejected, name)
+	e.counter(d.udpFailovers, u.Failovers, name)
+	for reason, n := range u.Dropped {
+		e.counter(d.udpDropped, n, name, reason)
+	}
+}
+
+func (c *collector) collectFTP(e emitter, name string, f *FTP) {
+	d := c.d
+	e.counter(d.ftpSessions, f.Sessions, name)
+	e.counter(d.ftpNoUpstream, f.NoUpstream, name)
+	e.counter(d.ftpLinesTooLong, f.LinesTooLong, name)
+	e.counter(d.ftpTLS, f.TLSPassthrough, name)
+	e.counter(d.ftpOpened, f.DataOpened, name)
+	e.counter(d.ftpFailed, f.DataFailed, name)
+	e.gauge(d.ftpPortsInUse, f.DataPortsInUse, name)
+	e.gauge(d.ftpPorts, f.DataPorts, name)
+	e.counter(d.ftpDataBytes, f.DataBytesToUpstream, name, toUpstream)
+	e.counter(d.ftpDataBytes, f.DataBytesToClient, name, toClient)
+	e.counter(d.ftpRefused, f.BouncesRefused, name, "port_bounce")
+	e.counter(d.ftpRefused, f.DataTheftAttempts, name, "data_theft")
 }
 
 // merged is a Snapshot summed over every instance of one listener name, with

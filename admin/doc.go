@@ -1,41 +1,74 @@
 // Package admin serves the relay's operations endpoint: /metrics in the
-// Prometheus text format and /healthz for load balancers and systemd
-// health checks. Its main type is Server.
+// Prometheus text format, /healthz for load balancers and systemd health
+// checks, /status.json and the status page. Its main type is Server.
 //
-// admin counts nothing itself. On each scrape it asks the daemon for one
-// Snapshot per running listener (Config.Gather), which the daemon fills from
-// the listeners' atomic Stats, and turns them into relay_* series on a
-// registry of its own (never the global default one), beside the Go runtime
-// and process collectors. Its job ends at formatting: what is counted, and
-// when, is decided by forward, udpstream and ftppassive.
+// admin counts nothing itself. On each request it asks the daemon for one
+// Snapshot per running listener instance (Config.Gather) and for the
+// daemon's own facts (Config.Relay), and formats them: relay_* series on a
+// registry of its own (never the global default one) beside the Go runtime
+// and process collectors, the same Snapshots as JSON, and a page that reads
+// the JSON. Its job ends at formatting: what is counted, and when, is
+// decided by forward, udpstream, ftppassive and acl.
+//
+// # Adding a counter
+//
+// A count travels one path, and tests fail when a step is left out:
+//
+//  1. The data plane adds an atomic field to its Stats (forward.Stats,
+//     ftppassive.Stats, udpstream.Stats) and updates it.
+//  2. The daemon copies it into the Snapshot in daemon/snapshot.go (the one
+//     mapping per data plane); daemon's TestCountsReadEveryStat fails for a
+//     Stats field no Snapshot field receives.
+//  3. The Snapshot gets a field with a json tag in snake_case: that is its
+//     /status.json name, stable once released. A new part of a listener
+//     (TLS, upstream health, per-source limits) is a new pointer section
+//     with omitempty, nil for listeners that lack it.
+//  4. merge (merge.go) adds it up across instances of one name, and Carry
+//     zeroes it if it is a gauge; TestMergeSumsEveryField fails otherwise.
+//  5. collector.go gets a descriptor and emits it; TestEveryCountReachesMetrics
+//     fails for a Snapshot number on no relay_* series. Add the family to
+//     the table below and to README.md.
+//
+// # Series
 //
 // Every relay_* series except relay_ready carries a listener label. When a
 // changed listener drains beside its replacement, the two share a name and
-// their values are summed. A rebound listener starts its counters from zero,
-// which Prometheus's rate() and increase() treat as a counter reset.
+// their values are summed; the final counts of a replaced instance carry
+// over to its name, so a reload is no counter reset.
 //
-//	name                                  type     extra labels  meaning
-//	relay_ready                           gauge    (none)        1 when every configured listener is bound, as /healthz
-//	relay_listener_info                   gauge    mode          1 per running listener; mode is tcp, ftp, udp or raw
-//	relay_connections_accepted_total      counter                TCP connections admitted (passed the ACL and max_conns)
-//	relay_connections_rejected_total      counter  reason        closed before any upstream dial; reason is acl or max_conns
-//	relay_connections_active              gauge                  TCP connections open now
-//	relay_bytes_total                     counter  direction     payload bytes relayed; direction is to_upstream or to_client
-//	relay_upstream_dial_failures_total    counter                upstream TCP dials that failed, each address tried
-//	relay_udp_sessions_active             gauge                  UDP sessions open now
-//	relay_udp_sessions_created_total      counter                UDP sessions created
-//	relay_udp_sessions_expired_total      counter                UDP sessions ended by the idle timeout
-//	relay_udp_datagrams_total             counter  direction     UDP datagrams relayed; direction as for bytes
-//	relay_udp_datagrams_dropped_total     counter  reason        UDP datagrams not relayed, e.g. acl, session_limit
-//	relay_udp_upstream_failovers_total    counter                listen ports moved to the next upstream of their list
-//	relay_ftp_data_channels_opened_total  counter                FTP data connections established and relayed
-//	relay_ftp_data_channels_failed_total  counter                FTP data channels not set up or never used
-//	relay_ftp_data_ports_in_use           gauge                  relay-owned FTP data ports open now
-//	relay_ftp_refused_total               counter  reason        port_bounce (PORT/EPRT, RFC 2577) or data_theft (stranger on a data port)
-//	relay_raw_queue_length                gauge                  clients waiting for an exclusive raw upstream
-//	relay_raw_queue_wait_seconds          summary                time clients waited (_sum and _count)
-//	relay_raw_queue_timeouts_total        counter                waiting clients closed after queue_timeout
-//	relay_tls_handshakes_total            counter  side, outcome, reason  TLS handshakes with clients or upstreams: ok, resumed, failed (reason)
+//	name                                  type     extra labels     meaning
+//	relay_ready                           gauge    (none)           1 when every configured listener is bound, as /healthz
+//	relay_listener_info                   gauge    mode             1 per running listener; mode is tcp, ftp, udp or raw
+//	relay_connections_accepted_total      counter                   TCP connections admitted (passed the ACL and max_conns)
+//	relay_connections_rejected_total      counter  reason           closed before any upstream dial; reason is acl or max_conns
+//	relay_connections_active              gauge                     TCP connections open now
+//	relay_bytes_total                     counter  direction        payload bytes relayed; direction is to_upstream or to_client
+//	relay_upstream_dial_failures_total    counter                   upstream TCP dials that failed, each address tried
+//	relay_udp_sessions_active             gauge                     UDP sessions open now
+//	relay_udp_sessions_created_total      counter                   UDP sessions created
+//	relay_udp_sessions_expired_total      counter                   UDP sessions ended by the idle timeout
+//	relay_udp_datagrams_total             counter  direction        UDP datagrams relayed; direction as for bytes
+//	relay_udp_datagrams_dropped_total     counter  reason           UDP datagrams not relayed, e.g. acl, session_limit
+//	relay_udp_sources_rejected_total      counter                   new UDP client addresses the ACL refused
+//	relay_udp_upstream_failovers_total    counter                   listen ports moved to the next upstream of their list
+//	relay_ftp_sessions_total              counter                   FTP control connections relayed to a server
+//	relay_ftp_no_upstream_total           counter                   control connections answered 421: no server reachable
+//	relay_ftp_lines_too_long_total        counter                   sessions closed for a control line over the limit
+//	relay_ftp_tls_passthrough_total       counter                   sessions relayed as opaque bytes after AUTH TLS
+//	relay_ftp_data_channels_opened_total  counter                   FTP data connections established and relayed
+//	relay_ftp_data_channels_failed_total  counter                   FTP data channels not set up or never used
+//	relay_ftp_data_ports_in_use           gauge                     relay-owned FTP data ports open now
+//	relay_ftp_data_ports                  gauge                     size of the data-port pool
+//	relay_ftp_data_bytes_total            counter  direction        data-connection bytes, a part of relay_bytes_total
+//	relay_ftp_refused_total               counter  reason           port_bounce (PORT/EPRT, RFC 2577) or data_theft (stranger on a data port)
+//	relay_raw_queue_length                gauge                     clients waiting for an exclusive raw upstream
+//	relay_raw_queue_wait_seconds          summary                   time clients waited (_sum and _count)
+//	relay_raw_queue_timeouts_total        counter                   waiting clients closed after queue_timeout
+//	relay_raw_busy                        gauge                     exclusive raw upstreams held by a client now
+//	relay_acl_decisions_total             counter  proto, decision  ACL decisions since start; decision is allow or reject
+//	relay_acl_rejections_logged_total     counter  proto            rejections logged one by one (the rest were summarised)
+//	relay_tls_handshakes_total            counter  side, outcome,   TLS handshakes with clients or upstreams: ok, resumed,
+//	                                               reason           failed (by reason)
 //
 // Series of a part a listener does not have (UDP series on a TCP listener,
 // for example) are left out, not shown as zeros. The go_* and process_*

@@ -30,6 +30,10 @@ type Config struct {
 	// called on every scrape, possibly from several scrapes at once, so it
 	// must be safe for concurrent use. nil: no listener series.
 	Gather func() []Snapshot
+	// Relay returns the daemon's facts beyond its listeners (version,
+	// config, reloads, the ACL's counts and recent rejections), for
+	// /metrics and /status.json; same rules as Gather. nil: none known.
+	Relay func() Relay
 	// Ready reports whether every configured listener is bound; /healthz
 	// answers 503 until it does. nil: always ready.
 	Ready func() bool
@@ -67,7 +71,7 @@ func New(cfg Config) (*Server, error) {
 	errLog := log.New(warnWriter{cfg.Log.With().Str("component", "admin").Logger()}, "", 0)
 	reg := prometheus.NewRegistry()
 	cs := append([]prometheus.Collector{
-		&collector{d: newDescs(), gather: cfg.Gather, ready: cfg.Ready},
+		&collector{d: newDescs(), gather: cfg.Gather, relay: cfg.Relay, ready: cfg.Ready},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}, cfg.Collectors...)
@@ -107,7 +111,7 @@ func (s *Server) Handler() http.Handler { return s.srv.Handler }
 func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.listen)
 	if err != nil {
-		return fmt.Errorf("admin: listen %s: %w", s.listen, err)
+		return fmt.Errorf("admin: %w", err) // net's error names the address
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,99 +1,165 @@
 package admin
 
 import (
-	"maps"
 	"time"
 )
 
-// Snapshot is what one listener has counted so far, read at scrape time from
-// the listener's atomic Stats. Counters (uint64) only grow while the listener
-// runs; gauges (int64) are current values. A nil section means the listener
-// has no such part, and its series are left out rather than shown as zeros.
+// Snapshot is what one listener instance has counted so far, read at scrape
+// time from the listener's atomic Stats, plus the facts the page shows
+// beside the counts. Counters (uint64) only grow while the listener runs;
+// gauges (int64) are current values. A nil section means the listener has
+// no such part: its series are left out of /metrics rather than shown as
+// zeros, and its key is left out of /status.json.
+//
+// The json names are the documented, stable field names of /status.json;
+// see the package comment for the rules a new field follows.
 type Snapshot struct {
-	Listener string // listener name: the value of the listener label
-	Mode     string // tcp | ftp | udp | raw; shown by relay_listener_info
+	Listener string `json:"name"` // listener name: the value of the listener label
+	Mode     string `json:"mode"` // tcp | ftp | udp | raw; shown by relay_listener_info
+
+	// State is "serving", "draining" (a reload retired it; it finishes its
+	// connections) or "down" (its accept loop failed; see the log).
+	State string `json:"state"`
+	// Listen is the listen address as the config writes it ("0.0.0.0:21"
+	// or a port range).
+	Listen string `json:"listen"`
+	// Upstreams lists each distinct upstream address in config order.
+	Upstreams []Upstream `json:"upstreams"`
 
 	// Payload bytes moved, counted as they pass, in every mode (for ftp:
 	// control and data connections; for udp: datagram payloads).
-	BytesToUpstream uint64 // client -> upstream
-	BytesToClient   uint64 // upstream -> client
+	BytesToUpstream uint64 `json:"bytes_to_upstream"` // client -> upstream
+	BytesToClient   uint64 `json:"bytes_to_client"`   // upstream -> client
 
-	Conns *Conns // modes that accept TCP connections: tcp, raw, ftp (control)
-	UDP   *UDP   // mode udp
-	FTP   *FTP   // mode ftp: data channels
-	Raw   *Raw   // mode raw with exclusive access
-	TLS   *TLS   // tcp and raw listeners with tls or upstream_tls
+	Conns *Conns `json:"connections,omitempty"` // modes that accept TCP connections: tcp, raw, ftp (control)
+	UDP   *UDP   `json:"udp,omitempty"`         // mode udp
+	FTP   *FTP   `json:"ftp,omitempty"`         // mode ftp: sessions and data channels
+	Raw   *Raw   `json:"raw,omitempty"`         // mode raw with exclusive access
+	TLS   *TLS   `json:"tls,omitempty"`         // tcp and raw listeners with tls or upstream_tls
+
+	// Rates are computed by admin for /status.json and the page from the
+	// counters above; the daemon leaves it nil and /metrics does not show it
+	// (Prometheus computes its own rates).
+	Rates *Rates `json:"rates,omitempty"`
+}
+
+// The values of Snapshot.State.
+const (
+	StateServing  = "serving"
+	StateDraining = "draining"
+	StateDown     = "down"
+)
+
+// Upstream is one upstream address of a listener and what is known of its
+// health.
+type Upstream struct {
+	Address string `json:"address"` // host:port as configured
+	// Health is "" when nothing checks it, else "healthy" or "unhealthy".
+	Health string `json:"health,omitempty"`
 }
 
 // TLS counts the handshakes of a listener, per side; a nil side is plain.
 type TLS struct {
-	Client   *Handshakes // with clients: the listener terminates TLS
-	Upstream *Handshakes // with upstreams: the listener originates TLS
+	Client   *Handshakes `json:"client,omitempty"`   // with clients: the listener terminates TLS
+	Upstream *Handshakes `json:"upstream,omitempty"` // with upstreams: the listener originates TLS
 }
 
 // Handshakes counts TLS handshakes by outcome.
 type Handshakes struct {
-	OK      uint64            // full handshakes
-	Resumed uint64            // resumed a session
-	Failed  map[string]uint64 // by reason (bad_certificate, unknown_authority, expired, ...)
+	OK      uint64            `json:"ok"`      // full handshakes
+	Resumed uint64            `json:"resumed"` // resumed a session
+	Failed  map[string]uint64 `json:"failed"`  // by reason (bad_certificate, unknown_authority, expired, ...)
 }
 
 // Conns counts TCP client connections.
 type Conns struct {
-	Accepted         uint64 // admitted: passed the ACL and max_conns
-	RejectedACL      uint64 // closed because the ACL said reject
-	RejectedMaxConns uint64 // closed because max_conns was reached
-	Active           int64  // open now
+	Accepted         uint64 `json:"accepted"`           // admitted: passed the ACL and max_conns
+	RejectedACL      uint64 `json:"rejected_acl"`       // closed because the ACL said reject
+	RejectedMaxConns uint64 `json:"rejected_max_conns"` // closed because max_conns was reached
+	Active           int64  `json:"active"`             // open now
 
 	// DialFailures counts upstream TCP dials that failed, each address of
 	// a failover list once (for ftp: to the server, and to active-mode
 	// clients). A udp listener's equivalent is a session_error drop.
-	DialFailures uint64
+	DialFailures uint64 `json:"dial_failures"`
 }
 
 // UDP counts sessions and datagrams of a UDP listener.
 type UDP struct {
-	SessionsActive  int64
-	SessionsCreated uint64
-	SessionsExpired uint64 // ended by the idle timeout
+	SessionsActive  int64  `json:"sessions_active"`
+	SessionsCreated uint64 `json:"sessions_created"`
+	SessionsExpired uint64 `json:"sessions_expired"` // ended by the idle timeout
 
-	DatagramsToUpstream uint64
-	DatagramsToClient   uint64
+	DatagramsToUpstream uint64 `json:"datagrams_to_upstream"`
+	DatagramsToClient   uint64 `json:"datagrams_to_client"`
+
+	// SourcesRejected counts new client addresses the ACL refused (each
+	// refusal once; the datagram that asked is a Dropped["acl"]).
+	SourcesRejected uint64 `json:"sources_rejected"`
 
 	// Failovers counts moves of a listen port to the next upstream of its
 	// list after the current one was reported unreachable.
-	Failovers uint64
+	Failovers uint64 `json:"failovers"`
 
 	// Dropped counts datagrams that were not forwarded, by reason, e.g.
 	// "acl", "session_limit", "send_error". Each key becomes one value of
 	// the reason label; nil: nothing dropped.
-	Dropped map[string]uint64
+	Dropped map[string]uint64 `json:"dropped"`
 }
 
-// FTP counts the data channels of an FTP listener.
+// FTP counts the control sessions and data channels of an FTP listener.
 type FTP struct {
-	DataOpened     uint64 // data connections established and relayed
-	DataFailed     uint64 // data channels that could not be set up or were never used
-	DataPortsInUse int64  // relay-owned data ports open now
+	Sessions       uint64 `json:"sessions"`        // control connections relayed to a server
+	NoUpstream     uint64 `json:"no_upstream"`     // control connections answered 421: no server reachable
+	LinesTooLong   uint64 `json:"lines_too_long"`  // sessions closed for a control line over the limit
+	TLSPassthrough uint64 `json:"tls_passthrough"` // sessions relayed as opaque bytes after AUTH TLS
+
+	DataOpened     uint64 `json:"data_opened"`       // data connections established and relayed
+	DataFailed     uint64 `json:"data_failed"`       // data channels that could not be set up or were never used
+	DataPortsInUse int64  `json:"data_ports_in_use"` // relay-owned data ports open now
+	DataPorts      int64  `json:"data_ports"`        // size of the data-port pool
+
+	// Data bytes, a part of the Snapshot's bytes (the rest is control).
+	DataBytesToUpstream uint64 `json:"data_bytes_to_upstream"`
+	DataBytesToClient   uint64 `json:"data_bytes_to_client"`
 
 	// Refusals of the RFC 2577 kind, which an admin wants to see:
-	BouncesRefused    uint64 // PORT/EPRT to another address or a port below 1024
-	DataTheftAttempts uint64 // connections to a data port from a stranger
+	BouncesRefused    uint64 `json:"bounces_refused"`     // PORT/EPRT to another address or a port below 1024
+	DataTheftAttempts uint64 `json:"data_theft_attempts"` // connections to a data port from a stranger
 }
 
 // Raw counts the wait queue of an exclusive raw listener.
 type Raw struct {
-	QueueLength   int64         // clients waiting for the upstream now
-	Waits         uint64        // clients that finished waiting, served or not
-	WaitTime      time.Duration // total time those clients waited
-	QueueTimeouts uint64        // clients closed after queue_timeout
+	QueueLength   int64         `json:"queue_length"`   // clients waiting for the upstream now
+	Waits         uint64        `json:"waits"`          // clients that finished waiting, served or not
+	WaitTime      time.Duration `json:"wait_ns"`        // total time those clients waited
+	QueueTimeouts uint64        `json:"queue_timeouts"` // clients closed after queue_timeout
+
+	// Printing lists the clients that hold an upstream now, one per listen
+	// port at most; empty when every device is idle.
+	Printing []Holder `json:"printing"`
+}
+
+// Holder is a client that holds an exclusive raw upstream.
+type Holder struct {
+	Client string    `json:"client"` // ip:port
+	Since  time.Time `json:"since"`
+}
+
+// Rates are per-second rates over about the last 10 seconds.
+type Rates struct {
+	Seconds         float64 `json:"window_seconds"` // the window actually measured
+	Connections     float64 `json:"connections"`    // accepted TCP connections or created UDP sessions
+	BytesToUpstream float64 `json:"bytes_to_upstream"`
+	BytesToClient   float64 `json:"bytes_to_client"`
 }
 
 // Carry returns the part of a finished instance's snapshot that must live on
-// in its successor's series: the counters, with every gauge at zero. The
-// daemon adds it to the next instances of the same name (Merge), so a
-// reload is not a counter reset to Prometheus.
+// in its successor's series: the counters, with every gauge at zero and no
+// facts. The daemon adds it to the next instances of the same name (Merge),
+// so a reload is not a counter reset to Prometheus.
 func Carry(s Snapshot) Snapshot {
+	s.State, s.Listen, s.Upstreams, s.Rates = "", "", nil, nil
 	if s.Conns != nil {
 		c := *s.Conns
 		c.Active = 0
@@ -106,121 +172,13 @@ func Carry(s Snapshot) Snapshot {
 	}
 	if s.FTP != nil {
 		f := *s.FTP
-		f.DataPortsInUse = 0
+		f.DataPortsInUse, f.DataPorts = 0, 0
 		s.FTP = &f
 	}
 	if s.Raw != nil {
 		r := *s.Raw
-		r.QueueLength = 0
+		r.QueueLength, r.Printing = 0, nil
 		s.Raw = &r
 	}
 	return s
-}
-
-// Merge adds b into a (see merge).
-func Merge(a, b Snapshot) Snapshot { return merge(a, b) }
-
-// merge adds b into a. The daemon may hold two instances under one name for
-// a moment (a changed listener draining beside its replacement); Prometheus
-// refuses duplicate series, so their counts are summed. Gauges sum too:
-// active connections of both are open.
-func merge(a, b Snapshot) Snapshot {
-	a.BytesToUpstream += b.BytesToUpstream
-	a.BytesToClient += b.BytesToClient
-	a.Conns = mergeConns(a.Conns, b.Conns)
-	a.UDP = mergeUDP(a.UDP, b.UDP)
-	a.FTP = mergeFTP(a.FTP, b.FTP)
-	a.Raw = mergeRaw(a.Raw, b.Raw)
-	a.TLS = mergeTLS(a.TLS, b.TLS)
-	return a
-}
-
-func mergeTLS(a, b *TLS) *TLS {
-	if a == nil || b == nil {
-		return either(a, b)
-	}
-	return &TLS{Client: mergeHandshakes(a.Client, b.Client), Upstream: mergeHandshakes(a.Upstream, b.Upstream)}
-}
-
-func mergeHandshakes(a, b *Handshakes) *Handshakes {
-	if a == nil || b == nil {
-		return either(a, b)
-	}
-	failed := maps.Clone(a.Failed)
-	if failed == nil && len(b.Failed) > 0 {
-		failed = make(map[string]uint64, len(b.Failed))
-	}
-	for reason, n := range b.Failed {
-		failed[reason] += n
-	}
-	return &Handshakes{OK: a.OK + b.OK, Resumed: a.Resumed + b.Resumed, Failed: failed}
-}
-
-func mergeConns(a, b *Conns) *Conns {
-	if a == nil || b == nil {
-		return either(a, b)
-	}
-	return &Conns{
-		Accepted:         a.Accepted + b.Accepted,
-		RejectedACL:      a.RejectedACL + b.RejectedACL,
-		RejectedMaxConns: a.RejectedMaxConns + b.RejectedMaxConns,
-		Active:           a.Active + b.Active,
-		DialFailures:     a.DialFailures + b.DialFailures,
-	}
-}
-
-func mergeUDP(a, b *UDP) *UDP {
-	if a == nil || b == nil {
-		return either(a, b)
-	}
-	dropped := maps.Clone(a.Dropped)
-	if dropped == nil && len(b.Dropped) > 0 {
-		dropped = make(map[string]uint64, len(b.Dropped))
-	}
-	for reason, n := range b.Dropped {
-		dropped[reason] += n
-	}
-	return &UDP{
-		SessionsActive:      a.SessionsActive + b.SessionsActive,
-		SessionsCreated:     a.SessionsCreated + b.SessionsCreated,
-		SessionsExpired:     a.SessionsExpired + b.SessionsExpired,
-		DatagramsToUpstream: a.DatagramsToUpstream + b.DatagramsToUpstream,
-		DatagramsToClient:   a.DatagramsToClient + b.DatagramsToClient,
-		Failovers:           a.Failovers + b.Failovers,
-		Dropped:             dropped,
-	}
-}
-
-func mergeFTP(a, b *FTP) *FTP {
-	if a == nil || b == nil {
-		return either(a, b)
-	}
-	return &FTP{
-		DataOpened:     a.DataOpened + b.DataOpened,
-		DataFailed:     a.DataFailed + b.DataFailed,
-		DataPortsInUse: a.DataPortsInUse + b.DataPortsInUse,
-
-		BouncesRefused:    a.BouncesRefused + b.BouncesRefused,
-		DataTheftAttempts: a.DataTheftAttempts + b.DataTheftAttempts,
-	}
-}
-
-func mergeRaw(a, b *Raw) *Raw {
-	if a == nil || b == nil {
-		return either(a, b)
-	}
-	return &Raw{
-		QueueLength:   a.QueueLength + b.QueueLength,
-		Waits:         a.Waits + b.Waits,
-		WaitTime:      a.WaitTime + b.WaitTime,
-		QueueTimeouts: a.QueueTimeouts + b.QueueTimeouts,
-	}
-}
-
-// either returns whichever of a and b is set (a when both are nil).
-func either[T any](a, b *T) *T {
-	if a == nil {
-		return b
-	}
-	return a
 }

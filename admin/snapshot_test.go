@@ -21,7 +21,9 @@ func fill(v int) Snapshot {
 			case reflect.Int64: // gauges and time.Duration
 				f.SetInt(int64(v))
 			case reflect.Pointer:
-				set(f.Elem())
+				if !f.IsNil() { // the sections fill made; Rates is admin's own
+					set(f.Elem())
+				}
 			}
 		}
 	}
@@ -31,7 +33,9 @@ func fill(v int) Snapshot {
 
 func TestMergeSumsEveryField(t *testing.T) {
 	got := merge(fill(1), fill(2))
-	if want := fill(3); !reflect.DeepEqual(got, want) {
+	want := fill(3)
+	want.FTP.DataPorts = 2 // the pool's size, not a count: the larger one
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("merge(1, 2):\n got %+v %+v %+v %+v %+v\nwant %+v %+v %+v %+v %+v",
 			got, *got.Conns, *got.UDP, *got.FTP, *got.Raw, want, *want.Conns, *want.UDP, *want.FTP, *want.Raw)
 	}
@@ -42,5 +46,18 @@ func TestMergeSumsEveryField(t *testing.T) {
 	a := Snapshot{Listener: "x", UDP: &UDP{SessionsCreated: 4}}
 	if m := merge(a, Snapshot{Listener: "x", Conns: &Conns{Accepted: 1}}); m.UDP.SessionsCreated != 4 || m.Conns.Accepted != 1 {
 		t.Errorf("one-sided sections: %+v %+v", m.UDP, m.Conns)
+	}
+	// The facts are the serving instance's, whichever order they come in.
+	serving := Snapshot{Listener: "x", State: StateServing, Listen: "new"}
+	draining := Snapshot{Listener: "x", State: StateDraining, Listen: "old"}
+	carried := Snapshot{Listener: "x"}
+	for _, order := range [][]Snapshot{{serving, draining, carried}, {draining, serving, carried}, {carried, draining, serving}} {
+		m := order[0]
+		for _, s := range order[1:] {
+			m = merge(m, s)
+		}
+		if m.State != StateServing || m.Listen != "new" {
+			t.Errorf("merged facts %q %q, want the serving instance's", m.State, m.Listen)
+		}
 	}
 }

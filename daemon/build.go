@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
@@ -30,7 +31,11 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 		if err != nil {
 			return nil, err
 		}
-		return &instance{spec: spec, srv: l, stats: l.Stats()}, nil
+		return &instance{spec: spec, srv: l, snap: func() admin.Snapshot {
+			s := facts(spec)
+			forwardCounts(&s, l.Stats(), spec)
+			return s
+		}}, nil
 	case config.ModeFTP:
 		cfg := ftpConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
@@ -39,7 +44,12 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 		if err != nil {
 			return nil, err
 		}
-		return &instance{spec: spec, srv: p, stats: p.Stats()}, nil
+		return &instance{spec: spec, srv: p, snap: func() admin.Snapshot {
+			s := facts(spec)
+			s.FTP = &admin.FTP{DataPorts: dataPorts(spec)}
+			ftpCounts(&s, p.Stats())
+			return s
+		}}, nil
 	case config.ModeUDP:
 		cfg := udpConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoUDP, log)
@@ -48,7 +58,11 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 		if err != nil {
 			return nil, err
 		}
-		return &instance{spec: spec, srv: r, stats: r.Stats()}, nil
+		return &instance{spec: spec, srv: r, snap: func() admin.Snapshot {
+			s := facts(spec)
+			udpCounts(&s, r.Stats())
+			return s
+		}}, nil
 	}
 	return nil, fmt.Errorf("mode %q is not supported", spec.Mode)
 }

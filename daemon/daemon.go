@@ -43,6 +43,8 @@ type Options struct {
 	Levels *LevelFilter
 	// Notify receives systemd state changes; nil sends nothing.
 	Notify Notifier
+	// Version is shown on the status page; empty: unknown.
+	Version string
 }
 
 // Notifier is the systemd notify protocol as the daemon uses it.
@@ -54,13 +56,14 @@ type Notifier interface {
 
 // Daemon owns the running listeners.
 type Daemon struct {
-	load   func() (*config.Config, error)
-	log    zerolog.Logger
-	levels *LevelFilter
-	notify Notifier
-	acls   *acl.Set
-	pipes  *forward.Pool // splice pipes shared by every TCP, raw and FTP listener
-	ready  atomic.Bool   // every configured listener is bound
+	load    func() (*config.Config, error)
+	log     zerolog.Logger
+	levels  *LevelFilter
+	notify  Notifier
+	version string // for the status page
+	acls    *acl.Set
+	pipes   *forward.Pool // splice pipes shared by every TCP, raw and FTP listener
+	ready   atomic.Bool   // every configured listener is bound
 	// drainingAll: Shutdown began; open connections are finishing.
 	drainingAll atomic.Bool
 	counts      reloadCounts
@@ -83,15 +86,21 @@ type Daemon struct {
 	carried map[string]admin.Snapshot
 	admin   *admin.Server // nil when admin.listen is empty
 	adminAt string        // the admin.listen admin was bound for
+	// adminErr says why the endpoint is not at the config's admin.listen.
+	adminErr string
+
+	started    time.Time     // Start
+	lastReload *admin.Reload // nil: no reload yet
 
 	tls tlsSet // per listener: the TLS holders its listener keeps; has its own lock
 }
 
 // instance is one running listener and the config it was built from.
 type instance struct {
-	spec  config.Listener
-	srv   server
-	stats any // the package's *Stats, for metrics
+	spec config.Listener
+	srv  server
+	snap func() admin.Snapshot // its counters and facts, for the admin endpoint (snapshot.go)
+	down atomic.Bool           // Serve failed: it accepts nothing any more
 }
 
 // New returns a Daemon for cfg, which the caller has loaded with opts.Load.
@@ -102,6 +111,7 @@ func New(cfg *config.Config, opts Options) *Daemon {
 		log:      opts.Log,
 		levels:   opts.Levels,
 		notify:   opts.Notify,
+		version:  opts.Version,
 		acls:     new(acl.Set),
 		pipes:    forward.NewPool(0),
 		done:     make(chan struct{}),
@@ -127,6 +137,9 @@ func (d *Daemon) Start() error {
 	if err := d.startAdmin(cfg.Admin.Listen); err != nil {
 		return err
 	}
+	d.mu.Lock()
+	d.started = time.Now()
+	d.mu.Unlock()
 	d.tls.stage(files)
 	opened, err := d.openAll(cfg.Listeners, make(sockets), nil)
 	if err != nil {
@@ -202,6 +215,7 @@ func (d *Daemon) serveListener(in *instance) {
 	defer d.serving.Done()
 	err := in.srv.Serve()
 	if err != nil && !isClosed(err) {
+		in.down.Store(true)
 		d.log.Error().Err(err).Str("listener", in.spec.Name).Msg("listener stopped")
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -34,6 +35,11 @@ func (d *Daemon) Reload() error {
 	}
 	err := d.reload()
 	d.counts.reloaded(err)
+	if !errors.Is(err, ErrStopped) {
+		d.mu.Lock()
+		d.noteReloadLocked(time.Now(), err)
+		d.mu.Unlock()
+	}
 	return err
 }
 
@@ -211,19 +217,4 @@ func (d *Daemon) drainListener(in *instance, hardStop time.Duration) {
 	}
 	d.mu.Unlock()
 	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
-}
-
-// reloadAdmin moves the admin endpoint when admin.listen changed. A failure
-// to bind the new address is logged; the listeners' reload stands.
-func (d *Daemon) reloadAdmin(listen string) {
-	d.mu.Lock()
-	same := (d.admin == nil && listen == "") || (d.admin != nil && d.adminAt == listen)
-	d.mu.Unlock()
-	if same {
-		return
-	}
-	d.stopAdmin()
-	if err := d.startAdmin(listen); err != nil {
-		d.log.Error().Err(err).Msg("reload: admin endpoint not moved")
-	}
 }

@@ -122,10 +122,11 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log, levels := daemon.NewLogger(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	d := daemon.New(cfg, daemon.Options{
-		Load:   load,
-		Log:    log,
-		Levels: levels,
-		Notify: sdnotify.New(os.Getenv("NOTIFY_SOCKET")),
+		Load:    load,
+		Log:     log,
+		Levels:  levels,
+		Notify:  sdnotify.New(os.Getenv("NOTIFY_SOCKET")),
+		Version: version(),
 	})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -1,0 +1,129 @@
+package admin
+
+import (
+	"maps"
+	"slices"
+)
+
+// Merge adds b into a (see merge).
+func Merge(a, b Snapshot) Snapshot { return merge(a, b) }
+
+// merge adds b into a. The daemon may hold two instances under one name for
+// a moment (a changed listener draining beside its replacement); Prometheus
+// refuses duplicate series, so their counts are summed. Gauges sum too:
+// active connections of both are open. The facts (state, addresses) are
+// those of the serving instance.
+func merge(a, b Snapshot) Snapshot {
+	if a.State == "" || a.State == StateDraining && b.State != "" {
+		a.State, a.Listen, a.Upstreams = b.State, b.Listen, b.Upstreams
+	}
+	a.BytesToUpstream += b.BytesToUpstream
+	a.BytesToClient += b.BytesToClient
+	a.Conns = mergeConns(a.Conns, b.Conns)
+	a.UDP = mergeUDP(a.UDP, b.UDP)
+	a.FTP = mergeFTP(a.FTP, b.FTP)
+	a.Raw = mergeRaw(a.Raw, b.Raw)
+	a.TLS = mergeTLS(a.TLS, b.TLS)
+	return a
+}
+
+func mergeTLS(a, b *TLS) *TLS {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &TLS{Client: mergeHandshakes(a.Client, b.Client), Upstream: mergeHandshakes(a.Upstream, b.Upstream)}
+}
+
+func mergeHandshakes(a, b *Handshakes) *Handshakes {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &Handshakes{OK: a.OK + b.OK, Resumed: a.Resumed + b.Resumed, Failed: addCounts(a.Failed, b.Failed)}
+}
+
+func mergeConns(a, b *Conns) *Conns {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &Conns{
+		Accepted:         a.Accepted + b.Accepted,
+		RejectedACL:      a.RejectedACL + b.RejectedACL,
+		RejectedMaxConns: a.RejectedMaxConns + b.RejectedMaxConns,
+		Active:           a.Active + b.Active,
+		DialFailures:     a.DialFailures + b.DialFailures,
+	}
+}
+
+func mergeUDP(a, b *UDP) *UDP {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	dropped := addCounts(a.Dropped, b.Dropped)
+	return &UDP{
+		SessionsActive:      a.SessionsActive + b.SessionsActive,
+		SessionsCreated:     a.SessionsCreated + b.SessionsCreated,
+		SessionsExpired:     a.SessionsExpired + b.SessionsExpired,
+		DatagramsToUpstream: a.DatagramsToUpstream + b.DatagramsToUpstream,
+		DatagramsToClient:   a.DatagramsToClient + b.DatagramsToClient,
+		SourcesRejected:     a.SourcesRejected + b.SourcesRejected,
+		Failovers:           a.Failovers + b.Failovers,
+		Dropped:             dropped,
+	}
+}
+
+func mergeFTP(a, b *FTP) *FTP {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &FTP{
+		Sessions:       a.Sessions + b.Sessions,
+		NoUpstream:     a.NoUpstream + b.NoUpstream,
+		LinesTooLong:   a.LinesTooLong + b.LinesTooLong,
+		TLSPassthrough: a.TLSPassthrough + b.TLSPassthrough,
+
+		DataOpened:     a.DataOpened + b.DataOpened,
+		DataFailed:     a.DataFailed + b.DataFailed,
+		DataPortsInUse: a.DataPortsInUse + b.DataPortsInUse,
+		DataPorts:      max(a.DataPorts, b.DataPorts), // one pool per name, not two
+
+		DataBytesToUpstream: a.DataBytesToUpstream + b.DataBytesToUpstream,
+		DataBytesToClient:   a.DataBytesToClient + b.DataBytesToClient,
+
+		BouncesRefused:    a.BouncesRefused + b.BouncesRefused,
+		DataTheftAttempts: a.DataTheftAttempts + b.DataTheftAttempts,
+	}
+}
+
+func mergeRaw(a, b *Raw) *Raw {
+	if a == nil || b == nil {
+		return either(a, b)
+	}
+	return &Raw{
+		QueueLength:   a.QueueLength + b.QueueLength,
+		Waits:         a.Waits + b.Waits,
+		WaitTime:      a.WaitTime + b.WaitTime,
+		QueueTimeouts: a.QueueTimeouts + b.QueueTimeouts,
+		Printing:      slices.Concat(a.Printing, b.Printing),
+	}
+}
+
+// addCounts returns a new map with the counts of a and b added by key; nil
+// when both are empty.
+func addCounts(a, b map[string]uint64) map[string]uint64 {
+	sum := maps.Clone(a)
+	if sum == nil && len(b) > 0 {
+		sum = make(map[string]uint64, len(b))
+	}
+	for k, n := range b {
+		sum[k] += n
+	}
+	return sum
+}
+
+// either returns whichever of a and b is set (a when both are nil).
+func either[T any](a, b *T) *T {
+	if a == nil {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,84 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/pion/transport/v3/test"
+)
+
+// adminYAML is a config with one TCP listener and the admin endpoint at %s.
+const adminYAML = `
+admin: {listen: "%s"}
+listeners:
+  - {name: web, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}
+`
+
+// TestAdminMoveToBusyPortKeepsOldEndpoint: a reload that moves admin.listen
+// to a port another program holds must leave the old endpoint serving, and
+// say so in the log and on the status (issue 11, item 12: it left the relay
+// with no /metrics at all). Both orders are covered: a port elsewhere (the
+// new one is bound first) and the same port on another address (the old
+// one must let go first and is taken back).
+func TestAdminMoveToBusyPortKeepsOldEndpoint(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	port := freePort(t, "tcp")
+	w := startWorld(t, fmt.Sprintf(adminYAML, "127.0.0.1:0", port, web.addr()), nil)
+	first := w.d.AdminAddr()
+	_, firstPort, _ := net.SplitHostPort(first)
+
+	busyElsewhere := holdPort(t, "127.0.0.1:0")
+	busySamePort := holdPort(t, "127.0.0.2:"+firstPort)
+	for _, busy := range []string{busyElsewhere, busySamePort} {
+		w.writeFile("relay.yaml", fmt.Sprintf(adminYAML, busy, port, web.addr()))
+		if err := w.d.Reload(); err != nil {
+			t.Fatalf("reload to busy %s: %v (the listeners' reload must stand)", busy, err)
+		}
+		if got := w.d.AdminAddr(); got != first {
+			t.Fatalf("after moving to busy %s: admin on %q, want still %s", busy, got, first)
+		}
+		if code, body := scrape(t, "http://"+first+"/healthz"); code != 200 {
+			t.Fatalf("old endpoint after moving to busy %s: %d %q", busy, code, body)
+		}
+		if e := w.d.Facts().AdminError; !strings.Contains(e, busy) || !strings.Contains(e, "keeps serving on "+first) {
+			t.Errorf("status admin_error = %q, want it to name %s and the address still serving", e, busy)
+		}
+		if !strings.Contains(w.logs.String(), "admin endpoint not moved") {
+			t.Errorf("no log line says the endpoint was not moved:\n%s", w.logs)
+		}
+	}
+
+	// A free address: the endpoint moves, the old one closes, the error clears.
+	w.writeFile("relay.yaml", fmt.Sprintf(adminYAML, "127.0.0.2:0", port, web.addr()))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	moved := w.d.AdminAddr()
+	if !strings.HasPrefix(moved, "127.0.0.2:") {
+		t.Fatalf("admin on %q after moving to 127.0.0.2:0", moved)
+	}
+	if code, _ := scrape(t, "http://"+moved+"/healthz"); code != 200 {
+		t.Fatalf("new endpoint: %d", code)
+	}
+	if c, err := net.Dial("tcp", first); err == nil {
+		c.Close()
+		t.Errorf("old endpoint %s still accepts after the move", first)
+	}
+	if e := w.d.Facts().AdminError; e != "" {
+		t.Errorf("admin_error = %q after a successful move", e)
+	}
+}
+
+// holdPort listens on addr until the test ends and returns the bound address.
+func holdPort(t *testing.T, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
