@@ -42,6 +42,10 @@ const (
 	// DefaultMaxConns caps connections per listener; the data planes' zero
 	// means unlimited, which a config gets only by writing max_conns: 0.
 	DefaultMaxConns = 10000
+	// DefaultUserTimeout is raw.user_timeout: a powered-off printer ends
+	// the job in seconds. forward's zero leaves the kernel's, which a
+	// config gets by writing user_timeout: 0.
+	DefaultUserTimeout = 10 * time.Second
 )
 
 // Config is a loaded, validated configuration with every default applied.

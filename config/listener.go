@@ -107,6 +107,11 @@ func parseListen(spec, path string, p *problems) (HostPorts, bool) {
 		p.add(path, err.Error())
 		return HostPorts{}, false
 	}
+	if hp.First == 0 {
+		// The kernel would pick a free port and nobody would know which.
+		p.addf(path, "%q: port 0 is not a port clients can be told; name the port they connect to", spec)
+		return HostPorts{}, false
+	}
 	return hp, true
 }
 
@@ -297,6 +302,6 @@ func resolveRaw(fr *fileRaw, path string, p *problems) Raw {
 	return Raw{
 		Exclusive:    fr.Exclusive,
 		QueueTimeout: positive(fr.QueueTimeout, forward.DefaultQueueTimeout, path+".queue_timeout", p),
-		UserTimeout:  nonNegative(fr.UserTimeout, forward.DefaultUserTimeout, path+".user_timeout", p),
+		UserTimeout:  nonNegative(fr.UserTimeout, DefaultUserTimeout, path+".user_timeout", p),
 	}
 }

@@ -99,6 +99,16 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"listeners[0].upstream"}, msg: "port 0",
 		},
 		{
+			name:  "listen port 0",
+			yaml:  "listeners:\n  - name: a\n    mode: tcp\n    listen: 0.0.0.0:0\n    upstream: 10.0.0.5:80\n",
+			paths: []string{"listeners[0].listen"}, where: "t.yaml:4", msg: "port 0",
+		},
+		{
+			name:  "listen range from port 0",
+			yaml:  "listeners:\n  - name: a\n    mode: udp\n    listen: 0.0.0.0:0-5\n    upstream: 10.0.0.5:80\n",
+			paths: []string{"listeners[0].listen"}, msg: "port 0",
+		},
+		{
 			name:  "upstream host not a name",
 			yaml:  "listeners:\n  - name: a\n    mode: tcp\n    listen: 0.0.0.0:80\n    upstream: cms_server:80\n",
 			paths: []string{"listeners[0].upstream"}, msg: "neither an IP address nor a host name",
@@ -352,7 +362,7 @@ func TestValidationAccepts(t *testing.T) {
 	tests := []struct{ name, yaml string }{
 		{"tcp and udp share a port", "listeners:\n  - name: a\n    mode: tcp\n    listen: 0.0.0.0:8100\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: udp\n    listen: 0.0.0.0:8100-8226\n    upstream: 10.0.0.6:8100-8226\n"},
 		{"same port on two addresses", "listeners:\n  - name: a\n    mode: tcp\n    listen: 10.1.1.1:80\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: tcp\n    listen: 10.1.1.2:80\n    upstream: 10.0.0.6:80\n"},
-		{"two listeners on port 0", "admin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:0\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: tcp\n    listen: 127.0.0.1:0\n    upstream: 10.0.0.6:80\n"},
+		{"admin on port 0 beside a listener", "admin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 10.0.0.5:80\n"},
 		{"upstream on the same port elsewhere", "listeners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 127.0.0.2:80\n  - name: b\n    mode: tcp\n    listen: 10.1.1.1:81\n    upstream: 10.0.0.5:81\n"},
 		{"upstream by host name", "listeners:\n  - name: a\n    mode: tcp\n    listen: :80\n    upstream: cms.venue.example:80\n"},
 		{"admin disabled frees its port", "admin:\n  listen: ''\nlisteners:\n  - name: a\n    mode: tcp\n    listen: :9090\n    upstream: 10.0.0.5:80\n"},

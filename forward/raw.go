@@ -7,11 +7,9 @@ import (
 	"time"
 )
 
-// Defaults for the zero values of Raw (the only copy; config applies them).
-const (
-	DefaultQueueTimeout = 30 * time.Second
-	DefaultUserTimeout  = 10 * time.Second
-)
+// DefaultQueueTimeout is the queue timeout of a zero Raw (the only copy;
+// config applies it).
+const DefaultQueueTimeout = 30 * time.Second
 
 // Raw configures raw mode, a byte-exact pass-through for small devices such
 // as ticket printers (Theatre Manager prints on TCP 10001). Bytes move as
@@ -28,7 +26,9 @@ type Raw struct {
 	QueueTimeout time.Duration
 	// UserTimeout is the device side's TCP_USER_TIMEOUT: sent bytes
 	// unacknowledged (or a zero window) for this long end the session;
-	// keepalive probes start after this much silence. Zero: 10s.
+	// keepalive probes start after this much silence. Zero: the kernel's
+	// (no TCP_USER_TIMEOUT, so ~15 minutes of retransmission, and the
+	// keepalive of a tcp listener). config's default is 10s.
 	UserTimeout time.Duration
 }
 
@@ -37,13 +37,6 @@ func (r *Raw) queueTimeout() time.Duration {
 		return DefaultQueueTimeout
 	}
 	return r.QueueTimeout
-}
-
-func (r *Raw) userTimeout() time.Duration {
-	if r.UserTimeout <= 0 {
-		return DefaultUserTimeout
-	}
-	return r.UserTimeout
 }
 
 // rawState is the raw-mode part of a Listener: per port, the turn queue
@@ -95,8 +88,10 @@ func (l *Listener) serveRaw(c net.Conn, client netip.AddrPort, index int) {
 	l.deviceUp(index, addr)
 	job.upstream = addr
 	job.tls = securedOf(c, up)
-	if err := setDeviceOptions(up, l.raw.cfg.userTimeout()); err != nil {
-		l.log.Debug().Err(err).Msg("raw: device socket options")
+	if d := l.raw.cfg.UserTimeout; d > 0 {
+		if err := setDeviceOptions(up, d); err != nil {
+			l.log.Debug().Err(err).Msg("raw: device socket options")
+		}
 	}
 	printing := time.Now()
 	res := Pipe(l.ctx, c, up, PipeOptions{
