@@ -203,7 +203,7 @@ func (d *Daemon) openAll(specs []config.Listener, socks sockets, retiring []*ins
 			for _, o := range opened {
 				_ = o.srv.Close()
 			}
-			return nil, fmt.Errorf("listener %s (%s): %w", spec.Name, spec.ListenSpec, err)
+			return nil, fmt.Errorf("listener %s: %w", spec.Name, inUse(spec.Mode.Proto(), err))
 		}
 		opened = append(opened, in)
 	}

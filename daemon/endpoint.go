@@ -43,7 +43,7 @@ func (d *Daemon) bindAdmin(listen string) (*admin.Server, error) {
 		return nil, err
 	}
 	if err := srv.Listen(); err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
+		return nil, fmt.Errorf("admin.listen: %w", inUse("tcp", err))
 	}
 	return srv, nil
 }

@@ -22,12 +22,8 @@ import (
 
 // freePort returns a loopback port for network ("tcp" or "udp") that the
 // daemon can bind by number (tests cannot use port 0: a reload must see the
-// same spec again). A TCP port stays reserved until the test ends by a
-// bound, never listening SO_REUSEPORT socket: the relay's own SO_REUSEPORT
-// listener may join it, no connection is ever queued on it, and the kernel
-// hands the port to no other socket, in this test binary or in the others
-// that go test runs at the same time. A UDP socket cannot be held that way
-// (it would receive datagrams), so a UDP port is only never returned twice.
+// same spec again). A TCP port comes from world.ReserveTCPPort; a UDP port
+// is one the kernel gave a moment ago, never returned twice.
 func freePort(t *testing.T, network string) int {
 	t.Helper()
 	if network == "tcp" {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -324,17 +325,34 @@ func TestListenErrors(t *testing.T) {
 	}
 }
 
-// TestReusePort binds a second listener on the port of the first, as a
-// reload does before it closes the old socket.
-func TestReusePort(t *testing.T) {
+// TestSecondBindRefused: a listener never shares its port (no SO_REUSEPORT):
+// a second Listen on it fails with EADDRINUSE, and a successor gets the
+// socket through Files and Config.Inherit instead.
+func TestSecondBindRefused(t *testing.T) {
 	a, err := Listen(Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1:1"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := Listen(Config{Listen: []string{a.Addrs()[0].String()}, Upstreams: [][]string{{"127.0.0.1:1"}}})
+	addr := a.Addrs()[0].String()
+	b, err := Listen(Config{Listen: []string{addr}, Upstreams: [][]string{{"127.0.0.1:1"}}})
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		if b != nil {
+			b.Close()
+		}
+		t.Fatalf("second bind on %s: %v, want EADDRINUSE", addr, err)
+	}
+	files, err := a.Files()
 	if err != nil {
-		t.Fatalf("second bind on the same port: %v", err)
+		t.Fatal(err)
+	}
+	b, err = Listen(Config{Listen: []string{addr}, Upstreams: [][]string{{"127.0.0.1:1"}}, Inherit: files})
+	files[0].Close()
+	if err != nil {
+		t.Fatalf("taking the socket over: %v", err)
+	}
+	if got := b.Addrs()[0].String(); got != addr {
+		t.Errorf("successor listens on %s, want %s", got, addr)
 	}
 	b.Close()
 }

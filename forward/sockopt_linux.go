@@ -29,16 +29,16 @@ func upstreamKeepAlive() net.KeepAliveConfig {
 	}
 }
 
-// listenControl prepares a listen socket before bind: SO_REUSEPORT so that
-// a reload can bind the new socket before closing the old one, and the
-// keepalive options, which Linux copies to every accepted socket. Setting
-// them here once replaces the four setsockopt calls Go would make on each
-// accepted connection (the ListenConfig has KeepAlive -1 for that reason).
+// listenControl prepares a listen socket before bind: the keepalive
+// options, which Linux copies to every accepted socket. Setting them here
+// once replaces the four setsockopt calls Go would make on each accepted
+// connection (the ListenConfig has KeepAlive -1 for that reason). There is
+// no SO_REUSEPORT: a reload or an upgrade takes the socket over instead of
+// binding beside it, and a second relay on the same port must fail.
 func listenControl(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		opts := []struct{ level, opt, val int }{
-			{unix.SOL_SOCKET, unix.SO_REUSEPORT, 1},
 			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
 			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
 			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},

@@ -34,8 +34,9 @@ const batchSize = 32
 //     be measured here, and a socket with UDP_GRO whose reader misses the
 //     cmsg would merge datagrams. It needs a NIC with GRO to be worth it.
 
-// sysNet opens real UDP sockets with SO_REUSEPORT and sized buffers, read
-// and written in batches.
+// sysNet opens real UDP sockets with sized buffers, read and written in
+// batches. Listen sockets have no SO_REUSEPORT: a successor takes them
+// over (Config.Inherit), and a second relay on the same port must fail.
 type sysNet struct {
 	readBuffer, writeBuffer int
 	log                     zerolog.Logger
@@ -125,9 +126,6 @@ func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
 func (n *sysNet) controlListen(_, _ string, rc syscall.RawConn) error {
 	var serr error
 	err := rc.Control(func(fd uintptr) {
-		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
-			return
-		}
 		gotR := setBuffer(int(fd), unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, n.readBuffer, &n.forceRead)
 		gotW := setBuffer(int(fd), unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, n.writeBuffer, &n.forceWrite)
 		if (gotR < n.readBuffer || gotW < n.writeBuffer) && n.warned.CompareAndSwap(false, true) {

@@ -135,6 +135,8 @@ func TestSessionExpiry(t *testing.T) {
 	}
 
 	w.logs.Wait(t, `"end":"idle"`, `"client":"`+c.addr().String()+`"`)
+	// The access line is written just before the slot is given back.
+	waitStat(t, "sessions gone", func() uint64 { return uint64(1 - st.SessionsActive.Load()) }, 1)
 	if st.SessionsExpired.Load() != 1 || st.SessionsActive.Load() != 0 {
 		t.Fatalf("expired %d active %d, want 1 and 0", st.SessionsExpired.Load(), st.SessionsActive.Load())
 	}

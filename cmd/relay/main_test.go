@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -314,5 +316,50 @@ func TestStrayArgument(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSecondInstanceExits: a second relay on the config a running one
+// serves exits 1 at once with one line naming the address and the running
+// relay's pid; the first one keeps serving.
+func TestSecondInstanceExits(t *testing.T) {
+	backend := world.NewBackend(t, world.Echo)
+	port := world.ReserveTCPPort(t)
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\n"+
+		"listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n",
+		port, backend.Addr()))
+	first, logs := startChild(t, cfg)
+	go func() { _, _ = io.Copy(io.Discard, logs) }()
+	defer func() {
+		_ = first.Process.Signal(syscall.SIGTERM)
+		_ = first.Wait()
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, os.Args[0], "-config", cfg) // killed if it serves instead
+	second.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
+	var stderr bytes.Buffer
+	second.Stderr = &stderr
+	err := second.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("second relay: %v, want exit status 1\n%s", err, stderr.String())
+	}
+	want := fmt.Sprintf("tcp 127.0.0.1:%d is already in use by pid %d (", port, first.Process.Pid)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], want) {
+		t.Fatalf("second relay said %q, want one line with %q", stderr.String(), want)
+	}
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatalf("first relay after the second one failed: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("first relay does not forward any more: %v", err)
 	}
 }

@@ -15,12 +15,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Backend is a TCP server on 127.0.0.1 that runs handle for each
@@ -169,30 +168,35 @@ func DeadAddr(tb testing.TB) string {
 	return addr
 }
 
-// ReserveTCPPort returns a loopback port number that stays reserved until
-// the test ends, for relays that must bind by number (a config rendered
-// twice for a reload). The reservation is a bound, never listening socket
-// with SO_REUSEPORT: a relay listener (which sets SO_REUSEPORT) may join
-// it, no connection is ever queued on it, and the kernel gives the port to
-// no other socket meanwhile, in this test binary or in the others that go
-// test runs beside it. Closing and re-binding a port 0 socket cannot promise
-// that.
+// ReserveTCPPort returns a loopback TCP port that was free a moment ago and
+// that no other call in this test binary returns, for relays that must bind
+// by number (a config rendered twice for a reload). The relay binds without
+// SO_REUSEPORT, so the port cannot be held for it; instead it is picked at
+// random from reservedPorts, below the kernel's ephemeral range (32768 and
+// up by default), where neither bind(port 0) nor outgoing connections take
+// ports. Two test binaries picking the same port at the same moment is the
+// remaining risk, about one in ten thousand.
 func ReserveTCPPort(tb testing.TB) int {
 	tb.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
+	for range 100 {
+		port := reservedPorts[0] + rand.IntN(reservedPorts[1]-reservedPorts[0])
+		if _, taken := reserved.LoadOrStore(port, true); taken {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // someone else's
+		}
+		ln.Close()
+		return port
 	}
-	tb.Cleanup(func() { unix.Close(fd) })
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		tb.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		tb.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return sa.(*unix.SockaddrInet4).Port
+	tb.Fatal("world: no free TCP port in 100 tries")
+	return 0
 }
+
+// reservedPorts is the range ReserveTCPPort picks from, and reserved the
+// ports it returned (process-wide: test binaries run tests in parallel).
+var (
+	reservedPorts = [2]int{10240, 20000}
+	reserved      sync.Map
+)
