@@ -56,6 +56,21 @@ func (s *Set) Load() *List { return s.list.Load() }
 // counters (so they stay monotonic across reloads) that logs to the newer
 // log. A zero log logs nothing.
 func (s *Set) Guard(listener string, proto Proto, log zerolog.Logger) func(netip.AddrPort) bool {
+	return s.guard(listener, proto, log).admit
+}
+
+// Refusals returns the hook that logs clients of one listener refused by a
+// check made after the ACL (the per-source limits), with the check's
+// reason. They share the budget and the "suppressed" summary of the
+// listener's ACL rejections, so a flood costs a few lines a second however
+// it is turned away. They are counted in Counts.Refused, not Rejected.
+func (s *Set) Refusals(listener string, proto Proto, log zerolog.Logger) func(client netip.AddrPort, reason string) {
+	return s.guard(listener, proto, log).refuse
+}
+
+// guard returns the guard of listener and proto, made on first use, with
+// log as its logger from now on.
+func (s *Set) guard(listener string, proto Proto, log zerolog.Logger) *guard {
 	key := guardKey{listener, proto}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -68,7 +83,7 @@ func (s *Set) Guard(listener string, proto Proto, log zerolog.Logger) func(netip
 		s.guards[key] = g
 	}
 	g.log.Store(&log)
-	return g.admit
+	return g
 }
 
 // Counts is what one guard has decided since it was first made.
@@ -77,7 +92,8 @@ type Counts struct {
 	Proto    Proto
 	Allowed  uint64
 	Rejected uint64
-	Logged   uint64 // rejections logged one by one; the rest were summarized
+	Refused  uint64 // clients the ACL allowed that a later check refused (Refusals)
+	Logged   uint64 // rejections and refusals logged one by one; the rest were summarized
 }
 
 // Counts returns every guard's counters, sorted by listener then proto, for
@@ -91,6 +107,7 @@ func (s *Set) Counts() []Counts {
 			Proto:    k.proto,
 			Allowed:  g.allowed.Load(),
 			Rejected: g.rejected.Load(),
+			Refused:  g.refused.Load(),
 			Logged:   g.logged.Load(),
 		})
 	}
@@ -144,6 +161,7 @@ type guard struct {
 	log      atomic.Pointer[zerolog.Logger]
 	allowed  atomic.Uint64
 	rejected atomic.Uint64
+	refused  atomic.Uint64
 	logged   atomic.Uint64
 
 	mu          sync.Mutex // guards the following
@@ -160,13 +178,39 @@ func (g *guard) admit(client netip.AddrPort) bool {
 		return true
 	}
 	g.rejected.Add(1)
-	g.sample(client, d)
+	if log := g.budget(); log != nil {
+		ev := log.Info().
+			Str("listener", g.key.listener).
+			Stringer("proto", g.key.proto).
+			Stringer("client", client)
+		if d.Rule != nil {
+			ev = ev.Str("rule", d.Rule.Where()).Str("line", d.Rule.String())
+		} else {
+			ev = ev.Str("rule", "no matching line")
+		}
+		ev.Msg("acl rejected client")
+	}
 	return false
 }
 
-// sample logs a rejection if the interval's budget allows, else counts it;
-// the first rejection of a new interval also logs the previous summary.
-func (g *guard) sample(client netip.AddrPort, d Decision) {
+// refuse logs a client a later check refused, within the same budget.
+func (g *guard) refuse(client netip.AddrPort, reason string) {
+	g.refused.Add(1)
+	if log := g.budget(); log != nil {
+		log.Info().
+			Str("listener", g.key.listener).
+			Stringer("proto", g.key.proto).
+			Stringer("client", client).
+			Str("reason", reason).
+			Msg("client refused")
+	}
+}
+
+// budget takes one line from the interval's budget: it returns the logger
+// to write it to, or nil when the budget is spent and the line is only
+// counted. The first line of a new interval also logs the previous
+// interval's summary.
+func (g *guard) budget() *zerolog.Logger {
 	now := g.set.now()
 	g.mu.Lock()
 	var summary uint64
@@ -187,19 +231,10 @@ func (g *guard) sample(client netip.AddrPort, d Decision) {
 		g.summarize(log, summary)
 	}
 	if !logIt {
-		return
+		return nil
 	}
 	g.logged.Add(1)
-	ev := log.Info().
-		Str("listener", g.key.listener).
-		Stringer("proto", g.key.proto).
-		Stringer("client", client)
-	if d.Rule != nil {
-		ev = ev.Str("rule", d.Rule.Where()).Str("line", d.Rule.String())
-	} else {
-		ev = ev.Str("rule", "no matching line")
-	}
-	ev.Msg("acl rejected client")
+	return log
 }
 
 func (g *guard) flush() {
@@ -218,5 +253,6 @@ func (g *guard) summarize(log *zerolog.Logger, n uint64) {
 		Stringer("proto", g.key.proto).
 		Uint64("suppressed", n).
 		Uint64("rejected_total", g.rejected.Load()).
-		Msgf("%d acl rejections suppressed", n)
+		Uint64("refused_total", g.refused.Load()).
+		Msgf("%d rejections suppressed", n)
 }

@@ -213,3 +213,37 @@ func TestGuardAllowDoesNotAllocate(t *testing.T) {
 		t.Errorf("admit allocates %v times per call", n)
 	}
 }
+
+// TestRefusalsShareTheBudget: refusals by a later check (per-source limits)
+// are logged with their reason, counted apart from ACL rejections, and take
+// lines from the same budget, so the summary covers both.
+func TestRefusalsShareTheBudget(t *testing.T) {
+	var buf bytes.Buffer
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	s := Set{LogBurst: 3, Now: clk.Now}
+	s.Store(mustParse(t, "host web 127.0.0.2/32 reject\nhost web all allow\n"))
+	admit := s.Guard("web", ProtoTCP, zerolog.New(&buf))
+	refuse := s.Refusals("web", ProtoTCP, zerolog.New(&buf))
+	for range 2 {
+		admit(netip.MustParseAddrPort("127.0.0.2:1"))
+	}
+	for range 3 {
+		refuse(netip.MustParseAddrPort("127.0.0.3:2"), "per_source: too many")
+	}
+	s.Flush()
+	lines := logLines(t, &buf)
+	if len(lines) != 4 {
+		t.Fatalf("%d lines, want 2 rejections + 1 refusal + 1 summary:\n%s", len(lines), buf.String())
+	}
+	if lines[2]["message"] != "client refused" || lines[2]["reason"] != "per_source: too many" ||
+		lines[2]["client"] != "127.0.0.3:2" {
+		t.Errorf("refusal line: %v", lines[2])
+	}
+	if lines[3]["suppressed"] != 2.0 || lines[3]["refused_total"] != 3.0 || lines[3]["rejected_total"] != 2.0 {
+		t.Errorf("summary line: %v", lines[3])
+	}
+	c := s.Counts()
+	if len(c) != 1 || c[0].Rejected != 2 || c[0].Refused != 3 || c[0].Logged != 3 {
+		t.Errorf("Counts = %+v, want rejected 2, refused 3, logged 3", c)
+	}
+}

@@ -28,7 +28,7 @@ type descs struct {
 
 	rawQueueLength, rawQueueWait, rawQueueTimeouts, rawBusy *prometheus.Desc
 
-	aclDecisions, aclLogged *prometheus.Desc
+	aclDecisions, aclLogged, aclRefused *prometheus.Desc
 
 	tlsHandshakes *prometheus.Desc
 }
@@ -48,7 +48,7 @@ func newDescs() descs {
 		info:  l("relay_listener_info", "1 for each running listener, with its mode.", "mode"),
 
 		accepted:     l("relay_connections_accepted_total", "TCP connections admitted (passed the ACL and max_conns)."),
-		rejected:     l("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, max_conns).", "reason"),
+		rejected:     l("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, per_source, max_conns).", "reason"),
 		active:       l("relay_connections_active", "TCP connections open now."),
 		bytes:        l("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
 		dialFailures: l("relay_upstream_dial_failures_total", "Upstream dials that failed."),
@@ -79,6 +79,7 @@ func newDescs() descs {
 
 		aclDecisions: l("relay_acl_decisions_total", "ACL decisions since start, by protocol and decision (allow, reject).", "proto", "decision"),
 		aclLogged:    l("relay_acl_rejections_logged_total", "ACL rejections logged one by one; the rest were summarised.", "proto"),
+		aclRefused:   l("relay_acl_allowed_then_refused_total", "Clients the ACL allowed that a later check (per_source) refused.", "proto"),
 
 		tlsHandshakes: l("relay_tls_handshakes_total", "TLS handshakes with clients (side=client) and upstreams (side=upstream), by outcome (ok, resumed, failed) and, for failed, reason.", "side", "outcome", "reason"),
 	}
@@ -122,6 +123,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				e.counter(c.d.aclDecisions, g.Allowed, g.Listener, g.Proto, "allow")
 				e.counter(c.d.aclDecisions, g.Rejected, g.Listener, g.Proto, "reject")
 				e.counter(c.d.aclLogged, g.Logged, g.Listener, g.Proto)
+				e.counter(c.d.aclRefused, g.Refused, g.Listener, g.Proto)
 			}
 		}
 	}
@@ -139,6 +141,7 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.accepted, n.Accepted, name)
 		e.counter(d.rejected, n.RejectedACL, name, "acl")
 		e.counter(d.rejected, n.RejectedMaxConns, name, "max_conns")
+		e.counter(d.rejected, n.RejectedPerSource, name, "per_source")
 		e.gauge(d.active, n.Active, name)
 		e.counter(d.dialFailures, n.DialFailures, name)
 	}

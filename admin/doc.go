@@ -40,7 +40,7 @@
 //	relay_ready                           gauge    (none)           1 when every configured listener is bound, as /healthz
 //	relay_listener_info                   gauge    mode             1 per running listener; mode is tcp, ftp, udp or raw
 //	relay_connections_accepted_total      counter                   TCP connections admitted (passed the ACL and max_conns)
-//	relay_connections_rejected_total      counter  reason           closed before any upstream dial; reason is acl or max_conns
+//	relay_connections_rejected_total      counter  reason           closed before any upstream dial; reason is acl, per_source or max_conns
 //	relay_connections_active              gauge                     TCP connections open now
 //	relay_bytes_total                     counter  direction        payload bytes relayed; direction is to_upstream or to_client
 //	relay_upstream_dial_failures_total    counter                   upstream TCP dials that failed, each address tried
@@ -67,6 +67,7 @@
 //	relay_raw_busy                        gauge                     exclusive raw upstreams held by a client now
 //	relay_acl_decisions_total             counter  proto, decision  ACL decisions since start; decision is allow or reject
 //	relay_acl_rejections_logged_total     counter  proto            rejections logged one by one (the rest were summarised)
+//	relay_acl_allowed_then_refused_total  counter  proto            clients the ACL allowed that per_source then refused
 //	relay_tls_handshakes_total            counter  side, outcome,   TLS handshakes with clients or upstreams: ok, resumed,
 //	                                               reason           failed (by reason)
 //

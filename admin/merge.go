@@ -46,11 +46,12 @@ func mergeConns(a, b *Conns) *Conns {
 		return either(a, b)
 	}
 	return &Conns{
-		Accepted:         a.Accepted + b.Accepted,
-		RejectedACL:      a.RejectedACL + b.RejectedACL,
-		RejectedMaxConns: a.RejectedMaxConns + b.RejectedMaxConns,
-		Active:           a.Active + b.Active,
-		DialFailures:     a.DialFailures + b.DialFailures,
+		Accepted:          a.Accepted + b.Accepted,
+		RejectedACL:       a.RejectedACL + b.RejectedACL,
+		RejectedMaxConns:  a.RejectedMaxConns + b.RejectedMaxConns,
+		RejectedPerSource: a.RejectedPerSource + b.RejectedPerSource,
+		Active:            a.Active + b.Active,
+		DialFailures:      a.DialFailures + b.DialFailures,
 	}
 }
 

@@ -76,7 +76,10 @@ type Conns struct {
 	Accepted         uint64 `json:"accepted"`           // admitted: passed the ACL and max_conns
 	RejectedACL      uint64 `json:"rejected_acl"`       // closed because the ACL said reject
 	RejectedMaxConns uint64 `json:"rejected_max_conns"` // closed because max_conns was reached
-	Active           int64  `json:"active"`             // open now
+	// RejectedPerSource counts clients closed because their source was
+	// over a per_source limit.
+	RejectedPerSource uint64 `json:"rejected_per_source"`
+	Active            int64  `json:"active"` // open now
 
 	// DialFailures counts upstream TCP dials that failed, each address of
 	// a failover list once (for ftp: to the server, and to active-mode

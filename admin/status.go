@@ -55,7 +55,11 @@ type ACLDecisions struct {
 	Proto    string `json:"proto"` // tcp or udp
 	Allowed  uint64 `json:"allowed"`
 	Rejected uint64 `json:"rejected"`
-	Logged   uint64 `json:"logged"` // rejections logged one by one; the rest were summarised
+	Logged   uint64 `json:"logged"` // rejections and refusals logged one by one; the rest were summarised
+	// Refused counts clients the ACL allowed that a later check (the
+	// per_source limits) turned away; relay_connections_rejected_total
+	// {reason="per_source"} counts the same clients.
+	Refused uint64 `json:"refused_later"`
 }
 
 // Rejection is one client the ACL turned away.

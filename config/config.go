@@ -123,6 +123,7 @@ type Listener struct {
 	ConnectTimeout time.Duration // tcp, ftp, raw
 	IdleTimeout    time.Duration // tcp, ftp, raw
 	MaxConns       int           // tcp, ftp, raw; zero: unlimited
+	PerSource      PerSource     // tcp, ftp, raw; zero: no limit per source
 
 	FTP FTP
 	UDP UDP
@@ -134,6 +135,20 @@ type Listener struct {
 	// UpstreamTLS, when set, originates TLS to the upstream (tcp, raw).
 	UpstreamTLS *certs.ClientFiles
 }
+
+// PerSource is the per_source section: limits per client source (an
+// address cut to IPv4Prefix or IPv6Prefix bits). The zero value limits
+// nothing; a set section has the prefix lengths filled in.
+type PerSource struct {
+	MaxConns   int     // connections open at once per source; zero: unlimited
+	Rate       float64 // new connections per second per source; zero: unlimited
+	Burst      int     // connections at once before Rate applies; set when Rate is
+	IPv4Prefix int
+	IPv6Prefix int
+}
+
+// Limits reports whether ps limits anything.
+func (ps PerSource) Limits() bool { return ps.MaxConns > 0 || ps.Rate > 0 }
 
 // FTP is the ftp section of an ftp listener.
 type FTP struct {

@@ -165,6 +165,8 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		return toDuration(data)
 	case reflect.TypeFor[byteSize]():
 		return toByteSize(data)
+	case reflect.TypeFor[perSecond]():
+		return toPerSecond(data)
 	case reflect.TypeFor[[]string]():
 		if s, ok := data.(string); ok {
 			return []string{s}, nil
@@ -235,6 +237,35 @@ func toByteSize(data any) (any, error) {
 		return byteSize(n), nil
 	}
 	return nil, fmt.Errorf("want a size like 4MiB or 262144, got %s", describeValue(data))
+}
+
+func toPerSecond(data any) (any, error) {
+	const want = "want a rate like 10/s, 600/m or 3600/h (or a number per second)"
+	switch v := data.(type) {
+	case perSecond:
+		return v, nil
+	case int:
+		return perSecond(v), nil
+	case float64:
+		return perSecond(v), nil
+	case string:
+		num, per := strings.TrimSpace(v), 1.0
+		for _, u := range []struct {
+			suffix string
+			secs   float64
+		}{{"/s", 1}, {"/m", 60}, {"/min", 60}, {"/h", 3600}} {
+			if n, ok := strings.CutSuffix(num, u.suffix); ok {
+				num, per = strings.TrimSpace(n), u.secs
+				break
+			}
+		}
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("%s, got %q", want, v)
+		}
+		return perSecond(f / per), nil
+	}
+	return nil, fmt.Errorf("%s, got %s", want, describeValue(data))
 }
 
 func toInt(data any) (any, error) {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -54,6 +55,10 @@ func (l *Listener) describe(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  limits:   connect_timeout=%s idle_timeout=%s max_conns=%s\n",
 		formatDuration(l.ConnectTimeout), formatDuration(l.IdleTimeout), maxConns)
+	if ps := l.PerSource; ps.Limits() {
+		fmt.Fprintf(w, "  per_source: max_conns=%s rate=%s burst=%d ipv4_prefix=%d ipv6_prefix=%d\n",
+			unlimited(ps.MaxConns), formatRate(ps.Rate), ps.Burst, ps.IPv4Prefix, ps.IPv6Prefix)
+	}
 	switch l.Mode {
 	case ModeFTP:
 		ip := "(local address of the control connection)"
@@ -143,6 +148,20 @@ func (l *Listener) extends(k int, listen *HostPorts, ups []HostPorts, steps []in
 }
 
 // formatDuration drops the zero tails of time.Duration.String: 1h, 2m, 30s.
+func unlimited(n int) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return fmt.Sprint(n)
+}
+
+func formatRate(r float64) string {
+	if r == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(r, 'g', -1, 64) + "/s"
+}
+
 func formatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
+	"github.com/edgerelay/relay/limit"
 	"github.com/edgerelay/relay/udpstream"
 )
 
@@ -55,6 +56,7 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 	l.ConnectTimeout = positive(fl.ConnectTimeout, defs.connectTimeout, path+".connect_timeout", p)
 	l.IdleTimeout = positive(fl.IdleTimeout, defs.idleTimeout, path+".idle_timeout", p)
 	l.MaxConns = atLeast(fl.MaxConns, defs.maxConns, 0, path+".max_conns", p)
+	l.PerSource = resolvePerSource(fl.PerSource, path+".per_source", p)
 	switch l.Mode {
 	case ModeFTP:
 		var data *binding
@@ -225,12 +227,53 @@ func checkSections(fl *fileListener, path string, p *problems) {
 			{"connect_timeout", fl.ConnectTimeout != nil},
 			{"idle_timeout", fl.IdleTimeout != nil},
 			{"max_conns", fl.MaxConns != nil},
+			{"per_source", fl.PerSource != nil},
 		} {
 			if k.set {
 				p.add(path+"."+k.key, "not used by udp listeners (see udp.session_timeout and udp.max_sessions)")
 			}
 		}
 	}
+}
+
+func resolvePerSource(fp *filePerSource, path string, p *problems) PerSource {
+	if fp == nil {
+		return PerSource{}
+	}
+	ps := PerSource{
+		MaxConns:   atLeast(fp.MaxConns, 0, 0, path+".max_conns", p),
+		IPv4Prefix: prefixLen(fp.IPv4Prefix, limit.DefaultIPv4Prefix, 32, path+".ipv4_prefix", p),
+		IPv6Prefix: prefixLen(fp.IPv6Prefix, limit.DefaultIPv6Prefix, 128, path+".ipv6_prefix", p),
+	}
+	if fp.Rate != nil {
+		ps.Rate = float64(*fp.Rate)
+		if ps.Rate < 0 {
+			p.addf(path+".rate", "must not be negative, got %g", ps.Rate)
+		}
+	}
+	switch {
+	case fp.Burst != nil && ps.Rate <= 0:
+		p.add(path+".burst", "only with rate: burst is how far a source may run ahead of its rate")
+	case fp.Burst != nil:
+		ps.Burst = atLeast(fp.Burst, 0, 1, path+".burst", p)
+	case ps.Rate > 0:
+		ps.Burst = limit.DefaultBurst(ps.Rate)
+	}
+	if !ps.Limits() && fp.MaxConns == nil && fp.Rate == nil {
+		p.add(path, "sets no limit: give max_conns, rate, or both (or remove the section)")
+	}
+	return ps
+}
+
+// prefixLen reads a prefix length between 1 and most bits.
+func prefixLen(n *int, def, most int, path string, p *problems) int {
+	if n == nil {
+		return def
+	}
+	if *n < 1 || *n > most {
+		p.addf(path, "must be between 1 and %d, got %d", most, *n)
+	}
+	return *n
 }
 
 func resolveFTP(ff *fileFTP, path string, p *problems) (FTP, *binding) {

@@ -42,19 +42,28 @@ type fileDefaults struct {
 }
 
 type fileListener struct {
-	Name           string    `koanf:"name"`
-	Mode           string    `koanf:"mode"`
-	Listen         string    `koanf:"listen"`
-	Upstream       []string  `koanf:"upstream"` // one string is read as a list of one
-	ConnectTimeout *duration `koanf:"connect_timeout"`
-	IdleTimeout    *duration `koanf:"idle_timeout"`
-	MaxConns       *int      `koanf:"max_conns"`
-	FTP            *fileFTP  `koanf:"ftp"`
-	UDP            *fileUDP  `koanf:"udp"`
-	Raw            *fileRaw  `koanf:"raw"`
+	Name           string         `koanf:"name"`
+	Mode           string         `koanf:"mode"`
+	Listen         string         `koanf:"listen"`
+	Upstream       []string       `koanf:"upstream"` // one string is read as a list of one
+	ConnectTimeout *duration      `koanf:"connect_timeout"`
+	IdleTimeout    *duration      `koanf:"idle_timeout"`
+	MaxConns       *int           `koanf:"max_conns"`
+	PerSource      *filePerSource `koanf:"per_source"`
+	FTP            *fileFTP       `koanf:"ftp"`
+	UDP            *fileUDP       `koanf:"udp"`
+	Raw            *fileRaw       `koanf:"raw"`
 
 	TLS         *fileTLS         `koanf:"tls"`
 	UpstreamTLS *fileUpstreamTLS `koanf:"upstream_tls"`
+}
+
+type filePerSource struct {
+	MaxConns   *int       `koanf:"max_conns"`
+	Rate       *perSecond `koanf:"rate"`
+	Burst      *int       `koanf:"burst"`
+	IPv4Prefix *int       `koanf:"ipv4_prefix"`
+	IPv6Prefix *int       `koanf:"ipv6_prefix"`
 }
 
 // fileTLS terminates TLS on a tcp or raw listener.
@@ -96,6 +105,10 @@ type fileRaw struct {
 // duration is a time.Duration written with a unit ("30s", "1h"); a bare
 // number other than 0 is refused, since "5" could mean seconds or nanoseconds.
 type duration time.Duration
+
+// perSecond is a rate, written as a number per second or with a period
+// ("10/s", "600/m", "3600/h").
+type perSecond float64
 
 // byteSize is a count of bytes, written as a number or with a unit
 // ("4MiB", "512KiB", "1MB").

@@ -23,6 +23,7 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 	case config.ModeTCP, config.ModeRaw:
 		cfg := forwardConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
+		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
 		if err := d.tls.wire(spec, &cfg); err != nil {
 			return nil, err
@@ -39,6 +40,7 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 	case config.ModeFTP:
 		cfg := ftpConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
+		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
 		p, err := ftppassive.Listen(cfg)
 		if err != nil {

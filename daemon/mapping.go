@@ -4,6 +4,7 @@ import (
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
+	"github.com/edgerelay/relay/limit"
 	"github.com/edgerelay/relay/udpstream"
 )
 
@@ -23,6 +24,7 @@ func forwardConfig(l config.Listener) forward.Config {
 		ConnectTimeout: l.ConnectTimeout,
 		IdleTimeout:    l.IdleTimeout,
 		MaxConns:       l.MaxConns,
+		PerSource:      perSource(l.PerSource),
 	}
 	if l.Mode == config.ModeRaw {
 		cfg.Raw = &forward.Raw{
@@ -47,6 +49,18 @@ func ftpConfig(l config.Listener) ftppassive.Config {
 		ConnectTimeout: l.ConnectTimeout,
 		IdleTimeout:    l.IdleTimeout,
 		MaxConns:       l.MaxConns,
+		PerSource:      perSource(l.PerSource),
+	}
+}
+
+// perSource maps the per_source section of a tcp, raw or ftp listener.
+func perSource(ps config.PerSource) limit.Config {
+	return limit.Config{
+		MaxConns:   ps.MaxConns,
+		Rate:       ps.Rate,
+		Burst:      ps.Burst,
+		IPv4Prefix: ps.IPv4Prefix,
+		IPv6Prefix: ps.IPv6Prefix,
 	}
 }
 

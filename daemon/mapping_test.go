@@ -34,7 +34,7 @@ var notMapped = map[config.Mode][]string{
 	config.ModeTCP: {"FTP.", "UDP.", "Raw."},
 	config.ModeRaw: {"FTP.", "UDP."},
 	config.ModeFTP: {"UDP.", "Raw."},
-	config.ModeUDP: {"FTP.", "Raw.", "ConnectTimeout", "IdleTimeout", "MaxConns"},
+	config.ModeUDP: {"FTP.", "Raw.", "ConnectTimeout", "IdleTimeout", "MaxConns", "PerSource."},
 }
 
 // Every mode's own (and shared) settings are for printing or choose the
@@ -133,6 +133,8 @@ func setLeaf(t *testing.T, v reflect.Value, n int, path string) {
 		v.SetInt(int64(n))
 	case reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
 		v.SetUint(uint64(n))
+	case reflect.Float64:
+		v.SetFloat(float64(n))
 	case reflect.Bool:
 		v.SetBool(n < 1000) // base true, changed false
 	default:

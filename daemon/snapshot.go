@@ -116,11 +116,12 @@ func conns(st *forward.Stats, dialFailures uint64) *admin.Conns {
 		return nil
 	}
 	return &admin.Conns{
-		Accepted:         st.Accepted.Load(),
-		RejectedACL:      st.Rejected.Load(),
-		RejectedMaxConns: st.Refused.Load(),
-		Active:           st.Active.Load(),
-		DialFailures:     dialFailures,
+		Accepted:          st.Accepted.Load(),
+		RejectedACL:       st.Rejected.Load(),
+		RejectedMaxConns:  st.Refused.Load(),
+		RejectedPerSource: st.RejectedPerSource.Load(),
+		Active:            st.Active.Load(),
+		DialFailures:      dialFailures,
 	}
 }
 

@@ -46,6 +46,7 @@ func aclDecisions(c acl.Counts) admin.ACLDecisions {
 		Allowed:  c.Allowed,
 		Rejected: c.Rejected,
 		Logged:   c.Logged,
+		Refused:  c.Refused,
 	}
 }
 

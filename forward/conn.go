@@ -17,7 +17,7 @@ func (l *Listener) forwardConn(c net.Conn, client netip.AddrPort, index int) {
 	if err != nil {
 		c.Close()
 		l.logDialFailure(client, index, err, start)
-		l.connDone()
+		l.connDone(client)
 		return
 	}
 	fc := &forwarded{l: l, client: client, upstream: addr, start: start, tls: securedOf(c, up)}
@@ -52,7 +52,7 @@ func (fc *forwarded) end(res Result) {
 		}
 		ev.Msg("connection closed")
 	}
-	fc.l.connDone()
+	fc.l.connDone(fc.client)
 }
 
 // dialError lists every failed attempt of one failover round.

@@ -10,7 +10,8 @@
 //
 // forward's job ends at the connection: it does not parse what it carries
 // (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
-// it does not decide the ACL (the Admit hook does), and it does not export
+// it does not decide the ACL (the Admit hook does) or the per-source limits
+// (package limit does), and it does not export
 // metrics (Stats is read by the admin endpoint).
 package forward
 
@@ -24,6 +25,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/edgerelay/relay/limit"
 	"github.com/rs/zerolog"
 )
 
@@ -57,6 +59,13 @@ type Config struct {
 	// Admit is the ACL hook, asked once per connection before any upstream
 	// dial. nil admits everyone.
 	Admit func(netip.AddrPort) bool
+	// PerSource limits the connections of each client source, asked after
+	// Admit and before any upstream dial (see limit.Config). The zero value
+	// limits nothing.
+	PerSource limit.Config
+	// Refused logs a client that PerSource turned away, with the reason.
+	// nil: the listener's own log, at most a few lines a second.
+	Refused func(client netip.AddrPort, reason string)
 	// TLS, when set, terminates TLS on every accepted connection: the
 	// handshake runs within ConnectTimeout before any upstream dial, and a
 	// client whose handshake fails is closed with one warning line. Keep

@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerelay/relay/limit"
 	"github.com/rs/zerolog"
 )
 
@@ -33,8 +35,9 @@ type Listener struct {
 	pool      *Pool
 	ownPool   bool // pool was made here and is closed with the listener
 	dialer    func(ctx context.Context, network, addr string) (net.Conn, error)
-	netDialer *net.Dialer // the default dialer, nil when Config.Dial is set
-	raw       *rawState   // nil unless Config.Raw is set
+	netDialer *net.Dialer  // the default dialer, nil when Config.Dial is set
+	raw       *rawState    // nil unless Config.Raw is set
+	limits    *limit.Table // nil unless Config.PerSource limits something
 	stats     Stats
 	ctx       context.Context // parent of every connection's work
 	cancel    context.CancelFunc
@@ -74,6 +77,9 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	if cfg.Raw != nil {
 		l.raw = newRawState(cfg.Raw, len(cfg.Listen))
+	}
+	if cfg.PerSource.MaxConns > 0 || cfg.PerSource.Rate > 0 {
+		l.limits = limit.New(cfg.PerSource)
 	}
 	// The ListenConfig's KeepAlive -1 stops Go from setting keepalive on
 	// every accepted socket; listenControl sets it once on the listen
@@ -226,8 +232,9 @@ func (l *Listener) stopping() bool {
 	}
 }
 
-// admit applies the ACL and max_conns to a new connection, then starts its
-// goroutine. Refused and rejected clients are closed here, before any dial.
+// admit applies the ACL, the per-source limits and max_conns to a new
+// connection, then hands it to a connWorker. Clients turned away are closed
+// here, before any dial.
 func (l *Listener) admit(c *net.TCPConn, index int) {
 	client := clientAddr(c)
 	// A TLS listener with AdmitTLS asks it after the handshake.
@@ -236,10 +243,19 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 		c.Close()
 		return
 	}
+	if l.limits != nil {
+		if err := l.limits.Acquire(client); err != nil {
+			l.stats.RejectedPerSource.Add(1)
+			c.Close()
+			l.logPerSource(client, err)
+			return
+		}
+	}
 	n := l.stats.Active.Add(1)
 	if l.cfg.MaxConns > 0 && n > int64(l.cfg.MaxConns) {
 		l.stats.Active.Add(-1)
 		l.stats.Refused.Add(1)
+		l.release(client)
 		c.Close()
 		l.sampled.Warn().Str("client", client.String()).Str("end", EndRefused).
 			Int("max_conns", l.cfg.MaxConns).Msg("connection refused: max_conns reached")
@@ -255,6 +271,25 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 	default:
 		l.workers.Add(1)
 		go l.connWorker(a)
+	}
+}
+
+// logPerSource logs a client over its source's limit, through Config.Refused
+// when set (the ACL's rate-limited log), else the listener's sampled log.
+func (l *Listener) logPerSource(client netip.AddrPort, err error) {
+	reason := strings.TrimPrefix(err.Error(), "limit: ")
+	if l.cfg.Refused != nil {
+		l.cfg.Refused(client, "per_source: "+reason)
+		return
+	}
+	l.sampled.Info().Str("client", client.String()).Str("reason", "per_source: "+reason).
+		Msg("client refused")
+}
+
+// release gives back a connection's place in the per-source limits.
+func (l *Listener) release(client netip.AddrPort) {
+	if l.limits != nil {
+		l.limits.Release(client)
 	}
 }
 
@@ -320,18 +355,19 @@ func (l *Listener) serveConn(c *net.TCPConn, client netip.AddrPort, index int) {
 	}
 	switch {
 	case l.cfg.Handler != nil:
-		defer l.connDone()
+		defer l.connDone(client)
 		l.cfg.Handler.ServeConn(l.ctx, c, index)
 	case l.raw != nil:
-		defer l.connDone()
+		defer l.connDone(client)
 		l.serveRaw(conn, client, index)
 	default:
 		l.forwardConn(conn, client, index)
 	}
 }
 
-// connDone releases the slot of an admitted connection that has ended.
-func (l *Listener) connDone() {
+// connDone releases the slots of an admitted connection that has ended.
+func (l *Listener) connDone(client netip.AddrPort) {
+	l.release(client)
 	l.stats.Active.Add(-1)
 	l.conns.Done()
 }

@@ -7,8 +7,8 @@ import "sync/atomic"
 // reads them at scrape time. Counters only grow; gauges go up and down.
 //
 // A connection taken from a listen socket is counted exactly once in
-// Accepted, Rejected or Refused, or, on a TLS listener, as a failed
-// handshake.
+// Accepted, Rejected, RejectedPerSource or Refused, or, on a TLS listener,
+// as a failed handshake.
 type Stats struct {
 	// Accepted counts connections that passed the ACL and max_conns and
 	// were handed to the forward (or to the Handler).
@@ -16,6 +16,9 @@ type Stats struct {
 	// Rejected counts connections closed because Admit (the ACL) said no.
 	// No upstream was dialled for them.
 	Rejected atomic.Uint64
+	// RejectedPerSource counts connections closed because their source
+	// was over a Config.PerSource limit. No upstream was dialled for them.
+	RejectedPerSource atomic.Uint64
 	// Refused counts connections closed at once because MaxConns
 	// connections were open.
 	Refused atomic.Uint64

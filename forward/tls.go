@@ -173,7 +173,7 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) *tls.Conn {
 			l.sampled.Warn().Str("client", client.String()).Str("reason", reason).Err(err).
 				Msg("tls handshake failed, client closed")
 		}
-		l.connDone()
+		l.connDone(client)
 		return nil
 	}
 	c.SetDeadline(time.Time{})
@@ -187,7 +187,7 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) *tls.Conn {
 		if !l.cfg.AdmitTLS(client, peer) {
 			l.stats.Rejected.Add(1)
 			tc.Close()
-			l.connDone()
+			l.connDone(client)
 			return nil
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/limit"
 )
 
 // ErrClosed is returned by Serve after Close or Shutdown.
@@ -56,6 +57,12 @@ type Config struct {
 	MaxConns int
 	// Admit is the ACL hook, asked once per control connection. nil: allow.
 	Admit func(netip.AddrPort) bool
+	// PerSource limits the control connections of each client source (see
+	// forward.Config.PerSource); data connections are not counted. The
+	// zero value limits nothing.
+	PerSource limit.Config
+	// Refused logs a client PerSource turned away. nil: the listener's log.
+	Refused func(client netip.AddrPort, reason string)
 	// Dial connects to the FTP server (control and data). nil: net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Pool supplies splice pipes for the data connections; one Pool shared
@@ -185,6 +192,8 @@ func Listen(cfg Config) (*Proxy, error) {
 		IdleTimeout:    cfg.IdleTimeout,
 		MaxConns:       cfg.MaxConns,
 		Admit:          cfg.Admit,
+		PerSource:      cfg.PerSource,
+		Refused:        cfg.Refused,
 		Dial:           cfg.Dial,
 		Handler:        forward.HandlerFunc(p.serveControl),
 		Pool:           cfg.Pool,
