@@ -49,16 +49,39 @@ func (f *LevelFilter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 }
 
 // NewLogger builds the process logger writing to w. format is "json",
-// "console", or "auto" (console when w is a terminal, else JSON). The
-// returned filter changes the level later (on reload).
+// "console", or "auto" (console when w is a terminal, else JSON). Console
+// output is coloured only on a terminal. Every line carries its time to the
+// millisecond; durations are numbers of milliseconds in fields named
+// …_ms (zerolog's Dur, whose unit is the millisecond unless a program
+// changes zerolog's globals, which relay never does). The returned filter
+// changes the level later (on reload).
 func NewLogger(w io.Writer, format string, level zerolog.Level) (zerolog.Logger, *LevelFilter) {
 	if format == "console" || (format == "auto" && isTerminal(w)) {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.DateTime}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: consoleTimeLayout, NoColor: !isTerminal(w)}
 	}
 	f := &LevelFilter{w: zerolog.LevelWriterAdapter{Writer: w}}
 	f.SetLevel(level)
-	log := zerolog.New(f).Level(zerolog.TraceLevel).Sample(f).With().Timestamp().Logger()
+	log := zerolog.New(f).Level(zerolog.TraceLevel).Sample(f).Hook(stamp{})
 	return log, f
+}
+
+const (
+	// timeLayout is RFC 3339 with milliseconds, in local time with its
+	// offset: two lines of one busy second still show their order.
+	timeLayout        = "2006-01-02T15:04:05.000Z07:00"
+	consoleTimeLayout = "2006-01-02 15:04:05.000"
+)
+
+// stamp adds the time field to every event. zerolog's own Timestamp takes
+// its format from a package global (seconds by default); a hook keeps the
+// format with the logger that relay builds.
+type stamp struct{}
+
+func (stamp) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	var buf [len(timeLayout) + 8]byte // on the stack: no allocation per line
+	b := append(buf[:0], '"')
+	b = time.Now().AppendFormat(b, timeLayout)
+	e.RawJSON(zerolog.TimestampFieldName, append(b, '"'))
 }
 
 func isTerminal(w io.Writer) bool {

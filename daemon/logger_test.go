@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"io"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +45,38 @@ func TestLevelFilter(t *testing.T) {
 		if strings.Contains(out, hidden) {
 			t.Errorf("log has %s below the level:\n%s", hidden, out)
 		}
+	}
+}
+
+// TestLoggerLineFormat: JSON lines carry a millisecond timestamp and
+// durations in milliseconds; console output to something that is not a
+// terminal has no colour codes; a line costs no allocation.
+func TestLoggerLineFormat(t *testing.T) {
+	var buf world.LogBuffer
+	log, _ := NewLogger(&buf, "json", zerolog.InfoLevel)
+	log.Info().Dur("wait_ms", 1500*time.Millisecond).Msg("json line")
+	fields := world.JSONLine(t, buf.Wait(t, "json line"))
+	stamp := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$`)
+	if ts, _ := fields["time"].(string); !stamp.MatchString(ts) {
+		t.Errorf("time = %v, want RFC 3339 with milliseconds", fields["time"])
+	}
+	if fields["wait_ms"] != 1500.0 {
+		t.Errorf("wait_ms = %v for 1.5 s, want 1500", fields["wait_ms"])
+	}
+
+	var console world.LogBuffer
+	log, _ = NewLogger(&console, "console", zerolog.InfoLevel)
+	log.Warn().Dur("wait_ms", 20*time.Millisecond).Msg("console line")
+	line := console.Wait(t, "console line")
+	if strings.Contains(line, "\x1b[") {
+		t.Errorf("console output to a non-terminal has colour codes: %q", line)
+	}
+	if !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} WRN console line wait_ms=20$`).MatchString(line) {
+		t.Errorf("console line %q, want time with milliseconds, level, message, wait_ms=20", line)
+	}
+
+	log, _ = NewLogger(io.Discard, "json", zerolog.InfoLevel)
+	if n := testing.AllocsPerRun(100, func() { log.Info().Str("end", "eof").Msg("x") }); n != 0 {
+		t.Errorf("a log line allocates %v times", n)
 	}
 }

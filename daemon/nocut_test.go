@@ -122,8 +122,8 @@ func TestReloadHardStopAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := w.logs.Wait(t, "hard_stop_after reached")
-	if !strings.Contains(line, `"listener":"web"`) || !strings.Contains(line, `"cut":2`) || !strings.Contains(line, `"level":"warn"`) {
-		t.Errorf("warning %s does not name listener web and 2 cut", line)
+	if !world.ContainsAll(line, `"listener":"web"`, `"cut":2`, `"level":"warn"`, `"hard_stop_after_ms":200`) {
+		t.Errorf("warning %s does not name listener web, 2 cut and the 200 ms bound", line)
 	}
 	for i, c := range live {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))

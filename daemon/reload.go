@@ -198,7 +198,7 @@ func (d *Daemon) drainListener(in *instance, hardStop time.Duration) {
 	if hardStop > 0 {
 		t := time.AfterFunc(hardStop, func() {
 			if n := in.open(); n > 0 {
-				d.log.Warn().Str("listener", in.spec.Name).Int64("cut", n).Dur("hard_stop_after", hardStop).
+				d.log.Warn().Str("listener", in.spec.Name).Int64("cut", n).Dur("hard_stop_after_ms", hardStop).
 					Msg("reload.hard_stop_after reached: cutting the retired listener's remaining connections")
 			}
 			cancel()

@@ -20,7 +20,7 @@ func (l *Listener) forwardConn(c net.Conn, client netip.AddrPort, index int) {
 		l.connDone(client)
 		return
 	}
-	fc := &forwarded{l: l, client: client, upstream: addr, start: start, tls: securedOf(c, up)}
+	fc := &forwarded{l: l, listen: l.listens[index], client: client, upstream: addr, start: start, tls: securedOf(c, up)}
 	startPipe(l.ctx, c, up, PipeOptions{
 		IdleTimeout: l.cfg.idleTimeout(),
 		AtoB:        &l.stats.BytesIn,
@@ -32,6 +32,7 @@ func (l *Listener) forwardConn(c net.Conn, client netip.AddrPort, index int) {
 // forwarded is what the access line of a running forward needs.
 type forwarded struct {
 	l        *Listener
+	listen   string // the relay's address the client connected to
 	client   netip.AddrPort
 	upstream string
 	start    time.Time
@@ -43,9 +44,9 @@ func (fc *forwarded) end(res Result) {
 	// A logger below info gives a nil event; checking first spares the
 	// client address's String (an allocation) and the clock read.
 	if ev := fc.l.log.Info(); ev.Enabled() {
-		ev = ev.Str("client", fc.client.String()).Str("upstream", fc.upstream).
+		ev = ev.Str("listen", fc.listen).Str("client", fc.client.String()).Str("upstream", fc.upstream).
 			Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
-			Dur("duration", time.Since(fc.start)).Str("end", res.End)
+			Dur("duration_ms", time.Since(fc.start)).Str("end", res.End)
 		ev = fc.tls.add(ev)
 		if res.Err != nil {
 			ev = ev.Err(res.Err)
@@ -132,12 +133,12 @@ func (c dialContext) Deadline() (time.Time, bool) { return c.deadline, true }
 func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, start time.Time) {
 	upstreams := joinAddrs(l.cfg.Upstreams[index])
 	if l.ctx.Err() != nil {
-		l.log.Info().Str("client", client.String()).Str("upstream", upstreams).
-			Dur("duration", time.Since(start)).Str("end", EndShutdown).Msg("connection closed")
+		l.log.Info().Str("listen", l.listens[index]).Str("client", client.String()).Str("upstream", upstreams).
+			Dur("duration_ms", time.Since(start)).Str("end", EndShutdown).Msg("connection closed")
 		return
 	}
-	l.log.Warn().Str("client", client.String()).Str("upstream", upstreams).
-		Dur("duration", time.Since(start)).Str("end", EndUnreachable).Err(err).
+	l.log.Warn().Str("listen", l.listens[index]).Str("client", client.String()).Str("upstream", upstreams).
+		Dur("duration_ms", time.Since(start)).Str("end", EndUnreachable).Err(err).
 		Msg("upstream unreachable, client closed")
 }
 

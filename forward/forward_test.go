@@ -53,10 +53,11 @@ func TestBulkBothWays(t *testing.T) {
 		t.Errorf("backend got %d bytes %x, want %d bytes %x", s.N, s.SHA, want.N, want.SHA)
 	}
 	line := r.logs.Wait(t, `"end":"eof"`)
-	if !world.ContainsAll(line, `"listener":"test"`, fmt.Sprintf(`"bytes_in":%d`, size),
+	if !world.ContainsAll(line, `"listener":"test"`, `"listen":"`+r.addr(0)+`"`, fmt.Sprintf(`"bytes_in":%d`, size),
 		fmt.Sprintf(`"bytes_out":%d`, size), `"upstream":"`+backend.Addr()) {
 		t.Errorf("access line %s", line)
 	}
+	checkFields(t, line, append(accessKeys, "duration_ms")...)
 	st := r.Stats()
 	if st.BytesIn.Load() != size || st.BytesOut.Load() != size || st.Accepted.Load() != 1 {
 		t.Errorf("stats in=%d out=%d accepted=%d", st.BytesIn.Load(), st.BytesOut.Load(), st.Accepted.Load())
@@ -140,9 +141,11 @@ func TestUnreachable(t *testing.T) {
 	c := r.dial(t, 0)
 	expectClosed(t, c, time.Second)
 	line := r.logs.Wait(t, `"end":"upstream_unreachable"`)
-	if !world.ContainsAll(line, `"level":"warn"`, `"upstream":"`+dead, "connection refused", `"client":"127.0.0.1:`) {
+	if !world.ContainsAll(line, `"level":"warn"`, `"upstream":"`+dead, "connection refused",
+		`"client":"127.0.0.1:`, `"listen":"`+r.addr(0)+`"`) {
 		t.Errorf("warning line: %s", line)
 	}
+	checkFields(t, line, "level", "listener", "listen", "client", "upstream", "duration_ms", "end", "error", "message")
 	if strings.Contains(r.logs.String(), "goroutine ") || strings.Count(r.logs.String(), "\n") != 1 {
 		t.Errorf("want exactly one line, no stack:\n%s", r.logs.String())
 	}

@@ -32,6 +32,7 @@ type Listener struct {
 	sampled   zerolog.Logger // log, at most a burst per second: refusals
 	lns       []*net.TCPListener
 	addrs     []net.Addr
+	listens   []string // addrs as text, for log lines without a String per connection
 	pool      *Pool
 	ownPool   bool // pool was made here and is closed with the listener
 	dialer    func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -105,6 +106,7 @@ func Listen(cfg Config) (*Listener, error) {
 		}
 		l.lns = append(l.lns, ln.(*net.TCPListener))
 		l.addrs = append(l.addrs, ln.Addr())
+		l.listens = append(l.listens, ln.Addr().String())
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l, nil
@@ -197,7 +199,7 @@ func (l *Listener) acceptLoop(index int) {
 				return
 			}
 			if backoff == 0 {
-				l.log.Warn().Err(err).Str("listen", l.addrs[index].String()).
+				l.log.Warn().Err(err).Str("listen", l.listens[index]).
 					Msg("accept failed, backing off")
 			}
 			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
@@ -257,7 +259,7 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 		l.stats.Refused.Add(1)
 		l.release(client)
 		c.Close()
-		l.sampled.Warn().Str("client", client.String()).Str("end", EndRefused).
+		l.sampled.Warn().Str("listen", l.listens[index]).Str("client", client.String()).Str("end", EndRefused).
 			Int("max_conns", l.cfg.MaxConns).Msg("connection refused: max_conns reached")
 		return
 	}

@@ -116,9 +116,9 @@ type rawJob struct {
 }
 
 func (j *rawJob) log(end string, err error, res Result) {
-	ev := j.l.log.Info().Str("client", j.client.String()).Str("upstream", j.upstream).
-		Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
-		Dur("queued", j.queued).Dur("printing", j.printing).Str("end", end)
+	ev := j.l.log.Info().Str("listen", j.l.listens[j.index]).Str("client", j.client.String()).
+		Str("upstream", j.upstream).Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
+		Dur("queued_ms", j.queued).Dur("printing_ms", j.printing).Str("end", end)
 	ev = j.tls.add(ev)
 	if err != nil {
 		ev = ev.Err(err)

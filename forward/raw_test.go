@@ -152,7 +152,8 @@ func TestRawExclusiveSixJobs(t *testing.T) {
 	if s := r.Stats(); s.QueuedTotal.Load() == 0 || s.QueueLength.Load() != 0 {
 		t.Errorf("QueuedTotal %d QueueLength %d", s.QueuedTotal.Load(), s.QueueLength.Load())
 	}
-	r.logs.Wait(t, `"end":"eof"`, `"queued":`, `"printing":`, fmt.Sprintf(`"bytes_in":%d`, len(markedJob(0, size))))
+	line := r.logs.Wait(t, `"end":"eof"`, fmt.Sprintf(`"bytes_in":%d`, len(markedJob(0, size))))
+	checkFields(t, line, append(accessKeys, "queued_ms", "printing_ms")...)
 }
 
 // holdPrinter connects a client that takes the printer and keeps it.

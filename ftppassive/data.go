@@ -263,6 +263,6 @@ func (d *dataConn) relay(in *net.TCPConn) {
 	s.dataDown.Add(uint64(toClient))
 	s.log.Debug().Bool("passive", d.passive).Str("port", d.local.String()).
 		Int64("bytes_up", toServer).Int64("bytes_down", toClient).
-		Dur("duration", time.Since(start)).Str("end", res.End).
+		Dur("duration_ms", time.Since(start)).Str("end", res.End).
 		Msg("data transfer")
 }

@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/pion/transport/v3/test"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // TestUntrustedServerIP: without TrustServerIP the relay dials the control
@@ -119,7 +122,20 @@ func TestShutdownDrains(t *testing.T) {
 	if _, err := io.Copy(io.Discard, c); err != nil {
 		t.Fatalf("data connection after the forced shutdown: %v", err)
 	}
-	tr.w.logs.Wait(t, `"end":"shutdown"`, "ftp session")
+	line := tr.w.logs.Wait(t, `"end":"shutdown"`, "ftp session")
+	// The session line, as the README's access log table lists it.
+	fields := testworld.JSONLine(t, line)
+	want := []string{"client", "data_bytes_down", "data_bytes_up", "duration_ms", "end", "level",
+		"listen", "listener", "message", "transfers", "upstream"}
+	if got := testworld.Keys(fields); !slices.Equal(got, want) {
+		t.Errorf("session line has fields %q, want %q:\n%s", got, want, line)
+	}
+	if fields["listen"] != tr.w.addr {
+		t.Errorf("listen = %v, want %s", fields["listen"], tr.w.addr)
+	}
+	if ms, ok := fields["duration_ms"].(float64); !ok || ms < 250 || ms > 60_000 {
+		t.Errorf("duration_ms = %v, want the milliseconds the session lasted (at least 250)", fields["duration_ms"])
+	}
 	// The control port is free again for a new Proxy.
 	p, err := Listen(Config{Listen: []string{tr.w.addr}, Upstreams: [][]string{{"127.0.0.1:1"}}})
 	if err != nil {

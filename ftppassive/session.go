@@ -86,7 +86,8 @@ const (
 func (p *Proxy) serveControl(ctx context.Context, client *net.TCPConn, index int) {
 	start := time.Now()
 	defer client.Close()
-	log := p.log.With().Str("client", client.RemoteAddr().String()).Logger()
+	log := p.log.With().Str("listen", client.LocalAddr().String()).
+		Str("client", client.RemoteAddr().String()).Logger()
 	server, err := p.dialUpstream(ctx, index)
 	if err != nil {
 		p.stats.UpstreamFailed.Add(1)
@@ -115,7 +116,7 @@ func (p *Proxy) serveControl(ctx context.Context, client *net.TCPConn, index int
 	s.touch()
 	s.run()
 	s.log.Info().
-		Dur("duration", time.Since(start)).
+		Dur("duration_ms", time.Since(start)).
 		Int64("transfers", s.transfers.Load()).
 		Uint64("data_bytes_up", s.dataUp.Load()).
 		Uint64("data_bytes_down", s.dataDown.Load()).

@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // Every client talks to every port of a range; each reply must come from the
@@ -110,6 +113,25 @@ func TestDatagramSizes(t *testing.T) {
 	}
 }
 
+// checkSessionLine fails the test unless the session's access line has
+// exactly the fields the README lists, listen among them, and a duration
+// in milliseconds of at least lived.
+func checkSessionLine(t *testing.T, line, listen string, lived time.Duration) {
+	t.Helper()
+	fields := testworld.JSONLine(t, line)
+	want := []string{"bytes_in", "bytes_out", "client", "datagrams_in", "datagrams_out",
+		"duration_ms", "end", "level", "listen", "listener", "message", "upstream"}
+	if got := testworld.Keys(fields); !slices.Equal(got, want) {
+		t.Errorf("session line has fields %q, want %q:\n%s", got, want, line)
+	}
+	if fields["listen"] != listen {
+		t.Errorf("listen = %v, want %s", fields["listen"], listen)
+	}
+	if ms, ok := fields["duration_ms"].(float64); !ok || ms < float64(lived.Milliseconds()) || ms > 60_000 {
+		t.Errorf("duration_ms = %v, want milliseconds, at least %d", fields["duration_ms"], lived.Milliseconds())
+	}
+}
+
 // A session ends after SessionTimeout without traffic, logs why, and the
 // client's next datagram opens a new one on a new upstream socket. Traffic
 // in either direction keeps a session alive.
@@ -134,7 +156,8 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatalf("a session expired while traffic flowed (%d)", n)
 	}
 
-	w.logs.Wait(t, `"end":"idle"`, `"client":"`+c.addr().String()+`"`)
+	line := w.logs.Wait(t, `"end":"idle"`, `"client":"`+c.addr().String()+`"`)
+	checkSessionLine(t, line, to.String(), 3*timeout)
 	// The access line is written just before the slot is given back.
 	waitStat(t, "sessions gone", func() uint64 { return uint64(1 - st.SessionsActive.Load()) }, 1)
 	if st.SessionsExpired.Load() != 1 || st.SessionsActive.Load() != 0 {

@@ -246,7 +246,7 @@ func (s *session) finish() {
 		Uint64("bytes_in", s.bytesIn.Load()).
 		Uint64("datagrams_out", s.datagramsOut.Load()).
 		Uint64("bytes_out", s.bytesOut.Load()).
-		Dur("duration", time.Since(s.started)).
+		Dur("duration_ms", time.Since(s.started)).
 		Str("end", reason).
 		Msg("udp session ended")
 	r.sessionGone()

@@ -157,7 +157,7 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	stop()
 	grace := d.Config().ShutdownGrace
-	log.Info().Dur("grace", grace).Msg("stopping: draining connections (a second signal stops at once)")
+	log.Info().Dur("grace_ms", grace).Msg("stopping: draining connections (a second signal stops at once)")
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := d.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {

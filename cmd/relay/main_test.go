@@ -174,7 +174,7 @@ func TestSignalDrain(t *testing.T) {
 	waitLog(t, logs, "reload applied")
 
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	waitLog(t, logs, "stopping")
+	waitLog(t, logs, `"grace_ms":10000`) // the "stopping" line, its grace in milliseconds
 	// New connections are refused (once the listener has closed, just after
 	// the log line) while the old one still works.
 	refused := false

@@ -2,6 +2,9 @@ package world
 
 import (
 	"bytes"
+	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,4 +118,20 @@ func ContainsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// JSONLine decodes one JSON log line into its fields and fails tb if the
+// line is not a JSON object.
+func JSONLine(tb testing.TB, line string) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		tb.Fatalf("log line %q: %v", line, err)
+	}
+	return m
+}
+
+// Keys returns the field names of a decoded log line, sorted.
+func Keys(fields map[string]any) []string {
+	return slices.Sorted(maps.Keys(fields))
 }
