@@ -19,8 +19,10 @@
 //     reach the client only once that dial is done, as they would direct;
 //     a failed dial turns them into a 425 (or 426).
 //
-// Everything else on the control channel passes through byte for byte,
-// Telnet IAC sequences included. After AUTH TLS/SSL succeeds the control
+// A 227/229 naming a data port below 1024 is answered 425. Everything else
+// on the control channel passes through byte for byte, Telnet IAC sequences
+// included, except a passive reply hidden in another line (behind a bare
+// CR, or nested in a multi-line reply), which is removed (scrub.go). After AUTH TLS/SSL succeeds the control
 // channel is encrypted and the relay passes it through as opaque TCP.
 //
 // The package ends at the data connection: once both sides of a transfer are

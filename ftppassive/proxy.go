@@ -150,6 +150,9 @@ type Stats struct {
 	// BouncesRefused counts PORT/EPRT commands refused by RFC 2577 checks
 	// (another address than the client's, or a port below 1024).
 	BouncesRefused atomic.Uint64
+	// PassivePortsRefused counts 227/229 replies naming a data port below
+	// 1024, answered 425 instead of dialled.
+	PassivePortsRefused atomic.Uint64
 
 	// Bytes moved, counted per chunk as written. Control bytes include the
 	// relay's own rewritten lines; add both for the listener's total.

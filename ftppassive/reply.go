@@ -77,7 +77,7 @@ func (s *session) startReply(code int) (head *pending, hold bool) {
 func (s *session) relayLine(line []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.writeClient(line)
+	return s.writeClient(scrubLine(line))
 }
 
 // finishReply runs when a reply is complete: it writes the held reply (or
@@ -203,7 +203,7 @@ func (s *session) rewrite(code int, head *pending, held [][]byte) (out []byte, o
 			return nil, nil, true, nil
 		}
 	}
-	return bytes.Join(held, nil), nil, false, nil
+	return scrubLines(held), nil, false, nil
 }
 
 // awaitTransfer holds a reply to an active-mode transfer command until the
@@ -258,7 +258,7 @@ func failedTransferReply(code int, head *pending, held [][]byte) []byte {
 	case code < 300:
 		return []byte("426 Connection closed; transfer aborted: the relay could not connect to your data port.\r\n")
 	}
-	return bytes.Join(held, nil)
+	return scrubLines(held)
 }
 
 // parsePassiveReply finds the server's data address in a 227 or 229 reply,
@@ -285,6 +285,15 @@ func parsePassiveReply(code int, held [][]byte) (netip.AddrPort, error) {
 // openPassive opens a relay data port for the server's data address and
 // returns the client's 227/229 and the port (or a 425 and nil).
 func (s *session) openPassive(server netip.AddrPort, epsv bool) ([]byte, *dataConn) {
+	if server.Port() < 1024 {
+		// A server naming its own SMTP port (say) would have the relay
+		// hand the client that service's banner: RFC 2577 for passive.
+		s.p.stats.PassivePortsRefused.Add(1)
+		s.p.stats.DataFailed.Add(1)
+		s.log.Warn().Uint16("port", server.Port()).
+			Msg("server's passive reply names a data port below 1024; refused, answered 425")
+		return []byte("425 Can't open data connection: the server named a port below 1024.\r\n"), nil
+	}
 	target := server
 	if !s.p.cfg.TrustServerIP || !server.Addr().IsValid() {
 		target = netip.AddrPortFrom(s.serverAddr.Addr(), server.Port())
