@@ -70,7 +70,7 @@ func newDescs() descs {
 		ftpPortsInUse:   l("relay_ftp_data_ports_in_use", "Relay-owned FTP data ports open now."),
 		ftpPorts:        l("relay_ftp_data_ports", "Size of the FTP data-port pool."),
 		ftpDataBytes:    l("relay_ftp_data_bytes_total", "FTP data-connection bytes (part of relay_bytes_total), by direction.", "direction"),
-		ftpRefused:      l("relay_ftp_refused_total", "FTP PORT/EPRT bounces (port_bounce) and data-port connections from a stranger (data_theft) refused.", "reason"),
+		ftpRefused:      l("relay_ftp_refused_total", "FTP PORT/EPRT bounces (port_bounce), data-port connections from a stranger (data_theft) and server data ports below 1024 (passive_low_port) refused.", "reason"),
 
 		rawQueueLength:   l("relay_raw_queue_length", "Clients waiting for an exclusive raw upstream now."),
 		rawQueueWait:     l("relay_raw_queue_wait_seconds", "Time clients waited for an exclusive raw upstream."),
@@ -202,6 +202,7 @@ func (c *collector) collectFTP(e emitter, name string, f *FTP) {
 	e.counter(d.ftpDataBytes, f.DataBytesToClient, name, toClient)
 	e.counter(d.ftpRefused, f.BouncesRefused, name, "port_bounce")
 	e.counter(d.ftpRefused, f.DataTheftAttempts, name, "data_theft")
+	e.counter(d.ftpRefused, f.PassivePortsRefused, name, "passive_low_port")
 }
 
 // merged is a Snapshot summed over every instance of one listener name, with

@@ -60,7 +60,7 @@
 //	relay_ftp_data_ports_in_use           gauge                     relay-owned FTP data ports open now
 //	relay_ftp_data_ports                  gauge                     size of the data-port pool
 //	relay_ftp_data_bytes_total            counter  direction        data-connection bytes, a part of relay_bytes_total
-//	relay_ftp_refused_total               counter  reason           port_bounce (PORT/EPRT, RFC 2577) or data_theft (stranger on a data port)
+//	relay_ftp_refused_total               counter  reason           port_bounce (PORT/EPRT, RFC 2577), data_theft (stranger on a data port), passive_low_port (227/229 port < 1024)
 //	relay_raw_queue_length                gauge                     clients waiting for an exclusive raw upstream
 //	relay_raw_queue_wait_seconds          summary                   time clients waited (_sum and _count)
 //	relay_raw_queue_timeouts_total        counter                   waiting clients closed after queue_timeout

@@ -92,6 +92,8 @@ func mergeFTP(a, b *FTP) *FTP {
 
 		BouncesRefused:    a.BouncesRefused + b.BouncesRefused,
 		DataTheftAttempts: a.DataTheftAttempts + b.DataTheftAttempts,
+
+		PassivePortsRefused: a.PassivePortsRefused + b.PassivePortsRefused,
 	}
 }
 

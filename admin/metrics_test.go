@@ -114,7 +114,7 @@ func TestEveryFamily(t *testing.T) {
 		{
 			Listener: "cms-ftp", Mode: "ftp", BytesToUpstream: 10, BytesToClient: 20,
 			Conns: &Conns{Accepted: 1},
-			FTP:   &FTP{DataOpened: 6, DataFailed: 2, DataPortsInUse: 1, BouncesRefused: 3, DataTheftAttempts: 5},
+			FTP:   &FTP{DataOpened: 6, DataFailed: 2, DataPortsInUse: 1, BouncesRefused: 3, DataTheftAttempts: 5, PassivePortsRefused: 4},
 		},
 		{
 			Listener: "ticket-printer", Mode: "raw",
@@ -134,9 +134,10 @@ relay_ftp_data_channels_opened_total{listener="cms-ftp"} 6
 # HELP relay_ftp_data_ports_in_use Relay-owned FTP data ports open now.
 # TYPE relay_ftp_data_ports_in_use gauge
 relay_ftp_data_ports_in_use{listener="cms-ftp"} 1
-# HELP relay_ftp_refused_total FTP PORT/EPRT bounces (port_bounce) and data-port connections from a stranger (data_theft) refused.
+# HELP relay_ftp_refused_total FTP PORT/EPRT bounces (port_bounce), data-port connections from a stranger (data_theft) and server data ports below 1024 (passive_low_port) refused.
 # TYPE relay_ftp_refused_total counter
 relay_ftp_refused_total{listener="cms-ftp",reason="data_theft"} 5
+relay_ftp_refused_total{listener="cms-ftp",reason="passive_low_port"} 4
 relay_ftp_refused_total{listener="cms-ftp",reason="port_bounce"} 3
 # HELP relay_udp_upstream_failovers_total UDP listen ports moved to the next upstream of their list.
 # TYPE relay_udp_upstream_failovers_total counter

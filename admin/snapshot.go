@@ -129,6 +129,8 @@ type FTP struct {
 	// Refusals of the RFC 2577 kind, which an admin wants to see:
 	BouncesRefused    uint64 `json:"bounces_refused"`     // PORT/EPRT to another address or a port below 1024
 	DataTheftAttempts uint64 `json:"data_theft_attempts"` // connections to a data port from a stranger
+	// 227/229 replies naming a server data port below 1024, answered 425.
+	PassivePortsRefused uint64 `json:"passive_ports_refused"`
 }
 
 // Raw counts the wait queue of an exclusive raw listener.

@@ -94,6 +94,7 @@ func ftpCounts(s *admin.Snapshot, st *ftppassive.Stats) {
 	f.DataBytesToClient = st.DataBytesToClient.Load()
 	f.BouncesRefused = st.BouncesRefused.Load()
 	f.DataTheftAttempts = st.DataTheftAttempts.Load()
+	f.PassivePortsRefused = st.PassivePortsRefused.Load()
 }
 
 // udpCounts copies a udp listener's counters.
