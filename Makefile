@@ -2,7 +2,7 @@ GO ?= go
 # The race detector needs cgo; the shipped binary does not.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: test deps vet build peers bench fuzz
+.PHONY: test deps vet build peers bench fuzz deb
 
 # make test: install the real FTP peers when missing, vet, then every test with -race.
 test: deps vet
@@ -14,9 +14,10 @@ deps:
 vet:
 	$(GO) vet ./...
 
-# One static binary.
+# One static binary, written to $(OUT).
+OUT ?= relay
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o relay ./cmd/relay
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OUT) ./cmd/relay
 
 # The peers the bench compares against (HAProxy, nginx, socat, rinetd, iperf3).
 peers:
@@ -32,3 +33,7 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
 	  done; \
 	done
+
+# The Debian package relay_<version>_<arch>.deb (deploy/build-deb.sh, nfpm).
+deb:
+	./deploy/build-deb.sh

@@ -125,6 +125,11 @@ type Listener struct {
 	MaxConns       int           // tcp, ftp, raw; zero: unlimited
 	PerSource      PerSource     // tcp, ftp, raw; zero: no limit per source
 
+	// Freebind binds the listen address even while this box does not
+	// have it (IP_FREEBIND): the backup of an HA pair is then already
+	// listening when the virtual address moves to it.
+	Freebind bool
+
 	FTP FTP
 	UDP UDP
 	Raw Raw

@@ -20,6 +20,7 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 		Mode:         Mode(fl.Mode),
 		ListenSpec:   fl.Listen,
 		UpstreamSpec: strings.Join(fl.Upstream, ", "),
+		Freebind:     fl.Freebind,
 	}
 	checkName(fl.Name, path+".name", p)
 	switch {

@@ -50,6 +50,7 @@ type fileListener struct {
 	IdleTimeout    *duration      `koanf:"idle_timeout"`
 	MaxConns       *int           `koanf:"max_conns"`
 	PerSource      *filePerSource `koanf:"per_source"`
+	Freebind       bool           `koanf:"freebind"`
 	FTP            *fileFTP       `koanf:"ftp"`
 	UDP            *fileUDP       `koanf:"udp"`
 	Raw            *fileRaw       `koanf:"raw"`

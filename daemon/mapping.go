@@ -25,6 +25,7 @@ func forwardConfig(l config.Listener) forward.Config {
 		IdleTimeout:    l.IdleTimeout,
 		MaxConns:       l.MaxConns,
 		PerSource:      perSource(l.PerSource),
+		Freebind:       l.Freebind,
 	}
 	if l.Mode == config.ModeRaw {
 		cfg.Raw = &forward.Raw{
@@ -50,6 +51,7 @@ func ftpConfig(l config.Listener) ftppassive.Config {
 		IdleTimeout:    l.IdleTimeout,
 		MaxConns:       l.MaxConns,
 		PerSource:      perSource(l.PerSource),
+		Freebind:       l.Freebind,
 	}
 }
 
@@ -74,5 +76,6 @@ func udpConfig(l config.Listener) udpstream.Config {
 		MaxSessions:    l.UDP.MaxSessions,
 		ReadBuffer:     l.UDP.ReadBuffer,
 		WriteBuffer:    l.UDP.WriteBuffer,
+		Freebind:       l.Freebind,
 	}
 }

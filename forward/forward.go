@@ -56,6 +56,10 @@ type Config struct {
 	// MaxConns caps the connections open at once on this listener (all its
 	// ports together); further clients are closed at once. Zero: unlimited.
 	MaxConns int
+	// Freebind binds listen addresses the box does not have yet
+	// (IP_FREEBIND), as the backup of an HA pair needs for the virtual
+	// address. False: binding such an address fails.
+	Freebind bool
 	// Admit is the ACL hook, asked once per connection before any upstream
 	// dial. nil admits everyone.
 	Admit func(netip.AddrPort) bool

@@ -85,7 +85,7 @@ func Listen(cfg Config) (*Listener, error) {
 	// The ListenConfig's KeepAlive -1 stops Go from setting keepalive on
 	// every accepted socket; listenControl sets it once on the listen
 	// socket, and accepted sockets inherit it.
-	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl}
+	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl(cfg.Freebind)}
 	// Go listens with Multipath TCP by default on Linux; a forwarder whose
 	// upstream side is plain TCP gains nothing from it and pays its set-up
 	// per socket, so the listener is plain TCP.

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,25 +35,42 @@ func upstreamKeepAlive() net.KeepAliveConfig {
 // once replaces the four setsockopt calls Go would make on each accepted
 // connection (the ListenConfig has KeepAlive -1 for that reason). There is
 // no SO_REUSEPORT: a reload or an upgrade takes the socket over instead of
-// binding beside it, and a second relay on the same port must fail.
-func listenControl(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		opts := []struct{ level, opt, val int }{
-			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
-		}
-		for _, o := range opts {
-			if serr = unix.SetsockoptInt(int(fd), o.level, o.opt, o.val); serr != nil {
-				return
+// binding beside it, and a second relay on the same port must fail. With
+// freebind the socket may bind an address the box does not have yet.
+func listenControl(freebind bool) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			opts := []struct{ level, opt, val int }{
+				{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+				{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
+				{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
 			}
+			for _, o := range opts {
+				if serr = unix.SetsockoptInt(int(fd), o.level, o.opt, o.val); serr != nil {
+					return
+				}
+			}
+			if freebind {
+				serr = setFreebind(int(fd), network)
+			}
+		})
+		if err != nil {
+			return err
 		}
-	})
-	if err != nil {
-		return err
+		return serr
 	}
-	return serr
+}
+
+// setFreebind lets the socket fd bind an address that no interface has yet
+// (IP_FREEBIND, or IPV6_FREEBIND for a tcp6/udp6 socket): the backup box of
+// a keepalived pair listens on the virtual address before it moves there,
+// without the host-wide net.ipv4.ip_nonlocal_bind.
+func setFreebind(fd int, network string) error {
+	if strings.HasSuffix(network, "6") {
+		return unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+	}
+	return unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_FREEBIND, 1)
 }
 
 // setDeviceOptions prepares the upstream side of a raw connection to a

@@ -10,7 +10,9 @@ import (
 
 func upstreamKeepAlive() net.KeepAliveConfig { return net.KeepAliveConfig{Enable: true} }
 
-func listenControl(network, address string, c syscall.RawConn) error { return nil }
+func listenControl(freebind bool) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error { return nil }
+}
 
 func setDeviceOptions(c net.Conn, userTimeout time.Duration) error {
 	if tc, ok := c.(*net.TCPConn); ok {

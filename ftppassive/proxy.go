@@ -55,6 +55,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxConns caps open control connections. Zero: unlimited.
 	MaxConns int
+	// Freebind binds the control listen address even while the box does
+	// not have it (see forward.Config.Freebind). Data ports are bound on
+	// demand, on the address the client reached, so they need no such flag.
+	Freebind bool
 	// Admit is the ACL hook, asked once per control connection. nil: allow.
 	Admit func(netip.AddrPort) bool
 	// PerSource limits the control connections of each client source (see
@@ -194,6 +198,7 @@ func Listen(cfg Config) (*Proxy, error) {
 		ConnectTimeout: cfg.ConnectTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
 		MaxConns:       cfg.MaxConns,
+		Freebind:       cfg.Freebind,
 		Admit:          cfg.Admit,
 		PerSource:      cfg.PerSource,
 		Refused:        cfg.Refused,

@@ -32,7 +32,7 @@ func startSink(t testing.TB, echo bool) *sink { return startSinkAt(t, "127.0.0.1
 
 func startSinkAt(t testing.TB, ip string, echo bool) *sink {
 	t.Helper()
-	n := newSysNet(4<<20, 4<<20, zerolog.Nop())
+	n := newSysNet(4<<20, 4<<20, false, zerolog.Nop())
 	pc, err := n.listen(ip + ":0")
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func (s *sender) blast(d time.Duration, rate float64) uint64 {
 func startRelayTo(t testing.TB, upstream netip.AddrPort, gso bool) *Relay {
 	t.Helper()
 	cfg := Config{Name: "bench", Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{upstream.String()}}}
-	nw := newSysNet(cfg.readBuffer(), cfg.writeBuffer(), zerolog.Nop())
+	nw := newSysNet(cfg.readBuffer(), cfg.writeBuffer(), false, zerolog.Nop())
 	nw.gso = gso
 	r, err := listen(cfg, nw)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -39,6 +40,7 @@ const batchSize = 32
 // over (Config.Inherit), and a second relay on the same port must fail.
 type sysNet struct {
 	readBuffer, writeBuffer int
+	freebind                bool // IP_FREEBIND on listen sockets
 	log                     zerolog.Logger
 
 	pool *batchPool
@@ -52,10 +54,11 @@ type sysNet struct {
 	warned                atomic.Bool // the capped-buffer warning was logged
 }
 
-func newSysNet(readBuffer, writeBuffer int, log zerolog.Logger) *sysNet {
+func newSysNet(readBuffer, writeBuffer int, freebind bool, log zerolog.Logger) *sysNet {
 	return &sysNet{
 		readBuffer:  readBuffer,
 		writeBuffer: writeBuffer,
+		freebind:    freebind,
 		log:         log,
 		pool:        newBatchPool(batchSize),
 		gso:         true,
@@ -123,9 +126,20 @@ func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
 	return sc, nil
 }
 
-func (n *sysNet) controlListen(_, _ string, rc syscall.RawConn) error {
+func (n *sysNet) controlListen(network, _ string, rc syscall.RawConn) error {
 	var serr error
 	err := rc.Control(func(fd uintptr) {
+		// freebind: bind the address before the box has it (the backup of
+		// an HA pair), IPV6_FREEBIND on a udp6 socket.
+		if n.freebind {
+			level, opt := unix.SOL_IP, unix.IP_FREEBIND
+			if strings.HasSuffix(network, "6") {
+				level, opt = unix.SOL_IPV6, unix.IPV6_FREEBIND
+			}
+			if serr = unix.SetsockoptInt(int(fd), level, opt, 1); serr != nil {
+				return
+			}
+		}
 		gotR := setBuffer(int(fd), unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, n.readBuffer, &n.forceRead)
 		gotW := setBuffer(int(fd), unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, n.writeBuffer, &n.forceWrite)
 		if (gotR < n.readBuffer || gotW < n.writeBuffer) && n.warned.CompareAndSwap(false, true) {
@@ -175,5 +189,5 @@ func setBuffer(fd, opt, forceOpt, want int, forced *atomic.Bool) int {
 }
 
 func defaultNetwork(cfg *Config) network {
-	return newSysNet(cfg.readBuffer(), cfg.writeBuffer(), cfg.log())
+	return newSysNet(cfg.readBuffer(), cfg.writeBuffer(), cfg.Freebind, cfg.log())
 }

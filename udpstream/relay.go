@@ -43,6 +43,7 @@ type Config struct {
 	MaxSessions    int           // sessions open at once, over all ports; zero: 4096
 	ReadBuffer     int           // SO_RCVBUF of every socket, bytes; zero: 4 MiB
 	WriteBuffer    int           // SO_SNDBUF of every socket, bytes; zero: 4 MiB
+	Freebind       bool          // bind listen addresses the box does not have yet (IP_FREEBIND)
 
 	// Admit is asked once per new session, with the client's address, on
 	// the first datagram from a source that has no session; nil admits all.
