@@ -14,10 +14,11 @@ deps:
 vet:
 	$(GO) vet ./...
 
-# One static binary, written to $(OUT).
+# One static binary, written to $(OUT), stamped with $(VERSION) (relay version).
 OUT ?= relay
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OUT) ./cmd/relay
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.stampedVersion=$(VERSION)" -o $(OUT) ./cmd/relay
 
 # The peers the bench compares against (HAProxy, nginx, socat, rinetd, iperf3).
 peers:

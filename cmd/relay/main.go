@@ -183,10 +183,40 @@ func example(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// stampedVersion is set at build time by the Makefile
+// (-ldflags "-X main.stampedVersion=$(VERSION)", from git describe); the
+// only package-level variable, written by the linker and never at run time.
+var stampedVersion string
+
 func version() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
+	bi, _ := debug.ReadBuildInfo()
+	return fmt.Sprintf("relay %s %s %s/%s", versionOf(stampedVersion, bi), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// versionOf names the build: the stamped version, else the module version
+// (go install …@v1.2.3), else the commit Go embeds from the VCS (with
+// +dirty for uncommitted changes), else (devel).
+func versionOf(stamped string, bi *debug.BuildInfo) string {
+	if stamped != "" {
+		return stamped
 	}
-	return fmt.Sprintf("relay %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if bi == nil {
+		return "(devel)"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value[:min(12, len(s.Value))]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	if rev == "" {
+		return "(devel)"
+	}
+	return rev + dirty
 }
