@@ -15,9 +15,9 @@
 // rejections, sampled so a port scan cannot flood the log.
 //
 // The package ends at the decision: it opens no sockets, and closing a
-// rejected connection or dropping a datagram is the caller's job. Checking
-// that the listener names used in the file exist is config's job, through
-// List.Listeners.
+// rejected connection or dropping a datagram is the caller's job. It does
+// not read the config: the caller passes the listener names the config
+// defines (Options.Listeners) and the file's path, which config resolves.
 package acl
 
 import (
@@ -159,6 +159,11 @@ type Options struct {
 	// keywords; the answer is frozen into the List, so a reload (a new
 	// Parse) is what picks up changed interfaces. Nil: net.InterfaceAddrs.
 	Interfaces func() ([]netip.Prefix, error)
+	// Listeners, when not nil, are the listener names the config defines:
+	// a rule naming any other is an error at its line (a misspelt name
+	// would otherwise leave that listener rejecting every source). Nil:
+	// every valid name is accepted.
+	Listeners []string
 }
 
 // Parse reads a rule file with default Options. See Options.Parse.

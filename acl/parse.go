@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -170,6 +171,10 @@ func (p *parser) listeners(f field) ([]string, error) {
 		}
 		if !validName(it.text) {
 			return nil, p.errorf(it.pos, "invalid listener name %q, expected lowercase letters, digits and '-'", it.text)
+		}
+		if p.opts.Listeners != nil && !contains(p.opts.Listeners, it.text) {
+			defined := slices.Sorted(slices.Values(p.opts.Listeners))
+			return nil, p.errorf(it.pos, "listener %q is not defined in the config (it has %s)", it.text, strings.Join(defined, ", "))
 		}
 		if !contains(names, it.text) {
 			names = append(names, p.intern(it.text))

@@ -131,3 +131,21 @@ func TestParseProto(t *testing.T) {
 		t.Errorf("Proto(9).String() = %q", got)
 	}
 }
+
+// TestParseUndefinedListener: with Options.Listeners, a rule naming a
+// listener the config does not define is an error at its line and column;
+// without it any valid name is accepted.
+func TestParseUndefinedListener(t *testing.T) {
+	file := "host all 10.0.0.0/8 allow\nhost web,printr 10.0.0.0/8 allow\n"
+	_, err := Options{Listeners: []string{"web", "printer"}}.Parse(strings.NewReader(file), "relay_hba.conf")
+	want := `relay_hba.conf:2:10: listener "printr" is not defined in the config (it has printer, web)`
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+	if _, err := Parse(strings.NewReader(file), "relay_hba.conf"); err != nil {
+		t.Errorf("without Options.Listeners: %v", err)
+	}
+	if _, err := (Options{Listeners: []string{}}).Parse(strings.NewReader("host all all allow\n"), "x"); err != nil {
+		t.Errorf("all needs no defined listener: %v", err)
+	}
+}

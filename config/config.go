@@ -16,8 +16,8 @@
 // port to that one address. A list of entries is a failover order, each
 // entry mapped the same way on its own.
 //
-// Where the job ends: config does not open sockets, read the ACL file (only
-// its path is kept) or know which modes the daemon has built; it is the only
+// Where the job ends: config does not open sockets or read the ACL file (it
+// keeps its path, resolved against the config file's folder: ACLPath) or know which modes the daemon has built; it is the only
 // package that imports koanf. It imports the data planes only for their
 // Default* constants, so that a default is written once.
 package config
@@ -55,6 +55,7 @@ type Config struct {
 	Log           Log
 	Admin         Admin
 	ACLFile       string        // as written; empty: no ACL, every source may connect
+	ACLPath       string        // where ACLFile is: a relative one is beside the config file
 	ShutdownGrace time.Duration // drain time on SIGTERM; zero: close at once
 	Reload        Reload
 	Listeners     []Listener // in file order
@@ -176,6 +177,15 @@ type Raw struct {
 	Exclusive    bool          // one client at a time, the others wait in FIFO order
 	QueueTimeout time.Duration // a waiting client is closed after this
 	UserTimeout  time.Duration // TCP_USER_TIMEOUT; zero: the kernel's
+}
+
+// Names returns the listeners' names in file order.
+func (c *Config) Names() []string {
+	names := make([]string, len(c.Listeners))
+	for i := range c.Listeners {
+		names[i] = c.Listeners[i].Name
+	}
+	return names
 }
 
 // Lookup returns the listener called name, or nil.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,6 +31,7 @@ func resolve(fc *fileConfig, p *problems) *Config {
 	}
 	if fc.ACL.File != nil {
 		cfg.ACLFile = *fc.ACL.File
+		cfg.ACLPath = filePath(filepath.Dir(p.src.file), cfg.ACLFile)
 		if cfg.ACLFile == "" {
 			p.add("acl.file", "empty; remove the acl section to let every source connect")
 		}

@@ -87,7 +87,7 @@ func addFileError(err error, path string, p *problems) {
 }
 
 // filePath makes a relative path relative to the config file's folder, so
-// a config and its certificates can move together.
+// a config and its certificates or ACL file can move together.
 func filePath(dir, file string) string {
 	if file == "" || filepath.IsAbs(file) {
 		return file

@@ -1,47 +1,17 @@
 package daemon
 
 import (
-	"fmt"
-	"path/filepath"
-	"slices"
-	"strings"
-
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/config"
 )
 
-// ACLPath is where cfg's ACL file is: a relative acl.file is taken relative
-// to the config file's folder, so a config and its ACL can move together.
-// It is empty when the config has no ACL.
-func ACLPath(cfg *config.Config) string {
-	if cfg.ACLFile == "" || filepath.IsAbs(cfg.ACLFile) || cfg.Path == "" {
-		return cfg.ACLFile
-	}
-	return filepath.Join(filepath.Dir(cfg.Path), cfg.ACLFile)
-}
-
-// LoadACL reads cfg's ACL file and checks that every listener it names is
-// defined. It returns nil, nil when the config has no ACL.
-func LoadACL(cfg *config.Config) (*acl.List, error) {
-	path := ACLPath(cfg)
-	if path == "" {
+// loadACL reads cfg's ACL file, refusing rules that name listeners cfg
+// does not define. It returns nil, nil when the config has no ACL.
+func loadACL(cfg *config.Config) (*acl.List, error) {
+	if cfg.ACLPath == "" {
 		return nil, nil
 	}
-	list, err := acl.LoadFile(path, acl.Options{})
-	if err != nil {
-		return nil, err
-	}
-	var unknown []string
-	for _, name := range list.Listeners() {
-		if !slices.ContainsFunc(cfg.Listeners, func(l config.Listener) bool { return l.Name == name }) {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("%s: names listeners the config does not define: %s",
-			path, strings.Join(unknown, ", "))
-	}
-	return list, nil
+	return acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
 }
 
 // storeACL makes list the rules in force for every guard. A nil list lets

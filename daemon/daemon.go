@@ -126,7 +126,7 @@ func New(cfg *config.Config, opts Options) *Daemon {
 // error nothing stays bound. It then serves them in the background.
 func (d *Daemon) Start() error {
 	cfg := d.Config()
-	list, err := LoadACL(cfg)
+	list, err := loadACL(cfg)
 	if err != nil {
 		return err
 	}

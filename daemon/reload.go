@@ -49,7 +49,7 @@ func (d *Daemon) reload() error {
 		d.log.Error().Err(err).Msg("reload: config rejected, nothing changed")
 		return fmt.Errorf("reload: %w", err)
 	}
-	list, err := LoadACL(cfg)
+	list, err := loadACL(cfg)
 	if err != nil {
 		d.log.Error().Err(err).Msg("reload: ACL rejected, nothing changed")
 		return fmt.Errorf("reload: %w", err)

@@ -26,7 +26,7 @@ func (d *Daemon) Facts() admin.Relay {
 	if d.admin != nil {
 		r.AdminListen = d.adminAt
 	}
-	path := ACLPath(d.cfg)
+	path := d.cfg.ACLPath
 	d.mu.Unlock()
 
 	if list := d.acls.Load(); list != nil {

@@ -40,7 +40,7 @@ func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
 func (d *Daemon) watched() []string {
 	cfg := d.Config()
 	files := []string{cfg.Path}
-	if acl := ACLPath(cfg); acl != "" {
+	if acl := cfg.ACLPath; acl != "" {
 		files = append(files, acl)
 	}
 	for i, f := range files {

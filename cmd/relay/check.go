@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"slices"
 
 	"github.com/edgerelay/relay/acl"
-	"github.com/edgerelay/relay/config"
-	"github.com/edgerelay/relay/daemon"
 )
 
 // check validates a config and its ACL, prints the resolved listeners, and,
@@ -29,7 +26,10 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay check: %v\n", err)
 		return 1
 	}
-	list, err := daemon.LoadACL(cfg)
+	var list *acl.List // nil: no ACL, every source may connect
+	if cfg.ACLPath != "" {
+		list, err = acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "relay check: %v\n", err)
 		return 1
@@ -39,8 +39,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "relay check: %v\n", err)
 			return 1
 		}
-		if path := daemon.ACLPath(cfg); path != "" {
-			fmt.Fprintf(stdout, "acl: %s\n", path)
+		if cfg.ACLPath != "" {
+			fmt.Fprintf(stdout, "acl: %s\n", cfg.ACLPath)
 		} else {
 			fmt.Fprintln(stdout, "acl: none (every source may connect)")
 		}
@@ -50,7 +50,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay check: -acl-test needs -listener NAME")
 		return 1
 	}
-	if !slices.ContainsFunc(cfg.Listeners, func(l config.Listener) bool { return l.Name == *listener }) {
+	if cfg.Lookup(*listener) == nil {
 		fmt.Fprintf(stderr, "relay check: -listener %q is not defined in %s\n", *listener, cfg.Path)
 		return 1
 	}

@@ -363,3 +363,20 @@ func TestSecondInstanceExits(t *testing.T) {
 		t.Fatalf("first relay does not forward any more: %v", err)
 	}
 }
+
+// TestCheckACLNamesUndefinedListener: relay check reads the ACL beside the
+// config (config resolves the path) and refuses a rule naming a listener
+// the config does not define, at its line.
+func TestCheckACLNamesUndefinedListener(t *testing.T) {
+	cfg := writeConfig(t, "acl: {file: relay_hba.conf}\nlisteners:\n"+
+		"  - {name: web, mode: tcp, listen: \"127.0.0.1:8080\", upstream: \"127.0.0.1:80\"}\n")
+	hba := filepath.Join(filepath.Dir(cfg), "relay_hba.conf")
+	if err := os.WriteFile(hba, []byte("host web 10.0.0.0/8 allow\nhost wbe 10.0.0.0/8 allow\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd("check", "-config", cfg)
+	want := hba + `:2:6: listener "wbe" is not defined in the config (it has web)`
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
