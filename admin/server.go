@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,10 @@ type Config struct {
 	// Listen is the host:port to bind, normally loopback. The daemon leaves
 	// the endpoint off (builds no Server) when admin.listen is empty.
 	Listen string
+	// Inherit, when set, is a listen socket for Listen to take over
+	// instead of binding (handed over by the process a binary upgrade
+	// replaces). The Server dups it; the caller closes it.
+	Inherit *os.File
 	// Gather returns one Snapshot per running listener instance; it is
 	// called on every scrape, possibly from several scrapes at once, so it
 	// must be safe for concurrent use. nil: no listener series.
@@ -51,8 +56,9 @@ type Config struct {
 
 // Server serves /metrics and /healthz.
 type Server struct {
-	listen string
-	srv    *http.Server
+	listen  string
+	inherit *os.File
+	srv     *http.Server
 
 	mu       sync.Mutex // guards the following
 	ln       net.Listener
@@ -80,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("admin: register collector: %w", err)
 		}
 	}
-	s := &Server{listen: cfg.Listen}
+	s := &Server{listen: cfg.Listen, inherit: cfg.Inherit}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            errLog,
@@ -109,7 +115,13 @@ func (s *Server) Handler() http.Handler { return s.srv.Handler }
 
 // Listen binds the configured address.
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.listen)
+	var ln net.Listener
+	var err error
+	if s.inherit != nil {
+		ln, err = net.FileListener(s.inherit)
+	} else {
+		ln, err = net.Listen("tcp", s.listen)
+	}
 	if err != nil {
 		return fmt.Errorf("admin: %w", err) // net's error names the address
 	}
@@ -124,6 +136,18 @@ func (s *Server) Listen() error {
 	}
 	s.ln = ln
 	return nil
+}
+
+// File returns a duplicate of the listen socket, for the process a binary
+// upgrade starts (Config.Inherit); the caller closes it.
+func (s *Server) File() (*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tl, ok := s.ln.(*net.TCPListener)
+	if !ok {
+		return nil, errors.New("admin: not listening")
+	}
+	return tl.File()
 }
 
 // Addr returns the bound address, or nil before Listen.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,11 @@ type Options struct {
 	Notify Notifier
 	// Version is shown on the status page; empty: unknown.
 	Version string
+	// Takeover holds the listen sockets the process this one replaces
+	// handed over (a binary upgrade, see Upgrade); Start takes over those
+	// on its addresses instead of binding, and leaves telling systemd that
+	// it is ready to the old process. nil: bind everything.
+	Takeover *Takeover
 }
 
 // Notifier is the systemd notify protocol as the daemon uses it.
@@ -67,6 +73,8 @@ type Daemon struct {
 	// drainingAll: Shutdown began; open connections are finishing.
 	drainingAll atomic.Bool
 	counts      reloadCounts
+	takeover    *Takeover     // the sockets handed over on an upgrade; used by Start
+	adminFile   *os.File      // the admin socket to take over; set only during Start
 	done        chan struct{} // closed by Shutdown/Close: background loops end
 	stop        sync.Once
 
@@ -112,6 +120,7 @@ func New(cfg *config.Config, opts Options) *Daemon {
 		levels:   opts.Levels,
 		notify:   opts.Notify,
 		version:  opts.Version,
+		takeover: opts.Takeover,
 		acls:     new(acl.Set),
 		pipes:    forward.NewPool(0),
 		done:     make(chan struct{}),
@@ -134,14 +143,24 @@ func (d *Daemon) Start() error {
 	if err != nil {
 		return err
 	}
-	if err := d.startAdmin(cfg.Admin.Listen); err != nil {
+	socks := make(sockets)
+	if d.takeover != nil {
+		socks, d.takeover.socks = d.takeover.socks, nil
+	}
+	defer socks.close() // those no listener took: the new config dropped them
+	adminFile := socks.takeOne(adminProto, cfg.Admin.Listen)
+	err = d.startAdmin(cfg.Admin.Listen, adminFile)
+	if adminFile != nil {
+		adminFile.Close()
+	}
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	d.started = time.Now()
 	d.mu.Unlock()
 	d.tls.stage(files)
-	opened, err := d.openAll(cfg.Listeners, make(sockets), nil)
+	opened, err := d.openAll(cfg.Listeners, socks, nil)
 	if err != nil {
 		d.tls.stage(tlsFiles{})
 		d.stopAdmin()
@@ -169,9 +188,10 @@ func (d *Daemon) Start() error {
 	go d.flushACLs()
 	d.counts.lastOK.Store(time.Now().UnixNano())
 	d.ready.Store(true)
-	d.log.Info().Int("listeners", len(opened)).Str("config", cfg.Path).Msg("relay started")
-	if d.notify != nil {
-		_ = d.notify.Ready()
+	d.log.Info().Int("listeners", len(opened)).Str("config", cfg.Path).Bool("upgrade", d.takeover != nil).
+		Msg("relay started")
+	if d.notify != nil && d.takeover == nil {
+		_ = d.notify.Ready() // on an upgrade the old process names this one MAINPID, ready
 	}
 	return nil
 }

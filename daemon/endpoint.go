@@ -4,20 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgerelay/relay/admin"
 )
 
-// startAdmin binds the admin endpoint at listen and serves it ("" leaves it
-// off). It must be called without d.mu: a scrape takes d.mu, and closing
-// waits for scrapes.
-func (d *Daemon) startAdmin(listen string) error {
+// startAdmin binds the admin endpoint at listen, or takes over inherit
+// (nil: bind), and serves it ("" leaves it off). It must be called without
+// d.mu: a scrape takes d.mu, and closing waits for scrapes.
+func (d *Daemon) startAdmin(listen string, inherit *os.File) error {
 	if listen == "" {
 		return nil
 	}
-	srv, err := d.bindAdmin(listen)
+	srv, err := d.bindAdmin(listen, inherit)
 	if err != nil {
 		return err
 	}
@@ -29,9 +30,10 @@ func (d *Daemon) startAdmin(listen string) error {
 }
 
 // bindAdmin builds an endpoint for listen and binds it.
-func (d *Daemon) bindAdmin(listen string) (*admin.Server, error) {
+func (d *Daemon) bindAdmin(listen string, inherit *os.File) (*admin.Server, error) {
 	srv, err := admin.New(admin.Config{
 		Listen:     listen,
+		Inherit:    inherit,
 		Gather:     d.Snapshots,
 		Relay:      d.Facts,
 		Ready:      d.Ready,
@@ -122,8 +124,8 @@ func (d *Daemon) reloadAdmin(listen string) {
 		// 0.0.0.0:9090 after 127.0.0.1:9090 cannot bind beside it: let the
 		// old one go first, and take its address back if the new one fails.
 		d.stopAdmin()
-		if srv, err = d.bindAdmin(listen); err != nil {
-			if back, berr := d.bindAdmin(bound); berr == nil {
+		if srv, err = d.bindAdmin(listen, nil); err != nil {
+			if back, berr := d.bindAdmin(bound, nil); berr == nil {
 				_, _ = d.installAdmin(back, at)
 			} else {
 				bound = "" // lost: say so below
@@ -131,7 +133,7 @@ func (d *Daemon) reloadAdmin(listen string) {
 			}
 		}
 	} else {
-		srv, err = d.bindAdmin(listen)
+		srv, err = d.bindAdmin(listen, nil)
 	}
 	if err != nil {
 		d.adminNotMoved(bound, err)

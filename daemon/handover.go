@@ -72,6 +72,15 @@ func (s sockets) take(spec config.Listener) []*os.File {
 	return files
 }
 
+// takeOne returns the socket handed over for proto and addr, or nil, and
+// forgets it; the caller closes it.
+func (s sockets) takeOne(proto, addr string) *os.File {
+	k := sockKey{proto, addr}
+	f := s[k]
+	delete(s, k)
+	return f
+}
+
 // close closes the sockets nobody took.
 func (s sockets) close() {
 	for k, f := range s {

@@ -59,6 +59,55 @@ func (n *Notifier) Reloading() error {
 	return n.send("RELOADING=1\nMONOTONIC_USEC=" + usec)
 }
 
+// MainPID tells systemd that pid, the process a binary upgrade started, is
+// the service's main process from now on and is ready. It returns once
+// systemd has read the message (BARRIER=1, up to barrierWait), so that this
+// process may exit without systemd taking its exit for the service's.
+func (n *Notifier) MainPID(pid int) error {
+	if err := n.send(fmt.Sprintf("MAINPID=%d\nREADY=1", pid)); err != nil {
+		return err
+	}
+	return n.barrier()
+}
+
+// barrierWait bounds how long MainPID waits for systemd to confirm.
+const barrierWait = 5 * time.Second
+
+// barrier sends BARRIER=1 with the write end of a pipe and waits until
+// systemd, having handled every earlier message, closes its copy.
+func (n *Notifier) barrier() error {
+	if n == nil || n.addr == nil {
+		return nil
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("sdnotify: barrier pipe: %w", err)
+	}
+	defer unix.Close(p[0])
+	err := n.sendRights("BARRIER=1", p[1])
+	unix.Close(p[1])
+	if err != nil {
+		return err
+	}
+	fds := []unix.PollFd{{Fd: int32(p[0]), Events: unix.POLLIN}}
+	for deadline := time.Now().Add(barrierWait); ; {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("sdnotify: no barrier confirmation from %s in %v", n.addr.Name, barrierWait)
+		}
+		k, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sdnotify: barrier: %w", err)
+		}
+		if k > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLIN) != 0 {
+			return nil
+		}
+	}
+}
+
 // Stopping tells systemd that shutdown has begun.
 func (n *Notifier) Stopping() error { return n.send("STOPPING=1") }
 
@@ -70,7 +119,10 @@ func (n *Notifier) Status(status string) error {
 }
 
 // send writes msg as one datagram.
-func (n *Notifier) send(msg string) error {
+func (n *Notifier) send(msg string) error { return n.sendRights(msg, -1) }
+
+// sendRights writes msg as one datagram, with fd attached unless it is -1.
+func (n *Notifier) sendRights(msg string, fd int) error {
 	if n == nil || n.addr == nil {
 		return nil
 	}
@@ -79,8 +131,24 @@ func (n *Notifier) send(msg string) error {
 		return fmt.Errorf("sdnotify: dial %s: %w", n.addr.Name, err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte(msg)); err != nil {
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	// WriteMsgUnix refuses a connected datagram socket; sendmsg does not.
+	rc, err := conn.SyscallConn()
+	if err != nil {
 		return fmt.Errorf("sdnotify: send to %s: %w", n.addr.Name, err)
+	}
+	var serr error
+	if err := rc.Write(func(s uintptr) bool {
+		serr = unix.Sendmsg(int(s), []byte(msg), oob, nil, 0)
+		return serr != unix.EAGAIN
+	}); err != nil {
+		serr = err
+	}
+	if serr != nil {
+		return fmt.Errorf("sdnotify: send to %s: %w", n.addr.Name, serr)
 	}
 	return nil
 }

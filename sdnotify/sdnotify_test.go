@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // listen opens a unixgram socket standing in for systemd's notify socket.
@@ -115,5 +117,41 @@ func TestMissingSocketErrors(t *testing.T) {
 	err := New(path).Ready()
 	if err == nil || !strings.HasPrefix(err.Error(), "sdnotify: dial "+path) {
 		t.Fatalf("error %v, want a dial error naming %s", err, path)
+	}
+}
+
+// TestMainPIDWaitsForBarrier: MainPID sends MAINPID and READY, then a
+// BARRIER=1 with a pipe, and returns only once the manager closed the pipe.
+func TestMainPIDWaitsForBarrier(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify")
+	sock := listen(t, path)
+	n := New(path)
+	done := make(chan error, 1)
+	go func() { done <- n.MainPID(4242) }()
+	if got := receive(t, sock); got != "MAINPID=4242\nREADY=1" {
+		t.Fatalf("first datagram %q", got)
+	}
+	_ = sock.SetReadDeadline(time.Now().Add(time.Second))
+	buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4))
+	k, oobn, _, _, err := sock.ReadMsgUnix(buf, oob)
+	if err != nil || string(buf[:k]) != "BARRIER=1" {
+		t.Fatalf("barrier datagram %q %v", buf[:k], err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v %v", msgs, err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		t.Fatalf("rights %v %v", fds, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("MainPID returned %v before the barrier's pipe was closed", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	unix.Close(fds[0])
+	if err := <-done; err != nil {
+		t.Fatalf("MainPID = %v", err)
 	}
 }

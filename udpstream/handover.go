@@ -99,3 +99,13 @@ func (p *port) inherited(src netip.AddrPort) *session {
 	}
 	return nil
 }
+
+// Yield stops reading every listen socket for good, because another process
+// (the one a binary upgrade started) took them over and reads them now.
+// Open sessions keep forwarding their upstreams' replies until they expire;
+// their clients' datagrams reach the other process from then on.
+func (r *Relay) Yield() {
+	for _, p := range r.ports {
+		p.yield()
+	}
+}

@@ -2,7 +2,8 @@
 // loads the config, and hands everything else to package daemon.
 //
 //	relay [-config FILE] [-watch] run (default FILE: /etc/relay/relay.yaml); -watch
-//	                              also reloads when the config or ACL file changes
+//	                              also reloads when the config or ACL file changes;
+//	                              SIGHUP reloads, SIGUSR2 upgrades the binary in place
 //	relay check -config FILE      validate, print the resolved listeners
 //	relay check -config FILE -acl-test ADDR -listener NAME [-proto tcp|udp]
 //	relay example [-acl]          print a commented example config (CAYIN), or its ACL file
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/daemon"
@@ -104,9 +107,8 @@ func strayArgs(fs *flag.FlagSet) bool {
 	return true
 }
 
-// serve runs the relay until SIGTERM or SIGINT; SIGHUP reloads. After the
-// first stop signal the default signal handling is restored, so a second one
-// ends the process at once instead of waiting for the drain.
+// serve loads the config (taking the sockets over when a running relay's
+// upgrade started this process), starts the relay and serves until stopped.
 func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -115,32 +117,72 @@ func serve(args []string, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
+	// Started by a running relay's upgrade: take its sockets, and tell it
+	// below whether this process serves.
+	takeover, err := daemon.TakeoverFromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return 1
+	}
 	cfg, err := load()
 	if err != nil {
+		takeover.Report(err)
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 1
 	}
 	log, levels := daemon.NewLogger(os.Stderr, cfg.Log.Format, cfg.Log.Level)
 	d := daemon.New(cfg, daemon.Options{
-		Load:    load,
-		Log:     log,
-		Levels:  levels,
-		Notify:  sdnotify.New(os.Getenv("NOTIFY_SOCKET")),
-		Version: version(),
+		Load:     load,
+		Log:      log,
+		Levels:   levels,
+		Notify:   sdnotify.New(os.Getenv("NOTIFY_SOCKET")),
+		Version:  version(),
+		Takeover: takeover,
 	})
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	if err := d.Start(); err != nil {
+	sig := notifySignals() // before Start: SIGHUP's and SIGUSR2's default is to end the process
+	defer sig.release()
+	err = d.Start()
+	takeover.Report(err)
+	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
+	return serveUntilStopped(d, log, sig, *watch)
+}
+
+// signals are the ones the relay acts on.
+type signals struct {
+	stopped   context.Context // done at SIGTERM or SIGINT
+	stop      context.CancelFunc
+	hup, usr2 chan os.Signal
+}
+
+func notifySignals() *signals {
+	s := &signals{hup: make(chan os.Signal, 1), usr2: make(chan os.Signal, 1)}
+	s.stopped, s.stop = signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(s.hup, syscall.SIGHUP)
+	signal.Notify(s.usr2, syscall.SIGUSR2)
+	return s
+}
+
+func (s *signals) release() {
+	s.stop()
+	signal.Stop(s.hup)
+	signal.Stop(s.usr2)
+}
+
+// serveUntilStopped serves until SIGTERM or SIGINT, or until an upgrade
+// (SIGUSR2) handed everything to a new process; SIGHUP (and with watch, a
+// changed file) reloads. After the first stop signal the default signal
+// handling is restored, so a second one ends the process at once instead
+// of waiting for the drain.
+func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch bool) int {
+	ctx, hup, usr2 := sig.stopped, sig.hup, sig.usr2
+
 	var changed <-chan struct{} // nil without -watch: never ready
-	if *watch {
+	if watch {
+		var err error
 		if changed, err = d.Watch(watchDebounce); err != nil {
 			log.Error().Err(err).Msg("cannot watch the config; reload with SIGHUP")
 		}
@@ -152,10 +194,15 @@ func serve(args []string, stderr io.Writer) int {
 		case <-changed:
 			log.Info().Msg("config or ACL file changed")
 			_ = d.Reload()
+		case <-usr2:
+			if d.Upgrade() == nil { // logged by Upgrade; a failure changes nothing
+				drainUpgraded(d, ctx)
+				return 0
+			}
 		case <-ctx.Done():
 		}
 	}
-	stop()
+	sig.stop()
 	grace := d.Config().ShutdownGrace
 	log.Info().Dur("grace_ms", grace).Msg("stopping: draining connections (a second signal stops at once)")
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -164,6 +211,23 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("shutdown")
 	}
 	return 0
+}
+
+// drainUpgraded lets the connections of a process that handed its sockets
+// to a new one finish as a reload lets a retired listener's: until they
+// end, or reload.hard_stop_after; a stop signal (systemctl stop reaches
+// both processes) bounds the rest by shutdown_grace.
+func drainUpgraded(d *daemon.Daemon, stopped context.Context) {
+	cfg := d.Config()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if cfg.Reload.HardStopAfter > 0 {
+		t := time.AfterFunc(cfg.Reload.HardStopAfter, cancel)
+		defer t.Stop()
+	}
+	graceAfterSignal := context.AfterFunc(stopped, func() { time.AfterFunc(cfg.ShutdownGrace, cancel) })
+	defer graceAfterSignal()
+	_ = d.Shutdown(ctx)
 }
 
 // example prints the CAYIN example config, or with -acl the ACL file it

@@ -1,0 +1,239 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/edgerelay/relay/daemon/handoff"
+)
+
+// A binary upgrade (SIGUSR2, as nginx does) starts the binary found at this
+// process's path again, with the same arguments, and hands it every listen
+// socket over a Unix socket pair (package handoff): TCP, raw and FTP control
+// listeners, UDP ports and the admin endpoint. The new process takes them
+// over by address exactly as a reload does, binds what is new, and answers
+// ready or why not. Only then does the old process stop accepting and
+// drain; until then both accept on the same sockets, so no client is
+// refused. A new binary that fails, or a config it rejects, leaves the old
+// process serving, and the error says why.
+//
+// FTP data ports are not listen sockets of the listener: each belongs to
+// one session and stays with the process that runs the session; the new
+// process's pool skips the ports the old one still holds.
+
+// EnvUpgradeFD names the variable that tells the new process which of its
+// descriptors is its end of the handoff channel. It is outside the RELAY_
+// namespace, which config reads as config keys.
+const EnvUpgradeFD = "UPGRADE_HANDOFF_FD"
+
+// upgradeTimeout bounds how long Upgrade waits for the new process to say
+// it serves: loading the config and binding take milliseconds.
+const upgradeTimeout = 30 * time.Second
+
+// adminProto is the handoff name's protocol for the admin endpoint's socket.
+const adminProto = "admin"
+
+// Upgrade starts the new process and hands the listen sockets over. On
+// success this process has stopped accepting (its listeners no longer read
+// the sockets) and the caller drains it with Shutdown; systemd is told the
+// new main PID. On failure nothing has changed.
+func (d *Daemon) Upgrade() error {
+	d.reloading.Lock()
+	defer d.reloading.Unlock()
+	if d.notify != nil {
+		_ = d.notify.Reloading()
+	}
+	pid, err := d.upgrade()
+	if err != nil {
+		d.log.Error().Err(err).Msg("upgrade failed; this process serves on")
+		if d.notify != nil {
+			_ = d.notify.Ready()
+		}
+		return err
+	}
+	if m, ok := d.notify.(interface{ MainPID(int) error }); ok {
+		if err := m.MainPID(pid); err != nil {
+			d.log.Warn().Err(err).Int("pid", pid).Msg("upgrade: could not tell systemd the new main PID")
+		}
+	}
+	d.yield()
+	d.log.Info().Int("pid", pid).Msg("upgrade: the new process serves; this one stopped accepting and drains")
+	return nil
+}
+
+// upgrade runs the new process and returns its pid once it says it serves.
+func (d *Daemon) upgrade() (int, error) {
+	exe, err := os.Executable() // the path, also after a package replaced the file
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: find own binary: %w", err)
+	}
+	socks, err := d.listenSockets()
+	defer func() {
+		for _, s := range socks {
+			s.File.Close()
+		}
+	}()
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: %w", err)
+	}
+	conn, peer, err := handoff.Pair()
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: %w", err)
+	}
+	defer conn.Close()
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), EnvUpgradeFD+"=3") // ExtraFiles[0] is fd 3
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{peer}
+	err = cmd.Start()
+	peer.Close()
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: start %s: %w", exe, err)
+	}
+	pid := cmd.Process.Pid
+	d.log.Info().Str("binary", exe).Int("pid", pid).Int("sockets", len(socks)).
+		Msg("upgrade: new process started; handing the listen sockets over")
+	answer := make(chan error, 1)
+	go func() {
+		if err := conn.SendSockets(socks); err != nil {
+			answer <- err
+			return
+		}
+		answer <- conn.Answer()
+	}()
+	select {
+	case err = <-answer:
+	case <-time.After(upgradeTimeout):
+		err = fmt.Errorf("no answer in %v", upgradeTimeout)
+	}
+	if err == nil {
+		_ = cmd.Process.Release()
+		return pid, nil
+	}
+	conn.Close() // ends the sender if it still waits
+	_ = cmd.Process.Kill()
+	status := cmd.Wait()
+	if errors.Is(err, handoff.ErrNoAnswer) || isPipeGone(err) {
+		err = fmt.Errorf("it exited before it was ready (%v)", status)
+	}
+	return 0, fmt.Errorf("upgrade: new process %d (%s): %w", pid, exe, err)
+}
+
+// isPipeGone reports a send to a new process that had already exited.
+func isPipeGone(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// listenSockets duplicates the listen sockets of the running listeners and
+// of the admin endpoint, named as the config writes their addresses.
+func (d *Daemon) listenSockets() ([]handoff.Socket, error) {
+	d.mu.Lock()
+	running := make([]*instance, 0, len(d.running))
+	for _, in := range d.running {
+		running = append(running, in)
+	}
+	adm, adminAt := d.admin, d.adminAt
+	d.mu.Unlock()
+	var out []handoff.Socket
+	for _, in := range running {
+		src, ok := in.srv.(interface{ Files() ([]*os.File, error) })
+		if !ok {
+			continue
+		}
+		files, err := src.Files()
+		if err != nil {
+			return out, fmt.Errorf("listener %s: %w", in.spec.Name, err)
+		}
+		for i, f := range files {
+			out = append(out, handoff.Socket{Proto: in.spec.Mode.Proto(), Addr: in.spec.Listen[i], File: f})
+		}
+	}
+	if adm != nil {
+		f, err := adm.File()
+		if err != nil {
+			return out, fmt.Errorf("admin endpoint: %w", err)
+		}
+		out = append(out, handoff.Socket{Proto: adminProto, Addr: adminAt, File: f})
+	}
+	return out, nil
+}
+
+// yield makes every running listener stop reading its sockets, which the
+// new process reads now: TCP listeners close their duplicates, UDP relays
+// stop reading and keep answering their open sessions. The admin endpoint
+// closes. What they have open drains in Shutdown.
+func (d *Daemon) yield() {
+	d.mu.Lock()
+	running := make([]*instance, 0, len(d.running))
+	for _, in := range d.running {
+		running = append(running, in)
+	}
+	d.mu.Unlock()
+	for _, in := range running {
+		switch s := in.srv.(type) {
+		case interface{ Yield() }:
+			s.Yield()
+		case interface{ StopAccepting() }:
+			s.StopAccepting()
+		}
+	}
+	d.stopAdmin()
+}
+
+// Takeover is the new process's half of an upgrade: the sockets the old
+// process handed over and the channel on which it waits for the outcome.
+type Takeover struct {
+	conn  *handoff.Conn
+	socks sockets
+}
+
+// TakeoverFromEnv receives the sockets when this process was started by
+// Upgrade ($UPGRADE_HANDOFF_FD set), and returns nil, nil when it was not.
+func TakeoverFromEnv() (*Takeover, error) {
+	v := os.Getenv(EnvUpgradeFD)
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("upgrade: %s=%q is not a descriptor", EnvUpgradeFD, v)
+	}
+	f := os.NewFile(uintptr(fd), "handoff")
+	conn, err := handoff.FromFile(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	list, err := conn.ReceiveSockets()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	t := &Takeover{conn: conn, socks: make(sockets)}
+	for _, s := range list {
+		t.socks[sockKey{s.Proto, s.Addr}] = s.File
+	}
+	return t, nil
+}
+
+// Report tells the old process the outcome of loading the config and Start
+// (nil: this process serves, the old one may stop accepting), then closes
+// the channel and whatever sockets were not taken over. A nil Takeover does
+// nothing.
+func (t *Takeover) Report(err error) {
+	if t == nil {
+		return
+	}
+	if err == nil {
+		_ = t.conn.Ready()
+	} else {
+		_ = t.conn.Fail(err)
+	}
+	t.conn.Close()
+	t.socks.close()
+}
