@@ -48,7 +48,7 @@ func newDescs() descs {
 		info:  l("relay_listener_info", "1 for each running listener, with its mode.", "mode"),
 
 		accepted:     l("relay_connections_accepted_total", "TCP connections admitted (passed the ACL and max_conns)."),
-		rejected:     l("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, per_source, max_conns).", "reason"),
+		rejected:     l("relay_connections_rejected_total", "TCP connections closed before any upstream dial, by reason (acl, per_source, proxy_header, max_conns).", "reason"),
 		active:       l("relay_connections_active", "TCP connections open now."),
 		bytes:        l("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
 		dialFailures: l("relay_upstream_dial_failures_total", "Upstream dials that failed."),
@@ -142,6 +142,7 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.rejected, n.RejectedACL, name, "acl")
 		e.counter(d.rejected, n.RejectedMaxConns, name, "max_conns")
 		e.counter(d.rejected, n.RejectedPerSource, name, "per_source")
+		e.counter(d.rejected, n.RejectedProxyHeader, name, "proxy_header")
 		e.gauge(d.active, n.Active, name)
 		e.counter(d.dialFailures, n.DialFailures, name)
 	}

@@ -40,7 +40,7 @@
 //	relay_ready                           gauge    (none)           1 when every configured listener is bound, as /healthz
 //	relay_listener_info                   gauge    mode             1 per running listener; mode is tcp, ftp, udp or raw
 //	relay_connections_accepted_total      counter                   TCP connections admitted (passed the ACL and max_conns)
-//	relay_connections_rejected_total      counter  reason           closed before any upstream dial; reason is acl, per_source or max_conns
+//	relay_connections_rejected_total      counter  reason           closed before any upstream dial; reason is acl, per_source, proxy_header or max_conns
 //	relay_connections_active              gauge                     TCP connections open now
 //	relay_bytes_total                     counter  direction        payload bytes relayed; direction is to_upstream or to_client
 //	relay_upstream_dial_failures_total    counter                   upstream TCP dials that failed, each address tried

@@ -46,12 +46,13 @@ func mergeConns(a, b *Conns) *Conns {
 		return either(a, b)
 	}
 	return &Conns{
-		Accepted:          a.Accepted + b.Accepted,
-		RejectedACL:       a.RejectedACL + b.RejectedACL,
-		RejectedMaxConns:  a.RejectedMaxConns + b.RejectedMaxConns,
-		RejectedPerSource: a.RejectedPerSource + b.RejectedPerSource,
-		Active:            a.Active + b.Active,
-		DialFailures:      a.DialFailures + b.DialFailures,
+		Accepted:            a.Accepted + b.Accepted,
+		RejectedACL:         a.RejectedACL + b.RejectedACL,
+		RejectedMaxConns:    a.RejectedMaxConns + b.RejectedMaxConns,
+		RejectedPerSource:   a.RejectedPerSource + b.RejectedPerSource,
+		RejectedProxyHeader: a.RejectedProxyHeader + b.RejectedProxyHeader,
+		Active:              a.Active + b.Active,
+		DialFailures:        a.DialFailures + b.DialFailures,
 	}
 }
 

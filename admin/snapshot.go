@@ -79,7 +79,10 @@ type Conns struct {
 	// RejectedPerSource counts clients closed because their source was
 	// over a per_source limit.
 	RejectedPerSource uint64 `json:"rejected_per_source"`
-	Active            int64  `json:"active"` // open now
+	// RejectedProxyHeader counts clients closed for their PROXY header:
+	// bad, missing or late from a trusted front, or sent by anyone else.
+	RejectedProxyHeader uint64 `json:"rejected_proxy_header"`
+	Active              int64  `json:"active"` // open now
 
 	// DialFailures counts upstream TCP dials that failed, each address of
 	// a failover list once (for ftp: to the server, and to active-mode

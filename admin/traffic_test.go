@@ -237,14 +237,16 @@ relay_connections_accepted_total{listener="cms-pro"} 1
 # TYPE relay_connections_active gauge
 relay_connections_active{listener="cms-http"} ACTIVE
 relay_connections_active{listener="cms-pro"} 0
-# HELP relay_connections_rejected_total TCP connections closed before any upstream dial, by reason (acl, per_source, max_conns).
+# HELP relay_connections_rejected_total TCP connections closed before any upstream dial, by reason (acl, per_source, proxy_header, max_conns).
 # TYPE relay_connections_rejected_total counter
 relay_connections_rejected_total{listener="cms-http",reason="acl"} 2
 relay_connections_rejected_total{listener="cms-http",reason="max_conns"} 1
 relay_connections_rejected_total{listener="cms-http",reason="per_source"} 0
+relay_connections_rejected_total{listener="cms-http",reason="proxy_header"} 0
 relay_connections_rejected_total{listener="cms-pro",reason="acl"} 0
 relay_connections_rejected_total{listener="cms-pro",reason="max_conns"} 0
 relay_connections_rejected_total{listener="cms-pro",reason="per_source"} 0
+relay_connections_rejected_total{listener="cms-pro",reason="proxy_header"} 0
 # HELP relay_upstream_dial_failures_total Upstream dials that failed.
 # TYPE relay_upstream_dial_failures_total counter
 relay_upstream_dial_failures_total{listener="cms-http"} 0

@@ -131,6 +131,10 @@ type Listener struct {
 	// listening when the virtual address moves to it.
 	Freebind bool
 
+	ProxyProtocol      int            // tcp, raw: PROXY header version sent upstream (1, 2); zero: none
+	AcceptProxy        []netip.Prefix // tcp, raw: fronts trusted to send a PROXY header; nil: none
+	ProxyHeaderTimeout time.Duration  // tcp, raw: wait for a front's header
+
 	FTP FTP
 	UDP UDP
 	Raw Raw

@@ -59,6 +59,18 @@ func (l *Listener) describe(w io.Writer) {
 		fmt.Fprintf(w, "  per_source: max_conns=%s rate=%s burst=%d ipv4_prefix=%d ipv6_prefix=%d\n",
 			unlimited(ps.MaxConns), formatRate(ps.Rate), ps.Burst, ps.IPv4Prefix, ps.IPv6Prefix)
 	}
+	if l.ProxyProtocol != 0 || len(l.AcceptProxy) > 0 {
+		send := "off"
+		if l.ProxyProtocol != 0 {
+			send = fmt.Sprintf("v%d", l.ProxyProtocol)
+		}
+		trusted := make([]string, len(l.AcceptProxy))
+		for i, pfx := range l.AcceptProxy {
+			trusted[i] = pfx.String()
+		}
+		fmt.Fprintf(w, "  proxy:    send=%s accept_from=[%s] header_timeout=%s\n",
+			send, strings.Join(trusted, " "), formatDuration(l.ProxyHeaderTimeout))
+	}
 	switch l.Mode {
 	case ModeFTP:
 		ip := "(local address of the control connection)"

@@ -58,6 +58,7 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 	l.IdleTimeout = positive(fl.IdleTimeout, defs.idleTimeout, path+".idle_timeout", p)
 	l.MaxConns = atLeast(fl.MaxConns, defs.maxConns, 0, path+".max_conns", p)
 	l.PerSource = resolvePerSource(fl.PerSource, path+".per_source", p)
+	resolveProxy(fl, &l, path, p)
 	switch l.Mode {
 	case ModeFTP:
 		var data *binding
@@ -229,6 +230,9 @@ func checkSections(fl *fileListener, path string, p *problems) {
 			{"idle_timeout", fl.IdleTimeout != nil},
 			{"max_conns", fl.MaxConns != nil},
 			{"per_source", fl.PerSource != nil},
+			{"proxy_protocol", fl.ProxyProtocol != nil},
+			{"accept_proxy_protocol", fl.AcceptProxy != nil},
+			{"proxy_header_timeout", fl.ProxyTimeout != nil},
 		} {
 			if k.set {
 				p.add(path+"."+k.key, "not used by udp listeners (see udp.session_timeout and udp.max_sessions)")
@@ -264,6 +268,74 @@ func resolvePerSource(fp *filePerSource, path string, p *problems) PerSource {
 		p.add(path, "sets no limit: give max_conns, rate, or both (or remove the section)")
 	}
 	return ps
+}
+
+// resolveProxy reads the PROXY protocol keys of a tcp or raw listener. An
+// ftp listener refuses them: FTP servers do not read the header, and the
+// data connections a front would relay carry none.
+func resolveProxy(fl *fileListener, l *Listener, path string, p *problems) {
+	if l.Mode == ModeFTP {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"proxy_protocol", fl.ProxyProtocol != nil},
+			{"accept_proxy_protocol", fl.AcceptProxy != nil},
+			{"proxy_header_timeout", fl.ProxyTimeout != nil},
+		} {
+			if k.set {
+				p.add(path+"."+k.key, "not for ftp listeners: FTP servers do not read PROXY headers, and data connections cannot carry one")
+			}
+		}
+		return
+	}
+	if v := fl.ProxyProtocol; v != nil {
+		switch *v {
+		case "v1":
+			l.ProxyProtocol = 1
+		case "v2":
+			l.ProxyProtocol = 2
+		case "", "off":
+		default:
+			p.addf(path+".proxy_protocol", "unknown version %q (want v1 or v2)", *v)
+		}
+	}
+	for i, spec := range fl.AcceptProxy {
+		pfx, err := parsePrefix(spec)
+		if err != nil {
+			p.add(indexPath(path+".accept_proxy_protocol", i), err.Error())
+			continue
+		}
+		l.AcceptProxy = append(l.AcceptProxy, pfx)
+	}
+	if fl.ProxyTimeout != nil && len(fl.AcceptProxy) == 0 {
+		p.add(path+".proxy_header_timeout", "only with accept_proxy_protocol")
+	}
+	if len(fl.AcceptProxy) > 0 || fl.ProxyTimeout != nil {
+		l.ProxyHeaderTimeout = positive(fl.ProxyTimeout, forward.DefaultProxyHeaderTimeout, path+".proxy_header_timeout", p)
+	}
+}
+
+// parsePrefix reads a CIDR or a single address (a /32 or /128).
+func parsePrefix(spec string) (netip.Prefix, error) {
+	if pfx, err := netip.ParsePrefix(spec); err == nil {
+		if pfx != pfx.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", spec, pfx.Masked())
+		}
+		if a := pfx.Addr(); a.Is4In6() {
+			if pfx.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("%q covers more than the IPv4-mapped range", spec)
+			}
+			return netip.PrefixFrom(a.Unmap(), pfx.Bits()-96), nil // matched against unmapped clients
+		}
+		return pfx, nil
+	}
+	a, err := netip.ParseAddr(spec)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or a CIDR like 10.0.0.0/24", spec)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // prefixLen reads a prefix length between 1 and most bits.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,52 @@ func TestPerSourceErrors(t *testing.T) {
 		{"ipv6 prefix too long", "mode: tcp, per_source: {max_conns: 2, ipv6_prefix: 129}", "listeners[0].per_source.ipv6_prefix", "between 1 and 128"},
 		{"ipv4 prefix zero", "mode: raw, per_source: {max_conns: 2, ipv4_prefix: 0}", "listeners[0].per_source.ipv4_prefix", "between 1 and 32"},
 		{"udp", "mode: udp, per_source: {max_conns: 2}", "listeners[0].per_source", "not used by udp"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			es := problemsOf(t, "listeners:\n  - {name: a, listen: '127.0.0.1:80', upstream: '10.0.0.5:80', "+tc.listener+"}\n")
+			for _, e := range es {
+				if e.Path == tc.path && strings.Contains(e.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("want %s: %q among %v", tc.path, tc.msg, es)
+		})
+	}
+}
+
+func TestProxyKeys(t *testing.T) {
+	cfg, err := parseString(t, `listeners:
+  - {name: a, mode: tcp, listen: ':80', upstream: '10.0.0.5:80', proxy_protocol: v2,
+     accept_proxy_protocol: [192.0.2.10, '2001:db8::/64', '::ffff:198.51.100.0/120'], proxy_header_timeout: 1s}
+  - {name: b, mode: raw, listen: ':81', upstream: '10.0.0.5:81', proxy_protocol: v1}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.Listeners[0], cfg.Listeners[1]
+	got := fmt.Sprint(a.ProxyProtocol, a.AcceptProxy, a.ProxyHeaderTimeout, b.ProxyProtocol, b.AcceptProxy, b.ProxyHeaderTimeout)
+	if want := "2 [192.0.2.10/32 2001:db8::/64 198.51.100.0/24] 1s 1 [] 0s"; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	var out strings.Builder
+	cfg.Describe(&out)
+	if !strings.Contains(out.String(), "proxy:    send=v2 accept_from=[192.0.2.10/32 2001:db8::/64 198.51.100.0/24] header_timeout=1s") {
+		t.Errorf("relay check does not show the PROXY settings:\n%s", out.String())
+	}
+}
+
+func TestProxyKeyErrors(t *testing.T) {
+	tests := []struct {
+		name, listener, path, msg string
+	}{
+		{"ftp does not send", "mode: ftp, ftp: {data_ports: 2000-2001}, proxy_protocol: v2", "listeners[0].proxy_protocol", "FTP servers do not read PROXY headers"},
+		{"ftp does not accept", "mode: ftp, ftp: {data_ports: 2000-2001}, accept_proxy_protocol: [127.0.0.1]", "listeners[0].accept_proxy_protocol", "not for ftp listeners"},
+		{"unknown version", "mode: tcp, proxy_protocol: v3", "listeners[0].proxy_protocol", `unknown version "v3"`},
+		{"bad cidr", "mode: tcp, accept_proxy_protocol: [10.0.0.0/33]", "listeners[0].accept_proxy_protocol[0]", "not an address or a CIDR"},
+		{"host bits", "mode: tcp, accept_proxy_protocol: [127.0.0.1, 10.0.0.1/8]", "listeners[0].accept_proxy_protocol[1]", "did you mean 10.0.0.0/8"},
+		{"timeout alone", "mode: tcp, proxy_header_timeout: 2s", "listeners[0].proxy_header_timeout", "only with accept_proxy_protocol"},
+		{"udp", "mode: udp, proxy_protocol: v1", "listeners[0].proxy_protocol", "not used by udp"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,6 +51,9 @@ type fileListener struct {
 	MaxConns       *int           `koanf:"max_conns"`
 	PerSource      *filePerSource `koanf:"per_source"`
 	Freebind       bool           `koanf:"freebind"`
+	ProxyProtocol  *string        `koanf:"proxy_protocol"`
+	AcceptProxy    []string       `koanf:"accept_proxy_protocol"`
+	ProxyTimeout   *duration      `koanf:"proxy_header_timeout"`
 	FTP            *fileFTP       `koanf:"ftp"`
 	UDP            *fileUDP       `koanf:"udp"`
 	Raw            *fileRaw       `koanf:"raw"`

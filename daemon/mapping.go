@@ -26,6 +26,10 @@ func forwardConfig(l config.Listener) forward.Config {
 		MaxConns:       l.MaxConns,
 		PerSource:      perSource(l.PerSource),
 		Freebind:       l.Freebind,
+
+		ProxyProtocol:      l.ProxyProtocol,
+		AcceptProxy:        l.AcceptProxy,
+		ProxyHeaderTimeout: l.ProxyHeaderTimeout,
 	}
 	if l.Mode == config.ModeRaw {
 		cfg.Raw = &forward.Raw{

@@ -33,8 +33,9 @@ func mapped(l config.Listener) any {
 var notMapped = map[config.Mode][]string{
 	config.ModeTCP: {"FTP.", "UDP.", "Raw."},
 	config.ModeRaw: {"FTP.", "UDP."},
-	config.ModeFTP: {"UDP.", "Raw."},
-	config.ModeUDP: {"FTP.", "Raw.", "ConnectTimeout", "IdleTimeout", "MaxConns", "PerSource."},
+	config.ModeFTP: {"UDP.", "Raw.", "ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout"}, // ftp refuses PROXY headers
+	config.ModeUDP: {"FTP.", "Raw.", "ConnectTimeout", "IdleTimeout", "MaxConns", "PerSource.",
+		"ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout"},
 }
 
 // Every mode's own (and shared) settings are for printing or choose the
@@ -119,6 +120,9 @@ func setLeaf(t *testing.T, v reflect.Value, n int, path string) {
 		return
 	case reflect.TypeFor[[][]string]():
 		v.Set(reflect.ValueOf([][]string{{fmt.Sprintf("127.0.0.2:%d", n)}}))
+		return
+	case reflect.TypeFor[[]netip.Prefix]():
+		v.Set(reflect.ValueOf([]netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, byte(n >> 8), byte(n)}), 32)}))
 		return
 	case reflect.TypeFor[[2]uint16]():
 		v.Set(reflect.ValueOf([2]uint16{uint16(n), uint16(n + 1)}))

@@ -117,12 +117,13 @@ func conns(st *forward.Stats, dialFailures uint64) *admin.Conns {
 		return nil
 	}
 	return &admin.Conns{
-		Accepted:          st.Accepted.Load(),
-		RejectedACL:       st.Rejected.Load(),
-		RejectedMaxConns:  st.Refused.Load(),
-		RejectedPerSource: st.RejectedPerSource.Load(),
-		Active:            st.Active.Load(),
-		DialFailures:      dialFailures,
+		Accepted:            st.Accepted.Load(),
+		RejectedACL:         st.Rejected.Load(),
+		RejectedMaxConns:    st.Refused.Load(),
+		RejectedPerSource:   st.RejectedPerSource.Load(),
+		RejectedProxyHeader: st.RejectedProxyHeader.Load(),
+		Active:              st.Active.Load(),
+		DialFailures:        dialFailures,
 	}
 }
 

@@ -11,9 +11,10 @@ import (
 // forwardConn is the plain TCP forward: dial the upstream, start the pipe,
 // log when it ends. It returns once the pipe has started; the pipe's end
 // calls connDone.
-func (l *Listener) forwardConn(c net.Conn, client netip.AddrPort, index int) {
+func (l *Listener) forwardConn(c net.Conn, a accepted) {
+	client, index := a.client, a.index
 	start := time.Now()
-	up, addr, err := l.dialUpstream(index)
+	up, addr, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
 		l.logDialFailure(client, index, err, start)
@@ -75,12 +76,16 @@ func (e *dialError) Error() string {
 func (e *dialError) Unwrap() []error { return e.errs }
 
 // dialUpstream tries the upstreams of port index in order, each within the
-// connect timeout, and returns the first that answers. A failure returns a
+// connect timeout, and returns the first that answers. A PROXY header, if
+// given, is its first bytes, before any TLS. A failure returns a
 // *dialError, or the listener's context error when it is shutting down.
-func (l *Listener) dialUpstream(index int) (net.Conn, string, error) {
+func (l *Listener) dialUpstream(index int, header []byte) (net.Conn, string, error) {
 	var failed []error
 	for _, addr := range l.cfg.Upstreams[index] {
 		c, err := l.dialOne(addr)
+		if err == nil && header != nil {
+			err = sendHeader(c, header)
+		}
 		if err == nil && l.cfg.UpstreamTLS != nil {
 			c, err = l.originate(c, addr)
 		}

@@ -67,8 +67,9 @@ type Config struct {
 	// Admit and before any upstream dial (see limit.Config). The zero value
 	// limits nothing.
 	PerSource limit.Config
-	// Refused logs a client that PerSource turned away, with the reason.
-	// nil: the listener's own log, at most a few lines a second.
+	// Refused logs a client that PerSource or a PROXY header check turned
+	// away, with the reason. nil: the listener's own log, at most a few
+	// lines a second.
 	Refused func(client netip.AddrPort, reason string)
 	// TLS, when set, terminates TLS on every accepted connection: the
 	// handshake runs within ConnectTimeout before any upstream dial, and a
@@ -85,6 +86,20 @@ type Config struct {
 	// ConnectTimeout; a failed handshake counts as a failed dial. nil:
 	// plaintext upstream.
 	UpstreamTLS func(addr string) *tls.Config
+	// ProxyProtocol, 1 or 2, sends every upstream connection a PROXY
+	// protocol header of that version naming the client and the address
+	// it connected to, before any other byte. Zero: none.
+	ProxyProtocol int
+	// AcceptProxy lists the front load balancers trusted to send a PROXY
+	// header (v1 or v2). A connection from one must start with a header,
+	// and the client it names stands for the connection's source for the
+	// ACL, PerSource, logs and ProxyProtocol; a header for the front itself
+	// (LOCAL, UNKNOWN) keeps the front's address. A connection from anyone
+	// else that opens with a header is closed. Empty: headers are not read.
+	AcceptProxy []netip.Prefix
+	// ProxyHeaderTimeout bounds the wait for a trusted front's header.
+	// Zero: DefaultProxyHeaderTimeout.
+	ProxyHeaderTimeout time.Duration
 	// Dial connects to an upstream. nil: a net.Dialer with TCP keepalive.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Handler takes over admitted connections instead of the plain forward.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/relay/limit"
+	"github.com/edgerelay/relay/proxyhdr"
 	"github.com/rs/zerolog"
 )
 
@@ -39,6 +40,7 @@ type Listener struct {
 	netDialer *net.Dialer  // the default dialer, nil when Config.Dial is set
 	raw       *rawState    // nil unless Config.Raw is set
 	limits    *limit.Table // nil unless Config.PerSource limits something
+	headers   sync.Pool    // of *[proxyhdr.MaxAppend]byte, for Config.ProxyProtocol
 	stats     Stats
 	ctx       context.Context // parent of every connection's work
 	cancel    context.CancelFunc
@@ -82,6 +84,7 @@ func Listen(cfg Config) (*Listener, error) {
 	if cfg.PerSource.MaxConns > 0 || cfg.PerSource.Rate > 0 {
 		l.limits = limit.New(cfg.PerSource)
 	}
+	l.headers.New = func() any { return new([proxyhdr.MaxAppend]byte) }
 	// The ListenConfig's KeepAlive -1 stops Go from setting keepalive on
 	// every accepted socket; listenControl sets it once on the listen
 	// socket, and accepted sockets inherit it.
@@ -236,38 +239,41 @@ func (l *Listener) stopping() bool {
 
 // admit applies the ACL, the per-source limits and max_conns to a new
 // connection, then hands it to a connWorker. Clients turned away are closed
-// here, before any dial.
+// here, before any dial. A connection from a trusted front takes only a
+// max_conns slot here: its worker reads its PROXY header first and checks
+// the client the header names (admitFromFront), since reading may wait.
 func (l *Listener) admit(c *net.TCPConn, index int) {
 	client := clientAddr(c)
-	// A TLS listener with AdmitTLS asks it after the handshake.
-	if l.cfg.Admit != nil && l.cfg.AdmitTLS == nil && !l.cfg.Admit(client) {
-		l.stats.Rejected.Add(1)
-		c.Close()
-		return
-	}
-	if l.limits != nil {
-		if err := l.limits.Acquire(client); err != nil {
-			l.stats.RejectedPerSource.Add(1)
+	front := false
+	if len(l.cfg.AcceptProxy) > 0 {
+		front = l.trustedFront(client.Addr())
+		if !front && untrustedHeader(c) {
+			l.stats.RejectedProxyHeader.Add(1)
 			c.Close()
-			l.logPerSource(client, err)
+			l.logRefusal(client, "proxy_header: sent by a source not in accept_proxy_protocol")
 			return
 		}
+	}
+	if !front && !l.check(c, client) {
+		return
 	}
 	n := l.stats.Active.Add(1)
 	if l.cfg.MaxConns > 0 && n > int64(l.cfg.MaxConns) {
 		l.stats.Active.Add(-1)
 		l.stats.Refused.Add(1)
-		l.release(client)
+		if !front {
+			l.release(client)
+		}
 		c.Close()
 		l.sampled.Warn().Str("listen", l.listens[index]).Str("client", client.String()).Str("end", EndRefused).
 			Int("max_conns", l.cfg.MaxConns).Msg("connection refused: max_conns reached")
 		return
 	}
-	if l.cfg.TLS == nil {
+	if !front && l.cfg.TLS == nil {
 		l.stats.Accepted.Add(1) // a TLS client counts once its handshake is done
 	}
 	l.conns.Add(1)
-	a := accepted{c: c, client: client, index: index}
+	a := accepted{c: c, client: client, index: index, front: front}
 	select {
 	case l.handoff <- a:
 	default:
@@ -276,16 +282,40 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 	}
 }
 
-// logPerSource logs a client over its source's limit, through Config.Refused
-// when set (the ACL's rate-limited log), else the listener's sampled log.
+// check asks the ACL and the per-source limits about client; on false c
+// was closed, counted and logged.
+func (l *Listener) check(c *net.TCPConn, client netip.AddrPort) bool {
+	// A TLS listener with AdmitTLS asks it after the handshake.
+	if l.cfg.Admit != nil && l.cfg.AdmitTLS == nil && !l.cfg.Admit(client) {
+		l.stats.Rejected.Add(1)
+		c.Close()
+		return false
+	}
+	if l.limits != nil {
+		if err := l.limits.Acquire(client); err != nil {
+			l.stats.RejectedPerSource.Add(1)
+			c.Close()
+			l.logPerSource(client, err)
+			return false
+		}
+	}
+	return true
+}
+
+// logPerSource logs a client over its source's limit.
 func (l *Listener) logPerSource(client netip.AddrPort, err error) {
-	reason := strings.TrimPrefix(err.Error(), "limit: ")
+	l.logRefusal(client, "per_source: "+strings.TrimPrefix(err.Error(), "limit: "))
+}
+
+// logRefusal logs a client turned away after the ACL, through
+// Config.Refused when set (the ACL's rate-limited log), else the
+// listener's sampled log.
+func (l *Listener) logRefusal(client netip.AddrPort, reason string) {
 	if l.cfg.Refused != nil {
-		l.cfg.Refused(client, "per_source: "+reason)
+		l.cfg.Refused(client, reason)
 		return
 	}
-	l.sampled.Info().Str("client", client.String()).Str("reason", "per_source: "+reason).
-		Msg("client refused")
+	l.sampled.Info().Str("client", client.String()).Str("reason", reason).Msg("client refused")
 }
 
 // release gives back a connection's place in the per-source limits.
@@ -302,8 +332,10 @@ const maxIdleWorkers = 16
 // accepted is an admitted connection on its way to a connWorker.
 type accepted struct {
 	c      *net.TCPConn
-	client netip.AddrPort
+	client netip.AddrPort // from the PROXY header once a front's was read
+	local  netip.AddrPort // the address the client connected to, if known (PROXY header)
 	index  int
+	front  bool // from a trusted front: its header, ACL and limits are still to check
 }
 
 // connWorker serves admitted connections one after the other, up to the
@@ -319,7 +351,7 @@ type accepted struct {
 func (l *Listener) connWorker(a accepted) {
 	defer l.workers.Done()
 	for {
-		l.serveConn(a.c, a.client, a.index)
+		l.serveConn(a)
 		if l.idleWork.Add(1) > maxIdleWorkers {
 			l.idleWork.Add(-1)
 			return
@@ -346,10 +378,13 @@ func clientAddr(c net.Conn) netip.AddrPort {
 // serveConn runs one admitted connection to its end.
 // The plain forward returns while its pipe runs on and calls connDone at
 // its end.
-func (l *Listener) serveConn(c *net.TCPConn, client netip.AddrPort, index int) {
-	var conn net.Conn = c
+func (l *Listener) serveConn(a accepted) {
+	if a.front && !l.admitFromFront(&a) {
+		return
+	}
+	var conn net.Conn = a.c
 	if l.cfg.TLS != nil {
-		tc := l.terminate(c, client)
+		tc := l.terminate(a.c, a.client)
 		if tc == nil {
 			return
 		}
@@ -357,13 +392,13 @@ func (l *Listener) serveConn(c *net.TCPConn, client netip.AddrPort, index int) {
 	}
 	switch {
 	case l.cfg.Handler != nil:
-		defer l.connDone(client)
-		l.cfg.Handler.ServeConn(l.ctx, c, index)
+		defer l.connDone(a.client)
+		l.cfg.Handler.ServeConn(l.ctx, a.c, a.index)
 	case l.raw != nil:
-		defer l.connDone(client)
-		l.serveRaw(conn, client, index)
+		defer l.connDone(a.client)
+		l.serveRaw(conn, a)
 	default:
-		l.forwardConn(conn, client, index)
+		l.forwardConn(conn, a)
 	}
 }
 

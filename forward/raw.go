@@ -59,7 +59,8 @@ func newRawState(cfg *Raw, ports int) *rawState {
 
 // serveRaw runs one raw client: wait for the turn (exclusive), dial the
 // device, pipe, and write the job line.
-func (l *Listener) serveRaw(c net.Conn, client netip.AddrPort, index int) {
+func (l *Listener) serveRaw(c net.Conn, a accepted) {
+	client, index := a.client, a.index
 	start := time.Now()
 	job := rawJob{l: l, client: client, index: index}
 	if q := l.raw.queues[index]; q != nil {
@@ -74,7 +75,7 @@ func (l *Listener) serveRaw(c net.Conn, client netip.AddrPort, index int) {
 		}
 		defer q.release(t)
 	}
-	up, addr, err := l.dialUpstream(index)
+	up, addr, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
 		l.deviceDown(index, err)

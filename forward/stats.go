@@ -7,8 +7,8 @@ import "sync/atomic"
 // reads them at scrape time. Counters only grow; gauges go up and down.
 //
 // A connection taken from a listen socket is counted exactly once in
-// Accepted, Rejected, RejectedPerSource or Refused, or, on a TLS listener,
-// as a failed handshake.
+// Accepted, Rejected, RejectedPerSource, RejectedProxyHeader or Refused,
+// or, on a TLS listener, as a failed handshake.
 type Stats struct {
 	// Accepted counts connections that passed the ACL and max_conns and
 	// were handed to the forward (or to the Handler).
@@ -19,6 +19,10 @@ type Stats struct {
 	// RejectedPerSource counts connections closed because their source
 	// was over a Config.PerSource limit. No upstream was dialled for them.
 	RejectedPerSource atomic.Uint64
+	// RejectedProxyHeader counts connections closed for their PROXY
+	// header: missing, malformed, truncated or late from a trusted front,
+	// or sent by a source that is not one. No upstream was dialled.
+	RejectedProxyHeader atomic.Uint64
 	// Refused counts connections closed at once because MaxConns
 	// connections were open.
 	Refused atomic.Uint64
