@@ -60,8 +60,8 @@ func (s *Set) Guard(listener string, proto Proto, log zerolog.Logger) func(netip
 }
 
 // Refusals returns the hook that logs clients of one listener refused by a
-// check made after the ACL (the per-source limits), with the check's
-// reason. They share the budget and the "suppressed" summary of the
+// check made after the ACL (the per-source limits, FTP's data-port owner
+// check), with the check's reason. They share the budget and the "suppressed" summary of the
 // listener's ACL rejections, so a flood costs a few lines a second however
 // it is turned away. They are counted in Counts.Refused, not Rejected.
 func (s *Set) Refusals(listener string, proto Proto, log zerolog.Logger) func(client netip.AddrPort, reason string) {

@@ -206,10 +206,25 @@ func (d *dataConn) accept() (*net.TCPConn, error) {
 		c.SetLinger(0)
 		c.Close()
 		d.s.p.stats.DataTheftAttempts.Add(1)
-		d.s.log.Warn().Str("from", from.String()).Str("port", d.local.String()).
-			Str("expected", d.peer.String()).
-			Msg("data connection from a foreign address refused")
+		d.s.refuseThief(from, d.local, d.peer)
 	}
+}
+
+// theftBurst is how many theft warnings a second the proxy writes itself
+// when Config.Refused is nil.
+const theftBurst = 5
+
+// refuseThief logs a connection to data port from a foreign address,
+// through Config.Refused when set.
+func (s *session) refuseThief(from, port netip.AddrPort, expected netip.Addr) {
+	if s.p.cfg.Refused != nil {
+		s.p.cfg.Refused(from, "data_theft: connection to ftp data port "+port.String()+", which is "+expected.String()+"'s")
+		return
+	}
+	log := s.log.Sample(s.p.thefts)
+	log.Warn().Str("from", from.String()).Str("port", port.String()).
+		Str("expected", expected.String()).
+		Msg("data connection from a foreign address refused")
 }
 
 // settle tells the reply loop how the active-mode connection to the

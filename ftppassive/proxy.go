@@ -65,7 +65,11 @@ type Config struct {
 	// forward.Config.PerSource); data connections are not counted. The
 	// zero value limits nothing.
 	PerSource limit.Config
-	// Refused logs a client PerSource turned away. nil: the listener's log.
+	// Refused logs a client PerSource turned away, and a connection to a
+	// data port from a foreign address (reason "data_theft: …"). The
+	// daemon passes the ACL's rate-limited log (acl.Set.Refusals), so a
+	// flood costs a few lines and a summary. nil: the listener's log, at
+	// most theftBurst theft warnings a second.
 	Refused func(client netip.AddrPort, reason string)
 	// Dial connects to the FTP server (control and data). nil: net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -168,12 +172,15 @@ type Stats struct {
 
 // Proxy is an FTP control-channel proxy with its data-port pool.
 type Proxy struct {
-	cfg   Config
-	log   zerolog.Logger
-	ln    *forward.Listener
-	ports *portPool
-	pipes *forward.Pool
-	stats Stats
+	cfg Config
+	log zerolog.Logger
+	// thefts limits the proxy's own theft warnings (all sessions
+	// together) to theftBurst a second.
+	thefts *zerolog.BurstSampler
+	ln     *forward.Listener
+	ports  *portPool
+	pipes  *forward.Pool
+	stats  Stats
 	// dialClient connects to an active-mode client's data port: dialFrom,
 	// or a test's stand-in that adds the latency of a real network.
 	dialClient func(ctx context.Context, from netip.Addr, addr netip.AddrPort) (net.Conn, error)
@@ -189,6 +196,7 @@ func Listen(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Log.With().Str("listener", cfg.Name).Logger()}
+	p.thefts = &zerolog.BurstSampler{Burst: theftBurst, Period: time.Second}
 	p.ports = newPortPool(cfg.DataPorts, &p.stats.DataPortsInUse)
 	p.dialClient = p.dialFrom
 	ln, err := forward.Listen(forward.Config{
