@@ -178,6 +178,10 @@ func TestNATRebinding(t *testing.T) {
 		}
 	}
 	st := w.relay.Stats()
+	// Each counter is bumped right after its send, so the client can hold
+	// the echo before the relay counted the datagram it came from: wait for
+	// both.
+	waitStat(t, "DatagramsIn", st.DatagramsIn.Load, 10)
 	waitStat(t, "DatagramsOut", st.DatagramsOut.Load, 10)
 	if st.SessionsCreated.Load() != 2 || st.DatagramsIn.Load() != 10 || st.DatagramsOut.Load() != 10 {
 		t.Errorf("created %d, in %d, out %d; want 2, 10, 10",
