@@ -115,13 +115,27 @@ type Rule struct {
 	Listeners []string // nil: every listener (the "all" keyword)
 	Addr      Address
 	Allow     bool // ACTION: true for allow, false for reject
+
+	// SSL is the hostssl TYPE: the rule matches only TCP connections that
+	// arrived over TLS with a verified client certificate (Proto is
+	// ProtoTCP then).
+	SSL bool
+	// CN is the cn= option of a hostssl rule, lowercased: the client
+	// certificate's common name or one of its DNS names must match it,
+	// exactly or as a glob where * stands for any run of characters.
+	// Empty: any verified certificate.
+	CN string
 }
 
 // String returns the rule in canonical form, for example
 // "host web 127.0.0.2/32 reject". Parsing it gives back an equal rule.
 func (r *Rule) String() string {
 	var b strings.Builder
-	b.WriteString(r.Proto.String())
+	if r.SSL {
+		b.WriteString("hostssl")
+	} else {
+		b.WriteString(r.Proto.String())
+	}
 	b.WriteByte(' ')
 	if len(r.Listeners) == 0 {
 		b.WriteString("all")
@@ -134,6 +148,10 @@ func (r *Rule) String() string {
 		b.WriteString(" allow")
 	} else {
 		b.WriteString(" reject")
+	}
+	if r.CN != "" {
+		b.WriteString(" cn=")
+		b.WriteString(r.CN)
 	}
 	return b.String()
 }
@@ -192,6 +210,10 @@ type List struct {
 	// the (possibly huge) "all" rules into every listener's tables.
 	all   tableSet
 	named map[string]*tableSet
+	// ssl holds the hostssl rules in file order. They stay out of the
+	// tables (a certificate name is no address) and are scanned: a file
+	// has a handful of them, one per box office.
+	ssl []sslRule
 }
 
 // Rules returns the rules in file order. The slice is shared with the List
@@ -229,7 +251,12 @@ func (l *List) Decide(listener string, proto Proto, addr netip.Addr) Decision {
 	if proto >= numProtos || !addr.IsValid() {
 		return Decision{}
 	}
-	addr = addr.Unmap()
+	return l.decision(l.lookup(listener, proto, addr.Unmap()))
+}
+
+// lookup returns the index of the first non-hostssl rule that decides
+// (unmapped) addr on listener over proto, or noRule.
+func (l *List) lookup(listener string, proto Proto, addr netip.Addr) uint32 {
 	best := uint32(noRule)
 	if ts := l.named[listener]; ts != nil {
 		best = ts[proto].lookup(addr)
@@ -239,10 +266,14 @@ func (l *List) Decide(listener string, proto Proto, addr netip.Addr) Decision {
 	if all := &l.all[proto]; all.first < best {
 		best = min(best, all.lookup(addr))
 	}
-	if best == noRule {
+	return best
+}
+
+func (l *List) decision(index uint32) Decision {
+	if index == noRule {
 		return Decision{}
 	}
-	r := &l.rules[best]
+	r := &l.rules[index]
 	return Decision{Allow: r.Allow, Rule: r}
 }
 

@@ -13,7 +13,7 @@ import (
 // sameRule compares what a rule means, not where it was written.
 func sameRule(a, b Rule) bool {
 	return a.Proto == b.Proto && slices.Equal(a.Listeners, b.Listeners) &&
-		a.Addr == b.Addr && a.Allow == b.Allow
+		a.Addr == b.Addr && a.Allow == b.Allow && a.SSL == b.SSL && a.CN == b.CN
 }
 
 func TestFormatRoundTrip(t *testing.T) {
@@ -48,6 +48,11 @@ func FuzzParse(f *testing.F) {
 		"host ,web all allow\n",
 		"\\\n\\\n",
 		"host all 0.0.0.0 0.0.0.0 allow",
+		"hostssl tunnel all allow cn=boxoffice-*\nhostssl all 10.0.0.0/8 reject cn=Lost-Laptop\nhostssl all samenet allow\n",
+		"host tunnel all allow cn=x\n",
+		"hostssl tunnel all allow cn=a cn=b\n",
+		"hostssl tunnel all allow cn=a,b\n",
+		"hostssl tunnel all allow cn=\n",
 	} {
 		f.Add(seed)
 	}

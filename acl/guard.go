@@ -2,6 +2,7 @@ package acl
 
 import (
 	"cmp"
+	"crypto/x509"
 	"net/netip"
 	"slices"
 	"sync"
@@ -57,6 +58,17 @@ func (s *Set) Load() *List { return s.list.Load() }
 // log. A zero log logs nothing.
 func (s *Set) Guard(listener string, proto Proto, log zerolog.Logger) func(netip.AddrPort) bool {
 	return s.guard(listener, proto, log).admit
+}
+
+// GuardTLS is Guard for a listener that terminates TLS: forward asks it
+// after the handshake with the client's verified certificate (nil: none),
+// and hostssl lines take part (see List.DecideTLS). Besides the decision
+// it returns the deciding line ("relay_hba.conf:3", "no matching line", or
+// "" when no ACL is loaded) for the connection's access line. It counts on
+// the same counters as Guard(listener, ProtoTCP, ...), and its rejection
+// lines name the certificate (cn).
+func (s *Set) GuardTLS(listener string, log zerolog.Logger) func(netip.AddrPort, *x509.Certificate) (bool, string) {
+	return s.guard(listener, ProtoTCP, log).admitTLS
 }
 
 // Refusals returns the hook that logs clients of one listener refused by a
@@ -178,11 +190,43 @@ func (g *guard) admit(client netip.AddrPort) bool {
 		return true
 	}
 	g.rejected.Add(1)
+	g.logRejection(client, d, nil)
+	return false
+}
+
+func (g *guard) admitTLS(client netip.AddrPort, cert *x509.Certificate) (bool, string) {
+	var peer *Peer
+	if cert != nil {
+		peer = &Peer{CN: cert.Subject.CommonName, DNSNames: cert.DNSNames}
+	}
+	list := g.set.list.Load()
+	d := list.DecideTLS(g.key.listener, client.Addr(), peer)
+	why := "no matching line"
+	switch {
+	case d.Rule != nil:
+		why = d.Rule.Where()
+	case list == nil:
+		why = ""
+	}
+	if d.Allow {
+		g.allowed.Add(1)
+		return true, why
+	}
+	g.rejected.Add(1)
+	g.logRejection(client, d, peer)
+	return false, why
+}
+
+// logRejection writes the line of a rejected client, within the budget.
+func (g *guard) logRejection(client netip.AddrPort, d Decision, peer *Peer) {
 	if log := g.budget(); log != nil {
 		ev := log.Info().
 			Str("listener", g.key.listener).
 			Stringer("proto", g.key.proto).
 			Stringer("client", client)
+		if peer != nil {
+			ev = ev.Str("cn", peer.CN)
+		}
 		if d.Rule != nil {
 			ev = ev.Str("rule", d.Rule.Where()).Str("line", d.Rule.String())
 		} else {
@@ -190,7 +234,6 @@ func (g *guard) admit(client netip.AddrPort) bool {
 		}
 		ev.Msg("acl rejected client")
 	}
-	return false
 }
 
 // refuse logs a client a later check refused, within the same budget.

@@ -97,8 +97,10 @@ func (p *parser) rule(items []item, end pos) error {
 	if err != nil {
 		return err
 	}
-	if r.Proto, err = ParseProto(w.text); err != nil {
-		return p.errorf(w.pos, "unknown type %q, expected host, tcp or udp", w.text)
+	if w.text == "hostssl" {
+		r.Proto, r.SSL = ProtoTCP, true
+	} else if r.Proto, err = ParseProto(w.text); err != nil {
+		return p.errorf(w.pos, "unknown type %q, expected host, hostssl, tcp or udp", w.text)
 	}
 	if f, err = c.take(p, "LISTENER (a name, a comma list of names, or all)"); err != nil {
 		return err
@@ -116,12 +118,49 @@ func (p *parser) rule(items []item, end pos) error {
 	if r.Allow, err = p.action(f, hadMask); err != nil {
 		return err
 	}
-	if c.next < len(c.fs) {
-		extra := c.fs[c.next][0]
-		return p.errorf(extra.pos, "unexpected %q after the action, expected end of line (comments start with #)", extra.text)
+	for c.next < len(c.fs) {
+		f, _ = c.take(p, "")
+		if err := p.option(f, &r); err != nil {
+			return err
+		}
 	}
 	p.rules = append(p.rules, r)
 	return nil
+}
+
+// option parses one option after the ACTION; cn=PATTERN is the only one.
+func (p *parser) option(f field, r *Rule) error {
+	w, err := p.word(f, "an option")
+	if err != nil {
+		return err
+	}
+	pattern, ok := strings.CutPrefix(w.text, "cn=")
+	switch {
+	case !ok:
+		return p.errorf(w.pos, "unexpected %q after the action, expected cn=NAME on a hostssl line or end of line (comments start with #)", w.text)
+	case !r.SSL:
+		return p.errorf(w.pos, "cn= needs the hostssl type: a %s line also matches connections without a certificate", r.Proto)
+	case r.CN != "":
+		return p.errorf(w.pos, "cn= given twice on one line")
+	case !validPattern(pattern):
+		return p.errorf(w.pos, "invalid cn pattern %q, expected a certificate name of letters, digits, '.', '-', '_', '@', with * for any run of characters", pattern)
+	}
+	r.CN = strings.ToLower(pattern)
+	return nil
+}
+
+func validPattern(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == '@' || c == '*') {
+			return false
+		}
+	}
+	return true
 }
 
 // columns walks the columns of one logical line.

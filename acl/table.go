@@ -212,9 +212,14 @@ func cmpU128(a, b u128) int {
 func compile(rules []Rule, ifaces []netip.Prefix) *List {
 	var allB builder
 	namedB := map[string]*builder{}
+	var ssl []sslRule
 	for i := range rules {
 		r := &rules[i]
 		prefixes := expand(r.Addr, ifaces)
+		if r.SSL {
+			ssl = append(ssl, sslRule{index: uint32(i), prefixes: prefixes})
+			continue
+		}
 		targets := []*builder{&allB}
 		if r.Listeners != nil {
 			targets = targets[:0]
@@ -233,7 +238,7 @@ func compile(rules []Rule, ifaces []netip.Prefix) *List {
 			}
 		}
 	}
-	l := &List{rules: rules, all: allB.build(), named: make(map[string]*tableSet, len(namedB))}
+	l := &List{rules: rules, all: allB.build(), named: make(map[string]*tableSet, len(namedB)), ssl: ssl}
 	for name, b := range namedB {
 		ts := b.build()
 		l.named[name] = &ts

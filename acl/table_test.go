@@ -20,7 +20,7 @@ func slowDecide(l *List, ifaces []netip.Prefix, listener string, proto Proto, ad
 		if r.Listeners != nil && !slices.Contains(r.Listeners, listener) {
 			continue
 		}
-		if r.Proto != ProtoAny && r.Proto != proto {
+		if r.Proto != ProtoAny && r.Proto != proto || r.SSL {
 			continue
 		}
 		if covers(r.Addr, ifaces, addr) {
@@ -28,6 +28,53 @@ func slowDecide(l *List, ifaces []netip.Prefix, listener string, proto Proto, ad
 		}
 	}
 	return nil
+}
+
+// slowDecideTLS is slowDecide for a TCP client over TLS with peer (nil:
+// no certificate), using the reference glob below.
+func slowDecideTLS(l *List, ifaces []netip.Prefix, listener string, addr netip.Addr, peer *Peer) *Rule {
+	addr = addr.Unmap()
+	for i := range l.rules {
+		r := &l.rules[i]
+		if r.Listeners != nil && !slices.Contains(r.Listeners, listener) || r.Proto == ProtoUDP {
+			continue
+		}
+		if r.SSL && (peer == nil || !slowPeerMatch(r.CN, peer)) {
+			continue
+		}
+		if covers(r.Addr, ifaces, addr) {
+			return r
+		}
+	}
+	return nil
+}
+
+func slowPeerMatch(pattern string, p *Peer) bool {
+	if pattern == "" {
+		return true
+	}
+	for _, n := range append([]string{p.CN}, p.DNSNames...) {
+		if n != "" && slowGlob(pattern, strings.ToLower(n)) {
+			return true
+		}
+	}
+	return false
+}
+
+// slowGlob is the obvious recursive glob: * matches any run of bytes.
+func slowGlob(pattern, name string) bool {
+	if pattern == "" {
+		return name == ""
+	}
+	if pattern[0] == '*' {
+		for i := 0; i <= len(name); i++ {
+			if slowGlob(pattern[1:], name[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	return name != "" && pattern[0] == name[0] && slowGlob(pattern[1:], name[1:])
 }
 
 // covers says whether the ADDRESS column a matches the unmapped addr,

@@ -28,6 +28,10 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 		if err := d.tls.wire(spec, &cfg); err != nil {
 			return nil, err
 		}
+		if cfg.TLS != nil {
+			// Decided after the handshake, with the certificate: hostssl lines.
+			cfg.AdmitTLS = d.acls.GuardTLS(spec.Name, log)
+		}
 		l, err := forward.Listen(cfg)
 		if err != nil {
 			return nil, err

@@ -11,7 +11,7 @@ import (
 // forwardConn is the plain TCP forward: dial the upstream, start the pipe,
 // log when it ends. It returns once the pipe has started; the pipe's end
 // calls connDone.
-func (l *Listener) forwardConn(c net.Conn, a accepted) {
+func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 	client, index := a.client, a.index
 	start := time.Now()
 	up, addr, err := l.dialFor(a)
@@ -21,7 +21,7 @@ func (l *Listener) forwardConn(c net.Conn, a accepted) {
 		l.connDone(client)
 		return
 	}
-	fc := &forwarded{l: l, listen: l.listens[index], client: client, upstream: addr, start: start, tls: securedOf(c, up)}
+	fc := &forwarded{l: l, listen: l.listens[index], client: client, upstream: addr, start: start, tls: sec.with(up)}
 	startPipe(l.ctx, c, up, PipeOptions{
 		IdleTimeout: l.cfg.idleTimeout(),
 		AtoB:        &l.stats.BytesIn,

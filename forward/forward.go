@@ -79,8 +79,10 @@ type Config struct {
 	TLS *tls.Config
 	// AdmitTLS is the ACL hook of a TLS listener, asked after the
 	// handshake, before any upstream dial, with the client's verified
-	// certificate (nil if it sent none). When set, Admit is not asked.
-	AdmitTLS func(client netip.AddrPort, cert *x509.Certificate) bool
+	// certificate (nil if it sent none). Besides the decision it returns
+	// the deciding line, which the access line shows as "acl". When set,
+	// Admit is not asked.
+	AdmitTLS func(client netip.AddrPort, cert *x509.Certificate) (ok bool, rule string)
 	// UpstreamTLS, when set, originates TLS to the upstream: it returns the
 	// config for a connection to addr, and the handshake runs within
 	// ConnectTimeout; a failed handshake counts as a failed dial. nil:

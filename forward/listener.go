@@ -383,12 +383,12 @@ func (l *Listener) serveConn(a accepted) {
 		return
 	}
 	var conn net.Conn = a.c
+	var sec secured
 	if l.cfg.TLS != nil {
-		tc := l.terminate(a.c, a.client)
-		if tc == nil {
+		if sec = l.terminate(a.c, a.client); sec.client == nil {
 			return
 		}
-		conn = tc
+		conn = sec.client
 	}
 	switch {
 	case l.cfg.Handler != nil:
@@ -396,9 +396,9 @@ func (l *Listener) serveConn(a accepted) {
 		l.cfg.Handler.ServeConn(l.ctx, a.c, a.index)
 	case l.raw != nil:
 		defer l.connDone(a.client)
-		l.serveRaw(conn, a)
+		l.serveRaw(conn, a, sec)
 	default:
-		l.forwardConn(conn, a)
+		l.forwardConn(conn, a, sec)
 	}
 }
 

@@ -59,10 +59,10 @@ func newRawState(cfg *Raw, ports int) *rawState {
 
 // serveRaw runs one raw client: wait for the turn (exclusive), dial the
 // device, pipe, and write the job line.
-func (l *Listener) serveRaw(c net.Conn, a accepted) {
+func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 	client, index := a.client, a.index
 	start := time.Now()
-	job := rawJob{l: l, client: client, index: index}
+	job := rawJob{l: l, client: client, index: index, tls: sec}
 	if q := l.raw.queues[index]; q != nil {
 		// Behind TLS the hang-up watch peeks the socket under it: TLS
 		// records waiting there are the client's job as much as bytes are.
@@ -88,7 +88,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted) {
 	}
 	l.deviceUp(index, addr)
 	job.upstream = addr
-	job.tls = securedOf(c, up)
+	job.tls = sec.with(up)
 	if d := l.raw.cfg.UserTimeout; d > 0 {
 		if err := setDeviceOptions(up, d); err != nil {
 			l.log.Debug().Err(err).Msg("raw: device socket options")

@@ -123,12 +123,11 @@ func alertReason(alert string) string {
 type secured struct {
 	client   *tls.Conn // the client side, when the listener terminates TLS
 	upstream *tls.Conn // the upstream side, when the listener originates TLS
+	rule     string    // the ACL line that admitted the client (AdmitTLS)
 }
 
-// securedOf notes which of a forward's conns are TLS.
-func securedOf(client, upstream net.Conn) secured {
-	var s secured
-	s.client, _ = client.(*tls.Conn)
+// with notes whether the upstream conn is TLS.
+func (s secured) with(upstream net.Conn) secured {
 	s.upstream, _ = upstream.(*tls.Conn)
 	return s
 }
@@ -142,6 +141,9 @@ func (s secured) add(ev *zerolog.Event) *zerolog.Event {
 		if len(st.PeerCertificates) > 0 {
 			ev = ev.Str("peer_cn", st.PeerCertificates[0].Subject.CommonName)
 		}
+		if s.rule != "" {
+			ev = ev.Str("acl", s.rule)
+		}
 	}
 	if s.upstream != nil {
 		key := "resumed"
@@ -154,10 +156,10 @@ func (s secured) add(ev *zerolog.Event) *zerolog.Event {
 }
 
 // terminate runs the server handshake on a new client within the connect
-// timeout and then asks AdmitTLS. It returns nil when the client is gone:
-// refused, failed (one warning line) or rejected by the ACL; the slot is
-// released then.
-func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) *tls.Conn {
+// timeout and then asks AdmitTLS. It returns a zero secured when the
+// client is gone: refused, failed (one warning line) or rejected by the
+// ACL; the slot is released then.
+func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
 	tc := tls.Server(c, l.cfg.TLS)
 	c.SetDeadline(time.Now().Add(l.cfg.connectTimeout()))
 	err := tc.HandshakeContext(l.ctx)
@@ -174,25 +176,27 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) *tls.Conn {
 				Msg("tls handshake failed, client closed")
 		}
 		l.connDone(client)
-		return nil
+		return secured{}
 	}
 	c.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
 	l.stats.Handshakes.count(st)
+	sec := secured{client: tc}
 	if l.cfg.AdmitTLS != nil {
 		var peer *x509.Certificate
 		if len(st.VerifiedChains) > 0 {
 			peer = st.PeerCertificates[0]
 		}
-		if !l.cfg.AdmitTLS(client, peer) {
+		var ok bool
+		if ok, sec.rule = l.cfg.AdmitTLS(client, peer); !ok {
 			l.stats.Rejected.Add(1)
 			tc.Close()
 			l.connDone(client)
-			return nil
+			return secured{}
 		}
 	}
 	l.stats.Accepted.Add(1)
-	return tc
+	return sec
 }
 
 // lingerClose ends a client that did not speak TLS with a FIN rather than

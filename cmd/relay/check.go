@@ -17,6 +17,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	aclTest := fs.String("acl-test", "", "client `address` to test against the ACL")
 	listener := fs.String("listener", "", "listener `name` for -acl-test")
 	proto := fs.String("proto", "tcp", "protocol for -acl-test: tcp or udp")
+	cn := fs.String("cn", "", "client certificate `name` for -acl-test on a TLS listener (hostssl lines); empty: no certificate")
 	load, ok := loader(fs, args)
 	if !ok {
 		return 2
@@ -50,11 +51,35 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay check: -acl-test needs -listener NAME")
 		return 1
 	}
-	if cfg.Lookup(*listener) == nil {
+	l := cfg.Lookup(*listener)
+	if l == nil {
 		fmt.Fprintf(stderr, "relay check: -listener %q is not defined in %s\n", *listener, cfg.Path)
 		return 1
 	}
+	if l.TLS != nil {
+		return explainTLS(stdout, stderr, list, *aclTest, *listener, *cn)
+	}
+	if *cn != "" {
+		fmt.Fprintf(stderr, "relay check: -cn: listener %q does not terminate TLS (no tls section), so no certificate reaches its ACL\n", *listener)
+		return 1
+	}
 	return explain(stdout, stderr, list, *aclTest, *listener, *proto)
+}
+
+// explainTLS prints the deciding line for a TLS client presenting a
+// certificate named cn (none when empty).
+func explainTLS(stdout, stderr io.Writer, list *acl.List, addr, listener, cn string) int {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
+		return 1
+	}
+	if list == nil {
+		fmt.Fprintln(stdout, "allow: no acl section")
+		return 0
+	}
+	fmt.Fprintln(stdout, list.ExplainTLS(listener, a, cn))
+	return 0
 }
 
 func explain(stdout, stderr io.Writer, list *acl.List, addr, listener, proto string) int {
