@@ -32,6 +32,15 @@ func theftFlood(t *testing.T, w *world, ap netip.AddrPort, n int) {
 	})
 }
 
+// pasvPort runs a PASV the server answers and returns the relay's port.
+func (tr *transcript) pasvPort() int {
+	tr.t.Helper()
+	tr.clientSends("PASV\r\n")
+	tr.serverGets()
+	tr.serverSends("227 Entering Passive Mode (10,9,8,7,19,137).\r\n")
+	return tr.relayPort(tr.clientGets(), dataRange)
+}
+
 // TestDataTheftFloodSharesACLBudget: connections to a data port from a
 // foreign address are logged through Config.Refused, which the daemon
 // gives the ACL's per-listener budget (acl.Set.Refusals): a flood costs
@@ -44,10 +53,7 @@ func TestDataTheftFloodSharesACLBudget(t *testing.T) {
 		p.cfg.Refused = set.Refusals(p.cfg.Name, acl.ProtoTCP, p.cfg.Log)
 	})
 	tr.login()
-	tr.clientSends("PASV\r\n")
-	tr.serverGets()
-	tr.serverSends("227 Entering Passive Mode (10,9,8,7,19,137).\r\n")
-	port := tr.relayPort(tr.clientGets(), dataRange)
+	port := tr.pasvPort()
 	const attempts = 40
 	theftFlood(t, tr.w, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), attempts)
 	set.Flush()
@@ -74,10 +80,7 @@ func TestDataTheftFloodSampledWithoutRefused(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	tr := newTranscript(t, Config{DataPorts: dataRange})
 	tr.login()
-	tr.clientSends("PASV\r\n")
-	tr.serverGets()
-	tr.serverSends("227 Entering Passive Mode (10,9,8,7,19,137).\r\n")
-	port := tr.relayPort(tr.clientGets(), dataRange)
+	port := tr.pasvPort()
 	const attempts = 40
 	start := time.Now()
 	theftFlood(t, tr.w, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), attempts)
