@@ -3,6 +3,7 @@ package daemon
 import (
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/lint"
 )
 
 // loadACL reads cfg's ACL file, refusing rules that name listeners cfg
@@ -14,14 +15,16 @@ func loadACL(cfg *config.Config) (*acl.List, error) {
 	return acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
 }
 
-// storeACL makes list the rules in force for every guard. A nil list lets
-// every source connect, which is said once each time it becomes so.
+// storeACL makes list the rules in force for every guard; nil lets every
+// source connect.
 func (d *Daemon) storeACL(list *acl.List) {
-	if list == nil && (d.acls.Load() != nil || !d.ready.Load()) {
-		d.log.Warn().Msg("no acl section: every source address may connect to every listener")
-	}
-	if list != nil && len(list.Rules()) == 0 {
-		d.log.Warn().Msg("the acl file has no rules: every source is rejected")
-	}
 	d.acls.Store(list)
+}
+
+// warn logs what lint finds in a config and ACL just put in force: the
+// warnings relay check prints for the same files.
+func (d *Daemon) warn(cfg *config.Config, list *acl.List) {
+	for _, w := range lint.Check(cfg, list, lint.ReadKernel()) {
+		d.log.Warn().Str("key", w.Key).Msg(w.Msg)
+	}
 }

@@ -187,6 +187,7 @@ func (d *Daemon) Start() error {
 	}
 	go d.flushACLs()
 	d.counts.lastOK.Store(time.Now().UnixNano())
+	d.warn(cfg, list)
 	d.ready.Store(true)
 	d.log.Info().Int("listeners", len(opened)).Str("config", cfg.Path).Bool("upgrade", d.takeover != nil).
 		Msg("relay started")

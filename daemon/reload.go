@@ -82,6 +82,7 @@ func (d *Daemon) reload() error {
 		d.levels.SetLevel(cfg.Log.Level)
 	}
 	d.reloadAdmin(cfg.Admin.Listen)
+	d.warn(cfg, list)
 	d.log.Info().Int("kept", len(p.keep)).Int("started", len(p.opened)).Int("retired", len(p.retired)).
 		Msg("reload applied")
 	return nil

@@ -221,13 +221,6 @@ func Listen(cfg Config) (*Proxy, error) {
 	}
 	p.ln = ln
 	p.stats.Control = ln.Stats()
-	if lo, hi, ok := ephemeralRange(); ok && cfg.DataPorts[0] != 0 && cfg.DataPorts[0] <= hi && cfg.DataPorts[1] >= lo {
-		// The kernel hands these ports to outgoing connections in runs;
-		// a busy relay then finds its data ports taken and answers 425.
-		p.log.Warn().Uint16("first", cfg.DataPorts[0]).Uint16("last", cfg.DataPorts[1]).
-			Str("ephemeral", fmt.Sprintf("%d-%d", lo, hi)).
-			Msg("ftp data_ports overlap the kernel's ephemeral port range (net.ipv4.ip_local_port_range); outgoing connections can take data ports")
-	}
 	p.pipes = cfg.Pool
 	if p.pipes == nil {
 		// Pipes idle between transfers are kept for the next one: FTP

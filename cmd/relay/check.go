@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/lint"
 )
 
 // check validates a config and its ACL, prints the resolved listeners, and,
@@ -18,6 +19,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	listener := fs.String("listener", "", "listener `name` for -acl-test")
 	proto := fs.String("proto", "tcp", "protocol for -acl-test: tcp or udp")
 	cn := fs.String("cn", "", "client certificate `name` for -acl-test on a TLS listener (hostssl lines); empty: no certificate")
+	strict := fs.Bool("strict", false, "fail (exit 1) on warnings too")
 	load, ok := loader(fs, args)
 	if !ok {
 		return 2
@@ -33,6 +35,16 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "relay check: %v\n", err)
+		return 1
+	}
+	// The same warnings relay logs when it starts or reloads.
+	warnings := lint.Check(cfg, list, lint.ReadKernel())
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "relay check: warning: %s\n", w)
+	}
+	if *strict && len(warnings) > 0 {
+		fmt.Fprintf(stderr, "relay check: %d %s, and -strict makes them errors\n",
+			len(warnings), plural(len(warnings), "warning"))
 		return 1
 	}
 	if *aclTest == "" {
@@ -104,4 +116,11 @@ func explain(stdout, stderr io.Writer, list *acl.List, addr, listener, proto str
 	}
 	fmt.Fprintln(stdout, list.Explain(listener, p, a))
 	return 0
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }

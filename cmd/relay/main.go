@@ -4,7 +4,8 @@
 //	relay [-config FILE] [-watch] run (default FILE: /etc/relay/relay.yaml); -watch
 //	                              also reloads when the config or ACL file changes;
 //	                              SIGHUP reloads, SIGUSR2 upgrades the binary in place
-//	relay check -config FILE      validate, print the resolved listeners
+//	relay check -config FILE      validate, print the resolved listeners and
+//	                              the warnings relay would log (-strict: fail on them)
 //	relay check -config FILE -acl-test ADDR -listener NAME [-proto tcp|udp]
 //	relay example [-acl]          print a commented example config (CAYIN), or its ACL file
 //	relay version

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -207,6 +208,14 @@ func TestSignalDrain(t *testing.T) {
 // until it has started; logs reads the child's log lines.
 func startChild(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader) {
 	t.Helper()
+	cmd, logs, _ := startChildLogs(t, cfg)
+	return cmd, logs
+}
+
+// startChildLogs is startChild that also returns what the relay logged up
+// to and including "relay started".
+func startChildLogs(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader, string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-config", cfg)
 	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
 	stderr, err := cmd.StderrPipe()
@@ -217,25 +226,28 @@ func startChild(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	logs := bufio.NewReader(stderr)
-	waitLog(t, logs, "relay started")
-	return cmd, logs
+	started := waitLog(t, logs, "relay started")
+	return cmd, logs, started
 }
 
-// waitLog reads log lines until one contains want (bounded by a deadline
-// through the child's own output; the test fails if the child exits first).
-func waitLog(t *testing.T, r *bufio.Reader, want string) {
+// waitLog reads log lines until one contains want and returns them (bounded
+// by a deadline through the child's own output; the test fails if the child
+// exits first).
+func waitLog(t *testing.T, r *bufio.Reader, want string) (read string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		line, err := r.ReadString('\n')
+		read += line
 		if strings.Contains(line, want) {
-			return
+			return read
 		}
 		if err != nil {
 			t.Fatalf("relay output ended before %q: %v", want, err)
 		}
 	}
 	t.Fatalf("no %q in relay output", want)
+	return read
 }
 
 // TestSecondSignalStopsAtOnce: during a drain that would last 30 s, a second
@@ -378,5 +390,40 @@ func TestCheckACLNamesUndefinedListener(t *testing.T) {
 	want := hba + `:2:6: listener "wbe" is not defined in the config (it has web)`
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
+
+// TestCheckWarnsLikeStart: relay check prints the warnings relay logs when it
+// starts (here: a listener no ACL rule names while another is named), exits
+// 0 with them, and 1 with -strict.
+func TestCheckWarnsLikeStart(t *testing.T) {
+	backend := world.NewBackend(t, world.Echo)
+	cfg := writeConfig(t, fmt.Sprintf("acl: {file: relay_hba.conf}\nadmin: {listen: \"\"}\nlog: {format: json}\nlisteners:\n"+
+		"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: %q}\n"+
+		"  - {name: cms, mode: tcp, listen: \"127.0.0.1:%d\", upstream: %q}\n",
+		world.ReserveTCPPort(t), backend.Addr(), world.ReserveTCPPort(t), backend.Addr()))
+	hba := filepath.Join(filepath.Dir(cfg), "relay_hba.conf")
+	if err := os.WriteFile(hba, []byte("host web 127.0.0.0/8 allow\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const want = `no rule in %s names listener "cms" (or all): every source is rejected on it, while other listeners have rules`
+	msg := fmt.Sprintf(want, hba)
+
+	code, stdout, stderr := runCmd("check", "-config", cfg)
+	if code != 0 || !strings.Contains(stderr, "warning: listeners[1]: "+msg) || !strings.Contains(stdout, "listener cms") {
+		t.Fatalf("check: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	code, _, stderr = runCmd("check", "-strict", "-config", cfg)
+	if code != 1 || !strings.Contains(stderr, msg) || !strings.Contains(stderr, "-strict") {
+		t.Fatalf("check -strict: exit %d, stderr %s", code, stderr)
+	}
+
+	cmd, _, logged := startChildLogs(t, cfg)
+	defer func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}()
+	if !strings.Contains(logged, strconv.Quote(msg)[1:]) { // JSON escapes the quotes
+		t.Fatalf("relay did not log %q at start:\n%s", msg, logged)
 	}
 }

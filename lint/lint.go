@@ -1,0 +1,112 @@
+// Package lint finds what is valid in a config and its ACL but is probably
+// not meant: no ACL at all, an ACL that allows no source, a listener no ACL
+// rule names while other listeners are named, FTP data ports inside the
+// kernel's ephemeral port range. Its one entry point, Check, is called by
+// relay at start and on every reload (which log each Warning) and by relay
+// check (which prints them, and with -strict fails on them), so both say the
+// same.
+//
+// Where its job ends: lint refuses nothing (config and acl refuse what is
+// invalid) and reads nothing but the kernel's ephemeral port range
+// (ReadKernel); the config and ACL come loaded.
+package lint
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/config"
+)
+
+// Warning is one finding, about the config key at Key.
+type Warning struct {
+	Key string // key path, like "listeners[2].ftp.data_ports"
+	Msg string
+}
+
+// String returns "key: message".
+func (w Warning) String() string { return w.Key + ": " + w.Msg }
+
+// Kernel is what Check needs to know of the machine.
+type Kernel struct {
+	// EphemeralFirst and EphemeralLast are the ports the kernel hands to
+	// outgoing connections (net.ipv4.ip_local_port_range). Zero: unknown.
+	EphemeralFirst, EphemeralLast uint16
+}
+
+// ReadKernel reads this machine's Kernel; what it cannot read stays zero.
+func ReadKernel() Kernel {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return Kernel{}
+	}
+	return parseEphemeral(b)
+}
+
+// parseEphemeral reads "first<whitespace>last" as the proc file writes it.
+func parseEphemeral(b []byte) Kernel {
+	f := bytes.Fields(b)
+	if len(f) != 2 {
+		return Kernel{}
+	}
+	first, err1 := strconv.ParseUint(string(f[0]), 10, 16)
+	last, err2 := strconv.ParseUint(string(f[1]), 10, 16)
+	if err1 != nil || err2 != nil || first > last {
+		return Kernel{}
+	}
+	return Kernel{EphemeralFirst: uint16(first), EphemeralLast: uint16(last)}
+}
+
+// Check returns the warnings for cfg with its ACL list (nil: cfg has no
+// ACL), in a stable order: the ACL's first, then each listener's in file
+// order.
+func Check(cfg *config.Config, list *acl.List, k Kernel) []Warning {
+	ws := checkACL(cfg, list)
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if l.Mode == config.ModeFTP {
+			ws = append(ws, checkDataPorts(l.FTP.DataPorts, fmt.Sprintf("listeners[%d].ftp.data_ports", i), k)...)
+		}
+	}
+	return ws
+}
+
+func checkACL(cfg *config.Config, list *acl.List) []Warning {
+	if list == nil {
+		return []Warning{{Key: "acl", Msg: "no acl section: every source address may connect to every listener"}}
+	}
+	rules := list.Rules()
+	if !slices.ContainsFunc(rules, func(r acl.Rule) bool { return r.Allow }) {
+		return []Warning{{Key: "acl.file",
+			Msg: cfg.ACLPath + " allows no source: every source is rejected on every listener"}}
+	}
+	if slices.ContainsFunc(rules, func(r acl.Rule) bool { return r.Listeners == nil }) {
+		return nil // a rule for all covers every listener
+	}
+	// No rule decides for a listener the file never names: every source
+	// is rejected there, which beside named listeners looks forgotten.
+	named := list.Listeners()
+	var ws []Warning
+	for i, l := range cfg.Listeners {
+		if !slices.Contains(named, l.Name) {
+			ws = append(ws, Warning{Key: fmt.Sprintf("listeners[%d]", i),
+				Msg: fmt.Sprintf("no rule in %s names listener %q (or all): every source is rejected on it, while other listeners have rules", cfg.ACLPath, l.Name)})
+		}
+	}
+	return ws
+}
+
+// checkDataPorts warns when an FTP data port range overlaps the kernel's
+// ephemeral range: the kernel hands those ports to outgoing connections in
+// runs, and a busy relay then finds its data ports taken.
+func checkDataPorts(ports [2]uint16, key string, k Kernel) []Warning {
+	if k.EphemeralFirst == 0 || ports[0] == 0 || ports[0] > k.EphemeralLast || ports[1] < k.EphemeralFirst {
+		return nil
+	}
+	return []Warning{{Key: key, Msg: fmt.Sprintf("%s overlaps the kernel's ephemeral port range %d-%d (net.ipv4.ip_local_port_range): outgoing connections can take data ports, and clients then get 425",
+		config.FormatPortRange(ports[0], ports[1]), k.EphemeralFirst, k.EphemeralLast)}}
+}
