@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/internal/sockfile"
 )
 
 // ErrClosed is returned by Serve after Close or Shutdown.
@@ -147,7 +149,7 @@ func (s *Server) File() (*os.File, error) {
 	if !ok {
 		return nil, errors.New("admin: not listening")
 	}
-	return tl.File()
+	return sockfile.Dup(tl, tl.Addr().String()) // not tl.File: see sockfile
 }
 
 // Addr returns the bound address, or nil before Listen.

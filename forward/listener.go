@@ -15,6 +15,8 @@ import (
 	"github.com/edgerelay/relay/limit"
 	"github.com/edgerelay/relay/proxyhdr"
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/internal/sockfile"
 )
 
 // Accept back-off: after a failed accept (EMFILE, ENFILE, ENOBUFS...) the
@@ -133,7 +135,7 @@ func inherit(f *os.File) (net.Listener, error) {
 func (l *Listener) Files() ([]*os.File, error) {
 	files := make([]*os.File, 0, len(l.lns))
 	for _, ln := range l.lns {
-		f, err := ln.File()
+		f, err := sockfile.Dup(ln, ln.Addr().String()) // not ln.File: see sockfile
 		if err != nil {
 			for _, prev := range files {
 				prev.Close()

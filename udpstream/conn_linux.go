@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgerelay/relay/internal/sockfile"
 )
 
 // The batched path calls recvmmsg/sendmmsg through x/sys directly rather
@@ -218,10 +220,12 @@ func (c *sysConn) writeBatch(b *batch, from, to int) (int, error) {
 	return sent - from, nil
 }
 
-func (c *sysConn) localAddr() net.Addr     { return c.uc.LocalAddr() }
-func (c *sysConn) stopReading() error      { return c.uc.SetReadDeadline(time.Unix(1, 0)) }
-func (c *sysConn) file() (*os.File, error) { return c.uc.File() }
-func (c *sysConn) close() error            { return c.uc.Close() }
+func (c *sysConn) localAddr() net.Addr { return c.uc.LocalAddr() }
+func (c *sysConn) stopReading() error  { return c.uc.SetReadDeadline(time.Unix(1, 0)) }
+func (c *sysConn) file() (*os.File, error) {
+	return sockfile.Dup(c.uc, c.uc.LocalAddr().String()) // not uc.File: see sockfile
+}
+func (c *sysConn) close() error { return c.uc.Close() }
 
 // addrPortFromSockaddr reads a sockaddr_in or sockaddr_in6 without
 // allocating. IPv4-mapped addresses are unmapped, so sessions, Admit and

@@ -95,13 +95,30 @@ func (c *Conn) SendSockets(socks []Socket) error {
 		part := socks[start:end]
 		fds := make([]int, len(part))
 		for i, s := range part {
-			fds[i] = int(s.File.Fd())
+			fd, err := rawFd(s.File)
+			if err != nil {
+				return fmt.Errorf("handoff: %s %s: %w", s.Proto, s.Addr, err)
+			}
+			fds[i] = fd
 		}
 		if err := c.send(message{Sockets: part, More: end < len(socks)}, fds); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// rawFd reads f's descriptor without Fd, which would switch a socket's
+// shared description to blocking mode under whoever still uses it. f stays
+// open until the send, so the number stays valid.
+func rawFd(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	err = rc.Control(func(s uintptr) { fd = int(s) })
+	return fd, err
 }
 
 // ReceiveSockets reads what SendSockets sent. The caller owns the files.
