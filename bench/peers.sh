@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the programs `go run ./bench` compares the relay with: HAProxy,
-# nginx with its stream module, socat, rinetd, and iperf3 (optional, for
+# nginx with its stream module, socat, rinetd, stunnel4 (the tunnel
+# scenario), and iperf3 (optional, for
 # cross-checking the bench's own load generators). Debian/Ubuntu packages.
 # Idempotent; quiet when everything is already there. The packages' own
 # daemons are kept from starting: the bench runs each peer itself, on
@@ -16,6 +17,7 @@ have nginx || need+=(nginx)
 have socat || need+=(socat)
 have rinetd || need+=(rinetd)
 have iperf3 || need+=(iperf3)
+have stunnel4 || have stunnel || need+=(stunnel4)
 [ ${#need[@]} -eq 0 ] && { echo "peers: all installed"; exit 0; }
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,7 +1,8 @@
 // Package examples holds the ready-made configurations shipped with relay:
-// the CAYIN digital-signage layout (cayin.yaml, printed by `relay example`)
-// and the Theatre Manager layout, each with its pg_hba-style ACL file
-// beside it. It only embeds the files; config and acl read them.
+// the CAYIN digital-signage layout (cayin.yaml, printed by `relay example`),
+// the Theatre Manager layout, and the two ends of the box-office TLS tunnel
+// (venue-tunnel.yaml, box-office.yaml, with demo certificates in tls-demo/),
+// each with its pg_hba-style ACL file beside it. It only embeds the files; config and acl read them.
 //
 // Each YAML names its ACL file by a relative path (acl.file:
 // cayin_hba.conf), which the daemon resolves against the folder of the
@@ -21,8 +22,7 @@ var CAYIN []byte
 //go:embed cayin_hba.conf
 var CAYINACL []byte
 
-// FS holds every example: cayin.yaml, cayin_hba.conf, theatre-manager.yaml
-// and theatre-manager_hba.conf.
+// FS holds every example config and ACL file (not the demo certificates).
 //
 //go:embed *.yaml *.conf
 var FS embed.FS

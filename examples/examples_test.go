@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/certs"
 	"github.com/edgerelay/relay/config"
 )
 
@@ -54,7 +56,8 @@ func TestEveryExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"cayin.yaml", "cayin_hba.conf", "theatre-manager.yaml", "theatre-manager_hba.conf"}
+	want := []string{"box-office.yaml", "box-office_hba.conf", "cayin.yaml", "cayin_hba.conf",
+		"theatre-manager.yaml", "theatre-manager_hba.conf", "venue-tunnel.yaml", "venue-tunnel_hba.conf"}
 	if !slices.Equal(embedded, want) {
 		t.Fatalf("FS holds %q, want %q", embedded, want)
 	}
@@ -172,4 +175,33 @@ func TestTheatreManager(t *testing.T) {
 		{"ticket-printer", acl.ProtoTCP, "10.8.1.12", false},
 		{"ticket-printer", acl.ProtoTCP, "198.51.100.7", false},
 	})
+}
+
+// TestBoxOfficeTunnel: the two ends of the tunnel agree (the box office
+// trusts the CA that signed the venue's certificate and presents one the
+// venue's CA signed), and the venue's ACL decides by certificate name.
+func TestBoxOfficeTunnel(t *testing.T) {
+	venue := load(t, "venue-tunnel.yaml")
+	box := load(t, "box-office.yaml")
+	tunnel, printer := venue.cfg.Lookup("tunnel"), box.cfg.Lookup("printer")
+	if tunnel == nil || tunnel.TLS == nil || tunnel.TLS.ClientCA == "" || !tunnel.Raw.Exclusive {
+		t.Fatalf("venue tunnel listener: %+v", tunnel)
+	}
+	if printer == nil || printer.UpstreamTLS == nil || printer.UpstreamTLS.Cert == "" || printer.Listen[0] != "127.0.0.1:10001" {
+		t.Fatalf("box office printer listener: %+v", printer)
+	}
+	if _, err := certs.LoadServer(*tunnel.TLS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certs.LoadClient(*printer.UpstreamTLS); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cn    string
+		allow bool
+	}{{"boxoffice-1", true}, {"boxoffice-3", false}, {"", false}, {"intruder", false}} {
+		if got := venue.acl.ExplainTLS("tunnel", netip.MustParseAddr("203.0.113.5"), tc.cn); strings.HasPrefix(got, "allow") != tc.allow {
+			t.Errorf("cn %q: %s, want allow=%v", tc.cn, got, tc.allow)
+		}
+	}
 }

@@ -7,7 +7,9 @@
 //	relay check -config FILE      validate, print the resolved listeners and
 //	                              the warnings relay would log (-strict: fail on them)
 //	relay check -config FILE -acl-test ADDR -listener NAME [-proto tcp|udp]
+//	relay check ... -acl-test ADDR -listener NAME -cn NAME   the same for a TLS client certificate
 //	relay example [-acl]          print a commented example config (CAYIN), or its ACL file
+//	relay cert ca|server|client|show  a private CA and the certificates of TLS tunnels
 //	relay version
 package main
 
@@ -46,7 +48,7 @@ func main() {
 }
 
 // commands are relay's sub-commands; run is the default.
-var commands = []string{"run", "check", "example", "version"}
+var commands = []string{"run", "check", "example", "cert", "version"}
 
 // run dispatches on the sub-command and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
@@ -61,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args, stdout, stderr)
 	case "example":
 		return example(args, stdout, stderr)
+	case "cert":
+		return cert(args, stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("relay version", flag.ContinueOnError)
 		fs.SetOutput(stderr)

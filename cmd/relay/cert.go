@@ -1,0 +1,147 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/edgerelay/relay/certs"
+)
+
+// certUsage is printed for a missing or unknown cert action.
+const certUsage = `usage:
+  relay cert ca     [-dir DIR] [-name NAME] [-days N]          make DIR/ca.crt and DIR/ca.key
+  relay cert server -name NAME [-host H,...] [-dir DIR] [-days N]  issue DIR/NAME.crt and .key for a listener
+  relay cert client -name NAME [-dir DIR] [-days N]             issue DIR/NAME.crt and .key for a box office
+  relay cert show FILE                                          print a certificate's subject, names, validity, fingerprint
+`
+
+// cert runs `relay cert`: a small private CA (ECDSA P-256) and the server
+// and client certificates of a venue and its box offices. Keys are written
+// 0600 and never printed.
+func cert(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, certUsage)
+		return 2
+	}
+	action, args := args[0], args[1:]
+	if action == "show" {
+		return certShow(args, stdout, stderr)
+	}
+	kinds := map[string]certs.Kind{"server": certs.KindServer, "client": certs.KindClient}
+	if _, ok := kinds[action]; !ok && action != "ca" {
+		fmt.Fprintf(stderr, "relay cert: unknown action %q\n%s", action, certUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("relay cert "+action, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".", "`folder` of the CA's ca.crt and ca.key, where the new files go")
+	name := fs.String("name", "", "the certificate's common `name`; files are NAME.crt and NAME.key (ca: default relay-ca)")
+	hosts := fs.String("host", "", "server: comma-separated DNS names and IPs the certificate is valid for (the name is added)")
+	days := fs.Int("days", 0, "validity in `days` (default: 3650 for the CA, 825 otherwise)")
+	notBefore := fs.String("not-before", "", "start of validity, RFC 3339 (default: five minutes ago)")
+	force := fs.Bool("force", false, "overwrite existing files")
+	if fs.Parse(args) != nil || strayArgs(fs) {
+		return 2
+	}
+	req, err := certRequest(action, *name, *hosts, *days, *notBefore)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay cert %s: %v\n", action, err)
+		return 2
+	}
+	caCrt, caKey := filepath.Join(*dir, "ca.crt"), filepath.Join(*dir, "ca.key")
+	var der []byte
+	var crt, key string
+	if action == "ca" {
+		ca, d, err := certs.NewAuthority(req)
+		if err != nil {
+			fmt.Fprintf(stderr, "relay cert ca: %v\n", err)
+			return 1
+		}
+		err = certs.WriteFiles(caCrt, caKey, d, ca.Key, *force)
+		if err != nil {
+			fmt.Fprintf(stderr, "relay cert ca: %v\n", err)
+			return 1
+		}
+		der, crt, key = d, caCrt, caKey
+	} else {
+		ca, err := certs.LoadAuthority(caCrt, caKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "relay cert %s: the CA in %s: %v (make it with: relay cert ca -dir %s)\n", action, *dir, err, *dir)
+			return 1
+		}
+		d, k, err := ca.Issue(kinds[action], req)
+		if err == nil {
+			crt, key = filepath.Join(*dir, req.Name+".crt"), filepath.Join(*dir, req.Name+".key")
+			err = certs.WriteFiles(crt, key, d, k, *force)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "relay cert %s: %v\n", action, err)
+			return 1
+		}
+		der = d
+	}
+	c, err := certs.TLSCertificate(der, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay cert %s: %v\n", action, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %s and %s (key, mode 0600)\n%s", crt, key, certs.Describe(c.Leaf))
+	return 0
+}
+
+// certRequest checks the flags of a ca, server or client action.
+func certRequest(action, name, hosts string, days int, notBefore string) (certs.Request, error) {
+	req := certs.Request{Name: name}
+	switch {
+	case action == "ca" && name == "":
+		req.Name = "relay-ca"
+	case name == "":
+		return req, fmt.Errorf("-name is required")
+	case strings.ContainsAny(name, `/\`) || name == "ca" || strings.HasPrefix(name, "."):
+		return req, fmt.Errorf("-name %q cannot be a file name here", name)
+	}
+	if hosts != "" {
+		if action != "server" {
+			return req, fmt.Errorf("-host is for server certificates")
+		}
+		req.Hosts = strings.Split(hosts, ",")
+	}
+	start := time.Now()
+	if notBefore != "" {
+		t, err := time.Parse(time.RFC3339, notBefore)
+		if err != nil {
+			return req, fmt.Errorf("-not-before: %v", err)
+		}
+		req.NotBefore, start = t, t
+	}
+	if days == 0 {
+		days = 825
+		if action == "ca" {
+			days = 3650
+		}
+	}
+	if days < 0 {
+		return req, fmt.Errorf("-days %d: must be positive", days)
+	}
+	req.NotAfter = start.Add(time.Duration(days) * 24 * time.Hour)
+	return req, nil
+}
+
+// certShow prints what a certificate file holds.
+func certShow(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, certUsage)
+		return 2
+	}
+	c, err := certs.ReadCert(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "relay cert show: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "file:        %s\n%s", args[0], certs.Describe(c))
+	return 0
+}
