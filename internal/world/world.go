@@ -15,11 +15,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Backend is a TCP server on 127.0.0.1 that runs handle for each
@@ -43,6 +46,11 @@ func NewBackend(tb testing.TB, handle func(net.Conn)) *Backend {
 	if err != nil {
 		tb.Fatalf("world: backend listen: %v", err)
 	}
+	return serveBackend(tb, ln, handle)
+}
+
+// serveBackend runs a Backend on ln.
+func serveBackend(tb testing.TB, ln net.Listener, handle func(net.Conn)) *Backend {
 	b := &Backend{ln: ln, handle: handle, conns: map[net.Conn]struct{}{}}
 	b.wg.Add(1)
 	go b.serve()
@@ -200,3 +208,73 @@ var (
 	reservedPorts = [2]int{10240, 20000}
 	reserved      sync.Map
 )
+
+// Silent is a loopback listen socket that answers no connection: its accept
+// queue is full and nobody accepts, so the kernel drops further SYNs and a
+// connect waits as it would for a black-holed host. Serve brings it to life.
+type Silent struct {
+	fd     int
+	addr   string
+	filler []net.Conn // the connections that fill the queue
+}
+
+// NewSilent makes a Silent socket; tb.Cleanup closes it.
+func NewSilent(tb testing.TB) *Silent {
+	tb.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Silent{fd: fd}
+	tb.Cleanup(s.close)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
+	for range 8 {
+		c, err := net.DialTimeout("tcp", s.addr, 200*time.Millisecond)
+		if err != nil {
+			return s // the queue is full
+		}
+		s.filler = append(s.filler, c)
+	}
+	tb.Fatalf("world: the accept queue of %s never filled", s.addr)
+	return nil
+}
+
+// Addr is the socket's "127.0.0.1:port".
+func (s *Silent) Addr() string { return s.addr }
+
+// Serve makes the socket a Backend running handle: the host is back. The
+// connections that filled the queue are closed first.
+func (s *Silent) Serve(tb testing.TB, handle func(net.Conn)) *Backend {
+	tb.Helper()
+	for _, c := range s.filler {
+		c.Close()
+	}
+	s.filler = nil
+	f := os.NewFile(uintptr(s.fd), "silent")
+	ln, err := net.FileListener(f) // dups the socket
+	f.Close()
+	s.fd = -1
+	if err != nil {
+		tb.Fatalf("world: serve %s: %v", s.addr, err)
+	}
+	return serveBackend(tb, ln, handle)
+}
+
+func (s *Silent) close() {
+	for _, c := range s.filler {
+		c.Close()
+	}
+	if s.fd >= 0 {
+		unix.Close(s.fd)
+	}
+}

@@ -1,0 +1,106 @@
+package upstream
+
+import "strings"
+
+// Cursor walks the failover list of one listen port for one connection.
+// It is a value with no allocation of its own: a data plane keeps it on its
+// stack.
+//
+//	c := set.Begin(index)
+//	for t := c.Next(); t != nil; t = c.Next() {
+//		conn, err := dial(t.String())
+//		if err == nil {
+//			c.Worked()
+//			return conn
+//		}
+//		c.Failed(err)
+//	}
+//	// c.Err() is ErrAllDown when nothing was up to try.
+type Cursor struct {
+	s     *Set
+	index int
+	j, k  int       // next entry of the list, next target of that entry
+	ts    []*Target // the targets of entry j, read when the cursor reaches it
+	last  *Target   // what Next returned last
+	tried int       // how many targets Next returned
+}
+
+// Begin returns a Cursor over the failover list of listen port index.
+func (s *Set) Begin(index int) Cursor {
+	return Cursor{s: s, index: index, k: -1}
+}
+
+// Next returns the next upstream address that is up, in the config's order
+// (the addresses of a name in the order of its answer), or nil when the
+// list is exhausted. Down addresses are skipped without a dial.
+func (c *Cursor) Next() *Target {
+	list := c.s.lists[c.index]
+	for c.j < len(list) {
+		e := list[c.j]
+		if c.k < 0 {
+			c.ts, c.k = c.s.current(e), 0
+		}
+		for c.k < len(c.ts) {
+			t := c.ts[c.k]
+			c.k++
+			if t.up.Load() {
+				c.last = t
+				c.tried++
+				return t
+			}
+		}
+		// Nothing of e served this connection: it goes past e.
+		e.failovers.Add(1)
+		c.j, c.k, c.ts = c.j+1, -1, nil
+	}
+	c.last = nil
+	c.exhausted()
+	return nil
+}
+
+// Failed reports that the dial of what Next returned last failed: that
+// address is marked down (and re-tried in the background).
+func (c *Cursor) Failed(err error) {
+	if c.last != nil {
+		c.last.markDown(err)
+	}
+}
+
+// Worked reports that the dial of what Next returned last succeeded; a
+// down address comes back up.
+func (c *Cursor) Worked() {
+	if c.last == nil {
+		return
+	}
+	c.last.markUp("a connection was made")
+	if out := &c.s.outage[c.index]; out.Load() {
+		out.Store(false)
+	}
+}
+
+// Err is ErrAllDown when Next found nothing up to try, else nil: the data
+// plane then has its own dial errors to report.
+func (c *Cursor) Err() error {
+	if c.tried == 0 {
+		return ErrAllDown
+	}
+	return nil
+}
+
+// Tried counts the addresses Next returned.
+func (c *Cursor) Tried() int { return c.tried }
+
+// exhausted logs, once per outage of the port, that no upstream is left:
+// clients are closed at once until one comes back.
+func (c *Cursor) exhausted() {
+	out := &c.s.outage[c.index]
+	if out.Load() || !out.CompareAndSwap(false, true) {
+		return
+	}
+	specs := make([]string, 0, len(c.s.lists[c.index]))
+	for _, e := range c.s.lists[c.index] {
+		specs = append(specs, e.spec)
+	}
+	c.s.log.Warn().Str("upstream", strings.Join(specs, ",")).
+		Msg("every upstream down; clients are closed at once until one answers")
+}

@@ -1,0 +1,48 @@
+package upstream
+
+import (
+	"testing"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// FuzzParseAnswer: no input crashes the parser, and what it returns holds
+// together: addresses of the asked family, a TTL only with addresses.
+func FuzzParseAnswer(f *testing.F) {
+	srv := &dnsServer{zones: map[string]zone{
+		"cms.test.": {addrs: addrs("192.0.2.1", "2001:db8::1"), ttl: 30},
+		"www.test.": {cname: "cms.test", addrs: addrs("192.0.2.2"), ttl: 5},
+		"bad.test.": {rcode: dnsmessage.RCodeServerFailure},
+	}}
+	for _, name := range []string{"cms.test.", "www.test.", "bad.test.", "nx.test."} {
+		for _, typ := range []dnsmessage.Type{dnsmessage.TypeA, dnsmessage.TypeAAAA} {
+			q, err := buildQuery(0x1234, dnsmessage.MustNewName(name), typ)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(srv.answer(q), name, typ == dnsmessage.TypeA)
+		}
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, name string, v4 bool) {
+		qname, err := fqdn(name)
+		if err != nil {
+			return
+		}
+		typ := dnsmessage.TypeAAAA
+		if v4 {
+			typ = dnsmessage.TypeA
+		}
+		got, ttl, err := parseAnswer(msg, 0x1234, qname, typ)
+		if err != nil && (got != nil || ttl != 0) {
+			t.Fatalf("error %v with answer %v ttl %d", err, got, ttl)
+		}
+		for _, a := range got {
+			if a.Is4() != v4 {
+				t.Fatalf("%v in an answer for %v", a, typ)
+			}
+		}
+		if len(got) == 0 && ttl != 0 {
+			t.Fatalf("ttl %d without addresses", ttl)
+		}
+	})
+}

@@ -1,0 +1,213 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Target is one address of an upstream: what a data plane dials. Its
+// state is shared by every listen port and connection that lists it.
+type Target struct {
+	s     *Set
+	entry *entry // the upstream as configured (the first one, if several resolve here)
+	addr  netip.AddrPort
+	str   string // addr.String(), made once: a dial takes a string
+
+	up atomic.Bool // read on every Next; written under s.mu
+
+	// Guarded by s.mu:
+	downSince time.Time
+	downs     uint64 // outages so far; a re-try loop ends when its outage does
+}
+
+// String is the address to dial, "ip:port".
+func (t *Target) String() string { return t.str }
+
+// AddrPort is the address to dial.
+func (t *Target) AddrPort() netip.AddrPort { return t.addr }
+
+// Up reports whether the address is up now.
+func (t *Target) Up() bool { return t.up.Load() }
+
+// markDown records a failure. The first one of an outage logs it and
+// starts the background re-try; later ones change nothing.
+func (t *Target) markDown(reason error) {
+	if !t.up.Load() {
+		return
+	}
+	s := t.s
+	s.mu.Lock()
+	if !t.up.Load() {
+		s.mu.Unlock()
+		return
+	}
+	t.up.Store(false)
+	t.downSince = time.Now()
+	t.downs++
+	outage, retry := t.downs, !s.closed
+	if retry {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	t.event(s.log.Warn()).Err(reason).Msg("upstream down")
+	if retry {
+		go t.retryLoop(outage)
+	}
+}
+
+// markUp ends an outage; why says what showed the address works.
+func (t *Target) markUp(why string) {
+	if t.up.Load() {
+		return
+	}
+	s := t.s
+	s.mu.Lock()
+	if t.up.Load() {
+		s.mu.Unlock()
+		return
+	}
+	t.up.Store(true)
+	down := time.Since(t.downSince)
+	s.mu.Unlock()
+	t.event(s.log.Info()).Str("reason", why).Dur("down_for", down).Msg("upstream up")
+}
+
+// stillDown reports whether outage is the one going on now.
+func (t *Target) stillDown(outage uint64) bool {
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	return !t.up.Load() && t.downs == outage
+}
+
+// retryLoop probes a down address with a growing pause (retryFirst,
+// doubling, at most retryCap) until it answers, the outage ends another
+// way, or the Set closes.
+func (t *Target) retryLoop(outage uint64) {
+	defer t.s.wg.Done()
+	wait := retryFirst
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-t.s.done:
+			return
+		case <-timer.C:
+		}
+		if !t.stillDown(outage) {
+			return
+		}
+		if err := t.s.probe(t); err == nil {
+			t.markUp("a probe answered")
+			return
+		}
+		wait = min(2*wait, t.s.retryCap())
+		timer.Reset(wait)
+	}
+}
+
+// checkLoop runs the active checks every Health.Interval until Close.
+func (s *Set) checkLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.cfg.Health.Interval)
+	defer tick.Stop()
+	for {
+		s.checkRound()
+		select {
+		case <-s.done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// checkRound probes every address that is up, all at once, and marks down
+// those that fail. Down addresses are left to their re-try loop.
+func (s *Set) checkRound() {
+	var wg sync.WaitGroup
+	seen := make(map[*Target]bool)
+	for _, e := range s.entries {
+		for _, t := range s.current(e) {
+			if seen[t] || !t.up.Load() {
+				continue
+			}
+			seen[t] = true
+			wg.Add(1)
+			go s.check(t, &wg)
+		}
+	}
+	wg.Wait()
+}
+
+// check is one active probe of t.
+func (s *Set) check(t *Target, wg *sync.WaitGroup) {
+	defer wg.Done()
+	if err := s.probe(t); err != nil && s.ctx.Err() == nil {
+		t.markDown(fmt.Errorf("health check: %w", err))
+	}
+}
+
+// event starts a state-change line with the upstream's fields.
+func (t *Target) event(ev *zerolog.Event) *zerolog.Event {
+	ev = ev.Str("upstream", t.entry.spec)
+	if t.entry.name != "" {
+		ev = ev.Str("address", t.str)
+	}
+	return ev
+}
+
+// probe checks whether t answers: a TCP connect, or for udp a datagram
+// that a closed port answers with ICMP port unreachable.
+func (s *Set) probe(t *Target) error {
+	if s.cfg.Network == "udp" {
+		return probeUDP(s.ctx, t.addr, s.probeTimeout())
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
+	defer cancel()
+	dial := s.cfg.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	c, err := dial(ctx, "tcp", t.str)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// probeUDP sends an empty datagram from a connected socket and waits up to
+// timeout for an ICMP error, which the kernel reports on the socket as
+// ECONNREFUSED (port unreachable) or EHOSTUNREACH/ENETUNREACH. A reply, or
+// silence, counts as up: UDP cannot tell a silent service from a black
+// hole, so only an explicit refusal marks an upstream down. ctx ends the
+// wait early (Close).
+func probeUDP(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	if _, _, err := c.WriteMsgUDP(nil, nil, nil); err != nil {
+		return err
+	}
+	var buf [1]byte
+	_, err = c.Read(buf[:])
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil, errors.As(err, &ne) && ne.Timeout():
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,316 @@
+// Package upstream chooses the address a data plane dials and remembers
+// which upstreams answer. Its main type is Set: the upstreams of one
+// listener, one failover list per listen port, each address up or down.
+//
+// A data plane (forward for tcp and raw, ftppassive for the FTP control
+// connection, udpstream for sessions) walks a port's list with a Cursor:
+// Next gives the first address that is up, in the config's order, and the
+// data plane reports how the dial went (Worked, Failed). A failed dial marks
+// the address down: later connections skip it without paying the connect
+// timeout, and the Set re-tries it in the background (after 1 s, doubling,
+// at most every 30 s) until a probe answers. Optional active checks
+// (Health.Interval) probe every address that is up, so an upstream is known
+// down before a client needs it. Every change of state is one log line, and
+// Snapshot feeds the relay_upstream_* metrics.
+//
+// Host names are resolved through a Resolver: a small DNS client whose cache
+// honours the answer's TTL (bounded to 5 s .. 5 min) and keeps the last good
+// answer when a name stops resolving.
+//
+// Where the job ends: upstream does not move bytes, does not dial for the
+// data plane (it only probes) and holds no per-connection state.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ErrAllDown is what a Cursor's Err wraps when no upstream of the port was
+// up to try: the client is closed at once instead of waiting for a dial.
+var ErrAllDown = errors.New("upstream: every upstream is down")
+
+// Defaults for the zero values of Config.
+const (
+	defaultTCPTimeout = 5 * time.Second
+	defaultUDPTimeout = time.Second
+	retryFirst        = time.Second      // first background re-try of a down upstream
+	retryMax          = 30 * time.Second // the back-off's cap
+)
+
+// Health configures active checks.
+type Health struct {
+	// Interval between probes of every upstream that is up. Zero: no
+	// active checks; an upstream is marked down only by a failed dial.
+	Interval time.Duration
+	// Timeout bounds one probe. Zero: Config.Timeout.
+	Timeout time.Duration
+}
+
+// Config describes the upstreams of one listener.
+type Config struct {
+	// Listener is the listener's name: the "listener" field of log lines.
+	Listener string
+	// Network is "tcp" or "udp": how a probe reaches an upstream (a TCP
+	// connect, or a UDP datagram that draws ICMP port unreachable from a
+	// closed port). Empty: "tcp".
+	Network string
+	// Lists[i] is the failover list of listen port i, "host:port" each,
+	// tried in order. A host may be an IP address or a DNS name.
+	Lists [][]string
+	// Timeout bounds a background re-try's probe. Zero: 5 s for tcp (the
+	// default connect timeout), 1 s for udp (the wait for an ICMP error).
+	Timeout time.Duration
+	// Health turns on active checks; the zero value leaves them off.
+	Health Health
+	// Dial makes a TCP probe's connection. nil: a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Resolver resolves host names; several Sets may share one. nil: if a
+	// list holds a name, New makes one over /etc/resolv.conf and Close
+	// closes it.
+	Resolver *Resolver
+	// Log receives the state changes. The zero Logger logs nothing.
+	Log zerolog.Logger
+}
+
+// Set is the upstreams of one listener and their health. New makes it,
+// Start runs its active checks, Close stops every goroutine it runs.
+type Set struct {
+	cfg     Config
+	log     zerolog.Logger  // carries the listener field
+	lists   [][]*entry      // per listen port, in config order
+	entries []*entry        // every distinct entry, in config order (metrics)
+	outage  []atomic.Bool   // per listen port: "every upstream down" was logged
+	done    chan struct{}   // closed by Close
+	ctx     context.Context // cancelled by Close: ends the probes
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // re-try loops and the check loop
+
+	resolver *Resolver // cfg.Resolver, or one New made (ownRes); nil without names
+	ownRes   bool
+
+	mu      sync.Mutex // guards the following
+	targets map[netip.AddrPort]*Target
+	started bool
+	closed  bool
+}
+
+// entry is one upstream as configured: an address, or a name and a port.
+type entry struct {
+	spec string // "host:port" as written: the upstream label of metrics
+	name string // the host when it is a DNS name; empty for an IP literal
+	port uint16
+	// fixed holds the one target of an IP literal; nil for a name.
+	fixed []*Target
+
+	// The targets of a name's latest answer, swapped whole when the
+	// answer changes, so Cursors read it without a lock.
+	named atomic.Pointer[resolved]
+	// failovers counts connections that went past this entry because it
+	// was down or its dial failed.
+	failovers atomic.Uint64
+}
+
+// New checks cfg and builds the Set. It starts no goroutine.
+func New(cfg Config) (*Set, error) {
+	if cfg.Network == "" {
+		cfg.Network = "tcp"
+	}
+	if cfg.Network != "tcp" && cfg.Network != "udp" {
+		return nil, fmt.Errorf("upstream: network %q (want tcp or udp)", cfg.Network)
+	}
+	s := &Set{
+		cfg:      cfg,
+		log:      cfg.Log.With().Str("listener", cfg.Listener).Logger(),
+		lists:    make([][]*entry, 0, len(cfg.Lists)),
+		outage:   make([]atomic.Bool, len(cfg.Lists)),
+		done:     make(chan struct{}),
+		targets:  make(map[netip.AddrPort]*Target),
+		resolver: cfg.Resolver,
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	bySpec := make(map[string]*entry)
+	for i, list := range cfg.Lists {
+		if len(list) == 0 {
+			return nil, fmt.Errorf("upstream: listen port %d has no upstream", i)
+		}
+		s.lists = append(s.lists, make([]*entry, 0, len(list)))
+		for _, spec := range list {
+			e, err := s.entry(spec, bySpec)
+			if err != nil {
+				return nil, err
+			}
+			s.lists[i] = append(s.lists[i], e)
+		}
+	}
+	return s, nil
+}
+
+// entry returns the entry of spec, made once per distinct spec so that its
+// state and counters are shared by every port that lists it.
+func (s *Set) entry(spec string, bySpec map[string]*entry) (*entry, error) {
+	if e, ok := bySpec[spec]; ok {
+		return e, nil
+	}
+	host, portStr, err := net.SplitHostPort(spec)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %q: %w", spec, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 {
+		return nil, fmt.Errorf("upstream: %q: bad port", spec)
+	}
+	e := &entry{spec: spec, port: uint16(port)}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		e.fixed = []*Target{s.targetLocked(netip.AddrPortFrom(ip.Unmap(), e.port), e)}
+	} else {
+		e.name = host
+		if s.resolver == nil {
+			s.resolver, s.ownRes = NewResolver(ResolverConfig{Log: s.cfg.Log}), true
+		}
+	}
+	bySpec[spec] = e
+	s.entries = append(s.entries, e)
+	return e, nil
+}
+
+// Start runs the active checks, if Health.Interval is set: the first
+// round at once, so a dead upstream is known before the first client
+// needs it. Without it, Start does nothing; passive health needs no start.
+func (s *Set) Start() {
+	if s.cfg.Health.Interval <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closed {
+		return
+	}
+	s.started = true
+	s.wg.Add(1)
+	go s.checkLoop()
+}
+
+// Close stops the checks and re-tries and waits for them. It is
+// idempotent. A Cursor used after Close still works; no upstream goes back
+// up any more.
+func (s *Set) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	s.cancel()
+	s.mu.Unlock()
+	s.wg.Wait()
+	if s.ownRes {
+		s.resolver.Close()
+	}
+	return nil
+}
+
+// Status is the health of one configured upstream, for metrics.
+type Status struct {
+	Upstream string // "host:port" as configured
+	// Up: at least one address of it is up. A name that has never
+	// resolved has no address and is down.
+	Up bool
+	// Failovers counts connections (udp: sessions) that went past this
+	// upstream to the next in their list, or found no other, because it
+	// was down or its dial failed.
+	Failovers uint64
+}
+
+// Snapshot returns the status of every configured upstream, in config
+// order, each once however many listen ports list it.
+func (s *Set) Snapshot() []Status {
+	out := make([]Status, 0, len(s.entries))
+	for _, e := range s.entries {
+		st := Status{Upstream: e.spec, Failovers: e.failovers.Load()}
+		for _, t := range s.current(e) {
+			st.Up = st.Up || t.up.Load()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// targetLocked returns the target of addr, made on first use. The caller
+// holds s.mu, or is New (nobody else sees s yet).
+func (s *Set) targetLocked(addr netip.AddrPort, e *entry) *Target {
+	if t, ok := s.targets[addr]; ok {
+		return t
+	}
+	t := &Target{s: s, entry: e, addr: addr, str: addr.String()}
+	t.up.Store(true) // an upstream is trusted until a dial or probe fails
+	s.targets[addr] = t
+	return t
+}
+
+// current returns the targets of e now: its address, or the addresses of
+// its name's latest answer (nil when the name never resolved). A name's
+// first lookup waits for the DNS answer; later ones read the cache, which
+// refreshes itself in the background.
+func (s *Set) current(e *entry) []*Target {
+	if e.name == "" {
+		return e.fixed
+	}
+	ans, _ := s.resolver.Lookup(e.name)
+	if cur := e.named.Load(); cur != nil && (ans == nil || cur.ans == ans) {
+		return cur.targets
+	}
+	if ans == nil {
+		return nil
+	}
+	r := &resolved{ans: ans, targets: make([]*Target, 0, len(ans.Addrs))}
+	s.mu.Lock()
+	for _, a := range ans.Addrs {
+		r.targets = append(r.targets, s.targetLocked(netip.AddrPortFrom(a, e.port), e))
+	}
+	s.mu.Unlock()
+	e.named.Store(r)
+	return r.targets
+}
+
+// resolved is a name's answer and the targets made from it.
+type resolved struct {
+	ans     *Answer
+	targets []*Target
+}
+
+func (s *Set) timeout() time.Duration {
+	switch {
+	case s.cfg.Timeout > 0:
+		return s.cfg.Timeout
+	case s.cfg.Network == "udp":
+		return defaultUDPTimeout
+	}
+	return defaultTCPTimeout
+}
+
+func (s *Set) probeTimeout() time.Duration {
+	if s.cfg.Health.Timeout > 0 {
+		return s.cfg.Health.Timeout
+	}
+	return s.timeout()
+}
+
+// retryCap is the longest wait between re-tries of a down upstream: 30 s,
+// or the check interval when active checks run more often.
+func (s *Set) retryCap() time.Duration {
+	if iv := s.cfg.Health.Interval; iv > 0 && iv < retryMax {
+		return max(iv, retryFirst)
+	}
+	return retryMax
+}

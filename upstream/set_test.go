@@ -1,0 +1,216 @@
+package upstream
+
+import (
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/internal/world"
+	"github.com/rs/zerolog"
+)
+
+func newSet(t *testing.T, cfg Config) (*Set, *world.LogBuffer) {
+	t.Helper()
+	logs := &world.LogBuffer{}
+	cfg.Listener = "test"
+	cfg.Log = zerolog.New(logs)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, logs
+}
+
+// connect walks port index's list as a data plane does and returns the
+// address that answered, or "" and the cursor's error.
+func connect(s *Set, index int) (string, error) {
+	c := s.Begin(index)
+	for t := c.Next(); t != nil; t = c.Next() {
+		conn, err := net.DialTimeout("tcp", t.String(), time.Second)
+		if err == nil {
+			conn.Close()
+			c.Worked()
+			return t.String(), nil
+		}
+		c.Failed(err)
+	}
+	if err := c.Err(); err != nil {
+		return "", err
+	}
+	return "", errors.New("every dial failed")
+}
+
+func status(s *Set, spec string) Status {
+	for _, st := range s.Snapshot() {
+		if st.Upstream == spec {
+			return st
+		}
+	}
+	return Status{Upstream: "missing " + spec}
+}
+
+// TestRefusedPrimary: a refused primary is marked down by the first dial,
+// skipped by the next connections, re-tried in the background and used
+// again once it answers.
+func TestRefusedPrimary(t *testing.T) {
+	checkLeaks(t)
+	primary := world.DeadAddr(t)
+	backup := world.NewBackend(t, world.Echo)
+	s, logs := newSet(t, Config{Lists: [][]string{{primary, backup.Addr()}}, Timeout: time.Second})
+	for i := range 5 {
+		got, err := connect(s, 0)
+		if err != nil || got != backup.Addr() {
+			t.Fatalf("connection %d: %q %v, want the backup", i, got, err)
+		}
+	}
+	if n := strings.Count(logs.String(), `"message":"upstream down"`); n != 1 {
+		t.Errorf("%d down lines, want 1:\n%s", n, logs)
+	}
+	if st := status(s, primary); st.Up || st.Failovers != 5 {
+		t.Errorf("primary %+v, want down with 5 failovers", st)
+	}
+	ln, err := net.Listen("tcp", primary)
+	if err != nil {
+		t.Skipf("the primary's port was taken meanwhile: %v", err)
+	}
+	back := make(chan struct{})
+	go func() {
+		defer close(back)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	defer func() { ln.Close(); <-back }()
+	eventually(t, "the primary back up", func() bool { return status(s, primary).Up })
+	if got, err := connect(s, 0); err != nil || got != primary {
+		t.Errorf("after recovery: %q %v, want the primary", got, err)
+	}
+	if !strings.Contains(logs.String(), `"reason":"a probe answered","down_for":`) {
+		t.Errorf("no up line with reason and down_for:\n%s", logs)
+	}
+}
+
+// TestAllDown: with every upstream down, a connection gets ErrAllDown at
+// once, and the outage is logged once however many clients meet it.
+func TestAllDown(t *testing.T) {
+	checkLeaks(t)
+	a, b := world.DeadAddr(t), world.DeadAddr(t)
+	s, logs := newSet(t, Config{Lists: [][]string{{a, b}}})
+	if _, err := connect(s, 0); err == nil || errors.Is(err, ErrAllDown) {
+		t.Fatalf("first connection: %v, want its dials' failure", err)
+	}
+	for range 10 {
+		start := time.Now()
+		if _, err := connect(s, 0); !errors.Is(err, ErrAllDown) {
+			t.Fatalf("err %v, want ErrAllDown", err)
+		}
+		if took := time.Since(start); took > 10*time.Millisecond {
+			t.Errorf("an all-down answer took %v", took)
+		}
+	}
+	if n := strings.Count(logs.String(), "every upstream down"); n != 1 {
+		t.Errorf("%d outage lines, want 1:\n%s", n, logs)
+	}
+}
+
+// TestActiveChecks: with health checks on, a dead upstream is known down
+// before any client meets it, and a live one stays up.
+func TestActiveChecks(t *testing.T) {
+	checkLeaks(t)
+	for _, network := range []string{"tcp", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			var dead, live string
+			if network == "tcp" {
+				dead, live = world.DeadAddr(t), world.NewBackend(t, world.Echo).Addr()
+			} else {
+				dead, live = deadUDP(t), liveUDP(t)
+			}
+			s, logs := newSet(t, Config{Network: network, Lists: [][]string{{dead, live}},
+				Health: Health{Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond}})
+			s.Start()
+			eventually(t, "the dead upstream down", func() bool { return !status(s, dead).Up })
+			time.Sleep(150 * time.Millisecond) // a few more rounds, each longer than the probe timeout
+			if !status(s, live).Up {
+				t.Errorf("the live upstream was marked down:\n%s", logs)
+			}
+			c := s.Begin(0)
+			if got := c.Next(); got == nil || got.String() != live {
+				t.Errorf("Next = %v, want the live upstream first", got)
+			}
+			if !strings.Contains(logs.String(), "health check") {
+				t.Errorf("the down line does not say a health check found it:\n%s", logs)
+			}
+		})
+	}
+}
+
+func deadUDP(t *testing.T) string {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := c.LocalAddr().String()
+	c.Close()
+	return addr
+}
+
+// liveUDP is a UDP socket that receives and never answers: a probe must
+// read its silence as up.
+func liveUDP(t *testing.T) string {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.LocalAddr().String()
+}
+
+// TestNamedUpstream: every address of a name is tried in the answer's
+// order; a name that is up on one address counts as up.
+func TestNamedUpstream(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	_, port, _ := net.SplitHostPort(backend.Addr())
+	dns := newDNSServer(t)
+	dns.set("cms.test", zone{addrs: addrs("127.0.0.2", "127.0.0.1"), ttl: 60})
+	r, _ := newResolver(t, dns.addr())
+	spec := "cms.test:" + port
+	s, logs := newSet(t, Config{Lists: [][]string{{spec}}, Resolver: r})
+	if got, err := connect(s, 0); err != nil || got != "127.0.0.1:"+port {
+		t.Fatalf("%q %v, want the second address", got, err)
+	}
+	if got, err := connect(s, 0); err != nil || got != "127.0.0.1:"+port {
+		t.Fatalf("%q %v, want the second address", got, err)
+	}
+	if !strings.Contains(logs.String(), `"address":"127.0.0.2:`+port+`"`) {
+		t.Errorf("the down line does not name the address:\n%s", logs)
+	}
+	if st := status(s, spec); !st.Up || st.Failovers != 0 {
+		t.Errorf("status %+v, want up without failovers", st)
+	}
+}
+
+// TestUnresolvedNameIsDown: a name that never resolved has no address; its
+// port is all down and the next entry serves.
+func TestUnresolvedNameIsDown(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	dns := newDNSServer(t)
+	r, _ := newResolver(t, dns.addr())
+	spec := "gone.test:" + strconv.Itoa(80)
+	s, _ := newSet(t, Config{Lists: [][]string{{spec, backend.Addr()}}, Resolver: r})
+	if got, err := connect(s, 0); err != nil || got != backend.Addr() {
+		t.Fatalf("%q %v, want the backup", got, err)
+	}
+	if st := status(s, spec); st.Up || st.Failovers != 1 {
+		t.Errorf("status %+v, want down with 1 failover", st)
+	}
+}
