@@ -61,7 +61,7 @@ type Resolver struct {
 	ctx     context.Context // cancelled by Close: ends queries
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // background refreshes
-	skew    atomic.Int64 // added to the clock: tests move time on
+	skew    atomic.Int64   // added to the clock: tests move time on
 
 	mu     sync.Mutex // guards the following
 	names  map[string]*cached
