@@ -2,10 +2,14 @@ package forward
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/edgerelay/relay/upstream"
 )
 
 // forwardConn is the plain TCP forward: dial the upstream, start the pipe,
@@ -75,30 +79,63 @@ func (e *dialError) Error() string {
 
 func (e *dialError) Unwrap() []error { return e.errs }
 
-// dialUpstream tries the upstreams of port index in order, each within the
-// connect timeout, and returns the first that answers. A PROXY header, if
-// given, is its first bytes, before any TLS. A failure returns a
-// *dialError, or the listener's context error when it is shutting down.
+// dialUpstream tries the upstreams of port index that are up, in order,
+// each within the connect timeout, and returns the first that answers. A
+// PROXY header, if given, is its first bytes, before any TLS. A failure
+// returns a *dialError, upstream.ErrAllDown when none was up to try, or the
+// listener's context error when it is shutting down.
 func (l *Listener) dialUpstream(index int, header []byte) (net.Conn, string, error) {
 	var failed []error
-	for _, addr := range l.cfg.Upstreams[index] {
-		c, err := l.dialOne(addr)
+	cur := l.ups.Begin(index)
+	for t := cur.Next(); t != nil; t = cur.Next() {
+		c, err := l.dialOne(t.String())
 		if err == nil && header != nil {
 			err = sendHeader(c, header)
 		}
 		if err == nil && l.cfg.UpstreamTLS != nil {
-			c, err = l.originate(c, addr)
+			c, err = l.originate(c, t.Spec()) // the name as configured, for SNI and verification
 		}
 		if err == nil {
-			return c, addr, nil
+			cur.Worked()
+			return c, t.String(), nil
 		}
 		if l.ctx.Err() != nil {
 			return nil, "", l.ctx.Err()
 		}
+		cur.Failed(err)
 		l.stats.DialFailures.Add(1)
 		failed = append(failed, err)
 	}
+	if err := cur.Err(); err != nil {
+		return nil, "", err
+	}
 	return nil, "", &dialError{errs: failed}
+}
+
+// upstreams takes over cfg.Upstream, or makes a Set over cfg.Upstreams.
+func (l *Listener) upstreams() error {
+	l.ups = l.cfg.Upstream
+	if l.ups != nil || l.cfg.Handler != nil {
+		return nil
+	}
+	s, err := upstream.New(upstream.Config{
+		Listener: l.cfg.Name,
+		Lists:    l.cfg.Upstreams,
+		Timeout:  l.cfg.connectTimeout(),
+		Dial:     l.cfg.Dial,
+		Log:      l.cfg.Log,
+	})
+	if err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	l.ups = s
+	return nil
+}
+
+func (l *Listener) closeUpstreams() {
+	if l.ups != nil {
+		l.ups.Close()
+	}
 }
 
 // dialOne makes one connection attempt to addr within the connect timeout.
@@ -140,6 +177,14 @@ func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, s
 	if l.ctx.Err() != nil {
 		l.log.Info().Str("listen", l.listens[index]).Str("client", client.String()).Str("upstream", upstreams).
 			Dur("duration_ms", time.Since(start)).Str("end", EndShutdown).Msg("connection closed")
+		return
+	}
+	if errors.Is(err, upstream.ErrAllDown) {
+		// The outage is logged once by the upstream Set; each client
+		// costs an access line only.
+		l.log.Info().Str("listen", l.listens[index]).Str("client", client.String()).Str("upstream", upstreams).
+			Dur("duration_ms", time.Since(start)).Str("end", EndUnreachable).Err(err).
+			Msg("connection closed")
 		return
 	}
 	l.log.Warn().Str("listen", l.listens[index]).Str("client", client.String()).Str("upstream", upstreams).

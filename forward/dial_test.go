@@ -2,54 +2,19 @@ package forward
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/relay/internal/world"
-	"golang.org/x/sys/unix"
 )
-
-// silentUpstream returns the address of a loopback listen socket whose
-// accept queue is full and that never accepts: the kernel drops further
-// SYNs, so a connect to it waits as it would for a blackholed host.
-func silentUpstream(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
-	for range 8 {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err != nil {
-			return addr // the queue is full
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatalf("the accept queue of %s never filled", addr)
-	return ""
-}
 
 // TestConnectTimeoutNetDialer: the listener's own dialer, given an IP
 // address, gives up after the connect timeout (dialContext's deadline).
 func TestConnectTimeoutNetDialer(t *testing.T) {
 	checkLeaks(t)
-	up := silentUpstream(t)
+	up := world.NewSilent(t).Addr()
 	const timeout = 300 * time.Millisecond
 	r := startRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: timeout})
 	c := r.dial(t, 0)
@@ -67,7 +32,7 @@ func TestConnectTimeoutNetDialer(t *testing.T) {
 // connect timeout.
 func TestCloseInterruptsDial(t *testing.T) {
 	checkLeaks(t)
-	up := silentUpstream(t)
+	up := world.NewSilent(t).Addr()
 	r := listenRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: time.Minute})
 	// The listener's own dialer calls Control just before connect(2): the
 	// signal that the dial Close must interrupt is under way.

@@ -11,8 +11,9 @@
 // forward's job ends at the connection: it does not parse what it carries
 // (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
 // it does not decide the ACL (the Admit hook does) or the per-source limits
-// (package limit does), and it does not export
-// metrics (Stats is read by the admin endpoint).
+// (package limit does), it does not choose among upstreams or remember which
+// are down (an upstream.Set does), and it does not export metrics (Stats is
+// read by the admin endpoint).
 package forward
 
 import (
@@ -27,6 +28,8 @@ import (
 
 	"github.com/edgerelay/relay/limit"
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/upstream"
 )
 
 // ErrClosed is returned by Serve after Close or Shutdown.
@@ -104,6 +107,11 @@ type Config struct {
 	ProxyHeaderTimeout time.Duration
 	// Dial connects to an upstream. nil: a net.Dialer with TCP keepalive.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Upstream chooses the address of each dial from Upstreams and keeps
+	// their health; the Listener takes it over (Serve starts it, Close and
+	// Shutdown close it). nil: a Set over Upstreams with passive health
+	// only (made unless Handler is set, which dials for itself).
+	Upstream *upstream.Set
 	// Handler takes over admitted connections instead of the plain forward.
 	// nil: dial the upstream and Pipe.
 	Handler Handler

@@ -146,8 +146,20 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("warning line: %s", line)
 	}
 	checkFields(t, line, "level", "listener", "listen", "client", "upstream", "duration_ms", "end", "error", "message")
-	if strings.Contains(r.logs.String(), "goroutine ") || strings.Count(r.logs.String(), "\n") != 1 {
-		t.Errorf("want exactly one line, no stack:\n%s", r.logs.String())
+	r.logs.Wait(t, `"message":"upstream down"`, dead, "connection refused")
+	if strings.Contains(r.logs.String(), "goroutine ") || strings.Count(r.logs.String(), "\n") != 2 {
+		t.Errorf("want exactly two lines (the upstream down, the client), no stack:\n%s", r.logs.String())
+	}
+	// While the only upstream is down, clients are closed at once and
+	// cost an access line each, no more warnings.
+	for range 3 {
+		expectClosed(t, r.dial(t, 0), 100*time.Millisecond)
+	}
+	world.Eventually(t, "four access lines", func() bool {
+		return strings.Count(r.logs.String(), `"end":"upstream_unreachable"`) == 4
+	})
+	if n := strings.Count(r.logs.String(), `"level":"warn"`); n != 2 {
+		t.Errorf("%d warnings, want 2:\n%s", n, r.logs.String())
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/edgerelay/relay/internal/sockfile"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // Accept back-off: after a failed accept (EMFILE, ENFILE, ENOBUFS...) the
@@ -39,10 +40,11 @@ type Listener struct {
 	pool      *Pool
 	ownPool   bool // pool was made here and is closed with the listener
 	dialer    func(ctx context.Context, network, addr string) (net.Conn, error)
-	netDialer *net.Dialer  // the default dialer, nil when Config.Dial is set
-	raw       *rawState    // nil unless Config.Raw is set
-	limits    *limit.Table // nil unless Config.PerSource limits something
-	headers   sync.Pool    // of *[proxyhdr.MaxAppend]byte, for Config.ProxyProtocol
+	netDialer *net.Dialer   // the default dialer, nil when Config.Dial is set
+	raw       *rawState     // nil unless Config.Raw is set
+	limits    *limit.Table  // nil unless Config.PerSource limits something
+	headers   sync.Pool     // of *[proxyhdr.MaxAppend]byte, for Config.ProxyProtocol
+	ups       *upstream.Set // nil with a Handler that brought no Set
 	stats     Stats
 	ctx       context.Context // parent of every connection's work
 	cancel    context.CancelFunc
@@ -87,6 +89,9 @@ func Listen(cfg Config) (*Listener, error) {
 		l.limits = limit.New(cfg.PerSource)
 	}
 	l.headers.New = func() any { return new([proxyhdr.MaxAppend]byte) }
+	if err := l.upstreams(); err != nil {
+		return nil, err
+	}
 	// The ListenConfig's KeepAlive -1 stops Go from setting keepalive on
 	// every accepted socket; listenControl sets it once on the listen
 	// socket, and accepted sockets inherit it.
@@ -107,6 +112,7 @@ func Listen(cfg Config) (*Listener, error) {
 			for _, prev := range l.lns {
 				prev.Close()
 			}
+			l.closeUpstreams()
 			return nil, fmt.Errorf("forward: listen %s: %w", addr, err)
 		}
 		l.lns = append(l.lns, ln.(*net.TCPListener))
@@ -183,6 +189,9 @@ func (l *Listener) Serve() error {
 	l.serving = true
 	l.accepting.Add(len(l.lns))
 	l.mu.Unlock()
+	if l.ups != nil {
+		l.ups.Start()
+	}
 
 	for i := 1; i < len(l.lns); i++ {
 		go l.acceptLoop(i)
@@ -431,6 +440,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	l.cancel()
 	l.workers.Wait()
 	l.closePool()
+	l.closeUpstreams()
 	return err
 }
 
@@ -459,6 +469,7 @@ func (l *Listener) Close() error {
 	l.conns.Wait()
 	l.workers.Wait()
 	l.closePool()
+	l.closeUpstreams()
 	return nil
 }
 

@@ -3,7 +3,6 @@ package forward
 import (
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 )
 
@@ -40,15 +39,15 @@ func (r *Raw) queueTimeout() time.Duration {
 }
 
 // rawState is the raw-mode part of a Listener: per port, the turn queue
-// (exclusive mode) and whether the device is known to be down.
+// (exclusive mode). Whether the device is down is the upstream Set's to
+// know.
 type rawState struct {
 	cfg    Raw
-	queues []*turnQueue  // per port; nil entries unless Exclusive
-	down   []atomic.Bool // per port: an outage was reported and not yet over
+	queues []*turnQueue // per port; nil entries unless Exclusive
 }
 
 func newRawState(cfg *Raw, ports int) *rawState {
-	s := &rawState{cfg: *cfg, queues: make([]*turnQueue, ports), down: make([]atomic.Bool, ports)}
+	s := &rawState{cfg: *cfg, queues: make([]*turnQueue, ports)}
 	if cfg.Exclusive {
 		for i := range s.queues {
 			s.queues[i] = &turnQueue{}
@@ -78,7 +77,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 	up, addr, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
-		l.deviceDown(index, err)
+		l.deviceDown(index)
 		end := EndUnreachable
 		if l.ctx.Err() != nil {
 			end = EndShutdown
@@ -86,7 +85,6 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		job.log(end, err, Result{})
 		return
 	}
-	l.deviceUp(index, addr)
 	job.upstream = addr
 	job.tls = sec.with(up)
 	if d := l.raw.cfg.UserTimeout; d > 0 {
@@ -127,26 +125,14 @@ func (j *rawJob) log(end string, err error, res Result) {
 	ev.Msg("raw job done")
 }
 
-// deviceDown reports an unreachable device once per outage, however many
-// clients meet it, and closes every client waiting for it: they would only
-// meet the same dead device one connect timeout after another.
-func (l *Listener) deviceDown(index int, err error) {
+// deviceDown closes every client waiting for a device that did not answer:
+// they would only meet the same dead device one connect timeout after
+// another. The outage itself is logged once by the upstream Set.
+func (l *Listener) deviceDown(index int) {
 	if l.ctx.Err() != nil {
 		return
 	}
 	if q := l.raw.queues[index]; q != nil {
 		q.failWaiting()
-	}
-	if l.raw.down[index].Swap(true) {
-		return
-	}
-	l.log.Warn().Str("upstream", joinAddrs(l.cfg.Upstreams[index])).Err(err).
-		Msg("raw: device unreachable; clients are closed until it answers")
-}
-
-// deviceUp ends an outage report.
-func (l *Listener) deviceUp(index int, addr string) {
-	if l.raw.down[index].Swap(false) {
-		l.log.Info().Str("upstream", addr).Msg("raw: device reachable again")
 	}
 }

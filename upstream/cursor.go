@@ -91,10 +91,14 @@ func (c *Cursor) Err() error {
 func (c *Cursor) Tried() int { return c.tried }
 
 // exhausted logs, once per outage of the port, that no upstream is left:
-// clients are closed at once until one comes back.
+// clients are closed at once until one comes back. A list of one address
+// says no more than that address's "upstream down" line, so it adds none.
 func (c *Cursor) exhausted() {
 	out := &c.s.outage[c.index]
 	if out.Load() || !out.CompareAndSwap(false, true) {
+		return
+	}
+	if list := c.s.lists[c.index]; len(list) == 1 && list[0].name == "" {
 		return
 	}
 	specs := make([]string, 0, len(c.s.lists[c.index]))

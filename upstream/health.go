@@ -31,6 +31,10 @@ type Target struct {
 // String is the address to dial, "ip:port".
 func (t *Target) String() string { return t.str }
 
+// Spec is the upstream as configured, "host:port": for a name, the name
+// (a TLS client's server name), not the address.
+func (t *Target) Spec() string { return t.entry.spec }
+
 // AddrPort is the address to dial.
 func (t *Target) AddrPort() netip.AddrPort { return t.addr }
 
