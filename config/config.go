@@ -135,9 +135,10 @@ type Listener struct {
 	AcceptProxy        []netip.Prefix // tcp, raw: fronts trusted to send a PROXY header; nil: none
 	ProxyHeaderTimeout time.Duration  // tcp, raw: wait for a front's header
 
-	FTP FTP
-	UDP UDP
-	Raw Raw
+	Health Health // active checks of the upstreams; zero: passive only
+	FTP    FTP
+	UDP    UDP
+	Raw    Raw
 
 	// TLS, when set, terminates TLS from clients (tcp, raw). Paths are
 	// resolved against the config file's folder.
@@ -159,6 +160,14 @@ type PerSource struct {
 
 // Limits reports whether ps limits anything.
 func (ps PerSource) Limits() bool { return ps.MaxConns > 0 || ps.Rate > 0 }
+
+// Health is the health section of a listener: active checks of every
+// upstream, so a dead one is known before a client needs it. Failed dials
+// mark an upstream down whether or not it is set.
+type Health struct {
+	Interval time.Duration // between checks; zero: no active checks
+	Timeout  time.Duration // one check; zero: connect_timeout (udp: 1s)
+}
 
 // FTP is the ftp section of an ftp listener.
 type FTP struct {

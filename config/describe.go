@@ -42,6 +42,13 @@ func (l *Listener) describe(w io.Writer) {
 	for _, r := range l.mapping() {
 		fmt.Fprintf(w, "  map:      %s\n", r)
 	}
+	if h := l.Health; h.Interval > 0 {
+		timeout := "default"
+		if h.Timeout > 0 {
+			timeout = formatDuration(h.Timeout)
+		}
+		fmt.Fprintf(w, "  health:   interval=%s timeout=%s\n", formatDuration(h.Interval), timeout)
+	}
 	switch l.Mode {
 	case ModeUDP:
 		fmt.Fprintf(w, "  udp:      session_timeout=%s max_sessions=%d read_buffer=%s write_buffer=%s\n",

@@ -50,6 +50,7 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 	}
 
 	checkSections(fl, path, p)
+	l.Health = resolveHealth(fl.Health, path+".health", p)
 	if l.Mode == ModeUDP {
 		l.UDP = resolveUDP(fl.UDP, path+".udp", p)
 		return l, binds
@@ -347,6 +348,26 @@ func prefixLen(n *int, def, most int, path string, p *problems) int {
 		p.addf(path, "must be between 1 and %d, got %d", most, *n)
 	}
 	return *n
+}
+
+// resolveHealth reads the health section: interval is required in it, and
+// a check may not take longer than the pause between checks.
+func resolveHealth(fh *fileHealth, path string, p *problems) Health {
+	if fh == nil {
+		return Health{}
+	}
+	var h Health
+	if fh.Interval == nil {
+		p.add(path+".interval", "missing: a health section needs the time between checks, like 10s")
+	} else {
+		h.Interval = positive(fh.Interval, 0, path+".interval", p)
+	}
+	h.Timeout = positive(fh.Timeout, 0, path+".timeout", p)
+	if h.Interval > 0 && h.Timeout > h.Interval {
+		p.addf(path+".timeout", "%s is longer than interval %s; a check must end before the next begins",
+			formatDuration(h.Timeout), formatDuration(h.Interval))
+	}
+	return h
 }
 
 func resolveFTP(ff *fileFTP, path string, p *problems) (FTP, *binding) {

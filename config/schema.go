@@ -54,6 +54,7 @@ type fileListener struct {
 	ProxyProtocol  *string        `koanf:"proxy_protocol"`
 	AcceptProxy    []string       `koanf:"accept_proxy_protocol"`
 	ProxyTimeout   *duration      `koanf:"proxy_header_timeout"`
+	Health         *fileHealth    `koanf:"health"`
 	FTP            *fileFTP       `koanf:"ftp"`
 	UDP            *fileUDP       `koanf:"udp"`
 	Raw            *fileRaw       `koanf:"raw"`
@@ -84,6 +85,11 @@ type fileUpstreamTLS struct {
 	ServerName string `koanf:"server_name"`
 	Cert       string `koanf:"cert"`
 	Key        string `koanf:"key"`
+}
+
+type fileHealth struct {
+	Interval *duration `koanf:"interval"`
+	Timeout  *duration `koanf:"timeout"`
 }
 
 type fileFTP struct {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // parseString parses yaml as the file "t.yaml".
@@ -373,6 +374,32 @@ func TestValidationAccepts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := parseString(t, tt.yaml); err != nil {
 				t.Fatalf("want valid, got:\n%v", err)
+			}
+		})
+	}
+}
+
+func TestHealthSection(t *testing.T) {
+	cfg, err := parseString(t, "listeners:\n  - name: a\n    mode: udp\n    listen: 127.0.0.1:8100\n    upstream: [10.0.0.6:8100, cms.venue.lan:8100]\n    health: {interval: 10s, timeout: 2s}\n"+one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.Listeners[0].Health; h != (Health{Interval: 10 * time.Second, Timeout: 2 * time.Second}) {
+		t.Errorf("health %+v", h)
+	}
+	if h := cfg.Listeners[1].Health; h != (Health{}) {
+		t.Errorf("a listener without the section has %+v, want no active checks", h)
+	}
+	for _, c := range []struct{ name, health, path, msg string }{
+		{"no interval", "{timeout: 2s}", "listeners[0].health.interval", "missing"},
+		{"zero interval", "{interval: 0s}", "listeners[0].health.interval", "above zero"},
+		{"timeout over interval", "{interval: 1s, timeout: 5s}", "listeners[0].health.timeout", "longer than interval"},
+		{"unknown key", "{interval: 1s, path: /healthz}", "listeners[0].health.path", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			es := problemsOf(t, "listeners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 10.0.0.5:80\n    health: "+c.health+"\n")
+			if len(es) != 1 || es[0].Path != c.path || !strings.Contains(es[0].Msg, c.msg) {
+				t.Errorf("problems %v, want one at %s saying %q", es, c.path, c.msg)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/limit"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // ErrClosed is returned by Serve after Close or Shutdown.
@@ -73,6 +74,11 @@ type Config struct {
 	Refused func(client netip.AddrPort, reason string)
 	// Dial connects to the FTP server (control and data). nil: net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Upstream chooses the FTP server of each control connection from
+	// Upstreams and keeps their health; the proxy takes it over (Serve
+	// starts it, Close and Shutdown close it). nil: a Set over Upstreams
+	// with passive health only.
+	Upstream *upstream.Set
 	// Pool supplies splice pipes for the data connections; one Pool shared
 	// by every listener keeps the process within one pipe budget. nil: the
 	// proxy makes its own and closes it on Close.
@@ -180,6 +186,7 @@ type Proxy struct {
 	ln     *forward.Listener
 	ports  *portPool
 	pipes  *forward.Pool
+	ups    *upstream.Set // the listener's; forward closes it
 	stats  Stats
 	// dialClient connects to an active-mode client's data port: dialFrom,
 	// or a test's stand-in that adds the latency of a real network.
@@ -195,10 +202,23 @@ func Listen(cfg Config) (*Proxy, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Log.With().Str("listener", cfg.Name).Logger()}
+	p := &Proxy{cfg: cfg, log: cfg.Log.With().Str("listener", cfg.Name).Logger(), ups: cfg.Upstream}
 	p.thefts = &zerolog.BurstSampler{Burst: theftBurst, Period: time.Second}
 	p.ports = newPortPool(cfg.DataPorts, &p.stats.DataPortsInUse)
 	p.dialClient = p.dialFrom
+	if p.ups == nil {
+		s, err := upstream.New(upstream.Config{
+			Listener: cfg.Name,
+			Lists:    cfg.Upstreams,
+			Timeout:  cfg.connectTimeout(),
+			Dial:     cfg.Dial,
+			Log:      cfg.Log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("ftppassive: %w", err)
+		}
+		p.ups = s
+	}
 	ln, err := forward.Listen(forward.Config{
 		Name:           cfg.Name,
 		Listen:         cfg.Listen,
@@ -212,11 +232,13 @@ func Listen(cfg Config) (*Proxy, error) {
 		Refused:        cfg.Refused,
 		Dial:           cfg.Dial,
 		Handler:        forward.HandlerFunc(p.serveControl),
+		Upstream:       p.ups, // forward starts and closes it with the listener
 		Pool:           cfg.Pool,
 		Inherit:        cfg.Inherit,
 		Log:            cfg.Log,
 	})
 	if err != nil {
+		p.ups.Close()
 		return nil, err
 	}
 	p.ln = ln
@@ -298,19 +320,26 @@ func (p *Proxy) dialFrom(ctx context.Context, from netip.Addr, addr netip.AddrPo
 	return d.DialContext(ctx, "tcp", addr.String())
 }
 
-// dialUpstream tries the failover list of Listen[index] in order.
+// dialUpstream tries the servers of Listen[index] that are up, in order;
+// it returns upstream.ErrAllDown when none was up to try.
 func (p *Proxy) dialUpstream(ctx context.Context, index int) (net.Conn, error) {
 	var errs []error
-	for _, addr := range p.cfg.Upstreams[index] {
-		c, err := p.dial(ctx, addr)
+	cur := p.ups.Begin(index)
+	for t := cur.Next(); t != nil; t = cur.Next() {
+		c, err := p.dial(ctx, t.String())
 		if err == nil {
+			cur.Worked()
 			return c, nil
 		}
-		p.stats.DialFailures.Add(1)
-		errs = append(errs, fmt.Errorf("dial %s: %w", addr, err))
 		if ctx.Err() != nil {
-			break
+			return nil, ctx.Err()
 		}
+		cur.Failed(err)
+		p.stats.DialFailures.Add(1)
+		errs = append(errs, fmt.Errorf("dial %s: %w", t, err))
+	}
+	if err := cur.Err(); err != nil {
+		return nil, err
 	}
 	return nil, errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/upstream"
 )
 
 var (
@@ -91,7 +92,11 @@ func (p *Proxy) serveControl(ctx context.Context, client *net.TCPConn, index int
 	server, err := p.dialUpstream(ctx, index)
 	if err != nil {
 		p.stats.UpstreamFailed.Add(1)
-		log.Warn().Err(err).Msg("ftp server unreachable; answered 421")
+		ev := log.Warn()
+		if errors.Is(err, upstream.ErrAllDown) {
+			ev = log.Info() // the outage was logged once by the upstream Set
+		}
+		ev.Err(err).Msg("ftp server unreachable; answered 421")
 		client.SetWriteDeadline(time.Now().Add(p.cfg.connectTimeout()))
 		client.Write([]byte("421 Service not available: the FTP server cannot be reached.\r\n"))
 		client.CloseWrite()
