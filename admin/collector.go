@@ -31,6 +31,8 @@ type descs struct {
 	aclDecisions, aclLogged, aclRefused *prometheus.Desc
 
 	tlsHandshakes *prometheus.Desc
+
+	upstreamUp, upstreamFailovers *prometheus.Desc
 }
 
 func newDescs() descs {
@@ -80,6 +82,9 @@ func newDescs() descs {
 		aclDecisions: l("relay_acl_decisions_total", "ACL decisions since start, by protocol and decision (allow, reject).", "proto", "decision"),
 		aclLogged:    l("relay_acl_rejections_logged_total", "ACL rejections logged one by one; the rest were summarised.", "proto"),
 		aclRefused:   l("relay_acl_allowed_then_refused_total", "Clients the ACL allowed that a later check (per_source) refused.", "proto"),
+
+		upstreamUp:        l("relay_upstream_up", "1 while the upstream answers (a host name: any of its addresses), 0 while it is down.", "upstream"),
+		upstreamFailovers: l("relay_upstream_failovers_total", "Connections (udp: sessions) that went past this upstream because it was down or its dial failed.", "upstream"),
 
 		tlsHandshakes: l("relay_tls_handshakes_total", "TLS handshakes with clients (side=client) and upstreams (side=upstream), by outcome (ok, resumed, failed) and, for failed, reason.", "side", "outcome", "reason"),
 	}
@@ -161,6 +166,20 @@ func (c *collector) collectListener(e emitter, s merged) {
 	if t := s.TLS; t != nil {
 		c.collectHandshakes(e, t.Client, name, "client")
 		c.collectHandshakes(e, t.Upstream, name, "upstream")
+	}
+	c.collectUpstreams(e, name, s.Upstreams)
+}
+
+// collectUpstreams emits the health of the upstreams something checks, and
+// the failover counts of those and of any that counted some.
+func (c *collector) collectUpstreams(e emitter, name string, ups []Upstream) {
+	for _, u := range ups {
+		if u.Health != "" {
+			e.gauge(c.d.upstreamUp, int64(boolValue(u.Health == HealthUp)), name, u.Address)
+		}
+		if u.Health != "" || u.Failovers > 0 {
+			e.counter(c.d.upstreamFailovers, u.Failovers, name, u.Address)
+		}
 	}
 }
 

@@ -70,6 +70,8 @@
 //	relay_acl_allowed_then_refused_total  counter  proto            clients the ACL allowed that per_source then refused
 //	relay_tls_handshakes_total            counter  side, outcome,   TLS handshakes with clients or upstreams: ok, resumed,
 //	                                               reason           failed (by reason)
+//	relay_upstream_up                     gauge    upstream         1 while the upstream answers, 0 while down (as configured)
+//	relay_upstream_failovers_total        counter  upstream         connections (udp: sessions) that went past it: down or dial failed
 //
 // Series of a part a listener does not have (UDP series on a TCP listener,
 // for example) are left out, not shown as zeros. The go_* and process_*

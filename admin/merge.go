@@ -15,7 +15,10 @@ func Merge(a, b Snapshot) Snapshot { return merge(a, b) }
 // those of the serving instance.
 func merge(a, b Snapshot) Snapshot {
 	if a.State == "" || a.State == StateDraining && b.State != "" {
-		a.State, a.Listen, a.Upstreams = b.State, b.Listen, b.Upstreams
+		a.State, a.Listen = b.State, b.Listen
+		a.Upstreams = mergeUpstreams(b.Upstreams, a.Upstreams)
+	} else {
+		a.Upstreams = mergeUpstreams(a.Upstreams, b.Upstreams)
 	}
 	a.BytesToUpstream += b.BytesToUpstream
 	a.BytesToClient += b.BytesToClient
@@ -25,6 +28,26 @@ func merge(a, b Snapshot) Snapshot {
 	a.Raw = mergeRaw(a.Raw, b.Raw)
 	a.TLS = mergeTLS(a.TLS, b.TLS)
 	return a
+}
+
+// mergeUpstreams is facts' upstreams (the serving instance's, with their
+// health) with the failover counts of other's added; an upstream only
+// other counted is kept for its count, without health.
+func mergeUpstreams(facts, other []Upstream) []Upstream {
+	if len(other) == 0 {
+		return facts
+	}
+	out := slices.Clone(facts)
+	for _, u := range other {
+		i := slices.IndexFunc(out, func(o Upstream) bool { return o.Address == u.Address })
+		switch {
+		case i >= 0:
+			out[i].Failovers += u.Failovers
+		case u.Failovers > 0:
+			out = append(out, Upstream{Address: u.Address, Failovers: u.Failovers})
+		}
+	}
+	return out
 }
 
 func mergeTLS(a, b *TLS) *TLS {

@@ -262,3 +262,35 @@ func TestBadLabelDoesNotHideTheRest(t *testing.T) {
 		t.Errorf("good listener's series missing:\n%s", body)
 	}
 }
+
+// TestUpstreamSeries: each configured upstream has its up gauge and its
+// failover counter; twins of one listener are joined by upstream, and an
+// upstream only a replaced instance knew keeps its count but no gauge.
+func TestUpstreamSeries(t *testing.T) {
+	snaps := []Snapshot{
+		{Listener: "cms-http", Mode: "tcp", State: StateServing, Upstreams: []Upstream{
+			{Address: "10.0.0.5:80", Health: HealthDown, Failovers: 7},
+			{Address: "cms-b.venue.lan:80", Health: HealthUp},
+		}},
+		Carry(Snapshot{Listener: "cms-http", Mode: "tcp", State: StateServing, Upstreams: []Upstream{
+			{Address: "10.0.0.5:80", Health: HealthUp, Failovers: 2},
+			{Address: "10.0.0.9:80", Health: HealthUp, Failovers: 3},
+			{Address: "10.0.0.10:80", Health: HealthUp},
+		}}),
+	}
+	c := &collector{d: newDescs(), gather: func() []Snapshot { return snaps }}
+	const want = `
+# HELP relay_upstream_up 1 while the upstream answers (a host name: any of its addresses), 0 while it is down.
+# TYPE relay_upstream_up gauge
+relay_upstream_up{listener="cms-http",upstream="10.0.0.5:80"} 0
+relay_upstream_up{listener="cms-http",upstream="cms-b.venue.lan:80"} 1
+# HELP relay_upstream_failovers_total Connections (udp: sessions) that went past this upstream because it was down or its dial failed.
+# TYPE relay_upstream_failovers_total counter
+relay_upstream_failovers_total{listener="cms-http",upstream="10.0.0.5:80"} 9
+relay_upstream_failovers_total{listener="cms-http",upstream="10.0.0.9:80"} 3
+relay_upstream_failovers_total{listener="cms-http",upstream="cms-b.venue.lan:80"} 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "relay_upstream_up", "relay_upstream_failovers_total"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -54,9 +54,19 @@ const (
 // health.
 type Upstream struct {
 	Address string `json:"address"` // host:port as configured
-	// Health is "" when nothing checks it, else "healthy" or "unhealthy".
+	// Health is "" when nothing checks it, else "healthy" or "unhealthy"
+	// (for a host name: healthy while any of its addresses is).
 	Health string `json:"health,omitempty"`
+	// Failovers counts connections (udp: sessions) that went past this
+	// upstream because it was down or its dial failed.
+	Failovers uint64 `json:"failovers"`
 }
+
+// The values of Upstream.Health.
+const (
+	HealthUp   = "healthy"
+	HealthDown = "unhealthy"
+)
 
 // TLS counts the handshakes of a listener, per side; a nil side is plain.
 type TLS struct {
@@ -162,12 +172,25 @@ type Rates struct {
 	BytesToClient   float64 `json:"bytes_to_client"`
 }
 
+// carryUpstreams keeps the failover counts of ups, without their health
+// (nothing checks them any more).
+func carryUpstreams(ups []Upstream) []Upstream {
+	var out []Upstream
+	for _, u := range ups {
+		if u.Failovers > 0 {
+			out = append(out, Upstream{Address: u.Address, Failovers: u.Failovers})
+		}
+	}
+	return out
+}
+
 // Carry returns the part of a finished instance's snapshot that must live on
 // in its successor's series: the counters, with every gauge at zero and no
 // facts. The daemon adds it to the next instances of the same name (Merge),
 // so a reload is not a counter reset to Prometheus.
 func Carry(s Snapshot) Snapshot {
-	s.State, s.Listen, s.Upstreams, s.Rates = "", "", nil, nil
+	s.State, s.Listen, s.Rates = "", "", nil
+	s.Upstreams = carryUpstreams(s.Upstreams)
 	if s.Conns != nil {
 		c := *s.Conns
 		c.Active = 0

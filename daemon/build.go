@@ -11,6 +11,7 @@ import (
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
 	"github.com/edgerelay/relay/udpstream"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // open binds the listener spec describes, or takes over inherit's sockets
@@ -18,6 +19,46 @@ import (
 // the relays it replaces. The ACL guard it gets reads the shared set, so a
 // reload that changes only the ACL reaches it too.
 func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udpstream.Relay) (*instance, error) {
+	if spec.Mode == config.ModeUDP {
+		return d.openWith(spec, inherit, replaces, nil) // udpstream keeps its own failover for now
+	}
+	ups, err := d.upstreams(spec)
+	if err != nil {
+		return nil, err
+	}
+	in, err := d.openWith(spec, inherit, replaces, ups)
+	if err != nil {
+		ups.Close() // the listener may not have taken it over
+		return nil, err
+	}
+	counts := in.snap
+	in.snap = func() admin.Snapshot {
+		s := counts()
+		upstreamCounts(&s, ups)
+		return s
+	}
+	return in, nil
+}
+
+// upstreams builds the listener's upstream Set; the listener takes it over.
+func (d *Daemon) upstreams(spec config.Listener) (*upstream.Set, error) {
+	network, timeout := "tcp", spec.ConnectTimeout
+	if spec.Mode == config.ModeUDP {
+		network, timeout = "udp", 0
+	}
+	return upstream.New(upstream.Config{
+		Listener: spec.Name,
+		Network:  network,
+		Lists:    spec.Upstreams,
+		Timeout:  timeout,
+		Health:   upstream.Health{Interval: spec.Health.Interval, Timeout: spec.Health.Timeout},
+		Resolver: d.dns,
+		Log:      d.log,
+	})
+}
+
+// openWith binds the listener with its upstream Set (nil: udp).
+func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*udpstream.Relay, ups *upstream.Set) (*instance, error) {
 	log := d.log // each package adds the listener field itself
 	switch spec.Mode {
 	case config.ModeTCP, config.ModeRaw:
@@ -25,6 +66,7 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
 		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
+		cfg.Upstream = ups
 		if err := d.tls.wire(spec, &cfg); err != nil {
 			return nil, err
 		}
@@ -46,6 +88,7 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
 		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
+		cfg.Upstream = ups
 		p, err := ftppassive.Listen(cfg)
 		if err != nil {
 			return nil, err

@@ -21,6 +21,7 @@ import (
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // ErrStopped is returned by Reload once Shutdown or Close has begun.
@@ -51,6 +52,9 @@ type Options struct {
 	// on its addresses instead of binding, and leaves telling systemd that
 	// it is ready to the old process. nil: bind everything.
 	Takeover *Takeover
+	// Resolver resolves upstream host names for every listener (one DNS
+	// cache). nil: one over /etc/resolv.conf, closed with the daemon.
+	Resolver *upstream.Resolver
 }
 
 // Notifier is the systemd notify protocol as the daemon uses it.
@@ -69,7 +73,9 @@ type Daemon struct {
 	version string // for the status page
 	acls    *acl.Set
 	pipes   *forward.Pool // splice pipes shared by every TCP, raw and FTP listener
-	ready   atomic.Bool   // every configured listener is bound
+	dns     *upstream.Resolver
+	ownDNS  bool        // dns was made here and is closed with the daemon
+	ready   atomic.Bool // every configured listener is bound
 	// drainingAll: Shutdown began; open connections are finishing.
 	drainingAll atomic.Bool
 	counts      reloadCounts
@@ -114,7 +120,13 @@ type instance struct {
 // New returns a Daemon for cfg, which the caller has loaded with opts.Load.
 // It binds nothing until Start.
 func New(cfg *config.Config, opts Options) *Daemon {
+	dns, ownDNS := opts.Resolver, false
+	if dns == nil {
+		dns, ownDNS = upstream.NewResolver(upstream.ResolverConfig{Log: opts.Log}), true
+	}
 	return &Daemon{
+		dns:      dns,
+		ownDNS:   ownDNS,
 		load:     opts.Load,
 		log:      opts.Log,
 		levels:   opts.Levels,
@@ -331,8 +343,14 @@ func (d *Daemon) Config() *config.Config {
 // stopLoops ends the daemon's background loops, once.
 func (d *Daemon) stopLoops() { d.stop.Do(func() { close(d.done) }) }
 
-// release frees what outlives the listeners: the pipe pool.
-func (d *Daemon) release() { d.pipes.Close() }
+// release frees what outlives the listeners: the pipe pool and the DNS
+// cache.
+func (d *Daemon) release() {
+	d.pipes.Close()
+	if d.ownDNS {
+		d.dns.Close()
+	}
+}
 
 // aclFlushInterval is how often suppressed ACL rejections are summarised in
 // the log when a scan has stopped (a guard summarises by itself while

@@ -9,6 +9,7 @@ import (
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
 	"github.com/edgerelay/relay/udpstream"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // This file is the one path from each data plane's counters to the admin
@@ -35,6 +36,22 @@ func facts(spec config.Listener) admin.Snapshot {
 		}
 	}
 	return s
+}
+
+// upstreamCounts copies the health and failover counts of a listener's
+// upstream Set onto the addresses facts listed.
+func upstreamCounts(s *admin.Snapshot, ups *upstream.Set) {
+	for _, st := range ups.Snapshot() {
+		i := slices.IndexFunc(s.Upstreams, func(u admin.Upstream) bool { return u.Address == st.Upstream })
+		if i < 0 {
+			s.Upstreams = append(s.Upstreams, admin.Upstream{Address: st.Upstream})
+			i = len(s.Upstreams) - 1
+		}
+		s.Upstreams[i].Health, s.Upstreams[i].Failovers = admin.HealthDown, st.Failovers
+		if st.Up {
+			s.Upstreams[i].Health = admin.HealthUp
+		}
+	}
 }
 
 // forwardCounts copies a tcp or raw listener's counters. spec says which

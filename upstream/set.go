@@ -238,7 +238,7 @@ func (s *Set) Snapshot() []Status {
 	out := make([]Status, 0, len(s.entries))
 	for _, e := range s.entries {
 		st := Status{Upstream: e.spec, Failovers: e.failovers.Load()}
-		for _, t := range s.current(e) {
+		for _, t := range e.known() {
 			st.Up = st.Up || t.up.Load()
 		}
 		out = append(out, st)
@@ -281,6 +281,18 @@ func (s *Set) current(e *entry) []*Target {
 	s.mu.Unlock()
 	e.named.Store(r)
 	return r.targets
+}
+
+// known returns e's targets as last seen, without asking DNS: a scrape
+// must not wait for a name's first lookup.
+func (e *entry) known() []*Target {
+	if e.name == "" {
+		return e.fixed
+	}
+	if r := e.named.Load(); r != nil {
+		return r.targets
+	}
+	return nil
 }
 
 // resolved is a name's answer and the targets made from it.
