@@ -42,19 +42,9 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udps
 
 // upstreams builds the listener's upstream Set; the listener takes it over.
 func (d *Daemon) upstreams(spec config.Listener) (*upstream.Set, error) {
-	network, timeout := "tcp", spec.ConnectTimeout
-	if spec.Mode == config.ModeUDP {
-		network, timeout = "udp", 0
-	}
-	return upstream.New(upstream.Config{
-		Listener: spec.Name,
-		Network:  network,
-		Lists:    spec.Upstreams,
-		Timeout:  timeout,
-		Health:   upstream.Health{Interval: spec.Health.Interval, Timeout: spec.Health.Timeout},
-		Resolver: d.dns,
-		Log:      d.log,
-	})
+	cfg := upstreamConfig(spec)
+	cfg.Resolver, cfg.Log = d.dns, d.log
+	return upstream.New(cfg)
 }
 
 // openWith binds the listener with its upstream Set (nil: udp).

@@ -6,6 +6,7 @@ import (
 	"github.com/edgerelay/relay/ftppassive"
 	"github.com/edgerelay/relay/limit"
 	"github.com/edgerelay/relay/udpstream"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // The functions below map a resolved listener to its data plane's Config.
@@ -67,6 +68,22 @@ func perSource(ps config.PerSource) limit.Config {
 		Burst:      ps.Burst,
 		IPv4Prefix: ps.IPv4Prefix,
 		IPv6Prefix: ps.IPv6Prefix,
+	}
+}
+
+// upstreamConfig maps the upstream choice of a listener: its lists, the
+// probe timeout and the active checks. open adds the DNS cache and logger.
+func upstreamConfig(l config.Listener) upstream.Config {
+	network, timeout := "tcp", l.ConnectTimeout
+	if l.Mode == config.ModeUDP {
+		network, timeout = "udp", 0
+	}
+	return upstream.Config{
+		Listener: l.Name,
+		Network:  network,
+		Lists:    l.Upstreams,
+		Timeout:  timeout,
+		Health:   upstream.Health{Interval: l.Health.Interval, Timeout: l.Health.Timeout},
 	}
 }
 

@@ -27,6 +27,16 @@ func mapped(l config.Listener) any {
 	panic("unknown mode " + l.Mode)
 }
 
+// mappedAll is everything open builds for l before wiring: the data
+// plane's Config and, but for udp (which keeps its own failover for now),
+// the upstream Set's.
+func mappedAll(l config.Listener) []any {
+	if l.Mode == config.ModeUDP {
+		return []any{mapped(l)}
+	}
+	return []any{mapped(l), upstreamConfig(l)}
+}
+
 // notMapped lists, per mode, the fields of config.Listener that are
 // deliberately not handed to the data plane. Anything else must change the
 // mapped Config when it changes.
@@ -34,8 +44,9 @@ var notMapped = map[config.Mode][]string{
 	config.ModeTCP: {"FTP.", "UDP.", "Raw."},
 	config.ModeRaw: {"FTP.", "UDP."},
 	config.ModeFTP: {"UDP.", "Raw.", "ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout"}, // ftp refuses PROXY headers
+	// udpstream keeps its own failover for now: health is not used yet.
 	config.ModeUDP: {"FTP.", "Raw.", "ConnectTimeout", "IdleTimeout", "MaxConns", "PerSource.",
-		"ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout"},
+		"ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout", "Health."},
 }
 
 // Every mode's own (and shared) settings are for printing or choose the
@@ -57,7 +68,7 @@ func TestEveryListenerFieldReachesItsDataPlane(t *testing.T) {
 				setLeaf(t, bv.FieldByIndex(leaf.index), i+1, leaf.path)
 			}
 			base.Mode = mode
-			want := mapped(base)
+			want := mappedAll(base)
 			for i, leaf := range leaves {
 				if skipped(mode, leaf.path) {
 					continue
@@ -66,7 +77,7 @@ func TestEveryListenerFieldReachesItsDataPlane(t *testing.T) {
 				cv := reflect.ValueOf(&changed).Elem()
 				// Fresh values: the slices of base must not be shared.
 				setLeaf(t, cv.FieldByIndex(leaf.index), i+1000, leaf.path)
-				if reflect.DeepEqual(mapped(changed), want) {
+				if reflect.DeepEqual(mappedAll(changed), want) {
 					t.Errorf("config.Listener.%s does not reach the %s data plane: map it in daemon/mapping.go, or list it in notMapped", leaf.path, mode)
 				}
 			}
