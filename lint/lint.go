@@ -1,19 +1,23 @@
 // Package lint finds what is valid in a config and its ACL but is probably
 // not meant: no ACL at all, an ACL that allows no source, a listener no ACL
 // rule names while other listeners are named, FTP data ports inside the
-// kernel's ephemeral port range. Its one entry point, Check, is called by
+// kernel's ephemeral port range, a listen address this box does not have on
+// a listener without freebind. Its one entry point, Check, is called by
 // relay at start and on every reload (which log each Warning) and by relay
 // check (which prints them, and with -strict fails on them), so both say the
 // same.
 //
 // Where its job ends: lint refuses nothing (config and acl refuse what is
 // invalid) and reads nothing but the kernel's ephemeral port range
-// (ReadKernel); the config and ACL come loaded.
+// and the interfaces' addresses (ReadKernel); the config and ACL come
+// loaded.
 package lint
 
 import (
 	"bytes"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -36,15 +40,24 @@ type Kernel struct {
 	// EphemeralFirst and EphemeralLast are the ports the kernel hands to
 	// outgoing connections (net.ipv4.ip_local_port_range). Zero: unknown.
 	EphemeralFirst, EphemeralLast uint16
+	// Addrs are the addresses of this box's interfaces. nil: unknown.
+	Addrs []netip.Addr
 }
 
 // ReadKernel reads this machine's Kernel; what it cannot read stays zero.
 func ReadKernel() Kernel {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return Kernel{}
+	var k Kernel
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		k = parseEphemeral(b)
 	}
-	return parseEphemeral(b)
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				k.Addrs = append(k.Addrs, p.Addr().Unmap())
+			}
+		}
+	}
+	return k
 }
 
 // parseEphemeral reads "first<whitespace>last" as the proc file writes it.
@@ -68,6 +81,7 @@ func Check(cfg *config.Config, list *acl.List, k Kernel) []Warning {
 	ws := checkACL(cfg, list)
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
+		ws = append(ws, checkLocal(l, fmt.Sprintf("listeners[%d].listen", i), k)...)
 		if l.Mode == config.ModeFTP {
 			ws = append(ws, checkDataPorts(l.FTP.DataPorts, fmt.Sprintf("listeners[%d].ftp.data_ports", i), k)...)
 		}
@@ -109,4 +123,24 @@ func checkDataPorts(ports [2]uint16, key string, k Kernel) []Warning {
 	}
 	return []Warning{{Key: key, Msg: fmt.Sprintf("%s overlaps the kernel's ephemeral port range %d-%d (net.ipv4.ip_local_port_range): outgoing connections can take data ports, and clients then get 425",
 		config.FormatPortRange(ports[0], ports[1]), k.EphemeralFirst, k.EphemeralLast)}}
+}
+
+// checkLocal warns when a listener without freebind names a listen address
+// that none of the box's interfaces has: it cannot bind until the address
+// arrives, which on the BACKUP of an HA pair is only after a failover. The
+// same relay.yaml serves both boxes, so the fix is freebind, not another
+// address. Wildcard and loopback addresses are always there.
+func checkLocal(l *config.Listener, key string, k Kernel) []Warning {
+	if l.Freebind || k.Addrs == nil || len(l.Listen) == 0 {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(l.Listen[0])
+	if err != nil {
+		return nil
+	}
+	a := ap.Addr().Unmap()
+	if a.IsUnspecified() || a.IsLoopback() || slices.Contains(k.Addrs, a) {
+		return nil
+	}
+	return []Warning{{Key: key, Msg: fmt.Sprintf("%s is not an address of this box: the listener cannot bind until it has it; on the backup of an HA pair set freebind: true", a)}}
 }

@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -10,14 +11,20 @@ import (
 )
 
 const (
-	web  = "  - {name: web, mode: tcp, listen: \"127.0.0.1:8080\", upstream: \"10.0.0.5:80\"}\n"
-	cms  = "  - {name: cms, mode: tcp, listen: \"127.0.0.1:8081\", upstream: \"10.0.0.5:81\"}\n"
-	ftp  = "  - {name: files, mode: ftp, listen: \"127.0.0.1:2121\", upstream: \"10.0.0.5:21\", ftp: {data_ports: 40000-40100}}\n"
-	ftpL = "  - {name: files, mode: ftp, listen: \"127.0.0.1:2121\", upstream: \"10.0.0.5:21\", ftp: {data_ports: 20000-20100}}\n"
+	web     = "  - {name: web, mode: tcp, listen: \"127.0.0.1:8080\", upstream: \"10.0.0.5:80\"}\n"
+	cms     = "  - {name: cms, mode: tcp, listen: \"127.0.0.1:8081\", upstream: \"10.0.0.5:81\"}\n"
+	ftp     = "  - {name: files, mode: ftp, listen: \"127.0.0.1:2121\", upstream: \"10.0.0.5:21\", ftp: {data_ports: 40000-40100}}\n"
+	vip     = "  - {name: vip, mode: tcp, listen: \"198.51.100.100:80\", upstream: \"10.0.0.5:80\"}\n"
+	vipFree = "  - {name: vip, mode: tcp, listen: \"198.51.100.100:80\", upstream: \"10.0.0.5:80\", freebind: true}\n"
+	own     = "  - {name: own, mode: udp, listen: \"198.51.100.1:8100-8101\", upstream: \"10.0.0.6:8100-8101\"}\n"
+	wild    = "  - {name: any, mode: tcp, listen: \"0.0.0.0:81\", upstream: \"10.0.0.5:81\"}\n"
+	ftpL    = "  - {name: files, mode: ftp, listen: \"127.0.0.1:2121\", upstream: \"10.0.0.5:21\", ftp: {data_ports: 20000-20100}}\n"
 )
 
 func TestCheck(t *testing.T) {
 	linux := Kernel{EphemeralFirst: 32768, EphemeralLast: 60999}
+	box := Kernel{EphemeralFirst: 32768, EphemeralLast: 60999,
+		Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.51.100.1")}}
 	tests := []struct {
 		name      string
 		listeners string
@@ -39,6 +46,12 @@ func TestCheck(t *testing.T) {
 			[]string{"listeners[0].ftp.data_ports: 40000-40100 overlaps the kernel's ephemeral port range 32768-60999 (net.ipv4.ip_local_port_range): outgoing connections can take data ports, and clients then get 425"}},
 		{"data ports below it", ftpL, "host all all allow\n", linux, nil},
 		{"range unknown", ftp, "host all all allow\n", Kernel{}, nil},
+		{"address of another box", vip, "host all all allow\n", box,
+			[]string{"listeners[0].listen: 198.51.100.100 is not an address of this box: the listener cannot bind until it has it; on the backup of an HA pair set freebind: true"}},
+		{"address of another box, freebind", vipFree, "host all all allow\n", box, nil},
+		{"address of this box", own, "host all all allow\n", box, nil},
+		{"wildcard and loopback", wild + web, "host all all allow\n", box, nil},
+		{"addresses unknown", vip, "host all all allow\n", linux, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,13 +83,13 @@ func TestCheck(t *testing.T) {
 
 func TestParseEphemeral(t *testing.T) {
 	for in, want := range map[string]Kernel{
-		"32768\t60999\n": {32768, 60999},
-		"1024 65535":     {1024, 65535},
+		"32768\t60999\n": {EphemeralFirst: 32768, EphemeralLast: 60999},
+		"1024 65535":     {EphemeralFirst: 1024, EphemeralLast: 65535},
 		"":               {},
 		"60999 32768\n":  {},
 		"x y":            {},
 	} {
-		if got := parseEphemeral([]byte(in)); got != want {
+		if got := parseEphemeral([]byte(in)); got.EphemeralFirst != want.EphemeralFirst || got.EphemeralLast != want.EphemeralLast {
 			t.Errorf("parseEphemeral(%q) = %v, want %v", in, got, want)
 		}
 	}
