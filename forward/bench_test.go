@@ -80,8 +80,7 @@ func runBenchChild(mode, upstream string) int {
 		if level, err := zerolog.ParseLevel(os.Getenv(benchLevelEnv)); err == nil && level != zerolog.NoLevel {
 			log = log.Level(level)
 		}
-		l, err := Listen(edgeConfig(mode, Config{Name: "bench", Listen: []string{"127.0.0.1:0"},
-			Upstreams: [][]string{{upstream}}, Log: log}))
+		l, err := Listen(edgeConfig(mode, childConfig(upstream, log)))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -90,7 +89,7 @@ func runBenchChild(mode, upstream string) int {
 			// Every pipe this size, as the stdlib does: no budget.
 			l.pool.bigSize, l.pool.budget = size, -1
 		}
-		fmt.Println(l.Addrs()[0])
+		fmt.Println(joinAddrList(l.Addrs()))
 		go l.Serve()
 		answerParent()
 		l.Close()
@@ -108,6 +107,27 @@ func runBenchChild(mode, upstream string) int {
 		return 2
 	}
 	return 0
+}
+
+// childConfig is the relay child's listener: one port on 127.0.0.1 per
+// upstream in the comma-separated list (BenchmarkIdleScale spreads its
+// connections over several, as one 4-tuple space holds only the ~28 000
+// ports of the ephemeral range).
+func childConfig(upstreams string, log zerolog.Logger) Config {
+	cfg := Config{Name: "bench", Log: log}
+	for _, up := range strings.Split(upstreams, ",") {
+		cfg.Listen = append(cfg.Listen, "127.0.0.1:0")
+		cfg.Upstreams = append(cfg.Upstreams, []string{up})
+	}
+	return cfg
+}
+
+func joinAddrList(addrs []net.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // edgeConfig turns on the edge defences for the relay-edge and relay-front
@@ -179,7 +199,8 @@ type benchChild struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
-	addr   string
+	addr   string   // the first listen address
+	addrs  []string // every listen address, one per upstream
 }
 
 // startChild runs the test binary as a forwarder of mode toward upstream.
@@ -217,7 +238,8 @@ func startChild(b *testing.B, exe string, uid int, mode, upstream string, env ..
 		cmd.Wait()
 		b.Fatalf("child %s: %v", mode, err)
 	}
-	c := &benchChild{cmd: cmd, stdin: stdin, stdout: out, addr: strings.TrimSpace(line)}
+	addrs := strings.Split(strings.TrimSpace(line), ",")
+	c := &benchChild{cmd: cmd, stdin: stdin, stdout: out, addr: addrs[0], addrs: addrs}
 	b.Cleanup(func() {
 		c.stdin.Close()
 		c.cmd.Wait()
