@@ -32,9 +32,14 @@ func Load(opts LoadOptions) (*Config, error) {
 	if opts.Path == "" {
 		return nil, errors.New("config: no config file given")
 	}
-	data, err := os.ReadFile(opts.Path)
+	f, err := os.Open(opts.Path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := readLimited(f, opts.Path)
+	if err != nil {
+		return nil, err
 	}
 	environ := opts.Environ
 	if environ == nil {
@@ -46,9 +51,9 @@ func Load(opts LoadOptions) (*Config, error) {
 // Parse reads a configuration from r alone, without environment or flags;
 // name is used in error messages and as Config.Path.
 func Parse(r io.Reader, name string) (*Config, error) {
-	data, err := io.ReadAll(r)
+	data, err := readLimited(r, name)
 	if err != nil {
-		return nil, fmt.Errorf("config: read %s: %w", name, err)
+		return nil, err
 	}
 	return load(name, data, []string{}, nil)
 }
@@ -61,6 +66,10 @@ func load(name string, data []byte, environ []string, flags *Flags) (*Config, er
 		return nil, err
 	}
 	if root != nil {
+		// Before anything expands aliases: indexYAML, and koanf's decode.
+		if err := checkExpansion(name, root); err != nil {
+			return nil, err
+		}
 		indexYAML(root, "", src.lines, p)
 		if err := p.err(); err != nil {
 			return nil, err // duplicate keys: the koanf parser would refuse them less clearly
