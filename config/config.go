@@ -23,7 +23,9 @@
 package config
 
 import (
+	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -197,6 +199,26 @@ func (c *Config) Names() []string {
 	names := make([]string, len(c.Listeners))
 	for i := range c.Listeners {
 		names[i] = c.Listeners[i].Name
+	}
+	return names
+}
+
+// UpstreamNames returns the distinct host names among the upstreams of
+// every listener (IP addresses left out), in config order.
+func (c *Config) UpstreamNames() []string {
+	var names []string
+	for i := range c.Listeners {
+		for _, list := range c.Listeners[i].Upstreams {
+			for _, u := range list {
+				host, _, err := net.SplitHostPort(u)
+				if err != nil || slices.Contains(names, host) {
+					continue
+				}
+				if _, err := netip.ParseAddr(host); err != nil {
+					names = append(names, host)
+				}
+			}
+		}
 	}
 	return names
 }

@@ -3,24 +3,25 @@ package upstream
 import (
 	"testing"
 
+	"github.com/edgerelay/relay/internal/world"
+
 	"golang.org/x/net/dns/dnsmessage"
 )
 
 // FuzzParseAnswer: no input crashes the parser, and what it returns holds
 // together: addresses of the asked family, a TTL only with addresses.
 func FuzzParseAnswer(f *testing.F) {
-	srv := &dnsServer{zones: map[string]zone{
-		"cms.test.": {addrs: addrs("192.0.2.1", "2001:db8::1"), ttl: 30},
-		"www.test.": {cname: "cms.test", addrs: addrs("192.0.2.2"), ttl: 5},
-		"bad.test.": {rcode: dnsmessage.RCodeServerFailure},
-	}}
+	srv := world.NewDNSServer(f)
+	srv.Set("cms.test", world.Zone{Addrs: addrs("192.0.2.1", "2001:db8::1"), TTL: 30})
+	srv.Set("www.test", world.Zone{CNAME: "cms.test", Addrs: addrs("192.0.2.2"), TTL: 5})
+	srv.Set("bad.test", world.Zone{RCode: dnsmessage.RCodeServerFailure})
 	for _, name := range []string{"cms.test.", "www.test.", "bad.test.", "nx.test."} {
 		for _, typ := range []dnsmessage.Type{dnsmessage.TypeA, dnsmessage.TypeAAAA} {
 			q, err := buildQuery(0x1234, dnsmessage.MustNewName(name), typ)
 			if err != nil {
 				f.Fatal(err)
 			}
-			f.Add(srv.answer(q), name, typ == dnsmessage.TypeA)
+			f.Add(srv.Answer(q), name, typ == dnsmessage.TypeA)
 		}
 	}
 	f.Fuzz(func(t *testing.T, msg []byte, name string, v4 bool) {

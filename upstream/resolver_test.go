@@ -50,9 +50,9 @@ func addrs(s ...string) []netip.Addr {
 // answer is served after it.
 func TestResolverHonoursTTL(t *testing.T) {
 	checkLeaks(t)
-	dns := newDNSServer(t)
-	dns.set("cms.venue.test", zone{addrs: addrs("192.0.2.1", "2001:db8::1", "192.0.2.2"), ttl: 60})
-	r, _ := newResolver(t, dns.addr())
+	dns := world.NewDNSServer(t)
+	dns.Set("cms.venue.test", world.Zone{Addrs: addrs("192.0.2.1", "2001:db8::1", "192.0.2.2"), TTL: 60})
+	r, _ := newResolver(t, dns.Addr())
 	ans, err := r.Lookup("cms.venue.test")
 	if err != nil {
 		t.Fatal(err)
@@ -60,16 +60,16 @@ func TestResolverHonoursTTL(t *testing.T) {
 	if want := addrs("192.0.2.1", "192.0.2.2", "2001:db8::1"); !slices.Equal(ans.Addrs, want) || ans.TTL != time.Minute {
 		t.Fatalf("answer %v ttl %v, want %v (IPv4 first) ttl 1m", ans.Addrs, ans.TTL, want)
 	}
-	asked := dns.queries.Load() // A and AAAA
+	asked := dns.Queries.Load() // A and AAAA
 	for range 10 {
 		if again, _ := r.Lookup("cms.venue.test"); again != ans {
 			t.Fatal("a cached answer was not reused")
 		}
 	}
-	if n := dns.queries.Load(); n != asked {
+	if n := dns.Queries.Load(); n != asked {
 		t.Fatalf("%d queries within the TTL, want none", n-asked)
 	}
-	dns.set("cms.venue.test", zone{addrs: addrs("192.0.2.9"), ttl: 60})
+	dns.Set("cms.venue.test", world.Zone{Addrs: addrs("192.0.2.9"), TTL: 60})
 	r.skew.Add(int64(61 * time.Second))
 	if stale, _ := r.Lookup("cms.venue.test"); stale != ans {
 		t.Fatal("an expired answer was not served while refreshing")
@@ -95,30 +95,30 @@ func TestClampTTL(t *testing.T) {
 // last answer; that is logged once, and once more when it resolves again.
 func TestResolverKeepsLastGoodAnswer(t *testing.T) {
 	checkLeaks(t)
-	dns := newDNSServer(t)
-	dns.set("printer.test", zone{addrs: addrs("192.0.2.7"), ttl: 10})
-	r, logs := newResolver(t, dns.addr())
+	dns := world.NewDNSServer(t)
+	dns.Set("printer.test", world.Zone{Addrs: addrs("192.0.2.7"), TTL: 10})
+	r, logs := newResolver(t, dns.Addr())
 	good, err := r.Lookup("printer.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dns.set("printer.test", zone{rcode: dnsmessage.RCodeServerFailure})
+	dns.Set("printer.test", world.Zone{RCode: dnsmessage.RCodeServerFailure})
 	for round := 1; round <= 3; round++ {
 		r.skew.Add(int64(MaxTTL))
-		before := dns.queries.Load()
+		before := dns.Queries.Load()
 		if a, err := r.Lookup("printer.test"); a != good || err != nil {
 			t.Fatalf("round %d: %v %v, want the last good answer", round, a, err)
 		}
 		eventually(t, "a refresh", func() bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			return dns.queries.Load() > before && r.names["printer.test"].inflight == nil
+			return dns.Queries.Load() > before && r.names["printer.test"].inflight == nil
 		})
 	}
 	if n := strings.Count(logs.String(), "keeping its last good answer"); n != 1 {
 		t.Errorf("%d lines about the failing name, want 1:\n%s", n, logs)
 	}
-	dns.set("printer.test", zone{addrs: addrs("192.0.2.8"), ttl: 10})
+	dns.Set("printer.test", world.Zone{Addrs: addrs("192.0.2.8"), TTL: 10})
 	r.skew.Add(int64(MaxTTL))
 	r.Lookup("printer.test")
 	eventually(t, "the name resolving again", func() bool {
@@ -134,16 +134,16 @@ func TestResolverKeepsLastGoodAnswer(t *testing.T) {
 // that connections meanwhile do not each ask again.
 func TestResolverUnknownName(t *testing.T) {
 	checkLeaks(t)
-	dns := newDNSServer(t)
-	r, logs := newResolver(t, dns.addr())
+	dns := world.NewDNSServer(t)
+	r, logs := newResolver(t, dns.Addr())
 	if _, err := r.Lookup("nowhere.test"); !errors.Is(err, errNoSuchHost) {
 		t.Fatalf("err %v, want no such host", err)
 	}
-	asked := dns.queries.Load()
+	asked := dns.Queries.Load()
 	if _, err := r.Lookup("nowhere.test"); !errors.Is(err, errNoSuchHost) {
 		t.Fatalf("second lookup: %v", err)
 	}
-	if n := dns.queries.Load(); n != asked {
+	if n := dns.Queries.Load(); n != asked {
 		t.Errorf("%d queries within MinTTL of a failure, want none", n-asked)
 	}
 	if !strings.Contains(logs.String(), "upstream name does not resolve") {
@@ -155,11 +155,11 @@ func TestResolverUnknownName(t *testing.T) {
 // and an alias in the answer is followed.
 func TestResolverCNAMEAndServerFailover(t *testing.T) {
 	checkLeaks(t)
-	dns := newDNSServer(t)
-	dns.set("www.test", zone{cname: "cms.test", addrs: addrs("192.0.2.3"), ttl: 120})
-	dead := newDNSServer(t)
-	dead.set("www.test", zone{drop: true})
-	r, _ := newResolver(t, dead.addr(), dns.addr())
+	dns := world.NewDNSServer(t)
+	dns.Set("www.test", world.Zone{CNAME: "cms.test", Addrs: addrs("192.0.2.3"), TTL: 120})
+	dead := world.NewDNSServer(t)
+	dead.Set("www.test", world.Zone{Drop: true})
+	r, _ := newResolver(t, dead.Addr(), dns.Addr())
 	ans, err := r.Resolve(context.Background(), "www.test")
 	if err != nil {
 		t.Fatal(err)

@@ -179,9 +179,9 @@ func TestNamedUpstream(t *testing.T) {
 	checkLeaks(t)
 	backend := world.NewBackend(t, world.Echo)
 	_, port, _ := net.SplitHostPort(backend.Addr())
-	dns := newDNSServer(t)
-	dns.set("cms.test", zone{addrs: addrs("127.0.0.2", "127.0.0.1"), ttl: 60})
-	r, _ := newResolver(t, dns.addr())
+	dns := world.NewDNSServer(t)
+	dns.Set("cms.test", world.Zone{Addrs: addrs("127.0.0.2", "127.0.0.1"), TTL: 60})
+	r, _ := newResolver(t, dns.Addr())
 	spec := "cms.test:" + port
 	s, logs := newSet(t, Config{Lists: [][]string{{spec}}, Resolver: r})
 	if got, err := connect(s, 0); err != nil || got != "127.0.0.1:"+port {
@@ -203,8 +203,8 @@ func TestNamedUpstream(t *testing.T) {
 func TestUnresolvedNameIsDown(t *testing.T) {
 	checkLeaks(t)
 	backend := world.NewBackend(t, world.Echo)
-	dns := newDNSServer(t)
-	r, _ := newResolver(t, dns.addr())
+	dns := world.NewDNSServer(t)
+	r, _ := newResolver(t, dns.Addr())
 	spec := "gone.test:" + strconv.Itoa(80)
 	s, _ := newSet(t, Config{Lists: [][]string{{spec, backend.Addr()}}, Resolver: r})
 	if got, err := connect(s, 0); err != nil || got != backend.Addr() {

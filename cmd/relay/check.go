@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 
 	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/lint"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // check validates a config and its ACL, prints the resolved listeners, and,
@@ -20,6 +24,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 	proto := fs.String("proto", "tcp", "protocol for -acl-test: tcp or udp")
 	cn := fs.String("cn", "", "client certificate `name` for -acl-test on a TLS listener (hostssl lines); empty: no certificate")
 	strict := fs.Bool("strict", false, "fail (exit 1) on warnings too")
+	resolveNames := fs.Bool("resolve", false, "resolve every upstream host name now and report failures (exit 1)")
+	nameserver := fs.String("nameserver", "", "for -resolve: ask this `ip:port` instead of the nameservers of /etc/resolv.conf")
 	load, ok := loader(fs, args)
 	if !ok {
 		return 2
@@ -46,6 +52,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay check: %d %s, and -strict makes them errors\n",
 			len(warnings), plural(len(warnings), "warning"))
 		return 1
+	}
+	if *resolveNames {
+		var servers []string
+		if *nameserver != "" {
+			servers = []string{*nameserver}
+		}
+		return resolve(stdout, stderr, cfg, servers)
 	}
 	if *aclTest == "" {
 		if err := cfg.Describe(stdout); err != nil {
@@ -123,4 +136,37 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// resolve asks DNS for every host name among the upstreams, as the relay
+// would (its own client, servers nil: /etc/resolv.conf's), and prints one
+// line per name: its addresses and TTL, or why it failed. Any failure is
+// exit 1.
+func resolve(stdout, stderr io.Writer, cfg *config.Config, servers []string) int {
+	names := cfg.UpstreamNames()
+	if len(names) == 0 {
+		fmt.Fprintln(stdout, "resolve: no upstream is a host name")
+		return 0
+	}
+	r := upstream.NewResolver(upstream.ResolverConfig{Servers: servers})
+	defer r.Close()
+	failed := 0
+	for _, name := range names {
+		ans, err := r.Resolve(context.Background(), name)
+		if err != nil {
+			failed++
+			fmt.Fprintf(stderr, "relay check: resolve %s: %v\n", name, err)
+			continue
+		}
+		addrs := make([]string, len(ans.Addrs))
+		for i, a := range ans.Addrs {
+			addrs[i] = a.String()
+		}
+		fmt.Fprintf(stdout, "resolve %s: %s (ttl %s)\n", name, strings.Join(addrs, ", "), ans.TTL)
+	}
+	if failed > 0 {
+		fmt.Fprintf(stderr, "relay check: %d of %d upstream %s did not resolve\n", failed, len(names), plural(len(names), "name"))
+		return 1
+	}
+	return 0
 }
