@@ -20,6 +20,8 @@ func (haproxy) unsupported(mode string) string {
 		return "no UDP proxying"
 	case "ftp":
 		return "does not rewrite PASV/EPSV"
+	case "tunnel":
+		return noTunnel
 	}
 	return ""
 }

@@ -20,8 +20,11 @@ type nginx struct {
 func (nginx) name() string { return "nginx" }
 
 func (nginx) unsupported(mode string) string {
-	if mode == "ftp" {
+	switch mode {
+	case "ftp":
 		return "does not rewrite PASV/EPSV"
+	case "tunnel":
+		return noTunnel
 	}
 	return ""
 }

@@ -15,8 +15,11 @@ type rinetd struct {
 func (rinetd) name() string { return "rinetd" }
 
 func (rinetd) unsupported(mode string) string {
-	if mode == "ftp" {
+	switch mode {
+	case "ftp":
 		return "does not rewrite PASV/EPSV"
+	case "tunnel":
+		return noTunnel
 	}
 	return ""
 }

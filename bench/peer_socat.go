@@ -15,8 +15,11 @@ type socat struct {
 func (socat) name() string { return "socat" }
 
 func (socat) unsupported(mode string) string {
-	if mode == "ftp" {
+	switch mode {
+	case "ftp":
 		return "does not rewrite PASV/EPSV"
+	case "tunnel":
+		return noTunnel
 	}
 	return ""
 }

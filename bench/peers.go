@@ -9,7 +9,10 @@ import (
 )
 
 // peerNames is the column order of the peers in the table.
-func peerNames() []string { return []string{"haproxy", "nginx", "socat", "rinetd"} }
+func peerNames() []string { return []string{"haproxy", "nginx", "socat", "rinetd", "stunnel4"} }
+
+// noTunnel is why a plain forwarder sits the tunnel scenario out.
+const noTunnel = "no TLS tunnel (stunnel4 is the peer for it)"
 
 // lookBin finds a program in PATH or in the sbin directories, which are not
 // in every user's PATH.
@@ -59,6 +62,8 @@ func findPeers(want map[string]bool) map[string]peer {
 			pr = peer{fwd: socat{bin: bin}, version: socatVersion(bin)}
 		case "rinetd":
 			pr = peer{fwd: rinetd{bin: bin}, version: firstLine(bin, "-v")}
+		case "stunnel4":
+			pr = peer{fwd: stunnel{bin: bin}, version: stunnelVersion(bin)}
 		}
 		found[name] = pr
 	}

@@ -79,6 +79,14 @@ func (r relayFwd) start(e *env, routes []route) (*instance, error) {
 	var cfg strings.Builder
 	cfg.WriteString(relayConfigHead)
 	for _, rt := range routes {
+		if rt.mode == "tunnel" {
+			tunnel, err := writeRelayTunnel(&cfg, e, rt, in)
+			if err != nil {
+				return nil, err
+			}
+			specs = append(specs, tunnel...)
+			continue
+		}
 		data, err := writeRelayListener(&cfg, e, rt, in.addr(rt.name))
 		if err != nil {
 			return nil, err
@@ -107,6 +115,33 @@ defaults:
 shutdown_grace: 1s
 listeners:
 `
+
+// writeRelayTunnel appends both ends of a tunnel route (the box office's
+// raw listener originating TLS to the venue's raw listener terminating it,
+// which forwards to the backend) and a plain raw listener to the same
+// backend, records their addresses in in, and returns their ports.
+func writeRelayTunnel(b *strings.Builder, e *env, rt route, in *instance) ([]portSpec, error) {
+	pki, err := tunnelPKI(e)
+	if err != nil {
+		return nil, err
+	}
+	venue, err := e.ports.one()
+	if err != nil {
+		return nil, err
+	}
+	plain, err := e.ports.one()
+	if err != nil {
+		return nil, err
+	}
+	in.addrs[rt.name+venueSuffix] = loopback(venue)
+	in.addrs[rt.name+plainSuffix] = loopback(plain)
+	fmt.Fprintf(b, "  - name: %s-venue\n    mode: raw\n    listen: %s\n    upstream: %s\n"+
+		"    tls: {cert: %s, key: %s, client_ca: %s}\n", rt.name, loopback(venue), rt.upstream, pki.venueCrt, pki.venueKey, pki.ca)
+	fmt.Fprintf(b, "  - name: %s\n    mode: raw\n    listen: %s\n    upstream: %s\n"+
+		"    upstream_tls: {ca: %s, cert: %s, key: %s}\n", rt.name, in.addr(rt.name), loopback(venue), pki.ca, pki.boxCrt, pki.boxKey)
+	fmt.Fprintf(b, "  - name: %s-plain\n    mode: raw\n    listen: %s\n    upstream: %s\n", rt.name, loopback(plain), rt.upstream)
+	return []portSpec{{proto: "tcp", port: venue}, {proto: "tcp", port: plain}}, nil
+}
 
 // writeRelayListener appends one listener to the relay's config and returns
 // the FTP data port range it gave an ftp listener.

@@ -36,9 +36,18 @@ func (*tcpConnRate) skip(string) string { return "" }
 func (*tcpConnRate) fresh() bool        { return false }
 
 func (t *tcpConnRate) measure(e *env, in *instance) (map[string]float64, error) {
-	addr := in.addr("short")
+	cps, err := connRate(e.scale.window, func(b byte) error { return shortConn(in.addr("short"), b) })
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64{"cps": cps}, nil
+}
+
+// connRate runs one connection after another with connRateWorkers workers
+// for window and returns connections per second; any failure fails it.
+func connRate(window time.Duration, conn func(byte) error) (float64, error) {
 	start := time.Now()
-	stop := start.Add(e.scale.window)
+	stop := start.Add(window)
 	done := make([]int, connRateWorkers)
 	errs := make([]error, connRateWorkers)
 	failed := make([]int, connRateWorkers)
@@ -47,7 +56,7 @@ func (t *tcpConnRate) measure(e *env, in *instance) (map[string]float64, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			done[w], failed[w], errs[w] = shortConns(addr, stop)
+			done[w], failed[w], errs[w] = shortConns(conn, stop)
 		}()
 	}
 	wg.Wait()
@@ -62,17 +71,17 @@ func (t *tcpConnRate) measure(e *env, in *instance) (map[string]float64, error) 
 		}
 	}
 	if bad > 0 {
-		return nil, fmt.Errorf("%d of %d connections failed, first: %w", bad, ok+bad, first)
+		return 0, fmt.Errorf("%d of %d connections failed, first: %w", bad, ok+bad, first)
 	}
-	return map[string]float64{"cps": float64(ok) / elapsed.Seconds()}, nil
+	return float64(ok) / elapsed.Seconds(), nil
 }
 
 // shortConns opens connections one after another until stop and returns
 // how many completed their echo, how many failed, and the first failure.
-func shortConns(addr string, stop time.Time) (ok, failed int, first error) {
+func shortConns(conn func(byte) error, stop time.Time) (ok, failed int, first error) {
 	// Bounded by time and, should the clock misbehave, by count.
 	for i := 0; i < 1_000_000 && time.Now().Before(stop); i++ {
-		err := shortConn(addr, byte(i))
+		err := conn(byte(i))
 		if err == nil {
 			ok++
 			continue

@@ -35,16 +35,23 @@ func (*rawScenario) skip(string) string { return "" }
 func (*rawScenario) fresh() bool        { return false }
 
 func (r *rawScenario) measure(e *env, in *instance) (map[string]float64, error) {
-	c, err := net.DialTimeout("tcp", in.addr("printer"), 5*time.Second)
+	return statusRTT(in.addr("printer"), e.scale.rawSamples, "")
+}
+
+// statusRTT times rawSamples status round trips with the printer at addr
+// on one connection, after a warm-up, and returns the median and p99 in
+// µs under the keys prefix+"p50" and prefix+"p99".
+func statusRTT(addr string, rawSamples int, prefix string) (map[string]float64, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
 	const warmup = 50
-	samples := make([]time.Duration, 0, e.scale.rawSamples)
+	samples := make([]time.Duration, 0, rawSamples)
 	stop := time.Now().Add(10 * time.Second)
 	var reply [1]byte
-	for i := 0; i < warmup+e.scale.rawSamples && time.Now().Before(stop); i++ {
+	for i := 0; i < warmup+rawSamples && time.Now().Before(stop); i++ {
 		n := byte(i%4 + 1)
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		start := time.Now()
@@ -67,5 +74,5 @@ func (r *rawScenario) measure(e *env, in *instance) (map[string]float64, error) 
 	}
 	slices.Sort(samples)
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-	return map[string]float64{"p50": us(percentile(samples, 50)), "p99": us(percentile(samples, 99))}, nil
+	return map[string]float64{prefix + "p50": us(percentile(samples, 50)), prefix + "p99": us(percentile(samples, 99))}, nil
 }

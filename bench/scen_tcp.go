@@ -78,7 +78,13 @@ func (t *tcpThroughput) measure(e *env, in *instance) (map[string]float64, error
 // forwarder's CPU seconds per GB. The window ends when the sink has read
 // every byte the senders wrote.
 func (t *tcpThroughput) streams(e *env, in *instance, n int) (gbps, cpuPerGB float64, err error) {
-	conns, err := dialN(in.addr("bulk"), n)
+	return uploadStreams(e, in, in.addr("bulk"), n, &t.sunk, t.block)
+}
+
+// uploadStreams runs n uploads of block to addr, whose sink counts into
+// sunk, for one window, and returns Gbit/s and in's CPU seconds per GB.
+func uploadStreams(e *env, in *instance, addr string, n int, sunk *atomic.Int64, block []byte) (gbps, cpuPerGB float64, err error) {
+	conns, err := dialN(addr, n)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
@@ -87,17 +93,17 @@ func (t *tcpThroughput) streams(e *env, in *instance, n int) (gbps, cpuPerGB flo
 	if err != nil {
 		return 0, 0, err
 	}
-	t.sunk.Store(0)
+	sunk.Store(0)
 	cpu0, err := in.cpu()
 	if err != nil {
 		return 0, 0, err
 	}
 	start := time.Now()
-	total, err := uploadAll(conns, t.block, start.Add(e.scale.window))
+	total, err := uploadAll(conns, block, start.Add(e.scale.window))
 	if err != nil {
 		return 0, 0, err
 	}
-	if err := waitCount(&t.sunk, total, 30*time.Second); err != nil {
+	if err := waitCount(sunk, total, 30*time.Second); err != nil {
 		return 0, 0, err
 	}
 	elapsed := time.Since(start)

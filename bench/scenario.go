@@ -76,5 +76,6 @@ func allScenarios() []scenario {
 		&udpScenario{},
 		&ftpScenario{},
 		&rawScenario{},
+		&tunnelScenario{},
 	}
 }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// stunnel is stunnel4 carrying the tunnel scenario: one process with both
+// ends of every tunnel route (the box office's client service and the
+// venue's server service), as the relay runs them, so CPU compares like for
+// like. TLS 1.3, client certificates required and verified on the venue
+// side, the venue's certificate verified by IP on the box-office side,
+// TCP_NODELAY on every socket, session resumption at stunnel's defaults.
+type stunnel struct {
+	bin string
+}
+
+func (stunnel) name() string { return "stunnel4" }
+
+func (stunnel) unsupported(mode string) string {
+	if mode != "tunnel" {
+		return "a TLS tunnel only"
+	}
+	return ""
+}
+
+func (s stunnel) start(e *env, routes []route) (*instance, error) {
+	in, specs, err := listenPorts(e, "stunnel4", routes)
+	if err != nil {
+		return nil, err
+	}
+	pki, err := tunnelPKI(e)
+	if err != nil {
+		return nil, err
+	}
+	var cfg strings.Builder
+	cfg.WriteString("; written by go run ./bench\nforeground = yes\npid =\nsyslog = no\ndebug = 3\n")
+	cfg.WriteString("socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n")
+	for _, rt := range routes {
+		venue, err := e.ports.one()
+		if err != nil {
+			return nil, err
+		}
+		in.addrs[rt.name+venueSuffix] = loopback(venue)
+		specs = append(specs, portSpec{proto: "tcp", port: venue})
+		fmt.Fprintf(&cfg, "\n[%s-venue]\naccept = %s\nconnect = %s\ncert = %s\nkey = %s\nCAfile = %s\n"+
+			"verifyChain = yes\nrequireCert = yes\nsslVersionMin = TLSv1.3\n",
+			rt.name, loopback(venue), rt.upstream, pki.venueCrt, pki.venueKey, pki.ca)
+		fmt.Fprintf(&cfg, "\n[%s-box]\nclient = yes\naccept = %s\nconnect = %s\ncert = %s\nkey = %s\nCAfile = %s\n"+
+			"verifyChain = yes\ncheckIP = 127.0.0.1\nsslVersionMin = TLSv1.3\n",
+			rt.name, in.addr(rt.name), loopback(venue), pki.boxCrt, pki.boxKey, pki.ca)
+	}
+	path := filepath.Join(e.dir, "stunnel.conf")
+	return launch(e, in, specs, path, cfg.String(), s.bin, path)
+}
+
+// stunnelVersion picks the "stunnel 5.68 ..." line of stunnel -version.
+func stunnelVersion(bin string) string {
+	out, _ := exec.Command(bin, "-version").CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "stunnel ") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
