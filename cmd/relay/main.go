@@ -14,6 +14,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -235,12 +236,18 @@ func drainUpgraded(d *daemon.Daemon, stopped context.Context) {
 	_ = d.Shutdown(ctx)
 }
 
-// example prints the CAYIN example config, or with -acl the ACL file it
-// names (cayin_hba.conf), so that both can be written out and edited.
+// installedACL is the ACL file's name beside an installed relay.yaml, as
+// README, deploy/INSTALL.md, the unit and the Debian package write it.
+const installedACL = "relay_hba.conf"
+
+// example prints the CAYIN example config as it is installed, naming its
+// ACL file relay_hba.conf (in examples/ it is cayin_hba.conf, beside the
+// other layouts), or with -acl that ACL file, so both can be written out
+// as relay.yaml and relay_hba.conf and edited.
 func example(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay example", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	aclFile := fs.Bool("acl", false, "print the example's ACL file (cayin_hba.conf) instead")
+	aclFile := fs.Bool("acl", false, "print the example's ACL file ("+installedACL+") instead")
 	if fs.Parse(args) != nil || strayArgs(fs) {
 		return 2
 	}
@@ -248,6 +255,8 @@ func example(args []string, stdout, stderr io.Writer) int {
 	if *aclFile {
 		text = examples.CAYINACL
 	}
+	text = bytes.ReplaceAll(text, []byte("cayin_hba.conf"), []byte(installedACL))
+	text = bytes.ReplaceAll(text, []byte("cayin.yaml"), []byte("relay.yaml"))
 	_, _ = stdout.Write(text)
 	return 0
 }

@@ -113,10 +113,15 @@ func TestVersionAndExample(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "listeners:") {
 		t.Fatalf("example: %d %q", code, out)
 	}
-	// The example and its ACL file, written out side by side, must be valid.
+	// The example and its ACL file, written out side by side under the
+	// names README, INSTALL.md, the unit and the package use (relay.yaml,
+	// relay_hba.conf), must be valid.
+	if strings.Contains(out, "cayin_hba.conf") {
+		t.Errorf("relay example names cayin_hba.conf; installed, the ACL file is relay_hba.conf")
+	}
 	cfg := writeConfig(t, out)
 	_, hba, _ := runCmd("example", "-acl")
-	if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "cayin_hba.conf"), []byte(hba), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "relay_hba.conf"), []byte(hba), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, stderr := runCmd("check", "-config", cfg); code != 0 {
