@@ -21,7 +21,7 @@ type descs struct {
 
 	accepted, rejected, active, bytes, dialFailures *prometheus.Desc
 
-	udpActive, udpCreated, udpExpired, udpDatagrams, udpDropped, udpFailovers, udpSourcesRejected *prometheus.Desc
+	udpActive, udpCreated, udpExpired, udpEvicted, udpDatagrams, udpDropped, udpFailovers, udpSourcesRejected *prometheus.Desc
 
 	ftpSessions, ftpNoUpstream, ftpLinesTooLong, ftpTLS                     *prometheus.Desc
 	ftpOpened, ftpFailed, ftpPortsInUse, ftpPorts, ftpDataBytes, ftpRefused *prometheus.Desc
@@ -58,6 +58,7 @@ func newDescs() descs {
 		udpActive:          l("relay_udp_sessions_active", "UDP sessions open now."),
 		udpCreated:         l("relay_udp_sessions_created_total", "UDP sessions created."),
 		udpExpired:         l("relay_udp_sessions_expired_total", "UDP sessions ended by the idle timeout."),
+		udpEvicted:         l("relay_udp_sessions_evicted_total", "UDP sessions never answered by their upstream, ended to make room for a new client."),
 		udpDatagrams:       l("relay_udp_datagrams_total", "UDP datagrams relayed, by direction (to_upstream, to_client).", "direction"),
 		udpDropped:         l("relay_udp_datagrams_dropped_total", "UDP datagrams not relayed, by reason.", "reason"),
 		udpFailovers:       l("relay_udp_upstream_failovers_total", "UDP listen ports moved to the next upstream of their list."),
@@ -199,6 +200,7 @@ func (c *collector) collectUDP(e emitter, name string, u *UDP) {
 	e.gauge(d.udpActive, u.SessionsActive, name)
 	e.counter(d.udpCreated, u.SessionsCreated, name)
 	e.counter(d.udpExpired, u.SessionsExpired, name)
+	e.counter(d.udpEvicted, u.SessionsEvicted, name)
 	e.counter(d.udpDatagrams, u.DatagramsToUpstream, name, toUpstream)
 	e.counter(d.udpDatagrams, u.DatagramsToClient, name, toClient)
 	e.counter(d.udpSourcesRejected, u.SourcesRejected, name)

@@ -47,8 +47,9 @@
 //	relay_udp_sessions_active             gauge                     UDP sessions open now
 //	relay_udp_sessions_created_total      counter                   UDP sessions created
 //	relay_udp_sessions_expired_total      counter                   UDP sessions ended by the idle timeout
+//	relay_udp_sessions_evicted_total      counter                   unanswered UDP sessions ended to make room for a new client
 //	relay_udp_datagrams_total             counter  direction        UDP datagrams relayed; direction as for bytes
-//	relay_udp_datagrams_dropped_total     counter  reason           UDP datagrams not relayed, e.g. acl, session_limit
+//	relay_udp_datagrams_dropped_total     counter  reason           UDP datagrams not relayed, e.g. acl, session_limit, source_limit
 //	relay_udp_sources_rejected_total      counter                   new UDP client addresses the ACL refused
 //	relay_udp_upstream_failovers_total    counter                   listen ports moved to the next upstream of their list
 //	relay_ftp_sessions_total              counter                   FTP control connections relayed to a server

@@ -88,6 +88,7 @@ func mergeUDP(a, b *UDP) *UDP {
 		SessionsActive:      a.SessionsActive + b.SessionsActive,
 		SessionsCreated:     a.SessionsCreated + b.SessionsCreated,
 		SessionsExpired:     a.SessionsExpired + b.SessionsExpired,
+		SessionsEvicted:     a.SessionsEvicted + b.SessionsEvicted,
 		DatagramsToUpstream: a.DatagramsToUpstream + b.DatagramsToUpstream,
 		DatagramsToClient:   a.DatagramsToClient + b.DatagramsToClient,
 		SourcesRejected:     a.SourcesRejected + b.SourcesRejected,

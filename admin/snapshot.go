@@ -105,6 +105,7 @@ type UDP struct {
 	SessionsActive  int64  `json:"sessions_active"`
 	SessionsCreated uint64 `json:"sessions_created"`
 	SessionsExpired uint64 `json:"sessions_expired"` // ended by the idle timeout
+	SessionsEvicted uint64 `json:"sessions_evicted"` // never answered, ended for a newcomer
 
 	DatagramsToUpstream uint64 `json:"datagrams_to_upstream"`
 	DatagramsToClient   uint64 `json:"datagrams_to_client"`

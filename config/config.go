@@ -183,8 +183,12 @@ type FTP struct {
 type UDP struct {
 	SessionTimeout time.Duration
 	MaxSessions    int
-	ReadBuffer     int // bytes
-	WriteBuffer    int // bytes
+	// UnconfirmedTimeout ends a session its upstream never answered.
+	UnconfirmedTimeout time.Duration
+	// MaxSessionsPerSource caps the sessions of one client address.
+	MaxSessionsPerSource int
+	ReadBuffer           int // bytes
+	WriteBuffer          int // bytes
 }
 
 // Raw is the raw section of a raw listener.

@@ -51,8 +51,8 @@ func (l *Listener) describe(w io.Writer) {
 	}
 	switch l.Mode {
 	case ModeUDP:
-		fmt.Fprintf(w, "  udp:      session_timeout=%s max_sessions=%d read_buffer=%s write_buffer=%s\n",
-			formatDuration(l.UDP.SessionTimeout), l.UDP.MaxSessions,
+		fmt.Fprintf(w, "  udp:      session_timeout=%s unconfirmed_timeout=%s max_sessions=%d max_sessions_per_source=%d read_buffer=%s write_buffer=%s\n",
+			formatDuration(l.UDP.SessionTimeout), formatDuration(l.UDP.UnconfirmedTimeout), l.UDP.MaxSessions, l.UDP.MaxSessionsPerSource,
 			formatSize(l.UDP.ReadBuffer), formatSize(l.UDP.WriteBuffer))
 		return
 	}

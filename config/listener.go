@@ -411,12 +411,24 @@ func resolveUDP(fu *fileUDP, path string, p *problems) UDP {
 	if fu == nil {
 		fu = &fileUDP{}
 	}
-	return UDP{
+	u := UDP{
 		SessionTimeout: positive(fu.SessionTimeout, udpstream.DefaultSessionTimeout, path+".session_timeout", p),
 		MaxSessions:    atLeast(fu.MaxSessions, udpstream.DefaultMaxSessions, 1, path+".max_sessions", p),
 		ReadBuffer:     sizeAtLeast(fu.ReadBuffer, path+".read_buffer", p),
 		WriteBuffer:    sizeAtLeast(fu.WriteBuffer, path+".write_buffer", p),
 	}
+	u.UnconfirmedTimeout = positive(fu.Unconfirmed, min(udpstream.DefaultUnconfirmedTimeout, u.SessionTimeout),
+		path+".unconfirmed_timeout", p)
+	if u.UnconfirmedTimeout > u.SessionTimeout {
+		p.addf(path+".unconfirmed_timeout", "%s is longer than session_timeout (%s); an unanswered session cannot outlive an answered one",
+			formatDuration(u.UnconfirmedTimeout), formatDuration(u.SessionTimeout))
+	}
+	u.MaxSessionsPerSource = atLeast(fu.PerSource, udpstream.DefaultSessionsPerSource(u.MaxSessions), 1,
+		path+".max_sessions_per_source", p)
+	if fu.PerSource != nil && u.MaxSessions >= 1 && u.MaxSessionsPerSource > u.MaxSessions {
+		p.addf(path+".max_sessions_per_source", "%d is more than max_sessions (%d)", u.MaxSessionsPerSource, u.MaxSessions)
+	}
+	return u
 }
 
 // sizeAtLeast returns a socket buffer size, refusing sizes the kernel would

@@ -46,7 +46,8 @@ func TestDefaults(t *testing.T) {
 		}, {
 			Name: "rtb", Mode: ModeUDP, ListenSpec: ":8100", UpstreamSpec: "10.0.0.6:8100",
 			Listen: []string{":8100"}, Upstreams: [][]string{{"10.0.0.6:8100"}},
-			UDP: UDP{SessionTimeout: 60 * time.Second, MaxSessions: 4096, ReadBuffer: 4 << 20, WriteBuffer: 4 << 20},
+			UDP: UDP{SessionTimeout: 60 * time.Second, MaxSessions: 4096, UnconfirmedTimeout: 5 * time.Second,
+				MaxSessionsPerSource: 256, ReadBuffer: 4 << 20, WriteBuffer: 4 << 20},
 		}, {
 			Name: "f", Mode: ModeFTP, ListenSpec: ":21", UpstreamSpec: "10.0.0.5:21",
 			Listen: []string{":21"}, Upstreams: [][]string{{"10.0.0.5:21"}},
@@ -76,7 +77,8 @@ func TestDefaultsSectionAndOverrides(t *testing.T) {
 		t.Errorf("web: connect %v idle %v max_conns %d; want 750ms (own), 10m and 0 (defaults section)",
 			web.ConnectTimeout, web.IdleTimeout, web.MaxConns)
 	}
-	want := UDP{SessionTimeout: 2 * time.Minute, MaxSessions: 10, ReadBuffer: 8 << 20, WriteBuffer: 262144}
+	want := UDP{SessionTimeout: 2 * time.Minute, MaxSessions: 10, UnconfirmedTimeout: 5 * time.Second,
+		MaxSessionsPerSource: 1, ReadBuffer: 8 << 20, WriteBuffer: 262144}
 	if got := cfg.Lookup("rtb").UDP; got != want {
 		t.Errorf("rtb udp = %+v, want %+v", got, want)
 	}

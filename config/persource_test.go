@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPerSourceSection(t *testing.T) {
@@ -100,5 +101,29 @@ func TestProxyKeyErrors(t *testing.T) {
 			}
 			t.Fatalf("want %s: %q among %v", tc.path, tc.msg, es)
 		})
+	}
+}
+
+func TestUDPFloodKeys(t *testing.T) {
+	cfg, err := parseString(t, "listeners:\n  - {name: u, mode: udp, listen: ':8100', upstream: '10.0.0.6:8100', udp: {session_timeout: 30s, unconfirmed_timeout: 2s, max_sessions: 1000, max_sessions_per_source: 40}}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := cfg.Listeners[0].UDP; u.UnconfirmedTimeout != 2*time.Second || u.MaxSessionsPerSource != 40 {
+		t.Fatalf("UDP = %+v", u)
+	}
+	for _, tc := range []struct{ udp, path, msg string }{
+		{"{session_timeout: 3s, unconfirmed_timeout: 10s}", "listeners[0].udp.unconfirmed_timeout", "longer than session_timeout"},
+		{"{max_sessions: 10, max_sessions_per_source: 11}", "listeners[0].udp.max_sessions_per_source", "more than max_sessions"},
+		{"{max_sessions_per_source: 0}", "listeners[0].udp.max_sessions_per_source", "at least 1"},
+	} {
+		es := problemsOf(t, "listeners:\n  - {name: u, mode: udp, listen: '127.0.0.1:8100', upstream: '10.0.0.6:8100', udp: "+tc.udp+"}\n")
+		found := false
+		for _, e := range es {
+			found = found || e.Path == tc.path && strings.Contains(e.Msg, tc.msg)
+		}
+		if !found {
+			t.Errorf("%s: want %s %q among %v", tc.udp, tc.path, tc.msg, es)
+		}
 	}
 }

@@ -102,6 +102,8 @@ type fileFTP struct {
 type fileUDP struct {
 	SessionTimeout *duration `koanf:"session_timeout"`
 	MaxSessions    *int      `koanf:"max_sessions"`
+	Unconfirmed    *duration `koanf:"unconfirmed_timeout"`
+	PerSource      *int      `koanf:"max_sessions_per_source"`
 	ReadBuffer     *byteSize `koanf:"read_buffer"`
 	WriteBuffer    *byteSize `koanf:"write_buffer"`
 }

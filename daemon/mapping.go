@@ -90,13 +90,15 @@ func upstreamConfig(l config.Listener) upstream.Config {
 // udpConfig maps a udp listener.
 func udpConfig(l config.Listener) udpstream.Config {
 	return udpstream.Config{
-		Name:           l.Name,
-		Listen:         l.Listen,
-		Upstreams:      l.Upstreams,
-		SessionTimeout: l.UDP.SessionTimeout,
-		MaxSessions:    l.UDP.MaxSessions,
-		ReadBuffer:     l.UDP.ReadBuffer,
-		WriteBuffer:    l.UDP.WriteBuffer,
-		Freebind:       l.Freebind,
+		Name:                 l.Name,
+		Listen:               l.Listen,
+		Upstreams:            l.Upstreams,
+		SessionTimeout:       l.UDP.SessionTimeout,
+		MaxSessions:          l.UDP.MaxSessions,
+		UnconfirmedTimeout:   l.UDP.UnconfirmedTimeout,
+		MaxSessionsPerSource: l.UDP.MaxSessionsPerSource,
+		ReadBuffer:           l.UDP.ReadBuffer,
+		WriteBuffer:          l.UDP.WriteBuffer,
+		Freebind:             l.Freebind,
 	}
 }

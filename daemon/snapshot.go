@@ -121,6 +121,7 @@ func udpCounts(s *admin.Snapshot, st *udpstream.Stats) {
 		SessionsActive:      st.SessionsActive.Load(),
 		SessionsCreated:     st.SessionsCreated.Load(),
 		SessionsExpired:     st.SessionsExpired.Load(),
+		SessionsEvicted:     st.SessionsEvicted.Load(),
 		DatagramsToUpstream: st.DatagramsIn.Load(),
 		DatagramsToClient:   st.DatagramsOut.Load(),
 		SourcesRejected:     st.Rejected.Load(),

@@ -95,6 +95,14 @@ type sysConn struct {
 	rb     *batch
 	rerr   error
 	recvFn func(fd uintptr) bool
+
+	// A connected (session) socket waits for readiness before it takes a
+	// batch, when its last read left nothing queued: a batch holds 2 MiB,
+	// and a session that is never answered (a spoofed flood) would
+	// otherwise take one from the pool on every speculative read.
+	drained bool
+	peek    [1]byte
+	waitFn  func(fd uintptr) bool
 }
 
 func newSysConn(uc *net.UDPConn, connected bool, pool *batchPool, gso bool) (*sysConn, error) {
@@ -111,6 +119,8 @@ func newSysConn(uc *net.UDPConn, connected bool, pool *batchPool, gso bool) (*sy
 		pool:      pool,
 	}
 	c.recvFn = c.recv
+	c.waitFn = c.wait
+	c.drained = connected
 	if gso {
 		c.gso.enable(rc)
 	}
@@ -118,6 +128,11 @@ func newSysConn(uc *net.UDPConn, connected bool, pool *batchPool, gso bool) (*sy
 }
 
 func (c *sysConn) readBatch() (*batch, error) {
+	if c.drained {
+		if err := c.rc.Read(c.waitFn); err != nil {
+			return nil, err
+		}
+	}
 	c.rerr = nil
 	err := c.rc.Read(c.recvFn)
 	b := c.rb
@@ -132,6 +147,18 @@ func (c *sysConn) readBatch() (*batch, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// wait makes RawConn.Read wait for readiness without taking a batch: it
+// peeks at one byte without waiting, and says "done" when a datagram is
+// queued (or the socket has an error to report), "not yet" on EAGAIN. The
+// peek cannot be skipped on the first call: RawConn.Read clears the
+// readiness the poller recorded before it, so a datagram that came before
+// the call would otherwise wait for the next one.
+func (c *sysConn) wait(fd uintptr) bool {
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peek[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return errno != unix.EAGAIN
 }
 
 // recv runs one recvmmsg. The batch is taken from the pool here, when the
@@ -182,6 +209,7 @@ func (c *sysConn) recv(fd uintptr) bool {
 		}
 	}
 	b.n = int(n)
+	c.drained = c.connected && b.n < len(s.hdrs)
 	for i := 0; i < b.n; i++ {
 		m := &b.msgs[i]
 		m.buf = m.buf[:s.hdrs[i].Len]

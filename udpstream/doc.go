@@ -8,8 +8,12 @@
 // the upstream, so the kernel demultiplexes replies and the relay sends them
 // back to the client from the port the client sent to. Sessions end after
 // Config.SessionTimeout without traffic in either direction, their number is
-// capped by Config.MaxSessions, and every datagram that is not forwarded is
+// capped by Config.MaxSessions (and per client address by
+// Config.MaxSessionsPerSource), and every datagram that is not forwarded is
 // counted in Stats by reason. Each ended session writes one access-log line.
+// Under a flood of spoofed sources the table behaves like conntrack: a
+// session its upstream never answered expires after UnconfirmedTimeout and
+// is the first evicted for a newcomer (conntrack.go).
 //
 // On Linux the data path reads and writes in batches with recvmmsg(2) and
 // sendmmsg(2) into reused buffers, with no allocation per datagram. The same

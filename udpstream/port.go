@@ -145,13 +145,18 @@ func (p *port) open(src netip.AddrPort, local netip.Addr, n int) *session {
 		drops.ACL.Add(uint64(n))
 		return nil
 	}
-	if r.stats.SessionsActive.Add(1) > r.maxSessions {
-		r.sessionGone()
+	if r.limits.Acquire(src) != nil {
+		drops.SourceLimit.Add(uint64(n))
+		return nil
+	}
+	if !r.takeSlot() {
+		r.limits.Release(src)
 		drops.SessionLimit.Add(uint64(n))
 		return nil
 	}
 	u, err := p.dial(int(p.active.Load()))
 	if err != nil {
+		r.limits.Release(src)
 		r.sessionGone()
 		if c := drops.SessionError.Add(uint64(n)); isPow2(c) {
 			r.log.Warn().Err(err).Str("listener", r.name).Str("listen", p.listen).
@@ -164,6 +169,7 @@ func (p *port) open(src netip.AddrPort, local netip.Addr, n int) *session {
 	if p.closed {
 		p.mu.Unlock()
 		_ = u.conn.close()
+		r.limits.Release(src)
 		r.sessionGone()
 		drops.Draining.Add(uint64(n))
 		return nil
@@ -171,10 +177,22 @@ func (p *port) open(src netip.AddrPort, local netip.Addr, n int) *session {
 	p.sessions[src] = s
 	r.wg.Add(1) // under mu, so Close (which sets closed under mu) waits for it
 	p.mu.Unlock()
+	r.unconfirmed.push(s)
 
 	r.stats.SessionsCreated.Add(1)
 	go s.relayReplies()
 	return s
+}
+
+// takeSlot takes a place in the session table: a free one, or the place of
+// the oldest unconfirmed session, evicted. It reports false when every
+// place is held by a confirmed session.
+func (r *Relay) takeSlot() bool {
+	if r.stats.SessionsActive.Add(1) <= r.maxSessions {
+		return true
+	}
+	r.sessionGone()
+	return r.evictOldest()
 }
 
 // dial opens a socket connected to upstream i.
@@ -214,7 +232,8 @@ func (p *port) failover(from int) int {
 	return next
 }
 
-// expire removes the sessions that have been idle for timeout and appends
+// expire removes the sessions that have been idle for timeout (unconfirmed
+// ones: for unconfirmed) and appends
 // them to out; the caller ends them outside the lock. now is the sweep time.
 //
 // A session's stamp is the coarse clock, which may be stale by however late
@@ -224,7 +243,7 @@ func (p *port) failover(from int) int {
 // carries the older value, so the caller adds one sweep period to timeout;
 // a session then ends between its timeout and three sweep periods after it,
 // never early.
-func (p *port) expire(now, timeout int64, out []*session) []*session {
+func (p *port) expire(now, timeout, unconfirmed int64, out []*session) []*session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, s := range p.sessions {
@@ -232,7 +251,11 @@ func (p *port) expire(now, timeout int64, out []*session) []*session {
 			s.seenStamp, s.quietFrom = stamp, now
 			continue
 		}
-		if now-s.quietFrom >= timeout {
+		idle := timeout
+		if !s.confirmed.Load() {
+			idle = unconfirmed
+		}
+		if now-s.quietFrom >= idle {
 			delete(p.sessions, k)
 			out = append(out, s)
 		}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgerelay/relay/limit"
 	"github.com/rs/zerolog"
 )
 
@@ -41,9 +42,16 @@ type Config struct {
 
 	SessionTimeout time.Duration // idle time after which a session ends; zero: 60s
 	MaxSessions    int           // sessions open at once, over all ports; zero: 4096
-	ReadBuffer     int           // SO_RCVBUF of every socket, bytes; zero: 4 MiB
-	WriteBuffer    int           // SO_SNDBUF of every socket, bytes; zero: 4 MiB
-	Freebind       bool          // bind listen addresses the box does not have yet (IP_FREEBIND)
+	// UnconfirmedTimeout is the idle time after which a session the
+	// upstream never answered ends (see conntrack.go); at most
+	// SessionTimeout. Zero: DefaultUnconfirmedTimeout.
+	UnconfirmedTimeout time.Duration
+	// MaxSessionsPerSource caps the sessions of one client address (IPv6:
+	// one /64), over all ports. Zero: DefaultSessionsPerSource.
+	MaxSessionsPerSource int
+	ReadBuffer           int  // SO_RCVBUF of every socket, bytes; zero: 4 MiB
+	WriteBuffer          int  // SO_SNDBUF of every socket, bytes; zero: 4 MiB
+	Freebind             bool // bind listen addresses the box does not have yet (IP_FREEBIND)
 
 	// Admit is asked once per new session, with the client's address, on
 	// the first datagram from a source that has no session; nil admits all.
@@ -103,16 +111,20 @@ func (c *Config) log() zerolog.Logger { return c.Log }
 // Relay forwards the datagrams of one listener. Create it with Listen, run
 // it with Serve, stop it with Shutdown or Close.
 type Relay struct {
-	name        string
-	admit       func(netip.AddrPort) bool
-	timeout     time.Duration
-	tick        time.Duration // sweeper period, the resolution of expiry
-	maxSessions int64
-	log         zerolog.Logger
-	net         network
-	ports       []*port
-	start       time.Time
-	stats       Stats
+	name    string
+	admit   func(netip.AddrPort) bool
+	timeout time.Duration
+	tick    time.Duration // sweeper period, the resolution of expiry
+
+	unconfirmedTimeout time.Duration    // idle time of a session never answered
+	limits             *limit.Table     // sessions per source address
+	unconfirmed        unconfirmedQueue // sessions in opening order, for eviction
+	maxSessions        int64
+	log                zerolog.Logger
+	net                network
+	ports              []*port
+	start              time.Time
+	stats              Stats
 
 	// clock is a coarse "now" (nanoseconds since start), advanced by the
 	// sweeper once per tick. The data path stamps sessions with it: one
@@ -162,16 +174,18 @@ func listen(cfg Config, nw network) (*Relay, error) {
 	}
 	timeout := cfg.sessionTimeout()
 	r := &Relay{
-		name:        cfg.Name,
-		admit:       cfg.Admit,
-		timeout:     timeout,
-		tick:        min(max(timeout/8, 5*time.Millisecond), time.Second),
-		maxSessions: int64(cfg.maxSessions()),
-		log:         cfg.log(),
-		net:         nw,
-		start:       time.Now(),
-		done:        make(chan struct{}),
-		drained:     make(chan struct{}),
+		name:               cfg.Name,
+		admit:              cfg.Admit,
+		timeout:            timeout,
+		unconfirmedTimeout: cfg.unconfirmedTimeout(),
+		limits:             limit.New(limit.Config{MaxConns: cfg.maxSessionsPerSource()}),
+		tick:               min(max(cfg.unconfirmedTimeout()/8, 5*time.Millisecond), time.Second),
+		maxSessions:        int64(cfg.maxSessions()),
+		log:                cfg.log(),
+		net:                nw,
+		start:              time.Now(),
+		done:               make(chan struct{}),
+		drained:            make(chan struct{}),
 	}
 	for i, addr := range cfg.Listen {
 		var c packetConn
@@ -314,11 +328,12 @@ func (r *Relay) sweepLoop() {
 			// last two updates carries the older stamp, so the change a
 			// sweep sees can be up to a tick older than the traffic.
 			// With it a session never ends before its timeout.
-			expired = p.expire(now, int64(r.timeout+r.tick), expired[:0])
+			expired = p.expire(now, int64(r.timeout+r.tick), int64(r.unconfirmedTimeout+r.tick), expired[:0])
 			for _, s := range expired {
 				s.end(endIdle, nil)
 			}
 		}
 		clear(expired) // drop references to ended sessions
+		r.unconfirmed.compact()
 	}
 }

@@ -119,7 +119,7 @@ func TestDatagramSizes(t *testing.T) {
 func checkSessionLine(t *testing.T, line, listen string, lived time.Duration) {
 	t.Helper()
 	fields := testworld.JSONLine(t, line)
-	want := []string{"bytes_in", "bytes_out", "client", "datagrams_in", "datagrams_out",
+	want := []string{"bytes_in", "bytes_out", "client", "confirmed", "datagrams_in", "datagrams_out",
 		"duration_ms", "end", "level", "listen", "listener", "message", "upstream"}
 	if got := testworld.Keys(fields); !slices.Equal(got, want) {
 		t.Errorf("session line has fields %q, want %q:\n%s", got, want, line)

@@ -42,6 +42,13 @@ type session struct {
 	// that lags when the sweeper runs late never ends a busy session.
 	last atomic.Int64
 
+	// confirmed is set by the first datagram the upstream sends back; an
+	// unconfirmed session expires sooner and may be evicted (conntrack.go).
+	confirmed atomic.Bool
+	// slotHandedOn is set when an eviction gave the session's slot to a
+	// newcomer: its end then leaves SessionsActive alone.
+	slotHandedOn atomic.Bool
+
 	// Owned by the sweeper, read and written under the port's mu.
 	seenStamp int64 // last as of the previous sweep; -1 before the first
 	quietFrom int64 // sweep time since which the session has been idle
@@ -137,6 +144,9 @@ func (s *session) relayReplies() {
 			return
 		}
 		s.touch(s.p.r.now())
+		if !s.confirmed.Load() {
+			s.confirmed.Store(true)
+		}
 		s.toClient(b)
 		b.release()
 	}
@@ -234,7 +244,12 @@ func (s *session) finish() {
 	if reason == endIdle {
 		r.stats.SessionsExpired.Add(1)
 	}
+	// A session the upstream never answered is what a spoofed flood is
+	// made of: its end is a debug line, or a flood would flood the log.
 	ev := r.log.Info()
+	if !s.confirmed.Load() {
+		ev = r.log.Debug()
+	}
 	if err != nil {
 		ev = r.log.Warn().Err(err)
 	}
@@ -248,8 +263,14 @@ func (s *session) finish() {
 		Uint64("bytes_out", s.bytesOut.Load()).
 		Dur("duration_ms", time.Since(s.started)).
 		Str("end", reason).
+		Bool("confirmed", s.confirmed.Load()).
 		Msg("udp session ended")
-	r.sessionGone()
+	if r.limits != nil {
+		r.limits.Release(s.client)
+	}
+	if !s.slotHandedOn.Load() {
+		r.sessionGone()
+	}
 	r.wg.Done()
 }
 

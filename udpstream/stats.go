@@ -8,7 +8,8 @@ import "sync/atomic"
 type Stats struct {
 	SessionsActive  atomic.Int64  // sessions open now
 	SessionsCreated atomic.Uint64 // sessions opened since Listen
-	SessionsExpired atomic.Uint64 // sessions ended by SessionTimeout without traffic
+	SessionsExpired atomic.Uint64 // sessions ended by SessionTimeout (or UnconfirmedTimeout) without traffic
+	SessionsEvicted atomic.Uint64 // unconfirmed sessions ended to make room for a new source
 
 	DatagramsIn  atomic.Uint64 // datagrams forwarded from clients to upstreams
 	BytesIn      atomic.Uint64 // payload bytes of DatagramsIn
@@ -29,7 +30,8 @@ type Stats struct {
 // Drops counts datagrams the relay received but did not forward, by reason.
 // A datagram is counted in exactly one field.
 type Drops struct {
-	SessionLimit atomic.Uint64 // from a new source while MaxSessions sessions were open
+	SessionLimit atomic.Uint64 // from a new source while MaxSessions sessions, all confirmed, were open
+	SourceLimit  atomic.Uint64 // from a new client whose address had MaxSessionsPerSource sessions
 	ACL          atomic.Uint64 // from a source Admit refused
 	Draining     atomic.Uint64 // from a new source after Shutdown began
 	SessionError atomic.Uint64 // from a new source whose upstream socket could not be opened
@@ -47,6 +49,7 @@ type Drops struct {
 func (d *Drops) DropReasons() map[string]uint64 {
 	return map[string]uint64{
 		"session_limit":        d.SessionLimit.Load(),
+		"source_limit":         d.SourceLimit.Load(),
 		"acl":                  d.ACL.Load(),
 		"draining":             d.Draining.Load(),
 		"session_error":        d.SessionError.Load(),

@@ -1,0 +1,116 @@
+package udpstream
+
+import (
+	"sync"
+	"time"
+)
+
+// A session table under a flood of spoofed sources behaves like the
+// kernel's conntrack: a session whose upstream has not answered yet is
+// unconfirmed. Unconfirmed sessions expire after UnconfirmedTimeout instead
+// of SessionTimeout, and when the table is full the oldest of them is
+// evicted to make room for a newcomer; a confirmed session is never
+// evicted. A flood that never gets answers therefore churns through the
+// unconfirmed part of the table while every stream that was answered keeps
+// its session, and a new legitimate client gets a place at once (and keeps
+// it for as long as the flood needs to evict every older unconfirmed
+// session first: MaxSessions / flood rate, 100 ms at 4 096 sessions and
+// 40 000 spoofed sources a second, time enough for an upstream on a LAN to
+// answer). On top of that, MaxSessionsPerSource caps the sessions of one
+// source address (a spoofer varying only its ports).
+
+// DefaultUnconfirmedTimeout is the zero value of Config.UnconfirmedTimeout.
+const DefaultUnconfirmedTimeout = 5 * time.Second
+
+// endEvicted is the access log's "end" for a session evicted for a newcomer.
+const endEvicted = "evicted"
+
+func (c *Config) unconfirmedTimeout() time.Duration {
+	if c.UnconfirmedTimeout > 0 {
+		return min(c.UnconfirmedTimeout, c.sessionTimeout())
+	}
+	return min(DefaultUnconfirmedTimeout, c.sessionTimeout())
+}
+
+// DefaultSessionsPerSource is the default of Config.MaxSessionsPerSource
+// for a table of maxSessions: a sixteenth of it (256 of the default 4 096),
+// at least one. An RTB encoder sending to all 127 ports from one address
+// fits; a spoofer varying only its ports fills a sixteenth.
+func DefaultSessionsPerSource(maxSessions int) int { return max(maxSessions/16, 1) }
+
+func (c *Config) maxSessionsPerSource() int {
+	if c.MaxSessionsPerSource > 0 {
+		return c.MaxSessionsPerSource
+	}
+	return DefaultSessionsPerSource(c.maxSessions())
+}
+
+// unconfirmedQueue holds sessions in the order they were opened, for
+// eviction oldest first. Sessions are not taken out when they are confirmed
+// or end (that would need a search): the evictor skips them, and the
+// sweeper drops them once per tick, so the queue holds at most the
+// sessions opened within a tick plus those still unconfirmed.
+type unconfirmedQueue struct {
+	mu    sync.Mutex // guards the following
+	queue []*session
+	head  int // queue[:head] are taken
+}
+
+func (q *unconfirmedQueue) push(s *session) {
+	q.mu.Lock()
+	q.queue = append(q.queue, s)
+	q.mu.Unlock()
+}
+
+// evictOldest ends the oldest session that is still unconfirmed and in its
+// port's table, handing its slot to the caller: SessionsActive is not
+// lowered when it finishes. It reports whether it found one.
+func (r *Relay) evictOldest() bool {
+	q := &r.unconfirmed
+	q.mu.Lock()
+	for q.head < len(q.queue) {
+		s := q.queue[q.head]
+		q.queue[q.head] = nil
+		q.head++
+		if s.confirmed.Load() || !s.p.take(s) {
+			continue
+		}
+		q.mu.Unlock()
+		s.slotHandedOn.Store(true)
+		r.stats.SessionsEvicted.Add(1)
+		s.end(endEvicted, nil)
+		return true
+	}
+	q.mu.Unlock()
+	return false
+}
+
+// compact drops the sessions that no longer need a place in the queue:
+// confirmed, or ended. The sweeper calls it once per tick.
+func (q *unconfirmedQueue) compact() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	kept := q.queue[:0]
+	for _, s := range q.queue[q.head:] {
+		if s != nil && !s.confirmed.Load() && !s.isEnded() {
+			kept = append(kept, s)
+		}
+	}
+	clear(q.queue[len(kept):])
+	q.queue, q.head = kept, 0
+	if cap(q.queue) > 1024 && len(q.queue) < cap(q.queue)/4 {
+		q.queue = append([]*session(nil), q.queue...) // give back a flood's backlog
+	}
+}
+
+// take removes s from the table if it is still there, reporting whether it
+// was; the caller then owns its ending.
+func (p *port) take(s *session) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sessions[s.client] != s {
+		return false
+	}
+	delete(p.sessions, s.client)
+	return true
+}
