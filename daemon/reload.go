@@ -165,16 +165,15 @@ func (d *Daemon) commitLocked(p *plan, list *acl.List) error {
 	return nil
 }
 
-// retire stops the retired listeners reading the sockets their successors
-// took over, before the successors serve, so that every connection accepted
-// after Reload returns meets the new config and no UDP datagram is read by
-// a listener that would drop it as draining. Then the retired drain.
+// retire hands the sockets over without a moment in which nobody accepts:
+// a new UDP relay first stops its predecessor reading (TakeOver waits for
+// it; datagrams wait in the socket meanwhile, and none is read by a relay
+// that would drop it as draining), then the successors serve, and only once
+// each TCP successor accepts do the retired listeners stop. Until then both
+// accept on the same socket, each connection by one of them; Reload returns
+// after, so every connection accepted later meets the new config. Then the
+// retired drain.
 func (d *Daemon) retire(p *plan) {
-	for _, in := range p.retired {
-		if s, ok := in.srv.(interface{ StopAccepting() }); ok {
-			s.StopAccepting()
-		}
-	}
 	for _, in := range p.opened {
 		if s, ok := in.srv.(interface{ TakeOver() }); ok {
 			s.TakeOver()
@@ -182,6 +181,16 @@ func (d *Daemon) retire(p *plan) {
 	}
 	for _, in := range p.opened {
 		go d.serveListener(in)
+	}
+	for _, in := range p.opened {
+		if s, ok := in.srv.(interface{ Started() <-chan struct{} }); ok {
+			<-s.Started()
+		}
+	}
+	for _, in := range p.retired {
+		if s, ok := in.srv.(interface{ StopAccepting() }); ok {
+			s.StopAccepting()
+		}
 	}
 	for _, in := range p.retired {
 		go d.drainListener(in, p.cfg.Reload.HardStopAfter)

@@ -49,6 +49,8 @@ type Listener struct {
 	ctx       context.Context // parent of every connection's work
 	cancel    context.CancelFunc
 	done      chan struct{} // closed when accepting stops; ends back-off sleeps
+	started   chan struct{} // closed once Serve runs its accept loops, or accepting stopped
+	startOnce sync.Once
 	accepting sync.WaitGroup
 	conns     sync.WaitGroup
 	workers   sync.WaitGroup // connWorker goroutines
@@ -72,6 +74,7 @@ func Listen(cfg Config) (*Listener, error) {
 		pool:    cfg.Pool,
 		done:    make(chan struct{}),
 		handoff: make(chan accepted),
+		started: make(chan struct{}),
 	}
 	if l.pool == nil {
 		l.pool, l.ownPool = NewPool(0), true
@@ -196,6 +199,7 @@ func (l *Listener) Serve() error {
 	for i := 1; i < len(l.lns); i++ {
 		go l.acceptLoop(i)
 	}
+	l.markStarted()
 	l.acceptLoop(0)
 	l.accepting.Wait()
 	return ErrClosed
@@ -444,6 +448,14 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// Started is closed once Serve accepts (or the listener stopped accepting
+// without ever serving). A reload waits for it before the listener it
+// replaces stops accepting on the same sockets, so that one of the two
+// always accepts and no client waits on the swap.
+func (l *Listener) Started() <-chan struct{} { return l.started }
+
+func (l *Listener) markStarted() { l.startOnce.Do(func() { close(l.started) }) }
+
 // StopAccepting closes the listen sockets and returns once no accept loop
 // runs, leaving open connections alone (Shutdown or Close ends them). A
 // reload calls it on the listener it replaces before the replacement
@@ -488,6 +500,7 @@ func (l *Listener) stopAccepting() {
 	l.closed = true
 	close(l.done)
 	l.mu.Unlock()
+	l.markStarted() // whoever waits for Serve waits no more
 	for _, ln := range l.lns {
 		ln.Close()
 	}

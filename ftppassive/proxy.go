@@ -293,6 +293,9 @@ func (p *Proxy) Addrs() []net.Addr { return p.ln.Addrs() }
 // forward.Listener.StopAccepting); sessions go on.
 func (p *Proxy) StopAccepting() { p.ln.StopAccepting() }
 
+// Started is closed once Serve accepts (see forward.Listener.Started).
+func (p *Proxy) Started() <-chan struct{} { return p.ln.Started() }
+
 // Files duplicates the control sockets for a replacement's Config.Inherit.
 func (p *Proxy) Files() ([]*os.File, error) { return p.ln.Files() }
 

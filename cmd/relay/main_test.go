@@ -36,7 +36,7 @@ func runCmd(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-func writeConfig(t *testing.T, text string) string {
+func writeConfig(t testing.TB, text string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "relay.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
@@ -238,7 +238,7 @@ func startChildLogs(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader, string)
 // waitLog reads log lines until one contains want and returns them (bounded
 // by a deadline through the child's own output; the test fails if the child
 // exits first).
-func waitLog(t *testing.T, r *bufio.Reader, want string) (read string) {
+func waitLog(t testing.TB, r *bufio.Reader, want string) (read string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

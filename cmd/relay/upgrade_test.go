@@ -23,7 +23,7 @@ import (
 // installBinary copies this test binary (which runs main under
 // GO_WANT_RELAY_MAIN=1) to path the way a package upgrade does: a new file
 // renamed over the old, which a running process may still execute.
-func installBinary(t *testing.T, path string, contents []byte) {
+func installBinary(t testing.TB, path string, contents []byte) {
 	t.Helper()
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, contents, 0o755); err != nil {
@@ -41,7 +41,7 @@ type relayProc struct {
 	logs *bufio.Reader
 }
 
-func startInstalled(t *testing.T, binary, cfg string) *relayProc {
+func startInstalled(t testing.TB, binary, cfg string) *relayProc {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -200,7 +200,7 @@ func TestZeroLossOperations(t *testing.T) {
 
 // upgrade sends SIGUSR2 to pid and returns the pid of the process that
 // took over, once the old one says so (the n-th time in this log).
-func upgrade(t *testing.T, pid int, logs *world.LogBuffer, n int) int {
+func upgrade(t testing.TB, pid int, logs *world.LogBuffer, n int) int {
 	t.Helper()
 	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
