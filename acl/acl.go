@@ -284,7 +284,11 @@ func (l *List) Explain(listener string, proto Proto, addr netip.Addr) string {
 	if l == nil {
 		return "allow: no ACL loaded"
 	}
-	d := l.Decide(listener, proto, addr)
+	return l.Decide(listener, proto, addr).explain()
+}
+
+// explain is the one-line form of Explain and ExplainTLS.
+func (d Decision) explain() string {
 	if d.Rule == nil {
 		return "reject: no matching line"
 	}

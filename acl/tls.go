@@ -1,7 +1,6 @@
 package acl
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -125,13 +124,5 @@ func (l *List) ExplainTLS(listener string, addr netip.Addr, cn string) string {
 	if cn != "" {
 		peer = &Peer{CN: cn}
 	}
-	d := l.DecideTLS(listener, addr, peer)
-	if d.Rule == nil {
-		return "reject: no matching line"
-	}
-	action := "reject"
-	if d.Allow {
-		action = "allow"
-	}
-	return fmt.Sprintf("%s by %s (%s)", action, d.Rule.Where(), d.Rule.String())
+	return l.DecideTLS(listener, addr, peer).explain()
 }

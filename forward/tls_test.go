@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/certs"
@@ -330,4 +332,59 @@ func TestTLSACLByCertificateName(t *testing.T) {
 		t.Fatalf("allowed name: reply %q, want %q", got, want)
 	}
 	venue.logs.Wait(t, `"peer_cn":"boxoffice-2"`, `"acl":"hba.conf:2"`)
+}
+
+// TestTLSKeepsRawTimeouts: across the tunnel, the box office's socket to
+// the venue gets the raw device options (TCP_USER_TIMEOUT, keepalive,
+// NODELAY) on the TCP socket under TLS, and the venue's idle timeout still
+// ends a silent connection.
+func TestTLSKeepsRawTimeouts(t *testing.T) {
+	checkLeaks(t)
+	p := newPKI(t, "venue-ca")
+	backend := world.NewBackend(t, world.Echo)
+	venue := startRelay(t, Config{
+		Upstreams:   [][]string{{backend.Addr()}},
+		TLS:         p.serverTLS(t, p.path("ca.crt")).Config(),
+		Raw:         &Raw{},
+		IdleTimeout: 300 * time.Millisecond,
+	})
+	dialed := make(chan net.Conn, 1)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			dialed <- c
+		}
+		return c, err
+	}
+	box := startRelay(t, Config{
+		Upstreams:   [][]string{{venue.addr(0)}},
+		UpstreamTLS: p.clientTLS(t, p, "boxoffice-1").Config,
+		Dial:        dial,
+		Raw:         &Raw{UserTimeout: 1500 * time.Millisecond},
+	})
+	c := box.dial(t, 0)
+	if got := roundTrip(t, c, "\x05"); got != "\x05" {
+		t.Fatalf("echo %q", got)
+	}
+	rc, err := (<-dialed).(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		for _, o := range []struct {
+			name       string
+			level, opt int
+			want       int
+		}{
+			{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 1500},
+			{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+		} {
+			if v, err := unix.GetsockoptInt(int(fd), o.level, o.opt); err != nil || v != o.want {
+				t.Errorf("%s under TLS = %d, %v; want %d", o.name, v, err, o.want)
+			}
+		}
+	})
+	expectClosed(t, c, 5*time.Second)
+	venue.logs.Wait(t, "raw job done", `"end":"idle"`, `"peer_cn":"boxoffice-1"`)
 }

@@ -221,6 +221,16 @@ func startChild(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader) {
 // to and including "relay started".
 func startChildLogs(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader, string) {
 	t.Helper()
+	cmd, stderr := runChild(t, cfg)
+	logs := bufio.NewReader(stderr)
+	started := waitLog(t, logs, "relay started")
+	return cmd, logs, started
+}
+
+// runChild starts this binary's main on cfg in a child process and returns
+// it with its log output (stderr).
+func runChild(t *testing.T, cfg string) (*exec.Cmd, io.Reader) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-config", cfg)
 	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
 	stderr, err := cmd.StderrPipe()
@@ -230,9 +240,7 @@ func startChildLogs(t *testing.T, cfg string) (*exec.Cmd, *bufio.Reader, string)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logs := bufio.NewReader(stderr)
-	started := waitLog(t, logs, "relay started")
-	return cmd, logs, started
+	return cmd, stderr
 }
 
 // waitLog reads log lines until one contains want and returns them (bounded

@@ -77,15 +77,7 @@ type child struct {
 
 func startRelayChild(t *testing.T, cfg string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-config", cfg)
-	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr := runChild(t, cfg)
 	c := &child{cmd: cmd, logs: &world.LogBuffer{}, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
