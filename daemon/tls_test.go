@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/relay/certs"
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // testCA issues certificates into a folder for a daemon's config.
@@ -157,5 +158,23 @@ listeners:
 	}
 	if strings.Contains(w.logs.String(), "PRIVATE KEY") {
 		t.Fatal("a private key reached the log")
+	}
+
+	// -watch: saving a renewed certificate is a reload of its own.
+	changed, err := w.d.Watch(50 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := ca.issue(certs.KindServer, "venue", "venue-2029")
+	select {
+	case <-changed:
+	case <-time.After(world.WaitLimit):
+		t.Fatal("saving the listener's certificate was not reported by Watch")
+	}
+	if err := w.d.Reload(); err != nil {
+		t.Fatalf("reload after the renewal: %v", err)
+	}
+	if _, seen = ca.dial(addr, client); seen != certs.Fingerprint(third.Leaf) {
+		t.Fatalf("after the watched renewal the handshake showed %s, want the third certificate", seen)
 	}
 }

@@ -3,13 +3,14 @@ package daemon
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
 
 // Watch reports changes to the files the config in force names (the config
-// file and its ACL file) on the returned channel, after debounce of quiet,
+// file, its ACL file, TLS certificates and keys) on the returned channel, after debounce of quiet,
 // so that an editor's save (write, rename, chmod) is one reload. The folders
 // are watched rather than the files, because editors replace a file by
 // renaming a new one over it. A pending change is held, never queued twice.
@@ -36,16 +37,36 @@ func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
 	return out, nil
 }
 
-// watched lists the files whose change should reload the daemon.
+// watched lists the files whose change should reload the daemon: the
+// config, its ACL, and the certificates, keys and CAs its TLS listeners
+// name (a renewed certificate takes effect without a SIGHUP).
 func (d *Daemon) watched() []string {
 	cfg := d.Config()
 	files := []string{cfg.Path}
 	if acl := cfg.ACLPath; acl != "" {
 		files = append(files, acl)
 	}
+	for _, l := range cfg.Listeners {
+		if t := l.TLS; t != nil {
+			files = appendSet(files, t.Cert, t.Key, t.ClientCA)
+		}
+		if u := l.UpstreamTLS; u != nil {
+			files = appendSet(files, u.CA, u.Cert, u.Key)
+		}
+	}
 	for i, f := range files {
 		if abs, err := filepath.Abs(f); err == nil {
 			files[i] = abs
+		}
+	}
+	return files
+}
+
+// appendSet appends the non-empty names not in files yet.
+func appendSet(files []string, names ...string) []string {
+	for _, n := range names {
+		if n != "" && !slices.Contains(files, n) {
+			files = append(files, n)
 		}
 	}
 	return files
