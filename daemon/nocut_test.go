@@ -121,6 +121,10 @@ func TestReloadHardStopAfter(t *testing.T) {
 	if err := w.d.Reload(); err != nil {
 		t.Fatal(err)
 	}
+	if line := w.logs.Wait(t, "reload applied"); !world.ContainsAll(line,
+		`"added":[]`, `"changed":["web"]`, `"removed":[]`, `"kept":1`) {
+		t.Errorf("reload line does not name the changed listener: %s", line)
+	}
 	line := w.logs.Wait(t, "hard_stop_after reached")
 	if !world.ContainsAll(line, `"listener":"web"`, `"cut":2`, `"level":"warn"`, `"hard_stop_after_ms":200`) {
 		t.Errorf("warning %s does not name listener web, 2 cut and the 200 ms bound", line)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/edgerelay/relay/acl"
@@ -83,8 +84,9 @@ func (d *Daemon) reload() error {
 	}
 	d.reloadAdmin(cfg.Admin.Listen)
 	d.warn(cfg, list)
-	d.log.Info().Int("kept", len(p.keep)).Int("started", len(p.opened)).Int("retired", len(p.retired)).
-		Msg("reload applied")
+	added, changed, removed := p.changes()
+	d.log.Info().Strs("added", added).Strs("changed", changed).Strs("removed", removed).
+		Int("kept", len(p.keep)).Msg("reload applied")
 	return nil
 }
 
@@ -131,6 +133,31 @@ func (d *Daemon) plan(cfg *config.Config) (*plan, error) {
 	}
 	p.opened = opened
 	return p, nil
+}
+
+// changes names the listeners p adds, changes (same name, new spec) and
+// removes, each sorted, for the "reload applied" line.
+func (p *plan) changes() (added, changed, removed []string) {
+	retired := make(map[string]bool, len(p.retired))
+	for _, in := range p.retired {
+		retired[in.spec.Name] = true
+	}
+	added, changed, removed = []string{}, []string{}, []string{}
+	for _, in := range p.opened {
+		if retired[in.spec.Name] {
+			changed = append(changed, in.spec.Name)
+			delete(retired, in.spec.Name)
+		} else {
+			added = append(added, in.spec.Name)
+		}
+	}
+	for name := range retired {
+		removed = append(removed, name)
+	}
+	slices.Sort(added)
+	slices.Sort(changed)
+	slices.Sort(removed)
+	return added, changed, removed
 }
 
 // abandon closes what a plan opened; the retired listeners never noticed.

@@ -102,6 +102,10 @@ func TestReloadKeepsLiveSessions(t *testing.T) {
 	if err := w.d.Reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
+	if line := w.logs.Wait(t, "reload applied"); !world.ContainsAll(line,
+		`"added":["extra"]`, `"changed":[]`, `"removed":["gone"]`, `"kept":3`) {
+		t.Errorf("reload line does not name the listeners added and removed: %s", line)
+	}
 	if got, err := tcpLive.roundTrip("b"); err != nil || got != "web:b" {
 		t.Fatalf("live TCP connection after reload: %q %v", got, err)
 	}
