@@ -26,6 +26,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -189,12 +190,18 @@ func Parse(r io.Reader, filename string) (*List, error) {
 	return Options{}.Parse(r, filename)
 }
 
-// LoadFile opens, parses and compiles the rule file at path. Errors name
-// path as the file.
+// LoadFile opens, parses and compiles the rule file at path. A file that
+// cannot be opened or read is an *fs.PathError naming its absolute path
+// (whatever the working directory, the reader sees which file); rule
+// errors name path as given, as rules' positions do.
 func LoadFile(path string, opts Options) (*List, error) {
-	f, err := os.Open(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("acl: %w", err)
+		abs = path
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	return opts.Parse(f, path)

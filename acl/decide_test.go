@@ -211,6 +211,13 @@ func TestLoadFile(t *testing.T) {
 	if _, err := LoadFile(filepath.Join(t.TempDir(), "missing"), testOpts); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("LoadFile(missing) error = %v, want ErrNotExist", err)
 	}
+	// A file that cannot be read is named once ("read /x: read /x: is a
+	// directory" was the text before).
+	dir := t.TempDir()
+	_, err = LoadFile(dir, testOpts)
+	if err == nil || strings.Count(err.Error(), dir) != 1 || strings.Count(err.Error(), "is a directory") != 1 {
+		t.Errorf("LoadFile(a directory) error = %v, want the path and the cause once each", err)
+	}
 }
 
 func TestInterfacesReadOnlyWhenUsed(t *testing.T) {

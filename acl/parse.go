@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"slices"
 	"strings"
@@ -55,6 +56,11 @@ func (o Options) Parse(r io.Reader, filename string) (*List, error) {
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
 			return nil, p.errorf(pos{lineNo + 1, 1}, "line longer than %d bytes", maxLine)
+		}
+		if errors.As(err, new(*fs.PathError)) {
+			// A file's read error names the file already ("read
+			// /x: is a directory"); saying it again doubles the text.
+			return nil, err
 		}
 		return nil, fmt.Errorf("acl: read %s: %w", filename, err)
 	}

@@ -1,18 +1,25 @@
 package daemon
 
 import (
+	"fmt"
+
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/lint"
 )
 
 // loadACL reads cfg's ACL file, refusing rules that name listeners cfg
-// does not define. It returns nil, nil when the config has no ACL.
+// does not define. It returns nil, nil when the config has no ACL. Errors
+// name the key, as config's do.
 func loadACL(cfg *config.Config) (*acl.List, error) {
 	if cfg.ACLPath == "" {
 		return nil, nil
 	}
-	return acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
+	list, err := acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
+	if err != nil {
+		return nil, fmt.Errorf("acl.file: %w", err)
+	}
+	return list, nil
 }
 
 // storeACL makes list the rules in force for every guard; nil lets every

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,4 +95,30 @@ func tcpOutcome(t *testing.T, src, addr string) string {
 		return "closed"
 	}
 	return line
+}
+
+// TestACLFileErrorsNameKeyAndPath: an ACL file that is missing or cannot be
+// read rejects the reload with a log line naming the config key and the
+// path it resolved to (relative to the config's folder), each once.
+func TestACLFileErrorsNameKeyAndPath(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	const yaml = "admin: {listen: \"\"}\n%slisteners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n"
+	port, backend := freePort(t, "tcp"), newTCPEcho(t, "web")
+	w := startWorld(t, fmt.Sprintf(yaml, "", port, backend.addr()), nil)
+	if err := os.Mkdir(filepath.Join(w.dir, "rules.d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"missing_hba.conf", `acl.file: open ` + filepath.Join(w.dir, "missing_hba.conf") + `: no such file or directory`},
+		{"rules.d", `acl.file: read ` + filepath.Join(w.dir, "rules.d") + `: is a directory`},
+	} {
+		w.writeFile("relay.yaml", fmt.Sprintf(yaml, "acl: {file: "+tc.file+"}\n", port, backend.addr()))
+		if err := w.d.Reload(); err == nil {
+			t.Fatalf("reload with acl.file %s succeeded", tc.file)
+		}
+		line := w.logs.Wait(t, "ACL rejected", tc.file)
+		if !strings.Contains(line, tc.want) || strings.Count(line, filepath.Join(w.dir, tc.file)) != 1 {
+			t.Errorf("log line %s\nwant it to say %s, the path once", line, tc.want)
+		}
+	}
 }

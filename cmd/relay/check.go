@@ -40,7 +40,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		list, err = acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "relay check: %v\n", err)
+		fmt.Fprintf(stderr, "relay check: acl.file: %v\n", err)
 		return 1
 	}
 	// The same warnings relay logs when it starts or reloads.
