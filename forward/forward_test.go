@@ -328,13 +328,21 @@ func TestListenErrors(t *testing.T) {
 		"lengths differ": {Listen: []string{"127.0.0.1:0", "127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1:1"}}},
 		"empty list":     {Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{}}},
 		"bad address":    {Listen: []string{"127.0.0.1:99999"}, Upstreams: [][]string{{"127.0.0.1:1"}}},
+		// TEST-NET-1 is no address of this box: the bind fails, no packet leaves.
+		"not ours": {Listen: []string{"192.0.2.1:5000"}, Upstreams: [][]string{{"127.0.0.1:1"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if l, err := Listen(cfg); err == nil || !strings.HasPrefix(err.Error(), "forward: ") {
+			l, err := Listen(cfg)
+			if err == nil || !strings.HasPrefix(err.Error(), "forward: ") {
 				if l != nil {
 					l.Close()
 				}
-				t.Errorf("Listen = %v, want a forward: error", err)
+				t.Fatalf("Listen = %v, want a forward: error", err)
+			}
+			for _, addr := range cfg.Listen {
+				if strings.Count(err.Error(), addr) > 1 {
+					t.Errorf("error %q names %s twice", err, addr)
+				}
 			}
 		})
 	}

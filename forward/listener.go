@@ -116,7 +116,10 @@ func Listen(cfg Config) (*Listener, error) {
 				prev.Close()
 			}
 			l.closeUpstreams()
-			return nil, fmt.Errorf("forward: listen %s: %w", addr, err)
+			if !errors.As(err, new(*net.OpError)) { // which names the address already
+				err = fmt.Errorf("listen %s: %w", addr, err)
+			}
+			return nil, fmt.Errorf("forward: %w", err)
 		}
 		l.lns = append(l.lns, ln.(*net.TCPListener))
 		l.addrs = append(l.addrs, ln.Addr())

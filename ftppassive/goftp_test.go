@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,7 +151,9 @@ func TestUpstreamUnreachable(t *testing.T) {
 	if n := w.proxy.Stats().UpstreamFailed.Load(); n != 1 {
 		t.Errorf("UpstreamFailed = %d, want 1", n)
 	}
-	w.logs.Wait(t, "ftp server unreachable", dead)
+	if line := w.logs.Wait(t, "ftp server unreachable", dead); strings.Count(line, dead) != 1 {
+		t.Errorf("the unreachable server's address is not named once: %s", line)
+	}
 
 	// The jlaffaye client reports it as an error, not a hang.
 	if _, err := ftp.Dial(w.addr, ftp.DialWithTimeout(5*time.Second)); err == nil || errors.Is(err, io.EOF) {

@@ -339,7 +339,10 @@ func (p *Proxy) dialUpstream(ctx context.Context, index int) (net.Conn, error) {
 		}
 		cur.Failed(err)
 		p.stats.DialFailures.Add(1)
-		errs = append(errs, fmt.Errorf("dial %s: %w", t, err))
+		if !errors.As(err, new(*net.OpError)) { // which names the address already
+			err = fmt.Errorf("dial %s: %w", t, err)
+		}
+		errs = append(errs, err)
 	}
 	if err := cur.Err(); err != nil {
 		return nil, err

@@ -86,7 +86,7 @@ func TestListenErrors(t *testing.T) {
 		{"empty list", Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{}}}, "no upstream for"},
 		{"bad upstream", Config{Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{"127.0.0.1"}}}, `upstream "127.0.0.1"`},
 		{"port taken", Config{Listen: []string{"127.0.0.1:0", busy.LocalAddr().String()},
-			Upstreams: [][]string{{"127.0.0.1:9"}, {"127.0.0.1:9"}}}, "listen " + busy.LocalAddr().String()},
+			Upstreams: [][]string{{"127.0.0.1:9"}, {"127.0.0.1:9"}}}, "listen udp4 " + busy.LocalAddr().String() + ": bind: address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := Listen(tc.cfg)
@@ -96,6 +96,9 @@ func TestListenErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "udpstream: ") {
 				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			}
+			if addr := busy.LocalAddr().String(); strings.Count(err.Error(), addr) > 1 {
+				t.Fatalf("error %q names %s twice", err, addr)
 			}
 		})
 	}

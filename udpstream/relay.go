@@ -199,7 +199,10 @@ func listen(cfg Config, nw network) (*Relay, error) {
 			for _, p := range r.ports {
 				_ = p.conn.close()
 			}
-			return nil, fmt.Errorf("udpstream: listen %s: %w", addr, err)
+			if !errors.As(err, new(*net.OpError)) { // which names the address already
+				err = fmt.Errorf("listen %s: %w", addr, err)
+			}
+			return nil, fmt.Errorf("udpstream: %w", err)
 		}
 		p := newPort(r, c, ups[i])
 		p.spec = addr
