@@ -71,6 +71,22 @@ func TestCheckBadInput(t *testing.T) {
 	}
 }
 
+// TestCheckMissingACL: a config given by a relative path whose acl.file is
+// missing is refused with the key and the file's absolute path, once.
+func TestCheckMissingACL(t *testing.T) {
+	dir := t.TempDir()
+	yaml := "acl: {file: missing_hba.conf}\nlisteners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:8080\", upstream: \"127.0.0.1:80\"}\n"
+	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	code, _, stderr := runCmd("check", "-config", "relay.yaml")
+	want := "relay check: acl.file: open " + filepath.Join(dir, "missing_hba.conf") + ": no such file or directory\n"
+	if code != 1 || stderr != want {
+		t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
+
 func TestCheckExamplesAndACLTest(t *testing.T) {
 	files, err := filepath.Glob("../../examples/*.yaml")
 	if err != nil || len(files) < 2 {
