@@ -1,8 +1,11 @@
 // Package daemon runs the listeners a resolved config describes and keeps
 // them running across reloads: it builds a forward, ftppassive or udpstream
 // listener for each entry, wires the shared ACL set and the logger into them,
-// swaps them by name on SIGHUP, and drains them on shutdown. Its main type is
-// Daemon. It moves no bytes itself and parses no files: config and acl do.
+// swaps them by name on SIGHUP (the successor takes the listen sockets
+// over), hands every listen socket to a new process on a binary upgrade
+// (Upgrade, Takeover; the wire is package handoff), and drains them on
+// shutdown. Its main type is Daemon. It moves no bytes itself and parses no
+// files: config and acl do.
 package daemon
 
 import (

@@ -133,14 +133,10 @@ func isPipeGone(err error) bool {
 // of the admin endpoint, named as the config writes their addresses.
 func (d *Daemon) listenSockets() ([]handoff.Socket, error) {
 	d.mu.Lock()
-	running := make([]*instance, 0, len(d.running))
-	for _, in := range d.running {
-		running = append(running, in)
-	}
 	adm, adminAt := d.admin, d.adminAt
 	d.mu.Unlock()
 	var out []handoff.Socket
-	for _, in := range running {
+	for _, in := range d.runningNow() {
 		src, ok := in.srv.(interface{ Files() ([]*os.File, error) })
 		if !ok {
 			continue
@@ -168,13 +164,7 @@ func (d *Daemon) listenSockets() ([]handoff.Socket, error) {
 // stop reading and keep answering their open sessions. The admin endpoint
 // closes. What they have open drains in Shutdown.
 func (d *Daemon) yield() {
-	d.mu.Lock()
-	running := make([]*instance, 0, len(d.running))
-	for _, in := range d.running {
-		running = append(running, in)
-	}
-	d.mu.Unlock()
-	for _, in := range running {
+	for _, in := range d.runningNow() {
 		switch s := in.srv.(type) {
 		case interface{ Yield() }:
 			s.Yield()
@@ -183,6 +173,17 @@ func (d *Daemon) yield() {
 		}
 	}
 	d.stopAdmin()
+}
+
+// runningNow returns the running listeners, to act on without d.mu.
+func (d *Daemon) runningNow() []*instance {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*instance, 0, len(d.running))
+	for _, in := range d.running {
+		out = append(out, in)
+	}
+	return out
 }
 
 // Takeover is the new process's half of an upgrade: the sockets the old
