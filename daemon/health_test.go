@@ -12,9 +12,9 @@ import (
 // TestUpstreamHealthMetrics: with active checks on, a dead primary is
 // known down before any client comes (relay_upstream_up 0), a client goes
 // to the backup, and the failover is counted against the primary. The dead
-// primary refuses at once; the check timeout is long so that a loaded
+// primary refuses at once; the check timeout is long enough that a loaded
 // machine never times out the live backup (with 50ms it did, and the
-// client met every upstream down).
+// client met every upstream down). A check must end before the next.
 func TestUpstreamHealthMetrics(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	web := newTCPEcho(t, "web")
@@ -27,7 +27,7 @@ listeners:
     mode: tcp
     listen: "127.0.0.1:%d"
     upstream: ["%s", "%s"]
-    health: {interval: 50ms, timeout: 2s}
+    health: {interval: 500ms, timeout: 500ms}
 `, port, dead, web.addr())
 	w := startWorld(t, yaml, nil)
 	base := "http://" + w.d.AdminAddr()
