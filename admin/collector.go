@@ -61,7 +61,7 @@ func newDescs() descs {
 		udpEvicted:         l("relay_udp_sessions_evicted_total", "UDP sessions never answered by their upstream, ended to make room for a new client."),
 		udpDatagrams:       l("relay_udp_datagrams_total", "UDP datagrams relayed, by direction (to_upstream, to_client).", "direction"),
 		udpDropped:         l("relay_udp_datagrams_dropped_total", "UDP datagrams not relayed, by reason.", "reason"),
-		udpFailovers:       l("relay_udp_upstream_failovers_total", "UDP listen ports moved to the next upstream of their list."),
+		udpFailovers:       l("relay_udp_upstream_failovers_total", "UDP sessions moved to another upstream of their list after theirs was reported unreachable (ICMP)."),
 		udpSourcesRejected: l("relay_udp_sources_rejected_total", "New UDP client addresses the ACL refused."),
 
 		ftpSessions:     l("relay_ftp_sessions_total", "FTP control connections relayed to a server."),

@@ -51,7 +51,7 @@
 //	relay_udp_datagrams_total             counter  direction        UDP datagrams relayed; direction as for bytes
 //	relay_udp_datagrams_dropped_total     counter  reason           UDP datagrams not relayed, e.g. acl, session_limit, source_limit
 //	relay_udp_sources_rejected_total      counter                   new UDP client addresses the ACL refused
-//	relay_udp_upstream_failovers_total    counter                   listen ports moved to the next upstream of their list
+//	relay_udp_upstream_failovers_total    counter                   sessions moved to another upstream after ICMP unreachable
 //	relay_ftp_sessions_total              counter                   FTP control connections relayed to a server
 //	relay_ftp_no_upstream_total           counter                   control connections answered 421: no server reachable
 //	relay_ftp_lines_too_long_total        counter                   sessions closed for a control line over the limit

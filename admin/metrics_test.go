@@ -140,7 +140,7 @@ relay_ftp_data_ports_in_use{listener="cms-ftp"} 1
 relay_ftp_refused_total{listener="cms-ftp",reason="data_theft"} 5
 relay_ftp_refused_total{listener="cms-ftp",reason="passive_low_port"} 4
 relay_ftp_refused_total{listener="cms-ftp",reason="port_bounce"} 3
-# HELP relay_udp_upstream_failovers_total UDP listen ports moved to the next upstream of their list.
+# HELP relay_udp_upstream_failovers_total UDP sessions moved to another upstream of their list after theirs was reported unreachable (ICMP).
 # TYPE relay_udp_upstream_failovers_total counter
 relay_udp_upstream_failovers_total{listener="rtb"} 1
 # HELP relay_listener_info 1 for each running listener, with its mode.

@@ -19,9 +19,6 @@ import (
 // the relays it replaces. The ACL guard it gets reads the shared set, so a
 // reload that changes only the ACL reaches it too.
 func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udpstream.Relay) (*instance, error) {
-	if spec.Mode == config.ModeUDP {
-		return d.openWith(spec, inherit, replaces, nil) // udpstream keeps its own failover for now
-	}
 	ups, err := d.upstreams(spec)
 	if err != nil {
 		return nil, err
@@ -47,7 +44,7 @@ func (d *Daemon) upstreams(spec config.Listener) (*upstream.Set, error) {
 	return upstream.New(cfg)
 }
 
-// openWith binds the listener with its upstream Set (nil: udp).
+// openWith binds the listener with its upstream Set.
 func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*udpstream.Relay, ups *upstream.Set) (*instance, error) {
 	log := d.log // each package adds the listener field itself
 	switch spec.Mode {
@@ -93,6 +90,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*
 		cfg := udpConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoUDP, log)
 		cfg.Inherit, cfg.Replaces, cfg.Log = inherit, replaces, log
+		cfg.Upstream = ups
 		r, err := udpstream.Listen(cfg)
 		if err != nil {
 			return nil, err

@@ -28,12 +28,8 @@ func mapped(l config.Listener) any {
 }
 
 // mappedAll is everything open builds for l before wiring: the data
-// plane's Config and, but for udp (which keeps its own failover for now),
-// the upstream Set's.
+// plane's Config and the upstream Set's.
 func mappedAll(l config.Listener) []any {
-	if l.Mode == config.ModeUDP {
-		return []any{mapped(l)}
-	}
 	return []any{mapped(l), upstreamConfig(l)}
 }
 
@@ -44,9 +40,8 @@ var notMapped = map[config.Mode][]string{
 	config.ModeTCP: {"FTP.", "UDP.", "Raw."},
 	config.ModeRaw: {"FTP.", "UDP."},
 	config.ModeFTP: {"UDP.", "Raw.", "ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout"}, // ftp refuses PROXY headers
-	// udpstream keeps its own failover for now: health is not used yet.
 	config.ModeUDP: {"FTP.", "Raw.", "ConnectTimeout", "IdleTimeout", "MaxConns", "PerSource.",
-		"ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout", "Health."},
+		"ProxyProtocol", "AcceptProxy", "ProxyHeaderTimeout"},
 }
 
 // Every mode's own (and shared) settings are for printing or choose the

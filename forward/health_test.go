@@ -71,7 +71,7 @@ func TestBlackholedPrimary(t *testing.T) {
 	}
 
 	primary.Serve(t, tagged("P"))
-	r.logs.Wait(t, `"message":"upstream up"`, primary.Addr(), `"down_for"`)
+	r.logs.Wait(t, `"message":"upstream up"`, primary.Addr(), `"down_for_ms"`)
 	for i := range 3 {
 		if tag, _ := served(t, r); tag != "P" {
 			t.Errorf("after recovery, connection %d went to %q, want the primary", i, tag)

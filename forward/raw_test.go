@@ -355,7 +355,7 @@ func TestRawOutage(t *testing.T) {
 		t.Errorf("%d warnings for one outage:\n%s", n, r.logs.String())
 	}
 	blackhole.Store(false)
-	r.logs.Wait(t, `"message":"upstream up"`, `"down_for"`) // the background re-try, after 1 s
+	r.logs.Wait(t, `"message":"upstream up"`, `"down_for_ms"`) // the background re-try, after 1 s
 	c := r.dial(t, 0)
 	if got := roundTrip(t, c, "\x05"); got != "\x06" {
 		t.Errorf("status after the outage: %q", got)

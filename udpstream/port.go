@@ -8,21 +8,18 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-)
 
-// failoverHold is how long a port stays on an upstream it has just moved to
-// before another unreachable report may move it again. With every upstream
-// down, it bounds the moves (and their log lines) to one per second.
-const failoverHold = time.Second
+	"github.com/edgerelay/relay/upstream"
+)
 
 // port is one listen socket with its session table.
 type port struct {
 	r      *Relay
 	conn   packetConn
-	listen string           // bound address, for logs
-	spec   string           // the Config.Listen entry, to match a successor's
-	ups    []netip.AddrPort // failover list, in order
-	from   *port            // the predecessor's port on this address, if any (see Config.Replaces)
+	listen string // bound address, for logs
+	spec   string // the Config.Listen entry, to match a successor's
+	index  int    // position in Config.Listen: the failover list of r.ups to use
+	from   *port  // the predecessor's port on this address, if any (see Config.Replaces)
 
 	// prev is where sessions this port has not got are looked up next: from,
 	// or the oldest still open port of the chain behind it (see inherited).
@@ -32,9 +29,6 @@ type port struct {
 	yielded    atomic.Bool
 	readerDone chan struct{}
 
-	active  atomic.Int32 // index in ups that new sessions use
-	movedAt atomic.Int64 // relay clock at the last failover
-
 	mu sync.Mutex // guards the following
 	// sessions is keyed by the client's address and port as a value:
 	// hashing a netip.AddrPort costs no allocation, a String() key would
@@ -43,11 +37,9 @@ type port struct {
 	closed   bool
 }
 
-func newPort(r *Relay, c packetConn, ups []netip.AddrPort) *port {
-	p := &port{r: r, conn: c, listen: c.localAddr().String(), ups: ups,
+func newPort(r *Relay, c packetConn, index int) *port {
+	return &port{r: r, conn: c, listen: c.localAddr().String(), index: index,
 		sessions: make(map[netip.AddrPort]*session), readerDone: make(chan struct{})}
-	p.movedAt.Store(-int64(failoverHold))
-	return p
 }
 
 // readLoop reads the listen socket and forwards each batch upstream until
@@ -154,10 +146,14 @@ func (p *port) open(src netip.AddrPort, local netip.Addr, n int) *session {
 		drops.SessionLimit.Add(uint64(n))
 		return nil
 	}
-	u, err := p.dial(int(p.active.Load()))
+	u, err := p.dial()
 	if err != nil {
 		r.limits.Release(src)
 		r.sessionGone()
+		if errors.Is(err, upstream.ErrAllDown) {
+			drops.UpstreamDown.Add(uint64(n)) // the outage is logged once by r.ups
+			return nil
+		}
 		if c := drops.SessionError.Add(uint64(n)); isPow2(c) {
 			r.log.Warn().Err(err).Str("listener", r.name).Str("listen", p.listen).
 				Stringer("client", src).Uint64("dropped", c).Msg("udp session not opened")
@@ -195,41 +191,24 @@ func (r *Relay) takeSlot() bool {
 	return r.evictOldest()
 }
 
-// dial opens a socket connected to upstream i.
-func (p *port) dial(i int) (*upstream, error) {
-	c, err := p.r.net.dial(p.ups[i])
-	if err != nil {
+// dial opens a socket connected to the first upstream of the port's list
+// that is up (upstream.ErrAllDown: none is).
+func (p *port) dial() (*sessionUpstream, error) {
+	var last error
+	cur := p.r.ups.Begin(p.index)
+	for t := cur.Next(); t != nil; t = cur.Next() {
+		c, err := p.r.net.dial(t.AddrPort())
+		if err == nil {
+			cur.Worked()
+			return &sessionUpstream{conn: c, t: t, addr: t.AddrPort()}, nil
+		}
+		cur.Failed(err)
+		last = err
+	}
+	if err := cur.Err(); err != nil {
 		return nil, err
 	}
-	return &upstream{conn: c, index: i, addr: p.ups[i]}, nil
-}
-
-// failover is called when upstream from was reported unreachable. It moves
-// the port to the next upstream of its list (wrapping around) and logs the
-// move once, unless another session moved it already or the current one
-// was chosen less than failoverHold ago. It returns the upstream sessions
-// should use now.
-func (p *port) failover(from int) int {
-	if len(p.ups) == 1 {
-		return from
-	}
-	if cur := int(p.active.Load()); cur != from {
-		return cur
-	}
-	now := p.r.now()
-	if now-p.movedAt.Load() < int64(failoverHold) {
-		return from
-	}
-	next := (from + 1) % len(p.ups)
-	if !p.active.CompareAndSwap(int32(from), int32(next)) {
-		return int(p.active.Load())
-	}
-	p.movedAt.Store(now)
-	p.r.stats.Failovers.Add(1)
-	p.r.log.Warn().Str("listener", p.r.name).Str("listen", p.listen).
-		Stringer("from", p.ups[from]).Stringer("to", p.ups[next]).
-		Msg("udp upstream unreachable (ICMP port unreachable); moving sessions to the next upstream")
-	return next
+	return nil, last
 }
 
 // expire removes the sessions that have been idle for timeout (unconfirmed

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/relay/limit"
+	"github.com/edgerelay/relay/upstream"
 	"github.com/rs/zerolog"
 )
 
@@ -34,6 +35,11 @@ type Config struct {
 	// Listen holds one bind address per port, "host:port"; a range arrives
 	// already expanded, one entry per port.
 	Listen []string
+	// Upstream chooses the upstream of each new session from Upstreams and
+	// keeps their health; the Relay takes it over (Serve starts it, Close
+	// closes it). nil: a Set over Upstreams with passive health only.
+	Upstream *upstream.Set
+
 	// Upstreams[i] is the failover list for Listen[i], "host:port" each
 	// (host names are resolved once, by Listen). Sessions use the first;
 	// when it is reported unreachable (ICMP port unreachable) the port's
@@ -122,6 +128,7 @@ type Relay struct {
 	maxSessions        int64
 	log                zerolog.Logger
 	net                network
+	ups                *upstream.Set // chooses each session's upstream; closed by Close
 	ports              []*port
 	start              time.Time
 	stats              Stats
@@ -148,29 +155,58 @@ type Relay struct {
 // Listen binds every listen port now (so bind errors surface at start and
 // on reload) and resolves the upstreams. It starts no goroutine.
 func Listen(cfg Config) (*Relay, error) {
-	return listen(cfg, defaultNetwork(&cfg))
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if cfg.Upstream == nil {
+		s, err := upstream.New(upstream.Config{Listener: cfg.Name, Network: "udp", Lists: cfg.Upstreams, Log: cfg.Log})
+		if err != nil {
+			return nil, fmt.Errorf("udpstream: %w", err)
+		}
+		cfg.Upstream = s
+	}
+	r, err := listen(cfg, defaultNetwork(&cfg))
+	if err != nil {
+		cfg.Upstream.Close()
+	}
+	return r, err
 }
+
+// check refuses a config without listen addresses or with a port that has
+// no upstream.
+func (c *Config) check() error {
+	if len(c.Listen) == 0 {
+		return errors.New("udpstream: no listen address")
+	}
+	if len(c.Upstreams) != len(c.Listen) {
+		return fmt.Errorf("udpstream: %d listen addresses but %d upstream lists", len(c.Listen), len(c.Upstreams))
+	}
+	for i, list := range c.Upstreams {
+		if len(list) == 0 {
+			return fmt.Errorf("udpstream: no upstream for %s", c.Listen[i])
+		}
+	}
+	return nil
+}
+
+// upAlways is the probe of a Set made by listen for a simulated network:
+// nothing may leave the simulation, so a down upstream is simply tried
+// again after the back-off.
+func upAlways(context.Context, netip.AddrPort) error { return nil }
 
 // listen is Listen over any network; the vnet tests pass theirs.
 func listen(cfg Config, nw network) (*Relay, error) {
-	if len(cfg.Listen) == 0 {
-		return nil, errors.New("udpstream: no listen address")
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
-	if len(cfg.Upstreams) != len(cfg.Listen) {
-		return nil, fmt.Errorf("udpstream: %d listen addresses but %d upstream lists", len(cfg.Listen), len(cfg.Upstreams))
-	}
-	ups := make([][]netip.AddrPort, len(cfg.Upstreams))
-	for i, list := range cfg.Upstreams {
-		if len(list) == 0 {
-			return nil, fmt.Errorf("udpstream: no upstream for %s", cfg.Listen[i])
+	ups := cfg.Upstream
+	if ups == nil {
+		s, err := upstream.New(upstream.Config{Listener: cfg.Name, Network: "udp", Lists: cfg.Upstreams,
+			Probe: upAlways, Log: cfg.Log})
+		if err != nil {
+			return nil, fmt.Errorf("udpstream: %w", err)
 		}
-		for _, s := range list {
-			ap, err := resolve(s)
-			if err != nil {
-				return nil, err
-			}
-			ups[i] = append(ups[i], ap)
-		}
+		ups = s
 	}
 	timeout := cfg.sessionTimeout()
 	r := &Relay{
@@ -183,6 +219,7 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		maxSessions:        int64(cfg.maxSessions()),
 		log:                cfg.log(),
 		net:                nw,
+		ups:                ups,
 		start:              time.Now(),
 		done:               make(chan struct{}),
 		drained:            make(chan struct{}),
@@ -199,28 +236,21 @@ func listen(cfg Config, nw network) (*Relay, error) {
 			for _, p := range r.ports {
 				_ = p.conn.close()
 			}
+			if cfg.Upstream == nil {
+				ups.Close()
+			}
 			if !errors.As(err, new(*net.OpError)) { // which names the address already
 				err = fmt.Errorf("listen %s: %w", addr, err)
 			}
 			return nil, fmt.Errorf("udpstream: %w", err)
 		}
-		p := newPort(r, c, ups[i])
+		p := newPort(r, c, i)
 		p.spec = addr
 		p.from = predecessor(cfg.Replaces, addr)
 		p.prev.Store(p.from)
 		r.ports = append(r.ports, p)
 	}
 	return r, nil
-}
-
-// resolve turns "host:port" into an address; IPv4 stays IPv4 (unmapped).
-func resolve(s string) (netip.AddrPort, error) {
-	ua, err := net.ResolveUDPAddr("udp", s)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("udpstream: upstream %q: %w", s, err)
-	}
-	ap := ua.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 // Serve forwards until the relay is closed, then returns ErrClosed.
@@ -242,6 +272,7 @@ func (r *Relay) Serve() error {
 	r.takeOver() // a no-op when the owner called TakeOver first
 	go r.sweepLoop()
 	r.mu.Unlock()
+	r.ups.Start()
 
 	<-r.done
 	return ErrClosed
@@ -284,6 +315,7 @@ func (r *Relay) Close() error {
 		}
 	})
 	r.wg.Wait()
+	r.ups.Close()
 	return nil
 }
 

@@ -269,9 +269,9 @@ func TestAdmit(t *testing.T) {
 	}
 }
 
-// When the first upstream answers with ICMP port unreachable, the session
-// moves to the next one and later sessions start there; the move is logged
-// once.
+// When the first upstream answers with ICMP port unreachable, it is marked
+// down (logged once), the session moves to the next one and later sessions
+// start there.
 func TestFailover(t *testing.T) {
 	checkLeaks(t)
 	dead := deadUDPAddr(t)
@@ -301,8 +301,8 @@ func TestFailover(t *testing.T) {
 	if st.Failovers.Load() != 1 || st.Drops.Unreachable.Load() == 0 {
 		t.Errorf("Failovers %d Unreachable %d, want 1 and > 0", st.Failovers.Load(), st.Drops.Unreachable.Load())
 	}
-	if n := w.logs.Count("moving sessions to the next upstream", `"from":"`+dead+`"`); n != 1 {
-		t.Errorf("%d failover log lines, want 1:\n%s", n, w.logs)
+	if n := w.logs.Count(`"message":"upstream down"`, `"upstream":"`+dead+`"`); n != 1 {
+		t.Errorf("%d down lines for the dead upstream, want 1:\n%s", n, w.logs)
 	}
 	_ = w.relay.Close()
 	if n := w.logs.Count(`"end":"shutdown"`, `"upstream":"`+w.backends[0].addr().String()+`"`); n != 2 {

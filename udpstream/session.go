@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgerelay/relay/upstream"
 )
 
 // Why a session ended, the "end" field of its access-log line.
@@ -14,11 +16,11 @@ const (
 	endUpstreamError = "upstream_error" // the upstream socket failed (the "error" field says how)
 )
 
-// upstream is a session's socket connected to one upstream address.
-type upstream struct {
-	conn  packetConn
-	index int // position in the port's failover list
-	addr  netip.AddrPort
+// sessionUpstream is a session's socket connected to one upstream address.
+type sessionUpstream struct {
+	conn packetConn
+	t    *upstream.Target // its health, shared with the listener's other sessions
+	addr netip.AddrPort
 }
 
 // session is one client of one listen port. The port's reader forwards the
@@ -31,7 +33,7 @@ type session struct {
 
 	// up is replaced on failover, so it is read atomically by both
 	// directions; replacing it closes the old socket.
-	up atomic.Pointer[upstream]
+	up atomic.Pointer[sessionUpstream]
 	// local is the address the client last sent to, the replies' source
 	// (zero: the route's choice). Written by the port's reader only when
 	// it changes, so the pointer costs an allocation per change, not per
@@ -62,7 +64,7 @@ type session struct {
 	err    error
 }
 
-func newSession(p *port, client netip.AddrPort, local netip.Addr, u *upstream, now int64) *session {
+func newSession(p *port, client netip.AddrPort, local netip.Addr, u *sessionUpstream, now int64) *session {
 	s := &session{p: p, client: client, started: time.Now(), seenStamp: -1}
 	s.local.Store(&local)
 	s.up.Store(u)
@@ -110,7 +112,7 @@ func (s *session) toUpstream(b *batch, i, j int) {
 			// earlier datagram on the next call; this datagram was
 			// not sent. Move if the list allows, else send it again.
 			st.Drops.Unreachable.Add(1)
-			s.moveFrom(u)
+			s.moveFrom(u, err)
 			retried = true
 			continue
 		}
@@ -137,7 +139,7 @@ func (s *session) relayReplies() {
 			}
 			if isUnreachable(err) {
 				st.Drops.Unreachable.Add(1)
-				s.moveFrom(u)
+				s.moveFrom(u, err)
 				continue
 			}
 			s.end(endUpstreamError, err)
@@ -187,16 +189,19 @@ func (s *session) toClient(b *batch) {
 	}
 }
 
-// moveFrom moves the session off upstream u, which was reported unreachable,
-// to the upstream the port now uses. It reports whether the session is on
-// another upstream afterwards.
-func (s *session) moveFrom(u *upstream) bool {
-	next := s.p.failover(u.index)
-	if next == u.index {
+// moveFrom marks upstream u down (it was reported unreachable: why) and
+// moves the session to the first upstream of the port's list that is up,
+// if that is another one. It reports whether the session is on another
+// upstream afterwards. With every upstream down the session stays where it
+// is, and its datagrams keep drawing ICMP errors until one comes back.
+func (s *session) moveFrom(u *sessionUpstream, why error) bool {
+	u.t.Failed(why)
+	nu, err := s.p.dial()
+	if err != nil {
 		return false
 	}
-	nu, err := s.p.dial(next)
-	if err != nil {
+	if nu.t == u.t {
+		_ = nu.conn.close()
 		return false
 	}
 	s.mu.Lock()
@@ -209,6 +214,7 @@ func (s *session) moveFrom(u *upstream) bool {
 	s.up.Store(nu)
 	s.mu.Unlock()
 	_ = u.conn.close()
+	s.p.r.stats.Failovers.Add(1)
 	return true
 }
 

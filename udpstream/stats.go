@@ -20,8 +20,8 @@ type Stats struct {
 	// that returned false; the datagram that asked is counted in Drops.ACL).
 	Rejected atomic.Uint64
 
-	// Failovers counts moves of a listen port from one upstream of its list
-	// to the next after the current one was reported unreachable.
+	// Failovers counts sessions moved to another upstream of their list
+	// after theirs was reported unreachable (ICMP).
 	Failovers atomic.Uint64
 
 	Drops Drops // datagrams not forwarded, by reason
@@ -35,6 +35,7 @@ type Drops struct {
 	ACL          atomic.Uint64 // from a source Admit refused
 	Draining     atomic.Uint64 // from a new source after Shutdown began
 	SessionError atomic.Uint64 // from a new source whose upstream socket could not be opened
+	UpstreamDown atomic.Uint64 // from a new source while every upstream of its port was down
 	Truncated    atomic.Uint64 // larger than the receive buffer (cannot happen with real sockets)
 	SendError    atomic.Uint64 // the send failed (either direction), e.g. no route or buffer space
 
@@ -53,6 +54,7 @@ func (d *Drops) DropReasons() map[string]uint64 {
 		"acl":                  d.ACL.Load(),
 		"draining":             d.Draining.Load(),
 		"session_error":        d.SessionError.Load(),
+		"upstream_down":        d.UpstreamDown.Load(),
 		"truncated":            d.Truncated.Load(),
 		"send_error":           d.SendError.Load(),
 		"upstream_unreachable": d.Unreachable.Load(),

@@ -41,6 +41,11 @@ func (t *Target) AddrPort() netip.AddrPort { return t.addr }
 // Up reports whether the address is up now.
 func (t *Target) Up() bool { return t.up.Load() }
 
+// Failed reports that t failed outside a Cursor's walk (a UDP session's
+// upstream answered with ICMP unreachable): t is marked down, as
+// Cursor.Failed does.
+func (t *Target) Failed(err error) { t.markDown(err) }
+
 // markDown records a failure. The first one of an outage logs it and
 // starts the background re-try; later ones change nothing.
 func (t *Target) markDown(reason error) {
@@ -81,7 +86,7 @@ func (t *Target) markUp(why string) {
 	t.up.Store(true)
 	down := time.Since(t.downSince)
 	s.mu.Unlock()
-	t.event(s.log.Info()).Str("reason", why).Dur("down_for", down).Msg("upstream up")
+	t.event(s.log.Info()).Str("reason", why).Dur("down_for_ms", down).Msg("upstream up")
 }
 
 // stillDown reports whether outage is the one going on now.
@@ -170,6 +175,11 @@ func (t *Target) event(ev *zerolog.Event) *zerolog.Event {
 // probe checks whether t answers: a TCP connect, or for udp a datagram
 // that a closed port answers with ICMP port unreachable.
 func (s *Set) probe(t *Target) error {
+	if s.cfg.Probe != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
+		defer cancel()
+		return s.cfg.Probe(ctx, t.addr)
+	}
 	if s.cfg.Network == "udp" {
 		return probeUDP(s.ctx, t.addr, s.probeTimeout())
 	}

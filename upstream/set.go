@@ -74,6 +74,10 @@ type Config struct {
 	Health Health
 	// Dial makes a TCP probe's connection. nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Probe replaces the probe (a TCP connect, a UDP datagram) when set:
+	// nil error means addr answers. Tests over a simulated network use
+	// it so that no probe leaves the simulation.
+	Probe func(ctx context.Context, addr netip.AddrPort) error
 	// Resolver resolves host names; several Sets may share one. nil: if a
 	// list holds a name, New makes one over /etc/resolv.conf and Close
 	// closes it.
@@ -163,11 +167,11 @@ func (s *Set) entry(spec string, bySpec map[string]*entry) (*entry, error) {
 	}
 	host, portStr, err := net.SplitHostPort(spec)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: %q: %w", spec, err)
+		return nil, fmt.Errorf("upstream %q: %w", spec, err)
 	}
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || port == 0 {
-		return nil, fmt.Errorf("upstream: %q: bad port", spec)
+		return nil, fmt.Errorf("upstream %q: bad port", spec)
 	}
 	e := &entry{spec: spec, port: uint16(port)}
 	if ip, err := netip.ParseAddr(host); err == nil {

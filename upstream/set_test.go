@@ -93,7 +93,7 @@ func TestRefusedPrimary(t *testing.T) {
 	if got, err := connect(s, 0); err != nil || got != primary {
 		t.Errorf("after recovery: %q %v, want the primary", got, err)
 	}
-	if !strings.Contains(logs.String(), `"reason":"a probe answered","down_for":`) {
+	if !strings.Contains(logs.String(), `"reason":"a probe answered","down_for_ms":`) {
 		t.Errorf("no up line with reason and down_for:\n%s", logs)
 	}
 }

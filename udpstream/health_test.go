@@ -1,0 +1,95 @@
+package udpstream
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// startBackendAt is startBackend on a given address (a dead upstream
+// coming back).
+func startBackendAt(t *testing.T, addr, tag string) *backend {
+	t.Helper()
+	ua, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.ListenUDP("udp4", ua)
+	if err != nil {
+		t.Skipf("the port of %s was taken meanwhile: %v", addr, err)
+	}
+	b := &backend{conn: c, tag: tag, done: make(chan struct{})}
+	go b.serve()
+	t.Cleanup(b.close)
+	return b
+}
+
+// replyTag sends ping from c until a reply comes (at most tries times) and
+// returns the tag of the backend that answered.
+func replyTag(t *testing.T, c *client, to net.Addr, tries int) string {
+	t.Helper()
+	for range tries {
+		c.send(to, []byte("ping"))
+		if p, _, ok := c.recv(100 * time.Millisecond); ok {
+			info, err := parseEcho(p)
+			if err != nil {
+				t.Fatalf("reply %q: %v", p, err)
+			}
+			return info.tag
+		}
+	}
+	t.Fatalf("no reply in %d tries", tries)
+	return ""
+}
+
+// TestPrimaryRecovers: a primary that refused (ICMP port unreachable) is
+// re-tried in the background; once it answers, new sessions go to it again
+// while the moved session stays on the backup.
+func TestPrimaryRecovers(t *testing.T) {
+	checkLeaks(t)
+	dead := deadUDPAddr(t)
+	w := newWorld(t, 1, func(c *Config) { c.Upstreams[0] = []string{dead, c.Upstreams[0][0]} })
+	to := w.port(0)
+	c1 := newClient(t, "127.0.0.2")
+	if tag := replyTag(t, c1, to, 50); tag != "b0" {
+		t.Fatalf("first session answered by %q, want the backup", tag)
+	}
+	startBackendAt(t, dead, "p")
+	w.logs.Wait(t, `"message":"upstream up"`, `"upstream":"`+dead+`"`, `"down_for_ms"`)
+	c2 := newClient(t, "127.0.0.3")
+	if tag := replyTag(t, c2, to, 10); tag != "p" {
+		t.Errorf("a new session after recovery went to %q, want the primary", tag)
+	}
+	if tag := replyTag(t, c1, to, 10); tag != "b0" {
+		t.Errorf("the moved session went to %q, want it to stay on the backup", tag)
+	}
+	if n := w.relay.Stats().Failovers.Load(); n != 1 {
+		t.Errorf("Failovers = %d, want 1 (the one session moved)", n)
+	}
+}
+
+// TestEveryUDPUpstreamDown: with both upstreams refusing, new sources'
+// datagrams are dropped at once as upstream_down, and the outage is
+// logged once.
+func TestEveryUDPUpstreamDown(t *testing.T) {
+	checkLeaks(t)
+	a, b := deadUDPAddr(t), deadUDPAddr(t)
+	w := newWorld(t, 1, func(c *Config) { c.Upstreams[0] = []string{a, b} })
+	to := w.port(0)
+	c1 := newClient(t, "127.0.0.2")
+	st := w.relay.Stats()
+	for try := 0; st.Drops.UpstreamDown.Load() == 0; try++ {
+		if try == 100 {
+			t.Fatalf("no datagram dropped as upstream_down:\n%s", w.logs)
+		}
+		c1.send(to, []byte("ping"))
+		newClient(t, "127.0.0.3").send(to, []byte("ping"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := w.logs.Count("every upstream down"); n != 1 {
+		t.Errorf("%d outage lines, want 1:\n%s", n, w.logs)
+	}
+	if n := w.logs.Count(`"message":"upstream down"`); n != 2 {
+		t.Errorf("%d down lines, want 2:\n%s", n, w.logs)
+	}
+}
