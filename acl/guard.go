@@ -34,6 +34,8 @@ type Set struct {
 
 	list atomic.Pointer[List]
 
+	recent recentRing // the last rejections, for the status page
+
 	mu     sync.Mutex // guards the following
 	guards map[guardKey]*guard
 }
@@ -217,8 +219,10 @@ func (g *guard) admitTLS(client netip.AddrPort, cert *x509.Certificate) (bool, s
 	return false, why
 }
 
-// logRejection writes the line of a rejected client, within the budget.
+// logRejection keeps a rejected client for Recent and writes its line,
+// within the budget.
 func (g *guard) logRejection(client netip.AddrPort, d Decision, peer *Peer) {
+	g.set.recent.add(Rejection{Time: g.set.now(), Listener: g.key.listener, Proto: g.key.proto, Client: client, Rule: ruleText(d)})
 	if log := g.budget(); log != nil {
 		ev := log.Info().
 			Str("listener", g.key.listener).

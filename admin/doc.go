@@ -28,6 +28,9 @@
 //  5. collector.go gets a descriptor and emits it; TestEveryCountReachesMetrics
 //     fails for a Snapshot number on no relay_* series. Add the family to
 //     the table below and to README.md.
+//  6. The page (page/status.js) shows it; TestPageShowsEveryField fails for
+//     a json name the script never mentions, and TestStatusJSONNames pins
+//     the names in testdata/status.json.
 //
 // # Series
 //
@@ -80,4 +83,18 @@
 //
 // /healthz answers 200 "ok" once Config.Ready reports true and 503 before,
 // so a unit or a load balancer can wait for every listener to be bound.
+//
+// # Status page and /status.json
+//
+// GET / is a page (HTML, CSS and plain JavaScript embedded in the binary,
+// nothing loaded from elsewhere) that reads /status.json every 2 s. The
+// JSON is a Status: the daemon's facts (relay), the process (uptime,
+// connections, file descriptors) and one Snapshot per listener name in
+// config order, with rates over about the last 10 s computed from the
+// reads. Its field names are the json tags of Status and the types inside
+// it, stable once released; sections a listener lacks are left out.
+//
+// Every route is a GET: the endpoint changes nothing. Config.Allow may
+// refuse a client, which then gets 403 on every route; the daemon uses the
+// ACL's rules for the name admin.
 package admin

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -48,6 +49,10 @@ type Config struct {
 	// open connections finish; /healthz then answers 503 "draining", so a
 	// load balancer stops sending new clients. nil: never.
 	Draining func() bool
+	// Allow decides, per request, whether the client may use the endpoint;
+	// a refused one gets 403 on every path. nil: every client that can
+	// reach the address.
+	Allow func(netip.AddrPort) bool
 	// Collectors are registered beside the relay, Go and process
 	// collectors, e.g. the daemon's reload counters. nil: none.
 	Collectors []prometheus.Collector
@@ -56,7 +61,8 @@ type Config struct {
 	Log zerolog.Logger
 }
 
-// Server serves /metrics and /healthz.
+// Server serves /metrics, /healthz, /status.json and the status page. Every
+// route is a GET: nothing on the endpoint changes the relay's state.
 type Server struct {
 	listen  string
 	inherit *os.File
@@ -98,9 +104,13 @@ func New(cfg Config) (*Server, error) {
 		// its own that Close could not wait for.
 	}))
 	mux.HandleFunc("GET /healthz", healthz(cfg.Ready, cfg.Draining))
-	mux.HandleFunc("GET /{$}", index)
+	sr := &statusReader{gather: cfg.Gather, relay: cfg.Relay, ready: cfg.Ready, now: time.Now}
+	mux.HandleFunc("GET /status.json", sr.serveJSON)
+	mux.HandleFunc("GET /{$}", servePage("index.html", "text/html; charset=utf-8"))
+	mux.HandleFunc("GET /status.css", servePage("status.css", "text/css; charset=utf-8"))
+	mux.HandleFunc("GET /status.js", servePage("status.js", "text/javascript; charset=utf-8"))
 	s.srv = &http.Server{
-		Handler:           s.track(mux),
+		Handler:           s.track(guard(cfg.Allow, mux)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -260,11 +270,6 @@ func healthz(ready, draining func() bool) http.HandlerFunc {
 		}
 		io.WriteString(w, "ok\n")
 	}
-}
-
-func index(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	io.WriteString(w, "relay admin endpoint\n/metrics  Prometheus metrics\n/healthz  200 ok once every listener is bound\n")
 }
 
 // warnWriter logs each line the standard library logger writes (the HTTP

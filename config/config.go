@@ -78,6 +78,10 @@ type Log struct {
 	Format string // "auto" (console on a terminal, else json), "json" or "console"
 }
 
+// AdminACLName is the listener name under which the ACL file's rules reach
+// the admin endpoint; no listener may take it.
+const AdminACLName = "admin"
+
 // Admin is the /metrics and /healthz endpoint.
 type Admin struct {
 	Listen string // "host:port"; empty: no admin endpoint
@@ -226,6 +230,10 @@ func (c *Config) UpstreamNames() []string {
 	}
 	return names
 }
+
+// ACLNames are the names an ACL file may use: every listener's, and
+// AdminACLName for the admin endpoint.
+func (c *Config) ACLNames() []string { return append(c.Names(), AdminACLName) }
 
 // Lookup returns the listener called name, or nil.
 func (c *Config) Lookup(name string) *Listener {

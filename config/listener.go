@@ -89,6 +89,9 @@ func checkName(name, path string, p *problems) {
 	case name == "all":
 		p.add(path, `"all" is reserved: the ACL file uses it to mean every listener`)
 		return
+	case name == AdminACLName:
+		p.add(path, `"admin" is reserved: the ACL file uses it for the admin endpoint`)
+		return
 	}
 	for _, c := range []byte(name) {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {

@@ -140,6 +140,11 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"listeners[0].name"}, msg: "reserved",
 		},
 		{
+			name:  "name admin is reserved for the admin endpoint's ACL rules",
+			yaml:  "listeners:\n  - name: admin\n    mode: tcp\n    listen: :80\n    upstream: 10.0.0.5:80\n",
+			paths: []string{"listeners[0].name"}, msg: `"admin" is reserved`,
+		},
+		{
 			name:  "unknown mode",
 			yaml:  "listeners:\n  - name: a\n    mode: tpc\n    listen: :80\n    upstream: 10.0.0.5:80\n",
 			paths: []string{"listeners[0].mode"}, where: "t.yaml:3", msg: `unknown mode "tpc"`,

@@ -15,7 +15,7 @@ func loadACL(cfg *config.Config) (*acl.List, error) {
 	if cfg.ACLPath == "" {
 		return nil, nil
 	}
-	list, err := acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
+	list, err := acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.ACLNames()})
 	if err != nil {
 		return nil, fmt.Errorf("acl.file: %w", err)
 	}

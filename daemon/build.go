@@ -68,6 +68,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*
 		return &instance{spec: spec, srv: l, snap: func() admin.Snapshot {
 			s := facts(spec)
 			forwardCounts(&s, l.Stats(), spec)
+			rawHolders(&s, l.Holders())
 			return s
 		}}, nil
 	case config.ModeFTP:

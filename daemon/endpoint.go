@@ -38,6 +38,7 @@ func (d *Daemon) bindAdmin(listen string, inherit *os.File) (*admin.Server, erro
 		Relay:      d.Facts,
 		Ready:      d.Ready,
 		Draining:   d.Draining,
+		Allow:      d.adminAllow(listen),
 		Collectors: []prometheus.Collector{newReloadCollector(d)},
 		Log:        d.log,
 	})

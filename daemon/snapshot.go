@@ -71,6 +71,16 @@ func forwardCounts(s *admin.Snapshot, st *forward.Stats, spec config.Listener) {
 	}
 }
 
+// rawHolders adds who holds each device of an exclusive raw listener now.
+func rawHolders(s *admin.Snapshot, holders []forward.Holder) {
+	if s.Raw == nil {
+		return
+	}
+	for _, h := range holders {
+		s.Raw.Printing = append(s.Raw.Printing, admin.Holder{Client: h.Client.String(), Since: h.Since})
+	}
+}
+
 // tlsCounts reads the handshake counters of the sides that use TLS.
 func tlsCounts(spec config.Listener, st *forward.Stats) *admin.TLS {
 	if spec.TLS == nil && spec.UpstreamTLS == nil {

@@ -1,10 +1,14 @@
 package daemon
 
 import (
+	"net"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/admin"
+	"github.com/edgerelay/relay/config"
 )
 
 // Facts returns what the daemon knows beyond its listeners' counters, for
@@ -24,7 +28,7 @@ func (d *Daemon) Facts() admin.Relay {
 		r.LastReload = &last
 	}
 	if d.admin != nil {
-		r.AdminListen = d.adminAt
+		r.AdminListen = d.admin.Addr().String()
 	}
 	path := d.cfg.ACLPath
 	d.mu.Unlock()
@@ -34,8 +38,47 @@ func (d *Daemon) Facts() admin.Relay {
 		for _, c := range d.acls.Counts() {
 			r.ACL.Decisions = append(r.ACL.Decisions, aclDecisions(c))
 		}
+		for _, rj := range d.acls.Recent() {
+			r.ACL.Recent = append(r.ACL.Recent, admin.Rejection{
+				Time:     rj.Time,
+				Listener: rj.Listener,
+				Proto:    rj.Proto.String(),
+				Client:   rj.Client.String(),
+				Rule:     rj.Rule,
+			})
+		}
 	}
 	return r
+}
+
+// adminAllow returns the admin endpoint's Allow hook for an endpoint bound
+// at listen. The ACL's rules for the listener name admin (and "all") decide
+// when the endpoint listens beyond loopback, or when the ACL file names
+// admin; otherwise whoever can reach a loopback address may, as without an
+// ACL file.
+func (d *Daemon) adminAllow(listen string) func(netip.AddrPort) bool {
+	admit := d.acls.Guard(config.AdminACLName, acl.ProtoTCP, d.log)
+	exposed := !loopbackOnly(listen)
+	return func(client netip.AddrPort) bool {
+		list := d.acls.Load()
+		if list == nil || !exposed && !slices.Contains(list.Listeners(), config.AdminACLName) {
+			return true
+		}
+		return admit(client)
+	}
+}
+
+// loopbackOnly reports whether a host:port only listens on loopback.
+func loopbackOnly(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // aclDecisions maps one guard's counts onto admin's shape.

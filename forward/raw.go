@@ -73,6 +73,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 			return
 		}
 		defer q.release(t)
+		q.hold(client)
 	}
 	up, addr, err := l.dialFor(a)
 	if err != nil {
@@ -101,6 +102,24 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 	})
 	job.printing = time.Since(printing)
 	job.log(res.End, res.Err, res)
+}
+
+// Holders returns, for each port of an exclusive raw listener whose device
+// a client holds now, that client; nil for other listeners.
+func (l *Listener) Holders() []Holder {
+	if l.raw == nil {
+		return nil
+	}
+	var out []Holder
+	for _, q := range l.raw.queues {
+		if q == nil {
+			continue
+		}
+		if h, ok := q.current(); ok {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // rawJob collects what the job line says.

@@ -361,3 +361,28 @@ func TestRawOutage(t *testing.T) {
 		t.Errorf("status after the outage: %q", got)
 	}
 }
+
+// TestRawHolders: Holders names the client that has the printer, from when
+// its turn came, and nobody once it is done.
+func TestRawHolders(t *testing.T) {
+	checkLeaks(t)
+	p := newPrinter(t, &printer{})
+	r := rawRelay(t, p.Addr(), Raw{Exclusive: true})
+	if h := r.Holders(); len(h) != 0 {
+		t.Fatalf("Holders before any client = %v", h)
+	}
+	before := time.Now()
+	holder := holdPrinter(t, r, p)
+	var h []Holder
+	world.Eventually(t, "holder shown", func() bool { h = r.Holders(); return len(h) == 1 })
+	if want := holder.LocalAddr().(*net.TCPAddr).AddrPort(); h[0].Client.Port() != want.Port() || h[0].Since.Before(before) {
+		t.Errorf("Holders = %+v, want client %v since after %v", h, want, before)
+	}
+	holder.CloseWrite()
+	holder.SetDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(holder)
+	world.Eventually(t, "holder gone", func() bool { return len(r.Holders()) == 0 })
+	if h := startRelay(t, Config{Name: "plain", Upstreams: [][]string{{p.Addr()}}}).Holders(); h != nil {
+		t.Errorf("a tcp listener's Holders = %v, want nil", h)
+	}
+}

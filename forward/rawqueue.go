@@ -3,6 +3,7 @@ package forward
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -20,6 +21,27 @@ type turnQueue struct {
 	mu      sync.Mutex // guards the following
 	busy    bool       // a client holds the turn
 	waiting []*ticket
+	holder  Holder // who holds the turn, for the status page; zero when idle or not yet known
+}
+
+// Holder is the client that holds a device in exclusive raw mode.
+type Holder struct {
+	Client netip.AddrPort
+	Since  time.Time // when its turn came
+}
+
+// hold records client as the holder of the turn it was just given.
+func (q *turnQueue) hold(client netip.AddrPort) {
+	q.mu.Lock()
+	q.holder = Holder{Client: client, Since: time.Now()}
+	q.mu.Unlock()
+}
+
+// current returns the holder, ok false when the device is idle.
+func (q *turnQueue) current() (Holder, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.holder, q.busy && q.holder.Client.IsValid()
 }
 
 // ticket is one client's place in the queue.
@@ -45,6 +67,7 @@ func (q *turnQueue) join() (t *ticket, granted bool) {
 func (q *turnQueue) release(*ticket) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.holder = Holder{}
 	if len(q.waiting) == 0 {
 		q.busy = false
 		return

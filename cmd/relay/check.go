@@ -37,7 +37,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	var list *acl.List // nil: no ACL, every source may connect
 	if cfg.ACLPath != "" {
-		list, err = acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.Names()})
+		list, err = acl.LoadFile(cfg.ACLPath, acl.Options{Listeners: cfg.ACLNames()})
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "relay check: acl.file: %v\n", err)

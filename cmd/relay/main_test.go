@@ -416,7 +416,7 @@ func TestCheckACLNamesUndefinedListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, stderr := runCmd("check", "-config", cfg)
-	want := hba + `:2:6: listener "wbe" is not defined in the config (it has web)`
+	want := hba + `:2:6: listener "wbe" is not defined in the config (it has admin, web)`
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
 	}

@@ -1,0 +1,258 @@
+// The relay's status page: reads status.json every 2 s and redraws. Plain
+// JavaScript, no libraries, nothing fetched from anywhere else. Every value
+// from the relay goes into the page as text (textContent), never as HTML.
+"use strict";
+
+const REFRESH_MS = 2000;
+let reads = 0;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v !== undefined && v !== null) e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(typeof c === "string" || typeof c === "number" ? String(c) : c);
+  }
+  return e;
+}
+
+function num(n) {
+  return n === undefined || n === null ? "–" : Number(n).toLocaleString("en-US");
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? String(Math.round(n)) : n.toFixed(1)) + " " + units[i];
+}
+
+function duration(seconds) {
+  seconds = Math.max(0, Math.floor(seconds));
+  const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
+  const m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+  if (d > 0) return d + "d " + h + "h";
+  if (h > 0) return h + "h " + m + "m";
+  if (m > 0) return m + "m " + s + "s";
+  return s + "s";
+}
+
+function when(iso) {
+  if (!iso || iso.startsWith("0001-")) return "–";
+  return new Date(iso).toLocaleString();
+}
+
+function badge(text, kind) {
+  return el("span", { class: "badge " + kind }, text);
+}
+
+// fact is one labelled figure; field names the status.json key it shows.
+function fact(label, value, field) {
+  return el("div", {}, el("dt", {}, label), el("dd", { "data-field": field }, value));
+}
+
+function renderProcess(st) {
+  const r = st.relay, p = st.process;
+  document.getElementById("version").textContent = (r.version || "").replace(/^relay /, "");
+  const reload = r.last_reload;
+  const facts = [
+    fact("State", st.ready ? badge("ready", "good") : badge("not ready", "bad"), "ready"),
+    fact("Uptime", duration(p.uptime_seconds), "uptime_seconds"),
+    fact("Started", when(r.started), "started"),
+    fact("Config", r.config || "–", "config"),
+    fact("Config applied", when(r.loaded), "loaded"),
+    fact("Last reload", reload ? (reload.ok ? badge("ok " + when(reload.at), "good")
+      : badge("failed " + when(reload.at), "bad")) : "none", "last_reload"),
+    fact("Connections now", num(p.connections_active), "connections_active"),
+    fact("Connections total", num(p.connections_total), "connections_total"),
+    fact("File descriptors", p.fds_open < 0 ? "–" : num(p.fds_open) + " of " + num(p.fds_limit), "fds_open fds_limit"),
+    fact("Admin endpoint", r.admin_listen || "–", "admin_listen"),
+  ];
+  if (r.acl) {
+    facts.push(fact("ACL file", r.acl.file, "acl.file"), fact("ACL rules", num(r.acl.rules), "acl.rules"));
+  } else {
+    facts.push(fact("ACL", badge("none: every source may connect", "warn"), "acl"));
+  }
+  if (reload && !reload.ok && reload.error) facts.push(fact("Reload error", reload.error, "last_reload.error"));
+  document.getElementById("process").replaceChildren(...facts);
+  const adminErr = document.getElementById("admin-error");
+  adminErr.hidden = !r.admin_error;
+  adminErr.textContent = r.admin_error ? "Admin endpoint " + r.admin_error : "";
+}
+
+function rate(r, key, fmt) {
+  return r ? fmt(r[key]) + "/s" : "…";
+}
+
+// section is a titled list of figures inside a listener's card.
+function section(title, rows) {
+  return [el("h4", {}, title), el("dl", { class: "facts" }, ...rows)];
+}
+
+function connsSection(c, r) {
+  const rows = [
+    fact("Active", num(c.active), "active"),
+    fact("Accepted", num(c.accepted), "accepted"),
+    fact("Rate", r ? r.connections.toFixed(1) + "/s" : "…", "rates.connections"),
+    fact("Rejected: ACL", num(c.rejected_acl), "rejected_acl"),
+    fact("Rejected: max_conns", num(c.rejected_max_conns), "rejected_max_conns"),
+  ];
+  if (c.rejected_per_source !== undefined) {
+    rows.push(fact("Rejected: per source", num(c.rejected_per_source), "rejected_per_source"));
+  }
+  if (c.rejected_proxy_header !== undefined) {
+    rows.push(fact("Rejected: PROXY header", num(c.rejected_proxy_header), "rejected_proxy_header"));
+  }
+  rows.push(fact("Dial failures", num(c.dial_failures), "dial_failures"));
+  return section("Connections", rows);
+}
+
+function udpSection(u, r) {
+  const rows = [
+    fact("Sessions now", num(u.sessions_active), "sessions_active"),
+    fact("Sessions created", num(u.sessions_created), "sessions_created"),
+    fact("Sessions expired", num(u.sessions_expired), "sessions_expired"),
+    fact("Sessions evicted", num(u.sessions_evicted), "sessions_evicted"),
+    fact("Session rate", r ? r.connections.toFixed(1) + "/s" : "…", "rates.connections"),
+    fact("Datagrams to upstream", num(u.datagrams_to_upstream), "datagrams_to_upstream"),
+    fact("Datagrams to client", num(u.datagrams_to_client), "datagrams_to_client"),
+    fact("Sources rejected", num(u.sources_rejected), "sources_rejected"),
+    fact("Failovers", num(u.failovers), "failovers"),
+  ];
+  for (const [reason, n] of Object.entries(u.dropped || {}).sort()) {
+    if (n > 0) rows.push(fact("Dropped: " + reason, num(n), "dropped." + reason));
+  }
+  return section("UDP", rows);
+}
+
+function ftpSection(f) {
+  return section("FTP", [
+    fact("Sessions", num(f.sessions), "sessions"),
+    fact("No upstream (421)", num(f.no_upstream), "no_upstream"),
+    fact("Data ports in use", num(f.data_ports_in_use) + " of " + num(f.data_ports), "data_ports_in_use data_ports"),
+    fact("Data opened", num(f.data_opened), "data_opened"),
+    fact("Data failed", num(f.data_failed), "data_failed"),
+    fact("Data bytes up", bytes(f.data_bytes_to_upstream), "data_bytes_to_upstream"),
+    fact("Data bytes down", bytes(f.data_bytes_to_client), "data_bytes_to_client"),
+    fact("Bounces refused", num(f.bounces_refused), "bounces_refused"),
+    fact("Data-port thefts", num(f.data_theft_attempts), "data_theft_attempts"),
+    fact("Server ports below 1024 refused", num(f.passive_ports_refused), "passive_ports_refused"),
+    fact("Lines too long", num(f.lines_too_long), "lines_too_long"),
+    fact("AUTH TLS passed through", num(f.tls_passthrough), "tls_passthrough"),
+  ]);
+}
+
+function rawSection(raw, now) {
+  const rows = [fact("Queue now", num(raw.queue_length), "queue_length")];
+  const printing = raw.printing || [];
+  if (printing.length === 0) rows.push(fact("Printing", "nobody", "printing"));
+  for (const h of printing) {
+    const secs = (Date.parse(now) - Date.parse(h.since)) / 1000;
+    rows.push(fact("Printing", h.client + " for " + duration(secs), "printing.client printing.since"));
+  }
+  const mean = raw.waits > 0 ? raw.wait_ns / raw.waits / 1e9 : 0;
+  rows.push(
+    fact("Waited", num(raw.waits) + " (mean " + mean.toFixed(1) + " s)", "waits wait_ns"),
+    fact("Queue timeouts", num(raw.queue_timeouts), "queue_timeouts"));
+  return section("Printer queue", rows);
+}
+
+function tlsSection(t) {
+  const rows = [];
+  for (const [side, h] of [["client", t.client], ["upstream", t.upstream]]) {
+    if (!h) continue;
+    rows.push(fact("TLS " + side + " ok", num(h.ok), "tls." + side + ".ok"),
+      fact("TLS " + side + " resumed", num(h.resumed), "tls." + side + ".resumed"));
+    for (const [reason, n] of Object.entries(h.failed || {}).sort()) {
+      rows.push(fact("TLS " + side + " failed: " + reason, num(n), "tls." + side + ".failed." + reason));
+    }
+  }
+  return section("TLS", rows);
+}
+
+function stateBadge(state) {
+  if (state === "serving") return badge("serving", "good");
+  if (state === "draining") return badge("draining", "idle");
+  return badge(state === "down" ? "DOWN" : state, "bad");
+}
+
+function upstreamItem(u) {
+  const kinds = { healthy: "good", unhealthy: "bad" };
+  return el("li", { "data-upstream": u.address, "data-health": u.health || "unknown" },
+    u.address, " ", u.health ? badge(u.health === "unhealthy" ? "UNHEALTHY" : u.health, kinds[u.health] || "idle") : null,
+    u.failovers ? el("span", { class: "muted" }, " " + num(u.failovers) + " failovers") : null);
+}
+
+function renderListener(s, now) {
+  const ups = s.upstreams || [];
+  const unhealthy = ups.some(u => u.health === "unhealthy");
+  const cls = "card" + (s.state === "down" ? " down" : "") + (unhealthy ? " unhealthy" : "");
+  const r = s.rates;
+  const parts = [
+    el("header", {}, el("h3", {}, s.name), badge(s.mode, "idle"), stateBadge(s.state)),
+    el("p", { class: "where" }, "listen ", el("strong", {}, s.listen || "–")),
+    el("ul", { "aria-label": "upstreams" }, ...ups.map(upstreamItem)),
+    ...section("Traffic", [
+      fact("Bytes to upstream", bytes(s.bytes_to_upstream), "bytes_to_upstream"),
+      fact("Bytes to client", bytes(s.bytes_to_client), "bytes_to_client"),
+      fact("Rate to upstream", rate(r, "bytes_to_upstream", bytes), "rates.bytes_to_upstream"),
+      fact("Rate to client", rate(r, "bytes_to_client", bytes), "rates.bytes_to_client"),
+      fact("Rates over", r ? r.window_seconds.toFixed(0) + " s" : "…", "rates.window_seconds"),
+    ]),
+  ];
+  if (s.connections) parts.push(...connsSection(s.connections, r));
+  if (s.udp) parts.push(...udpSection(s.udp, r));
+  if (s.ftp) parts.push(...ftpSection(s.ftp));
+  if (s.raw) parts.push(...rawSection(s.raw, now));
+  if (s.tls) parts.push(...tlsSection(s.tls));
+  return el("article", { class: cls, "data-listener": s.name, "data-state": s.state }, ...parts);
+}
+
+function renderRejections(acl) {
+  const box = document.getElementById("rejections");
+  const recent = (acl && acl.recent_rejections) || [];
+  if (recent.length === 0) {
+    box.replaceChildren(el("p", { class: "muted" }, acl ? "None since start." : "No ACL file."));
+    return;
+  }
+  const rows = recent.map(x => el("tr", { "data-client": x.client },
+    el("td", {}, new Date(x.time).toLocaleTimeString()), el("td", {}, x.listener + " (" + x.proto + ")"),
+    el("td", {}, x.client), el("td", { class: "rej-rule" }, x.rule)));
+  const decisions = (acl.decisions || []).map(d => d.listener + " (" + d.proto + "): " + num(d.allowed) +
+    " allowed, " + num(d.rejected) + " rejected, " + num(d.refused_later) + " refused by limits, " +
+    num(d.logged) + " logged");
+  box.replaceChildren(
+    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Listener"),
+      el("th", {}, "Client"), el("th", { class: "rej-rule" }, "Deciding rule"))), el("tbody", {}, ...rows)),
+    el("p", { class: "muted" }, decisions.join(" · ")));
+}
+
+function render(st) {
+  renderProcess(st);
+  const cards = st.listeners.map(s => renderListener(s, st.time));
+  document.getElementById("listeners").replaceChildren(
+    ...(cards.length ? cards : [el("p", { class: "muted" }, "No listeners.")]));
+  renderRejections(st.relay.acl);
+  document.getElementById("updated").textContent = new Date(st.time).toLocaleTimeString();
+}
+
+async function refresh() {
+  const conn = document.getElementById("conn");
+  try {
+    const resp = await fetch("status.json", { cache: "no-store" });
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    render(await resp.json());
+    conn.hidden = true;
+  } catch (e) {
+    conn.hidden = false;
+  }
+  reads++;
+  const counter = document.getElementById("refreshes");
+  counter.textContent = String(reads);
+  counter.dataset.refreshes = String(reads);
+  setTimeout(refresh, REFRESH_MS);
+}
+
+refresh();

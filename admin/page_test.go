@@ -1,0 +1,208 @@
+package admin
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/internal/headless"
+)
+
+// pageStatus is a relay in every state the page must make plain: a listener
+// down, an unhealthy upstream, a printer in use, UDP drops, TLS failures,
+// recent ACL rejections.
+func pageStatus(now time.Time) (func() []Snapshot, func() Relay) {
+	snaps := []Snapshot{
+		{
+			Listener: "cms-http", Mode: "tcp", State: StateServing, Listen: "0.0.0.0:80",
+			Upstreams:       []Upstream{{Address: "192.0.2.10:80", Health: "healthy"}},
+			BytesToUpstream: 123456, BytesToClient: 9876543,
+			Conns: &Conns{Accepted: 42, RejectedACL: 3, Active: 2, DialFailures: 1},
+			TLS:   &TLS{Client: &Handshakes{OK: 40, Resumed: 2, Failed: map[string]uint64{"expired": 1}}},
+		},
+		{
+			Listener: "ticket-printer", Mode: "raw", State: StateServing, Listen: "0.0.0.0:10001",
+			Upstreams: []Upstream{{Address: "192.0.2.20:9100", Health: "unhealthy"}},
+			Conns:     &Conns{Accepted: 7, Active: 2},
+			Raw: &Raw{QueueLength: 1, Waits: 4, WaitTime: 6 * time.Second,
+				Printing: []Holder{{Client: "192.0.2.99:51000", Since: now.Add(-95 * time.Second)}}},
+		},
+		{
+			Listener: "rtb", Mode: "udp", State: StateDown, Listen: "0.0.0.0:8100-8226",
+			Upstreams: []Upstream{{Address: "192.0.2.30:8100"}},
+			UDP: &UDP{SessionsActive: 5, SessionsCreated: 50, DatagramsToUpstream: 1000, DatagramsToClient: 900,
+				Dropped: map[string]uint64{"session_limit": 12, "acl": 0}},
+		},
+		{
+			Listener: "cms-ftp", Mode: "ftp", State: StateServing, Listen: "0.0.0.0:21",
+			Upstreams: []Upstream{{Address: "192.0.2.10:21"}},
+			Conns:     &Conns{Accepted: 9},
+			FTP:       &FTP{Sessions: 9, DataOpened: 30, DataPortsInUse: 2, DataPorts: 10000, BouncesRefused: 1},
+		},
+	}
+	relay := Relay{
+		Version: "relay v1.2.3", Started: now.Add(-3 * time.Hour), Config: "/etc/relay/relay.yaml",
+		Loaded: now.Add(-time.Hour), AdminListen: "127.0.0.1:9090",
+		LastReload: &Reload{At: now.Add(-time.Hour), OK: false, Error: "relay.yaml:7: listen: bad port"},
+		ACL: &ACL{File: "/etc/relay/relay_hba.conf", Rules: 4,
+			Decisions: []ACLDecisions{{Listener: "cms-http", Proto: "tcp", Allowed: 42, Rejected: 3, Logged: 3}},
+			Recent: []Rejection{{Time: now.Add(-time.Minute), Listener: "cms-http", Proto: "tcp",
+				Client: "198.51.100.7:40000", Rule: "relay_hba.conf:4 host all all reject"}}},
+	}
+	return func() []Snapshot { return snaps }, func() Relay { return relay }
+}
+
+// TestPageInBrowser loads the page in headless chromium and reads what its
+// script drew: every listener, the figures, a down listener and an
+// unhealthy upstream marked as such, the printer's client, the rejections.
+// It leaves a phone-sized screenshot in headless.ArtefactDir().
+func TestPageInBrowser(t *testing.T) {
+	browser := headless.New(t)
+	gather, relay := pageStatus(time.Now())
+	_, url, stop := running(t, Config{Gather: gather, Relay: relay})
+	defer stop()
+
+	raw, err := browser.DumpDOM(url+"/", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := headless.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("DOM:\n%s", raw)
+		}
+	}()
+	if n := dom.Find("id", "refreshes"); len(n) != 1 || n[0].Attr("data-refreshes") < "2" {
+		t.Errorf("the page did not refresh itself: %v", n)
+	}
+	card := func(name string) headless.Node {
+		t.Helper()
+		c := dom.Find("data-listener", name)
+		if len(c) != 1 {
+			t.Fatalf("%d cards for listener %s", len(c), name)
+		}
+		return c[0]
+	}
+	field := func(c headless.Node, f string) string {
+		t.Helper()
+		n := c.Find("data-field", f)
+		if len(n) == 0 {
+			t.Fatalf("no %s in card %s", f, c.Attr("data-listener"))
+		}
+		return n[0].Text()
+	}
+	web := card("cms-http")
+	for f, want := range map[string]string{"accepted": "42", "active": "2", "rejected_acl": "3", "dial_failures": "1", "bytes_to_client": "9.4 MiB"} {
+		if got := field(web, f); got != want {
+			t.Errorf("cms-http %s = %q, want %q", f, got, want)
+		}
+	}
+	if rtb := card("rtb"); rtb.Attr("data-state") != "down" || !strings.Contains(rtb.Text(), "DOWN") || !strings.Contains(rtb.Attr("class"), "down") {
+		t.Errorf("listener rtb is down but its card says %q (class %q)", rtb.Text(), rtb.Attr("class"))
+	}
+	printer := card("ticket-printer")
+	if up := printer.Find("data-health", "unhealthy"); len(up) != 1 || !strings.Contains(up[0].Text(), "UNHEALTHY") {
+		t.Errorf("unhealthy upstream not shown as such: %q", printer.Text())
+	}
+	if got := field(printer, "printing.client printing.since"); !regexp.MustCompile(`^192\.0\.2\.99:51000 for [1-4]m \d+s$`).MatchString(got) {
+		t.Errorf("printing = %q, want the client and 95 s or more since its turn came", got)
+	}
+	if got := field(card("cms-ftp"), "data_ports_in_use data_ports"); got != "2 of 10,000" {
+		t.Errorf("ftp data ports = %q", got)
+	}
+	if r := dom.Find("data-client", "198.51.100.7:40000"); len(r) != 1 || !strings.Contains(r[0].Text(), "relay_hba.conf:4") {
+		t.Errorf("recent rejection missing or without its rule: %v", r)
+	}
+
+	shot := filepath.Join(headless.ArtefactDir(), "status-page-phone.png")
+	if err := browser.Screenshot(url+"/", shot, 412, 1800, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", shot)
+}
+
+// TestPageShowsEveryField: every json name of /status.json appears in the
+// page's script, so a field added to the JSON and not to the page fails.
+func TestPageShowsEveryField(t *testing.T) {
+	js, err := page.ReadFile("page/status.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range jsonNames(reflect.TypeFor[Status]()) {
+		if !strings.Contains(string(js), name) {
+			t.Errorf("status.json field %q is not on the page (admin/page/status.js)", name)
+		}
+	}
+}
+
+// jsonNames lists the json names of t's fields and of the structs inside.
+func jsonNames(t reflect.Type) []string {
+	var out []string
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] || t == reflect.TypeFor[time.Time]() {
+			return
+		}
+		seen[t] = true
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+				out = append(out, name)
+			}
+			walk(f.Type)
+		}
+	}
+	walk(t)
+	return out
+}
+
+// TestStatusJSONNames pins the documented field names of /status.json:
+// testdata/status.json is the page's fixture as JSON; a renamed or removed
+// field fails here (run with -update after adding one on purpose).
+func TestStatusJSONNames(t *testing.T) {
+	now := time.Date(2026, 11, 28, 18, 0, 0, 0, time.UTC)
+	gather, relay := pageStatus(now)
+	sr := &statusReader{gather: gather, relay: relay, now: func() time.Time { return now }}
+	st := sr.read()
+	st.Process = Process{UptimeSeconds: 10800, ConnectionsActive: 9, ConnectionsTotal: 108, FDsOpen: 20, FDsLimit: 1024}
+	got, err := json.MarshalIndent(st, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, filepath.Join("testdata", "status.json"), append(got, '\n'))
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// golden compares got with the file at path, or rewrites it with -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from what the code writes now; if the change is meant, run with -update and say so in the README.\ngot:\n%s", path, got)
+	}
+}
