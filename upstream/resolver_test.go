@@ -17,18 +17,6 @@ import (
 
 func checkLeaks(t *testing.T) { t.Cleanup(test.CheckRoutines(t)) }
 
-// eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func newResolver(t *testing.T, servers ...string) (*Resolver, *world.LogBuffer) {
 	t.Helper()
 	logs := &world.LogBuffer{}
@@ -74,7 +62,7 @@ func TestResolverHonoursTTL(t *testing.T) {
 	if stale, _ := r.Lookup("cms.venue.test"); stale != ans {
 		t.Fatal("an expired answer was not served while refreshing")
 	}
-	eventually(t, "the refreshed answer", func() bool {
+	world.Eventually(t, "the refreshed answer", func() bool {
 		a, _ := r.Lookup("cms.venue.test")
 		return slices.Equal(a.Addrs, addrs("192.0.2.9"))
 	})
@@ -109,7 +97,7 @@ func TestResolverKeepsLastGoodAnswer(t *testing.T) {
 		if a, err := r.Lookup("printer.test"); a != good || err != nil {
 			t.Fatalf("round %d: %v %v, want the last good answer", round, a, err)
 		}
-		eventually(t, "a refresh", func() bool {
+		world.Eventually(t, "a refresh", func() bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			return dns.Queries.Load() > before && r.names["printer.test"].inflight == nil
@@ -121,7 +109,7 @@ func TestResolverKeepsLastGoodAnswer(t *testing.T) {
 	dns.Set("printer.test", world.Zone{Addrs: addrs("192.0.2.8"), TTL: 10})
 	r.skew.Add(int64(MaxTTL))
 	r.Lookup("printer.test")
-	eventually(t, "the name resolving again", func() bool {
+	world.Eventually(t, "the name resolving again", func() bool {
 		a, _ := r.Lookup("printer.test")
 		return slices.Equal(a.Addrs, addrs("192.0.2.8"))
 	})

@@ -89,7 +89,7 @@ func TestRefusedPrimary(t *testing.T) {
 		}
 	}()
 	defer func() { ln.Close(); <-back }()
-	eventually(t, "the primary back up", func() bool { return status(s, primary).Up })
+	world.Eventually(t, "the primary back up", func() bool { return status(s, primary).Up })
 	if got, err := connect(s, 0); err != nil || got != primary {
 		t.Errorf("after recovery: %q %v, want the primary", got, err)
 	}
@@ -136,7 +136,7 @@ func TestActiveChecks(t *testing.T) {
 			s, logs := newSet(t, Config{Network: network, Lists: [][]string{{dead, live}},
 				Health: Health{Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond}})
 			s.Start()
-			eventually(t, "the dead upstream down", func() bool { return !status(s, dead).Up })
+			world.Eventually(t, "the dead upstream down", func() bool { return !status(s, dead).Up })
 			time.Sleep(150 * time.Millisecond) // a few more rounds, each longer than the probe timeout
 			if !status(s, live).Up {
 				t.Errorf("the live upstream was marked down:\n%s", logs)
