@@ -57,7 +57,7 @@ func TestBulkBothWays(t *testing.T) {
 		fmt.Sprintf(`"bytes_out":%d`, size), `"upstream":"`+backend.Addr()) {
 		t.Errorf("access line %s", line)
 	}
-	checkFields(t, line, append(accessKeys, "duration_ms")...)
+	world.CheckFields(t, line, append(accessKeys, "duration_ms")...)
 	st := r.Stats()
 	if st.BytesIn.Load() != size || st.BytesOut.Load() != size || st.Accepted.Load() != 1 {
 		t.Errorf("stats in=%d out=%d accepted=%d", st.BytesIn.Load(), st.BytesOut.Load(), st.Accepted.Load())
@@ -145,7 +145,7 @@ func TestUnreachable(t *testing.T) {
 		`"client":"127.0.0.1:`, `"listen":"`+r.addr(0)+`"`) {
 		t.Errorf("warning line: %s", line)
 	}
-	checkFields(t, line, "level", "listener", "listen", "client", "upstream", "duration_ms", "end", "error", "message")
+	world.CheckFields(t, line, "level", "listener", "listen", "client", "upstream", "duration_ms", "end", "error", "message")
 	r.logs.Wait(t, `"message":"upstream down"`, dead, "connection refused")
 	if strings.Contains(r.logs.String(), "goroutine ") || strings.Count(r.logs.String(), "\n") != 2 {
 		t.Errorf("want exactly two lines (the upstream down, the client), no stack:\n%s", r.logs.String())

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -78,23 +76,6 @@ func (r *relay) dial(t *testing.T, index int) *net.TCPConn {
 
 // accessKeys are the fields of every access line (README, "Access log").
 var accessKeys = []string{"level", "listener", "listen", "client", "upstream", "bytes_in", "bytes_out", "end", "message"}
-
-// checkFields fails the test unless the JSON log line has exactly the
-// fields keys. Those ending in _ms must be non-negative numbers: a
-// duration is named with its unit.
-func checkFields(t *testing.T, line string, keys ...string) {
-	t.Helper()
-	fields := world.JSONLine(t, line)
-	want := slices.Sorted(slices.Values(keys))
-	if got := world.Keys(fields); !slices.Equal(got, want) {
-		t.Errorf("log line has fields %q, want %q:\n%s", got, want, line)
-	}
-	for _, key := range keys {
-		if v, ok := fields[key].(float64); strings.HasSuffix(key, "_ms") && (!ok || v < 0) {
-			t.Errorf("%s = %v, want milliseconds:\n%s", key, fields[key], line)
-		}
-	}
-}
 
 // expectClosed reads from c until EOF or an error and fails if that does
 // not happen within limit, or if bytes arrive.

@@ -153,7 +153,7 @@ func TestRawExclusiveSixJobs(t *testing.T) {
 		t.Errorf("QueuedTotal %d QueueLength %d", s.QueuedTotal.Load(), s.QueueLength.Load())
 	}
 	line := r.logs.Wait(t, `"end":"eof"`, fmt.Sprintf(`"bytes_in":%d`, len(markedJob(0, size))))
-	checkFields(t, line, append(accessKeys, "queued_ms", "printing_ms")...)
+	world.CheckFields(t, line, append(accessKeys, "queued_ms", "printing_ms")...)
 }
 
 // holdPrinter connects a client that takes the printer and keeps it.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,12 +117,8 @@ func TestDatagramSizes(t *testing.T) {
 // in milliseconds of at least lived.
 func checkSessionLine(t *testing.T, line, listen string, lived time.Duration) {
 	t.Helper()
-	fields := testworld.JSONLine(t, line)
-	want := []string{"bytes_in", "bytes_out", "client", "confirmed", "datagrams_in", "datagrams_out",
-		"duration_ms", "end", "level", "listen", "listener", "message", "upstream"}
-	if got := testworld.Keys(fields); !slices.Equal(got, want) {
-		t.Errorf("session line has fields %q, want %q:\n%s", got, want, line)
-	}
+	fields := testworld.CheckFields(t, line, "bytes_in", "bytes_out", "client", "confirmed", "datagrams_in",
+		"datagrams_out", "duration_ms", "end", "level", "listen", "listener", "message", "upstream")
 	if fields["listen"] != listen {
 		t.Errorf("listen = %v, want %s", fields["listen"], listen)
 	}

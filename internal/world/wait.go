@@ -131,7 +131,21 @@ func JSONLine(tb testing.TB, line string) map[string]any {
 	return m
 }
 
-// Keys returns the field names of a decoded log line, sorted.
-func Keys(fields map[string]any) []string {
-	return slices.Sorted(maps.Keys(fields))
+// CheckFields decodes a JSON log line and fails tb (without stopping it)
+// unless the line has exactly the fields keys, in any order, and every
+// key ending in _ms holds a non-negative number: a duration is named with
+// its unit. It returns the fields, for checks of their values.
+func CheckFields(tb testing.TB, line string, keys ...string) map[string]any {
+	tb.Helper()
+	fields := JSONLine(tb, line)
+	want := slices.Sorted(slices.Values(keys))
+	if got := slices.Sorted(maps.Keys(fields)); !slices.Equal(got, want) {
+		tb.Errorf("log line has fields %q, want %q:\n%s", got, want, line)
+	}
+	for _, key := range keys {
+		if v, ok := fields[key].(float64); strings.HasSuffix(key, "_ms") && (!ok || v < 0) {
+			tb.Errorf("%s = %v, want milliseconds:\n%s", key, fields[key], line)
+		}
+	}
+	return fields
 }
