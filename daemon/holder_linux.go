@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -15,14 +16,27 @@ import (
 // holder names the process holding addr, which this relay could not bind
 // (EADDRINUSE), as "pid 1234 (relay)", or "" when it cannot tell: the
 // socket belongs to another user's process and /proc hides it
-// (hidepid, ProtectProc=invisible), or it went away meanwhile. It reads
-// /proc/net/{tcp,tcp6,udp,udp6} for the socket's inode, then looks for that
-// inode among the processes' file descriptors.
+// (hidepid, ProtectProc=invisible), or it went away meanwhile.
 func holder(proto string, addr netip.AddrPort) string {
-	inodes := socketInodes(proto, addr)
-	if len(inodes) == 0 {
+	pids := Holders(proto, addr)
+	if len(pids) == 0 {
 		return ""
 	}
+	comm, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pids[0]), "comm"))
+	return fmt.Sprintf("pid %d (%s)", pids[0], strings.TrimSpace(string(comm)))
+}
+
+// Holders returns the processes that hold a socket of proto bound to addr
+// (listening, for TCP), in pid order, as far as /proc shows them. It reads
+// /proc/net/{tcp,tcp6,udp,udp6} for the sockets' inodes, then looks for
+// those among the processes' file descriptors. relay upgrade uses it to
+// find the relay serving a config and to see its successor take over.
+func Holders(proto string, addr netip.AddrPort) []int {
+	inodes := socketInodes(proto, addr)
+	if len(inodes) == 0 {
+		return nil
+	}
+	var pids []int
 	dirs, _ := filepath.Glob("/proc/[0-9]*/fd")
 	for _, dir := range dirs {
 		fds, err := os.ReadDir(dir)
@@ -31,15 +45,15 @@ func holder(proto string, addr netip.AddrPort) string {
 		}
 		for _, fd := range fds {
 			link, err := os.Readlink(filepath.Join(dir, fd.Name()))
-			if err != nil || !inodes[link] {
-				continue
+			if err == nil && inodes[link] {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+				pids = append(pids, pid)
+				break
 			}
-			pid := filepath.Base(filepath.Dir(dir))
-			comm, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
-			return fmt.Sprintf("pid %s (%s)", pid, strings.TrimSpace(string(comm)))
 		}
 	}
-	return ""
+	slices.Sort(pids)
+	return pids
 }
 
 // socketInodes returns, as "socket:[N]" links, the sockets of proto bound

@@ -10,6 +10,7 @@
 //	relay check ... -acl-test ADDR -listener NAME -cn NAME   the same for a TLS client certificate
 //	relay example [-acl]          print a commented example config (CAYIN), or its ACL file
 //	relay cert ca|server|client|show  a private CA and the certificates of TLS tunnels
+//	relay upgrade -config FILE    SIGUSR2 to the relay serving FILE; wait until the new process serves
 //	relay version
 package main
 
@@ -49,7 +50,7 @@ func main() {
 }
 
 // commands are relay's sub-commands; run is the default.
-var commands = []string{"run", "check", "example", "cert", "version"}
+var commands = []string{"run", "check", "example", "cert", "upgrade", "version"}
 
 // run dispatches on the sub-command and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return example(args, stdout, stderr)
 	case "cert":
 		return cert(args, stdout, stderr)
+	case "upgrade":
+		return upgradeCmd(args, stdout, stderr)
 	case "version":
 		fs := flag.NewFlagSet("relay version", flag.ContinueOnError)
 		fs.SetOutput(stderr)

@@ -187,7 +187,11 @@ func TestUpgrade(t *testing.T) {
 	// A binary that exits at once.
 	installBinary(t, binary, []byte("#!/bin/sh\nexit 3\n"))
 	load := startDialer(addr)
-	_ = old.cmd.Process.Signal(syscall.SIGUSR2)
+	// relay upgrade sends the signal and sees that nobody took over.
+	code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "2s")
+	if want := fmt.Sprintf("pid %d still serves tcp %s", old.cmd.Process.Pid, addr); code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("relay upgrade with a failing binary: exit %d, %q; want 1 and %q", code, stderr, want)
+	}
 	line := readLine(t, old.logs, "upgrade failed")
 	if !regexp.MustCompile(`exited before it was ready \(exit status 3\)`).MatchString(line) {
 		t.Errorf("failed upgrade does not say why: %s", line)
@@ -215,11 +219,18 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	load = startDialer(addr)
-	_ = old.cmd.Process.Signal(syscall.SIGUSR2)
+	code, stdout, stderr := runCmd("upgrade", "-config", cfg)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("in place of pid %d", old.cmd.Process.Pid)) {
+		t.Fatalf("relay upgrade: exit %d, %q %q", code, stdout, stderr)
+	}
 	line = readLine(t, old.logs, `"pid":\d+.*new process started`)
 	newPID, _ := strconv.Atoi(regexp.MustCompile(`"pid":(\d+)`).FindStringSubmatch(line)[1])
 	defer func() { _ = syscall.Kill(newPID, syscall.SIGKILL) }()
+	if !strings.Contains(stdout, fmt.Sprintf("relay upgraded: pid %d serves", newPID)) {
+		t.Errorf("relay upgrade names another successor: %q, want pid %d", stdout, newPID)
+	}
 	readLine(t, old.logs, "the new process serves")
+	t.Log(strings.TrimSpace(stdout))
 	load.finish(t, "upgrade")
 	if err := roundTrip(live, "after"); err != nil {
 		t.Fatalf("live connection after the upgrade: %v", err)

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/edgerelay/relay/daemon"
+)
+
+// upgradeCmd is "relay upgrade": it finds the relay serving the config (the
+// process holding its first listen address), sends it SIGUSR2, and waits
+// until another process alone holds that address, i.e. the new one serves
+// and the old one stopped accepting. It exits 1 if that does not happen
+// within -timeout; the running relay's log says why.
+func upgradeCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relay upgrade", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the new process")
+	load, ok := loader(fs, args)
+	if !ok {
+		return 2
+	}
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "relay upgrade: %v\n", err)
+		return 1
+	}
+	first := cfg.Listeners[0]
+	proto, addr := first.Mode.Proto(), first.Listen[0]
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay upgrade: %s: %v\n", addr, err)
+		return 1
+	}
+	pids := daemon.Holders(proto, ap)
+	if len(pids) != 1 {
+		fmt.Fprintf(stderr, "relay upgrade: cannot tell which relay serves %s %s (holders: %v)\n", proto, addr, pids)
+		return 1
+	}
+	old := pids[0]
+	start := time.Now()
+	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+		fmt.Fprintf(stderr, "relay upgrade: signal pid %d: %v\n", old, err)
+		return 1
+	}
+	for time.Since(start) < *timeout {
+		if pids := daemon.Holders(proto, ap); len(pids) == 1 && pids[0] != old {
+			fmt.Fprintf(stdout, "relay upgraded: pid %d serves %s %s in place of pid %d after %v\n",
+				pids[0], proto, addr, old, time.Since(start).Round(time.Millisecond))
+			return 0
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc: there is no event to wait on
+	}
+	fmt.Fprintf(stderr, "relay upgrade: pid %d still serves %s %s after %v; its log says why\n", old, proto, addr, *timeout)
+	return 1
+}
