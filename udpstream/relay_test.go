@@ -276,18 +276,8 @@ func TestFailover(t *testing.T) {
 
 	// The first datagrams go to the dead upstream; retry until the session
 	// has moved.
-	var reply []byte
-	for try := 0; reply == nil; try++ {
-		if try == 50 {
-			t.Fatalf("no reply after failover:\n%s", w.logs)
-		}
-		c.send(to, []byte("ping"))
-		if p, _, ok := c.recv(100 * time.Millisecond); ok {
-			reply = p
-		}
-	}
-	if info, err := parseEcho(reply); err != nil || info.tag != "b0" {
-		t.Fatalf("reply %q (%v), want one from the live backend", reply, err)
+	if tag := replyTag(t, c, to, 50); tag != "b0" {
+		t.Fatalf("reply from %q, want the live backend:\n%s", tag, w.logs)
 	}
 	// A new client goes straight to the live upstream.
 	c2 := newClient(t, "127.0.0.3")

@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/edgerelay/relay/internal/world"
@@ -44,6 +46,26 @@ func FuzzParseAnswer(f *testing.F) {
 		}
 		if len(got) == 0 && ttl != 0 {
 			t.Fatalf("ttl %d without addresses", ttl)
+		}
+	})
+}
+
+// FuzzParseResolvConf: whatever the file holds, the result is at most
+// three nameservers, each an address on port 53.
+func FuzzParseResolvConf(f *testing.F) {
+	f.Add("nameserver 10.0.0.1\nnameserver ::1\n")
+	f.Add("search lan\nnameserver fe80::1%eth0\noptions ndots:5\n")
+	f.Add("nameserver\nnameserver 300.1.1.1\n#nameserver 1.1.1.1\n")
+	f.Fuzz(func(t *testing.T, conf string) {
+		servers := parseResolvConf(strings.NewReader(conf))
+		if len(servers) > 3 {
+			t.Fatalf("%d servers", len(servers))
+		}
+		for _, s := range servers {
+			ap, err := netip.ParseAddrPort(s)
+			if err != nil || ap.Port() != 53 {
+				t.Fatalf("server %q: %v", s, err)
+			}
 		}
 	})
 }
