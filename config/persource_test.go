@@ -47,13 +47,8 @@ func TestPerSourceErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			es := problemsOf(t, "listeners:\n  - {name: a, listen: '127.0.0.1:80', upstream: '10.0.0.5:80', "+tc.listener+"}\n")
-			for _, e := range es {
-				if e.Path == tc.path && strings.Contains(e.Msg, tc.msg) {
-					return
-				}
-			}
-			t.Fatalf("want %s: %q among %v", tc.path, tc.msg, es)
+			wantProblem(t, "listeners:\n  - {name: a, listen: '127.0.0.1:80', upstream: '10.0.0.5:80', "+tc.listener+"}\n",
+				tc.path, tc.msg)
 		})
 	}
 }
@@ -93,13 +88,8 @@ func TestProxyKeyErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			es := problemsOf(t, "listeners:\n  - {name: a, listen: '127.0.0.1:80', upstream: '10.0.0.5:80', "+tc.listener+"}\n")
-			for _, e := range es {
-				if e.Path == tc.path && strings.Contains(e.Msg, tc.msg) {
-					return
-				}
-			}
-			t.Fatalf("want %s: %q among %v", tc.path, tc.msg, es)
+			wantProblem(t, "listeners:\n  - {name: a, listen: '127.0.0.1:80', upstream: '10.0.0.5:80', "+tc.listener+"}\n",
+				tc.path, tc.msg)
 		})
 	}
 }
@@ -117,13 +107,20 @@ func TestUDPFloodKeys(t *testing.T) {
 		{"{max_sessions: 10, max_sessions_per_source: 11}", "listeners[0].udp.max_sessions_per_source", "more than max_sessions"},
 		{"{max_sessions_per_source: 0}", "listeners[0].udp.max_sessions_per_source", "at least 1"},
 	} {
-		es := problemsOf(t, "listeners:\n  - {name: u, mode: udp, listen: '127.0.0.1:8100', upstream: '10.0.0.6:8100', udp: "+tc.udp+"}\n")
-		found := false
-		for _, e := range es {
-			found = found || e.Path == tc.path && strings.Contains(e.Msg, tc.msg)
-		}
-		if !found {
-			t.Errorf("%s: want %s %q among %v", tc.udp, tc.path, tc.msg, es)
+		wantProblem(t, "listeners:\n  - {name: u, mode: udp, listen: '127.0.0.1:8100', upstream: '10.0.0.6:8100', udp: "+tc.udp+"}\n",
+			tc.path, tc.msg)
+	}
+}
+
+// wantProblem parses yaml, which must be invalid, and fails unless one of
+// its problems is at path with msg in its message.
+func wantProblem(t *testing.T, yaml, path, msg string) {
+	t.Helper()
+	es := problemsOf(t, yaml)
+	for _, e := range es {
+		if e.Path == path && strings.Contains(e.Msg, msg) {
+			return
 		}
 	}
+	t.Errorf("want %s: %q among %v", path, msg, es)
 }

@@ -76,6 +76,26 @@ func unacked(c *net.TCPConn) int {
 	return n
 }
 
+// askedACL is an Admit hook that allows everyone and records whom it was
+// asked about.
+type askedACL struct {
+	mu    sync.Mutex
+	asked []netip.AddrPort
+}
+
+func (a *askedACL) admit(c netip.AddrPort) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.asked = append(a.asked, c)
+	return true
+}
+
+func (a *askedACL) get() []netip.AddrPort {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]netip.AddrPort(nil), a.asked...)
+}
+
 func localPort(c net.Conn) uint16 { return c.LocalAddr().(*net.TCPAddr).AddrPort().Port() }
 
 func relayPort(r *relay) uint16 { return r.Addrs()[0].(*net.TCPAddr).AddrPort().Port() }
@@ -133,16 +153,9 @@ func TestSendProxyHeader(t *testing.T) {
 func TestAcceptProxyFromTrustedFront(t *testing.T) {
 	checkLeaks(t)
 	backend := newHeaderBackend(t, 28)
-	var mu sync.Mutex
-	var asked []netip.AddrPort
+	var acl askedACL
 	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, ProxyProtocol: 2,
-		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Admit: func(c netip.AddrPort) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			asked = append(asked, c)
-			return true
-		}})
+		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Admit: acl.admit})
 	c := dialFrom(t, "127.0.0.1", r.addr(0))
 	hdr := fmt.Sprintf("PROXY TCP4 203.0.113.9 192.0.2.80 5555 80\r\n")
 	if _, err := io.WriteString(c, hdr+"hello"); err != nil {
@@ -157,9 +170,7 @@ func TestAcceptProxyFromTrustedFront(t *testing.T) {
 	if got := backend.headers(); len(got) != 1 || !bytes.Equal(got[0], want) {
 		t.Fatalf("upstream header %q, want %q", got, want)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(asked) != 1 || asked[0] != netip.MustParseAddrPort("203.0.113.9:5555") {
+	if asked := acl.get(); len(asked) != 1 || asked[0] != netip.MustParseAddrPort("203.0.113.9:5555") {
 		t.Fatalf("ACL asked about %v, want [203.0.113.9:5555]", asked)
 	}
 	if n := r.Stats().Accepted.Load(); n != 1 {
@@ -282,16 +293,9 @@ func TestProxyHeaderFromUntrustedSource(t *testing.T) {
 func TestAcceptProxyV2LongAndLocal(t *testing.T) {
 	checkLeaks(t)
 	backend := world.NewBackend(t, world.Echo)
-	var mu sync.Mutex
-	var asked []netip.Addr
+	var acl askedACL
 	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}},
-		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Admit: func(c netip.AddrPort) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			asked = append(asked, c.Addr())
-			return true
-		}})
+		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Admit: acl.admit})
 	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP("2001:db8::9"), Port: 7},
 		&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443})
 	if err := h.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_NOOP, Value: make([]byte, 600)}}); err != nil {
@@ -311,10 +315,8 @@ func TestAcceptProxyV2LongAndLocal(t *testing.T) {
 			t.Fatalf("echo %q", got)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	want := []netip.Addr{netip.MustParseAddr("2001:db8::9"), netip.MustParseAddr("127.0.0.1")}
-	if len(asked) != 2 || asked[0] != want[0] || asked[1] != want[1] {
+	if asked := acl.get(); len(asked) != 2 || asked[0].Addr() != want[0] || asked[1].Addr() != want[1] {
 		t.Fatalf("ACL asked about %v, want %v", asked, want)
 	}
 }
