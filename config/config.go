@@ -191,8 +191,11 @@ type UDP struct {
 	UnconfirmedTimeout time.Duration
 	// MaxSessionsPerSource caps the sessions of one client address.
 	MaxSessionsPerSource int
-	ReadBuffer           int // bytes
-	WriteBuffer          int // bytes
+	// PerSourceRate caps the datagrams per second of one client address;
+	// zero: no cap.
+	PerSourceRate float64
+	ReadBuffer    int // bytes
+	WriteBuffer   int // bytes
 }
 
 // Raw is the raw section of a raw listener.

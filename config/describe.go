@@ -54,6 +54,9 @@ func (l *Listener) describe(w io.Writer) {
 		fmt.Fprintf(w, "  udp:      session_timeout=%s unconfirmed_timeout=%s max_sessions=%d max_sessions_per_source=%d read_buffer=%s write_buffer=%s\n",
 			formatDuration(l.UDP.SessionTimeout), formatDuration(l.UDP.UnconfirmedTimeout), l.UDP.MaxSessions, l.UDP.MaxSessionsPerSource,
 			formatSize(l.UDP.ReadBuffer), formatSize(l.UDP.WriteBuffer))
+		if l.UDP.PerSourceRate > 0 {
+			fmt.Fprintf(w, "  udp:      per_source_rate=%s\n", formatRate(l.UDP.PerSourceRate))
+		}
 		return
 	}
 	maxConns := fmt.Sprint(l.MaxConns)

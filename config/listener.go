@@ -428,6 +428,12 @@ func resolveUDP(fu *fileUDP, path string, p *problems) UDP {
 	}
 	u.MaxSessionsPerSource = atLeast(fu.PerSource, udpstream.DefaultSessionsPerSource(u.MaxSessions), 1,
 		path+".max_sessions_per_source", p)
+	if fu.PerSourceRate != nil {
+		u.PerSourceRate = float64(*fu.PerSourceRate)
+		if u.PerSourceRate <= 0 {
+			p.addf(path+".per_source_rate", "must be above zero, got %g (remove the key for no cap)", u.PerSourceRate)
+		}
+	}
 	if fu.PerSource != nil && u.MaxSessions >= 1 && u.MaxSessionsPerSource > u.MaxSessions {
 		p.addf(path+".max_sessions_per_source", "%d is more than max_sessions (%d)", u.MaxSessionsPerSource, u.MaxSessions)
 	}

@@ -124,3 +124,15 @@ func wantProblem(t *testing.T, yaml, path, msg string) {
 	}
 	t.Errorf("want %s: %q among %v", path, msg, es)
 }
+
+func TestUDPPerSourceRate(t *testing.T) {
+	cfg, err := parseString(t, "listeners:\n  - {name: u, mode: udp, listen: ':8100', upstream: '10.0.0.6:8100', udp: {per_source_rate: 6000/m}}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Listeners[0].UDP.PerSourceRate; r != 100 {
+		t.Fatalf("PerSourceRate = %g, want 100", r)
+	}
+	wantProblem(t, "listeners:\n  - {name: u, mode: udp, listen: '127.0.0.1:8100', upstream: '10.0.0.6:8100', udp: {per_source_rate: 0}}\n",
+		"listeners[0].udp.per_source_rate", "must be above zero")
+}

@@ -100,12 +100,13 @@ type fileFTP struct {
 }
 
 type fileUDP struct {
-	SessionTimeout *duration `koanf:"session_timeout"`
-	MaxSessions    *int      `koanf:"max_sessions"`
-	Unconfirmed    *duration `koanf:"unconfirmed_timeout"`
-	PerSource      *int      `koanf:"max_sessions_per_source"`
-	ReadBuffer     *byteSize `koanf:"read_buffer"`
-	WriteBuffer    *byteSize `koanf:"write_buffer"`
+	SessionTimeout *duration  `koanf:"session_timeout"`
+	MaxSessions    *int       `koanf:"max_sessions"`
+	Unconfirmed    *duration  `koanf:"unconfirmed_timeout"`
+	PerSource      *int       `koanf:"max_sessions_per_source"`
+	PerSourceRate  *perSecond `koanf:"per_source_rate"`
+	ReadBuffer     *byteSize  `koanf:"read_buffer"`
+	WriteBuffer    *byteSize  `koanf:"write_buffer"`
 }
 
 type fileRaw struct {

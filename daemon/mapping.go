@@ -97,6 +97,7 @@ func udpConfig(l config.Listener) udpstream.Config {
 		MaxSessions:          l.UDP.MaxSessions,
 		UnconfirmedTimeout:   l.UDP.UnconfirmedTimeout,
 		MaxSessionsPerSource: l.UDP.MaxSessionsPerSource,
+		PerSourceRate:        l.UDP.PerSourceRate,
 		ReadBuffer:           l.UDP.ReadBuffer,
 		WriteBuffer:          l.UDP.WriteBuffer,
 		Freebind:             l.Freebind,

@@ -183,6 +183,39 @@ func (t *Table) Acquire(client netip.AddrPort) error {
 	return nil
 }
 
+// Take charges up to n events (datagrams, say) of client to its rate and
+// returns how many fit, the first of them: a rate limit with no connection
+// held, for a Table whose Config sets Rate. Without a Rate all n fit.
+func (t *Table) Take(client netip.AddrPort, n int) int {
+	if t.interval == 0 {
+		return n
+	}
+	key := t.Key(client.Addr())
+	now := t.stamp()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, known := t.sources[key]
+	if !known && len(t.sources) >= t.maxSources && !t.makeRoomLocked(now) {
+		return 0
+	}
+	// The k-th event fits while next+(k-1)*interval-tolerance <= now.
+	next := max(s.next, now)
+	fit := int((now + t.tolerance - next) / t.interval)
+	if now+t.tolerance < next {
+		fit = -1
+	}
+	fit = min(fit+1, n)
+	if fit <= 0 {
+		return 0
+	}
+	s.next = next + int64(fit)*t.interval
+	t.sources[key] = s
+	if !known && len(t.sources) > expireAbove && now-t.lastSweep >= int64(expireEvery) {
+		t.sweepLocked(now)
+	}
+	return fit
+}
+
 // Release gives back the slot of a connection Acquire allowed.
 func (t *Table) Release(client netip.AddrPort) {
 	key := t.Key(client.Addr())

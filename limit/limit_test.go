@@ -302,3 +302,33 @@ func TestMemoryPerSource(t *testing.T) {
 	}
 	runtime.KeepAlive(tb)
 }
+
+// TestTake: a rate without connections, for datagrams: as many events of a
+// run fit as the bucket holds.
+func TestTake(t *testing.T) {
+	clk := newClock()
+	tb := New(Config{Rate: 10, Burst: 10, Now: clk.now})
+	c := ap("127.0.0.2:1")
+	if n := tb.Take(c, 7); n != 7 {
+		t.Fatalf("7 of a burst of 10: %d fit", n)
+	}
+	if n := tb.Take(c, 5); n != 3 {
+		t.Fatalf("5 more at once: %d fit, want the 3 left of the burst", n)
+	}
+	if n := tb.Take(c, 1); n != 0 {
+		t.Fatalf("an 11th at once: %d fit", n)
+	}
+	if n := tb.Take(ap("127.0.0.3:1"), 1); n != 1 {
+		t.Fatal("another source refused")
+	}
+	clk.advance(250 * time.Millisecond)
+	if n := tb.Take(c, 5); n != 2 {
+		t.Fatalf("after 250 ms at 10/s: %d fit, want 2", n)
+	}
+	if n := tb.Conns(tb.Key(c.Addr())); n != 0 {
+		t.Fatalf("Take holds %d connections, want 0", n)
+	}
+	if n := New(Config{MaxConns: 1}).Take(c, 1000); n != 1000 {
+		t.Fatalf("Take without a Rate: %d of 1000 fit", n)
+	}
+}

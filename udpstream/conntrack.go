@@ -3,6 +3,8 @@ package udpstream
 import (
 	"sync"
 	"time"
+
+	"github.com/edgerelay/relay/limit"
 )
 
 // A session table under a flood of spoofed sources behaves like the
@@ -21,6 +23,14 @@ import (
 
 // DefaultUnconfirmedTimeout is the zero value of Config.UnconfirmedTimeout.
 const DefaultUnconfirmedTimeout = 5 * time.Second
+
+// newRates returns the datagram rate limit per source address, nil for none.
+func newRates(perSecond float64) *limit.Table {
+	if perSecond <= 0 {
+		return nil
+	}
+	return limit.New(limit.Config{Rate: perSecond})
+}
 
 // endEvicted is the access log's "end" for a session evicted for a newcomer.
 const endEvicted = "evicted"

@@ -371,3 +371,24 @@ func streamFlow(c *client, to net.Addr, stop <-chan struct{}, sent, back *atomic
 		}
 	}
 }
+
+// TestPerSourceRate: an address sending 100 datagrams at once with a cap
+// of 20 a second gets about 20 through (a burst of one second's worth) and
+// the rest are dropped as source_rate; another address is not affected.
+func TestPerSourceRate(t *testing.T) {
+	checkLeaks(t)
+	up := startSelective(t)
+	r, addr, _ := startConntrackRelay(t, up.addr(), func(c *Config) { c.PerSourceRate = 20 })
+	st := r.Stats()
+	fast := newClient(t, "127.0.0.2")
+	for i := range 100 {
+		fast.send(addr, fmt.Appendf(nil, "flood%d", i))
+	}
+	waitStat(t, "all 100 counted", func() uint64 { return st.DatagramsIn.Load() + st.Drops.SourceRate.Load() }, 100)
+	if in := st.DatagramsIn.Load(); in < 20 || in > 22 {
+		t.Errorf("%d datagrams of a 20/s source forwarded from a burst of 100, want about 20", in)
+	}
+	if !echoFrom(newClient(t, "127.0.0.3"), addr, "other", 2*time.Second) {
+		t.Fatal("another address refused")
+	}
+}

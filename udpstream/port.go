@@ -89,16 +89,28 @@ func (p *port) forward(b *batch) {
 		for j < b.n && b.msgs[j].addr == src && !b.msgs[j].truncated {
 			j++
 		}
-		if s := p.session(src, b.msgs[i].local, j-i); s != nil {
-			s.sentTo(b.msgs[i].local)
-			if s.p == p {
-				s.touch(now)
-			} else {
-				s.touch(s.p.r.now()) // a predecessor's session runs on its clock
-			}
-			s.toUpstream(b, i, j)
+		end := j
+		if r := p.r.rates; r != nil {
+			end = i + r.Take(src, j-i) // the rest of the run is over the source's rate
+			p.r.stats.Drops.SourceRate.Add(uint64(j - end))
+		}
+		if end > i {
+			p.forwardRun(b, i, end, now)
 		}
 		i = j
+	}
+}
+
+// forwardRun sends b.msgs[i:j], all from one source, to its session.
+func (p *port) forwardRun(b *batch, i, j int, now int64) {
+	if s := p.session(b.msgs[i].addr, b.msgs[i].local, j-i); s != nil {
+		s.sentTo(b.msgs[i].local)
+		if s.p == p {
+			s.touch(now)
+		} else {
+			s.touch(s.p.r.now()) // a predecessor's session runs on its clock
+		}
+		s.toUpstream(b, i, j)
 	}
 }
 

@@ -55,9 +55,13 @@ type Config struct {
 	// MaxSessionsPerSource caps the sessions of one client address (IPv6:
 	// one /64), over all ports. Zero: DefaultSessionsPerSource.
 	MaxSessionsPerSource int
-	ReadBuffer           int  // SO_RCVBUF of every socket, bytes; zero: 4 MiB
-	WriteBuffer          int  // SO_SNDBUF of every socket, bytes; zero: 4 MiB
-	Freebind             bool // bind listen addresses the box does not have yet (IP_FREEBIND)
+	// PerSourceRate caps the datagrams per second one client address (IPv6:
+	// one /64) sends through, over all ports, with a burst of one second's
+	// worth; the rest are dropped. Zero: no cap.
+	PerSourceRate float64
+	ReadBuffer    int  // SO_RCVBUF of every socket, bytes; zero: 4 MiB
+	WriteBuffer   int  // SO_SNDBUF of every socket, bytes; zero: 4 MiB
+	Freebind      bool // bind listen addresses the box does not have yet (IP_FREEBIND)
 
 	// Admit is asked once per new session, with the client's address, on
 	// the first datagram from a source that has no session; nil admits all.
@@ -124,6 +128,7 @@ type Relay struct {
 
 	unconfirmedTimeout time.Duration    // idle time of a session never answered
 	limits             *limit.Table     // sessions per source address
+	rates              *limit.Table     // datagrams per source address; nil: no cap
 	unconfirmed        unconfirmedQueue // sessions in opening order, for eviction
 	maxSessions        int64
 	log                zerolog.Logger
@@ -215,6 +220,7 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		timeout:            timeout,
 		unconfirmedTimeout: cfg.unconfirmedTimeout(),
 		limits:             limit.New(limit.Config{MaxConns: cfg.maxSessionsPerSource()}),
+		rates:              newRates(cfg.PerSourceRate),
 		tick:               min(max(cfg.unconfirmedTimeout()/8, 5*time.Millisecond), time.Second),
 		maxSessions:        int64(cfg.maxSessions()),
 		log:                cfg.log(),
