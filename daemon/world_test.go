@@ -24,7 +24,7 @@ import (
 // daemon can bind by number (tests cannot use port 0: a reload must see the
 // same spec again). A TCP port comes from world.ReserveTCPPort; a UDP port
 // is one the kernel gave a moment ago, never returned twice.
-func freePort(t *testing.T, network string) int {
+func freePort(t testing.TB, network string) int {
 	t.Helper()
 	if network == "tcp" {
 		return world.ReserveTCPPort(t)
@@ -182,7 +182,7 @@ func udpClient(t *testing.T, src string) *net.UDPConn {
 
 // relayWorld is a daemon started from a config file in a temp folder.
 type relayWorld struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	logs *world.LogBuffer
 	d    *Daemon
@@ -197,7 +197,7 @@ func (w *relayWorld) writeFile(name, text string) {
 }
 
 // startWorld writes relay.yaml (and any extra files) and starts a daemon on it.
-func startWorld(t *testing.T, yaml string, files map[string]string) *relayWorld {
+func startWorld(t testing.TB, yaml string, files map[string]string) *relayWorld {
 	t.Helper()
 	w := &relayWorld{t: t, dir: t.TempDir(), logs: &world.LogBuffer{}}
 	w.writeFile("relay.yaml", yaml)
