@@ -162,8 +162,8 @@ func (t *Table) Acquire(client netip.AddrPort) error {
 	now := t.stamp()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s, known := t.sources[key]
-	if !known && len(t.sources) >= t.maxSources && !t.makeRoomLocked(now) {
+	s, known, ok := t.findLocked(key, now)
+	if !ok {
 		return ErrFull
 	}
 	if t.maxConns > 0 && s.conns >= t.maxConns {
@@ -176,10 +176,7 @@ func (t *Table) Acquire(client netip.AddrPort) error {
 		s.next = max(s.next, now) + t.interval
 	}
 	s.conns++
-	t.sources[key] = s
-	if !known && len(t.sources) > expireAbove && now-t.lastSweep >= int64(expireEvery) {
-		t.sweepLocked(now)
-	}
+	t.storeLocked(key, s, known, now)
 	return nil
 }
 
@@ -194,8 +191,8 @@ func (t *Table) Take(client netip.AddrPort, n int) int {
 	now := t.stamp()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s, known := t.sources[key]
-	if !known && len(t.sources) >= t.maxSources && !t.makeRoomLocked(now) {
+	s, known, ok := t.findLocked(key, now)
+	if !ok {
 		return 0
 	}
 	// The k-th event fits while next+(k-1)*interval-tolerance <= now.
@@ -209,11 +206,26 @@ func (t *Table) Take(client netip.AddrPort, n int) int {
 		return 0
 	}
 	s.next = next + int64(fit)*t.interval
+	t.storeLocked(key, s, known, now)
+	return fit
+}
+
+// findLocked returns key's state (zero if unknown) and whether key was
+// known; ok is false when key is new and the table has no room for it.
+func (t *Table) findLocked(key netip.Prefix, now int64) (s source, known, ok bool) {
+	s, known = t.sources[key]
+	if !known && len(t.sources) >= t.maxSources && !t.makeRoomLocked(now) {
+		return s, false, false
+	}
+	return s, known, true
+}
+
+// storeLocked writes key's state; a new key may set off the periodic sweep.
+func (t *Table) storeLocked(key netip.Prefix, s source, known bool, now int64) {
 	t.sources[key] = s
 	if !known && len(t.sources) > expireAbove && now-t.lastSweep >= int64(expireEvery) {
 		t.sweepLocked(now)
 	}
-	return fit
 }
 
 // Release gives back the slot of a connection Acquire allowed.
