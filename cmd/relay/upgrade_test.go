@@ -61,24 +61,6 @@ func startInstalled(t testing.TB, binary, cfg string) *relayProc {
 	return p
 }
 
-// readLine waits for a line containing want and returns it.
-func readLine(t *testing.T, r *bufio.Reader, want string) string {
-	t.Helper()
-	var seen []string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
-		line, err := r.ReadString('\n')
-		if regexp.MustCompile(want).MatchString(line) {
-			return line
-		}
-		seen = append(seen, line)
-		if err != nil {
-			t.Fatalf("relay output ended before %q: %v\n%s", want, err, strings.Join(seen, ""))
-		}
-	}
-	t.Fatalf("no %q in relay output:\n%s", want, strings.Join(seen, ""))
-	return ""
-}
-
 // dialer keeps opening short connections to addr and checks each echoes;
 // it counts the ones that failed in any way.
 type dialer struct {
@@ -163,6 +145,10 @@ func TestUpgrade(t *testing.T) {
 	cfg := writeConfig(t, good)
 	old := startInstalled(t, binary, cfg)
 	defer func() { _ = old.cmd.Process.Kill() }()
+	// Read the log all along: every connection writes a line, and a full
+	// pipe would stop the relays.
+	logs := &world.LogBuffer{}
+	go collectLines(old.logs, logs)
 
 	live, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -192,7 +178,7 @@ func TestUpgrade(t *testing.T) {
 	if want := fmt.Sprintf("pid %d still serves tcp %s", old.cmd.Process.Pid, addr); code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("relay upgrade with a failing binary: exit %d, %q; want 1 and %q", code, stderr, want)
 	}
-	line := readLine(t, old.logs, "upgrade failed")
+	line := logs.WaitCount(t, 1, "upgrade failed")[0]
 	if !regexp.MustCompile(`exited before it was ready \(exit status 3\)`).MatchString(line) {
 		t.Errorf("failed upgrade does not say why: %s", line)
 	}
@@ -205,7 +191,7 @@ func TestUpgrade(t *testing.T) {
 	}
 	load = startDialer(addr)
 	_ = old.cmd.Process.Signal(syscall.SIGUSR2)
-	line = readLine(t, old.logs, "upgrade failed")
+	line = logs.WaitCount(t, 2, "upgrade failed")[1]
 	if !regexp.MustCompile(`relay\.yaml:`).MatchString(line) {
 		t.Errorf("failed upgrade does not name the config error: %s", line)
 	}
@@ -221,15 +207,15 @@ func TestUpgrade(t *testing.T) {
 	load = startDialer(addr)
 	code, stdout, stderr := runCmd("upgrade", "-config", cfg)
 	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("in place of pid %d", old.cmd.Process.Pid)) {
-		t.Fatalf("relay upgrade: exit %d, %q %q", code, stdout, stderr)
+		t.Fatalf("relay upgrade: exit %d, %q %q\n%s", code, stdout, stderr, logs)
 	}
-	line = readLine(t, old.logs, `"pid":\d+.*new process started`)
+	line = logs.WaitCount(t, 3, "new process started")[2]
 	newPID, _ := strconv.Atoi(regexp.MustCompile(`"pid":(\d+)`).FindStringSubmatch(line)[1])
 	defer func() { _ = syscall.Kill(newPID, syscall.SIGKILL) }()
 	if !strings.Contains(stdout, fmt.Sprintf("relay upgraded: pid %d serves", newPID)) {
 		t.Errorf("relay upgrade names another successor: %q, want pid %d", stdout, newPID)
 	}
-	readLine(t, old.logs, "the new process serves")
+	logs.Wait(t, "the new process serves")
 	t.Log(strings.TrimSpace(stdout))
 	load.finish(t, "upgrade")
 	if err := roundTrip(live, "after"); err != nil {
@@ -246,5 +232,5 @@ func TestUpgrade(t *testing.T) {
 		t.Fatalf("after the old process exited: %v", err)
 	}
 	_ = syscall.Kill(newPID, syscall.SIGTERM)
-	readLine(t, old.logs, "relay stopped")
+	logs.WaitCount(t, 2, "relay stopped")
 }
