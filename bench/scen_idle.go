@@ -10,6 +10,10 @@ import (
 // idleDialers is how many goroutines open the idle connections.
 const idleDialers = 32
 
+// idleSettle is how long the connections stay quiet before the forwarder's
+// memory is read.
+const idleSettle = 2500 * time.Millisecond
+
 // tcpIdle holds many idle proxied connections and reads what they cost the
 // forwarder: resident memory and descriptors per connection.
 type tcpIdle struct {
@@ -71,6 +75,9 @@ func (t *tcpIdle) measure(_ *env, in *instance) (map[string]float64, error) {
 	if err := t.waitAccepted(accepted+int64(t.n), 30*time.Second); err != nil {
 		return nil, err
 	}
+	// Idle means quiet for a while: the relay parks a direction after one
+	// to two seconds of silence (forward's package doc).
+	time.Sleep(idleSettle)
 	after, err := in.memory()
 	if err != nil {
 		return nil, err

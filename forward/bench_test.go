@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -51,6 +52,7 @@ const (
 	benchProfileEnv  = "FORWARD_BENCH_CPUPROFILE"   // a path prefix: children write CPU profiles
 	benchAllocsEnv   = "FORWARD_BENCH_ALLOCPROFILE" // a path prefix: children record every allocation
 	benchLevelEnv    = "FORWARD_BENCH_LOG_LEVEL"    // the relay child's log level (default: trace, every line built)
+	benchNoParkEnv   = "FORWARD_BENCH_NO_PARK"      // set: the relay child parks no idle direction
 	benchChunk       = 1 << 20                      // bytes per b.N
 )
 
@@ -88,6 +90,11 @@ func runBenchChild(mode, upstream string) int {
 		if size, _ := strconv.Atoi(os.Getenv(benchPipeEnv)); size > 0 {
 			// Every pipe this size, as the stdlib does: no budget.
 			l.pool.bigSize, l.pool.budget = size, -1
+		}
+		if os.Getenv(benchNoParkEnv) != "" && l.parker != nil {
+			// Idle directions keep their goroutines, as before parking.
+			l.parker.close()
+			l.parker = nil
 		}
 		fmt.Println(joinAddrList(l.Addrs()))
 		go l.Serve()
@@ -157,10 +164,15 @@ func writeAllocProfile(path string) {
 
 // answerParent answers the parent's questions on stdin until it closes:
 // each line asks for the child's heap allocations so far (MemStats.Mallocs),
-// which makes allocs/conn measurable from outside.
+// which makes allocs/conn measurable from outside; "free" first returns
+// the memory the runtime does not use to the OS.
 func answerParent() {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if in.Text() == "free" {
+			// What the runtime's scavenger reaches on its own, at once.
+			debug.FreeOSMemory()
+		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		fmt.Println(ms.Mallocs)
@@ -259,6 +271,16 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// freeOSMemory makes the child return its unused memory to the OS.
+func (c *benchChild) freeOSMemory(b *testing.B) {
+	if _, err := io.WriteString(c.stdin, "free\n"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.stdout.ReadString('\n'); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // mallocs is the child's count of heap allocations so far.
@@ -592,7 +614,9 @@ func BenchmarkIdleFDs(b *testing.B) {
 					io.ReadFull(c, make([]byte, 1))
 					open = append(open, c)
 				}
-				time.Sleep(100 * time.Millisecond) // let the last pipes go back
+				// Let the last pipes go back and the idle directions
+				// park (after one to two parkAfter of silence).
+				time.Sleep(2*defaultParkAfter + 500*time.Millisecond)
 				b.ReportMetric(float64(countFDs(b, child)-base)/conns, "fds/conn")
 				b.ReportMetric(float64(rssKiB(b, child)-rss0)/conns, "rss-KiB/conn")
 				for _, c := range open {

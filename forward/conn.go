@@ -31,6 +31,8 @@ func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 		AtoB:        &l.stats.BytesIn,
 		BtoA:        &l.stats.BytesOut,
 		Pool:        l.pool,
+		parker:      l.parker,
+		parkAfter:   l.parkAfter,
 	}, fc.end)
 }
 

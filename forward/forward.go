@@ -8,6 +8,25 @@
 // the handshake runs before the forward starts, and the copy engine moves
 // the bytes of a wrapped conn (splice needs both ends to be sockets).
 //
+// How an idle connection is held: each direction of a plain forward (tcp
+// listeners; raw and FTP data keep a goroutine per direction through Pipe)
+// runs in a goroutine of its own while bytes move. When its source has
+// nothing to read and the pair has moved nothing for parkAfter (1 s), the
+// direction parks instead of waiting in Go's netpoller: it registers the
+// source socket in the listener's own epoll set (EPOLLIN, one-shot) and
+// its goroutine ends. The listener's one parker goroutine, itself waiting
+// in the netpoller on that epoll set, starts a fresh goroutine for a
+// direction whose socket becomes readable (bytes, EOF, reset), and the
+// direction goes on where it stopped: the same splice engine, byte
+// counters, half-close and access line. While both directions are parked
+// a per-pair timer (made at the first park) keeps the idle timeout, and
+// Shutdown and Close wake parked directions as they wake waiting ones.
+// Short connections end before parkAfter and never pay for a park.
+// Measured (BenchmarkIdleScale, 9 872 idle connections): 12.2 KiB RSS
+// per connection with a goroutine per direction, 3.7 KiB parked; what
+// is left is heap (two net.TCPConn with their addresses and poll
+// descriptors, the pair, its directions, timers and context hook).
+//
 // forward's job ends at the connection: it does not parse what it carries
 // (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
 // it does not decide the ACL (the Admit hook does) or the per-source limits

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -45,6 +46,14 @@ func listenRelay(t testing.TB, cfg Config) *relay {
 	l, err := Listen(cfg)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
+	}
+	if env := os.Getenv("FORWARD_TEST_PARK_AFTER"); env != "" {
+		// Run the suite with another park delay (0: every idle read parks).
+		d, err := time.ParseDuration(env)
+		if err != nil {
+			t.Fatalf("FORWARD_TEST_PARK_AFTER: %v", err)
+		}
+		l.parkAfter = d
 	}
 	return &relay{Listener: l, logs: logs, served: make(chan error, 1)}
 }

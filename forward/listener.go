@@ -56,6 +56,9 @@ type Listener struct {
 	workers   sync.WaitGroup // connWorker goroutines
 	handoff   chan accepted  // unbuffered: to a connWorker waiting for work
 	idleWork  atomic.Int32   // connWorkers waiting on handoff
+	parker    *parker        // holds idle plain forwards; nil: they keep their goroutines
+	parkAfter time.Duration  // defaultParkAfter; tests shorten it before Serve
+	parking   sync.WaitGroup // the parker's goroutine
 
 	mu      sync.Mutex // guards the following
 	closed  bool
@@ -87,6 +90,12 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	if cfg.Raw != nil {
 		l.raw = newRawState(cfg.Raw, len(cfg.Listen))
+	}
+	if cfg.Raw == nil && cfg.Handler == nil {
+		// Without epoll, idle forwards keep their goroutines: slower to
+		// nothing, only bigger.
+		l.parker, _ = newParker()
+		l.parkAfter = defaultParkAfter
 	}
 	if cfg.PerSource.MaxConns > 0 || cfg.PerSource.Rate > 0 {
 		l.limits = limit.New(cfg.PerSource)
@@ -194,6 +203,10 @@ func (l *Listener) Serve() error {
 	}
 	l.serving = true
 	l.accepting.Add(len(l.lns))
+	if l.parker != nil {
+		l.parking.Add(1)
+		go l.serveParker()
+	}
 	l.mu.Unlock()
 	if l.ups != nil {
 		l.ups.Start()
@@ -206,6 +219,20 @@ func (l *Listener) Serve() error {
 	l.acceptLoop(0)
 	l.accepting.Wait()
 	return ErrClosed
+}
+
+// serveParker runs the parker until closeParker.
+func (l *Listener) serveParker() {
+	defer l.parking.Done()
+	l.parker.serve()
+}
+
+// closeParker ends the parker once no connection is left to park.
+func (l *Listener) closeParker() {
+	if l.parker != nil {
+		l.parker.close()
+		l.parking.Wait()
+	}
 }
 
 // acceptLoop accepts on socket index until the socket is closed.
@@ -446,6 +473,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	}
 	l.cancel()
 	l.workers.Wait()
+	l.closeParker()
 	l.closePool()
 	l.closeUpstreams()
 	return err
@@ -483,6 +511,7 @@ func (l *Listener) Close() error {
 	l.accepting.Wait()
 	l.conns.Wait()
 	l.workers.Wait()
+	l.closeParker()
 	l.closePool()
 	l.closeUpstreams()
 	return nil

@@ -43,6 +43,12 @@ type PipeOptions struct {
 	// Pool supplies splice pipes and copy buffers. nil: each Pipe makes its
 	// own and closes them on return (two extra syscalls per direction).
 	Pool *Pool
+
+	// parker, when set (startPipe of a Listener), holds a direction that
+	// found nothing to read after the pair was idle for parkAfter, without
+	// its goroutine. Needs IdleTimeout > 0.
+	parker    *parker
+	parkAfter time.Duration
 }
 
 // Result is what Pipe did.
@@ -88,8 +94,11 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 	p := &pair{ctx: ctx, a: a, b: b, idle: opt.IdleTimeout, progress: opt.Progress}
 	p.start = time.Now()
 	p.grain = min(p.idle/16, time.Second)
+	if p.idle > 0 && opt.parker != nil {
+		p.parker, p.parkAfter = opt.parker, opt.parkAfter
+	}
 	if p.idle > 0 {
-		deadline := p.start.Add(p.idle)
+		deadline := p.start.Add(p.wakeAfter(p.idle))
 		a.SetDeadline(deadline)
 		b.SetDeadline(deadline)
 	}
@@ -106,6 +115,11 @@ func (p *pair) shutdown() { p.stop(EndShutdown, nil) }
 // and returns the result.
 func (p *pair) close() Result {
 	p.stopOnCancel()
+	p.mu.Lock()
+	if p.idleTimer != nil {
+		p.idleTimer.Stop()
+	}
+	p.mu.Unlock()
 	p.a.Close()
 	p.b.Close()
 	end, err := p.result()
@@ -131,9 +145,13 @@ type pair struct {
 	stopped atomic.Bool  // set before the deadlines that wake the directions
 	ended   atomic.Int32 // directions that have returned
 
-	mu  sync.Mutex // guards the following
-	end string
-	err error
+	parker    *parker       // nil: directions never park (Pipe, or no idle timeout)
+	parkAfter time.Duration // how long the pair is idle before a direction parks
+
+	mu        sync.Mutex // guards the following
+	end       string
+	err       error
+	idleTimer *time.Timer // the idle timeout of parked directions; made at the first park
 }
 
 // touch records activity; called per chunk. time.Since reads the
@@ -173,6 +191,11 @@ func (p *pair) stop(reason string, err error) {
 	past := time.Unix(1, 0)
 	p.a.SetDeadline(past)
 	p.b.SetDeadline(past)
+	if p.parker != nil {
+		// A parked direction has no goroutine for the deadline to wake.
+		p.parker.wake(p.ab)
+		p.parker.wake(p.ba)
+	}
 }
 
 // fail ends the pair because of an I/O error.
@@ -205,7 +228,11 @@ func (p *pair) waitExpired(c net.Conn, read bool) bool {
 		p.stop(EndIdle, nil)
 		return false
 	}
-	deadline := time.Now().Add(left)
+	wait := left
+	if read {
+		wait = p.wakeAfter(left)
+	}
+	deadline := time.Now().Add(wait)
 	if read {
 		c.SetReadDeadline(deadline)
 	} else {
@@ -236,6 +263,11 @@ func isTimeout(err error) bool {
 
 // direction moves one way, src -> dst.
 type direction struct {
+	state   atomic.Int32 // dirRunning or dirParked: who owns the fields below
+	parkFD  int          // src's descriptor, set at the first park
+	inEpoll bool         // src is registered with the parker
+	noPark  bool         // parking failed: wait in the poller from now on
+
 	p        *pair
 	src, dst net.Conn
 	counter  *atomic.Uint64
@@ -267,12 +299,13 @@ var errSpliceUnsupported = errors.New("forward: splice not supported for these c
 // run moves bytes until EOF or the pair stops. It reports whether this
 // was the last direction of the pair to return.
 func (d *direction) run() (last bool) {
-	err := errSpliceUnsupported
-	if canSplice(d.src, d.dst) {
-		err = d.splice()
-	}
-	if err == errSpliceUnsupported {
-		err = d.copy()
+	err := d.move()
+	for err == errWouldPark {
+		if d.park() {
+			return false // its goroutine ends; the parker resumes it
+		}
+		d.noPark = true
+		err = d.move()
 	}
 	if err != nil && !d.p.stopped.Load() {
 		d.p.fail(err) // recorded while this direction still counts as running
@@ -285,6 +318,18 @@ func (d *direction) run() (last bool) {
 		d.finish()
 	}
 	return last
+}
+
+// move runs the copy loop until EOF, an error or errWouldPark.
+func (d *direction) move() error {
+	err := errSpliceUnsupported
+	if canSplice(d.src, d.dst) {
+		err = d.splice()
+	}
+	if err == errSpliceUnsupported {
+		err = d.copy()
+	}
+	return err
 }
 
 // runAndSignal is Pipe's second direction: run, then close done.

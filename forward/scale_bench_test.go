@@ -17,8 +17,10 @@ import (
 // child at two sizes and reports, per size, the child's resident memory
 // per connection (VmRSS growth), its descriptors per connection, and the
 // wall time to open them all (each answered end to end) and to close them
-// all (until the child holds none). rss-KiB/conn staying flat between the
-// sizes is what linear growth looks like. Run:
+// all (until the child holds none), with idle directions parked (the
+// relay's way) and not (park=false: each keeps its goroutine).
+// rss-KiB/conn staying flat between the sizes is what linear growth looks
+// like. Run:
 //
 //	go test -run '^$' -bench BenchmarkIdleScale -benchtime 1x ./forward/
 //
@@ -58,12 +60,18 @@ func BenchmarkIdleScale(b *testing.B) {
 	backend := newHoldBackend(b, scalePorts)
 	exe, _ := os.Executable()
 	for _, n := range sizes {
-		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
-			for range b.N {
-				child := startChild(b, exe, 0, "relay", strings.Join(backend.addrs, ","))
-				holdIdle(b, child, backend, n)
+		for _, park := range []bool{true, false} {
+			env := []string{}
+			if !park {
+				env = append(env, benchNoParkEnv+"=1")
 			}
-		})
+			b.Run(fmt.Sprintf("conns=%d/park=%v", n, park), func(b *testing.B) {
+				for range b.N {
+					child := startChild(b, exe, 0, "relay", strings.Join(backend.addrs, ","), env...)
+					holdIdle(b, child, backend, n)
+				}
+			})
+		}
 	}
 }
 
@@ -81,6 +89,7 @@ const (
 // holdIdle opens n connections through child, measures, closes them and
 // waits until the child has let go of every descriptor.
 func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) {
+	child.freeOSMemory(b)
 	fds0, rss0 := countFDs(b, child), rssKiB(b, child)
 	accepted0 := backend.count()
 	start := time.Now()
@@ -93,8 +102,15 @@ func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) {
 	if got := backend.count() - accepted0; got != n {
 		b.Errorf("backend accepted %d connections, want %d", got, n)
 	}
+	// Idle directions park after one to two parkAfter of silence.
+	time.Sleep(2*defaultParkAfter + 500*time.Millisecond)
 	rss, fds := rssKiB(b, child), countFDs(b, child)
 	b.ReportMetric(float64(rss-rss0)/float64(n), "rss-KiB/conn")
+	// The goroutines of the opening phase are gone, but their stacks stay
+	// resident until the scavenger returns them, bit by bit; this is what
+	// a relay that has held its idle connections a while looks like.
+	child.freeOSMemory(b)
+	b.ReportMetric(float64(rssKiB(b, child)-rss0)/float64(n), "settled-rss-KiB/conn")
 	b.ReportMetric(float64(fds-fds0)/float64(n), "fds/conn")
 	b.ReportMetric(opened.Seconds(), "open-s")
 

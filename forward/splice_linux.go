@@ -208,6 +208,10 @@ func (d *direction) readChunk(fd uintptr) bool {
 			continue
 		case unix.EAGAIN:
 			d.releaseBuf()
+			if d.mayPark(fd) {
+				d.serr = errWouldPark
+				return true
+			}
 			return false
 		}
 		d.serr = os.NewSyscallError("read", err)
@@ -270,6 +274,10 @@ func (d *direction) fill(fd uintptr) bool {
 		case unix.EAGAIN:
 			d.pool.putPipe(d.sb)
 			d.sb = nil
+			if d.mayPark(fd) {
+				d.serr = errWouldPark
+				return true
+			}
 			return false
 		}
 		d.serr = os.NewSyscallError("splice", err)

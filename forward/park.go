@@ -1,0 +1,75 @@
+package forward
+
+import "time"
+
+// defaultParkAfter is how long a pair moves nothing before a direction
+// that finds nothing to read gives its goroutine up (see parker). Short
+// connections (a request and an answer) end before it and never pay for
+// a park; a connection that has been quiet this long is likely to stay
+// quiet much longer, which is where the goroutines' memory adds up.
+const defaultParkAfter = time.Second
+
+// wakeAfter bounds a read wait of a pair that may park: the wait ends
+// after parkAfter, so that a direction still quiet then can park.
+func (p *pair) wakeAfter(d time.Duration) time.Duration {
+	if p.parker != nil && p.parkAfter > 0 {
+		return min(d, p.parkAfter)
+	}
+	return d
+}
+
+// mayPark reports whether a direction whose source has nothing to read
+// should park rather than wait in the poller.
+func (d *direction) mayPark(fd uintptr) bool {
+	p := d.p
+	if p.parker == nil || d.noPark || p.stopped.Load() {
+		return false
+	}
+	if time.Since(p.start)-time.Duration(p.last.Load()) < p.parkAfter {
+		return false
+	}
+	if d.parkFD != int(fd) {
+		d.parkFD = int(fd) // the same every time after the first
+	}
+	return true
+}
+
+// park hands the direction to the parker. It reports whether the
+// direction is gone (parked, or taken over by the goroutine that woke it);
+// false means the caller still owns it and must run it on.
+func (d *direction) park() bool {
+	p, pk := d.p, d.p.parker
+	p.armIdleTimer()
+	err := pk.park(d)
+	if err == nil && !p.stopped.Load() {
+		return true
+	}
+	// The park failed, or stop ran meanwhile and may have missed the
+	// parked state: take the direction back, unless someone else did.
+	return !pk.unpark(d)
+}
+
+// armIdleTimer makes the timer that ends a pair whose directions are
+// parked (no goroutine waits on a deadline then): it fires after the
+// idle timeout and re-arms itself while the pair is not idle yet.
+func (p *pair) armIdleTimer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.idleTimer == nil && p.end == "" {
+		p.idleTimer = time.AfterFunc(p.idleLeft(), p.checkIdle)
+	}
+}
+
+// checkIdle is the idle timer's function.
+func (p *pair) checkIdle() {
+	if p.stopped.Load() {
+		return
+	}
+	if left := p.idleLeft(); left > 0 {
+		p.mu.Lock()
+		p.idleTimer.Reset(left)
+		p.mu.Unlock()
+		return
+	}
+	p.stop(EndIdle, nil)
+}

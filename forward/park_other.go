@@ -1,0 +1,23 @@
+//go:build !linux
+
+package forward
+
+import "errors"
+
+// parker is Linux only (epoll); elsewhere idle directions wait in the
+// netpoller with their goroutine, and newParker reports that.
+type parker struct{}
+
+const (
+	dirRunning int32 = iota
+	dirParked
+)
+
+var errWouldPark = errors.New("forward: direction idle, park it")
+
+func newParker() (*parker, error)           { return nil, errors.New("forward: parking needs epoll") }
+func (pk *parker) park(d *direction) error  { return errors.New("forward: parking needs epoll") }
+func (pk *parker) unpark(d *direction) bool { return d.state.CompareAndSwap(dirParked, dirRunning) }
+func (pk *parker) wake(d *direction)        {}
+func (pk *parker) serve()                   {}
+func (pk *parker) close() error             { return nil }
