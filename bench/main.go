@@ -9,6 +9,7 @@
 //	go run ./bench -quick           every scenario, 1 short run (well under a minute)
 //	go run ./bench -scenario udp    one scenario
 //	go run ./bench -json out.json   also write every run's figures
+//	go run ./bench -plots DIR       also write an SVG chart per scenario
 //
 // All traffic stays on 127.0.0.1. The peers are started and stopped by the
 // bench, each in a process group of its own. The exit status is 1 when the
@@ -39,6 +40,7 @@ type options struct {
 	scenario string
 	runs     int
 	jsonPath string
+	plotDir  string
 	relayBin string
 	peers    string
 }
@@ -50,6 +52,7 @@ func parseFlags() (options, error) {
 	fs.StringVar(&o.scenario, "scenario", "", "run only these scenarios, a comma `list` of: "+strings.Join(scenarioNames(), ", "))
 	fs.IntVar(&o.runs, "runs", 0, "runs per forwarder (default 3, or 1 with -quick)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write every run's figures to this `file`")
+	fs.StringVar(&o.plotDir, "plots", "", "also write an SVG chart per scenario into this `folder`")
 	fs.StringVar(&o.relayBin, "relay", "", "use this relay `binary` instead of building ./cmd/relay")
 	fs.StringVar(&o.peers, "peers", "all", "peers to compare: all, none, or a comma `list` of "+strings.Join(peerNames(), ","))
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -136,6 +139,12 @@ func bench(e *env, o options, scenarios []scenario) int {
 		rep := jsonReport{Started: started, Command: commandLine(), Machine: m, Runs: e.scale.runs,
 			Window: e.scale.window.String(), Versions: versions}
 		if err := writeJSON(o.jsonPath, rep, results); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	if o.plotDir != "" {
+		if err := writePlots(o.plotDir, results); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
