@@ -33,6 +33,7 @@ func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 		Pool:        l.pool,
 		parker:      l.parker,
 		parkAfter:   l.parkAfter,
+		keepAliveB:  l.lateKeepAlive,
 	}, fc.end)
 }
 

@@ -58,7 +58,10 @@ type Listener struct {
 	idleWork  atomic.Int32   // connWorkers waiting on handoff
 	parker    *parker        // holds idle plain forwards; nil: they keep their goroutines
 	parkAfter time.Duration  // defaultParkAfter; tests shorten it before Serve
-	parking   sync.WaitGroup // the parker's goroutine
+	// lateKeepAlive: the dialer sets no keepalive; the pipe sets it on
+	// the upstream of a connection that lives past parkAfter.
+	lateKeepAlive bool
+	parking       sync.WaitGroup // the parker's goroutine
 
 	mu      sync.Mutex // guards the following
 	closed  bool
@@ -96,6 +99,13 @@ func Listen(cfg Config) (*Listener, error) {
 		// nothing, only bigger.
 		l.parker, _ = newParker()
 		l.parkAfter = defaultParkAfter
+	}
+	if l.parker != nil && l.netDialer != nil {
+		// Keepalive on the upstream only once a connection outlives
+		// parkAfter (pair.lateKeepAlive): three setsockopt calls a short
+		// connection does not need.
+		l.netDialer.KeepAlive, l.netDialer.KeepAliveConfig = -1, net.KeepAliveConfig{}
+		l.lateKeepAlive = true
 	}
 	if cfg.PerSource.MaxConns > 0 || cfg.PerSource.Rate > 0 {
 		l.limits = limit.New(cfg.PerSource)

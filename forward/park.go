@@ -1,6 +1,9 @@
 package forward
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // defaultParkAfter is how long a pair moves nothing before a direction
 // that finds nothing to read gives its goroutine up (see parker). Short
@@ -39,6 +42,7 @@ func (d *direction) mayPark(fd uintptr) bool {
 // false means the caller still owns it and must run it on.
 func (d *direction) park() bool {
 	p, pk := d.p, d.p.parker
+	p.lateKeepAlive()
 	p.armIdleTimer()
 	err := pk.park(d)
 	if err == nil && !p.stopped.Load() {
@@ -72,4 +76,17 @@ func (p *pair) checkIdle() {
 		return
 	}
 	p.stop(EndIdle, nil)
+}
+
+// lateKeepAlive turns on TCP keepalive on the upstream (b) of a pair that
+// has lived past parkAfter, once. Its deadline fires then in any case
+// (wakeAfter), so no timer of its own is needed; a connection that ends
+// sooner, most of them, spares the three setsockopt calls.
+func (p *pair) lateKeepAlive() {
+	if !p.keepAliveB || p.keepAliveSet.Swap(true) {
+		return
+	}
+	if tc, ok := tcpOf(p.b).(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(upstreamKeepAlive())
+	}
 }

@@ -8,12 +8,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgerelay/relay/internal/world"
+	"golang.org/x/sys/unix"
 )
 
 // parkedRelay starts a relay whose directions park as soon as they find
@@ -192,4 +196,58 @@ func TestParkManyShortConnections(t *testing.T) {
 	}
 	r.logs.WaitCount(t, conns, `"end":"eof"`)
 	world.Eventually(t, "nothing parked", func() bool { return r.parker.parked.Load() == 0 })
+}
+
+// TestLateKeepAlive: the upstream of a connection younger than parkAfter
+// has no keepalive (three setsockopt calls spared); once the connection
+// parks, it has the relay's keepalive.
+func TestLateKeepAlive(t *testing.T) {
+	checkLeaks(t)
+	ups := make(chan netip.AddrPort, 2)
+	backend := world.NewBackend(t, func(c net.Conn) {
+		ups <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+		world.Echo(c)
+	})
+	young := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}})
+	young.parkAfter = time.Hour
+	young.serve(t)
+	yc := young.dial(t, 0)
+	roundTrip(t, yc, "y")
+	if on, idle := upstreamSocketKeepAlive(t, <-ups); on != 0 {
+		t.Errorf("young connection: SO_KEEPALIVE %d (idle %d), want off", on, idle)
+	}
+	yc.Close()
+	young.logs.Wait(t, `"end":"eof"`) // its directions are gone: waitParked counts them
+	old := parkedRelay(t, backend.Addr(), time.Minute)
+	roundTrip(t, old.dial(t, 0), "o")
+	waitParked(t, old, 2)
+	if on, idle := upstreamSocketKeepAlive(t, <-ups); on != 1 || idle != int(keepAliveIdle/time.Second) {
+		t.Errorf("parked connection: SO_KEEPALIVE %d, TCP_KEEPIDLE %d; want 1, %d", on, idle, int(keepAliveIdle/time.Second))
+	}
+}
+
+// upstreamSocketKeepAlive finds this process's socket bound to local (the
+// relay's end of an upstream connection) and reads its keepalive options.
+func upstreamSocketKeepAlive(t *testing.T, local netip.AddrPort) (on, idle int) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sa, err := unix.Getsockname(fd)
+		in4, ok := sa.(*unix.SockaddrInet4)
+		if err != nil || !ok || in4.Port != int(local.Port()) || netip.AddrFrom4(in4.Addr) != local.Addr() {
+			continue
+		}
+		on, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		idle, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		return on, idle
+	}
+	t.Fatalf("no socket bound to %v", local)
+	return 0, 0
 }

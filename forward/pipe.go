@@ -49,6 +49,9 @@ type PipeOptions struct {
 	// its goroutine. Needs IdleTimeout > 0.
 	parker    *parker
 	parkAfter time.Duration
+	// keepAliveB: b (the upstream) gets TCP keepalive once the pair
+	// outlives parkAfter or parks; with a parker only.
+	keepAliveB bool
 }
 
 // Result is what Pipe did.
@@ -95,7 +98,7 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 	p.start = time.Now()
 	p.grain = min(p.idle/16, time.Second)
 	if p.idle > 0 && opt.parker != nil {
-		p.parker, p.parkAfter = opt.parker, opt.parkAfter
+		p.parker, p.parkAfter, p.keepAliveB = opt.parker, opt.parkAfter, opt.keepAliveB
 	}
 	if p.idle > 0 {
 		deadline := p.start.Add(p.wakeAfter(p.idle))
@@ -145,8 +148,10 @@ type pair struct {
 	stopped atomic.Bool  // set before the deadlines that wake the directions
 	ended   atomic.Int32 // directions that have returned
 
-	parker    *parker       // nil: directions never park (Pipe, or no idle timeout)
-	parkAfter time.Duration // how long the pair is idle before a direction parks
+	parker       *parker       // nil: directions never park (Pipe, or no idle timeout)
+	parkAfter    time.Duration // how long the pair is idle before a direction parks
+	keepAliveB   bool          // b still needs keepalive (see lateKeepAlive)
+	keepAliveSet atomic.Bool
 
 	mu        sync.Mutex // guards the following
 	end       string
@@ -223,6 +228,7 @@ func (p *pair) waitExpired(c net.Conn, read bool) bool {
 	if p.stopped.Load() || p.idle <= 0 {
 		return false
 	}
+	p.lateKeepAlive()
 	left := p.idleLeft()
 	if left <= 0 {
 		p.stop(EndIdle, nil)
