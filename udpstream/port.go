@@ -211,7 +211,9 @@ func (p *port) dial() (*sessionUpstream, error) {
 	for t := cur.Next(); t != nil; t = cur.Next() {
 		c, err := p.r.net.dial(t.AddrPort())
 		if err == nil {
-			cur.Worked()
+			// A UDP connect proves nothing about the upstream; replies
+			// and the background probes do.
+			cur.Opened()
 			return &sessionUpstream{conn: c, t: t, addr: t.AddrPort()}, nil
 		}
 		cur.Failed(err)

@@ -73,6 +73,20 @@ func (c *Cursor) Worked() {
 		return
 	}
 	c.last.markUp("a connection was made")
+	c.Opened()
+}
+
+// Opened reports that what Next returned last now carries traffic, without
+// proof that it answers: a connected UDP socket always "connects". The
+// port's outage is over, but the address's health is left alone, so a
+// failure reported meanwhile by another session is not undone (a dead UDP
+// upstream flapped down, up, down, and logged its outage twice).
+func (c *Cursor) Opened() {
+	// Marked down since Next returned it: the outage that failure began
+	// (or goes on with) is not over.
+	if c.last == nil || !c.last.up.Load() {
+		return
+	}
 	if out := &c.s.outage[c.index]; out.Load() {
 		out.Store(false)
 	}
