@@ -11,6 +11,7 @@ import (
 	"github.com/edgerelay/relay/internal/world"
 	"github.com/pion/transport/v3/test"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // relay is a Listener under test with its captured log.
@@ -122,4 +123,28 @@ func roundTrip(t *testing.T, c net.Conn, msg string) string {
 // runs after every other cleanup (relay and backends closed).
 func checkLeaks(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
+}
+
+// sockopt is one integer socket option and the value a test wants.
+type sockopt struct {
+	name       string
+	level, opt int
+	want       int
+}
+
+// wantSockopts checks options of c's socket; where names the socket in
+// failures.
+func wantSockopts(t *testing.T, c net.Conn, where string, opts ...sockopt) {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		for _, o := range opts {
+			if v, err := unix.GetsockoptInt(int(fd), o.level, o.opt); err != nil || v != o.want {
+				t.Errorf("%s%s = %d, %v; want %d", o.name, where, v, err, o.want)
+			}
+		}
+	})
 }

@@ -296,27 +296,11 @@ func TestRawDeviceSocketOptions(t *testing.T) {
 		Raw: &Raw{UserTimeout: 1500 * time.Millisecond}})
 	c := r.dial(t, 0)
 	roundTrip(t, c, "\x05")
-	up := <-dialed
-	rc, err := up.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Control(func(fd uintptr) {
-		for _, o := range []struct {
-			name       string
-			level, opt int
-			want       int
-		}{
-			{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 1500},
-			{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-			{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 1},
-			{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
-		} {
-			if v, err := unix.GetsockoptInt(int(fd), o.level, o.opt); err != nil || v != o.want {
-				t.Errorf("%s = %d, %v; want %d", o.name, v, err, o.want)
-			}
-		}
-	})
+	wantSockopts(t, <-dialed, "",
+		sockopt{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 1500},
+		sockopt{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		sockopt{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 1},
+		sockopt{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1})
 }
 
 // TestRawOutage: a dead printer costs one warning per outage, the clients

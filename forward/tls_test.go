@@ -366,25 +366,10 @@ func TestTLSKeepsRawTimeouts(t *testing.T) {
 	if got := roundTrip(t, c, "\x05"); got != "\x05" {
 		t.Fatalf("echo %q", got)
 	}
-	rc, err := (<-dialed).(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Control(func(fd uintptr) {
-		for _, o := range []struct {
-			name       string
-			level, opt int
-			want       int
-		}{
-			{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 1500},
-			{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-			{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
-		} {
-			if v, err := unix.GetsockoptInt(int(fd), o.level, o.opt); err != nil || v != o.want {
-				t.Errorf("%s under TLS = %d, %v; want %d", o.name, v, err, o.want)
-			}
-		}
-	})
+	wantSockopts(t, <-dialed, " under TLS",
+		sockopt{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 1500},
+		sockopt{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		sockopt{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1})
 	expectClosed(t, c, 5*time.Second)
 	venue.logs.Wait(t, "raw job done", `"end":"idle"`, `"peer_cn":"boxoffice-1"`)
 }
