@@ -125,6 +125,16 @@ func TestStatusJSONCountsTraffic(t *testing.T) {
 	}
 	w.logs.Wait(t, `"end":"upstream_unreachable"`)
 	w.settled(t)
+	// A datagram is counted right after its send, so the client can hold
+	// the second reply before the relay counted it.
+	world.Eventually(t, "rtb counted both replies", func() bool {
+		for _, s := range w.d.Snapshots() {
+			if s.Listener == "rtb" && s.UDP != nil && s.UDP.DatagramsToClient >= 2 {
+				return true
+			}
+		}
+		return false
+	})
 
 	code, st := readStatus(t, "127.0.0.1", base)
 	if code != 200 {
