@@ -77,6 +77,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*
 		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
 		cfg.Upstream = ups
+		cfg.Ports = d.dataPorts.get(cfg.DataPorts, log)
 		p, err := ftppassive.Listen(cfg)
 		if err != nil {
 			return nil, err

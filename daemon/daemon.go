@@ -110,6 +110,8 @@ type Daemon struct {
 	lastReload *admin.Reload // nil: no reload yet
 
 	tls tlsSet // per listener: the TLS holders its listener keeps; has its own lock
+	// dataPorts are the ftp listeners' data-port tables; own lock.
+	dataPorts dataTables
 }
 
 // instance is one running listener and the config it was built from.
@@ -163,6 +165,7 @@ func (d *Daemon) Start() error {
 		socks, d.takeover.socks = d.takeover.socks, nil
 	}
 	defer socks.close() // those no listener took: the new config dropped them
+	d.dataPorts.adopt(socks, d.log)
 	adminFile := socks.takeOne(adminProto, cfg.Admin.Listen)
 	err = d.startAdmin(cfg.Admin.Listen, adminFile)
 	if adminFile != nil {
@@ -346,10 +349,13 @@ func (d *Daemon) Config() *config.Config {
 // stopLoops ends the daemon's background loops, once.
 func (d *Daemon) stopLoops() { d.stop.Do(func() { close(d.done) }) }
 
-// release frees what outlives the listeners: the pipe pool and the DNS
-// cache.
+// release frees what outlives the listeners: the pipe pool, the FTP
+// data-port tables and the DNS cache.
 func (d *Daemon) release() {
 	d.pipes.Close()
+	if err := d.dataPorts.close(); err != nil {
+		d.log.Warn().Err(err).Msg("ftp data-port tables")
+	}
 	if d.ownDNS {
 		d.dns.Close()
 	}

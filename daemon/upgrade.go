@@ -15,16 +15,18 @@ import (
 // A binary upgrade (SIGUSR2, as nginx does) starts the binary found at this
 // process's path again, with the same arguments, and hands it every listen
 // socket over a Unix socket pair (package handoff): TCP, raw and FTP control
-// listeners, UDP ports and the admin endpoint. The new process takes them
+// listeners, UDP ports and the admin endpoint, and the FTP data-port tables
+// (dataports.go). The new process takes them
 // over by address exactly as a reload does, binds what is new, and answers
 // ready or why not. Only then does the old process stop accepting and
 // drain; until then both accept on the same sockets, so no client is
 // refused. A new binary that fails, or a config it rejects, leaves the old
 // process serving, and the error says why.
 //
-// FTP data ports are not listen sockets of the listener: each belongs to
-// one session and stays with the process that runs the session; the new
-// process's pool skips the ports the old one still holds.
+// FTP data ports are not listen sockets of the listener: each is bound for
+// one transfer of one session and stays with the process that runs the
+// session. What is handed over is the data-port table both processes pick
+// from, so the new process never picks a port the old one still holds.
 
 // EnvUpgradeFD names the variable that tells the new process which of its
 // descriptors is its end of the handoff channel. It is outside the RELAY_
@@ -130,7 +132,8 @@ func isPipeGone(err error) bool {
 }
 
 // listenSockets duplicates the listen sockets of the running listeners and
-// of the admin endpoint, named as the config writes their addresses.
+// of the admin endpoint, named as the config writes their addresses, and
+// the FTP data-port tables.
 func (d *Daemon) listenSockets() ([]handoff.Socket, error) {
 	d.mu.Lock()
 	adm, adminAt := d.admin, d.adminAt
@@ -148,6 +151,11 @@ func (d *Daemon) listenSockets() ([]handoff.Socket, error) {
 		for i, f := range files {
 			out = append(out, handoff.Socket{Proto: in.spec.Mode.Proto(), Addr: in.spec.Listen[i], File: f})
 		}
+	}
+	tables, err := d.dataPorts.files()
+	out = append(out, tables...)
+	if err != nil {
+		return out, err
 	}
 	if adm != nil {
 		f, err := adm.File()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -17,25 +16,21 @@ var errNoDataPort = errors.New("ftppassive: no free data port")
 // portPool hands out relay-owned data ports. Ports are picked at random
 // from the range, so a client cannot predict the next one (and so steal a
 // neighbour's transfer by racing to it); a port stays taken from the moment
-// its listener is opened until the transfer on it ends.
-//
-// The pool is one bitmap of at most 65536 entries (8 KiB of bools); picking
-// scans from a random start, O(range) at worst, which is nothing next to
-// the bind that follows.
+// its listener is opened until the transfer on it ends. Which ports are
+// taken is kept in a Ports table, which may be shared with other proxies
+// and with the process of a binary upgrade; picking scans it from a random
+// start, O(range) at worst, which is nothing next to the bind that follows.
 type portPool struct {
-	first, last uint16        // inclusive; first == 0: the kernel picks (no limit)
-	inUse       *atomic.Int64 // Stats.DataPortsInUse, the gauge
-
-	mu   sync.Mutex // guards the following
-	used []bool     // used[p-first]: handed out and not yet released
+	ports *Ports        // nil: the kernel picks (no limit)
+	inUse *atomic.Int64 // Stats.DataPortsInUse, this proxy's gauge
+	// taken is told of a port of the range that another program holds
+	// (its bind failed); relay's own processes never cause it, as they
+	// share the table.
+	taken func(port uint16, err error)
 }
 
-func newPortPool(r [2]uint16, inUse *atomic.Int64) *portPool {
-	p := &portPool{first: r[0], last: r[1], inUse: inUse}
-	if p.first != 0 {
-		p.used = make([]bool, int(p.last)-int(p.first)+1)
-	}
-	return p
+func newPortPool(ports *Ports, inUse *atomic.Int64, taken func(uint16, error)) *portPool {
+	return &portPool{ports: ports, inUse: inUse, taken: taken}
 }
 
 // dataKeepAlive is the keepalive of both sides of a data connection, the
@@ -62,7 +57,7 @@ func (p *portPool) listen(ip netip.Addr) (ln *net.TCPListener, release func(), e
 	// connection then sits behind MPTCP's fallback layer, and the socket
 	// costs more to set up. FTP clients do not speak MPTCP.
 	lc.SetMultipathTCP(false)
-	if p.first == 0 {
+	if p.ports == nil {
 		l, err := lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(ip, 0).String())
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen for data on %s: %w", ip, err)
@@ -70,45 +65,33 @@ func (p *portPool) listen(ip netip.Addr) (ln *net.TCPListener, release func(), e
 		p.inUse.Add(1)
 		return l.(*net.TCPListener), sync.OnceFunc(func() { p.inUse.Add(-1) }), nil
 	}
+	// Ports whose bind failed stay marked until the end, so that each try
+	// is another port.
+	var failed []uint16
+	defer func() {
+		for _, port := range failed {
+			p.ports.put(port)
+		}
+	}()
 	var lastErr error
 	for range maxBindTries {
-		port, ok := p.take()
+		port, ok := p.ports.take()
 		if !ok {
-			return nil, nil, errNoDataPort
+			break
 		}
 		l, err := lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(ip, port).String())
 		if err != nil {
-			// Taken by someone else on this box (or a draining relay of
-			// our own after a reload): try another one.
-			p.put(port)
+			// Taken by another program on this box: try another one.
+			p.taken(port, err)
+			failed = append(failed, port)
 			lastErr = err
 			continue
 		}
-		return l.(*net.TCPListener), sync.OnceFunc(func() { p.put(port) }), nil
+		p.inUse.Add(1)
+		return l.(*net.TCPListener), sync.OnceFunc(func() { p.ports.put(port); p.inUse.Add(-1) }), nil
 	}
-	return nil, nil, fmt.Errorf("%w: %d binds failed, the last: %w", errNoDataPort, maxBindTries, lastErr)
-}
-
-// take marks a random free port used.
-func (p *portPool) take() (uint16, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := len(p.used)
-	start := rand.IntN(n)
-	for i := range n {
-		j := (start + i) % n
-		if !p.used[j] {
-			p.used[j] = true
-			p.inUse.Add(1)
-			return p.first + uint16(j), true
-		}
+	if lastErr == nil {
+		return nil, nil, errNoDataPort
 	}
-	return 0, false
-}
-
-func (p *portPool) put(port uint16) {
-	p.mu.Lock()
-	p.used[port-p.first] = false
-	p.mu.Unlock()
-	p.inUse.Add(-1)
+	return nil, nil, fmt.Errorf("%w: %d binds failed, the last: %w", errNoDataPort, len(failed), lastErr)
 }

@@ -37,6 +37,11 @@ type Config struct {
 	// DataPorts is the inclusive range the relay takes its data ports from
 	// (passive and active). Zero: ports chosen by the kernel, no limit.
 	DataPorts [2]uint16
+	// Ports is the table of DataPorts's range this proxy takes its ports
+	// from, shared with other proxies (a reload's predecessor, the process
+	// of a binary upgrade) so that none picks a port another holds; it must
+	// have the same range, and outlive the proxy. nil: a table of its own.
+	Ports *Ports
 	// PublicIP is the address advertised in 227 replies. Zero: the local
 	// address of the client's control connection.
 	PublicIP netip.Addr
@@ -111,10 +116,25 @@ func (c *Config) idleTimeout() time.Duration {
 	return c.IdleTimeout
 }
 
+// ports is the table to take data ports from; nil: the kernel picks.
+func (c *Config) ports() *Ports {
+	if c.Ports != nil {
+		return c.Ports
+	}
+	if c.DataPorts[0] == 0 {
+		return nil
+	}
+	return newPrivatePorts(c.DataPorts[0], c.DataPorts[1])
+}
+
 func (c *Config) validate() error {
 	first, last := c.DataPorts[0], c.DataPorts[1]
 	if (first == 0) != (last == 0) || first > last {
 		return fmt.Errorf("ftppassive: data ports %d-%d: want first <= last, both non-zero (or both zero)", first, last)
+	}
+	if c.Ports != nil && c.Ports.Range() != c.DataPorts {
+		r := c.Ports.Range()
+		return fmt.Errorf("ftppassive: data ports %d-%d: the shared table is for %d-%d", first, last, r[0], r[1])
 	}
 	if len(c.Upstreams) != len(c.Listen) {
 		return fmt.Errorf("ftppassive: %d listen addresses but %d upstream lists", len(c.Listen), len(c.Upstreams))
@@ -183,6 +203,9 @@ type Proxy struct {
 	// thefts limits the proxy's own theft warnings (all sessions
 	// together) to theftBurst a second.
 	thefts *zerolog.BurstSampler
+	// foreignPorts limits the warnings about data ports held by another
+	// program to one a minute.
+	foreignPorts *zerolog.BurstSampler
 	ln     *forward.Listener
 	ports  *portPool
 	pipes  *forward.Pool
@@ -204,7 +227,8 @@ func Listen(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Log.With().Str("listener", cfg.Name).Logger(), ups: cfg.Upstream}
 	p.thefts = &zerolog.BurstSampler{Burst: theftBurst, Period: time.Second}
-	p.ports = newPortPool(cfg.DataPorts, &p.stats.DataPortsInUse)
+	p.foreignPorts = &zerolog.BurstSampler{Burst: 1, Period: time.Minute}
+	p.ports = newPortPool(cfg.ports(), &p.stats.DataPortsInUse, p.portTaken)
 	p.dialClient = p.dialFrom
 	if p.ups == nil {
 		s, err := upstream.New(upstream.Config{
@@ -250,6 +274,13 @@ func Listen(cfg Config) (*Proxy, error) {
 		p.pipes, p.ownPool = forward.NewPool(0), true
 	}
 	return p, nil
+}
+
+// portTaken warns that another program holds a port of the data range.
+func (p *Proxy) portTaken(port uint16, err error) {
+	log := p.log.Sample(p.foreignPorts)
+	log.Warn().Uint16("port", port).Err(err).
+		Msg("ftp data port held by another program; took another (give ftp.data_ports a range nobody else uses)")
 }
 
 func (p *Proxy) closeOwnPool() {

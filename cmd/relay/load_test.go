@@ -153,50 +153,89 @@ func ftpBackend(g gate) func(net.Conn) {
 // fetchFTP logs in through the relay, retrieves n bytes of seed over a
 // passive data connection and checks them and the replies.
 func fetchFTP(addr string, n int64, seed uint64) error {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := dialFTP(addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	r := bufio.NewReader(c)
-	expect := func(code string) (string, error) {
-		line, err := r.ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, code) {
-			return line, fmt.Errorf("want %s, got %q %v", code, line, err)
-		}
-		return line, nil
-	}
-	steps := []struct{ send, want string }{{"", "220"}, {"USER x", "331"}, {"PASS x", "230"}, {"TYPE I", "200"}, {"PASV", "227"}}
-	var pasv string
-	for _, s := range steps {
-		if s.send != "" {
-			fmt.Fprintf(c, "%s\r\n", s.send)
-		}
-		if pasv, err = expect(s.want); err != nil {
-			return fmt.Errorf("%s: %w", s.send, err)
-		}
-	}
-	dataAddr, err := parse227(pasv)
+	dataAddr, err := c.pasv()
 	if err != nil {
 		return err
 	}
+	if err := c.retr(dataAddr, n, seed, nil); err != nil {
+		return err
+	}
+	return c.quit()
+}
+
+// ftpClient is the client side of ftpBackend's dialogue through the relay.
+type ftpClient struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// dialFTP connects and logs in, up to TYPE I.
+func dialFTP(addr string) (*ftpClient, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	f := &ftpClient{Conn: c, r: bufio.NewReader(c)}
+	for _, s := range []struct{ send, want string }{{"", "220"}, {"USER x", "331"}, {"PASS x", "230"}, {"TYPE I", "200"}} {
+		if _, err := f.cmd(s.send, s.want); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// cmd sends line (none if empty) and reads a reply that must start with
+// code.
+func (f *ftpClient) cmd(line, code string) (string, error) {
+	if line != "" {
+		fmt.Fprintf(f, "%s\r\n", line)
+	}
+	reply, err := f.r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(reply, code) {
+		return reply, fmt.Errorf("%s: want %s, got %q %v", line, code, reply, err)
+	}
+	return reply, nil
+}
+
+// pasv returns the relay's data address from its 227.
+func (f *ftpClient) pasv() (string, error) {
+	reply, err := f.cmd("PASV", "227")
+	if err != nil {
+		return "", err
+	}
+	return parse227(reply)
+}
+
+// retr connects to dataAddr, asks for n bytes of seed and checks them;
+// started, when not nil, is closed once the data connection is up and the
+// transfer asked for.
+func (f *ftpClient) retr(dataAddr string, n int64, seed uint64, started chan<- struct{}) error {
 	dc, err := net.DialTimeout("tcp", dataAddr, 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("data connection: %w", err)
 	}
 	defer dc.Close()
-	fmt.Fprintf(c, "RETR %d-%d\r\n", n, seed)
-	if _, err := expect("150"); err != nil {
+	if _, err := f.cmd(fmt.Sprintf("RETR %d-%d", n, seed), "150"); err != nil {
 		return err
+	}
+	if started != nil {
+		close(started)
 	}
 	if err := checkStream(dc, n, seed); err != nil {
 		return fmt.Errorf("ftp data: %w", err)
 	}
-	if _, err := expect("226"); err != nil {
-		return err
-	}
-	fmt.Fprint(c, "QUIT\r\n")
-	_, err = expect("221")
+	_, err = f.cmd("", "226")
+	return err
+}
+
+func (f *ftpClient) quit() error {
+	_, err := f.cmd("QUIT", "221")
 	return err
 }
 

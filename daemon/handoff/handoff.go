@@ -19,7 +19,7 @@ import (
 
 // Socket is a listen socket and the name it is taken over by.
 type Socket struct {
-	Proto string   `json:"proto"` // "tcp" or "udp"
+	Proto string   `json:"proto"` // "tcp", "udp", or what else the daemon names ("admin", "ftp-data")
 	Addr  string   `json:"addr"`  // the listen address as the config writes it
 	File  *os.File `json:"-"`
 }
