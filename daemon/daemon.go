@@ -81,6 +81,10 @@ type Daemon struct {
 	ready   atomic.Bool // every configured listener is bound
 	// drainingAll: Shutdown began; open connections are finishing.
 	drainingAll atomic.Bool
+	// handedOver: an upgrade named another process systemd's main one, so
+	// this one tells systemd nothing more (a STOPPING=1 from it would stop
+	// the service where NotifyAccess lets it through).
+	handedOver atomic.Bool
 	counts      reloadCounts
 	takeover    *Takeover     // the sockets handed over on an upgrade; used by Start
 	adminFile   *os.File      // the admin socket to take over; set only during Start
@@ -263,7 +267,7 @@ func (d *Daemon) serveListener(in *instance) {
 // a reload retired, until ctx is done, then closes what is left. It returns
 // when every goroutine is gone.
 func (d *Daemon) Shutdown(ctx context.Context) error {
-	if d.notify != nil {
+	if d.notify != nil && !d.handedOver.Load() {
 		_ = d.notify.Stopping()
 	}
 	d.drainingAll.Store(true)

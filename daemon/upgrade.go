@@ -59,6 +59,7 @@ func (d *Daemon) Upgrade() error {
 		return err
 	}
 	if m, ok := d.notify.(interface{ MainPID(int) error }); ok {
+		d.handedOver.Store(true)
 		if err := m.MainPID(pid); err != nil {
 			d.log.Warn().Err(err).Int("pid", pid).Msg("upgrade: could not tell systemd the new main PID")
 		}

@@ -203,9 +203,6 @@ type Proxy struct {
 	// thefts limits the proxy's own theft warnings (all sessions
 	// together) to theftBurst a second.
 	thefts *zerolog.BurstSampler
-	// foreignPorts limits the warnings about data ports held by another
-	// program to one a minute.
-	foreignPorts *zerolog.BurstSampler
 	ln     *forward.Listener
 	ports  *portPool
 	pipes  *forward.Pool
@@ -214,6 +211,9 @@ type Proxy struct {
 	// dialClient connects to an active-mode client's data port: dialFrom,
 	// or a test's stand-in that adds the latency of a real network.
 	dialClient func(ctx context.Context, from netip.Addr, addr netip.AddrPort) (net.Conn, error)
+	// foreignPorts limits the warnings about data ports held by another
+	// program to one a minute.
+	foreignPorts *zerolog.BurstSampler
 
 	ownPool   bool        // pipes was made here, so Close closes it
 	tlsNoted  atomic.Bool // the AUTH TLS advice was logged
