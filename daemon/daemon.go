@@ -81,15 +81,15 @@ type Daemon struct {
 	ready   atomic.Bool // every configured listener is bound
 	// drainingAll: Shutdown began; open connections are finishing.
 	drainingAll atomic.Bool
-	// handedOver: an upgrade named another process systemd's main one, so
-	// this one tells systemd nothing more (a STOPPING=1 from it would stop
-	// the service where NotifyAccess lets it through).
-	handedOver atomic.Bool
 	counts      reloadCounts
 	takeover    *Takeover     // the sockets handed over on an upgrade; used by Start
 	adminFile   *os.File      // the admin socket to take over; set only during Start
 	done        chan struct{} // closed by Shutdown/Close: background loops end
 	stop        sync.Once
+	// handedOver: an upgrade named another process systemd's main one, so
+	// this one tells systemd nothing more (a STOPPING=1 from it would stop
+	// the service where NotifyAccess lets it through).
+	handedOver atomic.Bool
 
 	serving sync.WaitGroup // Serve goroutines and background drains; Add only under mu while !stopped
 
