@@ -5,7 +5,8 @@
 // server, and rewrites the four commands and replies that carry addresses:
 //
 //   - PASV/EPSV: the server's 227/229 is parsed, the relay opens a data port
-//     of its own (picked at random from Config.DataPorts) and answers the
+//     of its own (picked at random from Config.DataPorts, in a Ports table
+//     that may be shared with other proxies and processes) and answers the
 //     client with that port. The port accepts exactly one connection from
 //     the control client's IP. The relay dials the server's data port at
 //     once, while the client is being answered (the server listens from
