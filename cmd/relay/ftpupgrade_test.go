@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -32,16 +30,8 @@ func TestUpgradeHandsOverFTPDataPool(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\nlisteners:\n"+
 		"  - {name: files, mode: ftp, listen: %q, upstream: %q, ftp: {data_ports: \"%d-%d\"}}\n",
 		ftpAddr, backend.Addr(), data, data+2))
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary := filepath.Join(t.TempDir(), "relay")
-	installBinary(t, binary, self)
-	old := startInstalled(t, binary, cfg)
+	old, logs := startCopy(t, cfg)
 	defer func() { _ = old.cmd.Process.Kill() }()
-	logs := &world.LogBuffer{}
-	go collectLines(old.logs, logs)
 
 	// Before the upgrade: a transfer under way (A) and a PASV answered (B).
 	const size = 1 << 20

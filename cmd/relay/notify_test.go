@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -112,17 +111,9 @@ func TestUpgradeNotifiesSystemd(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\n"+
 		"listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", addr, backend.Addr()))
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary := filepath.Join(t.TempDir(), "relay")
-	installBinary(t, binary, self)
-	old := startInstalled(t, binary, cfg)
+	old, logs := startCopy(t, cfg)
 	oldPID := old.cmd.Process.Pid
 	defer func() { _ = old.cmd.Process.Kill() }()
-	logs := &world.LogBuffer{}
-	go collectLines(old.logs, logs)
 
 	sd.expect(t, oldPID, "READY=1")
 	_ = syscall.Kill(oldPID, syscall.SIGHUP)

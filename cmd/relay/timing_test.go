@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -119,16 +118,8 @@ func benchRelay(b *testing.B) (proc *relayProc, logs *world.LogBuffer, addr stri
 		return fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\n"+
 			"listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", addr, backends[i%2].Addr())
 	}
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		b.Fatal(err)
-	}
-	binary := filepath.Join(b.TempDir(), "relay")
-	installBinary(b, binary, self)
 	cfg = writeConfig(b, render(0))
-	proc = startInstalled(b, binary, cfg)
-	logs = &world.LogBuffer{}
-	go collectLines(proc.logs, logs)
+	proc, logs = startCopy(b, cfg)
 	return proc, logs, addr, render, cfg
 }
 

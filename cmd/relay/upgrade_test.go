@@ -61,6 +61,24 @@ func startInstalled(t testing.TB, binary, cfg string) *relayProc {
 	return p
 }
 
+// startCopy installs a copy of this test binary in a temporary directory
+// and starts it on cfg. Its log (and that of the processes its upgrades
+// start) is read into the returned buffer all along: every connection
+// writes a line, and a full pipe would stop the relays.
+func startCopy(t testing.TB, cfg string) (*relayProc, *world.LogBuffer) {
+	t.Helper()
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary := filepath.Join(t.TempDir(), "relay")
+	installBinary(t, binary, self)
+	p := startInstalled(t, binary, cfg)
+	logs := &world.LogBuffer{}
+	go collectLines(p.logs, logs)
+	return p, logs
+}
+
 // dialer keeps opening short connections to addr and checks each echoes;
 // it counts the ones that failed in any way.
 type dialer struct {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -87,17 +86,9 @@ func TestZeroLossOperations(t *testing.T) {
 			ftpPort, s.ftp.Addr(), dataBase, dataBase+39, udpPort, s.udp.LocalAddr())
 	}
 	at := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary := filepath.Join(t.TempDir(), "relay")
-	installBinary(t, binary, self)
 	cfg := writeConfig(t, render(sets[0]))
-	first := startInstalled(t, binary, cfg)
+	first, logs := startCopy(t, cfg)
 	defer func() { _ = first.cmd.Process.Kill() }()
-	logs := &world.LogBuffer{}
-	go collectLines(first.logs, logs)
 	admin := "http://" + at(adminPort) + "/metrics"
 
 	// Warm up every path, then take the baselines: UDP loss and the
