@@ -65,7 +65,11 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 	if q := l.raw.queues[index]; q != nil {
 		// Behind TLS the hang-up watch peeks the socket under it: TLS
 		// records waiting there are the client's job as much as bytes are.
-		t, end := l.waitTurn(tcpOf(c).(*net.TCPConn), q)
+		// Records the handshake already read off the socket are asked of
+		// the TLS conn (readAhead) before a bare FIN counts as hanging up.
+		ahead := newReadAhead(c)
+		t, end := l.waitTurn(tcpOf(c).(*net.TCPConn), q, ahead)
+		c = ahead.conn(c)
 		job.queued = time.Since(start)
 		if end != "" {
 			c.Close()

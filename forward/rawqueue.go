@@ -111,7 +111,7 @@ func (q *turnQueue) failWaiting() {
 // waitTurn waits until c may use the device, and returns its ticket, or
 // the end reason when c does not get there: queue timeout, the client
 // hung up, the device is down, or shutdown.
-func (l *Listener) waitTurn(c *net.TCPConn, q *turnQueue) (*ticket, string) {
+func (l *Listener) waitTurn(c *net.TCPConn, q *turnQueue, ahead *readAhead) (*ticket, string) {
 	t, granted := q.join()
 	if granted {
 		return t, ""
@@ -131,7 +131,7 @@ func (l *Listener) waitTurn(c *net.TCPConn, q *turnQueue) (*ticket, string) {
 	for {
 		select {
 		case err := <-t.ready:
-			hungUp := stopWatch(c, gone)
+			hungUp := stopWatch(c, gone) && !ahead.sent()
 			switch {
 			case err != nil:
 				return nil, EndUnreachable
@@ -141,11 +141,13 @@ func (l *Listener) waitTurn(c *net.TCPConn, q *turnQueue) (*ticket, string) {
 			}
 			return t, ""
 		case hungUp := <-gone:
-			if hungUp {
+			if hungUp && !ahead.sent() {
 				q.leave(t)
 				return nil, EndLeftQueue
 			}
-			gone = nil // the watcher could not watch; wait without it
+			// The watcher could not watch, or the client closed after a
+			// job TLS had read ahead: wait without it.
+			gone = nil
 		case <-timer.C:
 			q.leave(t)
 			stopWatch(c, gone)
