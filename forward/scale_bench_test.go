@@ -3,6 +3,7 @@ package forward
 import (
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -19,8 +20,10 @@ import (
 // wall time to open them all (each answered end to end) and to close them
 // all (until the child holds none), with idle directions parked (the
 // relay's way) and not (park=false: each keeps its goroutine).
-// rss-KiB/conn staying flat between the sizes is what linear growth looks
-// like. Run:
+// After the sizes, fit/park=... fits a line to the growth of RSS against
+// the count (least squares) and reports its slope (KiB per connection),
+// its intercept, R² and the largest deviation of a size from the line:
+// linear growth is R² near 1 and a small deviation. Run:
 //
 //	go test -run '^$' -bench BenchmarkIdleScale -benchtime 1x ./forward/
 //
@@ -36,7 +39,7 @@ import (
 // the hard limit), the sizes are scaled down, in proportion, to the
 // largest that fits, and the bench logs it.
 func BenchmarkIdleScale(b *testing.B) {
-	sizes := []int{25000, 100000}
+	sizes := []int{12500, 25000, 50000, 100000}
 	if env := os.Getenv("FORWARD_BENCH_IDLE_SIZES"); env != "" {
 		sizes = sizes[:0]
 		for _, f := range strings.Split(env, ",") {
@@ -59,6 +62,8 @@ func BenchmarkIdleScale(b *testing.B) {
 	}
 	backend := newHoldBackend(b, scalePorts)
 	exe, _ := os.Executable()
+	// The settled RSS growth at each size, per park mode, for the fit.
+	grown := map[bool][]point{}
 	for _, n := range sizes {
 		for _, park := range []bool{true, false} {
 			env := []string{}
@@ -68,11 +73,63 @@ func BenchmarkIdleScale(b *testing.B) {
 			b.Run(fmt.Sprintf("conns=%d/park=%v", n, park), func(b *testing.B) {
 				for range b.N {
 					child := startChild(b, exe, 0, "relay", strings.Join(backend.addrs, ","), env...)
-					holdIdle(b, child, backend, n)
+					kib := holdIdle(b, child, backend, n)
+					grown[park] = append(grown[park], point{float64(n), kib})
 				}
 			})
 		}
 	}
+	for _, park := range []bool{true, false} {
+		if len(grown[park]) < 2 {
+			continue
+		}
+		b.Run(fmt.Sprintf("fit/park=%v", park), func(b *testing.B) {
+			f := fitLine(grown[park])
+			b.ReportMetric(f.slope, "slope-KiB/conn")
+			b.ReportMetric(f.intercept, "intercept-KiB")
+			b.ReportMetric(f.r2, "R2")
+			b.ReportMetric(100*f.maxDev, "max-dev-%")
+		})
+	}
+}
+
+// point is one size of the scale bench: connections held, and KiB the
+// relay grew by holding them.
+type point struct{ x, y float64 }
+
+// lineFit is a least-squares line y = slope*x + intercept through points,
+// how well it explains them (r2, 1 = exactly), and the largest distance of
+// a point from it relative to the line's value there (maxDev).
+type lineFit struct {
+	slope, intercept, r2, maxDev float64
+}
+
+func fitLine(ps []point) lineFit {
+	n := float64(len(ps))
+	var sx, sy, sxx, sxy float64
+	for _, p := range ps {
+		sx, sy, sxx, sxy = sx+p.x, sy+p.y, sxx+p.x*p.x, sxy+p.x*p.y
+	}
+	var f lineFit
+	if d := n*sxx - sx*sx; d != 0 {
+		f.slope = (n*sxy - sx*sy) / d
+	}
+	f.intercept = (sy - f.slope*sx) / n
+	mean := sy / n
+	var ssRes, ssTot float64
+	for _, p := range ps {
+		line := f.slope*p.x + f.intercept
+		ssRes += (p.y - line) * (p.y - line)
+		ssTot += (p.y - mean) * (p.y - mean)
+		if line != 0 {
+			f.maxDev = max(f.maxDev, math.Abs(p.y-line)/math.Abs(line))
+		}
+	}
+	f.r2 = 1
+	if ssTot > 0 {
+		f.r2 = 1 - ssRes/ssTot
+	}
+	return f
 }
 
 // scalePorts is how many relay ports (and backend ports) the scale bench
@@ -87,8 +144,9 @@ const (
 )
 
 // holdIdle opens n connections through child, measures, closes them and
-// waits until the child has let go of every descriptor.
-func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) {
+// waits until the child has let go of every descriptor. It returns the KiB
+// the child's settled RSS grew by while it held them.
+func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) float64 {
 	child.freeOSMemory(b)
 	fds0, rss0 := countFDs(b, child), rssKiB(b, child)
 	accepted0 := backend.count()
@@ -110,7 +168,8 @@ func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) {
 	// resident until the scavenger returns them, bit by bit; this is what
 	// a relay that has held its idle connections a while looks like.
 	child.freeOSMemory(b)
-	b.ReportMetric(float64(rssKiB(b, child)-rss0)/float64(n), "settled-rss-KiB/conn")
+	settled := float64(rssKiB(b, child) - rss0)
+	b.ReportMetric(settled/float64(n), "settled-rss-KiB/conn")
 	b.ReportMetric(float64(fds-fds0)/float64(n), "fds/conn")
 	b.ReportMetric(opened.Seconds(), "open-s")
 
@@ -126,6 +185,7 @@ func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.ReportMetric(time.Since(start).Seconds(), "close-s")
+	return settled
 }
 
 // openIdle opens n connections to addrs (round robin) from scaleSources
@@ -266,4 +326,17 @@ func raiseFileLimit(b *testing.B, want int) int {
 		return int(lim.Cur)
 	}
 	return int(soft.Cur)
+}
+
+func TestFitLine(t *testing.T) {
+	line := fitLine([]point{{1000, 5000}, {2000, 8000}, {4000, 14000}, {8000, 26000}})
+	if math.Abs(line.slope-3) > 1e-9 || math.Abs(line.intercept-2000) > 1e-6 ||
+		math.Abs(line.r2-1) > 1e-12 || line.maxDev > 1e-12 {
+		t.Errorf("exact line y = 3x + 2000: got %+v", line)
+	}
+	// Quadratic growth, which the scale bench must not call linear.
+	curve := fitLine([]point{{1, 1}, {2, 4}, {4, 16}, {8, 64}})
+	if curve.r2 > 0.99 || curve.maxDev < 0.2 {
+		t.Errorf("y = x²: r2 %.4f, max deviation %.2f; want r2 < 0.99 and deviation > 0.2", curve.r2, curve.maxDev)
+	}
 }
