@@ -16,19 +16,29 @@ type tcpThroughput struct {
 	sunk  atomic.Int64 // bytes the sink read in the current measurement
 	sink  *tcpServer
 	hash  *tcpServer
-	check []byte // sent through the hash backend before each measurement
-	block []byte // what the streams write, over and over
+	check []byte     // sent through the hash backend before each measurement
+	block []byte     // what the streams write, over and over
+	iperf *iperfLoad // the second load source; nil without iperf3
 }
 
 func (*tcpThroughput) name() string { return "tcp" }
 
-func (*tcpThroughput) metrics() []metric {
-	return []metric{
+func (t *tcpThroughput) metrics() []metric {
+	ms := []metric{
 		{key: "gbps1", label: "1 stream", unit: "Gbit/s", higher: true, digits: 1},
 		{key: "cpu1", label: "1 stream, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
 		{key: "gbps8", label: "8 streams", unit: "Gbit/s", higher: true, digits: 1},
 		{key: "cpu8", label: "8 streams, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
 	}
+	if t.iperf != nil {
+		ms = append(ms,
+			metric{key: "iperf-gbps1", label: "iperf3, 1 stream", unit: "Gbit/s", higher: true, digits: 1},
+			metric{key: "iperf-cpu1", label: "iperf3, 1 stream, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
+			metric{key: "iperf-gbps8", label: "iperf3 -P 8", unit: "Gbit/s", higher: true, digits: 1},
+			metric{key: "iperf-cpu8", label: "iperf3 -P 8, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
+		)
+	}
+	return ms
 }
 
 func (t *tcpThroughput) setup(e *env) ([]route, error) {
@@ -42,15 +52,26 @@ func (t *tcpThroughput) setup(e *env) ([]route, error) {
 	}
 	t.check = randomBytes(e.scale.checkBytes, 1)
 	t.block = randomBytes(256<<10, 2)
-	return []route{
+	routes := []route{
 		{name: "bulk", mode: "tcp", upstream: t.sink.addr()},
 		{name: "bulk-check", mode: "tcp", upstream: t.hash.addr()},
-	}, nil
+	}
+	if t.iperf, err = startIperf(e); err != nil {
+		t.teardown()
+		return nil, fmt.Errorf("iperf3 server: %w", err)
+	}
+	if t.iperf != nil {
+		routes = append(routes, route{name: "iperf", mode: "tcp", upstream: t.iperf.addr})
+	}
+	return routes, nil
 }
 
 func (t *tcpThroughput) teardown() {
 	t.sink.close()
 	t.hash.close()
+	if t.iperf != nil {
+		t.iperf.close()
+	}
 }
 
 func (*tcpThroughput) skip(string) string { return "" }
@@ -69,6 +90,19 @@ func (t *tcpThroughput) measure(e *env, in *instance) (map[string]float64, error
 		out[fmt.Sprintf("gbps%d", n)] = gbps
 		if in.hasProcess() {
 			out[fmt.Sprintf("cpu%d", n)] = cpu
+		}
+	}
+	if t.iperf == nil {
+		return out, nil
+	}
+	for _, n := range []int{1, 8} {
+		gbps, cpu, err := t.iperf.run(e, in, in.addr("iperf"), n)
+		if err != nil {
+			return out, fmt.Errorf("iperf3 -P %d: %w", n, err)
+		}
+		out[fmt.Sprintf("iperf-gbps%d", n)] = gbps
+		if in.hasProcess() {
+			out[fmt.Sprintf("iperf-cpu%d", n)] = cpu
 		}
 	}
 	return out, nil
