@@ -88,13 +88,20 @@ func parseIperf(b []byte) (iperfResult, error) {
 	return r, nil
 }
 
+// iperfFigures is what one iperf3 run measured.
+type iperfFigures struct {
+	gbps      float64 // at the server
+	cpuPerGB  float64 // the forwarder's CPU seconds per GB sent
+	loadPerGB float64 // iperf3's, client and server
+}
+
 // run pushes n streams from the iperf3 client through addr for one window
-// (whole seconds, at least one) and returns the server's Gbit/s and in's
-// CPU seconds per GB sent.
-func (l *iperfLoad) run(e *env, in *instance, addr string, n int) (gbps, cpuPerGB float64, err error) {
+// (whole seconds, at least one).
+func (l *iperfLoad) run(e *env, in *instance, addr string, n int) (iperfFigures, error) {
+	var f iperfFigures
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return 0, 0, err
+		return f, err
 	}
 	secs := max(1, int(math.Round(e.scale.window.Seconds())))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs)*time.Second+30*time.Second)
@@ -103,21 +110,25 @@ func (l *iperfLoad) run(e *env, in *instance, addr string, n int) (gbps, cpuPerG
 		"-P", strconv.Itoa(n), "-t", strconv.Itoa(secs), "--connect-timeout", "5000")
 	cpu0, err := in.cpu()
 	if err != nil {
-		return 0, 0, err
+		return f, err
 	}
 	out, runErr := cmd.Output()
 	cpu1, err := in.cpu()
 	if err != nil {
-		return 0, 0, err
+		return f, err
 	}
 	r, err := parseIperf(out)
 	if err != nil {
 		var exit *exec.ExitError
 		if errors.As(runErr, &exit) && len(out) == 0 {
-			return 0, 0, fmt.Errorf("iperf3 client: %v: %s", runErr, exit.Stderr)
+			return f, fmt.Errorf("iperf3 client: %v: %s", runErr, exit.Stderr)
 		}
-		return 0, 0, err
+		return f, err
 	}
 	gb := float64(r.End.SumSent.Bytes) / 1e9
-	return r.End.SumReceived.Bps / 1e9, (cpu1 - cpu0).Seconds() / gb, nil
+	f.gbps = r.End.SumReceived.Bps / 1e9
+	f.cpuPerGB = (cpu1 - cpu0).Seconds() / gb
+	// iperf3 gives each end's CPU as a percentage of the test's duration.
+	f.loadPerGB = (r.End.CPU.Host + r.End.CPU.Remote) / 100 * r.End.SumSent.Seconds / gb
+	return f, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -29,6 +30,7 @@ func (t *tcpThroughput) metrics() []metric {
 		{key: "cpu1", label: "1 stream, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
 		{key: "gbps8", label: "8 streams", unit: "Gbit/s", higher: true, digits: 1},
 		{key: "cpu8", label: "8 streams, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
+		{key: "load8", label: "8 streams, bench's writers + sink CPU", unit: "s/GB", digits: 3},
 	}
 	if t.iperf != nil {
 		ms = append(ms,
@@ -36,6 +38,7 @@ func (t *tcpThroughput) metrics() []metric {
 			metric{key: "iperf-cpu1", label: "iperf3, 1 stream, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
 			metric{key: "iperf-gbps8", label: "iperf3 -P 8", unit: "Gbit/s", higher: true, digits: 1},
 			metric{key: "iperf-cpu8", label: "iperf3 -P 8, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
+			metric{key: "iperf-load8", label: "iperf3 -P 8, iperf3 client + server CPU", unit: "s/GB", digits: 3},
 		)
 	}
 	return ms
@@ -83,6 +86,7 @@ func (t *tcpThroughput) measure(e *env, in *instance) (map[string]float64, error
 	}
 	out := map[string]float64{}
 	for _, n := range []int{1, 8} {
+		self0 := selfCPU()
 		gbps, cpu, err := t.streams(e, in, n)
 		if err != nil {
 			return nil, fmt.Errorf("%d streams: %w", n, err)
@@ -91,21 +95,39 @@ func (t *tcpThroughput) measure(e *env, in *instance) (map[string]float64, error
 		if in.hasProcess() {
 			out[fmt.Sprintf("cpu%d", n)] = cpu
 		}
+		// The load's own cost: on 2 cores, what it takes is what the
+		// forwarder cannot have.
+		if n == 8 {
+			out["load8"] = (selfCPU() - self0).Seconds() / (float64(t.sunk.Load()) / 1e9)
+		}
 	}
 	if t.iperf == nil {
 		return out, nil
 	}
 	for _, n := range []int{1, 8} {
-		gbps, cpu, err := t.iperf.run(e, in, in.addr("iperf"), n)
+		r, err := t.iperf.run(e, in, in.addr("iperf"), n)
 		if err != nil {
 			return out, fmt.Errorf("iperf3 -P %d: %w", n, err)
 		}
-		out[fmt.Sprintf("iperf-gbps%d", n)] = gbps
+		out[fmt.Sprintf("iperf-gbps%d", n)] = r.gbps
 		if in.hasProcess() {
-			out[fmt.Sprintf("iperf-cpu%d", n)] = cpu
+			out[fmt.Sprintf("iperf-cpu%d", n)] = r.cpuPerGB
+		}
+		if n == 8 {
+			out["iperf-load8"] = r.loadPerGB
 		}
 	}
 	return out, nil
+}
+
+// selfCPU is the CPU time the bench process has used so far: the load
+// generator and the backends of the scenario that runs.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // streams runs n uploads for one window and returns Gbit/s and the
