@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the programs `go run ./bench` compares the relay with: HAProxy,
 # nginx with its stream module, socat, rinetd, stunnel4 (the tunnel
-# scenario), and iperf3 (optional, for
-# cross-checking the bench's own load generators). Debian/Ubuntu packages.
+# scenario), and iperf3 (optional: the tcp scenario's second load source,
+# beside the bench's own load generator). Debian/Ubuntu packages.
 # Idempotent; quiet when everything is already there. The packages' own
 # daemons are kept from starting: the bench runs each peer itself, on
 # loopback ports, and stops it afterwards.
