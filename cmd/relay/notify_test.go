@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -100,7 +101,8 @@ func (s *fakeSystemd) expect(t *testing.T, pid int, prefix string) notifyMsg {
 // process; RELOADING=1 then READY=1 for a reload; for the upgrade,
 // RELOADING=1, then MAINPID=<new>, READY=1 and BARRIER=1, all from the
 // process that is the main one at the time (NotifyAccess=main drops the
-// rest); the new process says nothing before that, the old one nothing
+// rest), after a failed upgrade (RELOADING=1, READY=1) has left the old one
+// in place; the new process says nothing before that, the old one nothing
 // after (its STOPPING=1 would stop the service under NotifyAccess=all), and
 // the new one reloads and stops as the main process. A real systemd cannot
 // run here (it is not PID 1 in the test environment).
@@ -119,6 +121,19 @@ func TestUpgradeNotifiesSystemd(t *testing.T) {
 	_ = syscall.Kill(oldPID, syscall.SIGHUP)
 	sd.expect(t, oldPID, "RELOADING=1\nMONOTONIC_USEC=")
 	sd.expect(t, oldPID, "READY=1")
+
+	// A new binary that exits at once: the old process stays the main one
+	// and says it is ready again.
+	self, err := os.ReadFile(old.cmd.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	installBinary(t, old.cmd.Path, []byte("#!/bin/sh\nexit 3\n"))
+	_ = syscall.Kill(oldPID, syscall.SIGUSR2)
+	sd.expect(t, oldPID, "RELOADING=1")
+	sd.expect(t, oldPID, "READY=1")
+	logs.Wait(t, "upgrade failed")
+	installBinary(t, old.cmd.Path, self)
 
 	next := upgrade(t, oldPID, logs, 1)
 	defer func() { _ = syscall.Kill(next, syscall.SIGKILL) }()
