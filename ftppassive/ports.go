@@ -19,7 +19,8 @@ import (
 // An entry is taken and given back with a compare-and-swap on its own
 // 32-bit word, so processes need no lock between them. Entries of a
 // process that died without giving its ports back (killed) are reclaimed
-// once no free port is left.
+// once no free port is left, unless another process took its pid
+// meanwhile.
 type Ports struct {
 	first, last uint16
 	self        uint32   // this process's pid, the owner written on take
