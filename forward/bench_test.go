@@ -53,6 +53,7 @@ const (
 	benchAllocsEnv   = "FORWARD_BENCH_ALLOCPROFILE" // a path prefix: children record every allocation
 	benchLevelEnv    = "FORWARD_BENCH_LOG_LEVEL"    // the relay child's log level (default: trace, every line built)
 	benchNoParkEnv   = "FORWARD_BENCH_NO_PARK"      // set: the relay child parks no idle direction
+	benchHeapEnv     = "FORWARD_BENCH_HEAPPROFILE"  // a path prefix: the idle benches write the child's live heap
 	benchChunk       = 1 << 20                      // bytes per b.N
 )
 
@@ -72,8 +73,10 @@ func runBenchChild(mode, upstream string) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if path := os.Getenv(benchAllocsEnv); path != "" {
+	if path := os.Getenv(benchAllocsEnv) + os.Getenv(benchHeapEnv); path != "" {
 		runtime.MemProfileRate = 1
+	}
+	if path := os.Getenv(benchAllocsEnv); path != "" {
 		defer writeAllocProfile(fmt.Sprintf("%s.%s.%d", path, mode, os.Getpid()))
 	}
 	switch mode {
@@ -93,7 +96,6 @@ func runBenchChild(mode, upstream string) int {
 		}
 		if os.Getenv(benchNoParkEnv) != "" && l.parker != nil {
 			// Idle directions keep their goroutines, as before parking.
-			l.parker.close()
 			l.parker = nil
 		}
 		fmt.Println(joinAddrList(l.Addrs()))
@@ -153,6 +155,18 @@ func edgeConfig(mode string, cfg Config) Config {
 	return cfg
 }
 
+// writeHeapProfile writes the child's live heap (after a GC), its
+// goroutine count and MemStats to path, for the idle benchmarks.
+func writeHeapProfile(path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	pprof.Lookup("heap").WriteTo(f, 1)
+}
+
 func writeAllocProfile(path string) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -172,6 +186,9 @@ func answerParent() {
 		if in.Text() == "free" {
 			// What the runtime's scavenger reaches on its own, at once.
 			debug.FreeOSMemory()
+		}
+		if path, ok := strings.CutPrefix(in.Text(), "heap "); ok {
+			writeHeapProfile(path)
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -276,6 +293,16 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 // freeOSMemory makes the child return its unused memory to the OS.
 func (c *benchChild) freeOSMemory(b *testing.B) {
 	if _, err := io.WriteString(c.stdin, "free\n"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.stdout.ReadString('\n'); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// heapProfile makes the child write its live heap to path.
+func (c *benchChild) heapProfile(b *testing.B, path string) {
+	if _, err := io.WriteString(c.stdin, "heap "+path+"\n"); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := c.stdout.ReadString('\n'); err != nil {

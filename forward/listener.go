@@ -56,12 +56,11 @@ type Listener struct {
 	workers   sync.WaitGroup // connWorker goroutines
 	handoff   chan accepted  // unbuffered: to a connWorker waiting for work
 	idleWork  atomic.Int32   // connWorkers waiting on handoff
-	parker    *parker        // holds idle plain forwards; nil: they keep their goroutines
+	parker    *parker        // the pool's, holds idle tcp and raw forwards; nil: they keep their goroutines
 	parkAfter time.Duration  // defaultParkAfter; tests shorten it before Serve
 	// lateKeepAlive: the dialer sets no keepalive; the pipe sets it on
 	// the upstream of a connection that lives past parkAfter.
 	lateKeepAlive bool
-	parking       sync.WaitGroup // the parker's goroutine
 
 	mu      sync.Mutex // guards the following
 	closed  bool
@@ -94,13 +93,13 @@ func Listen(cfg Config) (*Listener, error) {
 	if cfg.Raw != nil {
 		l.raw = newRawState(cfg.Raw, len(cfg.Listen))
 	}
-	if cfg.Raw == nil && cfg.Handler == nil {
+	if cfg.Handler == nil {
 		// Without epoll, idle forwards keep their goroutines: slower to
 		// nothing, only bigger.
-		l.parker, _ = newParker()
+		l.parker = l.pool.parker()
 		l.parkAfter = defaultParkAfter
 	}
-	if l.parker != nil && l.netDialer != nil {
+	if l.parker != nil && l.netDialer != nil && cfg.Raw == nil {
 		// Keepalive on the upstream only once a connection outlives
 		// parkAfter (pair.lateKeepAlive): three setsockopt calls a short
 		// connection does not need.
@@ -213,10 +212,6 @@ func (l *Listener) Serve() error {
 	}
 	l.serving = true
 	l.accepting.Add(len(l.lns))
-	if l.parker != nil {
-		l.parking.Add(1)
-		go l.serveParker()
-	}
 	l.mu.Unlock()
 	if l.ups != nil {
 		l.ups.Start()
@@ -229,20 +224,6 @@ func (l *Listener) Serve() error {
 	l.acceptLoop(0)
 	l.accepting.Wait()
 	return ErrClosed
-}
-
-// serveParker runs the parker until closeParker.
-func (l *Listener) serveParker() {
-	defer l.parking.Done()
-	l.parker.serve()
-}
-
-// closeParker ends the parker once no connection is left to park.
-func (l *Listener) closeParker() {
-	if l.parker != nil {
-		l.parker.close()
-		l.parking.Wait()
-	}
 }
 
 // acceptLoop accepts on socket index until the socket is closed.
@@ -450,7 +431,6 @@ func (l *Listener) serveConn(a accepted) {
 		defer l.connDone(a.client)
 		l.cfg.Handler.ServeConn(l.ctx, a.c, a.index)
 	case l.raw != nil:
-		defer l.connDone(a.client)
 		l.serveRaw(conn, a, sec)
 	default:
 		l.forwardConn(conn, a, sec)
@@ -483,7 +463,6 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	}
 	l.cancel()
 	l.workers.Wait()
-	l.closeParker()
 	l.closePool()
 	l.closeUpstreams()
 	return err
@@ -521,7 +500,6 @@ func (l *Listener) Close() error {
 	l.accepting.Wait()
 	l.conns.Wait()
 	l.workers.Wait()
-	l.closeParker()
 	l.closePool()
 	l.closeUpstreams()
 	return nil

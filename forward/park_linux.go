@@ -4,33 +4,47 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// parker holds the idle directions of a listener's forwards without a
+// parker holds the idle directions of a Pool's forwards without a
 // goroutine each: a direction that has had nothing to read for parkAfter
 // registers its source socket here (EPOLLIN, one-shot) and its goroutine
 // exits; when the socket becomes readable (bytes, EOF or an error), the
-// listener's one parker goroutine starts a fresh goroutine that resumes
-// the direction where it stopped. See the package doc for why.
+// parker's goroutine starts a fresh goroutine that resumes the direction
+// where it stopped. See the package doc for why.
 //
 // The epoll set is itself pollable, so the parker goroutine waits for it
 // in Go's netpoller like any socket (no thread blocked in epoll_wait), and
-// closing it ends that goroutine.
+// closing it ends that goroutine. The goroutine starts at the first park.
 //
 // Who runs a parked direction: whoever moves its state from parked to
 // running (unpark) owns it, and only one can; a spurious wake-up costs a
 // read that finds nothing and a park again.
+//
+// The idle timeout of parked directions is one timer per parker, not one
+// per connection (sweepIdle), and a burst of parks is followed by one
+// release of the freed memory to the OS (memRelease).
 type parker struct {
-	ep     *os.File // the epoll set; also what the parker goroutine waits on
-	epfd   int
-	parked atomic.Int64 // directions parked now, for tests and the bench
+	ep      *os.File // the epoll set; also what the parker goroutine waits on
+	epfd    int
+	parked  atomic.Int64   // directions parked now
+	serving sync.WaitGroup // the serve goroutine
+	// freeOSMemory is debug.FreeOSMemory; tests count the calls.
+	freeOSMemory func()
 
-	mu   sync.Mutex // guards the following
-	byFD map[int32]*direction
+	mu       sync.Mutex // guards the following
+	byFD     map[int32]*direction
+	started  bool
+	closed   bool
+	sweep    *time.Timer // sweepIdle, armed while something is parked
+	sweepDue time.Time   // when sweep fires; zero: not armed
+	burst    burst       // parks since the last release of memory
 }
 
 // Direction states: running (a goroutine owns it) or parked.
@@ -43,6 +57,9 @@ const (
 // nothing to read and the pair has been idle for parkAfter.
 var errWouldPark = errors.New("forward: direction idle, park it")
 
+// errParkerClosed is park's error after close.
+var errParkerClosed = errors.New("forward: parker closed")
+
 func newParker() (*parker, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -53,7 +70,9 @@ func newParker() (*parker, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	return &parker{ep: os.NewFile(uintptr(fd), "forward-parker"), epfd: fd, byFD: make(map[int32]*direction)}, nil
+	pk := &parker{ep: os.NewFile(uintptr(fd), "forward-parker"), epfd: fd, byFD: make(map[int32]*direction)}
+	pk.freeOSMemory = debug.FreeOSMemory
+	return pk, nil
 }
 
 // park marks d parked and registers its source socket (d.parkFD),
@@ -66,10 +85,21 @@ func (pk *parker) park(d *direction) error {
 	fd := int32(d.parkFD)
 	registered := d.inEpoll
 	d.inEpoll = true
+	pk.mu.Lock()
+	if pk.closed {
+		pk.mu.Unlock()
+		return errParkerClosed
+	}
+	if !pk.started {
+		pk.started = true
+		pk.serving.Add(1)
+		go pk.serve()
+	}
 	pk.parked.Add(1)
 	d.state.Store(dirParked)
-	pk.mu.Lock()
 	pk.byFD[fd] = d
+	pk.armSweepLocked(max(d.p.idleLeft(), d.p.grain))
+	pk.parkedLocked()
 	pk.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: fd}
 	var err error
@@ -107,9 +137,59 @@ func (pk *parker) wake(d *direction) {
 	}
 }
 
+// armSweepLocked makes sweepIdle run within after, unless it is due
+// sooner already.
+func (pk *parker) armSweepLocked(after time.Duration) {
+	due := time.Now().Add(after)
+	if !pk.sweepDue.IsZero() && !due.Before(pk.sweepDue) {
+		return
+	}
+	pk.sweepDue = due
+	if pk.sweep == nil {
+		pk.sweep = time.AfterFunc(after, pk.sweepIdle)
+		return
+	}
+	pk.sweep.Reset(after)
+}
+
+// sweepIdle ends the pairs of parked directions that have been idle for
+// their idle timeout (a parked direction has no deadline to fire) and
+// re-arms itself for the next one due. It waits at least a pair's grain
+// between runs, so it runs about once a second at most with the default
+// idle timeout, whatever the number of connections; each run walks the
+// parked directions (9 600 connections: about 0.3 ms).
+func (pk *parker) sweepIdle() {
+	var idle []*pair
+	pk.mu.Lock()
+	pk.sweepDue = time.Time{}
+	next := time.Duration(-1)
+	for _, d := range pk.byFD {
+		p := d.p
+		if p.stopped.Load() {
+			continue
+		}
+		left := p.idleLeft()
+		if left <= 0 {
+			idle = append(idle, p)
+			continue
+		}
+		if w := max(left, p.grain); next < 0 || w < next {
+			next = w
+		}
+	}
+	if next >= 0 && !pk.closed {
+		pk.armSweepLocked(next)
+	}
+	pk.mu.Unlock()
+	for _, p := range idle {
+		p.stop(EndIdle, nil) // wakes its parked directions; twice is harmless
+	}
+}
+
 // serve waits for readiness on the epoll set and resumes the directions
 // whose sockets became readable, until close.
 func (pk *parker) serve() {
+	defer pk.serving.Done()
 	rc, err := pk.ep.SyscallConn()
 	if err != nil {
 		return
@@ -139,10 +219,92 @@ func (pk *parker) serve() {
 	}
 }
 
-// close ends serve. Call it once no forward can park any more.
+// close ends serve and the timers. Call it once no forward can park any
+// more (a late park fails and its direction waits in the poller).
 func (pk *parker) close() error {
-	if err := pk.ep.Close(); err != nil {
+	pk.mu.Lock()
+	if pk.closed {
+		pk.mu.Unlock()
+		return nil
+	}
+	pk.closed = true
+	if pk.sweep != nil {
+		pk.sweep.Stop()
+	}
+	if pk.burst.timer != nil {
+		pk.burst.timer.Stop()
+	}
+	pk.mu.Unlock()
+	err := pk.ep.Close()
+	pk.serving.Wait()
+	if err != nil {
 		return fmt.Errorf("close parker: %w", err)
 	}
 	return nil
+}
+
+// After a burst of connections has parked, the goroutine stacks their
+// directions ran on are free, but the runtime hands them back to the OS
+// only bit by bit (the scavenger), and a relay that never allocates much
+// may hold them for minutes: BenchmarkIdleScale, 9 600 idle connections,
+// 8.0 KiB RSS per connection 2.5 s after the burst, 3.7 once released.
+// So a parker that has seen a burst (releaseParks parks) releases the
+// free memory itself once the burst is over: no park for releaseQuiet,
+// or releaseMaxWait after the burst began if parks go on. A release is a
+// forced GC plus madvise of the free pages (about 20 ms of CPU at 10 000
+// connections); releaseEvery bounds it, so it cannot run in a loop
+// whatever the traffic.
+const (
+	releaseParks   = 1024
+	releaseQuiet   = time.Second
+	releaseMaxWait = 10 * time.Second
+	releaseEvery   = time.Minute
+)
+
+// burst is the parker's record of parks since it last released memory.
+type burst struct {
+	parks       int
+	start, last time.Time   // the first and the latest park of the burst
+	released    time.Time   // the last release; zero: none yet
+	timer       *time.Timer // releaseIfQuiet, armed once parks reach releaseParks
+}
+
+// parkedLocked counts a park toward the burst.
+func (pk *parker) parkedLocked() {
+	b := &pk.burst
+	now := time.Now()
+	if b.parks == 0 {
+		b.start = now
+	}
+	b.parks++
+	b.last = now
+	if b.parks < releaseParks || b.timer != nil {
+		return
+	}
+	wait := releaseQuiet
+	if !b.released.IsZero() {
+		wait = max(wait, time.Until(b.released.Add(releaseEvery)))
+	}
+	b.timer = time.AfterFunc(wait, pk.releaseIfQuiet)
+}
+
+// releaseIfQuiet is the burst timer's function: it releases the free
+// memory once parks have stopped (or the burst has gone on for
+// releaseMaxWait), else looks again after releaseQuiet.
+func (pk *parker) releaseIfQuiet() {
+	pk.mu.Lock()
+	b := &pk.burst
+	if pk.closed {
+		pk.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	if now.Sub(b.last) < releaseQuiet && now.Sub(b.start) < releaseMaxWait {
+		b.timer.Reset(releaseQuiet)
+		pk.mu.Unlock()
+		return
+	}
+	*b = burst{released: now}
+	pk.mu.Unlock()
+	pk.freeOSMemory()
 }

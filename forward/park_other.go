@@ -2,11 +2,14 @@
 
 package forward
 
-import "errors"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // parker is Linux only (epoll); elsewhere idle directions wait in the
 // netpoller with their goroutine, and newParker reports that.
-type parker struct{}
+type parker struct{ parked atomic.Int64 }
 
 const (
 	dirRunning int32 = iota
@@ -19,5 +22,4 @@ func newParker() (*parker, error)           { return nil, errors.New("forward: p
 func (pk *parker) park(d *direction) error  { return errors.New("forward: parking needs epoll") }
 func (pk *parker) unpark(d *direction) bool { return d.state.CompareAndSwap(dirParked, dirRunning) }
 func (pk *parker) wake(d *direction)        {}
-func (pk *parker) serve()                   {}
 func (pk *parker) close() error             { return nil }

@@ -38,7 +38,7 @@ func parkedRelay(t *testing.T, backend string, idle time.Duration) *relay {
 func waitParked(t *testing.T, r *relay, n int64) {
 	t.Helper()
 	world.Eventually(t, fmt.Sprintf("%d directions parked", n), func() bool {
-		return r.parker.parked.Load() == n && directionGoroutines() == 0
+		return r.pool.Parked() == n && directionGoroutines() == 0
 	})
 }
 
@@ -75,7 +75,7 @@ func TestParkResume(t *testing.T) {
 	waitParked(t, r, 2)
 	c.Close()
 	r.logs.Wait(t, `"end":"eof"`, fmt.Sprintf(`"bytes_in":%d`, size+1), fmt.Sprintf(`"bytes_out":%d`, size+1))
-	world.Eventually(t, "nothing parked", func() bool { return r.parker.parked.Load() == 0 })
+	world.Eventually(t, "nothing parked", func() bool { return r.pool.Parked() == 0 })
 }
 
 // TestParkIdleTimeout: a connection whose directions are both parked still
@@ -94,7 +94,7 @@ func TestParkIdleTimeout(t *testing.T) {
 		t.Errorf("closed after %v, idle timeout is %v", took, idle)
 	}
 	r.logs.Wait(t, `"end":"idle"`, `"bytes_in":1`, `"bytes_out":1`)
-	if n := r.parker.parked.Load(); n != 0 {
+	if n := r.pool.Parked(); n != 0 {
 		t.Errorf("%d directions still parked", n)
 	}
 }
@@ -156,7 +156,7 @@ func TestParkShutdown(t *testing.T) {
 	if n := r.logs.Count(`"end":"shutdown"`); n != 2 {
 		t.Errorf("%d access lines with end shutdown, want 2:\n%s", n, r.logs.String())
 	}
-	if n := r.parker.parked.Load(); n != 0 {
+	if n := r.pool.Parked(); n != 0 {
 		t.Errorf("%d directions still parked", n)
 	}
 }
@@ -195,7 +195,7 @@ func TestParkManyShortConnections(t *testing.T) {
 		}
 	}
 	r.logs.WaitCount(t, conns, `"end":"eof"`)
-	world.Eventually(t, "nothing parked", func() bool { return r.parker.parked.Load() == 0 })
+	world.Eventually(t, "nothing parked", func() bool { return r.pool.Parked() == 0 })
 }
 
 // TestLateKeepAlive: the upstream of a connection younger than parkAfter

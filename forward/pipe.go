@@ -76,6 +76,18 @@ func Pipe(ctx context.Context, a, b net.Conn, opt PipeOptions) Result {
 	return p.close()
 }
 
+// Start is Pipe without the wait: it returns at once, and end is called
+// once, from another goroutine, with the result after a and b are closed.
+// With opt.Pool and opt.IdleTimeout set, a direction that has had nothing
+// to read for a second parks in the pool (see the package doc): an idle
+// pipe holds no goroutine.
+func Start(ctx context.Context, a, b net.Conn, opt PipeOptions, end func(Result)) {
+	if opt.Pool != nil && opt.parker == nil {
+		opt.parker, opt.parkAfter = opt.Pool.parker(), defaultParkAfter
+	}
+	startPipe(ctx, a, b, opt, end)
+}
+
 // startPipe is Pipe without the wait: both directions run in goroutines of
 // their own and the one that ends last calls end with the result, after
 // closing a and b. The caller's goroutine may return at once.
@@ -118,11 +130,6 @@ func (p *pair) shutdown() { p.stop(EndShutdown, nil) }
 // and returns the result.
 func (p *pair) close() Result {
 	p.stopOnCancel()
-	p.mu.Lock()
-	if p.idleTimer != nil {
-		p.idleTimer.Stop()
-	}
-	p.mu.Unlock()
 	p.a.Close()
 	p.b.Close()
 	end, err := p.result()
@@ -153,10 +160,9 @@ type pair struct {
 	keepAliveB   bool          // b still needs keepalive (see lateKeepAlive)
 	keepAliveSet atomic.Bool
 
-	mu        sync.Mutex // guards the following
-	end       string
-	err       error
-	idleTimer *time.Timer // the idle timeout of parked directions; made at the first park
+	mu  sync.Mutex // guards the following
+	end string
+	err error
 }
 
 // touch records activity; called per chunk. time.Since reads the

@@ -33,6 +33,10 @@ type Pool struct {
 	// openPipe makes a new pipe; nil: newSpliceBuf. Tests make it fail to
 	// play a process out of file descriptors.
 	openPipe func(size int) (*spliceBuf, error)
+	// pk holds the idle directions of every forward using the pool (see
+	// parker), made at the first parker call; nil without epoll.
+	pk       *parker
+	parkOnce sync.Once
 
 	mu       sync.Mutex // guards the following
 	free     []*spliceBuf
@@ -167,9 +171,30 @@ func (p *Pool) InUse() int {
 	return p.inUse
 }
 
-// Close closes the idle pipes; pipes still in use are closed when they come
-// back. It is idempotent.
+// parker returns the pool's parker, made on the first call; nil where
+// directions cannot park (no epoll, or the pool is closed).
+func (p *Pool) parker() *parker {
+	p.parkOnce.Do(func() { p.pk, _ = newParker() })
+	return p.pk
+}
+
+// Parked reports how many directions are parked now: idle, holding no
+// goroutine (see the package doc).
+func (p *Pool) Parked() int64 {
+	if pk := p.parker(); pk != nil {
+		return pk.parked.Load()
+	}
+	return 0
+}
+
+// Close closes the idle pipes and the parker; pipes still in use are
+// closed when they come back. Every forward using the pool must have ended
+// (a direction parked then stays parked). It is idempotent.
 func (p *Pool) Close() error {
+	p.parkOnce.Do(func() {}) // no parker from now on, if none yet
+	if p.pk != nil {
+		p.pk.close()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, sb := range p.free {

@@ -57,11 +57,14 @@ func newRawState(cfg *Raw, ports int) *rawState {
 }
 
 // serveRaw runs one raw client: wait for the turn (exclusive), dial the
-// device, pipe, and write the job line.
+// device and start the pipe; its end writes the job line, passes the turn
+// on and releases the connection's slot. It returns once the pipe has
+// started, so that an idle job parks like a tcp forward (see the package
+// doc) and holds no goroutine.
 func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 	client, index := a.client, a.index
 	start := time.Now()
-	job := rawJob{l: l, client: client, index: index, tls: sec}
+	job := &rawJob{l: l, client: client, index: index, tls: sec}
 	if q := l.raw.queues[index]; q != nil {
 		// Behind TLS the hang-up watch peeks the socket under it: TLS
 		// records waiting there are the client's job as much as bytes are.
@@ -73,10 +76,11 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		job.queued = time.Since(start)
 		if end != "" {
 			c.Close()
-			job.log(end, nil, Result{})
+			job.log(end, nil, Result{}, 0)
+			l.connDone(client)
 			return
 		}
-		defer q.release(t)
+		job.queue, job.turn = q, t
 		q.hold(client)
 	}
 	up, addr, err := l.dialFor(a)
@@ -87,7 +91,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		if l.ctx.Err() != nil {
 			end = EndShutdown
 		}
-		job.log(end, err, Result{})
+		job.done(end, err, Result{})
 		return
 	}
 	job.upstream = addr
@@ -97,15 +101,15 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 			l.log.Debug().Err(err).Msg("raw: device socket options")
 		}
 	}
-	printing := time.Now()
-	res := Pipe(l.ctx, c, up, PipeOptions{
+	job.started = time.Now()
+	startPipe(l.ctx, c, up, PipeOptions{
 		IdleTimeout: l.cfg.idleTimeout(),
 		AtoB:        &l.stats.BytesIn,
 		BtoA:        &l.stats.BytesOut,
 		Pool:        l.pool,
-	})
-	job.printing = time.Since(printing)
-	job.log(res.End, res.Err, res)
+		parker:      l.parker,
+		parkAfter:   l.parkAfter,
+	}, job.end)
 }
 
 // Holders returns, for each port of an exclusive raw listener whose device
@@ -126,21 +130,42 @@ func (l *Listener) Holders() []Holder {
 	return out
 }
 
-// rawJob collects what the job line says.
+// rawJob collects what the job line says, and what its end releases.
 type rawJob struct {
 	l        *Listener
 	client   netip.AddrPort
 	index    int
 	upstream string
 	queued   time.Duration
-	printing time.Duration
+	started  time.Time // when the pipe started
 	tls      secured
+	queue    *turnQueue // exclusive: the queue whose turn the job holds
+	turn     *ticket
 }
 
-func (j *rawJob) log(end string, err error, res Result) {
+// end is the pipe's end: the job line, then the turn and the slot.
+func (j *rawJob) end(res Result) {
+	j.done(res.End, res.Err, res)
+}
+
+// done writes the job line, passes the turn on (exclusive) and releases
+// the connection's slot.
+func (j *rawJob) done(end string, err error, res Result) {
+	printing := time.Duration(0)
+	if !j.started.IsZero() {
+		printing = time.Since(j.started)
+	}
+	j.log(end, err, res, printing)
+	if j.queue != nil {
+		j.queue.release(j.turn)
+	}
+	j.l.connDone(j.client)
+}
+
+func (j *rawJob) log(end string, err error, res Result, printing time.Duration) {
 	ev := j.l.log.Info().Str("listen", j.l.listens[j.index]).Str("client", j.client.String()).
 		Str("upstream", j.upstream).Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
-		Dur("queued_ms", j.queued).Dur("printing_ms", j.printing).Str("end", end)
+		Dur("queued_ms", j.queued).Dur("printing_ms", printing).Str("end", end)
 	ev = j.tls.add(ev)
 	if err != nil {
 		ev = ev.Err(err)

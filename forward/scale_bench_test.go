@@ -170,6 +170,9 @@ func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) floa
 	child.freeOSMemory(b)
 	settled := float64(rssKiB(b, child) - rss0)
 	b.ReportMetric(settled/float64(n), "settled-rss-KiB/conn")
+	if path := os.Getenv(benchHeapEnv); path != "" {
+		child.heapProfile(b, fmt.Sprintf("%s.%d", path, n))
+	}
 	b.ReportMetric(float64(fds-fds0)/float64(n), "fds/conn")
 	b.ReportMetric(opened.Seconds(), "open-s")
 

@@ -84,7 +84,9 @@ func (d *direction) splice() error {
 	if err := d.readSmall(src, dst, true); err != errBulk {
 		return err
 	}
-	d.fillFn, d.drainFn = d.fill, d.drain
+	if d.fillFn == nil {
+		d.fillFn, d.drainFn = d.fill, d.drain
+	}
 	defer d.releasePipe()
 	for {
 		err := src.Read(d.fillFn)
@@ -141,7 +143,9 @@ var errNoPipe = errors.New("forward: no splice pipe")
 // 4 KiB, and an idle connection kept it (BenchmarkIdleFDs: 12.7 KiB RSS
 // per idle connection that way, 8.8 KiB with the callback).
 func (d *direction) readSmall(src, dst syscall.RawConn, toBulk bool) error {
-	d.readFn, d.writeFn = d.readChunk, d.writeChunk
+	if d.readFn == nil {
+		d.readFn, d.writeFn = d.readChunk, d.writeChunk
+	}
 	defer d.releaseBuf()
 	for {
 		err := src.Read(d.readFn)

@@ -153,9 +153,10 @@ func (s *session) closeIdleData() {
 	<-d.gone
 }
 
-// serve waits for the one connection this port is for, then relays it.
+// serve waits for the one connection this port is for, then starts its
+// relay; the relay's end (or serve, if nothing is relayed) releases the
+// port and tells the session the data goroutine is done.
 func (d *dataConn) serve() {
-	defer d.s.dataWG.Done()
 	conn, err := d.accept()
 	// Accept has returned, so closing the listener now closes its socket
 	// at once and the port is free again.
@@ -179,6 +180,7 @@ func (d *dataConn) serve() {
 		ev.Str("port", d.local.String()).Str("why", err.Error()).Msg("data port closed unused")
 		close(d.gone)
 		d.settle(nil)
+		d.s.dataWG.Done()
 		return
 	}
 	close(d.gone)
@@ -186,7 +188,13 @@ func (d *dataConn) serve() {
 		close(d.accepted)
 	}
 	d.relay(conn)
+}
+
+// done ends a data connection: the port goes back and the session stops
+// waiting for it.
+func (d *dataConn) done() {
 	d.release()
+	d.s.dataWG.Done()
 }
 
 // accept returns the first connection from d.peer. Connections from any
@@ -257,6 +265,7 @@ func (d *dataConn) relay(in *net.TCPConn) {
 		s.p.stats.DataFailed.Add(1)
 		s.log.Warn().Err(err).Str("target", d.target.String()).Msg("data connection: dial failed")
 		d.settle(err)
+		d.done()
 		return
 	}
 	s.p.stats.DataOpened.Add(1)
@@ -269,7 +278,18 @@ func (d *dataConn) relay(in *net.TCPConn) {
 		opt.AtoB, opt.BtoA = down, up
 	}
 	start := time.Now()
-	res := forward.Pipe(s.ctx, in, out, opt)
+	// Start, not Pipe: a transfer that stalls (a paused download, a
+	// client that reads slowly) parks in the pool like a tcp forward and
+	// holds no goroutine meanwhile.
+	forward.Start(s.ctx, in, out, opt, func(res forward.Result) {
+		d.ended(res, start)
+	})
+}
+
+// ended accounts and logs a finished transfer and ends the data
+// connection.
+func (d *dataConn) ended(res forward.Result, start time.Time) {
+	s := d.s
 	toServer, toClient := res.AtoB, res.BtoA
 	if !d.passive {
 		toServer, toClient = toClient, toServer
@@ -280,4 +300,5 @@ func (d *dataConn) relay(in *net.TCPConn) {
 		Int64("bytes_up", toServer).Int64("bytes_down", toClient).
 		Dur("duration_ms", time.Since(start)).Str("end", res.End).
 		Msg("data transfer")
+	d.done()
 }
