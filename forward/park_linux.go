@@ -267,6 +267,7 @@ type burst struct {
 	start, last time.Time   // the first and the latest park of the burst
 	released    time.Time   // the last release; zero: none yet
 	timer       *time.Timer // releaseIfQuiet, armed once parks reach releaseParks
+	due         time.Time   // when timer fires
 }
 
 // parkedLocked counts a park toward the burst.
@@ -285,6 +286,7 @@ func (pk *parker) parkedLocked() {
 	if !b.released.IsZero() {
 		wait = max(wait, time.Until(b.released.Add(releaseEvery)))
 	}
+	b.due = now.Add(wait)
 	b.timer = time.AfterFunc(wait, pk.releaseIfQuiet)
 }
 
@@ -300,6 +302,7 @@ func (pk *parker) releaseIfQuiet() {
 	}
 	now := time.Now()
 	if now.Sub(b.last) < releaseQuiet && now.Sub(b.start) < releaseMaxWait {
+		b.due = now.Add(releaseQuiet)
 		b.timer.Reset(releaseQuiet)
 		pk.mu.Unlock()
 		return

@@ -4,6 +4,7 @@ package forward
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,4 +253,85 @@ func upstreamSocketKeepAlive(t *testing.T, local netip.AddrPort) (on, idle int) 
 	}
 	t.Fatalf("no socket bound to %v", local)
 	return 0, 0
+}
+
+// TestRawParkResume: an exclusive raw job that goes quiet parks (no
+// goroutine) while it holds the printer, a second client waits its turn
+// meanwhile; the first job's bytes, sent after the park, reach the
+// printer whole, its job line counts them, and the turn then passes on.
+func TestRawParkResume(t *testing.T) {
+	checkLeaks(t)
+	p := newPrinter(t, &printer{})
+	r := listenRelay(t, Config{Name: "printer", Upstreams: [][]string{{p.Addr()}}, Raw: &Raw{Exclusive: true}})
+	r.parkAfter = 0
+	r.serve(t)
+	first := r.dial(t, 0)
+	if got := roundTrip(t, first, "\x05"); got != "\x06" {
+		t.Fatalf("status answer %q", got)
+	}
+	waitParked(t, r, 2)
+	second := r.dial(t, 0)
+	world.Eventually(t, "second client queued", func() bool { return r.Stats().QueueLength.Load() == 1 })
+	if n := r.pool.Parked(); n != 2 {
+		t.Errorf("%d directions parked while a client waits, want 2", n)
+	}
+	jobs := [][]byte{markedJob(1, 1<<20), markedJob(2, 1<<10)}
+	for i, c := range []*net.TCPConn{first, second} {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		go func() {
+			c.Write(jobs[i])
+			c.CloseWrite()
+		}()
+		if reply, err := io.ReadAll(c); err != nil || !strings.HasSuffix(string(reply), "\x06done") {
+			t.Fatalf("client %d: reply %q, %v", i+1, reply, err)
+		}
+	}
+	want := [][32]byte{sha256.Sum256(append([]byte{enq}, jobs[0]...)), sha256.Sum256(jobs[1])}
+	p.mu.Lock()
+	var got [][32]byte
+	for _, job := range p.jobs {
+		got = append(got, sha256.Sum256(job))
+	}
+	p.mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Errorf("printer got %d jobs not matching the clients' (in order)", len(got))
+	}
+	if m := p.maxActive.Load(); m != 1 {
+		t.Errorf("printer saw %d connections at once", m)
+	}
+	r.logs.Wait(t, `"raw job done"`, `"end":"eof"`, fmt.Sprintf(`"bytes_in":%d`, len(jobs[0])+1))
+	r.logs.Wait(t, `"raw job done"`, `"end":"eof"`, fmt.Sprintf(`"bytes_in":%d`, len(jobs[1])))
+	world.Eventually(t, "nothing parked", func() bool { return r.pool.Parked() == 0 })
+}
+
+// TestParkerReleasesMemoryOncePerBurst: a burst of parks is followed by
+// one release of free memory once parks stop, and the next burst's
+// release waits for releaseEvery: it cannot run in a loop.
+func TestParkerReleasesMemoryOncePerBurst(t *testing.T) {
+	pk, err := newParker()
+	if err != nil {
+		t.Skip(err)
+	}
+	defer pk.close()
+	var releases atomic.Int32
+	pk.freeOSMemory = func() { releases.Add(1) }
+	burst := func() time.Time {
+		pk.mu.Lock()
+		defer pk.mu.Unlock()
+		for range releaseParks {
+			pk.parkedLocked()
+		}
+		return pk.burst.due
+	}
+	start := time.Now()
+	if due := burst(); due.Sub(start) < releaseQuiet || due.Sub(start) > releaseQuiet+time.Second {
+		t.Errorf("first release due after %v, want %v", due.Sub(start), releaseQuiet)
+	}
+	world.Eventually(t, "one release", func() bool { return releases.Load() == 1 })
+	if due := burst(); time.Until(due) < releaseEvery-releaseQuiet-time.Second {
+		t.Errorf("second release due in %v, want about %v after the first", time.Until(due), releaseEvery)
+	}
+	if n := releases.Load(); n != 1 {
+		t.Errorf("%d releases, want 1", n)
+	}
 }
