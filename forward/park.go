@@ -28,7 +28,7 @@ func (d *direction) mayPark(fd uintptr) bool {
 	if p.parker == nil || d.noPark || p.stopped.Load() {
 		return false
 	}
-	if time.Since(p.start)-time.Duration(p.last.Load()) < p.parkAfter {
+	if time.Since(p.start)-time.Duration(p.last.Load()) < p.parkAfter && !p.parker.crowded() {
 		return false
 	}
 	if d.parkFD != int(fd) {

@@ -9,7 +9,7 @@ import (
 
 // parker is Linux only (epoll); elsewhere idle directions wait in the
 // netpoller with their goroutine, and newParker reports that.
-type parker struct{ parked atomic.Int64 }
+type parker struct{ parked, running atomic.Int64 }
 
 const (
 	dirRunning int32 = iota
@@ -23,3 +23,4 @@ func (pk *parker) park(d *direction) error  { return errors.New("forward: parkin
 func (pk *parker) unpark(d *direction) bool { return d.state.CompareAndSwap(dirParked, dirRunning) }
 func (pk *parker) wake(d *direction)        {}
 func (pk *parker) close() error             { return nil }
+func (pk *parker) crowded() bool            { return false }

@@ -335,3 +335,37 @@ func TestParkerReleasesMemoryOncePerBurst(t *testing.T) {
 		t.Errorf("%d releases, want 1", n)
 	}
 }
+
+// TestParkCrowded: with more directions running than crowdAt, a direction
+// that finds nothing to read parks at once, long before parkAfter, and
+// wakes with its bytes intact; uncrowded, a young one does not park.
+func TestParkCrowded(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, IdleTimeout: time.Minute})
+	r.parkAfter = time.Hour
+	r.serve(t)
+	young := r.dial(t, 0)
+	roundTrip(t, young, "y")
+	if n := r.pool.Parked(); n != 0 {
+		t.Fatalf("%d directions parked with parkAfter an hour away and no crowd", n)
+	}
+	young.Close()
+	r.logs.Wait(t, `"end":"eof"`)
+	r.parker.crowdAt.Store(0) // every running direction is one too many
+	c := r.dial(t, 0)
+	roundTrip(t, c, "x")
+	world.Eventually(t, "the crowded connection parked", func() bool { return r.pool.Parked() == 2 })
+	const size = 256<<10 + 1
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go io.Copy(c, world.Stream(5, size))
+	got, err := world.Hash(io.LimitReader(c, size))
+	if err != nil || got != world.StreamSum(5, size) {
+		t.Fatalf("echo after the park: %d bytes, %v", got.N, err)
+	}
+	c.Close()
+	r.logs.WaitCount(t, 2, `"end":"eof"`)
+	world.Eventually(t, "nothing parked or running", func() bool {
+		return r.pool.Parked() == 0 && r.parker.running.Load() == 0
+	})
+}

@@ -101,6 +101,9 @@ func Start(ctx context.Context, a, b net.Conn, opt PipeOptions, end func(Result)
 func startPipe(ctx context.Context, a, b net.Conn, opt PipeOptions, end func(Result)) {
 	p := newPair(ctx, a, b, opt)
 	p.onEnd = end
+	if p.parker != nil {
+		p.parker.running.Add(2)
+	}
 	go p.ab.runDetached()
 	go p.ba.runDetached()
 }
@@ -353,7 +356,11 @@ func (d *direction) runAndSignal(done chan<- struct{}) {
 // runDetached is a direction of startPipe: the last one to return ends
 // the pair.
 func (d *direction) runDetached() {
-	if d.run() {
+	last := d.run()
+	if pk := d.p.parker; pk != nil {
+		pk.running.Add(-1) // parked or ended: its goroutine ends here
+	}
+	if last {
 		d.p.onEnd(d.p.close())
 	}
 }
