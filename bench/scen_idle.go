@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -10,9 +11,21 @@ import (
 // idleDialers is how many goroutines open the idle connections.
 const idleDialers = 32
 
-// idleSettle is how long the connections stay quiet before the forwarder's
-// memory is read.
-const idleSettle = 2500 * time.Millisecond
+// The settled moment at which tcp-idle reads a forwarder's memory: the
+// connections have been quiet for at least idleSettle, and the RSS has
+// then stayed within idleSteady of its value for idleSteadyFor (read every
+// idleSample), or idleSettleMax has passed. Why not a fixed delay: a
+// forwarder may hand memory back to the OS some time after its
+// connections went idle (relay does once its idle directions have parked,
+// a second or two after the burst), and a reading taken while it does so
+// would be neither the burst's peak nor the settled cost.
+const (
+	idleSettle    = 2500 * time.Millisecond
+	idleSteady    = 0.01
+	idleSteadyFor = 2 * time.Second
+	idleSample    = 250 * time.Millisecond
+	idleSettleMax = 15 * time.Second
+)
 
 // tcpIdle holds many idle proxied connections and reads what they cost the
 // forwarder: resident memory and descriptors per connection.
@@ -77,8 +90,7 @@ func (t *tcpIdle) measure(_ *env, in *instance) (map[string]float64, error) {
 	}
 	// Idle means quiet for a while: the relay parks a direction after one
 	// to two seconds of silence (forward's package doc).
-	time.Sleep(idleSettle)
-	after, err := in.memory()
+	after, err := settledMemory(in)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +102,26 @@ func (t *tcpIdle) measure(_ *env, in *instance) (map[string]float64, error) {
 		"rss": float64(after.rssKiB-before.rssKiB) / n,
 		"fds": float64(after.fds-before.fds) / n,
 	}, nil
+}
+
+// settledMemory waits for the settled moment (see idleSettle) and returns
+// the memory read then.
+func settledMemory(in *instance) (memory, error) {
+	start := time.Now()
+	time.Sleep(idleSettle)
+	steadySince := time.Now()
+	ref, err := in.memory()
+	for err == nil && time.Since(steadySince) < idleSteadyFor && time.Since(start) < idleSettleMax {
+		time.Sleep(idleSample)
+		var m memory
+		if m, err = in.memory(); err != nil {
+			break
+		}
+		if math.Abs(float64(m.rssKiB-ref.rssKiB)) > idleSteady*float64(ref.rssKiB) {
+			ref, steadySince = m, time.Now()
+		}
+	}
+	return ref, err
 }
 
 // waitAccepted waits until the backend has accepted want connections in
