@@ -48,6 +48,19 @@ func (tr *transcript) transfer(what string, src, dst net.Conn, n int) {
 	fmt.Fprintf(&tr.rec, "D  %s: %d bytes %s\n", what, n, verdict)
 }
 
+// epsvData opens a passive data connection through the relay with EPSV
+// and returns the client's and the fake server's ends.
+func (tr *transcript) epsvData() (client, server net.Conn) {
+	tr.t.Helper()
+	ln, port := tr.fakeData("SERVER_DATA")
+	tr.clientSends("EPSV\r\n")
+	tr.serverGets()
+	tr.serverSends(fmt.Sprintf("229 Entering Extended Passive Mode (|||%d|)\r\n", port))
+	rp := tr.relayPort(tr.clientGets(), dataRange)
+	c := dialTCP(tr.t, fmt.Sprintf("127.0.0.1:%d", rp))
+	return c, acceptOne(tr.t, ln)
+}
+
 func acceptOne(t *testing.T, ln *net.TCPListener) net.Conn {
 	t.Helper()
 	ln.SetDeadline(time.Now().Add(stepTimeout))
@@ -105,13 +118,7 @@ var transcriptCases = []struct {
 	}},
 	{"epsv", Config{DataPorts: dataRange}, func(tr *transcript) {
 		tr.login()
-		ln, port := tr.fakeData("SERVER_DATA")
-		tr.clientSends("EPSV\r\n")
-		tr.serverGets()
-		tr.serverSends(fmt.Sprintf("229 Entering Extended Passive Mode (|||%d|)\r\n", port))
-		rp := tr.relayPort(tr.clientGets(), dataRange)
-		c := dialTCP(tr.t, fmt.Sprintf("127.0.0.1:%d", rp))
-		s := acceptOne(tr.t, ln)
+		c, s := tr.epsvData()
 		tr.transfer("client->server", c, s, 128<<10)
 	}},
 	{"epsv_refused_falls_back_to_pasv", Config{DataPorts: dataRange}, func(tr *transcript) {

@@ -23,13 +23,7 @@ func TestDataParkResume(t *testing.T) {
 	t.Cleanup(func() { pool.Close() })
 	tr := newTranscript(t, Config{DataPorts: dataRange, Pool: pool})
 	tr.login()
-	ln, port := tr.fakeData("SERVER_DATA")
-	tr.clientSends("EPSV\r\n")
-	tr.serverGets()
-	tr.serverSends(fmt.Sprintf("229 Entering Extended Passive Mode (|||%d|)\r\n", port))
-	rp := tr.relayPort(tr.clientGets(), dataRange)
-	c := dialTCP(t, fmt.Sprintf("127.0.0.1:%d", rp))
-	s := acceptOne(t, ln)
+	c, s := tr.epsvData()
 	data, sum := randomBytes(t, 1<<20+7)
 	const head = 1000
 	if _, err := s.Write(data[:head]); err != nil {
