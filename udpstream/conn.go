@@ -37,6 +37,10 @@ type packetConn interface {
 	// the socket stays open for writing: a relay that handed its listen
 	// socket to a successor still answers its own sessions through it.
 	stopReading() error
+	// answered reports, without reading or waiting, whether a datagram is
+	// queued on the socket: an upstream's reply that the session's reader
+	// has not taken yet. false where the network cannot tell.
+	answered() bool
 	// file returns a duplicate of the socket, for a successor to take over.
 	file() (*os.File, error)
 	close() error
@@ -50,6 +54,9 @@ type network interface {
 	// duplicate: the caller closes f).
 	inherit(f *os.File) (packetConn, error)
 	dial(upstream netip.AddrPort) (packetConn, error)
+	// newBatch takes a batch from the pool the network's sockets use, for
+	// a writer that has no batch of its own; the caller releases it.
+	newBatch() *batch
 }
 
 // message is one datagram in a batch.
@@ -133,6 +140,8 @@ func (n *singleNet) listen(addr string) (packetConn, error) {
 	}
 	return &netConn{pc: pc, pool: n.pool}, nil
 }
+
+func (n *singleNet) newBatch() *batch { return n.pool.get() }
 
 func (n *singleNet) inherit(*os.File) (packetConn, error) {
 	return nil, errNoHandover
@@ -224,6 +233,8 @@ func (c *netConn) stopReading() error {
 	}
 	return c.pc.SetReadDeadline(time.Unix(1, 0))
 }
+
+func (c *netConn) answered() bool { return false }
 
 func (c *netConn) file() (*os.File, error) { return nil, errNoHandover }
 

@@ -248,6 +248,20 @@ func (c *sysConn) writeBatch(b *batch, from, to int) (int, error) {
 	return sent - from, nil
 }
 
+// answered peeks at the socket without the poller (Control, not Read): a
+// reply may be queued long before the session's goroutine gets to run
+// while a flood keeps the scheduler busy.
+func (c *sysConn) answered() bool {
+	queued := false
+	_ = c.rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		queued = errno != unix.EAGAIN
+	})
+	return queued
+}
+
 func (c *sysConn) localAddr() net.Addr { return c.uc.LocalAddr() }
 func (c *sysConn) stopReading() error  { return c.uc.SetReadDeadline(time.Unix(1, 0)) }
 func (c *sysConn) file() (*os.File, error) {

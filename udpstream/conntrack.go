@@ -82,8 +82,8 @@ func (r *Relay) evictOldest() bool {
 		s := q.queue[q.head]
 		q.queue[q.head] = nil
 		q.head++
-		if s.confirmed.Load() || !s.p.take(s) {
-			continue
+		if s.confirmed.Load() || s.up.Load().conn.answered() || !s.p.take(s) {
+			continue // answered: its reader will confirm it when it runs
 		}
 		q.mu.Unlock()
 		s.slotHandedOn.Store(true)

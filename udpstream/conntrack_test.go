@@ -6,14 +6,12 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	testworld "github.com/edgerelay/relay/internal/world"
 )
@@ -25,6 +23,7 @@ import (
 type selective struct {
 	conn    *net.UDPConn
 	ignored atomic.Uint64
+	stream  seqSet // sequence numbers of the "echo-s<n>" datagrams it got
 	done    chan struct{}
 }
 
@@ -35,6 +34,9 @@ func startSelective(t *testing.T) *selective {
 		t.Fatal(err)
 	}
 	_ = c.SetReadBuffer(8 << 20)
+	if rc, err := c.SyscallConn(); err == nil { // as root, past net.core.rmem_max
+		_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) })
+	}
 	s := &selective{conn: c, done: make(chan struct{})}
 	go s.serve()
 	t.Cleanup(func() { _ = c.Close(); <-s.done })
@@ -53,6 +55,7 @@ func (s *selective) serve() {
 			s.ignored.Add(1)
 			continue
 		}
+		s.stream.markSeq(buf[:n])
 		_, _ = s.conn.WriteToUDPAddrPort(buf[:n], from)
 	}
 }
@@ -189,186 +192,6 @@ func TestSessionsPerSource(t *testing.T) {
 	}
 	if n := r.Stats().SessionsCreated.Load(); n != 3 {
 		t.Fatalf("SessionsCreated = %d, want 3", n)
-	}
-}
-
-// spoofer sends datagrams from many loopback source addresses and ports:
-// ports sockets bound to 0.0.0.0, each datagram's source address set with
-// IP_PKTINFO, so sources = addresses × ports without a socket per source.
-type spoofer struct {
-	conns []*ipv4.PacketConn
-}
-
-func newSpoofer(t *testing.T, ports int) *spoofer {
-	t.Helper()
-	s := &spoofer{}
-	for range ports {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		s.conns = append(s.conns, ipv4.NewPacketConn(c))
-	}
-	return s
-}
-
-// flood sends one datagram from each of n sources numbered from first
-// (127.1.x.y, every port of the spoofer), spread over d; it stops early if
-// stop is closed.
-func (s *spoofer) flood(to *net.UDPAddr, first, n int, d time.Duration, stop <-chan struct{}) (sent int) {
-	start := time.Now()
-	cm := &ipv4.ControlMessage{}
-	payload := []byte("flood")
-	step := max(n/200, 1)
-	for k := range n {
-		if k%step == 0 {
-			select {
-			case <-stop:
-				return sent
-			default:
-			}
-			if ahead := time.Duration(k)*d/time.Duration(n) - time.Since(start); ahead > 0 {
-				time.Sleep(ahead) // pacing, not synchronisation
-			}
-		}
-		i := first + k
-		a := i / len(s.conns)
-		cm.Src = net.IPv4(127, 1, byte(a>>8), byte(a)+1)
-		if _, err := s.conns[i%len(s.conns)].WriteTo(payload, cm, to); err == nil {
-			sent++
-		}
-	}
-	return sent
-}
-
-// TestSpoofedFlood reproduces issue 13's flood with the default limits.
-// Phase 1: 50 000 spoofed sources in about 1.2 s fill the table; the heap
-// stays under 128 MiB (16 KiB a session at most). Phase 2: a trickle of
-// 200 new spoofed sources a second keeps the table full (before
-// conntrack-like eviction it stayed full for good and no new client got
-// in); a new legitimate client is served within a second, and an
-// established stream loses nothing. Phase 1's losses of the stream are
-// logged, not asserted: on a loaded machine the listen socket's queue
-// overflows while the relay opens sessions, whatever it does with them.
-func TestSpoofedFlood(t *testing.T) {
-	if raceEnabled {
-		t.Skip("a flood of 50 000 sources takes minutes under the race detector; TestEvictOldestUnconfirmed covers the same code")
-	}
-	sources := 50_000
-	if testing.Short() {
-		sources = 10_000
-	}
-	checkLeaks(t)
-	up := startSelective(t)
-	r, addr, _ := startConntrackRelay(t, up.addr(), nil)
-	st := r.Stats()
-	to := addr.(*net.UDPAddr)
-
-	stream := newClient(t, "127.0.0.2")
-	if !echoFrom(stream, addr, "hello", 2*time.Second) {
-		t.Fatal("stream client not served before the flood")
-	}
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-
-	stop := make(chan struct{})
-	var streamSent, streamBack atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		streamFlow(stream, addr, stop, &streamSent, &streamBack)
-	}()
-	defer func() { close(stop); wg.Wait() }()
-
-	spoof := newSpoofer(t, 50)
-	sent := spoof.flood(to, 0, sources, 1200*time.Millisecond, nil)
-	waitStat(t, "the table to fill", func() uint64 { return uint64(st.SessionsActive.Load()) }, DefaultMaxSessions)
-	settled(t, "the burst to be read", st.SessionsCreated.Load)
-	var full runtime.MemStats
-	runtime.ReadMemStats(&full)
-	active := st.SessionsActive.Load()
-	heapPer := float64(int64(full.HeapInuse)-int64(before.HeapInuse)) / float64(active)
-	stackPer := float64(int64(full.StackInuse)-int64(before.StackInuse)) / float64(active)
-	t.Logf("burst: %d spoofed sources sent, %d sessions opened, %d evicted, %d active; heap in use %.1f MiB (%.1f KiB a session, goroutine stacks %.1f KiB more); stream %d of %d answered",
-		sent, st.SessionsCreated.Load(), st.SessionsEvicted.Load(), active,
-		float64(full.HeapInuse)/(1<<20), heapPer/1024, stackPer/1024, streamBack.Load(), streamSent.Load())
-	if full.HeapInuse > 128<<20 {
-		t.Errorf("heap in use %d MiB during the flood, want under 128", full.HeapInuse>>20)
-	}
-	if heapPer > 16<<10 {
-		t.Errorf("%.1f KiB of heap a session, want at most 16", heapPer/1024)
-	}
-	if active != DefaultMaxSessions {
-		t.Errorf("%d sessions active after the burst, want the cap, %d", active, DefaultMaxSessions)
-	}
-
-	// Phase 2: the trickle keeps the table full of unconfirmed sessions.
-	sent0, back0 := streamSent.Load(), streamBack.Load()
-	trickleDone := make(chan int, 1)
-	go func() { trickleDone <- spoof.flood(to, sources, 400, 2*time.Second, nil) }()
-	legit := newClient(t, "127.0.0.9")
-	start := time.Now()
-	served := false
-	for !served && time.Since(start) < time.Second {
-		served = echoFrom(legit, addr, "legit", 200*time.Millisecond)
-	}
-	legitAfter := time.Since(start)
-	trickled := <-trickleDone
-	sent1 := streamSent.Load()
-	testworld.Eventually(t, "the stream's replies", func() bool { return streamBack.Load()-back0 >= sent1-sent0 })
-	t.Logf("trickle: %d more spoofed sources; legitimate client served after %v; stream %d of %d answered, %d sessions active",
-		trickled, legitAfter.Round(time.Millisecond), streamBack.Load()-back0, sent1-sent0, st.SessionsActive.Load())
-	if !served {
-		t.Errorf("legitimate client not served within a second while the table was full of spoofed sessions")
-	}
-	if st.SessionsActive.Load() > DefaultMaxSessions {
-		t.Errorf("%d sessions active, cap %d", st.SessionsActive.Load(), DefaultMaxSessions)
-	}
-}
-
-// settled waits until counter has stopped moving for 300 ms: the relay has
-// read what was queued for it.
-func settled(t *testing.T, what string, counter func() uint64) {
-	t.Helper()
-	last, since := counter(), time.Now()
-	testworld.Eventually(t, what, func() bool {
-		if n := counter(); n != last {
-			last, since = n, time.Now()
-		}
-		return time.Since(since) >= 300*time.Millisecond
-	})
-}
-
-// streamFlow sends numbered "echo" datagrams from c every 2 ms until stop
-// and counts the replies.
-func streamFlow(c *client, to net.Addr, stop <-chan struct{}, sent, back *atomic.Int64) {
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			_ = c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-			n, err := c.conn.Read(buf)
-			if err != nil {
-				return
-			}
-			if bytes.HasPrefix(buf[:n], []byte("echo-s")) {
-				back.Add(1)
-			}
-		}
-	}()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		if _, err := c.conn.WriteTo(fmt.Appendf(nil, "echo-s%d", i), to); err == nil {
-			sent.Add(1)
-		}
 	}
 }
 

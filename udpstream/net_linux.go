@@ -83,6 +83,8 @@ func (n *sysNet) listen(addr string) (packetConn, error) {
 	return c, nil
 }
 
+func (n *sysNet) newBatch() *batch { return n.pool.get() }
+
 func (n *sysNet) inherit(f *os.File) (packetConn, error) {
 	pc, err := net.FilePacketConn(f)
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/edgerelay/relay/upstream"
 )
 
 // port is one listen socket with its session table.
@@ -34,12 +32,16 @@ type port struct {
 	// hashing a netip.AddrPort costs no allocation, a String() key would
 	// cost one per datagram.
 	sessions map[netip.AddrPort]*session
-	closed   bool
+	// pending holds the newcomers queued for setupLoop (setup.go), so that
+	// their further datagrams wait with them instead of queuing twice.
+	pending map[netip.AddrPort]*pending
+	closed  bool
 }
 
 func newPort(r *Relay, c packetConn, index int) *port {
 	return &port{r: r, conn: c, listen: c.localAddr().String(), index: index,
-		sessions: make(map[netip.AddrPort]*session), readerDone: make(chan struct{})}
+		sessions: make(map[netip.AddrPort]*session), pending: make(map[netip.AddrPort]*pending),
+		readerDone: make(chan struct{})}
 }
 
 // readLoop reads the listen socket and forwards each batch upstream until
@@ -101,26 +103,39 @@ func (p *port) forward(b *batch) {
 	}
 }
 
-// forwardRun sends b.msgs[i:j], all from one source, to its session.
+// forwardRun sends b.msgs[i:j], all from one source, to its session, or
+// keeps them for the session being opened for the source.
 func (p *port) forwardRun(b *batch, i, j int, now int64) {
-	if s := p.session(b.msgs[i].addr, b.msgs[i].local, j-i); s != nil {
-		s.sentTo(b.msgs[i].local)
-		if s.p == p {
-			s.touch(now)
-		} else {
-			s.touch(s.p.r.now()) // a predecessor's session runs on its clock
-		}
-		s.toUpstream(b, i, j)
+	s := p.session(b, i, j)
+	if s == nil {
+		return
 	}
+	s.sentTo(b.msgs[i].local)
+	if s.p == p {
+		s.touch(now)
+	} else {
+		s.touch(s.p.r.now()) // a predecessor's session runs on its clock
+	}
+	s.toUpstream(b, i, j)
 }
 
-// session returns src's session, opening one if src is new and may have
-// one; otherwise it counts the n datagrams as dropped and returns nil.
-// local is the address src sent to (zero unless the port is bound to every
-// address); a new session answers from it.
-func (p *port) session(src netip.AddrPort, local netip.Addr, n int) *session {
+// session returns the session of b.msgs[i:j]'s source. For a source without
+// one it returns nil: the datagrams are kept for the session being opened,
+// or the source is queued for one (request), or they are dropped and
+// counted.
+func (p *port) session(b *batch, i, j int) *session {
+	src := b.msgs[i].addr
 	p.mu.Lock()
 	s := p.sessions[src]
+	if s == nil {
+		if q := p.pending[src]; q != nil {
+			if kept := q.keepLocked(b, i, j, &p.r.pendingBytes); kept < j-i {
+				p.r.stats.Drops.SetupBacklog.Add(uint64(j - i - kept))
+			}
+			p.mu.Unlock()
+			return nil
+		}
+	}
 	p.mu.Unlock()
 	if s != nil {
 		return s
@@ -128,68 +143,8 @@ func (p *port) session(src netip.AddrPort, local netip.Addr, n int) *session {
 	if s := p.inherited(src); s != nil {
 		return s
 	}
-	return p.open(src, local, n)
-}
-
-// open admits a new source and opens its session, or counts its n datagrams
-// as dropped by the reason it was not and returns nil.
-func (p *port) open(src netip.AddrPort, local netip.Addr, n int) *session {
-	r := p.r
-	drops := &r.stats.Drops
-	if r.draining.Load() {
-		drops.Draining.Add(uint64(n))
-		return nil
-	}
-	// No negative cache for refused sources: Admit is an atomic load and a
-	// prefix lookup (tens of ns), less than the recvmmsg cost of the
-	// datagram itself, and asking every time means a reloaded ACL applies
-	// at once and a spoofed flood of refused sources costs no memory.
-	if r.admit != nil && !r.admit(src) {
-		r.stats.Rejected.Add(1)
-		drops.ACL.Add(uint64(n))
-		return nil
-	}
-	if r.limits.Acquire(src) != nil {
-		drops.SourceLimit.Add(uint64(n))
-		return nil
-	}
-	if !r.takeSlot() {
-		r.limits.Release(src)
-		drops.SessionLimit.Add(uint64(n))
-		return nil
-	}
-	u, err := p.dial()
-	if err != nil {
-		r.limits.Release(src)
-		r.sessionGone()
-		if errors.Is(err, upstream.ErrAllDown) {
-			drops.UpstreamDown.Add(uint64(n)) // the outage is logged once by r.ups
-			return nil
-		}
-		if c := drops.SessionError.Add(uint64(n)); isPow2(c) {
-			r.log.Warn().Err(err).Str("listener", r.name).Str("listen", p.listen).
-				Stringer("client", src).Uint64("dropped", c).Msg("udp session not opened")
-		}
-		return nil
-	}
-	s := newSession(p, src, local, u, p.r.now())
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		_ = u.conn.close()
-		r.limits.Release(src)
-		r.sessionGone()
-		drops.Draining.Add(uint64(n))
-		return nil
-	}
-	p.sessions[src] = s
-	r.wg.Add(1) // under mu, so Close (which sets closed under mu) waits for it
-	p.mu.Unlock()
-	r.unconfirmed.push(s)
-
-	r.stats.SessionsCreated.Add(1)
-	go s.relayReplies()
-	return s
+	p.request(b, i, j)
+	return nil
 }
 
 // takeSlot takes a place in the session table: a free one, or the place of

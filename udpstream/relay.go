@@ -130,6 +130,10 @@ type Relay struct {
 	limits             *limit.Table     // sessions per source address
 	rates              *limit.Table     // datagrams per source address; nil: no cap
 	unconfirmed        unconfirmedQueue // sessions in opening order, for eviction
+	setups             chan *pending    // newcomers waiting for setupLoop (setup.go)
+	retries            chan *pending    // the same for sources seen again after a drop; served first
+	recent             recentDrops      // sources dropped for a full queue, for the retry lane
+	pendingBytes       atomic.Int64     // payload kept for newcomers, at most pendingMaxBytes
 	maxSessions        int64
 	log                zerolog.Logger
 	net                network
@@ -150,7 +154,7 @@ type Relay struct {
 	drainedOnce  sync.Once
 	closeOnce    sync.Once
 	takeOverOnce sync.Once
-	wg           sync.WaitGroup // port readers, the sweeper, sessions
+	wg           sync.WaitGroup // port readers, the sweeper, setupLoop, sessions
 
 	mu      sync.Mutex // guards the following
 	serving bool
@@ -221,6 +225,9 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		unconfirmedTimeout: cfg.unconfirmedTimeout(),
 		limits:             limit.New(limit.Config{MaxConns: cfg.maxSessionsPerSource()}),
 		rates:              newRates(cfg.PerSourceRate),
+		setups:             make(chan *pending, setupQueueLen),
+		retries:            make(chan *pending, retryQueueLen),
+		recent:             newRecentDrops(),
 		tick:               min(max(cfg.unconfirmedTimeout()/8, 5*time.Millisecond), time.Second),
 		maxSessions:        int64(cfg.maxSessions()),
 		log:                cfg.log(),
@@ -271,12 +278,13 @@ func (r *Relay) Serve() error {
 		return errors.New("udpstream: Serve called twice")
 	}
 	r.serving = true
-	r.wg.Add(len(r.ports) + 1)
+	r.wg.Add(len(r.ports) + 2)
 	for _, p := range r.ports {
 		go p.readLoop()
 	}
 	r.takeOver() // a no-op when the owner called TakeOver first
 	go r.sweepLoop()
+	go r.setupLoop()
 	r.mu.Unlock()
 	r.ups.Start()
 

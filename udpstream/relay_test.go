@@ -213,10 +213,12 @@ func TestSessionLimit(t *testing.T) {
 	late.send(to, []byte("late"))
 	waitStat(t, "Drops.SessionLimit", st.Drops.SessionLimit.Load, 1)
 
-	// A flood of new sources: the table stays at the cap.
+	// A flood of new sources: the table stays at the cap. Each from an
+	// address of its own: the per-source cap (1 here) would otherwise
+	// refuse some first, as source_limit, while another waits for setupLoop.
 	var flood []*client
-	for range 50 {
-		f := newClient(t, "127.0.0.5")
+	for i := range 50 {
+		f := newClient(t, fmt.Sprintf("127.0.1.%d", i+1))
 		f.send(to, []byte("flood"))
 		flood = append(flood, f)
 	}

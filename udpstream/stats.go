@@ -33,6 +33,7 @@ type Drops struct {
 	SessionLimit atomic.Uint64 // from a new source while MaxSessions sessions, all confirmed, were open
 	SourceLimit  atomic.Uint64 // from a new client whose address had MaxSessionsPerSource sessions
 	SourceRate   atomic.Uint64 // over its address's PerSourceRate
+	SetupBacklog atomic.Uint64 // from a new source while the queue of sessions to open was full (setup.go)
 	ACL          atomic.Uint64 // from a source Admit refused
 	Draining     atomic.Uint64 // from a new source after Shutdown began
 	SessionError atomic.Uint64 // from a new source whose upstream socket could not be opened
@@ -53,6 +54,7 @@ func (d *Drops) DropReasons() map[string]uint64 {
 		"session_limit":        d.SessionLimit.Load(),
 		"source_limit":         d.SourceLimit.Load(),
 		"source_rate":          d.SourceRate.Load(),
+		"setup_backlog":        d.SetupBacklog.Load(),
 		"acl":                  d.ACL.Load(),
 		"draining":             d.Draining.Load(),
 		"session_error":        d.SessionError.Load(),
