@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -52,6 +53,12 @@ type sysNet struct {
 	// setsockopt calls and no probing.
 	forceRead, forceWrite atomic.Bool
 	warned                atomic.Bool // the capped-buffer warning was logged
+
+	// gsoKernel records whether the kernel knows UDP_SEGMENT, probed on the
+	// first session socket: the probe is a system call, and under a flood
+	// of new sources every call a session costs counts.
+	gsoOnce   sync.Once
+	gsoKernel bool
 }
 
 func newSysNet(readBuffer, writeBuffer int, freebind bool, log zerolog.Logger) *sysNet {
@@ -120,12 +127,26 @@ func (n *sysNet) dial(up netip.AddrPort) (packetConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc, err := newSysConn(c.(*net.UDPConn), true, n.pool, n.gso)
+	sc, err := newSysConn(c.(*net.UDPConn), true, n.pool, false)
 	if err != nil {
 		_ = c.Close()
 		return nil, err
 	}
+	if n.gso && n.kernelGSO(sc) {
+		sc.gso.max.Store(gsoMaxBytes)
+	}
 	return sc, nil
+}
+
+// kernelGSO reports whether the kernel knows UDP_SEGMENT, asking on c the
+// first time.
+func (n *sysNet) kernelGSO(c *sysConn) bool {
+	n.gsoOnce.Do(func() {
+		var g gsoState
+		g.enable(c.rc)
+		n.gsoKernel = g.limit() > 0
+	})
+	return n.gsoKernel
 }
 
 func (n *sysNet) controlListen(network, _ string, rc syscall.RawConn) error {
