@@ -13,7 +13,9 @@
 // counted in Stats by reason. Each ended session writes one access-log line.
 // Under a flood of spoofed sources the table behaves like conntrack: a
 // session its upstream never answered expires after UnconfirmedTimeout and
-// is the first evicted for a newcomer (conntrack.go).
+// is the first evicted for a newcomer (conntrack.go), and new sessions are
+// opened by a worker of their own, off the read path, so that a flood of
+// newcomers never holds up the datagrams of open sessions (setup.go).
 //
 // On Linux the data path reads and writes in batches with recvmmsg(2) and
 // sendmmsg(2) into reused buffers, with no allocation per datagram. The same
