@@ -16,6 +16,8 @@ type ServerFiles struct {
 	ClientCA string
 	// MinVersion is tls.VersionTLS12 or tls.VersionTLS13. Zero: TLS 1.3.
 	MinVersion uint16
+	// KeyExchange is what the listener accepts. Zero: hybrid.
+	KeyExchange KeyExchange
 }
 
 // ServerState is ServerFiles read into memory, ready for Server.Store.
@@ -30,8 +32,9 @@ func LoadServer(f ServerFiles) (*ServerState, error) {
 		return nil, err
 	}
 	cfg := &tls.Config{
-		Certificates: []tls.Certificate{*pair},
-		MinVersion:   f.MinVersion,
+		Certificates:     []tls.Certificate{*pair},
+		MinVersion:       f.MinVersion,
+		CurvePreferences: f.KeyExchange.curves(),
 	}
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS13
@@ -92,6 +95,8 @@ type ClientFiles struct {
 	// as SNI. Empty: the host of the upstream address being dialled.
 	ServerName string
 	Cert, Key  string // the client certificate to present; empty: none
+	// KeyExchange is what the client offers. Zero: hybrid.
+	KeyExchange KeyExchange
 }
 
 // ClientState is ClientFiles read into memory, ready for Client.Store.
@@ -109,9 +114,10 @@ func LoadClient(f ClientFiles) (*ClientState, error) {
 		return nil, err
 	}
 	cfg := &tls.Config{
-		RootCAs:    pool,
-		ServerName: f.ServerName,
-		MinVersion: tls.VersionTLS12,
+		RootCAs:          pool,
+		ServerName:       f.ServerName,
+		MinVersion:       tls.VersionTLS12,
+		CurvePreferences: f.KeyExchange.curves(),
 	}
 	if f.Cert != "" || f.Key != "" {
 		pair, err := LoadPair(f.Cert, f.Key)

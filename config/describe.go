@@ -103,7 +103,8 @@ func (l *Listener) describe(w io.Writer) {
 		if t.MinVersion == tls.VersionTLS12 {
 			version = "1.2"
 		}
-		fmt.Fprintf(w, "  tls:      cert=%s key=%s client_ca=%s min_version=%s\n", t.Cert, t.Key, clientCA, version)
+		fmt.Fprintf(w, "  tls:      cert=%s key=%s client_ca=%s min_version=%s key_exchange=%s\n",
+			t.Cert, t.Key, clientCA, version, t.KeyExchange)
 	}
 	if u := l.UpstreamTLS; u != nil {
 		name, cert := u.ServerName, "(none)"
@@ -113,7 +114,7 @@ func (l *Listener) describe(w io.Writer) {
 		if u.Cert != "" {
 			cert = u.Cert + " key=" + u.Key
 		}
-		fmt.Fprintf(w, "  upstream_tls: ca=%s server_name=%s cert=%s\n", u.CA, name, cert)
+		fmt.Fprintf(w, "  upstream_tls: ca=%s server_name=%s cert=%s key_exchange=%s\n", u.CA, name, cert, u.KeyExchange)
 	}
 }
 

@@ -73,18 +73,20 @@ type filePerSource struct {
 
 // fileTLS terminates TLS on a tcp or raw listener.
 type fileTLS struct {
-	Cert       string `koanf:"cert"`
-	Key        string `koanf:"key"`
-	ClientCA   string `koanf:"client_ca"`
-	MinVersion string `koanf:"min_version"`
+	Cert        string `koanf:"cert"`
+	Key         string `koanf:"key"`
+	ClientCA    string `koanf:"client_ca"`
+	MinVersion  string `koanf:"min_version"`
+	KeyExchange string `koanf:"key_exchange"`
 }
 
 // fileUpstreamTLS originates TLS to a tcp or raw listener's upstream.
 type fileUpstreamTLS struct {
-	CA         string `koanf:"ca"`
-	ServerName string `koanf:"server_name"`
-	Cert       string `koanf:"cert"`
-	Key        string `koanf:"key"`
+	CA          string `koanf:"ca"`
+	ServerName  string `koanf:"server_name"`
+	Cert        string `koanf:"cert"`
+	Key         string `koanf:"key"`
+	KeyExchange string `koanf:"key_exchange"`
 }
 
 type fileHealth struct {

@@ -32,6 +32,7 @@ func resolveTLS(ft *fileTLS, dir, path string, p *problems) *certs.ServerFiles {
 	default:
 		p.addf(path+".min_version", "unknown version %q (want 1.2 or 1.3)", ft.MinVersion)
 	}
+	f.KeyExchange = keyExchange(ft.KeyExchange, path, p)
 	if ok {
 		if _, err := certs.LoadServer(*f); err != nil {
 			addFileError(err, path, p)
@@ -51,6 +52,7 @@ func resolveUpstreamTLS(fu *fileUpstreamTLS, dir, path string, p *problems) *cer
 		Cert:       filePath(dir, fu.Cert),
 		Key:        filePath(dir, fu.Key),
 	}
+	f.KeyExchange = keyExchange(fu.KeyExchange, path, p)
 	ok := required(fu.CA, path+".ca", "the CA the upstream's certificate must chain to; there is no way to skip verification", p)
 	if (fu.Cert == "") != (fu.Key == "") {
 		ok = false
@@ -66,6 +68,16 @@ func resolveUpstreamTLS(fu *fileUpstreamTLS, dir, path string, p *problems) *cer
 		}
 	}
 	return f
+}
+
+// keyExchange reads a key_exchange key; an unknown name is reported and
+// leaves the default.
+func keyExchange(v, path string, p *problems) certs.KeyExchange {
+	k, err := certs.ParseKeyExchange(v)
+	if err != nil {
+		p.add(path+".key_exchange", err.Error())
+	}
+	return k
 }
 
 func required(v, path, what string, p *problems) bool {

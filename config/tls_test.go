@@ -61,7 +61,7 @@ func TestTLSPathsAreRelativeToTheConfig(t *testing.T) {
     mode: tcp
     listen: 127.0.0.1:10001
     upstream: 127.0.0.1:10443
-    upstream_tls: {ca: ca.crt, server_name: venue}
+    upstream_tls: {ca: ca.crt, server_name: venue, key_exchange: x25519}
 `)
 	if err != nil {
 		t.Fatal(err)
@@ -73,12 +73,13 @@ func TestTLSPathsAreRelativeToTheConfig(t *testing.T) {
 		t.Errorf("tls = %+v, want %+v", got, want)
 	}
 	up := cfg.Listeners[1].UpstreamTLS
-	if up == nil || up.CA != filepath.Join(dir, "ca.crt") || up.ServerName != "venue" {
+	if up == nil || up.CA != filepath.Join(dir, "ca.crt") || up.ServerName != "venue" || up.KeyExchange != certs.KeyExchangeX25519 {
 		t.Errorf("upstream_tls = %+v", up)
 	}
 	var b strings.Builder
 	cfg.Describe(&b)
-	for _, want := range []string{"min_version=1.2", "upstream_tls: ca=" + filepath.Join(dir, "ca.crt") + " server_name=venue"} {
+	for _, want := range []string{"min_version=1.2 key_exchange=hybrid", "upstream_tls: ca=" + filepath.Join(dir, "ca.crt") + " server_name=venue",
+		"key_exchange=x25519"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("describe lacks %q:\n%s", want, b.String())
 		}
@@ -104,6 +105,10 @@ func TestTLSErrors(t *testing.T) {
 			"listeners[0].tls.client_ca", "nope.crt"},
 		{"min_version 1.1", tlsListener + "    tls: {cert: venue.crt, key: venue.key, min_version: \"1.1\"}\n",
 			"listeners[0].tls.min_version", "want 1.2 or 1.3"},
+		{"unknown key_exchange", tlsListener + "    tls: {cert: venue.crt, key: venue.key, key_exchange: mlkem}\n",
+			"listeners[0].tls.key_exchange", "want hybrid or x25519"},
+		{"unknown upstream key_exchange", tlsListener + "    upstream_tls: {ca: ca.crt, key_exchange: P-256}\n",
+			"listeners[0].upstream_tls.key_exchange", "want hybrid or x25519"},
 		{"upstream_tls without ca", tlsListener + "    upstream_tls: {server_name: venue}\n",
 			"listeners[0].upstream_tls.ca", "no way to skip verification"},
 		{"client cert without key", tlsListener + "    upstream_tls: {ca: ca.crt, cert: venue.crt}\n",
