@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,12 @@ func (*tunnelScenario) metrics() []metric {
 		{key: "cps", label: "tunnel, connect + echo + close, 16 workers", unit: "conn/s", higher: true, digits: 0},
 		{key: "full", label: "venue end, TLS full handshakes", unit: "conn/s", higher: true, forwarderOnly: true, digits: 0},
 		{key: "resumed", label: "venue end, TLS resumed (tickets)", unit: "conn/s", higher: true, forwarderOnly: true, digits: 0},
+		{key: "full_cpu", label: "venue end, full, forwarder CPU", unit: "µs/conn", forwarderOnly: true, digits: 0},
+		{key: "resumed_cpu", label: "venue end, resumed, forwarder CPU", unit: "µs/conn", forwarderOnly: true, digits: 0},
+		{key: "full_x25519", label: "venue end, full, client offers X25519 only", unit: "conn/s", higher: true, forwarderOnly: true, digits: 0},
+		{key: "resumed_x25519", label: "venue end, resumed, client offers X25519 only", unit: "conn/s", higher: true, forwarderOnly: true, digits: 0},
+		{key: "full_x25519_cpu", label: "venue end, full, X25519, forwarder CPU", unit: "µs/conn", forwarderOnly: true, digits: 0},
+		{key: "resumed_x25519_cpu", label: "venue end, resumed, X25519, forwarder CPU", unit: "µs/conn", forwarderOnly: true, digits: 0},
 		{key: "plain_gbps1", label: "plain raw (no TLS), 1 stream", unit: "Gbit/s", higher: true, forwarderOnly: true, digits: 2},
 		{key: "plain_gbps8", label: "plain raw (no TLS), 8 streams", unit: "Gbit/s", higher: true, forwarderOnly: true, digits: 2},
 		{key: "plain_cpu8", label: "plain raw (no TLS), 8 streams, CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
@@ -117,12 +124,10 @@ func (t *tunnelScenario) measure(e *env, in *instance) (map[string]float64, erro
 		if err != nil {
 			return out, err
 		}
-		for _, key := range []string{"full", "resumed"} {
-			cps, err := handshakeRate(e, venue, pki, key == "resumed")
-			if err != nil {
+		for _, key := range []string{"full", "resumed", "full_x25519", "resumed_x25519"} {
+			if err := venueHandshakes(e, in, venue, pki, key, out); err != nil {
 				return out, fmt.Errorf("%s handshakes: %w", key, err)
 			}
-			out[key] = cps
 		}
 	}
 	if in.addr("tls-bulk"+plainSuffix) != "" {
@@ -162,35 +167,64 @@ func (t *tunnelScenario) path(e *env, in *instance, suffix, prefix string, out m
 	return nil
 }
 
+// venueHandshakes stores under key the handshake rate at the venue end and the
+// forwarder's CPU per connection meanwhile. A key naming x25519 has the
+// client offer X25519 alone (the server's default accepts it), so neither
+// side pays for ML-KEM: the like-for-like figure against stunnel4, whose
+// OpenSSL 3.0 has no hybrid group.
+func venueHandshakes(e *env, in *instance, addr string, pki tunnelFiles, key string, out map[string]float64) error {
+	cpu0, err := in.cpu()
+	if err != nil {
+		return err
+	}
+	cps, n, err := handshakeRate(e, addr, pki, strings.HasPrefix(key, "resumed"), strings.HasSuffix(key, "x25519"))
+	if err != nil {
+		return err
+	}
+	out[key] = cps
+	cpu1, err := in.cpu()
+	if err == nil && in.hasProcess() && n > 0 {
+		out[key+"_cpu"] = float64((cpu1 - cpu0).Microseconds()) / float64(n)
+	}
+	return err
+}
+
 // handshakeRate is connRate against a venue end with a Go TLS client that
 // presents the box office's certificate: every handshake full, or resumed
 // from a shared session cache (then a connection that did not resume,
-// beyond each worker's first, fails the figure).
-func handshakeRate(e *env, addr string, pki tunnelFiles, resume bool) (float64, error) {
+// beyond each worker's first, fails the figure). It also returns how many
+// connections completed.
+func handshakeRate(e *env, addr string, pki tunnelFiles, resume, x25519 bool) (float64, int64, error) {
 	pool, err := certs.LoadPool(pki.ca)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	pair, err := certs.LoadPair(pki.boxCrt, pki.boxKey)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{*pair}}
 	if resume {
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	}
-	var full atomic.Int64
+	if x25519 {
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
+	var full, done atomic.Int64
 	cps, err := connRate(e.scale.window, func(b byte) error {
 		resumed, err := tlsShortConn(addr, cfg, b)
-		if err == nil && !resumed {
-			full.Add(1)
+		if err == nil {
+			done.Add(1)
+			if !resumed {
+				full.Add(1)
+			}
 		}
 		return err
 	})
 	if err == nil && resume && full.Load() > 2*connRateWorkers {
 		err = fmt.Errorf("%d handshakes did not resume", full.Load())
 	}
-	return cps, err
+	return cps, done.Load(), err
 }
 
 // tlsShortConn is shortConn over TLS; it reports whether the session resumed.
