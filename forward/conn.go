@@ -34,6 +34,7 @@ func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 		parker:      l.parker,
 		parkAfter:   l.parkAfter,
 		keepAliveB:  l.lateKeepAlive,
+		checkFirst:  l.firstCheck(a),
 	}, fc.end)
 }
 

@@ -25,6 +25,7 @@ const (
 	EndUnreachable  = "upstream_unreachable"
 	EndQueueTimeout = "queue_timeout" // raw: waited longer than QueueTimeout
 	EndLeftQueue    = "left_queue"    // raw: the client hung up while waiting
+	EndProxyHeader  = "proxy_header"  // a source not in AcceptProxy sent a PROXY header after connecting
 )
 
 // PipeOptions tunes Pipe. The zero value is usable.
@@ -52,6 +53,16 @@ type PipeOptions struct {
 	// keepAliveB: b (the upstream) gets TCP keepalive once the pair
 	// outlives parkAfter or parks; with a parker only.
 	keepAliveB bool
+	// checkFirst, if set, sees the first bytes read from a before any of
+	// them is written to b; an error ends the pair without writing them.
+	checkFirst firstChecker
+}
+
+// firstChecker looks at the first bytes a client sends (PipeOptions). An
+// interface rather than a func: a *Listener in it costs no allocation per
+// connection, a method value would.
+type firstChecker interface {
+	checkFirst(first []byte) error
 }
 
 // Result is what Pipe did.
@@ -121,6 +132,7 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 		b.SetDeadline(deadline)
 	}
 	p.ab = p.newDirection(a, b, opt.AtoB, opt.Pool)
+	p.ab.check = opt.checkFirst
 	p.ba = p.newDirection(b, a, opt.BtoA, opt.Pool)
 	p.stopOnCancel = context.AfterFunc(ctx, p.shutdown)
 	return p
@@ -268,6 +280,8 @@ func classify(err error) string {
 		return EndTimeout
 	case errors.Is(err, net.ErrClosed):
 		return EndShutdown
+	case errors.Is(err, errLateProxyHeader):
+		return EndProxyHeader
 	}
 	return EndError
 }
@@ -287,7 +301,8 @@ type direction struct {
 	src, dst net.Conn
 	counter  *atomic.Uint64
 	pool     *Pool
-	moved    int64 // bytes written to dst
+	moved    int64        // bytes written to dst
+	check    firstChecker // PipeOptions.checkFirst until the first read; then nil
 
 	// splice state, see splice_linux.go
 	sb         *spliceBuf // the pipe while the direction holds one
@@ -397,6 +412,9 @@ func (d *direction) copy() error {
 	for {
 		n, rerr := d.src.Read(buf)
 		if n > 0 {
+			if err := d.checked(buf[:n]); err != nil {
+				return err
+			}
 			if err := d.writeAll(buf[:n]); err != nil {
 				return err
 			}
@@ -410,6 +428,16 @@ func (d *direction) copy() error {
 			return rerr
 		}
 	}
+}
+
+// checked runs the pair's check on the direction's first bytes read, once.
+func (d *direction) checked(first []byte) error {
+	if d.check == nil {
+		return nil
+	}
+	check := d.check
+	d.check = nil
+	return check.checkFirst(first)
 }
 
 func (d *direction) writeAll(b []byte) error {

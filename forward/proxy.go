@@ -38,6 +38,42 @@ func (l *Listener) trustedFront(addr netip.Addr) bool {
 	return false
 }
 
+// errLateProxyHeader ends the pipe of a source that is not a trusted front
+// when its first bytes are a PROXY header (EndProxyHeader).
+var errLateProxyHeader = errors.New("PROXY header from a source not in accept_proxy_protocol")
+
+// firstCheck returns the check of a connection's first bytes for its pipe:
+// on a listener that accepts PROXY headers, a source that is not a trusted
+// front may not send one after connecting either (untrustedHeader catches
+// only a header that came with the connection). The first read of the
+// pipe passes through user space anyway (readSmall), so the check costs
+// no system call and delays nothing: the upstream is dialled and a
+// server-speaks-first protocol goes on while the client is silent. nil
+// when there is nothing to check: no accept_proxy_protocol, a trusted
+// front (its header is taken off before), or TLS (a header before the
+// handshake fails it).
+func (l *Listener) firstCheck(a accepted) firstChecker {
+	if len(l.cfg.AcceptProxy) == 0 || a.front || l.cfg.TLS != nil {
+		return nil
+	}
+	return l
+}
+
+// checkFirst is firstCheck's check: bytes that begin with a PROXY
+// signature (all 6 bytes of "PROXY " or 12 of version 2) end the
+// connection. What it cannot tell apart: a first read shorter than the
+// signature (a header split by the network before its 6th or 12th byte
+// reaches the upstream as payload), and a protocol whose payload begins
+// with those very bytes ("PROXY " as a first command) from a source that
+// is not a trusted front.
+func (l *Listener) checkFirst(first []byte) error {
+	if !proxyhdr.Starts(first) {
+		return nil
+	}
+	l.stats.RejectedProxyHeader.Add(1)
+	return errLateProxyHeader
+}
+
 // untrustedHeader reports whether a connection from a source that is not a
 // trusted front already holds the start of a PROXY header. It looks without
 // waiting: a server-speaks-first protocol must not be held up by a client

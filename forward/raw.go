@@ -109,6 +109,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		Pool:        l.pool,
 		parker:      l.parker,
 		parkAfter:   l.parkAfter,
+		checkFirst:  l.firstCheck(a),
 	}, job.end)
 }
 

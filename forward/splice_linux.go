@@ -161,6 +161,9 @@ func (d *direction) readSmall(src, dst syscall.RawConn, toBulk bool) error {
 		if d.nread == 0 {
 			return nil // EOF
 		}
+		if err := d.checked((*d.buf)[:d.nread]); err != nil {
+			return err
+		}
 		full := d.nread == len(*d.buf)
 		d.nwritten = 0
 		if err := d.rawWrite(dst, d.writeFn); err != nil {
