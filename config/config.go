@@ -173,6 +173,13 @@ func (ps PerSource) Limits() bool { return ps.MaxConns > 0 || ps.Rate > 0 }
 type Health struct {
 	Interval time.Duration // between checks; zero: no active checks
 	Timeout  time.Duration // one check; zero: connect_timeout (udp: 1s)
+
+	// udp only: the probe datagram's payload (empty: an empty datagram)
+	// and, when ExpectReply, the start of the answer the upstream must
+	// send within Timeout (empty: any answer); without it only ICMP
+	// unreachable marks an upstream down.
+	Send, Expect string
+	ExpectReply  bool
 }
 
 // FTP is the ftp section of an ftp listener.

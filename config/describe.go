@@ -48,6 +48,13 @@ func (l *Listener) describe(w io.Writer) {
 			timeout = formatDuration(h.Timeout)
 		}
 		fmt.Fprintf(w, "  health:   interval=%s timeout=%s\n", formatDuration(h.Interval), timeout)
+		if h.Send != "" || h.ExpectReply {
+			expect := "none (only ICMP unreachable counts as down)"
+			if h.ExpectReply {
+				expect = fmt.Sprintf("%q (silence counts as down)", h.Expect)
+			}
+			fmt.Fprintf(w, "  health:   send=%q expect=%s\n", h.Send, expect)
+		}
 	}
 	switch l.Mode {
 	case ModeUDP:

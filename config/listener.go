@@ -50,7 +50,7 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 	}
 
 	checkSections(fl, path, p)
-	l.Health = resolveHealth(fl.Health, path+".health", p)
+	l.Health = resolveHealth(fl.Health, l.Mode, path+".health", p)
 	if l.Mode == ModeUDP {
 		l.UDP = resolveUDP(fl.UDP, path+".udp", p)
 		return l, binds
@@ -353,9 +353,10 @@ func prefixLen(n *int, def, most int, path string, p *problems) int {
 	return *n
 }
 
-// resolveHealth reads the health section: interval is required in it, and
-// a check may not take longer than the pause between checks.
-func resolveHealth(fh *fileHealth, path string, p *problems) Health {
+// resolveHealth reads the health section: interval is required in it, a
+// check may not take longer than the pause between checks, and only a udp
+// check sends and expects payload (a tcp check is a connect).
+func resolveHealth(fh *fileHealth, mode Mode, path string, p *problems) Health {
 	if fh == nil {
 		return Health{}
 	}
@@ -369,6 +370,20 @@ func resolveHealth(fh *fileHealth, path string, p *problems) Health {
 	if h.Interval > 0 && h.Timeout > h.Interval {
 		p.addf(path+".timeout", "%s is longer than interval %s; a check must end before the next begins",
 			formatDuration(h.Timeout), formatDuration(h.Interval))
+	}
+	for _, k := range []struct {
+		key string
+		val *string
+	}{{"send", fh.Send}, {"expect", fh.Expect}} {
+		if k.val != nil && mode != ModeUDP {
+			p.addf(path+"."+k.key, "only for udp listeners, this one is %s (its check is a TCP connect)", mode)
+		}
+	}
+	if fh.Send != nil {
+		h.Send = *fh.Send
+	}
+	if fh.Expect != nil {
+		h.Expect, h.ExpectReply = *fh.Expect, true
 	}
 	return h
 }

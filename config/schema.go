@@ -92,6 +92,8 @@ type fileUpstreamTLS struct {
 type fileHealth struct {
 	Interval *duration `koanf:"interval"`
 	Timeout  *duration `koanf:"timeout"`
+	Send     *string   `koanf:"send"`
+	Expect   *string   `koanf:"expect"`
 }
 
 type fileFTP struct {

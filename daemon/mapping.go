@@ -83,7 +83,8 @@ func upstreamConfig(l config.Listener) upstream.Config {
 		Network:  network,
 		Lists:    l.Upstreams,
 		Timeout:  timeout,
-		Health:   upstream.Health{Interval: l.Health.Interval, Timeout: l.Health.Timeout},
+		Health: upstream.Health{Interval: l.Health.Interval, Timeout: l.Health.Timeout,
+			Send: []byte(l.Health.Send), Expect: []byte(l.Health.Expect), ExpectReply: l.Health.ExpectReply},
 	}
 }
 

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -181,7 +182,7 @@ func (s *Set) probe(t *Target) error {
 		return s.cfg.Probe(ctx, t.addr)
 	}
 	if s.cfg.Network == "udp" {
-		return probeUDP(s.ctx, t.addr, s.probeTimeout())
+		return probeUDP(s.ctx, t.addr, s.probeTimeout(), &s.cfg.Health)
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
 	defer cancel()
@@ -196,13 +197,14 @@ func (s *Set) probe(t *Target) error {
 	return c.Close()
 }
 
-// probeUDP sends an empty datagram from a connected socket and waits up to
-// timeout for an ICMP error, which the kernel reports on the socket as
-// ECONNREFUSED (port unreachable) or EHOSTUNREACH/ENETUNREACH. A reply, or
-// silence, counts as up: UDP cannot tell a silent service from a black
-// hole, so only an explicit refusal marks an upstream down. ctx ends the
-// wait early (Close).
-func probeUDP(ctx context.Context, addr netip.AddrPort, timeout time.Duration) error {
+// probeUDP sends h.Send (by default an empty datagram) from a connected
+// socket and waits up to timeout for an ICMP error, which the kernel reports
+// on the socket as ECONNREFUSED (port unreachable) or
+// EHOSTUNREACH/ENETUNREACH. Without h.ExpectReply a reply, or silence,
+// counts as up: UDP cannot tell a silent service from a black hole, so only
+// an explicit refusal marks an upstream down. With it, only a reply that
+// begins with h.Expect counts as up. ctx ends the wait early (Close).
+func probeUDP(ctx context.Context, addr netip.AddrPort, timeout time.Duration, h *Health) error {
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return err
@@ -211,17 +213,34 @@ func probeUDP(ctx context.Context, addr netip.AddrPort, timeout time.Duration) e
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	if _, _, err := c.WriteMsgUDP(nil, nil, nil); err != nil {
+	if _, _, err := c.WriteMsgUDP(h.Send, nil, nil); err != nil {
 		return err
 	}
-	var buf [1]byte
-	_, err = c.Read(buf[:])
-	var ne net.Error
-	switch {
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case err == nil, errors.As(err, &ne) && ne.Timeout():
-		return nil
+	buf := make([]byte, max(len(h.Expect), 512))
+	for {
+		n, err := c.Read(buf)
+		var ne net.Error
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil && (!h.ExpectReply || bytes.HasPrefix(buf[:n], h.Expect)):
+			return nil
+		case err == nil:
+			continue // not the answer asked for; wait on for it
+		case errors.As(err, &ne) && ne.Timeout():
+			if h.ExpectReply {
+				return fmt.Errorf("no answer%s within %s", expected(h.Expect), timeout)
+			}
+			return nil
+		}
+		return err
 	}
-	return err
+}
+
+// expected describes the start of the answer a probe waits for.
+func expected(prefix []byte) string {
+	if len(prefix) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" starting with %q", prefix)
 }

@@ -54,6 +54,17 @@ type Health struct {
 	Interval time.Duration
 	// Timeout bounds one probe. Zero: Config.Timeout.
 	Timeout time.Duration
+
+	// For udp: Send is the payload of the probe datagram (nil: empty). A
+	// UDP probe alone sees only ICMP errors, so a black hole (a host that
+	// drops everything, a dead box whose router sends no unreachable)
+	// counts as up. With ExpectReply the upstream must answer, within
+	// Timeout, with a datagram that begins with Expect (empty: any
+	// answer); silence then counts as down. For an upstream that answers
+	// some request (a status query, an echo). tcp ignores all three.
+	Send        []byte
+	Expect      []byte
+	ExpectReply bool
 }
 
 // Config describes the upstreams of one listener.
