@@ -19,8 +19,15 @@ type tcpConnRate struct {
 func (*tcpConnRate) name() string { return "tcp-connrate" }
 
 func (*tcpConnRate) metrics() []metric {
-	return []metric{{key: "cps", label: "connect + 1-byte echo + close, 16 workers",
-		unit: "conn/s", higher: true, digits: 0}}
+	return []metric{
+		{key: "cps", label: "connect + 1-byte echo + close, 16 workers",
+			unit: "conn/s", higher: true, digits: 0},
+		// The forwarder's CPU per connection shows whether a rate follows
+		// from the forwarder's own cost or from the 2 cores it shares
+		// with the load generator and the echo backend.
+		{key: "cpu", label: "forwarder CPU per connection", unit: "µs",
+			forwarderOnly: true, digits: 1},
+	}
 }
 
 func (t *tcpConnRate) setup(*env) ([]route, error) {
@@ -36,11 +43,25 @@ func (*tcpConnRate) skip(string) string { return "" }
 func (*tcpConnRate) fresh() bool        { return false }
 
 func (t *tcpConnRate) measure(e *env, in *instance) (map[string]float64, error) {
+	cpu0, err := in.cpu()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
 	cps, err := connRate(e.scale.window, func(b byte) error { return shortConn(in.addr("short"), b) })
 	if err != nil {
 		return nil, err
 	}
-	return map[string]float64{"cps": cps}, nil
+	out := map[string]float64{"cps": cps}
+	if in.hasProcess() {
+		cpu1, err := in.cpu()
+		if err != nil {
+			return nil, err
+		}
+		conns := cps * time.Since(start).Seconds()
+		out["cpu"] = float64((cpu1 - cpu0).Microseconds()) / conns
+	}
+	return out, nil
 }
 
 // connRate runs one connection after another with connRateWorkers workers
