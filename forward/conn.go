@@ -35,6 +35,7 @@ func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 		parkAfter:   l.parkAfter,
 		keepAliveB:  l.lateKeepAlive,
 		checkFirst:  l.firstCheck(a),
+		live:        &l.live,
 	}, fc.end)
 }
 

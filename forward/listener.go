@@ -61,6 +61,7 @@ type Listener struct {
 	// lateKeepAlive: the dialer sets no keepalive; the pipe sets it on
 	// the upstream of a connection that lives past parkAfter.
 	lateKeepAlive bool
+	live          livePairs // running plain forwards, stopped when ctx ends
 
 	mu      sync.Mutex // guards the following
 	closed  bool
@@ -144,6 +145,7 @@ func Listen(cfg Config) (*Listener, error) {
 		l.listens = append(l.listens, ln.Addr().String())
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	context.AfterFunc(l.ctx, l.live.stopAll)
 	return l, nil
 }
 

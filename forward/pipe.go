@@ -56,6 +56,9 @@ type PipeOptions struct {
 	// checkFirst, if set, sees the first bytes read from a before any of
 	// them is written to b; an error ends the pair without writing them.
 	checkFirst firstChecker
+	// live, when set, stops the pair when the listener's context ends,
+	// in place of an AfterFunc of ctx per pair (see livePairs).
+	live *livePairs
 }
 
 // firstChecker looks at the first bytes a client sends (PipeOptions). An
@@ -131,10 +134,24 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 		a.SetDeadline(deadline)
 		b.SetDeadline(deadline)
 	}
-	p.ab = p.newDirection(a, b, opt.AtoB, opt.Pool)
+	p.ab = p.initDirection(&p.dirs[0], a, b, opt.AtoB, opt.Pool)
 	p.ab.check = opt.checkFirst
-	p.ba = p.newDirection(b, a, opt.BtoA, opt.Pool)
-	p.stopOnCancel = context.AfterFunc(ctx, p.shutdown)
+	p.ba = p.initDirection(&p.dirs[1], b, a, opt.BtoA, opt.Pool)
+	if canSplice(a, b) {
+		// One RawConn per conn, shared by the direction reading it and
+		// the one writing it: SyscallConn allocates one on every call.
+		ra, errA := a.(syscall.Conn).SyscallConn()
+		rb, errB := b.(syscall.Conn).SyscallConn()
+		if errA == nil && errB == nil {
+			p.ab.srcRaw, p.ab.dstRaw = ra, rb
+			p.ba.srcRaw, p.ba.dstRaw = rb, ra
+		}
+	}
+	if opt.live == nil {
+		p.stopOnCancel = context.AfterFunc(ctx, p.shutdown)
+	} else if p.live = opt.live; !p.live.add(p) {
+		p.shutdown() // the listener is already stopping
+	}
 	return p
 }
 
@@ -144,7 +161,11 @@ func (p *pair) shutdown() { p.stop(EndShutdown, nil) }
 // close ends a pair whose directions have both returned: it closes a and b
 // and returns the result.
 func (p *pair) close() Result {
-	p.stopOnCancel()
+	if p.live != nil {
+		p.live.remove(p)
+	} else {
+		p.stopOnCancel()
+	}
 	p.a.Close()
 	p.b.Close()
 	end, err := p.result()
@@ -155,8 +176,11 @@ func (p *pair) close() Result {
 type pair struct {
 	ctx          context.Context
 	a, b         net.Conn
-	ab, ba       *direction
-	stopOnCancel func() bool  // unregisters the AfterFunc of ctx
+	ab, ba       *direction   // &dirs[0] and &dirs[1]
+	dirs         [2]direction // in the pair: one allocation for all three
+	stopOnCancel func() bool  // unregisters the AfterFunc of ctx; nil with live
+	live         *livePairs   // stops the pair instead of an AfterFunc; nil under Pipe
+	prev, next   *pair        // in live's list, guarded by live.mu
 	onEnd        func(Result) // startPipe's end; nil under Pipe
 	idle         time.Duration
 	progress     func(int)
@@ -303,25 +327,33 @@ type direction struct {
 	pool     *Pool
 	moved    int64        // bytes written to dst
 	check    firstChecker // PipeOptions.checkFirst until the first read; then nil
+	// srcRaw and dstRaw are src's and dst's RawConn when both can
+	// splice (made once per pair); nil otherwise.
+	srcRaw, dstRaw syscall.RawConn
+
+	// RawConn callback state, see splice_linux.go
+	op   ioOp                  // what call does
+	call func(fd uintptr) bool // d.do, made once: every RawConn callback of the direction
 
 	// splice state, see splice_linux.go
 	sb         *spliceBuf // the pipe while the direction holds one
 	serr       error      // error of the last splice or read call
-	fillFn     func(fd uintptr) bool
-	drainFn    func(fd uintptr) bool
-	spliceUsed bool // a splice has moved bytes; no fallback after that
+	spliceUsed bool       // a splice has moved bytes; no fallback after that
 
 	// read(2) state of the first, small chunks, see splice_linux.go
 	buf      *[]byte // the buffer while the direction holds one
 	nread    int     // bytes in buf after the last read
 	nwritten int     // of those, bytes written to dst
-	readFn   func(fd uintptr) bool
-	writeFn  func(fd uintptr) bool
 }
 
-func (p *pair) newDirection(src, dst net.Conn, counter *atomic.Uint64, pool *Pool) *direction {
-	return &direction{p: p, src: src, dst: dst, counter: counter, pool: pool}
+func (p *pair) initDirection(d *direction, src, dst net.Conn, counter *atomic.Uint64, pool *Pool) *direction {
+	d.p, d.src, d.dst, d.counter, d.pool = p, src, dst, counter, pool
+	return d
 }
+
+// ioOp says what the direction's RawConn callback (do, splice_linux.go)
+// runs.
+type ioOp uint8
 
 // errSpliceUnsupported makes a direction fall back to the buffer copy.
 var errSpliceUnsupported = errors.New("forward: splice not supported for these conns")

@@ -73,23 +73,16 @@ func isSpliceConn(c net.Conn) bool {
 // EAGAIN so that the poller parks the goroutine until src is readable; the
 // pipe->socket splice runs inside dst's RawConn.Write callback the same way.
 func (d *direction) splice() error {
-	src, err := d.src.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return errSpliceUnsupported
-	}
-	dst, err := d.dst.(syscall.Conn).SyscallConn()
-	if err != nil {
+	src, dst := d.srcRaw, d.dstRaw
+	if src == nil || dst == nil {
 		return errSpliceUnsupported
 	}
 	if err := d.readSmall(src, dst, true); err != errBulk {
 		return err
 	}
-	if d.fillFn == nil {
-		d.fillFn, d.drainFn = d.fill, d.drain
-	}
 	defer d.releasePipe()
 	for {
-		err := src.Read(d.fillFn)
+		err := d.rawRead(src, opFill)
 		if err == nil {
 			err = d.serr
 		}
@@ -143,12 +136,9 @@ var errNoPipe = errors.New("forward: no splice pipe")
 // 4 KiB, and an idle connection kept it (BenchmarkIdleFDs: 12.7 KiB RSS
 // per idle connection that way, 8.8 KiB with the callback).
 func (d *direction) readSmall(src, dst syscall.RawConn, toBulk bool) error {
-	if d.readFn == nil {
-		d.readFn, d.writeFn = d.readChunk, d.writeChunk
-	}
 	defer d.releaseBuf()
 	for {
-		err := src.Read(d.readFn)
+		err := d.rawRead(src, opRead)
 		if err == nil {
 			err = d.serr
 		}
@@ -165,8 +155,7 @@ func (d *direction) readSmall(src, dst syscall.RawConn, toBulk bool) error {
 			return err
 		}
 		full := d.nread == len(*d.buf)
-		d.nwritten = 0
-		if err := d.rawWrite(dst, d.writeFn); err != nil {
+		if err := d.rawWrite(dst, opWrite); err != nil {
 			return err
 		}
 		if full && toBulk {
@@ -181,7 +170,7 @@ func (d *direction) readSmall(src, dst syscall.RawConn, toBulk bool) error {
 func (d *direction) writeChunk(fd uintptr) bool {
 	d.serr = nil
 	for d.nwritten < d.nread {
-		n, err := unix.Write(int(fd), (*d.buf)[d.nwritten:d.nread])
+		n, err := writeNow(int(fd), (*d.buf)[d.nwritten:d.nread])
 		switch err {
 		case nil:
 			d.nwritten += n
@@ -200,16 +189,23 @@ func (d *direction) writeChunk(fd uintptr) bool {
 
 // readChunk is the RawConn.Read callback of readSmall: one read(2). On
 // EAGAIN the buffer goes back to the pool while the poller waits.
+//
+// A read that returns less than the buffer has taken all the data queued,
+// yet the read after it is still needed before waiting: a FIN that came
+// with the data (one edge-triggered wake-up for both) shows only as the
+// next read's EOF, and no later edge would announce it. Writing the chunk
+// from here and waiting at once (sparing that read, 2 of a short
+// connection's 25 syscalls) hung such connections (TestRawHolders).
 func (d *direction) readChunk(fd uintptr) bool {
 	d.serr = nil
 	if d.buf == nil {
 		d.buf = d.pool.getBuffer()
 	}
 	for {
-		n, err := unix.Read(int(fd), *d.buf)
+		n, err := readNow(int(fd), *d.buf)
 		switch err {
 		case nil:
-			d.nread = n
+			d.nread, d.nwritten = n, 0
 			return true
 		case unix.EINTR:
 			continue
@@ -237,14 +233,51 @@ func (d *direction) releaseBuf() {
 
 // pump empties the pipe into dst.
 func (d *direction) pump(dst syscall.RawConn) error {
-	return d.rawWrite(dst, d.drainFn)
+	return d.rawWrite(dst, opDrain)
 }
 
-// rawWrite runs the write callback fn on dst until it is done, through
+const (
+	opRead  ioOp = iota // readChunk
+	opWrite             // writeChunk
+	opFill              // fill
+	opDrain             // drain
+)
+
+// do is the callback of every RawConn Read and Write of the direction; it
+// runs d.op. Why one callback: a method value allocates, and handing
+// d.readChunk, d.writeChunk and so on to each call cost four allocations
+// per short connection; d.call is made once per direction.
+func (d *direction) do(fd uintptr) bool {
+	switch d.op {
+	case opRead:
+		return d.readChunk(fd)
+	case opWrite:
+		return d.writeChunk(fd)
+	case opFill:
+		return d.fill(fd)
+	}
+	return d.drain(fd)
+}
+
+// rawRead runs op on src once through the poller: it returns when the
+// callback is done, or with the poller's error (deadline, closed).
+func (d *direction) rawRead(src syscall.RawConn, op ioOp) error {
+	if d.call == nil {
+		d.call = d.do
+	}
+	d.op = op
+	return src.Read(d.call)
+}
+
+// rawWrite runs the write callback op on dst until it is done, through
 // idle-timeout re-arms.
-func (d *direction) rawWrite(dst syscall.RawConn, fn func(fd uintptr) bool) error {
+func (d *direction) rawWrite(dst syscall.RawConn, op ioOp) error {
+	if d.call == nil {
+		d.call = d.do
+	}
+	d.op = op
 	for {
-		err := dst.Write(fn)
+		err := dst.Write(d.call)
 		if err == nil {
 			err = d.serr
 		}
