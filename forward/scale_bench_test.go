@@ -167,7 +167,11 @@ func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) floa
 	// The goroutines of the opening phase are gone, but their stacks stay
 	// resident until the scavenger returns them, bit by bit; this is what
 	// a relay that has held its idle connections a while looks like.
+	// What one release costs the child (the parker's, after a burst, is
+	// the same call): CPU time, in 10 ms ticks.
+	cpu0 := child.cpu(b)
 	child.freeOSMemory(b)
+	b.ReportMetric(float64((child.cpu(b)-cpu0).Milliseconds()), "release-cpu-ms")
 	settled := float64(rssKiB(b, child) - rss0)
 	b.ReportMetric(settled/float64(n), "settled-rss-KiB/conn")
 	if path := os.Getenv(benchHeapEnv); path != "" {
