@@ -171,7 +171,7 @@ func holdIdle(b *testing.B, child *benchChild, backend *holdBackend, n int) floa
 	// the same call): CPU time, in 10 ms ticks.
 	cpu0 := child.cpu(b)
 	child.freeOSMemory(b)
-	b.ReportMetric(float64((child.cpu(b)-cpu0).Milliseconds()), "release-cpu-ms")
+	b.ReportMetric(float64((child.cpu(b) - cpu0).Milliseconds()), "release-cpu-ms")
 	settled := float64(rssKiB(b, child) - rss0)
 	b.ReportMetric(settled/float64(n), "settled-rss-KiB/conn")
 	if path := os.Getenv(benchHeapEnv); path != "" {
