@@ -31,8 +31,8 @@ func (d *direction) mayPark(fd uintptr) bool {
 	if time.Since(p.start)-time.Duration(p.last.Load()) < p.parkAfter && !p.parker.crowded() {
 		return false
 	}
-	if d.parkFD != int(fd) {
-		d.parkFD = int(fd) // the same every time after the first
+	if d.parkFD != int32(fd) {
+		d.parkFD = int32(fd) // the same every time after the first
 	}
 	return true
 }

@@ -87,7 +87,7 @@ func newParker() (*parker, error) {
 // then on d may run in another goroutine. On an error the caller must
 // unpark d (and run it, if it gets it back).
 func (pk *parker) park(d *direction) error {
-	fd := int32(d.parkFD)
+	fd := d.parkFD
 	registered := d.inEpoll
 	d.inEpoll = true
 	pk.mu.Lock()
@@ -128,8 +128,8 @@ func (pk *parker) unpark(d *direction) bool {
 	}
 	pk.parked.Add(-1)
 	pk.mu.Lock()
-	if pk.byFD[int32(d.parkFD)] == d {
-		delete(pk.byFD, int32(d.parkFD))
+	if pk.byFD[d.parkFD] == d {
+		delete(pk.byFD, d.parkFD)
 	}
 	pk.mu.Unlock()
 	return true

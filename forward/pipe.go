@@ -317,7 +317,7 @@ func isTimeout(err error) bool {
 // direction moves one way, src -> dst.
 type direction struct {
 	state   atomic.Int32 // dirRunning or dirParked: who owns the fields below
-	parkFD  int          // src's descriptor, set at the first park
+	parkFD  int32        // src's descriptor, set at the first park (int32: packed beside state, the pair fits the 640-byte size class, not 704)
 	inEpoll bool         // src is registered with the parker
 	noPark  bool         // parking failed: wait in the poller from now on
 

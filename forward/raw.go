@@ -110,6 +110,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		parker:      l.parker,
 		parkAfter:   l.parkAfter,
 		checkFirst:  l.firstCheck(a),
+		live:        &l.live,
 	}, job.end)
 }
 
