@@ -131,8 +131,8 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 	}
 	if p.idle > 0 {
 		deadline := p.start.Add(p.wakeAfter(p.idle))
-		a.SetDeadline(deadline)
-		b.SetDeadline(deadline)
+		setWaitDeadline(a, deadline)
+		setWaitDeadline(b, deadline)
 	}
 	p.ab = p.initDirection(&p.dirs[0], a, b, opt.AtoB, opt.Pool)
 	p.ab.check = opt.checkFirst

@@ -225,6 +225,21 @@ func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
 	return tc, nil
 }
 
+// setWaitDeadline sets the deadline that wakes a pipe's direction waiting
+// on c (the idle check, or parkAfter). A TLS conn gets it for reads only:
+// crypto/tls makes a write timeout permanent, so a wake-up that lands while
+// a write into TLS waits for the peer's window would break the conn for
+// good (TestTLSBackpressureOutlivesParkAfter). Such a write still ends with
+// the pair: the other direction's read deadline finds the pair idle, and
+// stop sets a past deadline on both ways.
+func setWaitDeadline(c net.Conn, t time.Time) {
+	if _, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		c.SetReadDeadline(t)
+		return
+	}
+	c.SetDeadline(t)
+}
+
 // tcpOf returns the TCP socket under c.
 func tcpOf(c net.Conn) net.Conn {
 	if tc, ok := c.(*tls.Conn); ok {
