@@ -14,7 +14,7 @@
 // Under a flood of spoofed sources the table behaves like conntrack: a
 // session its upstream never answered expires after UnconfirmedTimeout and
 // is the first evicted for a newcomer (conntrack.go), and new sessions are
-// opened by a worker of their own, off the read path, so that a flood of
+// opened by workers of their own, off the read path, so that a flood of
 // newcomers never holds up the datagrams of open sessions (setup.go).
 //
 // On Linux the data path reads and writes in batches with recvmmsg(2) and

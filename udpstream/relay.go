@@ -130,6 +130,7 @@ type Relay struct {
 	limits             *limit.Table     // sessions per source address
 	rates              *limit.Table     // datagrams per source address; nil: no cap
 	unconfirmed        unconfirmedQueue // sessions in opening order, for eviction
+	setupWorkers       int              // setupLoop goroutines, one per core up to 4 (setup.go)
 	setups             chan *pending    // newcomers waiting for setupLoop (setup.go)
 	retries            chan *pending    // the same for sources seen again after a drop; served first
 	recent             recentDrops      // sources dropped for a full queue, for the retry lane
@@ -154,7 +155,7 @@ type Relay struct {
 	drainedOnce  sync.Once
 	closeOnce    sync.Once
 	takeOverOnce sync.Once
-	wg           sync.WaitGroup // port readers, the sweeper, setupLoop, sessions
+	wg           sync.WaitGroup // port readers, the sweeper, setupLoops, sessions
 
 	mu      sync.Mutex // guards the following
 	serving bool
@@ -225,6 +226,7 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		unconfirmedTimeout: cfg.unconfirmedTimeout(),
 		limits:             limit.New(limit.Config{MaxConns: cfg.maxSessionsPerSource()}),
 		rates:              newRates(cfg.PerSourceRate),
+		setupWorkers:       setupWorkers(),
 		setups:             make(chan *pending, setupQueueLen),
 		retries:            make(chan *pending, retryQueueLen),
 		recent:             newRecentDrops(),
@@ -278,13 +280,15 @@ func (r *Relay) Serve() error {
 		return errors.New("udpstream: Serve called twice")
 	}
 	r.serving = true
-	r.wg.Add(len(r.ports) + 2)
+	r.wg.Add(len(r.ports) + 1 + r.setupWorkers)
 	for _, p := range r.ports {
 		go p.readLoop()
 	}
 	r.takeOver() // a no-op when the owner called TakeOver first
 	go r.sweepLoop()
-	go r.setupLoop()
+	for range r.setupWorkers {
+		go r.setupLoop()
+	}
 	r.mu.Unlock()
 	r.ups.Start()
 

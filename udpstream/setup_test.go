@@ -65,10 +65,11 @@ func TestSetupBacklog(t *testing.T) {
 	}
 	g.gated.Store(true)
 	spoof := newSpoofer(t, 10)
-	spoof.flood(to, 0, 1, 0)
-	testworld.Eventually(t, "setupLoop to hold the first dial", func() bool { return g.waiting.Load() == 1 })
+	workers := r.setupWorkers
+	spoof.flood(to, 0, workers, 0)
+	testworld.Eventually(t, "every setupLoop to hold a dial", func() bool { return int(g.waiting.Load()) == workers })
 	const more = setupQueueLen + 88
-	spoof.flood(to, 1, more, 0)
+	spoof.flood(to, workers, more, 0)
 	waitStat(t, "setup_backlog drops", st.Drops.SetupBacklog.Load, more-setupQueueLen)
 	for i := range 20 {
 		if !echoFrom(established, addr, fmt.Sprint(i), 2*time.Second) {
@@ -81,15 +82,18 @@ func TestSetupBacklog(t *testing.T) {
 	waitStat(t, "the newcomer's drop", st.Drops.SetupBacklog.Load, more-setupQueueLen+1)
 	legit.send(addr, []byte("echo-again"))
 	testworld.Eventually(t, "the retry to be queued", func() bool { return len(r.retries) == 1 })
-	// Two dials: the held one, then the retry lane's before the queue's.
-	g.permits <- struct{}{}
-	g.permits <- struct{}{}
+	// The held dials end, then each loop takes one more: the retry lane's
+	// first, before the queue's.
+	for range 2 * workers {
+		g.permits <- struct{}{}
+	}
 	p, _, ok := legit.recv(2 * time.Second)
 	if !ok || string(p) != "echo-again" {
-		t.Fatalf("the retrying client got %q (%v), want its datagram echoed after two dials", p, ok)
+		t.Fatalf("the retrying client got %q (%v), want its datagram echoed after %d dials", p, ok, 2*workers)
 	}
-	if n := st.SessionsCreated.Load(); n != 3 {
-		t.Errorf("SessionsCreated = %d, want 3 (established, the held one, the retry)", n)
+	waitStat(t, "sessions opened", st.SessionsCreated.Load, uint64(1+2*workers))
+	if n := st.SessionsCreated.Load(); n != uint64(1+2*workers) {
+		t.Errorf("SessionsCreated = %d, want %d (established, the held ones, the retry and the queue's next)", n, 1+2*workers)
 	}
 	if n := st.Drops.SetupBacklog.Load(); n != more-setupQueueLen+1 {
 		t.Errorf("setup_backlog = %d, want %d", n, more-setupQueueLen+1)
