@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-func newCA(t *testing.T, dir string) *Authority {
+func newCA(t testing.TB, dir string) *Authority {
 	t.Helper()
 	ca, der, err := NewAuthority(Request{Name: "venue-ca", NotAfter: time.Now().Add(time.Hour)})
 	if err != nil {
@@ -22,7 +22,7 @@ func newCA(t *testing.T, dir string) *Authority {
 	return ca
 }
 
-func issue(t *testing.T, ca *Authority, dir, name string, kind Kind, hosts ...string) (string, string) {
+func issue(t testing.TB, ca *Authority, dir, name string, kind Kind, hosts ...string) (string, string) {
 	t.Helper()
 	der, key, err := ca.Issue(kind, Request{Name: name, Hosts: hosts, NotAfter: time.Now().Add(time.Hour)})
 	if err != nil {

@@ -18,32 +18,15 @@ import (
 // the figures.
 func BenchmarkHandshake(b *testing.B) {
 	dir := b.TempDir()
-	ca, der, err := NewAuthority(Request{Name: "bench-ca", NotAfter: time.Now().Add(time.Hour)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ca := newCA(b, dir)
 	caFile := filepath.Join(dir, "ca.crt")
-	if err := WriteFiles(caFile, filepath.Join(dir, "ca.key"), der, ca.Key, false); err != nil {
-		b.Fatal(err)
-	}
-	files := func(name string, kind Kind) (string, string) {
-		der, key, err := ca.Issue(kind, Request{Name: name, Hosts: []string{"127.0.0.1"}, NotAfter: time.Now().Add(time.Hour)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		crt, k := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-		if err := WriteFiles(crt, k, der, key, false); err != nil {
-			b.Fatal(err)
-		}
-		return crt, k
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	sc, sk := files("venue", KindServer)
-	cc, ck := files("boxoffice", KindClient)
+	sc, sk := issue(b, ca, dir, "venue", KindServer, "127.0.0.1")
+	cc, ck := issue(b, ca, dir, "boxoffice", KindClient)
 	b.Run("tcp-only", func(b *testing.B) {
 		b.ReportAllocs()
 		cpu0 := cpuTime(b)
