@@ -93,6 +93,8 @@ type iperfFigures struct {
 	gbps      float64 // at the server
 	cpuPerGB  float64 // the forwarder's CPU seconds per GB sent
 	loadPerGB float64 // iperf3's, client and server
+
+	sleepsPerMB float64 // the forwarder's threads went to sleep, per MB sent
 }
 
 // run pushes n streams from the iperf3 client through addr for one window
@@ -112,8 +114,16 @@ func (l *iperfLoad) run(e *env, in *instance, addr string, n int) (iperfFigures,
 	if err != nil {
 		return f, err
 	}
+	sleeps0, err := in.sleeps()
+	if err != nil {
+		return f, err
+	}
 	out, runErr := cmd.Output()
 	cpu1, err := in.cpu()
+	if err != nil {
+		return f, err
+	}
+	sleeps1, err := in.sleeps()
 	if err != nil {
 		return f, err
 	}
@@ -130,5 +140,6 @@ func (l *iperfLoad) run(e *env, in *instance, addr string, n int) (iperfFigures,
 	f.cpuPerGB = (cpu1 - cpu0).Seconds() / gb
 	// iperf3 gives each end's CPU as a percentage of the test's duration.
 	f.loadPerGB = (r.End.CPU.Host + r.End.CPU.Remote) / 100 * r.End.SumSent.Seconds / gb
+	f.sleepsPerMB = float64(sleeps1-sleeps0) / (gb * 1e3)
 	return f, nil
 }

@@ -98,6 +98,30 @@ func groupCPU(pgid int) (time.Duration, error) {
 	return total, nil
 }
 
+// groupSleeps sums the voluntary context switches of every thread of every
+// process in the group pgid: how often the forwarder went to sleep, waiting
+// for something, and had to be woken again.
+func groupSleeps(pgid int) (int64, error) {
+	pids, err := groupPIDs(pgid)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, pid := range pids {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+			if err == nil {
+				total += statusNumber(b, "voluntary_ctxt_switches:")
+			}
+		}
+	}
+	return total, nil
+}
+
 // memory is a process group's resident memory and open descriptors.
 type memory struct {
 	rssKiB int64
@@ -116,7 +140,7 @@ func groupMemory(pgid int) (memory, error) {
 		if err != nil {
 			continue
 		}
-		m.rssKiB += statusKiB(b, "VmRSS:")
+		m.rssKiB += statusNumber(b, "VmRSS:")
 		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		if err == nil {
 			m.fds += int64(len(fds))
@@ -125,8 +149,9 @@ func groupMemory(pgid int) (memory, error) {
 	return m, nil
 }
 
-// statusKiB returns the value of a "Key:   123 kB" line of /proc/<pid>/status.
-func statusKiB(status []byte, key string) int64 {
+// statusNumber returns the value of a "Key:   123 kB" or "Key:  123" line
+// of /proc/<pid>/status.
+func statusNumber(status []byte, key string) int64 {
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
 		line := sc.Text()

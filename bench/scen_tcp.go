@@ -30,6 +30,7 @@ func (t *tcpThroughput) metrics() []metric {
 		{key: "cpu1", label: "1 stream, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
 		{key: "gbps8", label: "8 streams", unit: "Gbit/s", higher: true, digits: 1},
 		{key: "cpu8", label: "8 streams, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
+		{key: "sleeps8", label: "8 streams, forwarder sleeps per MB", forwarderOnly: true, digits: 2},
 		{key: "load8", label: "8 streams, bench's writers + sink CPU", unit: "s/GB", digits: 3},
 	}
 	if t.iperf != nil {
@@ -38,6 +39,7 @@ func (t *tcpThroughput) metrics() []metric {
 			metric{key: "iperf-cpu1", label: "iperf3, 1 stream, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
 			metric{key: "iperf-gbps8", label: "iperf3 -P 8", unit: "Gbit/s", higher: true, digits: 1},
 			metric{key: "iperf-cpu8", label: "iperf3 -P 8, forwarder CPU", unit: "s/GB", forwarderOnly: true, digits: 3},
+			metric{key: "iperf-sleeps8", label: "iperf3 -P 8, forwarder sleeps per MB", forwarderOnly: true, digits: 2},
 			metric{key: "iperf-load8", label: "iperf3 -P 8, iperf3 client + server CPU", unit: "s/GB", digits: 3},
 		)
 	}
@@ -87,6 +89,10 @@ func (t *tcpThroughput) measure(e *env, in *instance) (map[string]float64, error
 	out := map[string]float64{}
 	for _, n := range []int{1, 8} {
 		self0 := selfCPU()
+		sleeps0, err := in.sleeps()
+		if err != nil {
+			return nil, err
+		}
 		gbps, cpu, err := t.streams(e, in, n)
 		if err != nil {
 			return nil, fmt.Errorf("%d streams: %w", n, err)
@@ -95,10 +101,15 @@ func (t *tcpThroughput) measure(e *env, in *instance) (map[string]float64, error
 		if in.hasProcess() {
 			out[fmt.Sprintf("cpu%d", n)] = cpu
 		}
+		if n != 8 {
+			continue
+		}
 		// The load's own cost: on 2 cores, what it takes is what the
 		// forwarder cannot have.
-		if n == 8 {
-			out["load8"] = (selfCPU() - self0).Seconds() / (float64(t.sunk.Load()) / 1e9)
+		mb := float64(t.sunk.Load()) / 1e6
+		out["load8"] = (selfCPU() - self0).Seconds() / (mb / 1e3)
+		if sleeps1, err := in.sleeps(); err == nil && in.hasProcess() {
+			out["sleeps8"] = float64(sleeps1-sleeps0) / mb
 		}
 	}
 	if t.iperf == nil {
@@ -115,6 +126,9 @@ func (t *tcpThroughput) measure(e *env, in *instance) (map[string]float64, error
 		}
 		if n == 8 {
 			out["iperf-load8"] = r.loadPerGB
+			if in.hasProcess() {
+				out["iperf-sleeps8"] = r.sleepsPerMB
+			}
 		}
 	}
 	return out, nil

@@ -60,6 +60,19 @@ func (in *instance) cpu() (time.Duration, error) {
 	return total, nil
 }
 
+// sleeps is how often the instance's threads have gone to sleep so far.
+func (in *instance) sleeps() (int64, error) {
+	var total int64
+	for _, p := range in.procs {
+		n, err := groupSleeps(p.pid())
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
 // memory sums resident memory and descriptors over the instance's processes.
 func (in *instance) memory() (memory, error) {
 	var total memory
