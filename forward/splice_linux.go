@@ -24,25 +24,6 @@ const maxSpliceChunk = 1 << 20
 
 const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 
-// rawSplice is splice(2) without telling the Go scheduler that the thread
-// enters a system call. Every fd here is nonblocking, so the call never
-// waits; but on loopback the pipe->socket splice runs the receiver's TCP
-// input too, and takes long enough (often past 20 µs) that the runtime's
-// monitor thread keeps polling at its shortest interval and hands the P
-// to another thread, which must be woken. With iperf3 -P 8 (128 KiB
-// writes) that was 5-7 sleeps and wake-ups of relay threads per MB moved,
-// two thirds of them the monitor's; raw, 1.3-1.6 (HAProxy: 0.4-1.5),
-// at slightly less CPU per byte (BENCHMARKS.md, "Eight streams under
-// iperf3"). The cost: the goroutine keeps its P for the call, as it would
-// for the same time spent in Go code.
-func rawSplice(in, out, n int) (int64, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceFlags)
-	if e != 0 {
-		return 0, e
-	}
-	return int64(r), nil
-}
-
 // spliceBuf is one kernel pipe used as the buffer of a direction; n counts
 // the bytes in it.
 type spliceBuf struct {
@@ -323,7 +304,7 @@ func (d *direction) fill(fd uintptr) bool {
 		}
 	}
 	for {
-		n, err := rawSplice(int(fd), d.sb.w, maxSpliceChunk)
+		n, err := unix.Splice(int(fd), nil, d.sb.w, nil, maxSpliceChunk, spliceFlags)
 		switch err {
 		case nil:
 			d.sb.n = int(n)
@@ -350,7 +331,7 @@ func (d *direction) fill(fd uintptr) bool {
 func (d *direction) drain(fd uintptr) bool {
 	d.serr = nil
 	for d.sb.n > 0 {
-		n, err := rawSplice(d.sb.r, int(fd), d.sb.n)
+		n, err := unix.Splice(d.sb.r, nil, int(fd), nil, d.sb.n, spliceFlags)
 		switch err {
 		case nil:
 			if n == 0 {
