@@ -48,23 +48,16 @@ func (in *instance) addr(route string) string { return in.addrs[route] }
 func (in *instance) hasProcess() bool { return len(in.procs) > 0 }
 
 // cpu is the CPU time consumed so far by every process of the instance.
-func (in *instance) cpu() (time.Duration, error) {
-	var total time.Duration
-	for _, p := range in.procs {
-		d, err := groupCPU(p.pid())
-		if err != nil {
-			return 0, err
-		}
-		total += d
-	}
-	return total, nil
-}
+func (in *instance) cpu() (time.Duration, error) { return sumGroups(in, groupCPU) }
 
 // sleeps is how often the instance's threads have gone to sleep so far.
-func (in *instance) sleeps() (int64, error) {
-	var total int64
+func (in *instance) sleeps() (int64, error) { return sumGroups(in, groupSleeps) }
+
+// sumGroups adds up a per-process-group count over the instance's processes.
+func sumGroups[T time.Duration | int64](in *instance, count func(pgid int) (T, error)) (T, error) {
+	var total T
 	for _, p := range in.procs {
-		n, err := groupSleeps(p.pid())
+		n, err := count(p.pid())
 		if err != nil {
 			return 0, err
 		}
