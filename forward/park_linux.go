@@ -182,18 +182,21 @@ func (pk *parker) armSweepLocked(after time.Duration) {
 // re-arms itself for the next one due. It waits at least a pair's grain
 // between runs, so it runs about once a second at most with the default
 // idle timeout, whatever the number of connections; each run walks the
-// parked directions (9 600 connections: about 0.3 ms).
+// parked directions under the parker's lock: 9 600 parked connections
+// took 0.5-0.7 ms (2 ms with a clock read per direction; a throwaway
+// benchmark of sweepIdle over 19 200 directions).
 func (pk *parker) sweepIdle() {
 	var idle []*pair
 	pk.mu.Lock()
 	pk.sweepDue = time.Time{}
 	next := time.Duration(-1)
+	now := time.Now() // one clock read for the walk, not one per direction
 	for _, d := range pk.byFD {
 		p := d.p
 		if p.stopped.Load() {
 			continue
 		}
-		left := p.idleLeft()
+		left := time.Duration(p.last.Load()) + p.idle - now.Sub(p.start) // idleLeft at now
 		if left <= 0 {
 			idle = append(idle, p)
 			continue
