@@ -31,7 +31,7 @@
 // connections, heap profile): about 1.5 KiB of heap: the pair with its
 // two directions 640 bytes, the two net.TCPConn with their netFD, four
 // addresses and RawConns 0.62 KiB, the access-line record 144 bytes, the
-// parker's map entries 62; off the heap each socket's runtime poll
+// parker's index 16; off the heap each socket's runtime poll
 // descriptor (never freed, only reused), GC metadata and fragmentation
 // bring it to about 3.0 KiB of RSS (3.4 in the bench's tcp-idle). The
 // goroutines' stacks are free once parked, but the runtime returns them
