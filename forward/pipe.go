@@ -320,6 +320,7 @@ type direction struct {
 	parkFD  int32        // src's descriptor, set at the first park (int32: packed beside state, the pair fits the 640-byte size class, not 704)
 	inEpoll bool         // src is registered with the parker
 	noPark  bool         // parking failed: wait in the poller from now on
+	dstTLS  bool         // dst is TLS: each write carries the idle timeout (armTLSWrite)
 
 	p        *pair
 	src, dst net.Conn
@@ -348,6 +349,7 @@ type direction struct {
 
 func (p *pair) initDirection(d *direction, src, dst net.Conn, counter *atomic.Uint64, pool *Pool) *direction {
 	d.p, d.src, d.dst, d.counter, d.pool = p, src, dst, counter, pool
+	d.dstTLS = p.idle > 0 && isTLS(dst)
 	return d
 }
 
@@ -474,14 +476,40 @@ func (d *direction) checked(first []byte) error {
 
 func (d *direction) writeAll(b []byte) error {
 	for len(b) > 0 {
+		if d.dstTLS {
+			if err := d.armTLSWrite(); err != nil {
+				return err
+			}
+		}
 		n, err := d.dst.Write(b)
 		if n > 0 {
 			d.account(n)
 			b = b[n:]
 		}
+		if err != nil && d.dstTLS && isTimeout(err) {
+			// crypto/tls makes a write timeout permanent: no retry.
+			d.p.stop(EndIdle, nil)
+			return err
+		}
 		if err != nil && !(isTimeout(err) && d.p.waitExpired(d.dst, false)) {
 			return err
 		}
+	}
+	return nil
+}
+
+// armTLSWrite gives the next write into a TLS dst the whole idle timeout.
+// A TLS conn gets no wake-up write deadline (setWaitDeadline), so without
+// this a write whose peer stopped reading would block for good once the
+// other direction has ended and no reader is left to find the pair idle
+// (TestTLSStuckWriteEndsAtIdle). A write that takes the whole idle
+// timeout moved at most one buffer in it: the pair is as good as idle.
+func (d *direction) armTLSWrite() error {
+	d.dst.SetWriteDeadline(time.Now().Add(d.p.idle))
+	// stop sets the flag before its past deadline, so either we see the
+	// flag here or its deadline lands after ours.
+	if d.p.stopped.Load() {
+		return net.ErrClosed
 	}
 	return nil
 }

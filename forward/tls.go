@@ -229,15 +229,21 @@ func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
 // on c (the idle check, or parkAfter). A TLS conn gets it for reads only:
 // crypto/tls makes a write timeout permanent, so a wake-up that lands while
 // a write into TLS waits for the peer's window would break the conn for
-// good (TestTLSBackpressureOutlivesParkAfter). Such a write still ends with
-// the pair: the other direction's read deadline finds the pair idle, and
-// stop sets a past deadline on both ways.
+// good (TestTLSBackpressureOutlivesParkAfter). A write into TLS carries
+// the idle timeout itself instead (direction.armTLSWrite), and stop sets a
+// past deadline on both ways.
 func setWaitDeadline(c net.Conn, t time.Time) {
-	if _, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+	if isTLS(c) {
 		c.SetReadDeadline(t)
 		return
 	}
 	c.SetDeadline(t)
+}
+
+// isTLS reports whether c is a TLS conn (or wraps one the same way).
+func isTLS(c net.Conn) bool {
+	_, ok := c.(interface{ ConnectionState() tls.ConnectionState })
+	return ok
 }
 
 // tcpOf returns the TCP socket under c.
