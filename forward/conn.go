@@ -18,7 +18,7 @@ import (
 func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 	client, index := a.client, a.index
 	start := time.Now()
-	up, addr, err := l.dialFor(a)
+	up, addr, header, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
 		l.logDialFailure(client, index, err, start)
@@ -36,6 +36,7 @@ func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 		keepAliveB:  l.lateKeepAlive,
 		checkFirst:  l.firstCheck(a),
 		live:        &l.live,
+		proxy:       header,
 	}, fc.end)
 }
 

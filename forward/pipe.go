@@ -59,6 +59,9 @@ type PipeOptions struct {
 	// live, when set, stops the pair when the listener's context ends,
 	// in place of an AfterFunc of ctx per pair (see livePairs).
 	live *livePairs
+	// proxy, when its version is set, is the PROXY header b gets before
+	// a's first bytes, in the same write when they are already there.
+	proxy proxyHeader
 }
 
 // firstChecker looks at the first bytes a client sends (PipeOptions). An
@@ -136,6 +139,7 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 	}
 	p.ab = p.initDirection(&p.dirs[0], a, b, opt.AtoB, opt.Pool)
 	p.ab.check = opt.checkFirst
+	p.ab.holdHeader(opt.proxy)
 	p.ba = p.initDirection(&p.dirs[1], b, a, opt.BtoA, opt.Pool)
 	if canSplice(a, b) {
 		// One RawConn per conn, shared by the direction reading it and
@@ -321,6 +325,7 @@ type direction struct {
 	inEpoll bool         // src is registered with the parker
 	noPark  bool         // parking failed: wait in the poller from now on
 	dstTLS  bool         // dst is TLS: each write carries the idle timeout (armTLSWrite)
+	hdr     uint8        // bytes of a PROXY header at the front of buf, not yet written (header.go)
 
 	p        *pair
 	src, dst net.Conn
@@ -440,6 +445,9 @@ func (d *direction) account(n int) {
 
 // copy is the fallback: read into a pooled buffer, write it all out.
 func (d *direction) copy() error {
+	if err := d.flushHeaderConn(); err != nil {
+		return err
+	}
 	bp := d.pool.getBuffer()
 	defer d.pool.putBuffer(bp)
 	buf := *bp

@@ -193,9 +193,14 @@ func (l *Listener) dropSlot() {
 // PROXY header of Config.ProxyProtocol first if set: the client, and the
 // address it connected to. The header is built in a pooled buffer, so it
 // costs no allocation.
-func (l *Listener) dialFor(a accepted) (net.Conn, string, error) {
+//
+// Without upstream TLS the header is not sent here but returned, for the
+// pipe to send with the client's first bytes (direction.holdHeader); under
+// upstream TLS it must precede the handshake.
+func (l *Listener) dialFor(a accepted) (net.Conn, string, proxyHeader, error) {
 	if l.cfg.ProxyProtocol == 0 {
-		return l.dialUpstream(a.index, nil)
+		c, addr, err := l.dialUpstream(a.index, nil)
+		return c, addr, proxyHeader{}, err
 	}
 	local := a.local
 	if !local.IsValid() {
@@ -203,9 +208,15 @@ func (l *Listener) dialFor(a accepted) (net.Conn, string, error) {
 			local = ta.AddrPort()
 		}
 	}
+	h := proxyHeader{version: l.cfg.ProxyProtocol, client: a.client, dst: local}
+	if l.cfg.UpstreamTLS == nil {
+		c, addr, err := l.dialUpstream(a.index, nil)
+		return c, addr, h, err
+	}
 	bp := l.headers.Get().(*[proxyhdr.MaxAppend]byte)
 	defer l.headers.Put(bp)
-	return l.dialUpstream(a.index, proxyhdr.Append(bp[:0], l.cfg.ProxyProtocol, a.client, local))
+	c, addr, err := l.dialUpstream(a.index, proxyhdr.Append(bp[:0], h.version, h.client, h.dst))
+	return c, addr, proxyHeader{}, err
 }
 
 // sendHeader writes a PROXY header to an upstream just dialled; on failure

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -318,5 +319,72 @@ func TestAcceptProxyV2LongAndLocal(t *testing.T) {
 	want := []netip.Addr{netip.MustParseAddr("2001:db8::9"), netip.MustParseAddr("127.0.0.1")}
 	if asked := acl.get(); len(asked) != 2 || asked[0].Addr() != want[0] || asked[1].Addr() != want[1] {
 		t.Fatalf("ACL asked about %v, want %v", asked, want)
+	}
+}
+
+// TestSendProxyHeaderWithoutClientBytes: the header travels with the
+// client's first bytes when they are there (direction.holdHeader), so it
+// must still go out alone when they are not: to an upstream that speaks
+// first and waits for the header to do so, and to one whose client closes
+// without a byte. The header's bytes are not counted as the client's.
+func TestSendProxyHeaderWithoutClientBytes(t *testing.T) {
+	checkLeaks(t)
+	type seen struct {
+		header []byte
+		rest   string
+	}
+	got := make(chan seen, 2)
+	backend := world.NewBackend(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var s seen
+		s.header = make([]byte, 28) // v2, TCP over IPv4
+		if _, err := io.ReadFull(c, s.header); err != nil {
+			got <- s
+			return
+		}
+		io.WriteString(c, "220 printer ready\r\n")
+		rest, _ := io.ReadAll(c)
+		s.rest = string(rest)
+		got <- s
+	})
+	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, ProxyProtocol: 2})
+	wantHeader := func(s seen, c net.Conn) {
+		t.Helper()
+		src := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		if want := v2Header(src, netip.AddrPortFrom(src.Addr(), relayPort(r))); !bytes.Equal(s.header, want) {
+			t.Fatalf("upstream header %q, want %q", s.header, want)
+		}
+	}
+
+	// The upstream speaks first: its greeting arrives though the client
+	// sends nothing until it has read it.
+	c := r.dial(t, 0)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	greeting, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || greeting != "220 printer ready\r\n" {
+		t.Fatalf("greeting %q, %v", greeting, err)
+	}
+	io.WriteString(c, "QUIT")
+	c.CloseWrite()
+	s := <-got
+	wantHeader(s, c)
+	if s.rest != "QUIT" {
+		t.Fatalf("upstream read %q after the header, want QUIT", s.rest)
+	}
+	c.Close()
+	r.logs.Wait(t, `"bytes_in":4`)
+
+	// The client closes without a byte: the header still reaches the
+	// upstream, then the FIN.
+	c = r.dial(t, 0)
+	c.Close()
+	s = <-got
+	wantHeader(s, c)
+	if s.rest != "" {
+		t.Fatalf("upstream read %q after the header, want nothing", s.rest)
+	}
+	r.logs.WaitCount(t, 2, `"bytes_in":`)
+	if n := r.Stats().BytesIn.Load(); n != 4 {
+		t.Errorf("BytesIn = %d, want 4 (the header is not the client's)", n)
 	}
 }

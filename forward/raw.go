@@ -83,7 +83,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		job.queue, job.turn = q, t
 		q.hold(client)
 	}
-	up, addr, err := l.dialFor(a)
+	up, addr, header, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
 		l.deviceDown(index)
@@ -111,6 +111,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		parkAfter:   l.parkAfter,
 		checkFirst:  l.firstCheck(a),
 		live:        &l.live,
+		proxy:       header,
 	}, job.end)
 }
 

@@ -142,16 +142,23 @@ func (d *direction) readSmall(src, dst syscall.RawConn, toBulk bool) error {
 		if err == nil {
 			err = d.serr
 		}
+		if err == errFlushHeader {
+			err = d.flushHeader(dst)
+			if err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			if isTimeout(err) && d.p.waitExpired(d.src, true) {
 				continue
 			}
 			return err
 		}
-		if d.nread == 0 {
-			return nil // EOF
+		hdr := int(d.hdr)
+		if d.nread == hdr {
+			return d.flushHeader(dst) // EOF: the header still goes out
 		}
-		if err := d.checked((*d.buf)[:d.nread]); err != nil {
+		if err := d.checked((*d.buf)[hdr:d.nread]); err != nil {
 			return err
 		}
 		full := d.nread == len(*d.buf)
@@ -174,7 +181,14 @@ func (d *direction) writeChunk(fd uintptr) bool {
 		switch err {
 		case nil:
 			d.nwritten += n
-			d.account(n)
+			if d.hdr > 0 { // the PROXY header is not the client's bytes
+				h := min(n, int(d.hdr))
+				d.hdr -= uint8(h)
+				n -= h
+			}
+			if n > 0 {
+				d.account(n)
+			}
 			continue
 		case unix.EINTR:
 			continue
@@ -201,15 +215,20 @@ func (d *direction) readChunk(fd uintptr) bool {
 	if d.buf == nil {
 		d.buf = d.pool.getBuffer()
 	}
+	off := int(d.hdr) // a PROXY header waiting at the front
 	for {
-		n, err := readNow(int(fd), *d.buf)
+		n, err := readNow(int(fd), (*d.buf)[off:])
 		switch err {
 		case nil:
-			d.nread, d.nwritten = n, 0
+			d.nread, d.nwritten = off+n, 0
 			return true
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if off > 0 {
+				d.serr = errFlushHeader // nothing to send it with
+				return true
+			}
 			d.releaseBuf()
 			if d.mayPark(fd) {
 				d.serr = errWouldPark
@@ -229,6 +248,15 @@ func (d *direction) releaseBuf() {
 		d.pool.putBuffer(d.buf)
 		d.buf = nil
 	}
+}
+
+// flushHeader writes a waiting PROXY header alone (readSmall).
+func (d *direction) flushHeader(dst syscall.RawConn) error {
+	if d.hdr == 0 {
+		return nil
+	}
+	d.nread, d.nwritten = int(d.hdr), 0
+	return d.rawWrite(dst, opWrite)
 }
 
 // pump empties the pipe into dst.
