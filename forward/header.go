@@ -44,9 +44,6 @@ func (d *direction) flushHeaderConn() error {
 	h := int(d.hdr)
 	d.hdr = 0
 	_, err := d.dst.Write((*d.buf)[:h])
-	if d.pool != nil {
-		d.pool.putBuffer(d.buf)
-		d.buf = nil
-	}
+	d.releaseBuf()
 	return err
 }

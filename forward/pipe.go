@@ -472,6 +472,15 @@ func (d *direction) copy() error {
 	}
 }
 
+// releaseBuf gives the buffer back to the pool; without a pool the
+// direction keeps it, to spare an allocation per read.
+func (d *direction) releaseBuf() {
+	if d.buf != nil && d.pool != nil {
+		d.pool.putBuffer(d.buf)
+		d.buf = nil
+	}
+}
+
 // checked runs the pair's check on the direction's first bytes read, once.
 func (d *direction) checked(first []byte) error {
 	if d.check == nil {

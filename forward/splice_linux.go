@@ -241,15 +241,6 @@ func (d *direction) readChunk(fd uintptr) bool {
 	}
 }
 
-// releaseBuf gives the buffer back to the pool; without a pool the
-// direction keeps it, to spare an allocation per read.
-func (d *direction) releaseBuf() {
-	if d.buf != nil && d.pool != nil {
-		d.pool.putBuffer(d.buf)
-		d.buf = nil
-	}
-}
-
 // flushHeader writes a waiting PROXY header alone (readSmall).
 func (d *direction) flushHeader(dst syscall.RawConn) error {
 	if d.hdr == 0 {
