@@ -453,11 +453,14 @@ func (d *direction) copy() error {
 	buf := *bp
 	for {
 		n, rerr := d.src.Read(buf)
+		if n > 0 && rerr == nil {
+			n, rerr = d.gather(buf, n)
+		}
 		if n > 0 {
 			if err := d.checked(buf[:n]); err != nil {
 				return err
 			}
-			if err := d.writeAll(buf[:n]); err != nil {
+			if err := d.writeBatched(buf[:n]); err != nil {
 				return err
 			}
 		}

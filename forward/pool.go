@@ -30,6 +30,7 @@ type Pool struct {
 	bigSize int       // F_SETPIPE_SZ request while the budget lasts; 0: never
 	budget  int       // pages the pool may hold in big pipes; < 0: no limit
 	bufs    sync.Pool // *[]byte of copyBufferSize, for the fallback copy
+	batches sync.Pool // *[]byte, TLS records waiting for one write (recordConn)
 	// openPipe makes a new pipe; nil: newSpliceBuf. Tests make it fail to
 	// play a process out of file descriptors.
 	openPipe func(size int) (*spliceBuf, error)
@@ -148,6 +149,23 @@ func (p *Pool) getBuffer() *[]byte {
 		return &b
 	}
 	return p.bufs.Get().(*[]byte)
+}
+
+// getBatch returns an empty buffer for a recordConn's batch.
+func (p *Pool) getBatch() *[]byte {
+	if p != nil {
+		if b, ok := p.batches.Get().(*[]byte); ok {
+			return b
+		}
+	}
+	b := make([]byte, 0, tlsBatchSize)
+	return &b
+}
+
+func (p *Pool) putBatch(b *[]byte) {
+	if p != nil {
+		p.batches.Put(b)
+	}
 }
 
 func (p *Pool) putBuffer(b *[]byte) {

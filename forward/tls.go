@@ -160,7 +160,8 @@ func (s secured) add(ev *zerolog.Event) *zerolog.Event {
 // client is gone: refused, failed (one warning line) or rejected by the
 // ACL; the slot is released then.
 func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
-	tc := tls.Server(c, l.cfg.TLS)
+	rc := newRecordConn(c, l.pool)
+	tc := tls.Server(rc, l.cfg.TLS)
 	c.SetDeadline(time.Now().Add(l.cfg.connectTimeout()))
 	err := tc.HandshakeContext(l.ctx)
 	if err != nil {
@@ -179,6 +180,7 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
 		return secured{}
 	}
 	c.SetDeadline(time.Time{})
+	rc.shaken = true
 	st := tc.ConnectionState()
 	l.stats.Handshakes.count(st)
 	sec := secured{client: tc}
@@ -212,7 +214,8 @@ func lingerClose(c *net.TCPConn) {
 // originate runs the client handshake with an upstream just dialled, within
 // the connect timeout. On failure up is closed.
 func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
-	tc := tls.Client(up, l.cfg.UpstreamTLS(addr))
+	rc := newRecordConn(up, l.pool)
+	tc := tls.Client(rc, l.cfg.UpstreamTLS(addr))
 	up.SetDeadline(time.Now().Add(l.cfg.connectTimeout()))
 	if err := tc.HandshakeContext(l.ctx); err != nil {
 		reason := handshakeReason(err)
@@ -221,6 +224,7 @@ func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
 		return nil, fmt.Errorf("tls with %s (%s): %w", addr, reason, err)
 	}
 	up.SetDeadline(time.Time{})
+	rc.shaken = true
 	l.stats.UpstreamHandshakes.count(tc.ConnectionState())
 	return tc, nil
 }
@@ -249,7 +253,10 @@ func isTLS(c net.Conn) bool {
 // tcpOf returns the TCP socket under c.
 func tcpOf(c net.Conn) net.Conn {
 	if tc, ok := c.(*tls.Conn); ok {
-		return tc.NetConn()
+		c = tc.NetConn()
+	}
+	if rc, ok := c.(*recordConn); ok {
+		return rc.Conn
 	}
 	return c
 }
