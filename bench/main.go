@@ -10,6 +10,7 @@
 //	go run ./bench -scenario udp    one scenario
 //	go run ./bench -json out.json   also write every run's figures
 //	go run ./bench -plots DIR       also write an SVG chart per scenario
+//	go run ./bench -baseline BIN    also measure an earlier relay binary, A/B in the same runs
 //
 // All traffic stays on 127.0.0.1. The peers are started and stopped by the
 // bench, each in a process group of its own. The exit status is 1 when the
@@ -42,6 +43,7 @@ type options struct {
 	jsonPath string
 	plotDir  string
 	relayBin string
+	baseBin  string
 	peers    string
 }
 
@@ -54,6 +56,7 @@ func parseFlags() (options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "also write every run's figures to this `file`")
 	fs.StringVar(&o.plotDir, "plots", "", "also write an SVG chart per scenario into this `folder`")
 	fs.StringVar(&o.relayBin, "relay", "", "use this relay `binary` instead of building ./cmd/relay")
+	fs.StringVar(&o.baseBin, "baseline", "", "also measure this relay `binary` (column \"baseline\"), taking turns with the relay in every run")
 	fs.StringVar(&o.peers, "peers", "all", "peers to compare: all, none, or a comma `list` of "+strings.Join(peerNames(), ","))
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return o, err
@@ -114,8 +117,16 @@ func bench(e *env, o options, scenarios []scenario) int {
 	}
 	fwds := []forwarder{direct{}, relay}
 	versions := map[string]string{"relay": version}
-	peers, columns := peerForwarders(o.peers, versions)
+	var columns []string
+	if o.baseBin != "" {
+		base := relayFwd{bin: o.baseBin, label: baselineColumn}
+		fwds = append(fwds, base)
+		columns = append(columns, base.name())
+		versions[base.name()] = firstLine(o.baseBin, "version") + ", " + o.baseBin
+	}
+	peers, peerColumns := peerForwarders(o.peers, versions)
 	fwds = append(fwds, peers...)
+	columns = append(columns, peerColumns...)
 	prog := newProgress(os.Stderr, e.scale.runs, len(scenarios))
 	var results []*scenarioResult
 	for i, s := range scenarios {
@@ -128,7 +139,7 @@ func bench(e *env, o options, scenarios []scenario) int {
 		m.Cores, m.CPU, m.Kernel, m.OS, m.Go)
 	fmt.Printf("command: %s; took %s; load average %s before, %s after\n", commandLine(),
 		time.Since(started).Round(time.Second), loadBefore, loadAverage())
-	for _, name := range append([]string{"relay"}, peerNames()...) {
+	for _, name := range append([]string{"relay", baselineColumn}, peerNames()...) {
 		if v, ok := versions[name]; ok {
 			fmt.Printf("%s: %s\n", name, v)
 		}
@@ -151,6 +162,9 @@ func bench(e *env, o options, scenarios []scenario) int {
 	}
 	return exitStatus(results)
 }
+
+// baselineColumn is the column of the relay binary given with -baseline.
+const baselineColumn = "baseline"
 
 // relayUnderTest builds the relay (or takes the binary given) and says
 // which version it is.

@@ -63,16 +63,25 @@ func moduleRoot(goBin string) (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// relayFwd is the relay under test.
+// relayFwd is a relay binary under test: the one built from this tree
+// (the "relay" column), or an earlier one measured in the same runs for
+// an A/B comparison (-baseline, the "baseline" column).
 type relayFwd struct {
-	bin string
+	bin   string
+	label string // the column; "" is "relay"
 }
 
-func (relayFwd) name() string              { return "relay" }
+func (r relayFwd) name() string {
+	if r.label != "" {
+		return r.label
+	}
+	return "relay"
+}
+
 func (relayFwd) unsupported(string) string { return "" }
 
 func (r relayFwd) start(e *env, routes []route) (*instance, error) {
-	in, specs, err := listenPorts(e, "relay", routes)
+	in, specs, err := listenPorts(e, r.name(), routes)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +104,7 @@ func (r relayFwd) start(e *env, routes []route) (*instance, error) {
 			in.ftpData = data
 		}
 	}
-	path := filepath.Join(e.dir, "relay.yaml")
+	path := filepath.Join(e.dir, r.name()+".yaml")
 	return launch(e, in, specs, path, cfg.String(), r.bin, "-config", path)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // scenarioResult is what one scenario measured, per metric and forwarder.
@@ -40,8 +41,8 @@ func (r *scenarioResult) fail(fwd string, run int, err error) {
 }
 
 // runScenario starts the scenario's backends, then measures every
-// forwarder in turn, run after run (A B C A B C …), so that drift in a
-// shared, noisy machine spreads over all columns instead of one.
+// forwarder in turn, run after run (A B C C B A …, turnOrder), so that
+// drift in a shared, noisy machine spreads over all columns instead of one.
 func runScenario(e *env, sc scenario, fwds []forwarder, prog *progress) *scenarioResult {
 	res := &scenarioResult{
 		Name:   sc.name(),
@@ -63,7 +64,7 @@ func runScenario(e *env, sc scenario, fwds []forwarder, prog *progress) *scenari
 		}
 	}()
 	for run := 1; run <= e.scale.runs; run++ {
-		for _, f := range active {
+		for _, f := range turnOrder(active, run) {
 			in, err := instanceFor(e, sc, f, routes, instances)
 			if err != nil {
 				res.fail(f.name(), run, fmt.Errorf("start: %w", err))
@@ -88,12 +89,24 @@ func runScenario(e *env, sc scenario, fwds []forwarder, prog *progress) *scenari
 	return res
 }
 
+// turnOrder is the order the forwarders take turns in a run: as given in
+// odd runs, reversed in even ones (A B C, C B A, A B C …), so that a
+// machine getting busier or quieter over the runs favours none of them.
+func turnOrder(fwds []forwarder, run int) []forwarder {
+	if run%2 == 1 {
+		return fwds
+	}
+	rev := slices.Clone(fwds)
+	slices.Reverse(rev)
+	return rev
+}
+
 // activeForwarders drops the forwarders the scenario skips or that cannot
 // carry one of its routes, and records why.
 func activeForwarders(sc scenario, fwds []forwarder, routes []route, res *scenarioResult) []forwarder {
 	var active []forwarder
 	for _, f := range fwds {
-		why := sc.skip(f.name())
+		why := sc.skip(skipAs(f))
 		for _, r := range routes {
 			if why == "" {
 				why = f.unsupported(r.mode)
@@ -106,6 +119,15 @@ func activeForwarders(sc scenario, fwds []forwarder, routes []route, res *scenar
 		active = append(active, f)
 	}
 	return active
+}
+
+// skipAs is the name a scenario's skip is asked with: a baseline relay
+// sits out what the relay sits out.
+func skipAs(f forwarder) string {
+	if _, ok := f.(relayFwd); ok {
+		return "relay"
+	}
+	return f.name()
 }
 
 // instanceFor returns the running instance of f, starting it when there is
