@@ -46,6 +46,19 @@ func (d *direction) park() bool {
 	// The callback is made again on waking: 16 bytes a connection
 	// less while parked.
 	d.call = nil
+	if p.bareOK {
+		if peer := d.peer(); pk.unpark(peer) {
+			// Both directions are idle, and this goroutine owns them
+			// both now: hold the pair as two bare descriptors.
+			if pk.parkBare(p) {
+				return true
+			}
+			// Nothing was changed: park the peer again, as it was.
+			if err := pk.park(peer); err != nil || p.stopped.Load() {
+				pk.wake(peer)
+			}
+		}
+	}
 	err := pk.park(d)
 	if err == nil && !p.stopped.Load() {
 		return true
@@ -66,4 +79,19 @@ func (p *pair) lateKeepAlive() {
 	if tc, ok := tcpOf(p.b).(*net.TCPConn); ok {
 		tc.SetKeepAliveConfig(upstreamKeepAlive())
 	}
+}
+
+// peer is the pair's other direction.
+func (d *direction) peer() *direction {
+	if d == d.p.ab {
+		return d.p.ba
+	}
+	return d.p.ab
+}
+
+// isTCP reports whether c is a plain TCP conn, which a pair parked bare
+// can make again from its descriptor (net.FileConn).
+func isTCP(c net.Conn) bool {
+	_, ok := c.(*net.TCPConn)
+	return ok
 }

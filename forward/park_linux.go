@@ -34,8 +34,12 @@ import (
 type parker struct {
 	ep      *os.File // the epoll set; also what the parker goroutine waits on
 	epfd    int
-	parked  atomic.Int64 // directions parked now
+	parked  atomic.Int64 // directions parked now, bare ones included
 	running atomic.Int64 // directions of parking pairs with a goroutine now
+	bare    atomic.Int64 // pairs parked bare now (bare_linux.go)
+	// noBare keeps every pair's conns while it is parked; the benchmarks
+	// set it to compare.
+	noBare bool
 	// crowdAt is how many running directions make the parker crowded
 	// (see crowded); crowdedDirections, tests lower it.
 	crowdAt atomic.Int64
@@ -58,10 +62,13 @@ type parker struct {
 // the BenchmarkIdleScale heap profile). It grows to the highest descriptor
 // parked and does not shrink; RLIMIT_NOFILE bounds it.
 
-// Direction states: running (a goroutine owns it) or parked.
+// Direction states: running (a goroutine owns it), parked, or parked
+// bare with its pair (bare_linux.go: whoever moves the pair's ab from
+// dirBare to dirRunning owns both directions).
 const (
 	dirRunning int32 = iota
 	dirParked
+	dirBare
 )
 
 // errWouldPark leaves the direction's copy loop when its source has
@@ -109,10 +116,7 @@ func (pk *parker) park(d *direction) error {
 	}
 	pk.parked.Add(1)
 	d.state.Store(dirParked)
-	if int(fd) >= len(pk.byFD) {
-		pk.byFD = slices.Grow(pk.byFD, int(fd)+1-len(pk.byFD))[:int(fd)+1]
-	}
-	pk.byFD[fd] = d
+	pk.indexLocked(d)
 	pk.armSweepLocked(max(d.p.idleLeft(), d.p.grain))
 	pk.parkedLocked()
 	pk.mu.Unlock()
@@ -138,18 +142,38 @@ func (pk *parker) unpark(d *direction) bool {
 	}
 	pk.parked.Add(-1)
 	pk.mu.Lock()
-	if pk.byFD[d.parkFD] == d {
-		pk.byFD[d.parkFD] = nil
-	}
+	pk.unindexLocked(d)
 	pk.mu.Unlock()
 	return true
 }
 
-// wake resumes a parked direction in a fresh goroutine, if it is parked.
+// indexLocked lists d under its parkFD, for serve to find.
+func (pk *parker) indexLocked(d *direction) {
+	fd := int(d.parkFD)
+	if fd >= len(pk.byFD) {
+		pk.byFD = slices.Grow(pk.byFD, fd+1-len(pk.byFD))[:fd+1]
+	}
+	pk.byFD[fd] = d
+}
+
+// unindexLocked takes d off the list, unless another direction has
+// its descriptor number by now.
+func (pk *parker) unindexLocked(d *direction) {
+	if pk.byFD[d.parkFD] == d {
+		pk.byFD[d.parkFD] = nil
+	}
+}
+
+// wake resumes a parked direction in a fresh goroutine, if it is parked;
+// a direction parked bare resumes with its pair.
 func (pk *parker) wake(d *direction) {
 	if pk.unpark(d) {
 		pk.running.Add(1)
 		go d.runDetached()
+		return
+	}
+	if d.state.Load() == dirBare {
+		pk.wakeBare(d.p)
 	}
 }
 

@@ -147,8 +147,8 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 		ra, errA := a.(syscall.Conn).SyscallConn()
 		rb, errB := b.(syscall.Conn).SyscallConn()
 		if errA == nil && errB == nil {
-			p.ab.srcRaw, p.ab.dstRaw = ra, rb
-			p.ba.srcRaw, p.ba.dstRaw = rb, ra
+			p.setRaw(ra, rb)
+			p.bareOK = p.parker != nil && !p.parker.noBare && isTCP(a) && isTCP(b)
 		}
 	}
 	if opt.live == nil {
@@ -157,6 +157,12 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 		p.shutdown() // the listener is already stopping
 	}
 	return p
+}
+
+// setRaw hands the directions the RawConns of a and b.
+func (p *pair) setRaw(ra, rb syscall.RawConn) {
+	p.ab.srcRaw, p.ab.dstRaw = ra, rb
+	p.ba.srcRaw, p.ba.dstRaw = rb, ra
 }
 
 // shutdown is the AfterFunc of the pair's context.
@@ -170,8 +176,10 @@ func (p *pair) close() Result {
 	} else {
 		p.stopOnCancel()
 	}
-	p.a.Close()
-	p.b.Close()
+	if p.a != nil { // nil when the pair ended parked bare
+		p.a.Close()
+		p.b.Close()
+	}
 	end, err := p.result()
 	return Result{AtoB: p.ab.moved, BtoA: p.ba.moved, End: end, Err: err}
 }
@@ -201,9 +209,13 @@ type pair struct {
 	parker       *parker       // nil: directions never park (Pipe, or no idle timeout)
 	parkAfter    time.Duration // how long the pair is idle before a direction parks
 	keepAliveB   bool          // b still needs keepalive (see lateKeepAlive)
+	bareOK       bool          // both conns are plain TCP: the pair may park bare (bare_linux.go)
 	keepAliveSet atomic.Bool
 
-	mu  sync.Mutex // guards the following
+	mu sync.Mutex // guards the following
+	// a and b above are written under mu too, once the pair exists:
+	// parking bare takes them away and waking puts new ones back,
+	// while stop may read them from another goroutine.
 	end string
 	err error
 }
@@ -240,11 +252,16 @@ func (p *pair) stop(reason string, err error) {
 	if p.end == "" && p.ended.Load() < 2 {
 		p.end, p.err = reason, err
 	}
-	p.mu.Unlock()
+	// Set under the lock that restoreBare takes to put the conns back:
+	// either its conns are the ones read here, or it sees the flag.
 	p.stopped.Store(true)
-	past := time.Unix(1, 0)
-	p.a.SetDeadline(past)
-	p.b.SetDeadline(past)
+	a, b := p.a, p.b // nil while the pair is parked bare
+	p.mu.Unlock()
+	if a != nil {
+		past := time.Unix(1, 0)
+		a.SetDeadline(past)
+		b.SetDeadline(past)
+	}
 	if p.parker != nil {
 		// A parked direction has no goroutine for the deadline to wake.
 		p.parker.wake(p.ab)

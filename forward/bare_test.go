@@ -1,0 +1,271 @@
+//go:build linux
+
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/internal/world"
+	"golang.org/x/sys/unix"
+)
+
+// waitBare waits until n pairs are parked bare: both their directions
+// parked, no goroutine, and the conns given up for two descriptors.
+func waitBare(t *testing.T, r *relay, n int64) {
+	t.Helper()
+	world.Eventually(t, fmt.Sprintf("%d pairs parked bare", n), func() bool {
+		return r.parker.bare.Load() == n && r.pool.Parked() == 2*n && directionGoroutines() == 0
+	})
+}
+
+// openSockets counts this process's open socket descriptors. Pipes are
+// left out: the backends' io.Copy splices through pipes that Go caches
+// until a GC.
+func openSockets(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(link, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBareParkResume: a pair parked bare wakes from either side, carries
+// a stream each way intact (SHA-256), parks bare again, and its access
+// line counts every byte once.
+func TestBareParkResume(t *testing.T) {
+	checkLeaks(t)
+	const fromServer, fromClient = 256<<10 + 7, 1<<20 + 3
+	send := make(chan struct{})
+	backend := world.NewBackend(t, func(c net.Conn) {
+		one := make([]byte, 1)
+		if _, err := io.ReadFull(c, one); err != nil {
+			return
+		}
+		c.Write(one)
+		select {
+		case <-send: // the upstream speaks first after the park
+		case <-time.After(world.WaitLimit):
+			return
+		}
+		if _, err := io.Copy(c, world.Stream(11, fromServer)); err != nil {
+			return
+		}
+		world.Echo(c)
+	})
+	r := parkedRelay(t, backend.Addr(), time.Minute)
+	c := r.dial(t, 0)
+	if got := roundTrip(t, c, "x"); got != "x" {
+		t.Fatalf("echo %q", got)
+	}
+	waitBare(t, r, 1)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	close(send)
+	got, err := world.Hash(io.LimitReader(c, fromServer))
+	if err != nil || got != world.StreamSum(11, fromServer) {
+		t.Fatalf("upstream's bytes after the park: %d, %v (or hash differs)", got.N, err)
+	}
+	waitBare(t, r, 1)
+	go io.Copy(c, world.Stream(3, fromClient))
+	got, err = world.Hash(io.LimitReader(c, fromClient))
+	if err != nil || got != world.StreamSum(3, fromClient) {
+		t.Fatalf("echo of the client's bytes after the park: %d, %v (or hash differs)", got.N, err)
+	}
+	waitBare(t, r, 1)
+	c.Close()
+	r.logs.Wait(t, `"end":"eof"`, fmt.Sprintf(`"bytes_in":%d`, fromClient+1),
+		fmt.Sprintf(`"bytes_out":%d`, fromServer+fromClient+1))
+	world.Eventually(t, "nothing parked", func() bool { return r.pool.Parked() == 0 && r.parker.bare.Load() == 0 })
+}
+
+// TestBareParkHalfClose: the client half-closes a pair parked bare; the
+// backend reads the request and EOF, and its answer reaches the client
+// whole before the client's EOF.
+func TestBareParkHalfClose(t *testing.T) {
+	checkLeaks(t)
+	const replySize = 1<<20 + 5
+	request := make(chan string, 1)
+	backend := world.NewBackend(t, func(c net.Conn) {
+		one := make([]byte, 1)
+		io.ReadFull(c, one)
+		c.Write(one)
+		rest, _ := io.ReadAll(c)
+		request <- string(one) + string(rest)
+		io.Copy(c, world.Stream(9, replySize))
+	})
+	r := parkedRelay(t, backend.Addr(), time.Minute)
+	c := r.dial(t, 0)
+	roundTrip(t, c, "p")
+	waitBare(t, r, 1)
+	io.WriteString(c, "rint this")
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	reply, err := world.Hash(c)
+	if err != nil {
+		t.Fatalf("read reply: %v", err)
+	}
+	if got := <-request; got != "print this" {
+		t.Errorf("backend read %q", got)
+	}
+	if want := world.StreamSum(9, replySize); reply != want {
+		t.Errorf("reply %d bytes, want %d (or hash differs)", reply.N, want.N)
+	}
+	r.logs.Wait(t, `"end":"eof"`, `"bytes_in":10`, fmt.Sprintf(`"bytes_out":%d`, replySize+1))
+}
+
+// TestBareParkIdleTimeout: a pair parked bare still ends at the idle
+// timeout, with its access line, and gives its descriptors back.
+func TestBareParkIdleTimeout(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	const idle = 400 * time.Millisecond
+	r := parkedRelay(t, backend.Addr(), idle)
+	fds0 := openSockets(t)
+	c := r.dial(t, 0)
+	start := time.Now()
+	roundTrip(t, c, "xy")
+	waitBare(t, r, 1)
+	expectClosed(t, c, 5*time.Second)
+	if took := time.Since(start); took < idle-idle/8 {
+		t.Errorf("closed after %v, idle timeout is %v", took, idle)
+	}
+	r.logs.Wait(t, `"end":"idle"`, `"bytes_in":2`, `"bytes_out":2`)
+	c.Close()
+	world.Eventually(t, "sockets back", func() bool { return openSockets(t) == fds0 })
+	if n := r.pool.Parked(); n != 0 {
+		t.Errorf("%d directions still parked", n)
+	}
+}
+
+// TestBareParkShutdown: a pair parked bare holds two descriptors in the
+// relay (the conns' own are closed); Shutdown past its grace ends such
+// pairs with end=shutdown and their byte counts, and every descriptor
+// and goroutine is gone after.
+func TestBareParkShutdown(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := parkedRelay(t, backend.Addr(), time.Minute)
+	fds0 := openSockets(t)
+	c1, c2 := r.dial(t, 0), r.dial(t, 0)
+	roundTrip(t, c1, "1")
+	roundTrip(t, c2, "22")
+	waitBare(t, r, 2)
+	// Per connection: the client's end, the backend's end and the
+	// relay's two descriptors; a third or fourth would be a conn kept.
+	if got := openSockets(t) - fds0; got != 2*4 {
+		t.Errorf("%d sockets for 2 connections parked bare, want 8", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want deadline exceeded", err)
+	}
+	expectClosed(t, c1, 5*time.Second)
+	expectClosed(t, c2, 5*time.Second)
+	r.logs.Wait(t, `"end":"shutdown"`, `"bytes_in":1`, `"bytes_out":1`)
+	r.logs.Wait(t, `"end":"shutdown"`, `"bytes_in":2`, `"bytes_out":2`)
+	if n := r.logs.Count(`"end":"shutdown"`); n != 2 {
+		t.Errorf("%d access lines with end shutdown, want 2:\n%s", n, r.logs.String())
+	}
+	c1.Close()
+	c2.Close()
+	// Back to where they were, less the listen socket Shutdown closed.
+	world.Eventually(t, "sockets back", func() bool { return openSockets(t) == fds0-1 })
+	if n, b := r.pool.Parked(), r.parker.bare.Load(); n != 0 || b != 0 {
+		t.Errorf("%d directions, %d pairs still parked", n, b)
+	}
+}
+
+// TestBareParkKeepsSocketOptions: waking from a bare park makes the conns
+// again with net.FileConn, which turns on Go's default keepalive; the
+// sockets must keep theirs: a raw device's short keepalive and
+// TCP_USER_TIMEOUT, the client side's from the listen socket.
+func TestBareParkKeepsSocketOptions(t *testing.T) {
+	checkLeaks(t)
+	ups := make(chan netip.AddrPort, 1)
+	backend := world.NewBackend(t, func(c net.Conn) {
+		ups <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+		world.Echo(c)
+	})
+	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, IdleTimeout: time.Minute,
+		Raw: &Raw{UserTimeout: 9 * time.Second}})
+	r.parkAfter = 0
+	r.serve(t)
+	c := r.dial(t, 0)
+	roundTrip(t, c, "a")
+	waitBare(t, r, 1)
+	roundTrip(t, c, "b") // wakes it: the conns are made again
+	waitBare(t, r, 1)
+	roundTrip(t, c, "c")
+	device := []sockopt{
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 9},
+		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 3},
+		{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 3},
+		{"TCP_USER_TIMEOUT", unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 9000},
+	}
+	local := <-ups
+	checkSocket(t, "device side", func(fd int) bool { return sockAddr(unix.Getsockname(fd)) == local }, device)
+	client := []sockopt{
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
+		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
+	}
+	peer := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	checkSocket(t, "client side", func(fd int) bool { return sockAddr(unix.Getpeername(fd)) == peer }, client)
+	c.Close()
+	r.logs.Wait(t, `"raw job done"`, `"end":"eof"`, `"bytes_in":3`, `"bytes_out":3`)
+}
+
+// checkSocket finds the one descriptor of this process that match picks
+// and checks its options.
+func checkSocket(t *testing.T, what string, match func(fd int) bool, opts []sockopt) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || !match(fd) {
+			continue
+		}
+		found++
+		for _, o := range opts {
+			if v, err := unix.GetsockoptInt(fd, o.level, o.opt); err != nil || v != o.want {
+				t.Errorf("%s: %s = %d, %v; want %d", what, o.name, v, err, o.want)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%s: %d sockets found, want 1", what, found)
+	}
+}
+
+// sockAddr is a getsockname or getpeername result as an AddrPort.
+func sockAddr(sa unix.Sockaddr, err error) netip.AddrPort {
+	in4, ok := sa.(*unix.SockaddrInet4)
+	if err != nil || !ok {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port))
+}
