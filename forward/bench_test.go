@@ -53,6 +53,7 @@ const (
 	benchAllocsEnv   = "FORWARD_BENCH_ALLOCPROFILE" // a path prefix: children record every allocation
 	benchLevelEnv    = "FORWARD_BENCH_LOG_LEVEL"    // the relay child's log level (default: trace, every line built)
 	benchNoParkEnv   = "FORWARD_BENCH_NO_PARK"      // set: the relay child parks no idle direction
+	benchNoBareEnv   = "FORWARD_BENCH_NO_BARE"      // set: the relay child's parked pairs keep their conns
 	benchHeapEnv     = "FORWARD_BENCH_HEAPPROFILE"  // a path prefix: the idle benches write the child's live heap
 	benchChunk       = 1 << 20                      // bytes per b.N
 )
@@ -97,6 +98,9 @@ func runBenchChild(mode, upstream string) int {
 		if os.Getenv(benchNoParkEnv) != "" && l.parker != nil {
 			// Idle directions keep their goroutines, as before parking.
 			l.parker = nil
+		}
+		if os.Getenv(benchNoBareEnv) != "" && l.parker != nil {
+			l.parker.noBare = true
 		}
 		fmt.Println(joinAddrList(l.Addrs()))
 		go l.Serve()

@@ -62,15 +62,22 @@ func BenchmarkIdleScale(b *testing.B) {
 	}
 	backend := newHoldBackend(b, scalePorts)
 	exe, _ := os.Executable()
-	// The settled RSS growth at each size, per park mode, for the fit.
-	grown := map[bool][]point{}
+	// The settled RSS growth at each size, per park mode, for the fit:
+	// park=true is the relay; park=nobare parks directions but keeps a
+	// parked pair's conns (as before bare parking); park=false parks
+	// nothing.
+	modes := []string{"true", "nobare", "false"}
+	grown := map[string][]point{}
 	for _, n := range sizes {
-		for _, park := range []bool{true, false} {
+		for _, park := range modes {
 			env := []string{}
-			if !park {
+			switch park {
+			case "false":
 				env = append(env, benchNoParkEnv+"=1")
+			case "nobare":
+				env = append(env, benchNoBareEnv+"=1")
 			}
-			b.Run(fmt.Sprintf("conns=%d/park=%v", n, park), func(b *testing.B) {
+			b.Run(fmt.Sprintf("conns=%d/park=%s", n, park), func(b *testing.B) {
 				for range b.N {
 					child := startChild(b, exe, 0, "relay", strings.Join(backend.addrs, ","), env...)
 					kib := holdIdle(b, child, backend, n)
@@ -79,11 +86,11 @@ func BenchmarkIdleScale(b *testing.B) {
 			})
 		}
 	}
-	for _, park := range []bool{true, false} {
+	for _, park := range modes {
 		if len(grown[park]) < 2 {
 			continue
 		}
-		b.Run(fmt.Sprintf("fit/park=%v", park), func(b *testing.B) {
+		b.Run(fmt.Sprintf("fit/park=%s", park), func(b *testing.B) {
 			f := fitLine(grown[park])
 			b.ReportMetric(f.slope, "slope-KiB/conn")
 			b.ReportMetric(f.intercept, "intercept-KiB")
@@ -288,11 +295,13 @@ func (h *holdBackend) serve(ln net.Listener) {
 		if err != nil {
 			return
 		}
-		c.Write([]byte{'+'})
+		// Counted before the greeting: the client that reads it may
+		// have the count checked at once.
 		h.mu.Lock()
 		h.conns = append(h.conns, c)
 		h.total++
 		h.mu.Unlock()
+		c.Write([]byte{'+'})
 	}
 }
 
