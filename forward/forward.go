@@ -27,21 +27,37 @@
 // while parked (they are the socket's, not the goroutine's). Short
 // connections end before parkAfter and never pay for a park.
 //
+// A pair whose two directions are parked goes one step further when both
+// its conns are plain TCP (not TLS): it is parked bare. It keeps a
+// duplicate of each socket's descriptor, registered in the parker's set,
+// and closes the two net.TCPConn, which frees their netFD, addresses and
+// RawConns and hands each socket's runtime poll descriptor back to the
+// runtime (the sockets stay open through the duplicates, with their
+// buffers and options). When either socket becomes readable, or the pair
+// is stopped (idle timeout, Shutdown, Close), the pair is made whole
+// again with net.FileConn (its keepalive options put back) and both
+// directions go on where they stopped. A park and wake bare cost about
+// 60 syscalls a pair (dup, close, epoll, and per socket FileConn's dup,
+// fcntl, getsockname, getpeername and the keepalive options read and
+// set) where a plain park costs one or two; only connections idle past
+// parkAfter (or parked crowded) pay it.
+//
 // What an idle connection costs then (BenchmarkIdleScale, 9 600
-// connections, heap profile): about 1.5 KiB of heap: the pair with its
-// two directions 640 bytes, the two net.TCPConn with their netFD, four
-// addresses and RawConns 0.62 KiB, the access-line record 144 bytes, the
-// parker's index 16; off the heap each socket's runtime poll
-// descriptor (never freed, only reused), GC metadata and fragmentation
-// bring it to about 3.0 KiB of RSS (3.4 in the bench's tcp-idle). The
-// goroutines' stacks are free once parked, but the runtime returns them
-// to the OS only bit by bit, so after a burst of parks the parker
-// releases free memory itself, once (see burst); and a crowded parker
-// parks idle directions at once (see crowdedDirections), since the
-// runtime keeps every goroutine descriptor it ever needed at once.
-// What 2 KiB would take (not done): holding a connection whose two
-// directions are parked as two bare descriptors, without its net.TCPConn
-// and their poll descriptors (about 1.1 KiB), rebuilt when it wakes.
+// connections, heap profile): about 0.8 KiB of heap: the pair with its
+// two directions 640 bytes, the access-line record 144, goroutine
+// descriptors left from the burst about 57, the parker's index 16; no
+// net.TCPConn and no poll descriptor. With GC metadata and fragmentation
+// that is about 1.4 KiB of RSS settled (3.0 when a parked pair kept its
+// conns). The poll descriptors matter beyond their size because the
+// runtime never frees one, it only reuses it: the most conns open at once
+// decide how many stay resident. The goroutines' stacks are free once
+// parked, but the runtime returns them to the OS only bit by bit, so
+// after a burst of parks the parker releases free memory itself, once
+// (see burst); and a crowded parker parks idle directions at once (see
+// crowdedDirections), since the runtime keeps every goroutine descriptor
+// it ever needed at once. So a burst of connections that go idle as they
+// arrive needs about as many goroutines and conns at once as are running
+// then, not one each.
 //
 // forward's job ends at the connection: it does not parse what it carries
 // (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
