@@ -153,6 +153,7 @@ func (p *pair) resumeBare() {
 	if !p.stopped.Load() {
 		err := p.restoreBare()
 		if err == nil {
+			p.wokeBare = true
 			go p.ba.runDetached()
 			p.ab.runDetached()
 			return

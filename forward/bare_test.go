@@ -215,6 +215,7 @@ func TestBareParkKeepsSocketOptions(t *testing.T) {
 	roundTrip(t, c, "b") // wakes it: the conns are made again
 	waitBare(t, r, 1)
 	roundTrip(t, c, "c")
+	waitBare(t, r, 1) // one descriptor per socket, the options set at the last wake
 	device := []sockopt{
 		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
 		{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 9},
@@ -268,4 +269,33 @@ func sockAddr(sa unix.Sockaddr, err error) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port))
+}
+
+// TestBareParkCrowdedOnce: a crowded parker parks a young pair bare (at
+// the latest once both directions wait after the first exchange); once
+// it has woken from that, it parks as usual, with no bare wake per
+// exchange, until it has been quiet for parkAfter.
+func TestBareParkCrowdedOnce(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, IdleTimeout: time.Minute})
+	r.parkAfter = time.Hour
+	r.serve(t)
+	r.parker.crowdAt.Store(0) // every running direction is one too many
+	c := r.dial(t, 0)
+	parked := func() bool { return r.pool.Parked() == 2 && directionGoroutines() == 0 }
+	roundTrip(t, c, "1")
+	// Parked bare now, or woken from it already by the echo.
+	world.Eventually(t, "both directions parked", parked)
+	for i := range 3 {
+		if got := roundTrip(t, c, "23"); got != "23" {
+			t.Fatalf("exchange %d: echo %q", i, got)
+		}
+		world.Eventually(t, "both directions parked", parked)
+		if n := r.parker.bare.Load(); n != 0 {
+			t.Fatalf("exchange %d: the pair parked bare again, young and woken before", i)
+		}
+	}
+	c.Close()
+	r.logs.Wait(t, `"end":"eof"`, `"bytes_in":7`, `"bytes_out":7`)
 }

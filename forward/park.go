@@ -28,7 +28,7 @@ func (d *direction) mayPark(fd uintptr) bool {
 	if p.parker == nil || d.noPark || p.stopped.Load() {
 		return false
 	}
-	if time.Since(p.start)-time.Duration(p.last.Load()) < p.parkAfter && !p.parker.crowded() {
+	if p.quietFor() < p.parkAfter && !p.parker.crowded() {
 		return false
 	}
 	if d.parkFD != int32(fd) {
@@ -46,7 +46,11 @@ func (d *direction) park() bool {
 	// The callback is made again on waking: 16 bytes a connection
 	// less while parked.
 	d.call = nil
-	if p.bareOK {
+	// A pair parked crowded (young, maybe busy) goes bare once; after it
+	// woke from that, only when quiet for parkAfter: a busy pair that
+	// parks between request and answer would pay a bare wake (about 60
+	// syscalls) on every exchange.
+	if p.bareOK && (!p.wokeBare || p.quietFor() >= p.parkAfter) {
 		if peer := d.peer(); pk.unpark(peer) {
 			// Both directions are idle, and this goroutine owns them
 			// both now: hold the pair as two bare descriptors.
@@ -79,6 +83,11 @@ func (p *pair) lateKeepAlive() {
 	if tc, ok := tcpOf(p.b).(*net.TCPConn); ok {
 		tc.SetKeepAliveConfig(upstreamKeepAlive())
 	}
+}
+
+// quietFor is how long the pair has moved no byte (within its grain).
+func (p *pair) quietFor() time.Duration {
+	return time.Since(p.start) - time.Duration(p.last.Load())
 }
 
 // peer is the pair's other direction.

@@ -210,6 +210,7 @@ type pair struct {
 	parkAfter    time.Duration // how long the pair is idle before a direction parks
 	keepAliveB   bool          // b still needs keepalive (see lateKeepAlive)
 	bareOK       bool          // both conns are plain TCP: the pair may park bare (bare_linux.go)
+	wokeBare     bool          // the pair has woken from a bare park (see direction.park)
 	keepAliveSet atomic.Bool
 
 	mu sync.Mutex // guards the following
