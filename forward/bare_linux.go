@@ -44,13 +44,13 @@ import (
 func (pk *parker) parkBare(p *pair) bool {
 	fa, err := dupFD(p.ab.srcRaw)
 	if err != nil {
-		p.bareOK = false
+		p.bareOK.Store(false)
 		return false
 	}
 	fb, err := dupFD(p.ba.srcRaw)
 	if err != nil {
 		unix.Close(fa)
-		p.bareOK = false
+		p.bareOK.Store(false)
 		return false
 	}
 	for i := range p.dirs {
@@ -89,7 +89,7 @@ func (pk *parker) parkBare(p *pair) bool {
 	errB := pk.register(fb)
 	if errA != nil || errB != nil {
 		if pk.takeBare(p) {
-			p.bareOK = false // epoll refuses more: do not try again
+			p.bareOK.Store(false) // epoll refuses more: do not try again
 			pk.resume(p)
 		}
 		return true
@@ -100,6 +100,32 @@ func (pk *parker) parkBare(p *pair) bool {
 		pk.wakeBare(p)
 	}
 	return true
+}
+
+// bareDue is how long until the sweep may park p bare, given how long it
+// has been quiet: both directions parked as usual, quiet for parkAfter.
+// ok is false for a pair the sweep leaves alone.
+func (p *pair) bareDue(quiet time.Duration) (due time.Duration, ok bool) {
+	if !p.bareOK.Load() || p.ab.state.Load() != dirParked || p.ba.state.Load() != dirParked {
+		return 0, false
+	}
+	return p.parkAfter - quiet, true
+}
+
+// parkParkedBare parks bare a pair whose two directions are parked as
+// usual, for the sweep; a direction woken meanwhile runs on.
+func (pk *parker) parkParkedBare(p *pair) {
+	if !pk.unpark(p.ab) {
+		return
+	}
+	if !pk.unpark(p.ba) {
+		pk.repark(p.ab)
+		return
+	}
+	if !pk.parkBare(p) {
+		pk.repark(p.ab)
+		pk.repark(p.ba)
+	}
 }
 
 // register adds fd to the epoll set for one readiness report.

@@ -3,8 +3,6 @@
 package forward
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,18 +30,27 @@ func waitBare(t *testing.T, r *relay, n int64) {
 // left out: the backends' io.Copy splices through pipes that Go caches
 // until a GC.
 func openSockets(t *testing.T) int {
+	n := 0
+	eachSocket(t, func(int) { n++ })
+	return n
+}
+
+// eachSocket calls f with every socket descriptor of this process.
+func eachSocket(t *testing.T, f func(fd int)) {
 	t.Helper()
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
 	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
 		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(link, "socket:") {
-			n++
+			f(fd)
 		}
 	}
-	return n
 }
 
 // TestBareParkResume: a pair parked bare wakes from either side, carries
@@ -98,37 +105,7 @@ func TestBareParkResume(t *testing.T) {
 // backend reads the request and EOF, and its answer reaches the client
 // whole before the client's EOF.
 func TestBareParkHalfClose(t *testing.T) {
-	checkLeaks(t)
-	const replySize = 1<<20 + 5
-	request := make(chan string, 1)
-	backend := world.NewBackend(t, func(c net.Conn) {
-		one := make([]byte, 1)
-		io.ReadFull(c, one)
-		c.Write(one)
-		rest, _ := io.ReadAll(c)
-		request <- string(one) + string(rest)
-		io.Copy(c, world.Stream(9, replySize))
-	})
-	r := parkedRelay(t, backend.Addr(), time.Minute)
-	c := r.dial(t, 0)
-	roundTrip(t, c, "p")
-	waitBare(t, r, 1)
-	io.WriteString(c, "rint this")
-	if err := c.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	reply, err := world.Hash(c)
-	if err != nil {
-		t.Fatalf("read reply: %v", err)
-	}
-	if got := <-request; got != "print this" {
-		t.Errorf("backend read %q", got)
-	}
-	if want := world.StreamSum(9, replySize); reply != want {
-		t.Errorf("reply %d bytes, want %d (or hash differs)", reply.N, want.N)
-	}
-	r.logs.Wait(t, `"end":"eof"`, `"bytes_in":10`, fmt.Sprintf(`"bytes_out":%d`, replySize+1))
+	halfCloseParked(t, func(r *relay) { waitBare(t, r, 1) })
 }
 
 // TestBareParkIdleTimeout: a pair parked bare still ends at the idle
@@ -173,18 +150,9 @@ func TestBareParkShutdown(t *testing.T) {
 	if got := openSockets(t) - fds0; got != 2*4 {
 		t.Errorf("%d sockets for 2 connections parked bare, want 8", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Shutdown = %v, want deadline exceeded", err)
-	}
-	expectClosed(t, c1, 5*time.Second)
-	expectClosed(t, c2, 5*time.Second)
+	shutdownPastGrace(t, r, c1, c2)
 	r.logs.Wait(t, `"end":"shutdown"`, `"bytes_in":1`, `"bytes_out":1`)
 	r.logs.Wait(t, `"end":"shutdown"`, `"bytes_in":2`, `"bytes_out":2`)
-	if n := r.logs.Count(`"end":"shutdown"`); n != 2 {
-		t.Errorf("%d access lines with end shutdown, want 2:\n%s", n, r.logs.String())
-	}
 	c1.Close()
 	c2.Close()
 	// Back to where they were, less the listen socket Shutdown closed.
@@ -240,15 +208,10 @@ func TestBareParkKeepsSocketOptions(t *testing.T) {
 // and checks its options.
 func checkSocket(t *testing.T, what string, match func(fd int) bool, opts []sockopt) {
 	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
 	found := 0
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || !match(fd) {
-			continue
+	eachSocket(t, func(fd int) {
+		if !match(fd) {
+			return
 		}
 		found++
 		for _, o := range opts {
@@ -256,7 +219,7 @@ func checkSocket(t *testing.T, what string, match func(fd int) bool, opts []sock
 				t.Errorf("%s: %s = %d, %v; want %d", what, o.name, v, err, o.want)
 			}
 		}
-	}
+	})
 	if found != 1 {
 		t.Errorf("%s: %d sockets found, want 1", what, found)
 	}
@@ -298,4 +261,28 @@ func TestBareParkCrowdedOnce(t *testing.T) {
 	}
 	c.Close()
 	r.logs.Wait(t, `"end":"eof"`, `"bytes_in":7`, `"bytes_out":7`)
+}
+
+// TestBareParkSweep: a pair that woke from its crowded bare park and
+// parked as usual is parked bare by the sweep once it has been quiet for
+// parkAfter, and still carries bytes after.
+func TestBareParkSweep(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, IdleTimeout: 10 * time.Second})
+	r.parkAfter = 300 * time.Millisecond
+	r.serve(t)
+	r.parker.crowdAt.Store(0)
+	c := r.dial(t, 0)
+	for _, msg := range []string{"1", "23", "456"} {
+		if got := roundTrip(t, c, msg); got != msg {
+			t.Fatalf("echo %q, want %q", got, msg)
+		}
+	}
+	waitBare(t, r, 1)
+	if got := roundTrip(t, c, "7890"); got != "7890" {
+		t.Fatalf("echo after the sweep's park %q", got)
+	}
+	c.Close()
+	r.logs.Wait(t, `"end":"eof"`, `"bytes_in":10`, `"bytes_out":10`)
 }

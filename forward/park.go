@@ -50,17 +50,14 @@ func (d *direction) park() bool {
 	// woke from that, only when quiet for parkAfter: a busy pair that
 	// parks between request and answer would pay a bare wake (about 60
 	// syscalls) on every exchange.
-	if p.bareOK && (!p.wokeBare || p.quietFor() >= p.parkAfter) {
+	if p.bareOK.Load() && (!p.wokeBare || p.quietFor() >= p.parkAfter) {
 		if peer := d.peer(); pk.unpark(peer) {
 			// Both directions are idle, and this goroutine owns them
 			// both now: hold the pair as two bare descriptors.
 			if pk.parkBare(p) {
 				return true
 			}
-			// Nothing was changed: park the peer again, as it was.
-			if err := pk.park(peer); err != nil || p.stopped.Load() {
-				pk.wake(peer)
-			}
+			pk.repark(peer) // nothing was changed: as it was
 		}
 	}
 	err := pk.park(d)

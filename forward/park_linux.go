@@ -117,7 +117,7 @@ func (pk *parker) park(d *direction) error {
 	pk.parked.Add(1)
 	d.state.Store(dirParked)
 	pk.indexLocked(d)
-	pk.armSweepLocked(max(d.p.idleLeft(), d.p.grain))
+	pk.armSweepLocked(d.p.sweepAfter())
 	pk.parkedLocked()
 	pk.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: fd}
@@ -219,8 +219,12 @@ func (pk *parker) armSweepLocked(after time.Duration) {
 // parked directions under the parker's lock: 9 600 parked connections
 // took 0.5-0.7 ms (2 ms with a clock read per direction; a throwaway
 // benchmark of sweepIdle over 19 200 directions).
+//
+// It also parks bare the pairs that parked as usual and have been quiet
+// for parkAfter since (see direction.park: a pair parked crowded, young,
+// goes bare only once before that).
 func (pk *parker) sweepIdle() {
-	var idle []*pair
+	var idle, bare []*pair
 	pk.mu.Lock()
 	pk.sweepDue = time.Time{}
 	next := time.Duration(-1)
@@ -233,10 +237,17 @@ func (pk *parker) sweepIdle() {
 		if p.stopped.Load() {
 			continue
 		}
-		left := time.Duration(p.last.Load()) + p.idle - now.Sub(p.start) // idleLeft at now
+		quiet := now.Sub(p.start) - time.Duration(p.last.Load())
+		left := p.idle - quiet // idleLeft at now
 		if left <= 0 {
 			idle = append(idle, p)
 			continue
+		}
+		if due, ok := p.bareDue(quiet); ok && d == p.ab { // once per pair
+			if due <= 0 {
+				bare = append(bare, p)
+			}
+			left = min(left, due)
 		}
 		if w := max(left, p.grain); next < 0 || w < next {
 			next = w
@@ -248,6 +259,29 @@ func (pk *parker) sweepIdle() {
 	pk.mu.Unlock()
 	for _, p := range idle {
 		p.stop(EndIdle, nil) // wakes its parked directions; twice is harmless
+	}
+	for _, p := range bare {
+		pk.parkParkedBare(p)
+	}
+}
+
+// sweepAfter is when the sweep should look at the pair of a direction
+// parking now: at its idle timeout, or when it may go bare, if sooner.
+func (p *pair) sweepAfter() time.Duration {
+	after := p.idleLeft()
+	if p.bareOK.Load() {
+		after = min(after, p.parkAfter-p.quietFor())
+	}
+	return max(after, p.grain)
+}
+
+// repark parks an owned direction again as usual, or runs it when that
+// fails.
+func (pk *parker) repark(d *direction) {
+	err := pk.park(d)
+	if err == errParkerClosed || ((err != nil || d.p.stopped.Load()) && pk.unpark(d)) {
+		pk.running.Add(1)
+		go d.runDetached()
 	}
 }
 

@@ -26,5 +26,6 @@ func (pk *parker) park(d *direction) error  { return errors.New("forward: parkin
 func (pk *parker) unpark(d *direction) bool { return d.state.CompareAndSwap(dirParked, dirRunning) }
 func (pk *parker) wake(d *direction)        {}
 func (pk *parker) parkBare(p *pair) bool    { return false }
+func (pk *parker) repark(d *direction)      {}
 func (pk *parker) close() error             { return nil }
 func (pk *parker) crowded() bool            { return false }

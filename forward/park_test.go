@@ -10,10 +10,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,6 +104,12 @@ func TestParkIdleTimeout(t *testing.T) {
 // parked; the backend reads EOF, answers, and the answer reaches the
 // client whole before its EOF.
 func TestParkHalfClose(t *testing.T) {
+	halfCloseParked(t, func(r *relay) { waitParked(t, r, 2) })
+}
+
+// halfCloseParked runs the half-close of TestParkHalfClose on a pair
+// that waitParked has seen parked (as it wants).
+func halfCloseParked(t *testing.T, waitParked func(r *relay)) {
 	checkLeaks(t)
 	const replySize = 1<<20 + 5
 	request := make(chan string, 1)
@@ -120,7 +124,7 @@ func TestParkHalfClose(t *testing.T) {
 	r := parkedRelay(t, backend.Addr(), time.Minute)
 	c := r.dial(t, 0)
 	roundTrip(t, c, "p")
-	waitParked(t, r, 2)
+	waitParked(r)
 	io.WriteString(c, "rint this")
 	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -149,18 +153,26 @@ func TestParkShutdown(t *testing.T) {
 	roundTrip(t, c1, "1")
 	roundTrip(t, c2, "2")
 	waitParked(t, r, 4)
+	shutdownPastGrace(t, r, c1, c2)
+	if n := r.pool.Parked(); n != 0 {
+		t.Errorf("%d directions still parked", n)
+	}
+}
+
+// shutdownPastGrace shuts r down with a grace its clients outlast and
+// checks that each client is closed with an access line saying so.
+func shutdownPastGrace(t *testing.T, r *relay, clients ...net.Conn) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Shutdown = %v, want deadline exceeded", err)
 	}
-	expectClosed(t, c1, 5*time.Second)
-	expectClosed(t, c2, 5*time.Second)
-	if n := r.logs.Count(`"end":"shutdown"`); n != 2 {
-		t.Errorf("%d access lines with end shutdown, want 2:\n%s", n, r.logs.String())
+	for _, c := range clients {
+		expectClosed(t, c, 5*time.Second)
 	}
-	if n := r.pool.Parked(); n != 0 {
-		t.Errorf("%d directions still parked", n)
+	if n := r.logs.Count(`"end":"shutdown"`); n != len(clients) {
+		t.Errorf("%d access lines with end shutdown, want %d:\n%s", n, len(clients), r.logs.String())
 	}
 }
 
@@ -233,26 +245,19 @@ func TestLateKeepAlive(t *testing.T) {
 // relay's end of an upstream connection) and reads its keepalive options.
 func upstreamSocketKeepAlive(t *testing.T, local netip.AddrPort) (on, idle int) {
 	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	found := false
+	eachSocket(t, func(fd int) {
+		if found || sockAddr(unix.Getsockname(fd)) != local {
+			return
 		}
-		sa, err := unix.Getsockname(fd)
-		in4, ok := sa.(*unix.SockaddrInet4)
-		if err != nil || !ok || in4.Port != int(local.Port()) || netip.AddrFrom4(in4.Addr) != local.Addr() {
-			continue
-		}
+		found = true
 		on, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 		idle, _ = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
-		return on, idle
+	})
+	if !found {
+		t.Fatalf("no socket bound to %v", local)
 	}
-	t.Fatalf("no socket bound to %v", local)
-	return 0, 0
+	return on, idle
 }
 
 // TestRawParkResume: an exclusive raw job that goes quiet parks (no

@@ -148,7 +148,7 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 		rb, errB := b.(syscall.Conn).SyscallConn()
 		if errA == nil && errB == nil {
 			p.setRaw(ra, rb)
-			p.bareOK = p.parker != nil && !p.parker.noBare && isTCP(a) && isTCP(b)
+			p.bareOK.Store(p.parker != nil && !p.parker.noBare && isTCP(a) && isTCP(b))
 		}
 	}
 	if opt.live == nil {
@@ -209,9 +209,12 @@ type pair struct {
 	parker       *parker       // nil: directions never park (Pipe, or no idle timeout)
 	parkAfter    time.Duration // how long the pair is idle before a direction parks
 	keepAliveB   bool          // b still needs keepalive (see lateKeepAlive)
-	bareOK       bool          // both conns are plain TCP: the pair may park bare (bare_linux.go)
 	wokeBare     bool          // the pair has woken from a bare park (see direction.park)
 	keepAliveSet atomic.Bool
+	// bareOK: both conns are plain TCP and parking bare has not failed,
+	// so the pair may park bare (bare_linux.go). Atomic: the sweep
+	// reads it for pairs it does not own.
+	bareOK atomic.Bool
 
 	mu sync.Mutex // guards the following
 	// a and b above are written under mu too, once the pair exists:
