@@ -39,16 +39,21 @@
 // directions go on where they stopped. A park and wake bare cost about
 // 60 syscalls a pair (dup, close, epoll, and per socket FileConn's dup,
 // fcntl, getsockname, getpeername and the keepalive options read and
-// set) where a plain park costs one or two; only connections idle past
-// parkAfter (or parked crowded) pay it.
+// set) where a plain park costs one or two; so a pair goes bare when it
+// has been quiet for parkAfter, and a pair parked crowded (young, maybe
+// busy) goes bare at once only until it first wakes from it; after
+// that, the parker's sweep parks it bare once it has been quiet for
+// parkAfter.
 //
 // What an idle connection costs then (BenchmarkIdleScale, 9 600
 // connections, heap profile): about 0.8 KiB of heap: the pair with its
 // two directions 640 bytes, the access-line record 144, goroutine
 // descriptors left from the burst about 57, the parker's index 16; no
-// net.TCPConn and no poll descriptor. With GC metadata and fragmentation
-// that is about 1.4 KiB of RSS settled (3.0 when a parked pair kept its
-// conns). The poll descriptors matter beyond their size because the
+// net.TCPConn and no poll descriptor. With GC metadata, fragmentation
+// and the poll descriptors of the conns open at once during the burst,
+// that is 1.9-2.0 KiB of RSS settled (3.0 when a parked pair kept its
+// conns; 1.4 when crowded pairs went bare at every park). The poll
+// descriptors matter beyond their size because the
 // runtime never frees one, it only reuses it: the most conns open at once
 // decide how many stay resident. The goroutines' stacks are free once
 // parked, but the runtime returns them to the OS only bit by bit, so
