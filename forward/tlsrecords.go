@@ -164,11 +164,13 @@ func (d *direction) writeBatched(b []byte) error {
 	}
 	rc.beginBatch()
 	n, err := d.dst.Write(b)
-	if ferr := rc.endBatch(); err == nil {
+	ferr := rc.endBatch()
+	if ferr == nil {
+		d.account(n)
+	} else if err == nil {
 		err = ferr
 	}
 	if err == nil {
-		d.account(n)
 		return nil
 	}
 	if d.dstTLS && isTimeout(err) {

@@ -149,3 +149,36 @@ func TestTLSGatherNeverWaits(t *testing.T) {
 		t.Fatalf("read and gather: %q, %v; want secondthird, EOF", buf[:n], err)
 	}
 }
+
+// failingConn fails every write, as a socket the peer reset does.
+type failingConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *failingConn) Write([]byte) (int, error) {
+	c.writes++
+	return 0, errors.New("connection reset by peer")
+}
+
+// TestRecordConnFailedFlushIsFinal: once a batch could not be written,
+// the TLS stream may end inside a record, so nothing more may follow it
+// (crypto/tls, which never sees the flush, would send its close_notify).
+func TestRecordConnFailedFlushIsFinal(t *testing.T) {
+	fc := &failingConn{}
+	rc := newRecordConn(fc, nil)
+	rc.shaken = true
+	rc.beginBatch()
+	if n, err := rc.Write([]byte("record")); n != 6 || err != nil {
+		t.Fatalf("batched write: %d, %v; want 6, nil", n, err)
+	}
+	if fc.writes != 0 {
+		t.Fatalf("%d writes reached the socket before the flush", fc.writes)
+	}
+	if err := rc.endBatch(); err == nil {
+		t.Fatal("flush: no error from a failing socket")
+	}
+	if _, err := rc.Write([]byte("close_notify")); err == nil || fc.writes != 1 {
+		t.Fatalf("write after a failed flush: %v, %d socket writes; want the flush's error and 1", err, fc.writes)
+	}
+}
