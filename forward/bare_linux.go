@@ -174,7 +174,9 @@ func (pk *parker) resume(p *pair) {
 
 // resumeBare makes the pair's conns again and runs both directions, this
 // goroutine the first; a pair stopped meanwhile ends without them, as it
-// would have after waking from the poller.
+// would have after waking from the poller. A pair whose conns cannot be
+// made again (the process out of descriptors: FileConn needs one more
+// for a moment) ends with end=error and the reason.
 func (p *pair) resumeBare() {
 	if !p.stopped.Load() {
 		err := p.restoreBare()
