@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -42,6 +43,11 @@ import (
 // the caller parks them as usual. True: p is parked bare, or handed to a
 // fresh goroutine that runs it (the parker closed, or stop came first).
 func (pk *parker) parkBare(p *pair) bool {
+	// A direction parked just now may still be registering its conn's
+	// descriptor; a registration made after the delete below would
+	// outlive the conn.
+	p.ab.settle()
+	p.ba.settle()
 	fa, err := dupFD(p.ab.srcRaw)
 	if err != nil {
 		p.bareOK.Store(false)
@@ -77,6 +83,7 @@ func (pk *parker) parkBare(p *pair) bool {
 	}
 	pk.parked.Add(2)
 	pk.bare.Add(1)
+	p.ab.adding.Add(1) // the pair's registrations: see takeBare
 	p.ab.state.Store(dirBare)
 	p.ba.state.Store(dirBare)
 	pk.indexLocked(p.ab)
@@ -87,6 +94,7 @@ func (pk *parker) parkBare(p *pair) bool {
 	// Level-triggered: bytes that came before are reported at once.
 	errA := pk.register(fa)
 	errB := pk.register(fb)
+	p.ab.adding.Add(-1)
 	if errA != nil || errB != nil {
 		if pk.takeBare(p) {
 			p.bareOK.Store(false) // epoll refuses more: do not try again
@@ -128,6 +136,17 @@ func (pk *parker) parkParkedBare(p *pair) {
 	}
 }
 
+// settle waits until the epoll_ctl of d's last park has returned. Whoever
+// takes a parked direction over may find the goroutine that parked it
+// still in that call; it must not delete the registration (and then
+// close the descriptor) before the call lands. The wait is one syscall
+// at most.
+func (d *direction) settle() {
+	for d.adding.Load() != 0 {
+		runtime.Gosched()
+	}
+}
+
 // register adds fd to the epoll set for one readiness report.
 func (pk *parker) register(fd int) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
@@ -152,6 +171,7 @@ func (pk *parker) takeBare(p *pair) bool {
 		return false
 	}
 	p.ba.state.Store(dirRunning)
+	p.ab.settle() // parkBare may still be adding the descriptors
 	pk.parked.Add(-2)
 	pk.bare.Add(-1)
 	pk.mu.Lock()

@@ -18,12 +18,41 @@ import (
 )
 
 // waitBare waits until n pairs are parked bare: both their directions
-// parked, no goroutine, and the conns given up for two descriptors.
+// parked, no goroutine, and the conns given up for two descriptors; the
+// parker's epoll set then holds those descriptors and nothing else.
 func waitBare(t *testing.T, r *relay, n int64) {
 	t.Helper()
 	world.Eventually(t, fmt.Sprintf("%d pairs parked bare", n), func() bool {
 		return r.parker.bare.Load() == n && r.pool.Parked() == 2*n && directionGoroutines() == 0
 	})
+	if got := registrations(t, r.parker); got != int(2*n) {
+		t.Errorf("%d descriptors in the parker's epoll set, want %d", got, 2*n)
+	}
+}
+
+// registrations counts the parker's epoll registrations, and fails t for
+// one whose descriptor number no longer names the socket registered (a
+// conn closed while its registration stayed: the socket lives on through
+// a duplicate, and the number may be anyone's).
+func registrations(t *testing.T, pk *parker) int {
+	t.Helper()
+	info, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", pk.epfd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(info), "\n") {
+		var fd, events int
+		var data, ino uint64
+		if _, err := fmt.Sscanf(line, "tfd: %d events: %x data: %x pos:0 ino:%x", &fd, &events, &data, &ino); err != nil {
+			continue
+		}
+		n++
+		if link, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); link != fmt.Sprintf("socket:[%d]", ino) {
+			t.Errorf("epoll registration of descriptor %d is for socket %d, the descriptor is %q", fd, ino, link)
+		}
+	}
+	return n
 }
 
 // openSockets counts this process's open socket descriptors. Pipes are

@@ -115,6 +115,7 @@ func (pk *parker) park(d *direction) error {
 		go pk.serve()
 	}
 	pk.parked.Add(1)
+	d.adding.Add(1)
 	d.state.Store(dirParked)
 	pk.indexLocked(d)
 	pk.armSweepLocked(d.p.sweepAfter())
@@ -128,6 +129,7 @@ func (pk *parker) park(d *direction) error {
 	if !registered || err == unix.ENOENT {
 		err = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 	}
+	d.adding.Add(-1)
 	if err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}

@@ -342,6 +342,7 @@ func isTimeout(err error) bool {
 // direction moves one way, src -> dst.
 type direction struct {
 	state   atomic.Int32 // dirRunning or dirParked: who owns the fields below
+	adding  atomic.Int32 // epoll_ctl calls of parks under way (see direction.settle)
 	parkFD  int32        // src's descriptor, set at the first park (int32: packed beside state, the pair fits the 640-byte size class, not 704)
 	inEpoll bool         // src is registered with the parker
 	noPark  bool         // parking failed: wait in the poller from now on
