@@ -13,8 +13,9 @@ import (
 )
 
 // forwardConn is the plain TCP forward: dial the upstream, start the pipe,
-// log when it ends. It returns once the pipe has started; the pipe's end
-// calls connDone.
+// log when it ends. Its goroutine runs the client->upstream direction
+// until that ends or parks (startPipe, inline); the pipe's end calls
+// connDone.
 func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 	client, index := a.client, a.index
 	start := time.Now()
@@ -37,7 +38,7 @@ func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 		checkFirst:  l.firstCheck(a),
 		live:        &l.live,
 		proxy:       header,
-	}, fc.end)
+	}, fc.end, true)
 }
 
 // forwarded is what the access line of a running forward needs.

@@ -112,7 +112,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		checkFirst:  l.firstCheck(a),
 		live:        &l.live,
 		proxy:       header,
-	}, job.end)
+	}, job.end, false)
 }
 
 // Holders returns, for each port of an exclusive raw listener whose device
