@@ -59,12 +59,18 @@ func main() {
 	if err != nil {
 		fatal("upstream: %v", err)
 	}
+	// A measuring tool: it forwards between IPv4 loopback addresses only,
+	// so no run can send traffic off the machine.
+	for _, ap := range []netip.AddrPort{lap, uap} {
+		if !ap.Addr().Is4() || !ap.Addr().IsLoopback() {
+			fatal("%s: only 127.0.0.0/8 addresses are allowed", ap)
+		}
+	}
 	up := sockaddr(uap)
 	var shared int = -1
 	if !o.reuseport {
 		shared = listenFD(lap, false, o.deferAccept)
 	}
-	done := make(chan struct{})
 	for i := 0; i < o.loops; i++ {
 		lfd := shared
 		if o.reuseport {
@@ -75,7 +81,7 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "ceiling: %d loops on %s -> %s (reuseport %v, halfclose %v, lock %v, rawwait %v, spin %v, GOMAXPROCS %d)\n",
 		o.loops, o.listen, o.upstream, o.reuseport, o.halfClose, o.lock, o.rawWait, o.spin, runtime.GOMAXPROCS(0))
-	<-done
+	select {} // the loops run until the process is stopped
 }
 
 func fatal(f string, a ...any) {
