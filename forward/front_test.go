@@ -61,6 +61,19 @@ func echoOnce(addr string, seed uint64, size int64) (string, error) {
 	return local, nil
 }
 
+// await receives from ch and fails t if nothing comes within
+// world.WaitLimit.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(world.WaitLimit):
+		t.Fatalf("waited %v for %s", world.WaitLimit, what)
+		panic("unreachable")
+	}
+}
+
 // closedLines waits for n access lines of connections that ended with end
 // and returns their fields, each checked to have exactly the access keys
 // and extra.
@@ -165,7 +178,7 @@ func TestFrontUpstreamHalfClosesFirst(t *testing.T) {
 		t.Fatalf("send after the upstream's EOF: %v", err)
 	}
 	c.CloseWrite()
-	if s, want := <-got, world.StreamSum(5, size); s != want {
+	if s, want := await(t, got, "the upstream's EOF"), world.StreamSum(5, size); s != want {
 		t.Errorf("upstream got %d bytes, want %d (or hash differs)", s.N, want.N)
 	}
 	f := closedLines(t, r, 1, EndEOF)[0]
@@ -199,13 +212,9 @@ func TestFrontDataWithFIN(t *testing.T) {
 		if err != nil {
 			t.Fatalf("write %d bytes: %v", size, err)
 		}
-		select {
-		case g := <-got:
-			if want := world.StreamSum(uint64(i), size); g.err != nil || g.sum != want {
-				t.Errorf("upstream got %d of %d bytes, %v (or hash differs)", g.sum.N, size, g.err)
-			}
-		case <-time.After(world.WaitLimit):
-			t.Fatalf("upstream never saw EOF after %d bytes", size)
+		g := await(t, got, fmt.Sprintf("the upstream's EOF after %d bytes", size))
+		if want := world.StreamSum(uint64(i), size); g.err != nil || g.sum != want {
+			t.Errorf("upstream got %d of %d bytes, %v (or hash differs)", g.sum.N, size, g.err)
 		}
 		r.logs.Wait(t, `"end":"eof"`, fmt.Sprintf(`"bytes_in":%d,"bytes_out":0,`, size))
 	}
@@ -238,7 +247,10 @@ func TestFrontReset(t *testing.T) {
 				}
 				io.Copy(c, world.Stream(2, tc.out))
 				if tc.upstream {
-					<-reset
+					select {
+					case <-reset:
+					case <-time.After(world.WaitLimit): // the test failed before
+					}
 					c.(*net.TCPConn).SetLinger(0)
 					c.Close()
 					return
@@ -260,10 +272,16 @@ func TestFrontReset(t *testing.T) {
 					t.Errorf("client read %d, %v after the upstream's reset; want %v", n, err, tc.otherSees)
 				}
 			} else {
-				<-reset
+				select {
+				case <-reset:
+				case err := <-seen:
+					t.Fatal(err)
+				case <-time.After(world.WaitLimit):
+					t.Fatal("the upstream never read the client's bytes")
+				}
 				c.SetLinger(0)
 				c.Close()
-				if err := <-seen; !errors.Is(err, tc.otherSees) {
+				if err := await(t, seen, "the upstream's read"); !errors.Is(err, tc.otherSees) {
 					t.Errorf("upstream read %v after the client's reset; want %v", err, tc.otherSees)
 				}
 			}
