@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -74,13 +75,23 @@ func (pk *parker) parkBare(p *pair) bool {
 	p.ab.src, p.ab.dst, p.ba.src, p.ba.dst = nil, nil, nil, nil
 	p.setRaw(nil, nil)
 	p.ab.parkFD, p.ba.parkFD = int32(fa), int32(fb)
+	pk.holdBare(p)
+	return true
+}
 
+// holdBare parks bare an owned pair whose conns are gone and whose
+// parkFDs are its sockets' descriptors: both directions in the epoll set,
+// level-triggered, so bytes that came before are reported at once. If the
+// parker is closed or the pair stopped meanwhile, the pair runs on in a
+// fresh goroutine instead.
+func (pk *parker) holdBare(p *pair) {
 	pk.mu.Lock()
 	if pk.closed {
 		pk.mu.Unlock()
 		pk.resume(p)
-		return true
+		return
 	}
+	pk.startLocked()
 	pk.parked.Add(2)
 	pk.bare.Add(1)
 	p.ab.adding.Add(1) // the pair's registrations: see takeBare
@@ -91,23 +102,56 @@ func (pk *parker) parkBare(p *pair) bool {
 	pk.armSweepLocked(max(p.idleLeft(), p.grain))
 	pk.parkedLocked()
 	pk.mu.Unlock()
-	// Level-triggered: bytes that came before are reported at once.
-	errA := pk.register(fa)
-	errB := pk.register(fb)
+	errA := pk.register(int(p.ab.parkFD))
+	errB := pk.register(int(p.ba.parkFD))
 	p.ab.adding.Add(-1)
 	if errA != nil || errB != nil {
 		if pk.takeBare(p) {
 			p.bareOK.Store(false) // epoll refuses more: do not try again
 			pk.resume(p)
 		}
-		return true
+		return
 	}
 	if p.stopped.Load() {
 		// stop may have found the directions running, before the
 		// state change: wake them here, unless it did.
 		pk.wakeBare(p)
 	}
-	return true
+}
+
+// adopted is what the front hands the engine with a connection's
+// descriptors (adoptBare).
+type adopted struct {
+	opt   PipeOptions // as for startPipe; the parker is the adopting one
+	start time.Time   // when the client was accepted
+	last  time.Time   // when bytes last moved, either way
+	moved [2]int64    // bytes written a->b and b->a so far
+}
+
+// adoptBare takes over a connection the front served until now (fa the
+// client's socket, fb the upstream's, both directions open, nothing
+// pending) as a pair parked bare, as if both its directions had just
+// parked: bytes already waiting wake it at once, and it goes on as any
+// pair does, with a's counts so far, its start for the access line and
+// the idle timeout counted from its last bytes. end is called as
+// startPipe's is.
+func (pk *parker) adoptBare(ctx context.Context, fa, fb int, a adopted, end func(Result)) {
+	opt := a.opt
+	p := &pair{ctx: ctx, idle: opt.IdleTimeout, progress: opt.Progress, start: a.start, onEnd: end}
+	p.grain = min(p.idle/16, time.Second)
+	p.parker, p.parkAfter = pk, opt.parkAfter
+	p.last.Store(int64(a.last.Sub(a.start)))
+	p.ab = p.initDirection(&p.dirs[0], nil, nil, opt.AtoB, opt.Pool)
+	p.ba = p.initDirection(&p.dirs[1], nil, nil, opt.BtoA, opt.Pool)
+	p.ab.moved, p.ba.moved = a.moved[0], a.moved[1]
+	p.ab.parkFD, p.ba.parkFD = int32(fa), int32(fb)
+	p.bareOK.Store(true)
+	if p.live = opt.live; p.live == nil {
+		p.stopOnCancel = context.AfterFunc(ctx, p.shutdown)
+	} else if !p.live.add(p) {
+		p.shutdown() // holdBare wakes it: it ends with end=shutdown
+	}
+	pk.holdBare(p)
 }
 
 // bareDue is how long until the sweep may park p bare, given how long it

@@ -39,6 +39,7 @@ func TestCloseInterruptsDial(t *testing.T) {
 	checkLeaks(t)
 	up := world.NewSilent(t).Addr()
 	r := listenRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: time.Minute})
+	r.engineOnly() // the front's dial: TestFrontCloseInterruptsDial
 	// The listener's own dialer calls Control just before connect(2): the
 	// signal that the dial Close must interrupt is under way.
 	connecting := make(chan struct{})
@@ -63,5 +64,29 @@ func TestCloseInterruptsDial(t *testing.T) {
 	r.logs.Wait(t, `"end":"shutdown"`, up)
 	if n := r.Stats().DialFailures.Load(); n != 0 {
 		t.Errorf("DialFailures = %d, want 0 (a shutdown is no failure)", n)
+	}
+}
+
+// TestFrontCloseInterruptsDial: Close does not wait for a connect the
+// front has under way either, and the client's line says shutdown.
+func TestFrontCloseInterruptsDial(t *testing.T) {
+	checkLeaks(t)
+	up := world.NewSilent(t).Addr()
+	r := listenRelay(t, Config{Upstreams: [][]string{{up}}, ConnectTimeout: time.Minute})
+	r.serve(t)
+	c := r.dial(t, 0)
+	world.Eventually(t, "client accepted", func() bool { return r.Stats().Accepted.Load() == 1 })
+	if r.front == nil {
+		t.Fatal("the front does not serve a plain tcp listener")
+	}
+	start := time.Now()
+	r.Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Close took %v with a dial pending", took)
+	}
+	expectClosed(t, c, 5*time.Second)
+	r.logs.Wait(t, `"end":"shutdown"`, up)
+	if n := r.Stats().Active.Load(); n != 0 {
+		t.Errorf("Active = %d after Close", n)
 	}
 }

@@ -59,6 +59,22 @@ func listenRelay(t testing.TB, cfg Config) *relay {
 	return &relay{Listener: l, logs: logs, served: make(chan error, 1)}
 }
 
+// engineOnly keeps the front out of r (call it before serve): for tests
+// of what the engine does with a connection from its accept on.
+func (r *relay) engineOnly() {
+	r.closeFrontFDs()
+}
+
+// listenSockets is how many descriptors of listen sockets r holds: one
+// per port, and the front's duplicate.
+func (r *relay) listenSockets() int {
+	n := len(r.lns)
+	if r.front != nil {
+		n *= 2
+	}
+	return n
+}
+
 // serve runs Serve in the background until the test's cleanup closes r.
 func (r *relay) serve(t testing.TB) {
 	go func() { r.served <- r.Serve() }()

@@ -62,10 +62,19 @@ type Listener struct {
 	// the upstream of a connection that lives past parkAfter.
 	lateKeepAlive bool
 	live          livePairs // running plain forwards, stopped when ctx ends
+	// front, when set, accepts and serves the young connections instead
+	// of the accept loops and connWorkers (front_linux.go); nil for
+	// listeners it does not serve (frontEligible).
+	front *front
+	// frontFDs are duplicates of the listen sockets, made by Listen for
+	// the front (so that Serve opens no socket), until Serve hands them
+	// over or the listener closes them; nil without a front.
+	frontFDs []int
 
 	mu      sync.Mutex // guards the following
 	closed  bool
 	serving bool
+	fgroup  *frontGroup // the listener's part of front, once Serve registered it
 }
 
 // Listen checks cfg and binds every listen socket now, so that bind errors
@@ -144,6 +153,9 @@ func Listen(cfg Config) (*Listener, error) {
 		l.addrs = append(l.addrs, ln.Addr())
 		l.listens = append(l.listens, ln.Addr().String())
 	}
+	if l.parker != nil && frontEligible(&cfg) {
+		l.frontFDs = frontSockets(l.lns, l.log)
+	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	context.AfterFunc(l.ctx, l.live.stopAll)
 	return l, nil
@@ -217,6 +229,11 @@ func (l *Listener) Serve() error {
 	l.mu.Unlock()
 	if l.ups != nil {
 		l.ups.Start()
+	}
+	if l.frontFDs != nil && l.serveFront() {
+		l.markStarted()
+		l.accepting.Wait()
+		return ErrClosed
 	}
 
 	for i := 1; i < len(l.lns); i++ {
@@ -295,16 +312,8 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 	if !front && !l.check(c, client) {
 		return
 	}
-	n := l.stats.Active.Add(1)
-	if l.cfg.MaxConns > 0 && n > int64(l.cfg.MaxConns) {
-		l.stats.Active.Add(-1)
-		l.stats.Refused.Add(1)
-		if !front {
-			l.release(client)
-		}
+	if !l.takeSlot(client, index, front) {
 		c.Close()
-		l.sampled.Warn().Str("listen", l.listens[index]).Str("client", client.String()).Str("end", EndRefused).
-			Int("max_conns", l.cfg.MaxConns).Msg("connection refused: max_conns reached")
 		return
 	}
 	if !front && l.cfg.TLS == nil {
@@ -320,23 +329,69 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 	}
 }
 
+// frontEligible reports whether the front may serve cfg's connections:
+// plain tcp forwards dialled by the listener itself. TLS, PROXY headers,
+// raw mode, Handlers and test dialers keep the engine's path.
+func frontEligible(cfg *Config) bool {
+	return cfg.Handler == nil && cfg.Raw == nil && cfg.TLS == nil && cfg.UpstreamTLS == nil &&
+		len(cfg.AcceptProxy) == 0 && cfg.ProxyProtocol == 0 && cfg.Dial == nil
+}
+
 // check asks the ACL and the per-source limits about client; on false c
 // was closed, counted and logged.
 func (l *Listener) check(c *net.TCPConn, client netip.AddrPort) bool {
+	if !l.allowed(client) {
+		c.Close()
+		return false
+	}
+	return true
+}
+
+// allowed asks the ACL and the per-source limits about client; on false
+// the refusal is counted and logged, and the caller closes the client.
+func (l *Listener) allowed(client netip.AddrPort) bool {
 	// A TLS listener with AdmitTLS asks it after the handshake.
 	if l.cfg.Admit != nil && l.cfg.AdmitTLS == nil && !l.cfg.Admit(client) {
 		l.stats.Rejected.Add(1)
-		c.Close()
 		return false
 	}
 	if l.limits != nil {
 		if err := l.limits.Acquire(client); err != nil {
 			l.stats.RejectedPerSource.Add(1)
-			c.Close()
 			l.logPerSource(client, err)
 			return false
 		}
 	}
+	return true
+}
+
+// takeSlot counts a connection in Active unless max_conns are open; on
+// false it was counted as refused and logged, its per-source place given
+// back (unless it came from a trusted front, which took none yet), and the
+// caller closes it.
+func (l *Listener) takeSlot(client netip.AddrPort, index int, front bool) bool {
+	n := l.stats.Active.Add(1)
+	if l.cfg.MaxConns <= 0 || n <= int64(l.cfg.MaxConns) {
+		return true
+	}
+	l.stats.Active.Add(-1)
+	l.stats.Refused.Add(1)
+	if !front {
+		l.release(client)
+	}
+	l.sampled.Warn().Str("listen", l.listens[index]).Str("client", client.String()).Str("end", EndRefused).
+		Int("max_conns", l.cfg.MaxConns).Msg("connection refused: max_conns reached")
+	return false
+}
+
+// admitFront is admit for a connection the front accepted: true means
+// it was counted as accepted and the front forwards it.
+func (l *Listener) admitFront(client netip.AddrPort, index int) bool {
+	if !l.allowed(client) || !l.takeSlot(client, index, false) {
+		return false
+	}
+	l.stats.Accepted.Add(1)
+	l.conns.Add(1)
 	return true
 }
 
@@ -521,8 +576,13 @@ func (l *Listener) stopAccepting() {
 	}
 	l.closed = true
 	close(l.done)
+	g := l.fgroup
 	l.mu.Unlock()
+	if g != nil {
+		l.front.post(func() { l.front.removeListens(g) })
+	}
 	l.markStarted() // whoever waits for Serve waits no more
+	l.closeFrontFDs()
 	for _, ln := range l.lns {
 		ln.Close()
 	}

@@ -109,11 +109,7 @@ func (pk *parker) park(d *direction) error {
 		pk.mu.Unlock()
 		return errParkerClosed
 	}
-	if !pk.started {
-		pk.started = true
-		pk.serving.Add(1)
-		go pk.serve()
-	}
+	pk.startLocked()
 	pk.parked.Add(1)
 	d.adding.Add(1)
 	d.state.Store(dirParked)
@@ -134,6 +130,15 @@ func (pk *parker) park(d *direction) error {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
+}
+
+// startLocked starts the serve goroutine at the first park.
+func (pk *parker) startLocked() {
+	if !pk.started {
+		pk.started = true
+		pk.serving.Add(1)
+		go pk.serve()
+	}
 }
 
 // unpark takes a parked direction back; it reports whether the caller

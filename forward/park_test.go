@@ -349,6 +349,7 @@ func TestParkCrowded(t *testing.T) {
 	backend := world.NewBackend(t, world.Echo)
 	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, IdleTimeout: time.Minute})
 	r.parkAfter = time.Hour
+	r.engineOnly() // a young connection parks crowded in the engine only
 	r.serve(t)
 	young := r.dial(t, 0)
 	roundTrip(t, young, "y")

@@ -38,6 +38,10 @@ type Pool struct {
 	// parker), made at the first parker call; nil without epoll.
 	pk       *parker
 	parkOnce sync.Once
+	// fr serves the young connections of the plain tcp listeners using
+	// the pool (front_linux.go), made at the first front call.
+	fr        *front
+	frontOnce sync.Once
 
 	mu       sync.Mutex // guards the following
 	free     []*spliceBuf
@@ -196,6 +200,13 @@ func (p *Pool) parker() *parker {
 	return p.pk
 }
 
+// front returns the pool's front, made and started at the first call;
+// nil where it cannot be made (no epoll, out of descriptors).
+func (p *Pool) front() *front {
+	p.frontOnce.Do(func() { p.fr, _ = newFront() })
+	return p.fr
+}
+
 // Parked reports how many directions are parked now: idle, holding no
 // goroutine (see the package doc).
 func (p *Pool) Parked() int64 {
@@ -209,6 +220,10 @@ func (p *Pool) Parked() int64 {
 // closed when they come back. Every forward using the pool must have ended
 // (a direction parked then stays parked). It is idempotent.
 func (p *Pool) Close() error {
+	p.frontOnce.Do(func() {}) // no front from now on, if none yet
+	if p.fr != nil {
+		p.fr.close() // before the parker: it hands connections to it
+	}
 	p.parkOnce.Do(func() {}) // no parker from now on, if none yet
 	if p.pk != nil {
 		p.pk.close()
