@@ -62,6 +62,7 @@ func listenRelay(t testing.TB, cfg Config) *relay {
 // engineOnly keeps the front out of r (call it before serve): for tests
 // of what the engine does with a connection from its accept on.
 func (r *relay) engineOnly() {
+	r.useFront = false
 	r.closeFrontFDs()
 }
 

@@ -70,6 +70,7 @@ type Listener struct {
 	// the front (so that Serve opens no socket), until Serve hands them
 	// over or the listener closes them; nil without a front.
 	frontFDs []int
+	useFront bool // set by Listen: Serve hands the sockets to the front
 
 	mu      sync.Mutex // guards the following
 	closed  bool
@@ -155,6 +156,7 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	if l.parker != nil && frontEligible(&cfg) {
 		l.frontFDs = frontSockets(l.lns, l.log)
+		l.useFront = l.frontFDs != nil
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	context.AfterFunc(l.ctx, l.live.stopAll)
@@ -230,7 +232,7 @@ func (l *Listener) Serve() error {
 	if l.ups != nil {
 		l.ups.Start()
 	}
-	if l.frontFDs != nil && l.serveFront() {
+	if l.useFront && l.serveFront() {
 		l.markStarted()
 		l.accepting.Wait()
 		return ErrClosed
