@@ -8,6 +8,18 @@
 // the handshake runs before the forward starts, and the copy engine moves
 // the bytes of a wrapped conn (splice needs both ends to be sockets).
 //
+// How a connection starts: a plain tcp listener (no TLS, PROXY header,
+// raw mode or Handler) does not accept through Go's net package. The
+// Pool's front (front_linux.go), one epoll loop on raw non-blocking
+// sockets, accepts, asks the ACL and the limits, connects to the upstream
+// and moves the first bytes itself, with the same half-close, byte
+// counts, dial failover and access line as the engine, and no goroutine
+// of the connection's own. A connection that lives past parkAfter, or
+// whose read fills the loop's buffer (bulk), goes to the engine below as
+// a pair parked bare (parker.adoptBare), so a short connection costs
+// about 19 syscalls and no goroutine, and an idle one never holds a
+// goroutine or a poll descriptor.
+//
 // How an idle connection is held: each direction of a forward (tcp and
 // raw listeners, and FTP data transfers through Start) runs in a
 // goroutine of its own while bytes move. When its source has nothing to

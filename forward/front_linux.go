@@ -1,15 +1,12 @@
 package forward
 
 import (
-	"context"
-	"net"
 	"os"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
-	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,10 +32,9 @@ import (
 // into net.TCPConn only when bytes arrive. So an idle connection never
 // holds a goroutine or a poll descriptor, not even during a burst.
 //
-// What a front connection does not have: a place in the live list (the
-// engine's pairs are listed; a connection younger than parkAfter is not),
-// and TLS, PROXY headers, raw mode and Handlers, whose listeners keep the
-// engine's path from accept on (frontEligible).
+// Listeners with TLS, PROXY headers, raw mode, a Handler (FTP) or a
+// dialer of their own keep the engine's path from accept on
+// (frontEligible).
 //
 // Measured in bench/ceiling, a minimal loop of this kind: one loop for
 // the whole process spent 0.5-0.6x the CPU per connection of a loop per
@@ -81,6 +77,9 @@ type front struct {
 	events  []unix.EpollEvent
 	sa      unix.RawSockaddrAny // accept4's peer address
 	now     time.Time           // read once per loop turn
+	ep      *os.File            // the epoll set, waited for in the netpoller
+	rc      syscall.RawConn     // ep's
+	armed   time.Time           // ep's read deadline; zero: none
 }
 
 // frontGroup is one Listener's part of the front, owned by the loop.
@@ -95,20 +94,15 @@ type frontGroup struct {
 	registered bool // in front.groups
 }
 
-// frontListen is one listen socket in the loop's epoll set: a duplicate
-// of the Listener's, so that the loop closes it on its own schedule.
-type frontListen struct {
-	g       *frontGroup
-	index   int
-	fd      int
-	paused  time.Time // an accept failed: out of the epoll set until then
-	backoff time.Duration
-}
-
 func newFront() (*front, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Nonblocking, so that os.NewFile hands the set to the netpoller.
+	if err := unix.SetNonblock(ep, true); err != nil {
+		unix.Close(ep)
+		return nil, os.NewSyscallError("fcntl", err)
 	}
 	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -123,6 +117,12 @@ func newFront() (*front, error) {
 	}
 	f := &front{epfd: ep, wakefd: wfd, done: make(chan struct{}),
 		buf: make([]byte, frontBufSize), events: make([]unix.EpollEvent, 128)}
+	f.ep = os.NewFile(uintptr(ep), "forward-front")
+	if f.rc, err = f.ep.SyscallConn(); err != nil {
+		f.ep.Close()
+		unix.Close(wfd)
+		return nil, err
+	}
 	go f.run()
 	return f, nil
 }
@@ -166,12 +166,9 @@ func (f *front) close() {
 func (f *front) run() {
 	defer close(f.done)
 	defer unix.Close(f.wakefd)
-	defer unix.Close(f.epfd)
+	defer f.ep.Close()
 	for {
-		n, err := unix.EpollWait(f.epfd, f.events, f.timeout())
-		if err != nil && err != unix.EINTR {
-			n = 0 // cannot happen with a valid set; the commands still run
-		}
+		n := f.wait()
 		f.now = time.Now()
 		for i := 0; i < n; i++ {
 			ev := &f.events[i]
@@ -196,6 +193,62 @@ func (f *front) run() {
 		}
 		f.timers()
 	}
+}
+
+// wait returns the number of readiness reports in f.events, 0 when a
+// timer is due or the wait was cut short.
+//
+// Why the netpoller: the loop could block in epoll_wait itself, but a
+// goroutine blocked in a syscall costs the runtime's monitor a wake-up
+// every 20 us to take its P away (0.7 nanosleep per connection under
+// strace), and blocking through RawSyscall holds a P for good. Waiting
+// for the epoll set in the netpoller, as the parker does, measured
+// best: bench tcp-connrate, -runs 5, relay CPU per connection 104-113
+// us against 110-117 blocking and 120-124 polling first or raw, and
+// 1.04-1.1x the connections per second of either (BENCHMARKS.md).
+func (f *front) wait() int {
+	if n := f.poll(); n > 0 {
+		return n
+	}
+	f.arm(f.timeout())
+	n := 0
+	if err := f.rc.Read(func(uintptr) bool { n = f.poll(); return n > 0 }); err != nil {
+		return 0 // the deadline: timers are due
+	}
+	return n
+}
+
+// poll collects what is ready without waiting. RawSyscall: epoll_wait
+// with a zero timeout returns at once, so the runtime need not know.
+func (f *front) poll() int {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(f.epfd),
+		uintptr(unsafe.Pointer(&f.events[0])), uintptr(len(f.events)), 0, 0, 0)
+	if e != 0 {
+		return 0
+	}
+	return int(r)
+}
+
+// arm sets the wait's deadline ms milliseconds ahead (none for -1). A
+// deadline armed sooner is kept: the loop wakes early once, finds nothing
+// due and arms the next; so the deadline moves once per timer that fires,
+// not once per turn.
+func (f *front) arm(ms int) {
+	now := time.Now()
+	pending := !f.armed.IsZero() && f.armed.After(now)
+	if ms < 0 {
+		if !f.armed.IsZero() && !pending { // expired: it would end every wait
+			f.ep.SetReadDeadline(time.Time{})
+			f.armed = time.Time{}
+		}
+		return
+	}
+	at := now.Add(time.Duration(ms) * time.Millisecond)
+	if pending && !f.armed.After(at) {
+		return
+	}
+	f.ep.SetReadDeadline(at)
+	f.armed = at
 }
 
 // commands runs what post queued; false means leave the loop.
@@ -230,7 +283,11 @@ func (f *front) timeout() int {
 			due(c.start.Add(g.l.parkAfter))
 		}
 		if g.dialling > 0 || g.kept.head != nil {
-			due(g.nextCheck)
+			if g.nextCheck.IsZero() { // not looked at yet
+				due(f.now)
+			} else {
+				due(g.nextCheck)
+			}
 		}
 	}
 	for _, ln := range f.listens {
@@ -286,43 +343,6 @@ func (f *front) check(g *frontGroup) {
 	}
 }
 
-// addListen registers a duplicate of a listen socket of g's listener.
-func (f *front) addListen(g *frontGroup, index, fd int) {
-	ln := &frontListen{g: g, index: index, fd: fd}
-	for fd >= len(f.listens) {
-		f.listens = append(f.listens, make([]*frontListen, max(len(f.listens), 8))...)
-	}
-	f.listens[fd] = ln
-	g.listens++
-	f.join(g)
-	f.watchListen(ln)
-}
-
-// watchListen puts a listen socket into the epoll set, level-triggered:
-// what acceptBatch leaves in the queue is reported again.
-func (f *front) watchListen(ln *frontListen) {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln.fd)}
-	if err := unix.EpollCtl(f.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
-		ln.g.l.log.Warn().Err(os.NewSyscallError("epoll_ctl", err)).
-			Str("listen", ln.g.l.listens[ln.index]).Msg("accept paused")
-		ln.paused = f.now.Add(time.Second)
-	}
-}
-
-// removeListens closes g's listen socket duplicates; each one's
-// accepting count goes down as it closes.
-func (f *front) removeListens(g *frontGroup) {
-	for fd, ln := range f.listens {
-		if ln == nil || ln.g != g {
-			continue
-		}
-		f.listens[fd] = nil
-		unix.Close(fd) // leaves the epoll set with its last descriptor
-		g.listens--
-		g.l.accepting.Done()
-	}
-}
-
 // join lists g for the timers.
 func (f *front) join(g *frontGroup) {
 	if !g.registered {
@@ -356,49 +376,6 @@ func (f *front) stop(g *frontGroup) {
 	}
 }
 
-// accept takes up to acceptBatch connections from ln.
-func (f *front) accept(ln *frontListen) {
-	l := ln.g.l
-	for range acceptBatch {
-		salen := uint32(unsafe.Sizeof(f.sa))
-		r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(ln.fd),
-			uintptr(unsafe.Pointer(&f.sa)), uintptr(unsafe.Pointer(&salen)),
-			syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
-		switch e {
-		case 0:
-		case syscall.EAGAIN:
-			ln.backoff = 0
-			return
-		case syscall.EINTR, syscall.ECONNABORTED:
-			continue
-		default:
-			f.pauseListen(ln, os.NewSyscallError("accept4", e))
-			return
-		}
-		ln.backoff = 0
-		fd := int(r)
-		client := peerAddr(&f.sa)
-		if ln.g.stopped || !l.admitFront(client, ln.index) {
-			unix.Close(fd)
-			continue
-		}
-		f.open(ln, fd, client)
-	}
-}
-
-// pauseListen takes a listen socket whose accept failed (out of
-// descriptors, most likely) out of the set for a back-off that doubles,
-// as the engine's accept loop does.
-func (f *front) pauseListen(ln *frontListen, err error) {
-	l := ln.g.l
-	if ln.backoff == 0 {
-		l.log.Warn().Err(err).Str("listen", l.listens[ln.index]).Msg("accept failed, backing off")
-	}
-	ln.backoff = min(max(2*ln.backoff, minAcceptBackoff), maxAcceptBackoff)
-	unix.EpollCtl(f.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
-	ln.paused = f.now.Add(ln.backoff)
-}
-
 // fqueue is a list of connections linked through them.
 type fqueue struct {
 	head, tail *fconn
@@ -426,78 +403,4 @@ func (q *fqueue) remove(c *fconn) {
 		q.tail = c.prev
 	}
 	c.q, c.prev, c.next = nil, nil, nil
-}
-
-// frontSockets duplicates the listen sockets for the front; nil when one
-// cannot be (the engine accepts then, as it did before the front).
-func frontSockets(lns []*net.TCPListener, log zerolog.Logger) []int {
-	fds := make([]int, 0, len(lns))
-	for _, ln := range lns {
-		rc, err := ln.SyscallConn()
-		fd := -1
-		if err == nil {
-			fd, err = dupFD(rc)
-		}
-		if err != nil {
-			for _, fd := range fds {
-				unix.Close(fd)
-			}
-			log.Warn().Err(err).Msg("front unavailable, accepting through the engine")
-			return nil
-		}
-		fds = append(fds, fd)
-	}
-	return fds
-}
-
-// closeFrontFDs closes the duplicates Serve did not hand to the front.
-func (l *Listener) closeFrontFDs() {
-	l.mu.Lock()
-	fds := l.frontFDs
-	l.frontFDs = nil
-	l.mu.Unlock()
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-}
-
-// serveFront hands the listener's sockets to the front; false when there
-// is none (the engine's accept loops serve then).
-func (l *Listener) serveFront() bool {
-	f := l.pool.front()
-	l.mu.Lock()
-	fds := l.frontFDs
-	l.frontFDs = nil
-	if f == nil || l.closed {
-		l.mu.Unlock()
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return false
-	}
-	l.front = f
-	l.mu.Unlock()
-	g := &frontGroup{l: l}
-	added := make(chan struct{})
-	if !f.post(func() {
-		for i, fd := range fds {
-			f.addListen(g, i, fd)
-		}
-		close(added)
-	}) {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return false
-	}
-	<-added
-	context.AfterFunc(l.ctx, func() { f.post(func() { f.stop(g) }) })
-	l.mu.Lock()
-	l.fgroup = g
-	closed := l.closed
-	l.mu.Unlock()
-	if closed { // stopAccepting ran before fgroup was there to see
-		f.post(func() { f.removeListens(g) })
-	}
-	return true
 }

@@ -1,0 +1,142 @@
+package forward
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// watch adds a connection's socket to the epoll set, edge-triggered.
+func (f *front) watch(c *fconn, fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd: int32(fd), Pad: int32(c.gen)}
+	if err := unix.EpollCtl(f.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// dial starts a connect to the next upstream that is up; with none left
+// the client is closed with the dial errors, as the engine does.
+func (f *front) dial(c *fconn) {
+	l := c.ln.g.l
+	for t := c.cur.Next(); t != nil; t = c.cur.Next() {
+		fd, err := connectTo(t.AddrPort())
+		if err == nil {
+			c.target, c.fd[1] = t, fd
+			c.deadline = f.now.Add(l.cfg.connectTimeout())
+			f.set(fd, c)
+			if err = f.watch(c, fd); err == nil {
+				c.ln.g.dialling++
+				return
+			}
+			f.set(fd, nil)
+			unix.Close(fd)
+			c.fd[1] = -1
+		}
+		c.cur.Failed(err)
+		l.stats.DialFailures.Add(1)
+		c.failed = append(c.failed, err)
+	}
+	err := c.cur.Err()
+	if err == nil {
+		err = &dialError{errs: c.failed}
+	}
+	f.unreachable(c, err)
+}
+
+// connectTo opens a non-blocking socket to ap and starts its connect.
+func connectTo(ap netip.AddrPort) (int, error) {
+	family := unix.AF_INET
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, dialErr(ap, os.NewSyscallError("socket", err))
+	}
+	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&frontOne)), 4, 0)
+	var e syscall.Errno
+	if family == unix.AF_INET {
+		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ap.Addr().Unmap().As4()}
+		putPort(&sa.Port, ap.Port())
+		_, _, e = syscall.RawSyscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	} else {
+		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ap.Addr().As16()}
+		putPort(&sa.Port, ap.Port())
+		_, _, e = syscall.RawSyscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	}
+	if e != 0 && e != syscall.EINPROGRESS {
+		unix.Close(fd)
+		return -1, dialErr(ap, os.NewSyscallError("connect", e))
+	}
+	return fd, nil
+}
+
+// dialErr words a failed connect as net.Dialer does ("dial tcp ADDR:
+// connect: connection refused"), for the same log lines either way.
+func dialErr(ap netip.AddrPort, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+}
+
+func putPort(p *uint16, port uint16) {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(port>>8), byte(port)
+}
+
+// peerAddr reads accept4's address of the peer.
+func peerAddr(sa *unix.RawSockaddrAny) netip.AddrPort {
+	switch sa.Addr.Family {
+	case unix.AF_INET:
+		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		p := (*[2]byte)(unsafe.Pointer(&in.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(p[0])<<8|uint16(p[1]))
+	case unix.AF_INET6:
+		in := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
+		p := (*[2]byte)(unsafe.Pointer(&in.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(in.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
+	}
+	return netip.AddrPort{}
+}
+
+// dialFailed gives up the connect under way and tries the next upstream.
+func (f *front) dialFailed(c *fconn, err error) {
+	l := c.ln.g.l
+	fd := c.fd[1]
+	f.set(fd, nil)
+	unix.Close(fd)
+	c.fd[1] = -1
+	c.ln.g.dialling--
+	err = dialErr(c.target.AddrPort(), err)
+	c.cur.Failed(err)
+	l.stats.DialFailures.Add(1)
+	c.failed = append(c.failed, err)
+	c.target = nil
+	f.dial(c)
+}
+
+// unreachable ends a client no upstream took.
+func (f *front) unreachable(c *fconn, err error) {
+	l := c.ln.g.l
+	f.release(c)
+	l.logDialFailure(c.client, c.ln.index, err, c.start)
+	l.connDone(c.client)
+	f.put(c)
+}
+
+// soError is a failed connect's error.
+func soError(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt", err)
+	}
+	if v == 0 {
+		return os.NewSyscallError("connect", syscall.ECONNREFUSED)
+	}
+	return os.NewSyscallError("connect", syscall.Errno(v))
+}

@@ -1,0 +1,177 @@
+package forward
+
+import (
+	"context"
+	"net"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// frontListen is one listen socket in the loop's epoll set: a duplicate
+// of the Listener's, so that the loop closes it on its own schedule.
+type frontListen struct {
+	g       *frontGroup
+	index   int
+	fd      int
+	paused  time.Time // an accept failed: out of the epoll set until then
+	backoff time.Duration
+}
+
+// addListen registers a duplicate of a listen socket of g's listener.
+func (f *front) addListen(g *frontGroup, index, fd int) {
+	ln := &frontListen{g: g, index: index, fd: fd}
+	for fd >= len(f.listens) {
+		f.listens = append(f.listens, make([]*frontListen, max(len(f.listens), 8))...)
+	}
+	f.listens[fd] = ln
+	g.listens++
+	f.join(g)
+	f.watchListen(ln)
+}
+
+// watchListen puts a listen socket into the epoll set, level-triggered:
+// what acceptBatch leaves in the queue is reported again.
+func (f *front) watchListen(ln *frontListen) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln.fd)}
+	if err := unix.EpollCtl(f.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
+		ln.g.l.log.Warn().Err(os.NewSyscallError("epoll_ctl", err)).
+			Str("listen", ln.g.l.listens[ln.index]).Msg("accept paused")
+		ln.paused = f.now.Add(time.Second)
+	}
+}
+
+// removeListens closes g's listen socket duplicates; each one's
+// accepting count goes down as it closes.
+func (f *front) removeListens(g *frontGroup) {
+	for fd, ln := range f.listens {
+		if ln == nil || ln.g != g {
+			continue
+		}
+		f.listens[fd] = nil
+		unix.Close(fd) // leaves the epoll set with its last descriptor
+		g.listens--
+		g.l.accepting.Done()
+	}
+}
+
+// accept takes up to acceptBatch connections from ln.
+func (f *front) accept(ln *frontListen) {
+	l := ln.g.l
+	for range acceptBatch {
+		salen := uint32(unsafe.Sizeof(f.sa))
+		r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(ln.fd),
+			uintptr(unsafe.Pointer(&f.sa)), uintptr(unsafe.Pointer(&salen)),
+			syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+		switch e {
+		case 0:
+		case syscall.EAGAIN:
+			ln.backoff = 0
+			return
+		case syscall.EINTR, syscall.ECONNABORTED:
+			continue
+		default:
+			f.pauseListen(ln, os.NewSyscallError("accept4", e))
+			return
+		}
+		ln.backoff = 0
+		fd := int(r)
+		client := peerAddr(&f.sa)
+		if ln.g.stopped || !l.admitFront(client, ln.index) {
+			unix.Close(fd)
+			continue
+		}
+		f.open(ln, fd, client)
+	}
+}
+
+// pauseListen takes a listen socket whose accept failed (out of
+// descriptors, most likely) out of the set for a back-off that doubles,
+// as the engine's accept loop does.
+func (f *front) pauseListen(ln *frontListen, err error) {
+	l := ln.g.l
+	if ln.backoff == 0 {
+		l.log.Warn().Err(err).Str("listen", l.listens[ln.index]).Msg("accept failed, backing off")
+	}
+	ln.backoff = min(max(2*ln.backoff, minAcceptBackoff), maxAcceptBackoff)
+	unix.EpollCtl(f.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
+	ln.paused = f.now.Add(ln.backoff)
+}
+
+// frontSockets duplicates the listen sockets for the front; nil when one
+// cannot be (the engine accepts then, as it did before the front).
+func frontSockets(lns []*net.TCPListener, log zerolog.Logger) []int {
+	fds := make([]int, 0, len(lns))
+	for _, ln := range lns {
+		rc, err := ln.SyscallConn()
+		fd := -1
+		if err == nil {
+			fd, err = dupFD(rc)
+		}
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			log.Warn().Err(err).Msg("front unavailable, accepting through the engine")
+			return nil
+		}
+		fds = append(fds, fd)
+	}
+	return fds
+}
+
+// closeFrontFDs closes the duplicates Serve did not hand to the front.
+func (l *Listener) closeFrontFDs() {
+	l.mu.Lock()
+	fds := l.frontFDs
+	l.frontFDs = nil
+	l.mu.Unlock()
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// serveFront hands the listener's sockets to the front; false when there
+// is none (the engine's accept loops serve then).
+func (l *Listener) serveFront() bool {
+	f := l.pool.front()
+	l.mu.Lock()
+	fds := l.frontFDs
+	l.frontFDs = nil
+	if f == nil || l.closed {
+		l.mu.Unlock()
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return false
+	}
+	l.front = f
+	l.mu.Unlock()
+	g := &frontGroup{l: l}
+	added := make(chan struct{})
+	if !f.post(func() {
+		for i, fd := range fds {
+			f.addListen(g, i, fd)
+		}
+		close(added)
+	}) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return false
+	}
+	<-added
+	context.AfterFunc(l.ctx, func() { f.post(func() { f.stop(g) }) })
+	l.mu.Lock()
+	l.fgroup = g
+	closed := l.closed
+	l.mu.Unlock()
+	if closed { // stopAccepting ran before fgroup was there to see
+		f.post(func() { f.removeListens(g) })
+	}
+	return true
+}
