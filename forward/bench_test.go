@@ -96,11 +96,16 @@ func runBenchChild(mode, upstream string) int {
 			l.pool.bigSize, l.pool.budget = size, -1
 		}
 		if os.Getenv(benchNoParkEnv) != "" && l.parker != nil {
-			// Idle directions keep their goroutines, as before parking.
+			// Idle directions keep their goroutines, as before parking
+			// (and before the front, which hands idle pairs over bare).
 			l.parker = nil
+			l.useFront = false
+			l.closeFrontFDs()
 		}
 		if os.Getenv(benchNoBareEnv) != "" && l.parker != nil {
 			l.parker.noBare = true
+			l.useFront = false
+			l.closeFrontFDs()
 		}
 		fmt.Println(joinAddrList(l.Addrs()))
 		go l.Serve()

@@ -142,7 +142,7 @@ func (l *Listener) serveFront() bool {
 	l.mu.Lock()
 	fds := l.frontFDs
 	l.frontFDs = nil
-	if f == nil || l.closed {
+	if f == nil || l.parker == nil || l.closed { // the front hands idle pairs to the parker
 		l.mu.Unlock()
 		for _, fd := range fds {
 			unix.Close(fd)
