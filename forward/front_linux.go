@@ -176,7 +176,7 @@ func (f *front) run() {
 			switch {
 			case fd == f.wakefd:
 				var b [8]byte
-				unix.Read(f.wakefd, b[:])
+				syscall.RawSyscall(syscall.SYS_READ, uintptr(f.wakefd), uintptr(unsafe.Pointer(&b[0])), 8)
 			case fd < len(f.conns) && f.conns[fd] != nil:
 				// The generation tells a report for a connection ended
 				// earlier in this batch from one for a new connection

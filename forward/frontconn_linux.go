@@ -55,7 +55,7 @@ func (f *front) open(ln *frontListen, fd int, client netip.AddrPort) {
 		uintptr(unsafe.Pointer(&frontOne)), 4, 0)
 	if err := f.watch(c, fd); err != nil {
 		f.set(fd, nil)
-		unix.Close(fd)
+		rawClose(fd)
 		ln.g.l.logDialFailure(client, ln.index, err, c.start)
 		ln.g.l.connDone(client)
 		f.put(c)
@@ -268,7 +268,7 @@ func (f *front) release(c *fconn) {
 	for _, fd := range c.fd {
 		if fd >= 0 {
 			f.set(fd, nil)
-			unix.Close(fd)
+			rawClose(fd)
 		}
 	}
 }
@@ -312,7 +312,7 @@ func (f *front) handoff(c *fconn) {
 		c.q.remove(c)
 	}
 	for _, fd := range c.fd {
-		unix.EpollCtl(f.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		rawEpollCtl(f.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 		f.set(fd, nil)
 	}
 	setUpstreamKeepAlive(c)

@@ -14,10 +14,7 @@ import (
 func (f *front) watch(c *fconn, fd int) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
 		Fd: int32(fd), Pad: int32(c.gen)}
-	if err := unix.EpollCtl(f.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
-	}
-	return nil
+	return rawEpollCtl(f.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 }
 
 // dial starts a connect to the next upstream that is up; with none left
@@ -35,7 +32,7 @@ func (f *front) dial(c *fconn) {
 				return
 			}
 			f.set(fd, nil)
-			unix.Close(fd)
+			rawClose(fd)
 			c.fd[1] = -1
 		}
 		c.cur.Failed(err)
@@ -55,9 +52,9 @@ func connectTo(ap netip.AddrPort) (int, error) {
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := rawSocket(family)
 	if err != nil {
-		return -1, dialErr(ap, os.NewSyscallError("socket", err))
+		return -1, dialErr(ap, err)
 	}
 	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
 		uintptr(unsafe.Pointer(&frontOne)), 4, 0)
@@ -72,7 +69,7 @@ func connectTo(ap netip.AddrPort) (int, error) {
 		_, _, e = syscall.RawSyscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
 	}
 	if e != 0 && e != syscall.EINPROGRESS {
-		unix.Close(fd)
+		rawClose(fd)
 		return -1, dialErr(ap, os.NewSyscallError("connect", e))
 	}
 	return fd, nil
@@ -109,7 +106,7 @@ func (f *front) dialFailed(c *fconn, err error) {
 	l := c.ln.g.l
 	fd := c.fd[1]
 	f.set(fd, nil)
-	unix.Close(fd)
+	rawClose(fd)
 	c.fd[1] = -1
 	c.ln.g.dialling--
 	err = dialErr(c.target.AddrPort(), err)
@@ -139,4 +136,33 @@ func soError(fd int) error {
 		return os.NewSyscallError("connect", syscall.ECONNREFUSED)
 	}
 	return os.NewSyscallError("connect", syscall.Errno(v))
+}
+
+// The loop's own syscalls go through RawSyscall: none of them blocks, and
+// the runtime's entersyscall, the way unix.Close and its kin go, wakes the
+// runtime's monitor thread (sysmon) from its deep sleep at every call, and
+// a woken monitor polls every 20 us for a millisecond: 0.7 nanosleep per
+// connection under strace, 6 % of the relay's CPU in perf, and a context
+// switch each on a small box.
+
+func rawClose(fd int) {
+	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+func rawEpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd),
+		uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("epoll_ctl", e)
+	}
+	return nil
+}
+
+func rawSocket(family int) (int, error) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_SOCKET, uintptr(family),
+		syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if e != 0 {
+		return -1, os.NewSyscallError("socket", e)
+	}
+	return int(r), nil
 }

@@ -38,8 +38,8 @@ func (f *front) addListen(g *frontGroup, index, fd int) {
 // what acceptBatch leaves in the queue is reported again.
 func (f *front) watchListen(ln *frontListen) {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(ln.fd)}
-	if err := unix.EpollCtl(f.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
-		ln.g.l.log.Warn().Err(os.NewSyscallError("epoll_ctl", err)).
+	if err := rawEpollCtl(f.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
+		ln.g.l.log.Warn().Err(err).
 			Str("listen", ln.g.l.listens[ln.index]).Msg("accept paused")
 		ln.paused = f.now.Add(time.Second)
 	}
@@ -53,7 +53,7 @@ func (f *front) removeListens(g *frontGroup) {
 			continue
 		}
 		f.listens[fd] = nil
-		unix.Close(fd) // leaves the epoll set with its last descriptor
+		rawClose(fd) // leaves the epoll set with its last descriptor
 		g.listens--
 		g.l.accepting.Done()
 	}
@@ -82,7 +82,7 @@ func (f *front) accept(ln *frontListen) {
 		fd := int(r)
 		client := peerAddr(&f.sa)
 		if ln.g.stopped || !l.admitFront(client, ln.index) {
-			unix.Close(fd)
+			rawClose(fd)
 			continue
 		}
 		f.open(ln, fd, client)
@@ -98,7 +98,7 @@ func (f *front) pauseListen(ln *frontListen, err error) {
 		l.log.Warn().Err(err).Str("listen", l.listens[ln.index]).Msg("accept failed, backing off")
 	}
 	ln.backoff = min(max(2*ln.backoff, minAcceptBackoff), maxAcceptBackoff)
-	unix.EpollCtl(f.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
+	rawEpollCtl(f.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
 	ln.paused = f.now.Add(ln.backoff)
 }
 
@@ -114,7 +114,7 @@ func frontSockets(lns []*net.TCPListener, log zerolog.Logger) []int {
 		}
 		if err != nil {
 			for _, fd := range fds {
-				unix.Close(fd)
+				rawClose(fd)
 			}
 			log.Warn().Err(err).Msg("front unavailable, accepting through the engine")
 			return nil
@@ -131,7 +131,7 @@ func (l *Listener) closeFrontFDs() {
 	l.frontFDs = nil
 	l.mu.Unlock()
 	for _, fd := range fds {
-		unix.Close(fd)
+		rawClose(fd)
 	}
 }
 
@@ -145,7 +145,7 @@ func (l *Listener) serveFront() bool {
 	if f == nil || l.parker == nil || l.closed { // the front hands idle pairs to the parker
 		l.mu.Unlock()
 		for _, fd := range fds {
-			unix.Close(fd)
+			rawClose(fd)
 		}
 		return false
 	}
@@ -160,7 +160,7 @@ func (l *Listener) serveFront() bool {
 		close(added)
 	}) {
 		for _, fd := range fds {
-			unix.Close(fd)
+			rawClose(fd)
 		}
 		return false
 	}
