@@ -17,8 +17,9 @@
 // of the connection's own. A connection that lives past parkAfter, or
 // whose read fills the loop's buffer (bulk), goes to the engine below as
 // a pair parked bare (parker.adoptBare), so a short connection costs
-// about 19 syscalls and no goroutine, and an idle one never holds a
-// goroutine or a poll descriptor.
+// about 16 syscalls, one allocation and no goroutine, and an idle one
+// never holds a goroutine or a poll descriptor (BENCHMARKS.md, "The
+// front").
 //
 // How an idle connection is held: each direction of a forward (tcp and
 // raw listeners, and FTP data transfers through Start) runs in a
@@ -58,23 +59,21 @@
 // parkAfter.
 //
 // What an idle connection costs then (BenchmarkIdleScale, 9 600
-// connections, heap profile): about 0.8 KiB of heap: the pair with its
-// two directions 640 bytes, the access-line record 144, goroutine
-// descriptors left from the burst about 57, the parker's index 16; no
-// net.TCPConn and no poll descriptor. With GC metadata, fragmentation
-// and the poll descriptors of the conns open at once during the burst,
-// that is 1.9-2.0 KiB of RSS settled (3.0 when a parked pair kept its
-// conns; 1.4 when crowded pairs went bare at every park). The poll
-// descriptors matter beyond their size because the
-// runtime never frees one, it only reuses it: the most conns open at once
-// decide how many stay resident. The goroutines' stacks are free once
-// parked, but the runtime returns them to the OS only bit by bit, so
+// connections, settled RSS): 1.04 KiB for a connection the front handed
+// over, which never had a net.TCPConn, a poll descriptor or a goroutine:
+// the pair with its two directions 640 bytes, the access-line record
+// 144, the parker's index 16, with GC metadata and fragmentation. A plain
+// TCP pair that parks from the engine (raw, FTP data, a front connection
+// woken and quiet again) parks bare the same way once quiet for
+// parkAfter (a TLS pair keeps its conns); before the front, such pairs settled at 1.9-2.0 KiB (3.0
+// when a parked pair kept its conns), because of what a burst left
+// behind: the runtime never frees a poll descriptor or a goroutine
+// descriptor, it only reuses them, so the most conns and goroutines open
+// at once decide how many stay resident. The goroutines' stacks are free
+// once parked, but the runtime returns them to the OS only bit by bit, so
 // after a burst of parks the parker releases free memory itself, once
 // (see burst); and a crowded parker parks idle directions at once (see
-// crowdedDirections), since the runtime keeps every goroutine descriptor
-// it ever needed at once. So a burst of connections that go idle as they
-// arrive needs about as many goroutines and conns at once as are running
-// then, not one each.
+// crowdedDirections).
 //
 // forward's job ends at the connection: it does not parse what it carries
 // (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
