@@ -50,9 +50,7 @@ func (f *front) open(ln *frontListen, fd int, client netip.AddrPort) {
 	c.ln, c.client, c.start, c.last = ln, client, f.now, f.now
 	c.fd = [2]int{fd, -1}
 	c.cur = ln.g.l.ups.Begin(ln.index)
-	f.set(fd, c)
-	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
-		uintptr(unsafe.Pointer(&frontOne)), 4, 0)
+	f.set(fd, c) // TCP_NODELAY came with accept (frontSockets)
 	if err := f.watch(c, fd); err != nil {
 		f.set(fd, nil)
 		rawClose(fd)

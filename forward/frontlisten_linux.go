@@ -112,6 +112,15 @@ func frontSockets(lns []*net.TCPListener, log zerolog.Logger) []int {
 		if err == nil {
 			fd, err = dupFD(rc)
 		}
+		if err == nil {
+			// Accepted sockets inherit TCP_NODELAY from the listen
+			// socket (a setsockopt per connection spared). Set here, not
+			// at bind: a socket handed over by an older relay has none.
+			if err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+				rawClose(fd)
+				err = os.NewSyscallError("setsockopt", err)
+			}
+		}
 		if err != nil {
 			for _, fd := range fds {
 				rawClose(fd)
