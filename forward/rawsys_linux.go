@@ -1,6 +1,10 @@
 package forward
 
 import (
+	"io"
+	"net"
+	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -33,4 +37,76 @@ func writeNow(fd int, b []byte) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// rawIOConn returns the RawConn recordConn reads and writes c through,
+// nil unless c is a TCP socket.
+func rawIOConn(c net.Conn) syscall.RawConn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// rawRead is recordConn.Read on its TCP socket: read(2) through readNow
+// inside the RawConn's callback, so that the netpoller still does the
+// waiting (and the deadlines) while the call itself skips the runtime's
+// syscall bookkeeping. That bookkeeping is what wakes the runtime's
+// monitor thread after every idle gap (entersyscall), and a TLS tunnel
+// carrying a printer's request and answer is idle gaps and small reads.
+func (r *recordConn) rawRead(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var rerr error
+	err := r.raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = readNow(int(fd), p)
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err // a deadline or a closed conn, as net.Conn reports them
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// rawWrite is recordConn's write on its TCP socket, all of b, the same
+// way as rawRead.
+func (r *recordConn) rawWrite(b []byte) (int, error) {
+	written := 0
+	var werr error
+	err := r.raw.Write(func(fd uintptr) bool {
+		for written < len(b) {
+			n, e := writeNow(int(fd), b[written:])
+			switch e {
+			case nil:
+				written += n
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				werr = os.NewSyscallError("write", e)
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return written, err
 }

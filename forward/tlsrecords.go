@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // recordConn is the socket under every tls.Conn of a listener. crypto/tls
@@ -30,6 +31,10 @@ type recordConn struct {
 	// that goroutine's tls.Conn.Read calls Read.
 	noWait bool
 	pool   *Pool
+	// raw is the socket's RawConn when Conn is a *net.TCPConn: Read and
+	// Write then use read(2) and write(2) through RawSyscall inside its
+	// callbacks (see rawIO); nil: Conn's own Read and Write.
+	raw syscall.RawConn
 	// shaken is set once the handshake is done (terminate, originate):
 	// a batch opened before would hold back the handshake's own flight.
 	shaken bool
@@ -55,7 +60,7 @@ func (wouldWait) Temporary() bool { return true }
 var _ net.Error = wouldWait{}
 
 func newRecordConn(c net.Conn, pool *Pool) *recordConn {
-	return &recordConn{Conn: c, pool: pool}
+	return &recordConn{Conn: c, pool: pool, raw: rawIOConn(c)}
 }
 
 // Read reads the socket, or fails with errWouldWait while noWait is set:
@@ -63,6 +68,9 @@ func newRecordConn(c net.Conn, pool *Pool) *recordConn {
 func (r *recordConn) Read(p []byte) (int, error) {
 	if r.noWait {
 		return 0, errWouldWait
+	}
+	if r.raw != nil {
+		return r.rawRead(p)
 	}
 	return r.Conn.Read(p)
 }
@@ -77,6 +85,14 @@ func (r *recordConn) Write(b []byte) (int, error) {
 	if r.batching {
 		*r.batch = append(*r.batch, b...)
 		return len(b), nil
+	}
+	return r.write(b)
+}
+
+// write sends b on the socket.
+func (r *recordConn) write(b []byte) (int, error) {
+	if r.raw != nil {
+		return r.rawWrite(b)
 	}
 	return r.Conn.Write(b)
 }
@@ -108,7 +124,7 @@ func (r *recordConn) endBatch() error {
 	}
 	b := *r.batch
 	if len(b) > 0 && r.werr == nil {
-		_, r.werr = r.Conn.Write(b)
+		_, r.werr = r.write(b)
 	}
 	*r.batch = b[:0]
 	r.pool.putBatch(r.batch)
