@@ -132,7 +132,7 @@ type adopted struct {
 // client's socket, fb the upstream's, both directions open, nothing
 // pending) as a pair parked bare, as if both its directions had just
 // parked: bytes already waiting wake it at once, and it goes on as any
-// pair does, with a's counts so far, its start for the access line and
+// pair does, with its counts so far, its start for the access line and
 // the idle timeout counted from its last bytes. end is called as
 // startPipe's is.
 func (pk *parker) adoptBare(ctx context.Context, fa, fb int, a adopted, end func(Result)) {
@@ -146,11 +146,7 @@ func (pk *parker) adoptBare(ctx context.Context, fa, fb int, a adopted, end func
 	p.ab.moved, p.ba.moved = a.moved[0], a.moved[1]
 	p.ab.parkFD, p.ba.parkFD = int32(fa), int32(fb)
 	p.bareOK.Store(true)
-	if p.live = opt.live; p.live == nil {
-		p.stopOnCancel = context.AfterFunc(ctx, p.shutdown)
-	} else if !p.live.add(p) {
-		p.shutdown() // holdBare wakes it: it ends with end=shutdown
-	}
+	p.stopWith(opt.live) // stopped already: holdBare wakes it to end with end=shutdown
 	pk.holdBare(p)
 }
 

@@ -17,7 +17,7 @@
 // of the connection's own. A connection that lives past parkAfter, or
 // whose read fills the loop's buffer (bulk), goes to the engine below as
 // a pair parked bare (parker.adoptBare), so a short connection costs
-// about 16 syscalls, one allocation and no goroutine, and an idle one
+// about 15 syscalls, one allocation and no goroutine, and an idle one
 // never holds a goroutine or a poll descriptor (BENCHMARKS.md, "The
 // front").
 //

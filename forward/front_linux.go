@@ -87,7 +87,7 @@ type frontGroup struct {
 	l          *Listener
 	listens    int    // listen sockets registered
 	young      fqueue // connections younger than parkAfter, in accept order
-	kept       fqueue // older ones the front keeps (see keep)
+	kept       fqueue // older ones the front keeps (see aged)
 	dialling   int    // connections waiting for their connect
 	nextCheck  time.Time
 	stopped    bool // the listener's context ended: connections end as they come
@@ -139,10 +139,15 @@ func (f *front) post(cmd func()) bool {
 	f.cmds = append(f.cmds, cmd)
 	f.mu.Unlock()
 	if first {
-		one := uint64(1)
-		unix.Write(f.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
+		f.wake()
 	}
 	return true
+}
+
+// wake makes the loop's wait return so that it runs the commands.
+func (f *front) wake() {
+	one := uint64(1)
+	unix.Write(f.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
 }
 
 // close ends the loop once every listener using it has stopped, and
@@ -156,8 +161,7 @@ func (f *front) close() {
 	f.closed = true
 	f.cmds = append(f.cmds, nil) // nil: leave the loop
 	f.mu.Unlock()
-	one := uint64(1)
-	unix.Write(f.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
+	f.wake()
 	<-f.done
 }
 
@@ -198,14 +202,13 @@ func (f *front) run() {
 // wait returns the number of readiness reports in f.events, 0 when a
 // timer is due or the wait was cut short.
 //
-// Why the netpoller: the loop could block in epoll_wait itself, but a
-// goroutine blocked in a syscall costs the runtime's monitor a wake-up
-// every 20 us to take its P away (0.7 nanosleep per connection under
-// strace), and blocking through RawSyscall holds a P for good. Waiting
-// for the epoll set in the netpoller, as the parker does, measured
-// best: bench tcp-connrate, -runs 5, relay CPU per connection 104-113
-// us against 110-117 blocking and 120-124 polling first or raw, and
-// 1.04-1.1x the connections per second of either (BENCHMARKS.md).
+// Why the netpoller: the loop could block in epoll_wait itself (a
+// syscall, whose P the runtime hands off while it blocks) or through
+// RawSyscall (which holds a P for good). Waiting for the epoll set in the
+// netpoller, as the parker does, measured best: bench tcp-connrate,
+// -runs 5, relay CPU per connection 104-113 us against 110-117 blocking
+// and 120-124 polling first or raw, and 1.04-1.1x the connections per
+// second of either (BENCHMARKS.md, "How the loop waits").
 func (f *front) wait() int {
 	if n := f.poll(); n > 0 {
 		return n

@@ -250,9 +250,14 @@ func (f *front) finish(c *fconn, end string, err error) {
 		return
 	}
 	f.release(c)
-	fc := forwarded{l: l, listen: l.listens[c.ln.index], client: c.client, upstream: c.target.String(), start: c.start}
-	fc.end(Result{AtoB: c.moved[0], BtoA: c.moved[1], End: end, Err: err})
+	c.record().end(Result{AtoB: c.moved[0], BtoA: c.moved[1], End: end, Err: err})
 	f.put(c)
+}
+
+// record is what the access line of c needs, as the engine keeps it.
+func (c *fconn) record() *forwarded {
+	l := c.ln.g.l
+	return &forwarded{l: l, listen: l.listens[c.ln.index], client: c.client, upstream: c.target.String(), start: c.start}
 }
 
 // release takes c out of the loop and closes its sockets.
@@ -314,7 +319,7 @@ func (f *front) handoff(c *fconn) {
 		f.set(fd, nil)
 	}
 	setUpstreamKeepAlive(c)
-	fc := &forwarded{l: l, listen: l.listens[c.ln.index], client: c.client, upstream: c.target.String(), start: c.start}
+	fc := c.record()
 	l.parker.adoptBare(l.ctx, c.fd[0], c.fd[1], adopted{
 		opt: PipeOptions{
 			IdleTimeout: l.cfg.idleTimeout(),
@@ -334,16 +339,8 @@ func (f *front) handoff(c *fconn) {
 // setUpstreamKeepAlive turns on the upstream's keepalive, as the engine
 // does for a connection that outlives parkAfter (pair.lateKeepAlive).
 func setUpstreamKeepAlive(c *fconn) {
-	if c.fd[1] < 0 || !c.ln.g.l.lateKeepAlive {
-		return
-	}
-	ka := upstreamKeepAlive()
-	for _, o := range [...]struct{ level, opt, val int }{
-		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(ka.Idle / time.Second)},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(ka.Interval / time.Second)},
-	} {
-		unix.SetsockoptInt(c.fd[1], o.level, o.opt, o.val)
+	if c.fd[1] >= 0 && c.ln.g.l.lateKeepAlive {
+		setKeepAlive(c.fd[1])
 	}
 }
 

@@ -35,9 +35,7 @@ func (f *front) dial(c *fconn) {
 			rawClose(fd)
 			c.fd[1] = -1
 		}
-		c.cur.Failed(err)
-		l.stats.DialFailures.Add(1)
-		c.failed = append(c.failed, err)
+		c.attemptFailed(err)
 	}
 	err := c.cur.Err()
 	if err == nil {
@@ -81,9 +79,16 @@ func dialErr(ap netip.AddrPort, err error) error {
 	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
 }
 
+// putPort and getPort write and read a sockaddr's port, which is in
+// network byte order.
 func putPort(p *uint16, port uint16) {
 	b := (*[2]byte)(unsafe.Pointer(p))
 	b[0], b[1] = byte(port>>8), byte(port)
+}
+
+func getPort(p *uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // peerAddr reads accept4's address of the peer.
@@ -91,30 +96,32 @@ func peerAddr(sa *unix.RawSockaddrAny) netip.AddrPort {
 	switch sa.Addr.Family {
 	case unix.AF_INET:
 		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		p := (*[2]byte)(unsafe.Pointer(&in.Port))
-		return netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(p[0])<<8|uint16(p[1]))
+		return netip.AddrPortFrom(netip.AddrFrom4(in.Addr), getPort(&in.Port))
 	case unix.AF_INET6:
 		in := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		p := (*[2]byte)(unsafe.Pointer(&in.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(in.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
+		return netip.AddrPortFrom(netip.AddrFrom16(in.Addr).Unmap(), getPort(&in.Port))
 	}
 	return netip.AddrPort{}
 }
 
 // dialFailed gives up the connect under way and tries the next upstream.
 func (f *front) dialFailed(c *fconn, err error) {
-	l := c.ln.g.l
 	fd := c.fd[1]
 	f.set(fd, nil)
 	rawClose(fd)
 	c.fd[1] = -1
 	c.ln.g.dialling--
-	err = dialErr(c.target.AddrPort(), err)
-	c.cur.Failed(err)
-	l.stats.DialFailures.Add(1)
-	c.failed = append(c.failed, err)
+	c.attemptFailed(dialErr(c.target.AddrPort(), err))
 	c.target = nil
 	f.dial(c)
+}
+
+// attemptFailed records a failed dial of the upstream the cursor gave
+// last: its health, the listener's counter and the client's error list.
+func (c *fconn) attemptFailed(err error) {
+	c.cur.Failed(err)
+	c.ln.g.l.stats.DialFailures.Add(1)
+	c.failed = append(c.failed, err)
 }
 
 // unreachable ends a client no upstream took.

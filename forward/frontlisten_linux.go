@@ -122,9 +122,7 @@ func frontSockets(lns []*net.TCPListener, log zerolog.Logger) []int {
 			}
 		}
 		if err != nil {
-			for _, fd := range fds {
-				rawClose(fd)
-			}
+			closeFDs(fds)
 			log.Warn().Err(err).Msg("front unavailable, accepting through the engine")
 			return nil
 		}
@@ -133,15 +131,20 @@ func frontSockets(lns []*net.TCPListener, log zerolog.Logger) []int {
 	return fds
 }
 
+// closeFDs closes every descriptor of fds.
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		rawClose(fd)
+	}
+}
+
 // closeFrontFDs closes the duplicates Serve did not hand to the front.
 func (l *Listener) closeFrontFDs() {
 	l.mu.Lock()
 	fds := l.frontFDs
 	l.frontFDs = nil
 	l.mu.Unlock()
-	for _, fd := range fds {
-		rawClose(fd)
-	}
+	closeFDs(fds)
 }
 
 // serveFront hands the listener's sockets to the front; false when there
@@ -153,9 +156,7 @@ func (l *Listener) serveFront() bool {
 	l.frontFDs = nil
 	if f == nil || l.parker == nil || l.closed { // the front hands idle pairs to the parker
 		l.mu.Unlock()
-		for _, fd := range fds {
-			rawClose(fd)
-		}
+		closeFDs(fds)
 		return false
 	}
 	l.front = f
@@ -168,9 +169,7 @@ func (l *Listener) serveFront() bool {
 		}
 		close(added)
 	}) {
-		for _, fd := range fds {
-			rawClose(fd)
-		}
+		closeFDs(fds)
 		return false
 	}
 	<-added

@@ -161,12 +161,19 @@ func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 			p.bareOK.Store(p.parker != nil && !p.parker.noBare && isTCP(a) && isTCP(b))
 		}
 	}
-	if opt.live == nil {
-		p.stopOnCancel = context.AfterFunc(ctx, p.shutdown)
-	} else if p.live = opt.live; !p.live.add(p) {
-		p.shutdown() // the listener is already stopping
-	}
+	p.stopWith(opt.live)
 	return p
+}
+
+// stopWith has the pair stopped when its context ends: through the
+// listener's live list when given, else an AfterFunc of its own. A pair
+// whose listener is already stopping is stopped at once.
+func (p *pair) stopWith(live *livePairs) {
+	if live == nil {
+		p.stopOnCancel = context.AfterFunc(p.ctx, p.shutdown)
+	} else if p.live = live; !p.live.add(p) {
+		p.shutdown()
+	}
 }
 
 // setRaw hands the directions the RawConns of a and b.

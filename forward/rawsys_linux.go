@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -74,14 +75,26 @@ func (r *recordConn) rawRead(p []byte) (int, error) {
 		}
 	})
 	switch {
-	case err != nil:
-		return 0, err // a deadline or a closed conn, as net.Conn reports them
+	case err != nil: // a deadline or a closed conn
+		return 0, r.opError("read", err)
 	case rerr != nil:
-		return 0, os.NewSyscallError("read", rerr)
+		return 0, r.opError("read", os.NewSyscallError("read", rerr))
 	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// opError words an error as net.TCPConn's Read and Write do ("read tcp
+// LOCAL->REMOTE: ..."), so that log lines read as before.
+func (r *recordConn) opError(op string, err error) error {
+	// The RawConn's own errors come as "raw-read tcp ...": keep their
+	// cause only.
+	var raw *net.OpError
+	if errors.As(err, &raw) {
+		err = raw.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: err}
 }
 
 // rawWrite is recordConn's write on its TCP socket, all of b, the same
@@ -107,6 +120,9 @@ func (r *recordConn) rawWrite(b []byte) (int, error) {
 	})
 	if err == nil {
 		err = werr
+	}
+	if err != nil {
+		err = r.opError("write", err)
 	}
 	return written, err
 }

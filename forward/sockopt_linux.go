@@ -30,6 +30,21 @@ func upstreamKeepAlive() net.KeepAliveConfig {
 	}
 }
 
+// setKeepAlive sets the relay's keepalive (keepAliveIdle,
+// keepAliveInterval, the kernel's count) on the socket fd.
+func setKeepAlive(fd int) error {
+	for _, o := range [...]struct{ level, opt, val int }{
+		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
+	} {
+		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // listenControl prepares a listen socket before bind: the keepalive
 // options, which Linux copies to every accepted socket. Setting them here
 // once replaces the four setsockopt calls Go would make on each accepted
@@ -41,15 +56,8 @@ func listenControl(freebind bool) func(network, address string, c syscall.RawCon
 	return func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			opts := []struct{ level, opt, val int }{
-				{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-				{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(keepAliveIdle / time.Second)},
-				{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
-			}
-			for _, o := range opts {
-				if serr = unix.SetsockoptInt(int(fd), o.level, o.opt, o.val); serr != nil {
-					return
-				}
+			if serr = setKeepAlive(int(fd)); serr != nil {
+				return
 			}
 			if freebind {
 				serr = setFreebind(int(fd), network)

@@ -33,7 +33,7 @@ type recordConn struct {
 	pool   *Pool
 	// raw is the socket's RawConn when Conn is a *net.TCPConn: Read and
 	// Write then use read(2) and write(2) through RawSyscall inside its
-	// callbacks (see rawIO); nil: Conn's own Read and Write.
+	// callbacks (rawRead, rawWrite); nil: Conn's own Read and Write.
 	raw syscall.RawConn
 	// shaken is set once the handshake is done (terminate, originate):
 	// a batch opened before would hold back the handshake's own flight.

@@ -6,11 +6,15 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // countingConn counts the writes that reach the socket.
@@ -180,5 +184,66 @@ func TestRecordConnFailedFlushIsFinal(t *testing.T) {
 	}
 	if _, err := rc.Write([]byte("close_notify")); err == nil || fc.writes != 1 {
 		t.Fatalf("write after a failed flush: %v, %d socket writes; want the flush's error and 1", err, fc.writes)
+	}
+}
+
+// TestRecordConnRawErrors: a recordConn over a TCP socket reads and
+// writes it through RawSyscall, and its results read as net.TCPConn's
+// would: all bytes of a large write, a deadline as a timeout worded "read
+// tcp ...", the peer's close as io.EOF.
+func TestRecordConnRawErrors(t *testing.T) {
+	checkLeaks(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peerc := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			c = nil
+		}
+		peerc <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer := <-peerc
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	defer peer.Close()
+	rc := newRecordConn(c, nil)
+	if rc.raw == nil {
+		t.Skip("no raw socket I/O on this platform")
+	}
+	const size = 4 << 20
+	got := make(chan world.Sum, 1)
+	go func() {
+		peer.SetReadDeadline(time.Now().Add(world.WaitLimit))
+		s, _ := world.Hash(io.LimitReader(peer, size))
+		got <- s
+	}()
+	payload, _ := io.ReadAll(world.Stream(3, size))
+	if n, err := rc.Write(payload); n != size || err != nil {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, size)
+	}
+	if s := <-got; s != world.StreamSum(3, size) {
+		t.Fatalf("peer got %d bytes (or a different hash), want %d", s.N, size)
+	}
+	rc.SetReadDeadline(time.Now().Add(-time.Second))
+	_, err = rc.Read(make([]byte, 16))
+	if msg := fmt.Sprint(err); !isTimeout(err) || !strings.HasPrefix(msg, "read tcp ") || strings.Count(msg, "tcp") != 1 {
+		t.Fatalf("Read past its deadline = %v; want a timeout worded as net.TCPConn's", err)
+	}
+	rc.SetReadDeadline(time.Now().Add(world.WaitLimit))
+	peer.Write([]byte("ab"))
+	peer.Close()
+	buf, err := io.ReadAll(rc)
+	if string(buf) != "ab" || err != nil { // ReadAll turns io.EOF into nil
+		t.Fatalf("read %q, %v; want ab then EOF", buf, err)
 	}
 }
