@@ -150,7 +150,7 @@ func (l *Listener) closeFrontFDs() {
 // serveFront hands the listener's sockets to the front; false when there
 // is none (the engine's accept loops serve then).
 func (l *Listener) serveFront() bool {
-	f := l.pool.front()
+	f, _ := l.pool.front() // made by Listen, which said why when it could not be
 	l.mu.Lock()
 	fds := l.frontFDs
 	l.frontFDs = nil

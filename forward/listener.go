@@ -155,8 +155,14 @@ func Listen(cfg Config) (*Listener, error) {
 		l.listens = append(l.listens, ln.Addr().String())
 	}
 	if l.parker != nil && frontEligible(&cfg) {
-		l.frontFDs = frontSockets(l.lns, l.log)
-		l.useFront = l.frontFDs != nil
+		// The front is made here, not in Serve: Serve then takes no
+		// descriptor of its own, and a failure is told before serving.
+		if _, err := l.pool.front(); err != nil {
+			l.log.Warn().Err(err).Msg("front unavailable, accepting through the engine")
+		} else {
+			l.frontFDs = frontSockets(l.lns, l.log)
+			l.useFront = l.frontFDs != nil
+		}
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	context.AfterFunc(l.ctx, l.live.stopAll)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -54,36 +55,10 @@ func TestAcceptBackoff(t *testing.T) {
 			t.Logf("relay log:\n%s", r.logs.String())
 		}
 	})
+	<-r.Started()
 	// No connection before the test: its descriptors would be closed
 	// asynchronously while the test holds the process at its limit.
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skip(err)
-	}
-	saved := lim
-	lim.Cur = 256
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skip(err)
-	}
-	var filler []*os.File
-	release := func() {
-		for _, f := range filler {
-			f.Close()
-		}
-		filler = nil
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
-	}
-	defer release()
-	for {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			break
-		}
-		filler = append(filler, f)
-	}
-	// One descriptor for the client; the relay's accept then has none.
-	filler[len(filler)-1].Close()
-	filler = filler[:len(filler)-1]
+	release := exhaustDescriptors(t, 1) // one for the client; the relay's accept then has none
 	c, err := net.Dial("tcp", r.addr(0))
 	if err != nil {
 		t.Fatalf("dial with one descriptor left: %v", err)
@@ -99,6 +74,76 @@ func TestAcceptBackoff(t *testing.T) {
 	release()
 	if got := roundTrip(t, c, "after"); got != "after" {
 		t.Errorf("echo after the back-off: %q", got)
+	}
+}
+
+// exhaustDescriptors lowers the process's descriptor limit and takes every
+// descriptor below it but spare; release (also at cleanup) gives them back.
+func exhaustDescriptors(t *testing.T, spare int) (release func()) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skip(err)
+	}
+	saved := lim
+	lim.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skip(err)
+	}
+	var filler []*os.File
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		filler = append(filler, f)
+	}
+	if len(filler) < spare {
+		t.Fatalf("only %d descriptors free below %d", len(filler), lim.Cur)
+	}
+	for _, f := range filler[len(filler)-spare:] {
+		f.Close()
+	}
+	filler = filler[:len(filler)-spare]
+	// The limit goes back up first, in one call, so that everything
+	// waiting for a descriptor gets all it needs at once.
+	release = func() {
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+		for _, f := range filler {
+			f.Close()
+		}
+		filler = nil
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// TestServeTakesNoDescriptor: what the front needs is made by Listen, so
+// a Serve that starts while the process is out of descriptors (a reload
+// under load) still serves through the front. It once made the front in
+// Serve: out of descriptors it fell back to the engine without a word,
+// and freed the front's duplicate of the listen socket for a stray
+// accept to take (TestAcceptBackoff's flake).
+func TestServeTakesNoDescriptor(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}})
+	if !r.useFront {
+		t.Skip("no front on this system")
+	}
+	release := exhaustDescriptors(t, 0)
+	r.serve(t)
+	<-r.Started()
+	release()
+	if r.front == nil {
+		t.Errorf("Serve out of descriptors left the front")
+	}
+	c := r.dial(t, 0)
+	if got := roundTrip(t, c, "served"); got != "served" {
+		t.Errorf("echo: %q", got)
+	}
+	if strings.Contains(r.logs.String(), "front unavailable") {
+		t.Errorf("front unavailable:\n%s", r.logs)
 	}
 }
 

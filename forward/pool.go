@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"errors"
 	"sync"
 )
 
@@ -39,8 +40,10 @@ type Pool struct {
 	pk       *parker
 	parkOnce sync.Once
 	// fr serves the young connections of the plain tcp listeners using
-	// the pool (front_linux.go), made at the first front call.
+	// the pool (front_linux.go), made at the first front call; frErr
+	// says why it could not be.
 	fr        *front
+	frErr     error
 	frontOnce sync.Once
 
 	mu       sync.Mutex // guards the following
@@ -200,11 +203,14 @@ func (p *Pool) parker() *parker {
 	return p.pk
 }
 
-// front returns the pool's front, made and started at the first call;
-// nil where it cannot be made (no epoll, out of descriptors).
-func (p *Pool) front() *front {
-	p.frontOnce.Do(func() { p.fr, _ = newFront() })
-	return p.fr
+// front returns the pool's front, made and started at the first call,
+// or why it cannot be (no epoll, out of descriptors, the pool closed).
+func (p *Pool) front() (*front, error) {
+	p.frontOnce.Do(func() { p.fr, p.frErr = newFront() })
+	if p.fr == nil && p.frErr == nil {
+		return nil, errors.New("forward: the pool is closed")
+	}
+	return p.fr, p.frErr
 }
 
 // Parked reports how many directions are parked now: idle, holding no

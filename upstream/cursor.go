@@ -1,6 +1,10 @@
 package upstream
 
-import "strings"
+import (
+	"errors"
+	"strings"
+	"syscall"
+)
 
 // Cursor walks the failover list of one listen port for one connection.
 // It is a value with no allocation of its own: a data plane keeps it on its
@@ -59,11 +63,27 @@ func (c *Cursor) Next() *Target {
 }
 
 // Failed reports that the dial of what Next returned last failed: that
-// address is marked down (and re-tried in the background).
+// address is marked down (and re-tried in the background). A dial that
+// failed for want of this host's own resources says nothing of the
+// address, which stays up: marking it down would turn a moment of local
+// pressure (a descriptor limit reached, ports in TIME_WAIT) into an outage
+// of every upstream that outlasts it.
 func (c *Cursor) Failed(err error) {
-	if c.last != nil {
+	if c.last != nil && !localShortage(err) {
 		c.last.markDown(err)
 	}
+}
+
+// localShortage tells whether err is this host running out of something a
+// dial needs: descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS,
+// ENOMEM), or local ports (EADDRNOTAVAIL).
+func localShortage(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Worked reports that the dial of what Next returned last succeeded; a

@@ -3,8 +3,10 @@ package upstream
 import (
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,6 +97,34 @@ func TestRefusedPrimary(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"reason":"a probe answered","down_for_ms":`) {
 		t.Errorf("no up line with reason and down_for:\n%s", logs)
+	}
+}
+
+// TestLocalShortageLeavesUp: a dial that failed for want of this host's
+// descriptors, buffers or ports leaves the address up and logs no outage;
+// a refusal still marks it down.
+func TestLocalShortageLeavesUp(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	s, logs := newSet(t, Config{Lists: [][]string{{backend.Addr()}}})
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL} {
+		c := s.Begin(0)
+		if c.Next() == nil {
+			t.Fatalf("after %v: nothing up to try", errno)
+		}
+		c.Failed(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", errno)})
+		if st := status(s, backend.Addr()); !st.Up {
+			t.Errorf("%v marked the upstream down", errno)
+		}
+	}
+	if strings.Contains(logs.String(), "upstream down") {
+		t.Errorf("a local shortage logged an outage:\n%s", logs)
+	}
+	c := s.Begin(0)
+	c.Next()
+	c.Failed(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	if st := status(s, backend.Addr()); st.Up {
+		t.Errorf("a refusal left the upstream up")
 	}
 }
 
