@@ -26,6 +26,26 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+func TestParseMachineTimes(t *testing.T) {
+	m0, err := parseMachineTimes([]byte("cpu  100 5 50 800 20 1 4 0 30 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// guest (30) is inside user already and is not counted twice.
+	if m0.idle != 820 || m0.total != 980 {
+		t.Errorf("idle %d total %d, want 820 of 980", m0.idle, m0.total)
+	}
+	m1 := machineTimes{idle: m0.idle + 25, total: m0.total + 100}
+	if got := m1.idleSince(m0); got != 25 {
+		t.Errorf("idleSince = %v, want 25", got)
+	}
+	for _, bad := range []string{"", "intr 1 2 3\n", "cpu 1 2 x 4 5 6\n"} {
+		if _, err := parseMachineTimes([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
 func TestNetTableHas(t *testing.T) {
 	table := []byte(`  sl  local_address rem_address   st tx_queue rx_queue
    0: 0100007F:3A98 00000000:0000 0A 00000000:00000000 00:00000000 00000000

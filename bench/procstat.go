@@ -205,3 +205,47 @@ func netTableHas(table []byte, portSuffix string, needListen bool) bool {
 	}
 	return false
 }
+
+// machineTimes is the whole machine's CPU time from /proc/stat, in ticks.
+type machineTimes struct{ idle, total int64 }
+
+// readMachineTimes reads the first line of /proc/stat.
+func readMachineTimes() (machineTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineTimes{}, err
+	}
+	return parseMachineTimes(b)
+}
+
+// parseMachineTimes parses /proc/stat's "cpu" line: user nice system idle
+// iowait irq softirq steal …; idle and iowait are the idle time. guest and
+// guest_nice are part of user and nice already, and are left out.
+func parseMachineTimes(b []byte) (machineTimes, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 6 || f[0] != "cpu" {
+		return machineTimes{}, fmt.Errorf("/proc/stat begins %q, not a cpu line", line)
+	}
+	var m machineTimes
+	for i, s := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return machineTimes{}, fmt.Errorf("/proc/stat cpu field %d: %w", i+1, err)
+		}
+		m.total += n
+		if i == 3 || i == 4 {
+			m.idle += n
+		}
+	}
+	return m, nil
+}
+
+// idleSince is the share of the machine's CPU time that was idle between
+// m0 and m, in percent.
+func (m machineTimes) idleSince(m0 machineTimes) float64 {
+	if m.total <= m0.total {
+		return 0
+	}
+	return 100 * float64(m.idle-m0.idle) / float64(m.total-m0.total)
+}

@@ -27,6 +27,11 @@ func (*tcpConnRate) metrics() []metric {
 		// with the load generator and the echo backend.
 		{key: "cpu", label: "forwarder CPU per connection", unit: "µs",
 			forwarderOnly: true, digits: 1},
+		// What the forwarder costs the rest of the machine: the bench's
+		// own CPU (16 clients and the echo backend) per connection, and
+		// how much of both cores was left idle, waiting on wake-ups.
+		{key: "gen", label: "load generator and backend CPU per connection", unit: "µs", digits: 1},
+		{key: "idle", label: "machine idle during the window", unit: "%", noRatio: true, digits: 1},
 	}
 }
 
@@ -47,18 +52,29 @@ func (t *tcpConnRate) measure(e *env, in *instance) (map[string]float64, error) 
 	if err != nil {
 		return nil, err
 	}
+	m0, err := readMachineTimes()
+	if err != nil {
+		return nil, err
+	}
+	gen0 := selfCPU()
 	start := time.Now()
 	cps, err := connRate(e.scale.window, func(b byte) error { return shortConn(in.addr("short"), b) })
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]float64{"cps": cps}
+	gen := selfCPU() - gen0
+	m, err := readMachineTimes()
+	if err != nil {
+		return nil, err
+	}
+	conns := cps * time.Since(start).Seconds()
+	out := map[string]float64{"cps": cps, "idle": m.idleSince(m0),
+		"gen": float64(gen.Microseconds()) / conns}
 	if in.hasProcess() {
 		cpu1, err := in.cpu()
 		if err != nil {
 			return nil, err
 		}
-		conns := cps * time.Since(start).Seconds()
 		out["cpu"] = float64((cpu1 - cpu0).Microseconds()) / conns
 	}
 	return out, nil
