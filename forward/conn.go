@@ -194,9 +194,30 @@ func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, s
 			Msg("connection closed")
 		return
 	}
+	msg := "upstream unreachable, client closed"
+	if shortOfResources(err) {
+		// No upstream was at fault and none was marked down: say so,
+		// or the admin goes looking at the wrong box.
+		msg = "relay out of descriptors, buffers or ports, client closed"
+	}
 	l.log.Warn().Str("listen", l.listens[index]).Str("client", client.String()).Str("upstream", upstreams).
 		Dur("duration_ms", time.Since(start)).Str("end", EndUnreachable).Err(err).
-		Msg("upstream unreachable, client closed")
+		Msg(msg)
+}
+
+// shortOfResources tells whether every attempt of a failed dial failed for
+// want of this host's own resources (upstream.LocalShortage).
+func shortOfResources(err error) bool {
+	var de *dialError
+	if !errors.As(err, &de) {
+		return upstream.LocalShortage(err)
+	}
+	for _, e := range de.errs {
+		if !upstream.LocalShortage(e) {
+			return false
+		}
+	}
+	return len(de.errs) > 0
 }
 
 func joinAddrs(addrs []string) string { return strings.Join(addrs, ",") }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -182,6 +184,34 @@ func TestConnectTimeout(t *testing.T) {
 	r.logs.Wait(t, `"end":"upstream_unreachable"`, "192.0.2.1:9,192.0.2.2:9", "deadline exceeded")
 	if n := r.Stats().DialFailures.Load(); n != 2 {
 		t.Errorf("DialFailures = %d, want 2", n)
+	}
+}
+
+// TestDialShortOfDescriptors: a dial that fails because the relay is out
+// of descriptors marks no upstream down, and its line blames the relay;
+// when an upstream refused too, the line is the upstream's.
+func TestDialShortOfDescriptors(t *testing.T) {
+	checkLeaks(t)
+	const a, b = "192.0.2.1:9", "192.0.2.2:9"
+	var refuseB atomic.Bool
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		errno := syscall.EMFILE
+		if addr == b && refuseB.Load() {
+			errno = syscall.ECONNREFUSED
+		}
+		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("socket", errno)}
+	}
+	r := startRelay(t, Config{Upstreams: [][]string{{a, b}}, Dial: dial})
+	expectClosed(t, r.dial(t, 0), 5*time.Second)
+	r.logs.Wait(t, `"message":"relay out of descriptors, buffers or ports, client closed"`,
+		`"upstream":"`+a+","+b+`"`, `"end":"upstream_unreachable"`, "too many open files")
+
+	refuseB.Store(true)
+	expectClosed(t, r.dial(t, 0), 5*time.Second)
+	r.logs.Wait(t, `"message":"upstream unreachable, client closed"`, "too many open files", "connection refused")
+	if n := strings.Count(r.logs.String(), `"message":"upstream down"`); n != 1 ||
+		!strings.Contains(r.logs.String(), `"upstream":"`+b+`","error"`) {
+		t.Errorf("%d upstream-down lines, want 1, for %s's refusal:\n%s", n, b, r.logs)
 	}
 }
 

@@ -69,15 +69,16 @@ func (c *Cursor) Next() *Target {
 // pressure (a descriptor limit reached, ports in TIME_WAIT) into an outage
 // of every upstream that outlasts it.
 func (c *Cursor) Failed(err error) {
-	if c.last != nil && !localShortage(err) {
+	if c.last != nil && !LocalShortage(err) {
 		c.last.markDown(err)
 	}
 }
 
-// localShortage tells whether err is this host running out of something a
-// dial needs: descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS,
+// LocalShortage tells whether err is this host running out of something a
+// dial needs (so that a data plane logs it as the relay's problem, not the
+// upstream's): descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS,
 // ENOMEM), or local ports (EADDRNOTAVAIL).
-func localShortage(err error) bool {
+func LocalShortage(err error) bool {
 	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL} {
 		if errors.Is(err, e) {
 			return true
