@@ -77,6 +77,32 @@ func TestAcceptBackoff(t *testing.T) {
 	}
 }
 
+// TestFrontShortOfDescriptors: the relay accepts with the process's last
+// descriptor and has none for the upstream's socket. The client is closed
+// with a line that blames the relay, the upstream stays up, and once
+// descriptors are free the next client goes to the same upstream.
+func TestFrontShortOfDescriptors(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}})
+	<-r.Started()
+	release := exhaustDescriptors(t, 2) // the client's and the relay's accept
+	c, err := net.Dial("tcp", r.addr(0))
+	if err != nil {
+		t.Fatalf("dial with two descriptors left: %v", err)
+	}
+	defer c.Close()
+	expectClosed(t, c, 5*time.Second)
+	r.logs.Wait(t, `"message":"relay out of descriptors, buffers or ports, client closed"`, "too many open files")
+	release()
+	if got := roundTrip(t, r.dial(t, 0), "again"); got != "again" {
+		t.Errorf("echo after the shortage: %q", got)
+	}
+	if strings.Contains(r.logs.String(), "upstream down") {
+		t.Errorf("the shortage marked the upstream down:\n%s", r.logs)
+	}
+}
+
 // exhaustDescriptors lowers the process's descriptor limit and takes every
 // descriptor below it but spare; release (also at cleanup) gives them back.
 func exhaustDescriptors(t *testing.T, spare int) (release func()) {
