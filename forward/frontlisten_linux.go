@@ -47,13 +47,20 @@ func (f *front) watchListen(ln *frontListen) {
 
 // removeListens closes g's listen socket duplicates; each one's
 // accepting count goes down as it closes.
+//
+// The registration is deleted before the close: it belongs to the open
+// socket, not to the descriptor, and the socket lives on after a reload
+// (the successor's) or an upgrade (the new process's). Left in the set,
+// it would report every connection meant for them, level-triggered: a
+// wake-up each, and a spinning loop while one waits in the backlog.
 func (f *front) removeListens(g *frontGroup) {
 	for fd, ln := range f.listens {
 		if ln == nil || ln.g != g {
 			continue
 		}
 		f.listens[fd] = nil
-		rawClose(fd) // leaves the epoll set with its last descriptor
+		rawEpollCtl(f.epfd, unix.EPOLL_CTL_DEL, fd, nil) // ENOENT while paused
+		rawClose(fd)
 		g.listens--
 		g.l.accepting.Done()
 	}
