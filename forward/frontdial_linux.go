@@ -1,9 +1,11 @@
 package forward
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -64,6 +66,10 @@ func connectTo(ap netip.AddrPort) (int, error) {
 	} else {
 		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ap.Addr().As16()}
 		putPort(&sa.Port, ap.Port())
+		if sa.Scope_id, err = scopeID(fd, ap.Addr().Zone()); err != nil {
+			rawClose(fd)
+			return -1, dialErr(ap, err)
+		}
 		_, _, e = syscall.RawSyscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
 	}
 	if e != 0 && e != syscall.EINPROGRESS {
@@ -71,6 +77,28 @@ func connectTo(ap netip.AddrPort) (int, error) {
 		return -1, dialErr(ap, os.NewSyscallError("connect", e))
 	}
 	return fd, nil
+}
+
+// scopeID is the index of the interface a link-local upstream names
+// (fe80::1%eth0), which the kernel needs to connect to it (EINVAL
+// without), as net.Dialer finds it: the interface of that name, else
+// the zone read as an index. 0 without a zone. One ioctl on fd, the
+// socket being connected, only for an address with a zone.
+func scopeID(fd int, zone string) (uint32, error) {
+	if zone == "" {
+		return 0, nil
+	}
+	ifr, err := unix.NewIfreq(zone)
+	if err == nil {
+		if err = unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err == nil {
+			return ifr.Uint32(), nil
+		}
+		err = os.NewSyscallError("ioctl SIOCGIFINDEX", err)
+	}
+	if n, nerr := strconv.ParseUint(zone, 10, 32); nerr == nil {
+		return uint32(n), nil
+	}
+	return 0, fmt.Errorf("interface %q: %w", zone, err)
 }
 
 // dialErr words a failed connect as net.Dialer does ("dial tcp ADDR:
