@@ -77,9 +77,11 @@ func (c *Cursor) Failed(err error) {
 // LocalShortage tells whether err is this host running out of something a
 // dial needs (so that a data plane logs it as the relay's problem, not the
 // upstream's): descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS,
-// ENOMEM), or local ports (EADDRNOTAVAIL).
+// ENOMEM), local ports (EADDRNOTAVAIL), or room in an epoll set
+// (ENOSPC: the kernel's max_user_watches, met by a data plane that
+// registers the new socket before its connect completes).
 func LocalShortage(err error) bool {
-	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL} {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL, syscall.ENOSPC} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -107,7 +107,7 @@ func TestLocalShortageLeavesUp(t *testing.T) {
 	checkLeaks(t)
 	backend := world.NewBackend(t, world.Echo)
 	s, logs := newSet(t, Config{Lists: [][]string{{backend.Addr()}}})
-	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL} {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL, syscall.ENOSPC} {
 		c := s.Begin(0)
 		if c.Next() == nil {
 			t.Fatalf("after %v: nothing up to try", errno)
