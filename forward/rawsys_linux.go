@@ -54,6 +54,48 @@ func rawIOConn(c net.Conn) syscall.RawConn {
 	return rc
 }
 
+// rawIO is one read(2) or write(2) of a recordConn through its RawConn.
+// The callback is made once per conn and finds its buffer and results
+// here: a closure made per call escapes to the heap, two allocations a
+// record and, with a small heap, a collection every few thousand round
+// trips of a printer's tunnel.
+type rawIO struct {
+	buf []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+// read is rawIO's callback for a read: one read(2), done unless it
+// would wait.
+func (op *rawIO) read(fd uintptr) bool {
+	for {
+		op.n, op.err = readNow(int(fd), op.buf)
+		if op.err != unix.EINTR {
+			return op.err != unix.EAGAIN
+		}
+	}
+}
+
+// write is rawIO's callback for a write: write(2) until all of buf is
+// out (op.n counts it) or the socket would wait.
+func (op *rawIO) write(fd uintptr) bool {
+	for op.n < len(op.buf) {
+		n, e := writeNow(int(fd), op.buf[op.n:])
+		switch e {
+		case nil:
+			op.n += n
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			op.err = os.NewSyscallError("write", e)
+			return true
+		}
+	}
+	return true
+}
+
 // rawRead is recordConn.Read on its TCP socket: read(2) through readNow
 // inside the RawConn's callback, so that the netpoller still does the
 // waiting (and the deadlines) while the call itself skips the runtime's
@@ -64,16 +106,14 @@ func (r *recordConn) rawRead(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var rerr error
-	err := r.raw.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = readNow(int(fd), p)
-			if rerr != unix.EINTR {
-				return rerr != unix.EAGAIN
-			}
-		}
-	})
+	op := &r.rd
+	if op.fn == nil {
+		op.fn = op.read
+	}
+	op.buf, op.n, op.err = p, 0, nil
+	err := r.raw.Read(op.fn)
+	n, rerr := op.n, op.err
+	op.buf = nil // the caller's buffer is not ours to hold
 	switch {
 	case err != nil: // a deadline or a closed conn
 		return 0, r.opError("read", err)
@@ -100,24 +140,14 @@ func (r *recordConn) opError(op string, err error) error {
 // rawWrite is recordConn's write on its TCP socket, all of b, the same
 // way as rawRead.
 func (r *recordConn) rawWrite(b []byte) (int, error) {
-	written := 0
-	var werr error
-	err := r.raw.Write(func(fd uintptr) bool {
-		for written < len(b) {
-			n, e := writeNow(int(fd), b[written:])
-			switch e {
-			case nil:
-				written += n
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				werr = os.NewSyscallError("write", e)
-				return true
-			}
-		}
-		return true
-	})
+	op := &r.wr
+	if op.fn == nil {
+		op.fn = op.write
+	}
+	op.buf, op.n, op.err = b, 0, nil
+	err := r.raw.Write(op.fn)
+	written, werr := op.n, op.err
+	op.buf = nil
 	if err == nil {
 		err = werr
 	}

@@ -31,7 +31,7 @@ type pki struct {
 	ca  *certs.Authority
 }
 
-func newPKI(t *testing.T, name string) *pki {
+func newPKI(t testing.TB, name string) *pki {
 	t.Helper()
 	ca, der, err := certs.NewAuthority(certs.Request{Name: name, NotAfter: time.Now().Add(time.Hour)})
 	if err != nil {
@@ -48,7 +48,7 @@ func (p *pki) path(name string) string { return filepath.Join(p.dir, name) }
 
 // issue writes name.crt and name.key, valid from notBefore (zero: now) for
 // the given time, and returns their paths.
-func (p *pki) issue(t *testing.T, kind certs.Kind, name string, notBefore time.Time, valid time.Duration) (string, string) {
+func (p *pki) issue(t testing.TB, kind certs.Kind, name string, notBefore time.Time, valid time.Duration) (string, string) {
 	t.Helper()
 	start := notBefore
 	if start.IsZero() {
@@ -68,7 +68,7 @@ func (p *pki) issue(t *testing.T, kind certs.Kind, name string, notBefore time.T
 
 // serverTLS is the terminating side: a certificate for 127.0.0.1 and,
 // unless clientCA is empty, required client certificates.
-func (p *pki) serverTLS(t *testing.T, clientCA string) *certs.Server {
+func (p *pki) serverTLS(t testing.TB, clientCA string) *certs.Server {
 	t.Helper()
 	crt, key := p.issue(t, certs.KindServer, "venue", time.Time{}, time.Hour)
 	st, err := certs.LoadServer(certs.ServerFiles{Cert: crt, Key: key, ClientCA: clientCA})
@@ -80,7 +80,7 @@ func (p *pki) serverTLS(t *testing.T, clientCA string) *certs.Server {
 
 // clientTLS is the originating side, trusting p and presenting a client
 // certificate called name from issuer (none when issuer is nil).
-func (p *pki) clientTLS(t *testing.T, issuer *pki, name string) *certs.Client {
+func (p *pki) clientTLS(t testing.TB, issuer *pki, name string) *certs.Client {
 	t.Helper()
 	f := certs.ClientFiles{CA: p.path("ca.crt")}
 	if issuer != nil {

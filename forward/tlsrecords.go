@@ -35,6 +35,10 @@ type recordConn struct {
 	// Write then use read(2) and write(2) through RawSyscall inside its
 	// callbacks (rawRead, rawWrite); nil: Conn's own Read and Write.
 	raw syscall.RawConn
+	// rd and wr carry rawRead's and rawWrite's call into the RawConn's
+	// callback: rd is the reading goroutine's (see noWait), wr is used
+	// under mu (Write, endBatch).
+	rd, wr rawIO
 	// shaken is set once the handshake is done (terminate, originate):
 	// a batch opened before would hold back the handshake's own flight.
 	shaken bool
