@@ -25,9 +25,10 @@ import (
 // byte accounting and the access line, all on the loop's goroutine.
 //
 // A connection leaves the front for the engine (splice, parking, idle
-// timeout, the status page's live list) once it has lived parkAfter, or
-// as soon as a read fills the buffer (a bulk flow: splice moves it with
-// less CPU per byte). It is handed over as a pair parked bare
+// timeout, the status page's live list) once it has lived parkAfter (or
+// the idle timeout, when that is shorter), or as soon as a read fills the
+// buffer (a bulk flow: splice moves it with less CPU per byte). It is
+// handed over as a pair parked bare
 // (parker.adoptBare): two descriptors in the parker's epoll set, made
 // into net.TCPConn only when bytes arrive. So an idle connection never
 // holds a goroutine or a poll descriptor, not even during a burst.
@@ -92,6 +93,14 @@ type frontGroup struct {
 	nextCheck  time.Time
 	stopped    bool // the listener's context ended: connections end as they come
 	registered bool // in front.groups
+}
+
+// handAfter is how long a young connection stays in the front: parkAfter,
+// or the idle timeout when that is shorter, since the front does not time
+// young connections' idleness (the engine counts it from the last bytes,
+// which it is handed).
+func (g *frontGroup) handAfter() time.Duration {
+	return min(g.l.parkAfter, g.l.cfg.idleTimeout())
 }
 
 func newFront() (*front, error) {
@@ -283,7 +292,7 @@ func (f *front) timeout() int {
 	}
 	for _, g := range f.groups {
 		if c := g.young.head; c != nil {
-			due(c.start.Add(g.l.parkAfter))
+			due(c.start.Add(g.handAfter()))
 		}
 		if g.dialling > 0 || g.kept.head != nil {
 			if g.nextCheck.IsZero() { // not looked at yet
@@ -310,7 +319,7 @@ func (f *front) timeout() int {
 // listen sockets.
 func (f *front) timers() {
 	for _, g := range f.groups {
-		after := g.l.parkAfter
+		after := g.handAfter()
 		for c := g.young.head; c != nil && f.now.Sub(c.start) >= after; c = g.young.head {
 			g.young.remove(c)
 			f.aged(c)
