@@ -579,21 +579,25 @@ func connRate(b *testing.B, addr string, workers int, prefix []byte) {
 	next.Wait()
 }
 
+// statusDevice answers each byte with itself, as a printer answers a
+// status request: one byte each way.
+func statusDevice(c net.Conn) {
+	one := make([]byte, 1)
+	for {
+		if _, err := c.Read(one); err != nil {
+			return
+		}
+		if _, err := c.Write(one); err != nil {
+			return
+		}
+	}
+}
+
 // BenchmarkRawStatusRTT measures one-byte status round trips to a printer
 // that answers at once, directly and through a raw listener in this
 // process, and reports the median and 99th percentile.
 func BenchmarkRawStatusRTT(b *testing.B) {
-	device := world.NewBackend(b, func(c net.Conn) {
-		one := make([]byte, 1)
-		for {
-			if _, err := c.Read(one); err != nil {
-				return
-			}
-			if _, err := c.Write(one); err != nil {
-				return
-			}
-		}
-	})
+	device := world.NewBackend(b, statusDevice)
 	r := startRelay(b, Config{Name: "printer", Upstreams: [][]string{{device.Addr()}},
 		Raw: &Raw{Exclusive: true}})
 	for _, path := range []struct{ name, addr string }{
@@ -632,17 +636,7 @@ func BenchmarkRawStatusRTT(b *testing.B) {
 // counts the whole process, both relays included: what each round trip
 // leaves for the collector.
 func BenchmarkTunnelStatusRTT(b *testing.B) {
-	device := world.NewBackend(b, func(c net.Conn) {
-		one := make([]byte, 1)
-		for {
-			if _, err := c.Read(one); err != nil {
-				return
-			}
-			if _, err := c.Write(one); err != nil {
-				return
-			}
-		}
-	})
+	device := world.NewBackend(b, statusDevice)
 	p := newPKI(b, "venue-ca")
 	venue := startRelay(b, Config{Name: "printer", Upstreams: [][]string{{device.Addr()}},
 		TLS: p.serverTLS(b, p.path("ca.crt")).Config(), Raw: &Raw{Exclusive: true}})
