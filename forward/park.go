@@ -64,6 +64,12 @@ func (d *direction) park() bool {
 	if err == nil && !p.stopped.Load() {
 		return true
 	}
+	if err == errParkerClosed {
+		// Refused before d was marked parked: nobody else can take it,
+		// so the caller runs it on (waiting in the poller), as
+		// parker.close promises a late park does.
+		return false
+	}
 	// The park failed, or stop ran meanwhile and may have missed the
 	// parked state: take the direction back, unless someone else did.
 	return !pk.unpark(d)
