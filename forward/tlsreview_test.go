@@ -3,6 +3,7 @@ package forward
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -167,5 +168,35 @@ func TestTLSKeyUpdateAfterQuietWrites(t *testing.T) {
 	line := venue.logs.Wait(t, "connection closed")
 	if strings.Contains(line, "bad record MAC") || strings.Contains(line, `"end":"idle"`) {
 		t.Fatalf("access line after a KeyUpdate: %s", line)
+	}
+}
+
+// TestTLSClientResetMidStream: a TLS client that resets while the relay
+// writes a long stream into TLS ends the pair as reset, with one access
+// line, and the batch that failed mid-record is the last thing written.
+func TestTLSClientResetMidStream(t *testing.T) {
+	checkLeaks(t)
+	p := newPKI(t, "venue-ca")
+	backend := world.NewBackend(t, func(c net.Conn) {
+		io.Copy(c, world.Stream(4, 64<<20)) // ends when the relay closes
+	})
+	venue := startRelay(t, Config{
+		Upstreams: [][]string{{backend.Addr()}},
+		TLS:       p.serverTLS(t, "").Config(),
+	})
+	raw := venue.dial(t, 0)
+	c := tls.Client(raw, &tls.Config{RootCAs: p.clientPool(t), ServerName: "127.0.0.1"})
+	c.SetDeadline(time.Now().Add(world.WaitLimit))
+	if _, err := io.ReadFull(c, make([]byte, 1<<20)); err != nil {
+		t.Fatalf("read the stream: %v", err)
+	}
+	raw.SetLinger(0)
+	raw.Close() // RST, with the relay's records still in flight
+	line := venue.logs.Wait(t, "connection closed")
+	if !strings.Contains(line, `"end":"reset"`) {
+		t.Fatalf("access line after the client's reset: %s", line)
+	}
+	if n := venue.logs.Count("connection closed"); n != 1 {
+		t.Fatalf("%d access lines, want 1:\n%s", n, venue.logs)
 	}
 }
