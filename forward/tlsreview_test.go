@@ -109,7 +109,7 @@ func TestTLSKeyUpdateAfterQuietWrites(t *testing.T) {
 			}
 		}
 	})
-	const idle = 400 * time.Millisecond
+	const idle = time.Second
 	venue := startRelay(t, Config{
 		Upstreams:   [][]string{{backend.Addr()}},
 		TLS:         p.serverTLS(t, "").Config(),
@@ -150,12 +150,13 @@ func TestTLSKeyUpdateAfterQuietWrites(t *testing.T) {
 		t.Fatalf("openssl s_client ended before it printed %q:\n%s", want, venue.logs)
 	}
 	await("hello")
-	// The client keeps the pair busy for twice the idle timeout (the
-	// pacing is the scenario, not a synchronisation), then asks for a
-	// KeyUpdate and sends on.
+	// The client keeps the pair busy for 1.6 idle timeouts, a line every
+	// fifth of one (the pacing is the scenario, not a synchronisation;
+	// the margin keeps a busy machine from making the pair idle), then
+	// asks for a KeyUpdate and sends on.
 	for range 8 {
 		io.WriteString(in, "data\n")
-		time.Sleep(idle / 4)
+		time.Sleep(idle / 5)
 	}
 	// s_client takes a line starting with K as its command and drops
 	// the rest of what it read with it: send on once it did the update.
