@@ -166,13 +166,15 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
 	err := tc.HandshakeContext(l.ctx)
 	if err != nil {
 		reason := handshakeReason(err)
-		l.stats.Handshakes.fail(reason)
 		if reason == TLSNotTLS {
 			lingerClose(c)
 		} else {
 			c.Close()
 		}
+		// One that Close or Shutdown cut short did not fail: neither the
+		// metric nor the log counts the relay stopping.
 		if l.ctx.Err() == nil {
+			l.stats.Handshakes.fail(reason)
 			l.sampled.Warn().Str("client", client.String()).Str("reason", reason).Err(err).
 				Msg("tls handshake failed, client closed")
 		}
@@ -219,7 +221,9 @@ func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
 	up.SetDeadline(time.Now().Add(l.cfg.connectTimeout()))
 	if err := tc.HandshakeContext(l.ctx); err != nil {
 		reason := handshakeReason(err)
-		l.stats.UpstreamHandshakes.fail(reason)
+		if l.ctx.Err() == nil { // as in terminate
+			l.stats.UpstreamHandshakes.fail(reason)
+		}
 		up.Close()
 		return nil, fmt.Errorf("tls with %s (%s): %w", addr, reason, err)
 	}

@@ -274,6 +274,26 @@ func TestTLSPlaintextClientGetsFIN(t *testing.T) {
 	}
 }
 
+// TestTLSHandshakeCutByCloseIsNoFailure: a handshake that Close cuts
+// short is not a failed handshake: the metric counts clients and
+// upstreams that failed one, not the relay stopping.
+func TestTLSHandshakeCutByCloseIsNoFailure(t *testing.T) {
+	checkLeaks(t)
+	p := newPKI(t, "venue-ca")
+	backend := world.NewBackend(t, hashPrinter)
+	venue := startRelay(t, Config{
+		Upstreams: [][]string{{backend.Addr()}},
+		TLS:       p.serverTLS(t, "").Config(),
+	})
+	c := venue.dial(t, 0) // says nothing: the relay waits for its ClientHello
+	world.Eventually(t, "the client admitted", func() bool { return venue.Stats().Active.Load() == 1 })
+	venue.Close()
+	expectClosed(t, c, 5*time.Second)
+	if failed := venue.Stats().Handshakes.Failed(); len(failed) != 0 {
+		t.Errorf("handshakes failed %v, want none: Close cut the only one", failed)
+	}
+}
+
 // TestTLSUpstreamUnknownCA: an upstream whose certificate does not chain
 // to upstream_tls.ca is a failed dial, counted by reason; the client is
 // closed and nothing is sent in plaintext.
