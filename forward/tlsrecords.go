@@ -5,7 +5,6 @@ import (
 	"net"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // recordConn is the socket under every tls.Conn of a listener. crypto/tls
@@ -201,24 +200,6 @@ func (d *direction) writeBatched(b []byte) error {
 		d.p.stop(EndIdle, nil) // as in writeAll: no retry
 	}
 	return err
-}
-
-// disarmTLSWrite takes the idle timeout armTLSWrite gave a write into TLS
-// off the socket once that write is done. crypto/tls also writes on its
-// own, from the goroutine reading the conn (the answer to the peer's
-// KeyUpdate, an alert), under the same socket deadline: one left over
-// from the last write failed that answer once this direction had been
-// quiet for the idle timeout, and crypto/tls then keeps its old read key,
-// so the peer's next record ended the connection with "bad record MAC"
-// (TestTLSKeyUpdateAfterQuietWrites).
-func (d *direction) disarmTLSWrite() {
-	d.dst.SetWriteDeadline(time.Time{})
-	// stop sets the flag before its past deadline, so either we see the
-	// flag here and put the past deadline back, or its deadline lands
-	// after ours.
-	if d.p.stopped.Load() {
-		d.dst.SetWriteDeadline(time.Unix(1, 0))
-	}
 }
 
 // tlsBatchSize is the capacity a batch buffer starts with: a copy
