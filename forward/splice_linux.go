@@ -24,6 +24,33 @@ const maxSpliceChunk = 1 << 20
 
 const spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 
+// rawSplice is splice(2) without telling the Go scheduler that the thread
+// enters a system call (RawSyscall6, as the front and the small-chunk path
+// do for read and write). Every descriptor here is nonblocking, so the
+// call never waits for room or bytes. But on loopback a pipe->socket
+// splice runs the receiver's TCP input too and often outlasts the
+// runtime monitor's 20 µs tick; through entersyscall the monitor then
+// hands the P to another thread, which has to be woken, and the returning
+// thread goes to sleep. With iperf3 -P 8 that was 2.9-3.5 sleeps of relay
+// threads per MB against 1.2-1.6 raw (HAProxy 0.15-2.4), and the relay
+// trailed HAProxy there.
+//
+// The cost: a goroutine keeps its P for the call, as for the same time
+// spent in Go code, so when the kernel makes a call wait on a socket's
+// lock the P waits with it. Taken out once (d5f1670) because the bench's
+// own 8 streams were slower in four pairs on a busy machine; five
+// alternated pairs on a quiet one (BENCHMARKS.md, "The raw splice, on a
+// quiet machine") put it ahead of HAProxy under both loads in every run,
+// at 8-15 % less CPU per GB, with the bench's 8 streams inside the runs'
+// spread.
+func rawSplice(in, out, n int) (int64, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), spliceFlags)
+	if e != 0 {
+		return 0, e
+	}
+	return int64(r), nil
+}
+
 // spliceBuf is one kernel pipe used as the buffer of a direction; n counts
 // the bytes in it.
 type spliceBuf struct {
@@ -323,7 +350,7 @@ func (d *direction) fill(fd uintptr) bool {
 		}
 	}
 	for {
-		n, err := unix.Splice(int(fd), nil, d.sb.w, nil, maxSpliceChunk, spliceFlags)
+		n, err := rawSplice(int(fd), d.sb.w, maxSpliceChunk)
 		switch err {
 		case nil:
 			d.sb.n = int(n)
@@ -350,7 +377,7 @@ func (d *direction) fill(fd uintptr) bool {
 func (d *direction) drain(fd uintptr) bool {
 	d.serr = nil
 	for d.sb.n > 0 {
-		n, err := unix.Splice(d.sb.r, nil, int(fd), nil, d.sb.n, spliceFlags)
+		n, err := rawSplice(d.sb.r, int(fd), d.sb.n)
 		switch err {
 		case nil:
 			if n == 0 {
