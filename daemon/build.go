@@ -16,9 +16,10 @@ import (
 
 // open binds the listener spec describes, or takes over inherit's sockets
 // (nil entries are bound); a UDP listener also serves the open sessions of
-// the relays it replaces. The ACL guard it gets reads the shared set, so a
-// reload that changes only the ACL reaches it too.
-func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces []*udpstream.Relay) (*instance, error) {
+// the relays it replaces, an exclusive raw one shares their printer
+// queues. The ACL guard it gets reads the shared set, so a reload that
+// changes only the ACL reaches it too.
+func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces replaced) (*instance, error) {
 	ups, err := d.upstreams(spec)
 	if err != nil {
 		return nil, err
@@ -45,7 +46,7 @@ func (d *Daemon) upstreams(spec config.Listener) (*upstream.Set, error) {
 }
 
 // openWith binds the listener with its upstream Set.
-func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*udpstream.Relay, ups *upstream.Set) (*instance, error) {
+func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces replaced, ups *upstream.Set) (*instance, error) {
 	log := d.log // each package adds the listener field itself
 	switch spec.Mode {
 	case config.ModeTCP, config.ModeRaw:
@@ -53,7 +54,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
 		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
-		cfg.Upstream = ups
+		cfg.Upstream, cfg.Replaces = ups, replaces.tcp
 		if err := d.tls.wire(spec, &cfg); err != nil {
 			return nil, err
 		}
@@ -91,7 +92,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces []*
 	case config.ModeUDP:
 		cfg := udpConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoUDP, log)
-		cfg.Inherit, cfg.Replaces, cfg.Log = inherit, replaces, log
+		cfg.Inherit, cfg.Replaces, cfg.Log = inherit, replaces.udp, log
 		cfg.Upstream = ups
 		r, err := udpstream.Listen(cfg)
 		if err != nil {

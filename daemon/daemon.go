@@ -228,11 +228,12 @@ func (d *Daemon) Draining() bool { return d.drainingAll.Load() }
 
 // openAll binds each listener, taking over the sockets in socks that are
 // on its addresses; a UDP listener also serves the open sessions of the
-// UDP relays among retiring. When one fails, the ones already opened are
-// closed, so that a failed start or reload leaves nothing half-done. It
-// binds: never call it with d.mu held.
+// UDP relays among retiring, and an exclusive raw one shares the printer
+// queues of the raw listeners among them. When one fails, the ones already
+// opened are closed, so that a failed start or reload leaves nothing
+// half-done. It binds: never call it with d.mu held.
 func (d *Daemon) openAll(specs []config.Listener, socks sockets, retiring []*instance) ([]*instance, error) {
-	replaces := udpRelays(retiring)
+	replaces := replaced{udp: udpRelays(retiring), tcp: forwardListeners(retiring)}
 	var opened []*instance
 	for _, spec := range specs {
 		inherit := socks.take(spec)

@@ -6,6 +6,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/udpstream"
 )
 
@@ -87,6 +88,25 @@ func (s sockets) close() {
 		f.Close()
 		delete(s, k)
 	}
+}
+
+// replaced are the listeners a reload retires, for their successors to
+// take over what is not a socket: UDP sessions, raw printer queues.
+type replaced struct {
+	udp []*udpstream.Relay
+	tcp []*forward.Listener
+}
+
+// forwardListeners returns the tcp and raw listeners among instances, for
+// a successor's forward.Config.Replaces.
+func forwardListeners(instances []*instance) []*forward.Listener {
+	var out []*forward.Listener
+	for _, in := range instances {
+		if l, ok := in.srv.(*forward.Listener); ok {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // udpRelays returns the UDP relays among instances, for a successor's

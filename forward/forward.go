@@ -194,6 +194,12 @@ type Config struct {
 	// the port never closes and no pending connection is reset. The
 	// Listener dups what it takes; the caller closes these files.
 	Inherit []*os.File
+	// Replaces lists the listeners this one succeeds on a reload. A port
+	// of an exclusive raw listener shares the turn queue of their port on
+	// the same Listen entry with the same upstreams, if exclusive too: the
+	// job a retired listener still runs keeps the device, and this one's
+	// clients wait behind it and its queue. nil: fresh queues.
+	Replaces []*Listener
 	// Log receives the access lines and warnings. The zero Logger logs
 	// nothing (zerolog treats a Logger without a writer as disabled).
 	Log zerolog.Logger

@@ -103,7 +103,11 @@ func Listen(cfg Config) (*Listener, error) {
 	}
 	if cfg.Raw != nil {
 		l.raw = newRawState(cfg.Raw, len(cfg.Listen))
+		l.raw.shareTurns(&cfg)
 	}
+	// Kept, the listeners replaced would stay reachable for this one's
+	// life, and through each successor, every one a reload ever retired.
+	l.cfg.Replaces = nil
 	if cfg.Handler == nil {
 		// Without epoll, idle forwards keep their goroutines: slower to
 		// nothing, only bigger.

@@ -3,6 +3,7 @@ package forward
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -56,6 +57,31 @@ func newRawState(cfg *Raw, ports int) *rawState {
 	return s
 }
 
+// shareTurns takes, for each exclusive port of cfg, the turn queue of the
+// same port (Listen entry and upstreams) of an exclusive listener cfg
+// replaces. Why: the queue is what keeps the device to one client at a
+// time, and a reload that changed the listener (its queue or user timeout,
+// say) leaves the retired one printing its job; a fresh queue would give
+// the successor's first client the device beside it.
+func (s *rawState) shareTurns(cfg *Config) {
+	for i, q := range s.queues {
+		if q == nil {
+			continue
+		}
+		for _, old := range cfg.Replaces {
+			if old.raw == nil {
+				continue
+			}
+			for j, addr := range old.cfg.Listen {
+				if addr == cfg.Listen[i] && old.raw.queues[j] != nil &&
+					slices.Equal(old.cfg.Upstreams[j], cfg.Upstreams[i]) {
+					s.queues[i] = old.raw.queues[j]
+				}
+			}
+		}
+	}
+}
+
 // serveRaw runs one raw client: wait for the turn (exclusive), dial the
 // device and start the pipe; its end writes the job line, passes the turn
 // on and releases the connection's slot. It returns once the pipe has
@@ -81,7 +107,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 			return
 		}
 		job.queue, job.turn = q, t
-		q.hold(client)
+		q.hold(l.raw, client)
 	}
 	up, addr, header, err := l.dialFor(a)
 	if err != nil {
@@ -126,7 +152,9 @@ func (l *Listener) Holders() []Holder {
 		if q == nil {
 			continue
 		}
-		if h, ok := q.current(); ok {
+		// A queue shared with a successor (shareTurns) is listed by the
+		// listener whose client holds it, so the status counts it once.
+		if h, ok := q.current(l.raw); ok {
 			out = append(out, h)
 		}
 	}

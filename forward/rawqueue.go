@@ -22,6 +22,9 @@ type turnQueue struct {
 	busy    bool       // a client holds the turn
 	waiting []*ticket
 	holder  Holder // who holds the turn, for the status page; zero when idle or not yet known
+	// owner is the raw state of the listener whose client holds the
+	// turn: a reload's successor shares the queue (rawState.shareTurns).
+	owner *rawState
 }
 
 // Holder is the client that holds a device in exclusive raw mode.
@@ -30,18 +33,21 @@ type Holder struct {
 	Since  time.Time // when its turn came
 }
 
-// hold records client as the holder of the turn it was just given.
-func (q *turnQueue) hold(client netip.AddrPort) {
+// hold records client of owner's listener as the holder of the turn it
+// was just given.
+func (q *turnQueue) hold(owner *rawState, client netip.AddrPort) {
 	q.mu.Lock()
-	q.holder = Holder{Client: client, Since: time.Now()}
+	q.holder, q.owner = Holder{Client: client, Since: time.Now()}, owner
 	q.mu.Unlock()
 }
 
-// current returns the holder, ok false when the device is idle.
-func (q *turnQueue) current() (Holder, bool) {
+// current returns the holder if a client of owner's listener holds the
+// turn; ok false when the device is idle or another listener's client has
+// it.
+func (q *turnQueue) current(owner *rawState) (Holder, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.holder, q.busy && q.holder.Client.IsValid()
+	return q.holder, q.busy && q.holder.Client.IsValid() && q.owner == owner
 }
 
 // ticket is one client's place in the queue.
@@ -67,7 +73,7 @@ func (q *turnQueue) join() (t *ticket, granted bool) {
 func (q *turnQueue) release(*ticket) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.holder = Holder{}
+	q.holder, q.owner = Holder{}, nil
 	if len(q.waiting) == 0 {
 		q.busy = false
 		return
