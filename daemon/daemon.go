@@ -187,6 +187,10 @@ func (d *Daemon) Start() error {
 		d.tls.stage(tlsFiles{})
 		d.stopAdmin()
 		d.serving.Wait()
+		// The listeners opened before the one that failed made the pool's
+		// front (an epoll loop and its goroutine) and parker; closing them
+		// left those running.
+		d.release()
 		return err
 	}
 	d.mu.Lock()

@@ -67,3 +67,41 @@ func TestParseProcAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedStartLeavesNothing: a second daemon whose first listener
+// binds and whose second finds its port held fails to start and leaves no
+// goroutine and no descriptor behind: the first listener's Listen made
+// the pool's front (an epoll loop) and its parker, which a failed Start
+// must close as Close does.
+func TestRefusedStartLeavesNothing(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	free, held := freePort(t, "tcp"), freePort(t, "tcp")
+	listener := "  - {name: %s, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"" + web.addr() + "\"}\n"
+	first := startWorld(t, "admin: {listen: \"\"}\nlisteners:\n"+fmt.Sprintf(listener, "b", held), nil)
+	first.writeFile("second.yaml", "admin: {listen: \"\"}\nlisteners:\n"+
+		fmt.Sprintf(listener, "a", free)+fmt.Sprintf(listener, "b", held))
+	cfg, err := config.Load(config.LoadOptions{Path: filepath.Join(first.dir, "second.yaml"), Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := openFDs(t)
+	second := New(cfg, Options{Load: func() (*config.Config, error) { return cfg, nil }})
+	if err := second.Start(); err == nil {
+		_ = second.Close()
+		t.Fatal("a second daemon started on a held port")
+	}
+	if n := openFDs(t); n != fds {
+		t.Errorf("%d descriptors open after the failed start, %d before", n, fds)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
