@@ -1,0 +1,330 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v3/test"
+	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/internal/world"
+)
+
+// These tests follow plain tcp connections through the daemon's lifecycle
+// while the front (forward/front_linux.go) holds them, young, or after it
+// handed them to the engine: a reload that changes the listener, a mode
+// change, a shutdown with its grace, an upgrade.
+
+// bulkLine is longer than the front's buffer: a read of it fills the
+// buffer, which sends the connection to the engine at once.
+var bulkLine = strings.Repeat("b", 20000)
+
+// frontLifeYAML is one tcp listener "web"; %[3]s holds its extra keys.
+const frontLifeYAML = `admin: {listen: "127.0.0.1:0"}
+shutdown_grace: %[4]s
+listeners:
+  - {name: web, mode: tcp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s"%[3]s}
+`
+
+// accessOf returns the fields of the access lines of the connections that
+// reached upstream, once n of them are written.
+func accessOf(t *testing.T, w *relayWorld, n int, upstream string) []map[string]any {
+	t.Helper()
+	lines := w.logs.WaitCount(t, n, `"message":"connection closed"`, `"upstream":"`+upstream+`"`)
+	out := make([]map[string]any, 0, len(lines))
+	for _, line := range lines {
+		out = append(out, world.JSONLine(t, line))
+	}
+	if len(out) != n {
+		t.Errorf("%d access lines for %s, want %d:\n%s", len(out), upstream, n, w.logs)
+	}
+	return out
+}
+
+// wantAccess checks that the access line of the client at local says end
+// and the bytes each way.
+func wantAccess(t *testing.T, lines []map[string]any, local, end string, in, out int) {
+	t.Helper()
+	n := 0
+	for _, f := range lines {
+		if f["client"] != local {
+			continue
+		}
+		n++
+		if f["end"] != end || f["bytes_in"] != float64(in) || f["bytes_out"] != float64(out) {
+			t.Errorf("access line of %s: end=%v bytes_in=%v bytes_out=%v, want %s %d %d",
+				local, f["end"], f["bytes_in"], f["bytes_out"], end, in, out)
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d access lines for client %s, want 1", n, local)
+	}
+}
+
+// metricsSay waits until /metrics has every one of want.
+func metricsSay(t *testing.T, w *relayWorld, want ...string) {
+	t.Helper()
+	var body string
+	ok := false
+	for deadline := time.Now().Add(world.WaitLimit); !ok && time.Now().Before(deadline); {
+		_, body = scrape(t, "http://"+w.d.AdminAddr()+"/metrics")
+		if ok = missing(body, want) == ""; !ok {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if m := missing(body, want); m != "" {
+		t.Fatalf("metrics lack %q:\n%s", m, grepRelay(body))
+	}
+}
+
+// TestReloadKeepsFrontConnections: a reload that changes a tcp listener's
+// upstream, idle timeout, max_conns and per-source limit while one
+// connection is young in the front and another was handed to the engine:
+// both run on against the old upstream and end with one access line each
+// with their exact bytes; the retired listener gives its slots back and
+// the name's active count comes back to 0; new clients meet the new
+// limits, counted from zero.
+func TestReloadKeepsFrontConnections(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	oldB, newB := newTCPEcho(t, "old"), newTCPEcho(t, "new")
+	port := freePort(t, "tcp")
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, oldB.addr(),
+		", max_conns: 2, per_source: {max_conns: 2}, idle_timeout: 1h", "5s"), nil)
+
+	young, err := dialLine(t, "127.0.0.2", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := young.roundTrip("y1"); err != nil || got != "old:y1" {
+		t.Fatalf("young before: %q %v", got, err)
+	}
+	bulk, err := dialLine(t, "127.0.0.2", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "old:"+bulkLine {
+		t.Fatalf("bulk before: %d bytes, %v", len(got), err)
+	}
+	if got := tcpOutcome(t, "127.0.0.3", at); got != "closed" {
+		t.Fatalf("third client with max_conns 2: %q, want closed", got)
+	}
+
+	w.writeFile("relay.yaml", fmt.Sprintf(frontLifeYAML, port, newB.addr(),
+		", max_conns: 1, per_source: {max_conns: 1}, idle_timeout: 30s", "5s"))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := young.roundTrip("y2"); err != nil || got != "old:y2" {
+		t.Fatalf("young after the reload: %q %v", got, err)
+	}
+	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "old:"+bulkLine {
+		t.Fatalf("bulk after the reload: %d bytes, %v", len(got), err)
+	}
+	metricsSay(t, w, `relay_connections_active{listener="web"} 2`, `relay_draining_connections{listener="web"} 2`)
+	// The successor counts from zero: one slot, held now by 127.0.0.2.
+	held, err := dialLine(t, "127.0.0.2", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := held.roundTrip("n"); err != nil || got != "new:n" {
+		t.Fatalf("new client after the reload: %q %v", got, err)
+	}
+	if got := tcpOutcome(t, "127.0.0.4", at); got != "closed" {
+		t.Fatalf("second new client with max_conns 1: %q, want closed", got)
+	}
+
+	youngAt, bulkAt := young.LocalAddr().String(), bulk.LocalAddr().String()
+	young.Close()
+	bulk.Close()
+	w.logs.Wait(t, `"listener":"web"`, "retired listener drained")
+	lines := accessOf(t, w, 2, oldB.addr())
+	wantAccess(t, lines, youngAt, "eof", len("y1\ny2\n"), len("old:y1\nold:y2\n"))
+	wantAccess(t, lines, bulkAt, "eof", 2*(len(bulkLine)+1), 2*len("old:"+bulkLine+"\n"))
+	metricsSay(t, w, `relay_connections_active{listener="web"} 1`, `relay_draining_connections{listener="web"} 0`,
+		`relay_connections_rejected_total{listener="web",reason="max_conns"} 2`)
+	held.Close()
+	metricsSay(t, w, `relay_connections_active{listener="web"} 0`)
+	if got := tcpOutcome(t, "127.0.0.4", at); got != "new:hello" {
+		t.Fatalf("client once the slot is back: %q", got)
+	}
+	_ = w.d.Close()
+}
+
+// TestShutdownGraceFrontAndEngine: SIGTERM's drain with an idle
+// connection young in the front and one handed to the engine: Shutdown
+// waits shutdown_grace, not less and not much more, then cuts both, each
+// with one access line, end=shutdown and its exact bytes.
+func TestShutdownGraceFrontAndEngine(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	b := newTCPEcho(t, "web")
+	port := freePort(t, "tcp")
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	const grace = 300 * time.Millisecond
+	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, b.addr(), "", grace), nil)
+	young, err := dialLine(t, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := young.roundTrip("y"); err != nil || got != "web:y" {
+		t.Fatalf("young: %q %v", got, err)
+	}
+	bulk, err := dialLine(t, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "web:"+bulkLine {
+		t.Fatalf("bulk: %d bytes, %v", len(got), err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	start := time.Now()
+	if err := w.d.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if took := time.Since(start); took < grace || took > grace+2*time.Second {
+		t.Errorf("shutdown took %v with a grace of %v", took, grace)
+	}
+	lines := accessOf(t, w, 2, b.addr())
+	wantAccess(t, lines, young.LocalAddr().String(), "shutdown", len("y\n"), len("web:y\n"))
+	wantAccess(t, lines, bulk.LocalAddr().String(), "shutdown", len(bulkLine)+1, len("web:"+bulkLine+"\n"))
+	for _, c := range []*lineConn{young, bulk} {
+		if _, err := c.roundTrip("after"); err == nil {
+			t.Errorf("client %s still served after the grace", c.LocalAddr())
+		}
+	}
+}
+
+// TestReloadModeChangeKeepsFrontConnection: a reload that turns a tcp
+// listener into a raw one (which the front does not serve) while a
+// connection is young in the front: it runs on as a tcp forward to its
+// old upstream and ends with its one access line; the next client is a
+// raw job of the new listener.
+func TestReloadModeChangeKeepsFrontConnection(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	oldB, newB := newTCPEcho(t, "old"), newTCPEcho(t, "new")
+	port := freePort(t, "tcp")
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, oldB.addr(), "", "5s"), nil)
+	young, err := dialLine(t, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := young.roundTrip("1"); err != nil || got != "old:1" {
+		t.Fatalf("before: %q %v", got, err)
+	}
+	w.writeFile("relay.yaml", strings.Replace(fmt.Sprintf(frontLifeYAML, port, newB.addr(), "", "5s"),
+		"mode: tcp", "mode: raw", 1))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := young.roundTrip("2"); err != nil || got != "old:2" {
+		t.Fatalf("young connection after the reload: %q %v", got, err)
+	}
+	if got := tcpOutcome(t, "", at); got != "new:hello" {
+		t.Fatalf("new client: %q", got)
+	}
+	w.logs.Wait(t, `"message":"raw job done"`, `"upstream":"`+newB.addr()+`"`)
+	youngAt := young.LocalAddr().String()
+	young.Close()
+	w.logs.Wait(t, "retired listener drained")
+	wantAccess(t, accessOf(t, w, 1, oldB.addr()), youngAt, "eof", len("1\n2\n"), len("old:1\nold:2\n"))
+	_ = w.d.Close()
+}
+
+// TestUpgradeDrainsFrontConnections plays a binary upgrade in one
+// process: a second daemon takes the listen sockets over (listenSockets,
+// Takeover), the first yields and drains as drainUpgraded does. The
+// connections the first one's front holds, young or handed to the engine,
+// run on there until their clients end them, each with one access line
+// and its exact bytes; its Shutdown returns only then; new clients reach
+// the second daemon.
+func TestUpgradeDrainsFrontConnections(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	b := newTCPEcho(t, "web")
+	port := freePort(t, "tcp")
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, b.addr(), "", "5s"), nil)
+	young, err := dialLine(t, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := young.roundTrip("y1"); err != nil || got != "web:y1" {
+		t.Fatalf("young: %q %v", got, err)
+	}
+	bulk, err := dialLine(t, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "web:"+bulkLine {
+		t.Fatalf("bulk: %d bytes, %v", len(got), err)
+	}
+
+	next := startSuccessor(t, w)
+	w.d.yield()
+	drained := make(chan error, 1)
+	go func() { drained <- w.d.Shutdown(context.Background()) }()
+	if got := tcpOutcome(t, "", at); got != "web:hello" {
+		t.Fatalf("new client after the upgrade: %q", got)
+	}
+	next.logs.Wait(t, `"message":"connection closed"`, `"bytes_in":6`)
+	if got, err := young.roundTrip("y2"); err != nil || got != "web:y2" {
+		t.Fatalf("young after the upgrade: %q %v", got, err)
+	}
+	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "web:"+bulkLine {
+		t.Fatalf("bulk after the upgrade: %d bytes, %v", len(got), err)
+	}
+	select {
+	case err := <-drained:
+		t.Fatalf("the old daemon stopped (%v) while its connections were open", err)
+	default:
+	}
+	youngAt, bulkAt := young.LocalAddr().String(), bulk.LocalAddr().String()
+	young.Close()
+	bulk.Close()
+	if err := <-drained; err != nil {
+		t.Fatalf("old daemon's drain: %v", err)
+	}
+	lines := accessOf(t, w, 2, b.addr())
+	wantAccess(t, lines, youngAt, "eof", len("y1\ny2\n"), len("web:y1\nweb:y2\n"))
+	wantAccess(t, lines, bulkAt, "eof", 2*(len(bulkLine)+1), 2*len("web:"+bulkLine+"\n"))
+	if n := next.logs.Count(`"message":"connection closed"`); n != 1 {
+		t.Errorf("the new daemon logged %d connections, want 1:\n%s", n, next.logs)
+	}
+}
+
+// startSuccessor starts a second daemon on w's config that takes over w's
+// listen sockets, as the new process of an upgrade does.
+func startSuccessor(t *testing.T, w *relayWorld) *relayWorld {
+	t.Helper()
+	socks, err := w.d.listenSockets()
+	tk := &Takeover{socks: make(sockets)}
+	for _, s := range socks {
+		tk.socks[sockKey{s.Proto, s.Addr}] = s.File
+	}
+	if err != nil {
+		tk.socks.close()
+		t.Fatal(err)
+	}
+	next := &relayWorld{t: t, dir: w.dir, logs: &world.LogBuffer{}}
+	path := filepath.Join(w.dir, "relay.yaml")
+	load := func() (*config.Config, error) {
+		return config.Load(config.LoadOptions{Path: path, Environ: []string{}})
+	}
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, levels := NewLogger(next.logs, "json", zerolog.DebugLevel)
+	next.d = New(cfg, Options{Load: load, Log: log, Levels: levels, Takeover: tk})
+	if err := next.d.Start(); err != nil {
+		t.Fatalf("successor: %v", err)
+	}
+	t.Cleanup(func() { _ = next.d.Close() })
+	return next
+}
