@@ -24,6 +24,7 @@ import (
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/udpstream"
 	"github.com/edgerelay/relay/upstream"
 )
 
@@ -237,7 +238,7 @@ func (d *Daemon) Draining() bool { return d.drainingAll.Load() }
 // opened are closed, so that a failed start or reload leaves nothing
 // half-done. It binds: never call it with d.mu held.
 func (d *Daemon) openAll(specs []config.Listener, socks sockets, retiring []*instance) ([]*instance, error) {
-	replaces := replaced{udp: udpRelays(retiring), tcp: forwardListeners(retiring)}
+	replaces := replaced{udp: serversOf[*udpstream.Relay](retiring), tcp: serversOf[*forward.Listener](retiring)}
 	var opened []*instance
 	for _, spec := range specs {
 		inherit := socks.take(spec)

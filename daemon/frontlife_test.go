@@ -31,6 +31,16 @@ listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s"%[3]s}
 `
 
+// webWorld starts a daemon on frontLifeYAML at a fresh port, and returns
+// it with the port's address and the config for another upstream and
+// extra keys on that port, for a reload.
+func webWorld(t *testing.T, up, extra string, grace time.Duration) (*relayWorld, string, func(up, extra string) string) {
+	t.Helper()
+	port := freePort(t, "tcp")
+	render := func(up, extra string) string { return fmt.Sprintf(frontLifeYAML, port, up, extra, grace) }
+	return startWorld(t, render(up, extra), nil), fmt.Sprintf("127.0.0.1:%d", port), render
+}
+
 // accessOf returns the fields of the access lines of the connections that
 // reached upstream, once n of them are written.
 func accessOf(t *testing.T, w *relayWorld, n int, upstream string) []map[string]any {
@@ -82,6 +92,34 @@ func metricsSay(t *testing.T, w *relayWorld, want ...string) {
 	}
 }
 
+// frontPair opens two connections from src to at, whose upstream echoes
+// lines tagged tag: one the front keeps while it is young (a line "y1"
+// each way) and one it hands to the engine at once (bulkLine).
+func frontPair(t *testing.T, src, at, tag string) (young, bulk *lineConn) {
+	t.Helper()
+	return dialEcho(t, src, at, tag, "y1"), dialEcho(t, src, at, tag, bulkLine)
+}
+
+// dialEcho connects from src to at and checks one echo of msg.
+func dialEcho(t *testing.T, src, at, tag, msg string) *lineConn {
+	t.Helper()
+	c, err := dialLine(t, src, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEcho(t, c, tag, msg)
+	return c
+}
+
+// wantEcho sends the line msg on c and checks that tag:msg comes back.
+func wantEcho(t *testing.T, c *lineConn, tag, msg string) {
+	t.Helper()
+	if got, err := c.roundTrip(msg); err != nil || got != tag+":"+msg {
+		t.Fatalf("client %s sent %d bytes and read %d (%.24q), %v; want them tagged %s",
+			c.LocalAddr(), len(msg), len(got), got, err, tag)
+	}
+}
+
 // TestReloadKeepsFrontConnections: a reload that changes a tcp listener's
 // upstream, idle timeout, max_conns and per-source limit while one
 // connection is young in the front and another was handed to the engine:
@@ -92,49 +130,22 @@ func metricsSay(t *testing.T, w *relayWorld, want ...string) {
 func TestReloadKeepsFrontConnections(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	oldB, newB := newTCPEcho(t, "old"), newTCPEcho(t, "new")
-	port := freePort(t, "tcp")
-	at := fmt.Sprintf("127.0.0.1:%d", port)
-	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, oldB.addr(),
-		", max_conns: 2, per_source: {max_conns: 2}, idle_timeout: 1h", "5s"), nil)
+	w, at, render := webWorld(t, oldB.addr(), ", max_conns: 2, per_source: {max_conns: 2}, idle_timeout: 1h", 5*time.Second)
 
-	young, err := dialLine(t, "127.0.0.2", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := young.roundTrip("y1"); err != nil || got != "old:y1" {
-		t.Fatalf("young before: %q %v", got, err)
-	}
-	bulk, err := dialLine(t, "127.0.0.2", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "old:"+bulkLine {
-		t.Fatalf("bulk before: %d bytes, %v", len(got), err)
-	}
+	young, bulk := frontPair(t, "127.0.0.2", at, "old")
 	if got := tcpOutcome(t, "127.0.0.3", at); got != "closed" {
 		t.Fatalf("third client with max_conns 2: %q, want closed", got)
 	}
 
-	w.writeFile("relay.yaml", fmt.Sprintf(frontLifeYAML, port, newB.addr(),
-		", max_conns: 1, per_source: {max_conns: 1}, idle_timeout: 30s", "5s"))
+	w.writeFile("relay.yaml", render(newB.addr(), ", max_conns: 1, per_source: {max_conns: 1}, idle_timeout: 30s"))
 	if err := w.d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := young.roundTrip("y2"); err != nil || got != "old:y2" {
-		t.Fatalf("young after the reload: %q %v", got, err)
-	}
-	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "old:"+bulkLine {
-		t.Fatalf("bulk after the reload: %d bytes, %v", len(got), err)
-	}
+	wantEcho(t, young, "old", "y2")
+	wantEcho(t, bulk, "old", bulkLine)
 	metricsSay(t, w, `relay_connections_active{listener="web"} 2`, `relay_draining_connections{listener="web"} 2`)
 	// The successor counts from zero: one slot, held now by 127.0.0.2.
-	held, err := dialLine(t, "127.0.0.2", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := held.roundTrip("n"); err != nil || got != "new:n" {
-		t.Fatalf("new client after the reload: %q %v", got, err)
-	}
+	held := dialEcho(t, "127.0.0.2", at, "new", "n")
 	if got := tcpOutcome(t, "127.0.0.4", at); got != "closed" {
 		t.Fatalf("second new client with max_conns 1: %q, want closed", got)
 	}
@@ -163,27 +174,12 @@ func TestReloadKeepsFrontConnections(t *testing.T) {
 func TestShutdownGraceFrontAndEngine(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	b := newTCPEcho(t, "web")
-	port := freePort(t, "tcp")
-	at := fmt.Sprintf("127.0.0.1:%d", port)
 	const grace = 300 * time.Millisecond
-	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, b.addr(), "", grace), nil)
-	young, err := dialLine(t, "", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := young.roundTrip("y"); err != nil || got != "web:y" {
-		t.Fatalf("young: %q %v", got, err)
-	}
-	bulk, err := dialLine(t, "", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "web:"+bulkLine {
-		t.Fatalf("bulk: %d bytes, %v", len(got), err)
-	}
+	w, at, _ := webWorld(t, b.addr(), "", grace)
+	young, bulk := frontPair(t, "", at, "web")
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	start := time.Now()
 	if err := w.d.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
@@ -191,7 +187,7 @@ func TestShutdownGraceFrontAndEngine(t *testing.T) {
 		t.Errorf("shutdown took %v with a grace of %v", took, grace)
 	}
 	lines := accessOf(t, w, 2, b.addr())
-	wantAccess(t, lines, young.LocalAddr().String(), "shutdown", len("y\n"), len("web:y\n"))
+	wantAccess(t, lines, young.LocalAddr().String(), "shutdown", len("y1\n"), len("web:y1\n"))
 	wantAccess(t, lines, bulk.LocalAddr().String(), "shutdown", len(bulkLine)+1, len("web:"+bulkLine+"\n"))
 	for _, c := range []*lineConn{young, bulk} {
 		if _, err := c.roundTrip("after"); err == nil {
@@ -208,24 +204,13 @@ func TestShutdownGraceFrontAndEngine(t *testing.T) {
 func TestReloadModeChangeKeepsFrontConnection(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	oldB, newB := newTCPEcho(t, "old"), newTCPEcho(t, "new")
-	port := freePort(t, "tcp")
-	at := fmt.Sprintf("127.0.0.1:%d", port)
-	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, oldB.addr(), "", "5s"), nil)
-	young, err := dialLine(t, "", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := young.roundTrip("1"); err != nil || got != "old:1" {
-		t.Fatalf("before: %q %v", got, err)
-	}
-	w.writeFile("relay.yaml", strings.Replace(fmt.Sprintf(frontLifeYAML, port, newB.addr(), "", "5s"),
-		"mode: tcp", "mode: raw", 1))
+	w, at, render := webWorld(t, oldB.addr(), "", 5*time.Second)
+	young := dialEcho(t, "", at, "old", "1")
+	w.writeFile("relay.yaml", strings.Replace(render(newB.addr(), ""), "mode: tcp", "mode: raw", 1))
 	if err := w.d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := young.roundTrip("2"); err != nil || got != "old:2" {
-		t.Fatalf("young connection after the reload: %q %v", got, err)
-	}
+	wantEcho(t, young, "old", "2")
 	if got := tcpOutcome(t, "", at); got != "new:hello" {
 		t.Fatalf("new client: %q", got)
 	}
@@ -247,23 +232,8 @@ func TestReloadModeChangeKeepsFrontConnection(t *testing.T) {
 func TestUpgradeDrainsFrontConnections(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	b := newTCPEcho(t, "web")
-	port := freePort(t, "tcp")
-	at := fmt.Sprintf("127.0.0.1:%d", port)
-	w := startWorld(t, fmt.Sprintf(frontLifeYAML, port, b.addr(), "", "5s"), nil)
-	young, err := dialLine(t, "", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := young.roundTrip("y1"); err != nil || got != "web:y1" {
-		t.Fatalf("young: %q %v", got, err)
-	}
-	bulk, err := dialLine(t, "", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "web:"+bulkLine {
-		t.Fatalf("bulk: %d bytes, %v", len(got), err)
-	}
+	w, at, _ := webWorld(t, b.addr(), "", 5*time.Second)
+	young, bulk := frontPair(t, "", at, "web")
 
 	next := startSuccessor(t, w)
 	w.d.yield()
@@ -273,12 +243,8 @@ func TestUpgradeDrainsFrontConnections(t *testing.T) {
 		t.Fatalf("new client after the upgrade: %q", got)
 	}
 	next.logs.Wait(t, `"message":"connection closed"`, `"bytes_in":6`)
-	if got, err := young.roundTrip("y2"); err != nil || got != "web:y2" {
-		t.Fatalf("young after the upgrade: %q %v", got, err)
-	}
-	if got, err := bulk.roundTrip(bulkLine); err != nil || got != "web:"+bulkLine {
-		t.Fatalf("bulk after the upgrade: %d bytes, %v", len(got), err)
-	}
+	wantEcho(t, young, "web", "y2")
+	wantEcho(t, bulk, "web", bulkLine)
 	select {
 	case err := <-drained:
 		t.Fatalf("the old daemon stopped (%v) while its connections were open", err)

@@ -97,25 +97,13 @@ type replaced struct {
 	tcp []*forward.Listener
 }
 
-// forwardListeners returns the tcp and raw listeners among instances, for
-// a successor's forward.Config.Replaces.
-func forwardListeners(instances []*instance) []*forward.Listener {
-	var out []*forward.Listener
+// serversOf returns the servers of type T among instances (the tcp and
+// raw listeners, or the UDP relays), for their successors' Replaces.
+func serversOf[T server](instances []*instance) []T {
+	var out []T
 	for _, in := range instances {
-		if l, ok := in.srv.(*forward.Listener); ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// udpRelays returns the UDP relays among instances, for a successor's
-// udpstream.Config.Replaces.
-func udpRelays(instances []*instance) []*udpstream.Relay {
-	var out []*udpstream.Relay
-	for _, in := range instances {
-		if r, ok := in.srv.(*udpstream.Relay); ok {
-			out = append(out, r)
+		if s, ok := in.srv.(T); ok {
+			out = append(out, s)
 		}
 	}
 	return out
