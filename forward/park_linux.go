@@ -46,6 +46,9 @@ type parker struct {
 	serving sync.WaitGroup // the serve goroutine
 	// freeOSMemory is debug.FreeOSMemory; tests count the calls.
 	freeOSMemory func()
+	// parking, when set, is called by park between marking a direction
+	// parked and its epoll_ctl; tests hold that window open with it.
+	parking func(d *direction)
 
 	mu       sync.Mutex   // guards the following
 	byFD     []*direction // byFD[fd]: the direction parked on descriptor fd, or nil (see below)
@@ -117,6 +120,9 @@ func (pk *parker) park(d *direction) error {
 	pk.armSweepLocked(d.p.sweepAfter())
 	pk.parkedLocked()
 	pk.mu.Unlock()
+	if pk.parking != nil {
+		pk.parking(d)
+	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: fd}
 	var err error
 	if registered {

@@ -29,3 +29,4 @@ func (pk *parker) parkBare(p *pair) bool    { return false }
 func (pk *parker) repark(d *direction)      {}
 func (pk *parker) close() error             { return nil }
 func (pk *parker) crowded() bool            { return false }
+func (d *direction) settle()                {}

@@ -193,6 +193,14 @@ func (p *pair) close() Result {
 	} else {
 		p.stopOnCancel()
 	}
+	// A direction that stop took over while it was parking may still be
+	// in parker.park's epoll_ctl on its descriptor number. Closed before
+	// that call lands, the number can go to a new socket, which the late
+	// call then registers with the parker for nobody, and the first park
+	// on that number fails (EEXIST): that connection never parks
+	// (TestCloseWaitsForParkRegistration).
+	p.ab.settle()
+	p.ba.settle()
 	if p.a != nil { // nil when the pair ended parked bare
 		p.a.Close()
 		p.b.Close()
