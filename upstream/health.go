@@ -156,10 +156,15 @@ func (s *Set) checkRound() {
 	wg.Wait()
 }
 
-// check is one active probe of t.
+// check is one active probe of t. A probe that failed for want of this
+// host's own descriptors, buffers or ports (LocalShortage) says nothing of
+// t, as for a data plane's dial (Cursor.Failed): a round probes every
+// upstream at once, so marking them down would take every upstream of the
+// listener down together, until re-tries a second or more after the
+// shortage ended.
 func (s *Set) check(t *Target, wg *sync.WaitGroup) {
 	defer wg.Done()
-	if err := s.probe(t); err != nil && s.ctx.Err() == nil {
+	if err := s.probe(t); err != nil && s.ctx.Err() == nil && !LocalShortage(err) {
 		t.markDown(fmt.Errorf("health check: %w", err))
 	}
 }
