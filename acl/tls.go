@@ -31,7 +31,10 @@ func (l *List) DecideTLS(listener string, addr netip.Addr, peer *Peer) Decision 
 	if !addr.IsValid() {
 		return Decision{}
 	}
-	addr = addr.Unmap()
+	// Without its zone: Prefix.Contains never matches a zoned address, so
+	// a link-local client (fe80::1%eth0, as accept reports it) met no
+	// hostssl line, not even "all", while the lookup ignores zones.
+	addr = addr.Unmap().WithZone("")
 	best := l.lookup(listener, ProtoTCP, addr)
 	if peer != nil {
 		for _, s := range l.ssl {

@@ -59,6 +59,20 @@ func TestDecideTLS(t *testing.T) {
 	}
 }
 
+// TestDecideTLSIgnoresZone: the zone of a link-local client (fe80::1%eth0,
+// as Go's accept reports it on the listeners that decide after a TLS
+// handshake) keeps no hostssl line from matching: Decide ignores zones too,
+// and so does a per-source key.
+func TestDecideTLSIgnoresZone(t *testing.T) {
+	l := mustParse(t, tunnelRules)
+	peer := &Peer{CN: "venue-admin"}
+	for _, a := range []string{"fe80::1%eth0", "fe80::1%2"} {
+		if d := l.DecideTLS("web", netip.MustParseAddr(a), peer); !d.Allow || d.Rule == nil || d.Rule.Line != 5 {
+			t.Errorf("DecideTLS(%s) = %+v (rule %v), want allow by line 5 as for fe80::1", a, d, d.Rule)
+		}
+	}
+}
+
 func TestHostSSLParseErrors(t *testing.T) {
 	tests := []struct{ line, msg string }{
 		{"host tunnel all allow cn=x", "1:23: cn= needs the hostssl type"},
