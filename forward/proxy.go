@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +110,11 @@ func (l *Listener) readProxyHeader(c *net.TCPConn) (proxyhdr.Header, error) {
 	}
 	c.SetReadDeadline(time.Now().Add(l.cfg.proxyHeaderTimeout()))
 	defer c.SetReadDeadline(time.Time{})
+	// Close, and Shutdown past its grace, end the wait as they end a TLS
+	// handshake: waited out, a silent front held Close for the header
+	// timeout.
+	stop := context.AfterFunc(l.ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	buf := make([]byte, 0, 256)
 	for {
 		n, err := peekSome(rc, buf[len(buf):cap(buf)])
@@ -163,9 +169,13 @@ func peekSome(rc syscall.RawConn, b []byte) (int, error) {
 func (l *Listener) admitFromFront(a *accepted) bool {
 	h, err := l.readProxyHeader(a.c)
 	if err != nil {
-		l.stats.RejectedProxyHeader.Add(1)
 		a.c.Close()
-		l.logRefusal(a.client, "proxy_header: "+err.Error())
+		// A wait that Close or Shutdown cut short was no bad header:
+		// neither the metric nor the log counts the relay stopping.
+		if l.ctx.Err() == nil {
+			l.stats.RejectedProxyHeader.Add(1)
+			l.logRefusal(a.client, "proxy_header: "+err.Error())
+		}
 		l.dropSlot()
 		return false
 	}
