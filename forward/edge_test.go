@@ -1,8 +1,13 @@
 package forward
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,5 +48,41 @@ func TestCloseDuringProxyHeaderWait(t *testing.T) {
 	}
 	if n := backend.Accepted(); n != 0 {
 		t.Errorf("upstream dialled %d times, want 0", n)
+	}
+}
+
+// TestRawShortageKeepsQueue: on an exclusive raw listener, a dial that
+// failed for want of the relay's own descriptors says nothing of the
+// printer (upstream.LocalShortage), so the jobs queued behind it are not
+// closed as if the printer were dead: the next one gets its turn and is
+// printed.
+func TestRawShortageKeepsQueue(t *testing.T) {
+	checkLeaks(t)
+	p := newPrinter(t, &printer{})
+	var calls atomic.Int32
+	short := make(chan struct{})
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if calls.Add(1) == 1 {
+			select { // fails once the second client waits behind it
+			case <-short:
+			case <-ctx.Done():
+			}
+			return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("socket", syscall.EMFILE)}
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	r := startRelay(t, Config{Name: "printer", Upstreams: [][]string{{p.Addr()}}, Dial: dial,
+		Raw: &Raw{Exclusive: true}})
+	first := r.dial(t, 0)
+	world.Eventually(t, "the first client's dial", func() bool { return calls.Load() == 1 })
+	second := r.dial(t, 0)
+	world.Eventually(t, "the second client queued", func() bool { return r.Stats().QueueLength.Load() == 1 })
+	close(short)
+	expectClosed(t, first, 5*time.Second)
+	if got := roundTrip(t, second, "\x05"); got != "\x06" {
+		t.Fatalf("the queued client's status request: %q", got)
+	}
+	if n := r.logs.Count(`"message":"upstream down"`); n != 0 {
+		t.Errorf("%d upstream-down lines, want 0:\n%s", n, r.logs)
 	}
 }

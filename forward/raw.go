@@ -112,7 +112,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 	up, addr, header, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
-		l.deviceDown(index)
+		l.deviceDown(index, err)
 		end := EndUnreachable
 		if l.ctx.Err() != nil {
 			end = EndShutdown
@@ -204,11 +204,15 @@ func (j *rawJob) log(end string, err error, res Result, printing time.Duration) 
 	ev.Msg("raw job done")
 }
 
-// deviceDown closes every client waiting for a device that did not answer:
-// they would only meet the same dead device one connect timeout after
-// another. The outage itself is logged once by the upstream Set.
-func (l *Listener) deviceDown(index int) {
-	if l.ctx.Err() != nil {
+// deviceDown closes every client waiting for a device that did not answer
+// (err): they would only meet the same dead device one connect timeout
+// after another. The outage itself is logged once by the upstream Set. A
+// dial that failed only for want of the relay's own descriptors, buffers
+// or ports says nothing of the device (upstream.LocalShortage): the jobs
+// waiting keep their places, or a moment of local pressure would drop
+// every queued print job.
+func (l *Listener) deviceDown(index int, err error) {
+	if l.ctx.Err() != nil || shortOfResources(err) {
 		return
 	}
 	if q := l.raw.queues[index]; q != nil {
