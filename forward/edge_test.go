@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/relay/internal/world"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // TestCloseDuringProxyHeaderWait: Close does not wait for a trusted
@@ -84,5 +85,37 @@ func TestRawShortageKeepsQueue(t *testing.T) {
 	}
 	if n := r.logs.Count(`"message":"upstream down"`); n != 0 {
 		t.Errorf("%d upstream-down lines, want 0:\n%s", n, r.logs)
+	}
+}
+
+// TestNamedUpstreamStallsNoOne: the first dial of an upstream given by
+// name waits for its DNS answer. That wait must not hold up the other
+// connections of the Pool: the front serves all of them from one loop,
+// which waited out the query there (2 s per server, again every 5 s for a
+// name that never resolved). A client of the named port waits for DNS,
+// whose server is silent, while a client of another port is served at
+// once.
+func TestNamedUpstreamStallsNoOne(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	dns := world.NewDNSServer(t)
+	dns.Set("cms.test", world.Zone{Drop: true})
+	const queryTimeout = 3 * time.Second
+	res := upstream.NewResolver(upstream.ResolverConfig{Servers: []string{dns.Addr()}, Timeout: queryTimeout})
+	lists := [][]string{{"cms.test:80"}, {backend.Addr()}}
+	ups, err := upstream.New(upstream.Config{Listener: "test", Lists: lists, Resolver: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRelay(t, Config{Upstreams: lists, Upstream: ups})
+	t.Cleanup(res.Close) // runs before the relay's Close: ends the query the named client waits on
+	r.dial(t, 0)
+	world.Eventually(t, "the name asked for", func() bool { return dns.Queries.Load() > 0 })
+	start := time.Now()
+	if got := roundTrip(t, r.dial(t, 1), "other"); got != "other" {
+		t.Fatalf("echo %q", got)
+	}
+	if took := time.Since(start); took > queryTimeout/2 {
+		t.Errorf("a client of another port waited %v while a name was resolved", took)
 	}
 }

@@ -9,7 +9,8 @@
 // the bytes of a wrapped conn (splice needs both ends to be sockets).
 //
 // How a connection starts: a plain tcp listener (no TLS, PROXY header,
-// raw mode or Handler) does not accept through Go's net package. The
+// raw mode or Handler, IP upstreams) does not accept through Go's net
+// package. The
 // Pool's front (front_linux.go), one epoll loop on raw non-blocking
 // sockets, accepts, asks the ACL and the limits, connects to the upstream
 // and moves the first bytes itself, with the same half-close, byte

@@ -33,8 +33,9 @@ import (
 // into net.TCPConn only when bytes arrive. So an idle connection never
 // holds a goroutine or a poll descriptor, not even during a burst.
 //
-// Listeners with TLS, PROXY headers, raw mode, a Handler (FTP) or a
-// dialer of their own keep the engine's path from accept on
+// Listeners with TLS, PROXY headers, raw mode, a Handler (FTP), a
+// dialer of their own or an upstream given by name (whose DNS lookup
+// would stop the loop) keep the engine's path from accept on
 // (frontEligible).
 //
 // Measured in bench/ceiling, a minimal loop of this kind: one loop for

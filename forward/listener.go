@@ -342,11 +342,28 @@ func (l *Listener) admit(c *net.TCPConn, index int) {
 }
 
 // frontEligible reports whether the front may serve cfg's connections:
-// plain tcp forwards dialled by the listener itself. TLS, PROXY headers,
-// raw mode, Handlers and test dialers keep the engine's path.
+// plain tcp forwards dialled by the listener itself to IP addresses. TLS,
+// PROXY headers, raw mode, Handlers, test dialers and upstreams given by
+// name keep the engine's path.
 func frontEligible(cfg *Config) bool {
 	return cfg.Handler == nil && cfg.Raw == nil && cfg.TLS == nil && cfg.UpstreamTLS == nil &&
-		len(cfg.AcceptProxy) == 0 && cfg.ProxyProtocol == 0 && cfg.Dial == nil
+		len(cfg.AcceptProxy) == 0 && cfg.ProxyProtocol == 0 && cfg.Dial == nil && !namedUpstream(cfg.Upstreams)
+}
+
+// namedUpstream reports whether a list holds a host name. A name's first
+// dial (and every dial while it has never resolved, each MinTTL) waits for
+// DNS; in the front that wait would stop the one loop that serves every
+// plain tcp connection of the Pool, for up to the query timeout per
+// server, where a connWorker waits alone.
+func namedUpstream(lists [][]string) bool {
+	for _, list := range lists {
+		for _, spec := range list {
+			if _, err := netip.ParseAddrPort(spec); err != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // check asks the ACL and the per-source limits about client; on false c
