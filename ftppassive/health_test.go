@@ -2,8 +2,13 @@ package ftppassive
 
 import (
 	"bufio"
+	"context"
+	"io"
 	"net"
+	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,5 +67,66 @@ func TestControlFailover(t *testing.T) {
 	}
 	if n := strings.Count(logs, `"message":"upstream down"`); n != 2 {
 		t.Errorf("%d down lines, want 2:\n%s", n, logs)
+	}
+}
+
+// TestCloseDuringServerDial: Close while a control connection's dial is
+// under way ends the client without blaming the server, as a tcp
+// listener does (forward's TestCloseInterruptsDial): no 421 counted or
+// sent, no warning, and the session's line says shutdown.
+func TestCloseDuringServerDial(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	dialling := make(chan struct{})
+	var once sync.Once
+	hang := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		once.Do(func() { close(dialling) })
+		<-ctx.Done()
+		return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+	}
+	const server = "192.0.2.1:21" // never dialled: hang stands in
+	w := startProxy(t, Config{Upstreams: [][]string{{server}}, ConnectTimeout: time.Minute, Dial: hang})
+	c, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-dialling:
+	case <-time.After(fixture.WaitLimit):
+		t.Fatal("the relay never dialled the server")
+	}
+	w.proxy.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(c); len(got) != 0 || err != nil {
+		t.Errorf("the client read %q, %v; want a bare close", got, err)
+	}
+	line := w.logs.Wait(t, `"message":"ftp session"`)
+	if !fixture.ContainsAll(line, `"end":"shutdown"`, `"upstream":"`+server+`"`) {
+		t.Errorf("session line %s, want end shutdown naming the server", line)
+	}
+	if n := w.proxy.Stats().UpstreamFailed.Load(); n != 0 {
+		t.Errorf("UpstreamFailed = %d, want 0 (a shutdown is no unreachable server)", n)
+	}
+	if n := w.logs.Count(`"level":"warn"`); n != 0 {
+		t.Errorf("%d warnings, want 0:\n%s", n, w.logs)
+	}
+}
+
+// TestServerDialShortOfDescriptors: a control connection whose dial
+// failed for want of the relay's own descriptors gets its 421, and the
+// line blames the relay, not the server, which stays up: as forward's
+// line for a tcp client (TestDialShortOfDescriptors).
+func TestServerDialShortOfDescriptors(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	emfile := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	}
+	w := startProxy(t, Config{Upstreams: [][]string{{"192.0.2.1:21"}}, Dial: emfile}) // never dialled: emfile stands in
+	if line, _ := greeting(t, w); !strings.HasPrefix(line, "421 ") {
+		t.Fatalf("greeting %q, want 421", line)
+	}
+	w.logs.Wait(t, `"message":"relay out of descriptors, buffers or ports; answered 421"`, "too many open files")
+	if strings.Contains(w.logs.String(), "upstream down") {
+		t.Errorf("a local shortage marked the server down:\n%s", w.logs)
 	}
 }

@@ -381,6 +381,23 @@ func (p *Proxy) dialUpstream(ctx context.Context, index int) (net.Conn, error) {
 	return nil, errors.Join(errs...)
 }
 
+// shortOfResources tells whether every attempt of a failed dial (the
+// errors dialUpstream joins) failed for want of this host's own resources
+// (upstream.LocalShortage).
+func shortOfResources(err error) bool {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return upstream.LocalShortage(err)
+	}
+	errs := joined.Unwrap()
+	for _, e := range errs {
+		if !upstream.LocalShortage(e) {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
 // addrPortOf returns a's address and port with IPv4-mapped IPv6 unmapped,
 // so that addresses compare equal whatever the socket family.
 func addrPortOf(a net.Addr) netip.AddrPort {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,15 +92,7 @@ func (p *Proxy) serveControl(ctx context.Context, client *net.TCPConn, index int
 		Str("client", client.RemoteAddr().String()).Logger()
 	server, err := p.dialUpstream(ctx, index)
 	if err != nil {
-		p.stats.UpstreamFailed.Add(1)
-		ev := log.Warn()
-		if errors.Is(err, upstream.ErrAllDown) {
-			ev = log.Info() // the outage was logged once by the upstream Set
-		}
-		ev.Err(err).Msg("ftp server unreachable; answered 421")
-		client.SetWriteDeadline(time.Now().Add(p.cfg.connectTimeout()))
-		client.Write([]byte("421 Service not available: the FTP server cannot be reached.\r\n"))
-		client.CloseWrite()
+		p.noServer(ctx, client, log, index, err, start)
 		return
 	}
 	p.stats.Sessions.Add(1)
@@ -127,6 +120,35 @@ func (p *Proxy) serveControl(ctx context.Context, client *net.TCPConn, index int
 		Uint64("data_bytes_down", s.dataDown.Load()).
 		Str("end", s.reason()).
 		Msg("ftp session")
+}
+
+// noServer ends a control connection whose server dial failed: a 421 and
+// one line, unless Close or Shutdown cut the dial short.
+func (p *Proxy) noServer(ctx context.Context, client *net.TCPConn, log zerolog.Logger, index int, err error, start time.Time) {
+	if ctx.Err() != nil {
+		// No server failed: neither the 421 counter nor a warning says
+		// one did, and the session's line says shutdown, as forward's
+		// line for a tcp client does.
+		log.Info().Str("upstream", strings.Join(p.cfg.Upstreams[index], ",")).
+			Dur("duration_ms", time.Since(start)).Int64("transfers", 0).
+			Uint64("data_bytes_up", 0).Uint64("data_bytes_down", 0).
+			Str("end", forward.EndShutdown).Msg("ftp session")
+		return
+	}
+	p.stats.UpstreamFailed.Add(1)
+	ev, msg := log.Warn(), "ftp server unreachable; answered 421"
+	switch {
+	case errors.Is(err, upstream.ErrAllDown):
+		ev = log.Info() // the outage was logged once by the upstream Set
+	case shortOfResources(err):
+		// No server was at fault and none was marked down: say so, or
+		// the admin goes looking at the wrong box (as forward does).
+		msg = "relay out of descriptors, buffers or ports; answered 421"
+	}
+	ev.Err(err).Msg(msg)
+	client.SetWriteDeadline(time.Now().Add(p.cfg.connectTimeout()))
+	client.Write([]byte("421 Service not available: the FTP server cannot be reached.\r\n"))
+	client.CloseWrite()
 }
 
 // run relays the control channel until one side ends it, then waits for
