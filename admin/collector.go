@@ -82,7 +82,7 @@ func newDescs() descs {
 
 		aclDecisions: l("relay_acl_decisions_total", "ACL decisions since start, by protocol and decision (allow, reject).", "proto", "decision"),
 		aclLogged:    l("relay_acl_rejections_logged_total", "ACL rejections logged one by one; the rest were summarised.", "proto"),
-		aclRefused:   l("relay_acl_allowed_then_refused_total", "Clients the ACL allowed that a later check (per_source) refused.", "proto"),
+		aclRefused:   l("relay_acl_allowed_then_refused_total", "Clients a check besides the ACL refused, logged within its budget: per_source (after the ACL allowed them), proxy_header, FTP data_theft.", "proto"),
 
 		upstreamUp:        l("relay_upstream_up", "1 while the upstream answers (a host name: any of its addresses), 0 while it is down.", "upstream"),
 		upstreamFailovers: l("relay_upstream_failovers_total", "Connections (udp: sessions) that went past this upstream because it was down or its dial failed.", "upstream"),

@@ -71,7 +71,8 @@
 //	relay_raw_busy                        gauge                     exclusive raw upstreams held by a client now
 //	relay_acl_decisions_total             counter  proto, decision  ACL decisions since start; decision is allow or reject
 //	relay_acl_rejections_logged_total     counter  proto            rejections logged one by one (the rest were summarised)
-//	relay_acl_allowed_then_refused_total  counter  proto            clients the ACL allowed that per_source then refused
+//	relay_acl_allowed_then_refused_total  counter  proto            clients refused by a check besides the ACL: per_source,
+//	                                                                proxy_header, FTP data_theft (logged within its budget)
 //	relay_tls_handshakes_total            counter  side, outcome,   TLS handshakes with clients or upstreams: ok, resumed,
 //	                                               reason           failed (by reason)
 //	relay_upstream_up                     gauge    upstream         1 while the upstream answers, 0 while down (as configured)

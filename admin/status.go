@@ -56,9 +56,11 @@ type ACLDecisions struct {
 	Allowed  uint64 `json:"allowed"`
 	Rejected uint64 `json:"rejected"`
 	Logged   uint64 `json:"logged"` // rejections and refusals logged one by one; the rest were summarised
-	// Refused counts clients the ACL allowed that a later check (the
-	// per_source limits) turned away; relay_connections_rejected_total
-	// {reason="per_source"} counts the same clients.
+	// Refused counts clients turned away by a check besides the ACL
+	// whose lines share its budget: the per_source limits (clients the
+	// ACL allowed), a PROXY header (relay_connections_rejected_total
+	// counts both by reason) and a stranger on an FTP data port
+	// (relay_ftp_refused_total{reason="data_theft"}).
 	Refused uint64 `json:"refused_later"`
 }
 

@@ -8,7 +8,11 @@ import "sync/atomic"
 //
 // A connection taken from a listen socket is counted exactly once in
 // Accepted, Rejected, RejectedPerSource, RejectedProxyHeader or Refused,
-// or, on a TLS listener, as a failed handshake.
+// or, on a TLS listener, as a failed handshake, with two exceptions: a
+// source that is not a trusted front and sends a PROXY header only after
+// it was accepted counts in Accepted and then in RejectedProxyHeader
+// (firstCheck); and one that Close or Shutdown cut short during its
+// handshake or its front's header wait counts in none.
 type Stats struct {
 	// Accepted counts connections that passed the ACL and max_conns and
 	// were handed to the forward (or to the Handler).
