@@ -119,3 +119,35 @@ func TestNamedUpstreamStallsNoOne(t *testing.T) {
 		t.Errorf("a client of another port waited %v while a name was resolved", took)
 	}
 }
+
+// TestACLBeforeUntrustedHeader: a source the ACL rejects is rejected by
+// the ACL, counted and logged as such, even when it opens with a PROXY
+// header on a listener that accepts them from a trusted front: the ACL
+// decides first on every path, and the rejection shows where the admin
+// looks for it (the ACL's line, its counters, relay_connections_rejected_
+// total{reason="acl"}), not as a bad header.
+func TestACLBeforeUntrustedHeader(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	blocked := netip.MustParseAddr("127.0.0.2")
+	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}},
+		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Admit:       func(c netip.AddrPort) bool { return c.Addr() != blocked }})
+	spoof := dialFrom(t, blocked.String(), r.addr(0))
+	if _, err := io.WriteString(spoof, "PROXY TCP4 10.0.0.1 127.0.0.1 1 2\r\nhello"); err != nil {
+		t.Fatal(err)
+	}
+	world.Eventually(t, "the relay's kernel acknowledged the header", func() bool { return unacked(spoof) == 0 })
+	r.serve(t)
+	expectClosed(t, spoof, 5*time.Second)
+	world.Eventually(t, "the rejection counted", func() bool {
+		st := r.Stats()
+		return st.Rejected.Load()+st.RejectedProxyHeader.Load() == 1
+	})
+	if st := r.Stats(); st.Rejected.Load() != 1 || st.RejectedProxyHeader.Load() != 0 {
+		t.Errorf("Rejected = %d, RejectedProxyHeader = %d; want the ACL's rejection", st.Rejected.Load(), st.RejectedProxyHeader.Load())
+	}
+	if n := r.logs.Count(`"message":"client refused"`); n != 0 {
+		t.Errorf("%d proxy_header refusal lines, want 0:\n%s", n, r.logs)
+	}
+}

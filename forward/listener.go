@@ -311,17 +311,17 @@ func (l *Listener) stopping() bool {
 // the client the header names (admitFromFront), since reading may wait.
 func (l *Listener) admit(c *net.TCPConn, index int) {
 	client := clientAddr(c)
-	front := false
-	if len(l.cfg.AcceptProxy) > 0 {
-		front = l.trustedFront(client.Addr())
-		if !front && untrustedHeader(c) {
-			l.stats.RejectedProxyHeader.Add(1)
-			c.Close()
-			l.logRefusal(client, "proxy_header: sent by a source not in accept_proxy_protocol")
-			return
-		}
-	}
+	front := len(l.cfg.AcceptProxy) > 0 && l.trustedFront(client.Addr())
 	if !front && !l.check(c, client) {
+		return
+	}
+	// After the ACL, as on every path: a source it rejects is told and
+	// counted as rejected by it, not as sending a bad header.
+	if !front && len(l.cfg.AcceptProxy) > 0 && untrustedHeader(c) {
+		l.release(client)
+		l.stats.RejectedProxyHeader.Add(1)
+		c.Close()
+		l.logRefusal(client, "proxy_header: sent by a source not in accept_proxy_protocol")
 		return
 	}
 	if !l.takeSlot(client, index, front) {
