@@ -20,7 +20,7 @@ import (
 // queues. The ACL guard it gets reads the shared set, so a reload that
 // changes only the ACL reaches it too.
 func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces replaced) (*instance, error) {
-	ups, err := d.upstreams(spec)
+	ups, err := d.upstreams(spec, replaces.ups[spec.Name])
 	if err != nil {
 		return nil, err
 	}
@@ -29,6 +29,7 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces replace
 		ups.Close() // the listener may not have taken it over
 		return nil, err
 	}
+	in.ups = ups
 	counts := in.snap
 	in.snap = func() admin.Snapshot {
 		s := counts()
@@ -39,9 +40,11 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces replace
 }
 
 // upstreams builds the listener's upstream Set; the listener takes it over.
-func (d *Daemon) upstreams(spec config.Listener) (*upstream.Set, error) {
+// It starts with the outages of prev, the Set of the listener of the same
+// name a reload retires (nil: none).
+func (d *Daemon) upstreams(spec config.Listener, prev *upstream.Set) (*upstream.Set, error) {
 	cfg := upstreamConfig(spec)
-	cfg.Resolver, cfg.Log = d.dns, d.log
+	cfg.Resolver, cfg.Log, cfg.Replaces = d.dns, d.log, prev
 	return upstream.New(cfg)
 }
 

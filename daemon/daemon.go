@@ -24,7 +24,6 @@ import (
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
-	"github.com/edgerelay/relay/udpstream"
 	"github.com/edgerelay/relay/upstream"
 )
 
@@ -123,6 +122,7 @@ type Daemon struct {
 type instance struct {
 	spec config.Listener
 	srv  server
+	ups  *upstream.Set         // its upstreams and their health: a successor starts with its outages
 	snap func() admin.Snapshot // its counters and facts, for the admin endpoint (snapshot.go)
 	down atomic.Bool           // Serve failed: it accepts nothing any more
 }
@@ -233,12 +233,13 @@ func (d *Daemon) Draining() bool { return d.drainingAll.Load() }
 
 // openAll binds each listener, taking over the sockets in socks that are
 // on its addresses; a UDP listener also serves the open sessions of the
-// UDP relays among retiring, and an exclusive raw one shares the printer
-// queues of the raw listeners among them. When one fails, the ones already
+// UDP relays among retiring, an exclusive raw one shares the printer
+// queues of the raw listeners among them, and each knows which upstreams
+// the retiring one of its name found down. When one fails, the ones already
 // opened are closed, so that a failed start or reload leaves nothing
 // half-done. It binds: never call it with d.mu held.
 func (d *Daemon) openAll(specs []config.Listener, socks sockets, retiring []*instance) ([]*instance, error) {
-	replaces := replaced{udp: serversOf[*udpstream.Relay](retiring), tcp: serversOf[*forward.Listener](retiring)}
+	replaces := replacing(retiring)
 	var opened []*instance
 	for _, spec := range specs {
 		inherit := socks.take(spec)

@@ -8,6 +8,7 @@ import (
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/udpstream"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // sockets are listen sockets waiting to be taken over, by protocol and
@@ -91,10 +92,22 @@ func (s sockets) close() {
 }
 
 // replaced are the listeners a reload retires, for their successors to
-// take over what is not a socket: UDP sessions, raw printer queues.
+// take over what is not a socket: UDP sessions, raw printer queues, and
+// the health of their upstreams, by listener name.
 type replaced struct {
 	udp []*udpstream.Relay
 	tcp []*forward.Listener
+	ups map[string]*upstream.Set
+}
+
+// replacing collects what the successors of retiring take over.
+func replacing(retiring []*instance) replaced {
+	r := replaced{udp: serversOf[*udpstream.Relay](retiring), tcp: serversOf[*forward.Listener](retiring),
+		ups: make(map[string]*upstream.Set, len(retiring))}
+	for _, in := range retiring {
+		r.ups[in.spec.Name] = in.ups
+	}
+	return r
 }
 
 // serversOf returns the servers of type T among instances (the tcp and

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,13 @@ type Config struct {
 	Resolver *Resolver
 	// Log receives the state changes. The zero Logger logs nothing.
 	Log zerolog.Logger
+	// Replaces is the Set of the listener this one succeeds on a reload
+	// (same Network). An address it knows to be down starts down here,
+	// in the same outage (no second "upstream down" line; re-tried from
+	// Start), so the first clients after a reload are not sent to it
+	// again, each to wait out a connect timeout. nil: every address
+	// starts up.
+	Replaces *Set
 }
 
 // Set is the upstreams of one listener and their health. New makes it,
@@ -117,6 +125,10 @@ type Set struct {
 	targets map[netip.AddrPort]*Target
 	started bool
 	closed  bool
+	// inherited is when each address Config.Replaces knew to be down went
+	// down: its target starts down (inheritOutageLocked).
+	inherited map[netip.AddrPort]time.Time
+	pending   []*Target // inherited down before Start, which re-tries them
 }
 
 // entry is one upstream as configured: an address, or a name and a port.
@@ -153,6 +165,11 @@ func New(cfg Config) (*Set, error) {
 		resolver: cfg.Resolver,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if old := cfg.Replaces; old != nil && old.cfg.Network == cfg.Network {
+		s.inherited = old.down()
+	}
+	// Kept, every Set a reload ever replaced would stay reachable.
+	s.cfg.Replaces = nil
 	bySpec := make(map[string]*entry)
 	for i, list := range cfg.Lists {
 		if len(list) == 0 {
@@ -167,7 +184,35 @@ func New(cfg Config) (*Set, error) {
 			s.lists[i] = append(s.lists[i], e)
 		}
 	}
+	s.inheritOutages(cfg.Replaces)
 	return s, nil
+}
+
+// inheritOutages takes over the "every upstream down" state of each port
+// whose list is the same in old, so that an outage a reload did not end is
+// not logged again.
+func (s *Set) inheritOutages(old *Set) {
+	if old == nil || old.cfg.Network != s.cfg.Network {
+		return
+	}
+	for i, list := range s.lists {
+		if i < len(old.lists) && slices.EqualFunc(list, old.lists[i], func(a, b *entry) bool { return a.spec == b.spec }) {
+			s.outage[i].Store(old.outage[i].Load())
+		}
+	}
+}
+
+// down returns when each address of s that is down now went down.
+func (s *Set) down() map[netip.AddrPort]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[netip.AddrPort]time.Time)
+	for addr, t := range s.targets {
+		if !t.up.Load() {
+			out[addr] = t.downSince
+		}
+	}
+	return out
 }
 
 // entry returns the entry of spec, made once per distinct spec so that its
@@ -200,19 +245,24 @@ func (s *Set) entry(spec string, bySpec map[string]*entry) (*entry, error) {
 
 // Start runs the active checks, if Health.Interval is set: the first
 // round at once, so a dead upstream is known before the first client
-// needs it. Without it, Start does nothing; passive health needs no start.
+// needs it; and the re-tries of the addresses Config.Replaces knew to be
+// down. Without either, Start does nothing; passive health needs no start.
 func (s *Set) Start() {
-	if s.cfg.Health.Interval <= 0 {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started || s.closed {
 		return
 	}
 	s.started = true
-	s.wg.Add(1)
-	go s.checkLoop()
+	for _, t := range s.pending {
+		s.wg.Add(1)
+		go t.retryLoop(t.downs)
+	}
+	s.pending = nil
+	if s.cfg.Health.Interval > 0 {
+		s.wg.Add(1)
+		go s.checkLoop()
+	}
 }
 
 // Close stops the checks and re-tries and waits for them. It is
@@ -270,7 +320,25 @@ func (s *Set) targetLocked(addr netip.AddrPort, e *entry) *Target {
 	t := &Target{s: s, entry: e, addr: addr, str: addr.String()}
 	t.up.Store(true) // an upstream is trusted until a dial or probe fails
 	s.targets[addr] = t
+	if since, ok := s.inherited[addr]; ok {
+		s.inheritOutageLocked(t, since)
+	}
 	return t
+}
+
+// inheritOutageLocked starts t down, in the outage the replaced Set's
+// address has been in since since, and has it re-tried: from Start, or now
+// if the Set has started (a name resolved later).
+func (s *Set) inheritOutageLocked(t *Target, since time.Time) {
+	t.up.Store(false)
+	t.downSince, t.downs = since, 1
+	switch {
+	case !s.started:
+		s.pending = append(s.pending, t)
+	case !s.closed:
+		s.wg.Add(1)
+		go t.retryLoop(t.downs)
+	}
 }
 
 // current returns the targets of e now: its address, or the addresses of

@@ -244,3 +244,69 @@ func TestUnresolvedNameIsDown(t *testing.T) {
 		t.Errorf("status %+v, want down with 1 failover", st)
 	}
 }
+
+// TestReplacesKeepsOutage: a Set that replaces another (a reload) starts
+// with the addresses its predecessor knows to be down down, in the same
+// outage: no dial and no second "upstream down" line for them, the
+// connection goes to the backup; its own re-try brings the address back
+// once it answers. A Set of another network keeps nothing.
+func TestReplacesKeepsOutage(t *testing.T) {
+	checkLeaks(t)
+	primary := world.DeadAddr(t)
+	backup := world.NewBackend(t, world.Echo)
+	lists := [][]string{{primary, backup.Addr()}}
+	old, _ := newSet(t, Config{Lists: lists, Timeout: time.Second})
+	if got, err := connect(old, 0); err != nil || got != backup.Addr() {
+		t.Fatalf("before: %q %v, want the backup", got, err)
+	}
+	s, logs := newSet(t, Config{Lists: lists, Timeout: time.Second, Replaces: old})
+	s.Start()
+	if st := status(s, primary); st.Up {
+		t.Fatalf("the successor starts with the primary up")
+	}
+	if got, err := connect(s, 0); err != nil || got != backup.Addr() {
+		t.Fatalf("after: %q %v, want the backup", got, err)
+	}
+	if st := status(s, primary); st.Failovers != 1 {
+		t.Errorf("primary %+v, want 1 failover", st)
+	}
+	if strings.Contains(logs.String(), "upstream down") {
+		t.Errorf("the outage was logged again:\n%s", logs)
+	}
+	udp, _ := newSet(t, Config{Network: "udp", Lists: lists, Replaces: old})
+	if st := status(udp, primary); !st.Up {
+		t.Errorf("a udp Set took over a tcp outage")
+	}
+	// With every upstream of the port down, the port's outage goes on too.
+	dead := [][]string{{primary, world.DeadAddr(t)}}
+	oldDead, _ := newSet(t, Config{Lists: dead, Timeout: time.Second})
+	if _, err := connect(oldDead, 0); err == nil {
+		t.Fatal("a dead list answered")
+	}
+	newDead, deadLogs := newSet(t, Config{Lists: dead, Timeout: time.Second, Replaces: oldDead})
+	if _, err := connect(newDead, 0); !errors.Is(err, ErrAllDown) {
+		t.Errorf("successor of a dead list: %v, want ErrAllDown at once", err)
+	}
+	if deadLogs.String() != "" {
+		t.Errorf("the successor logged the outage again:\n%s", deadLogs)
+	}
+
+	ln, err := net.Listen("tcp", primary)
+	if err != nil {
+		t.Skipf("the primary's port was taken meanwhile: %v", err)
+	}
+	back := make(chan struct{})
+	go func() {
+		defer close(back)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	defer func() { ln.Close(); <-back }()
+	world.Eventually(t, "the primary back up", func() bool { return status(s, primary).Up })
+	logs.Wait(t, `"message":"upstream up"`, `"reason":"a probe answered"`)
+}
