@@ -101,7 +101,6 @@ type sysConn struct {
 	// and a session that is never answered (a spoofed flood) would
 	// otherwise take one from the pool on every speculative read.
 	drained bool
-	peek    [1]byte
 	waitFn  func(fd uintptr) bool
 }
 
@@ -150,15 +149,34 @@ func (c *sysConn) readBatch() (*batch, error) {
 }
 
 // wait makes RawConn.Read wait for readiness without taking a batch: it
-// peeks at one byte without waiting, and says "done" when a datagram is
-// queued (or the socket has an error to report), "not yet" on EAGAIN. The
-// peek cannot be skipped on the first call: RawConn.Read clears the
+// polls the socket without waiting, and says "done" when a datagram is
+// queued or the socket has an error to report, "not yet" otherwise. The
+// poll cannot be skipped on the first call: RawConn.Read clears the
 // readiness the poller recorded before it, so a datagram that came before
 // the call would otherwise wait for the next one.
-func (c *sysConn) wait(fd uintptr) bool {
-	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peek[0])), 1,
-		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	return errno != unix.EAGAIN
+func (c *sysConn) wait(fd uintptr) bool { return pollNow(fd) != 0 }
+
+// pollNow returns the poll(2) events of fd (POLLIN, POLLERR), without
+// waiting. It is poll and not a MSG_PEEK read on purpose: every receive
+// call, a peek too, takes the socket's pending error (the kernel clears
+// sk_err as it reports it), so a peek that met the ECONNREFUSED of an ICMP
+// port unreachable swallowed it, the recvmmsg after it found nothing, and
+// the session never failed over (TestFailoverWithoutResend). poll leaves
+// the error for the recvmmsg to report.
+func pollNow(fd uintptr) int16 {
+	pfd := unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	var ts unix.Timespec // zero: do not wait
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1,
+			uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 || n == 0 {
+			return 0
+		}
+		return pfd.Revents
+	}
 }
 
 // recv runs one recvmmsg. The batch is taken from the pool here, when the
@@ -248,17 +266,13 @@ func (c *sysConn) writeBatch(b *batch, from, to int) (int, error) {
 	return sent - from, nil
 }
 
-// answered peeks at the socket without the poller (Control, not Read): a
+// answered polls the socket without the poller (Control, not Read): a
 // reply may be queued long before the session's goroutine gets to run
-// while a flood keeps the scheduler busy.
+// while a flood keeps the scheduler busy. An ICMP error is no answer, and
+// it stays for the session's reader to act on (see pollNow).
 func (c *sysConn) answered() bool {
 	queued := false
-	_ = c.rc.Control(func(fd uintptr) {
-		var b [1]byte
-		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		queued = errno != unix.EAGAIN
-	})
+	_ = c.rc.Control(func(fd uintptr) { queued = pollNow(fd)&unix.POLLIN != 0 })
 	return queued
 }
 

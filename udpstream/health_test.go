@@ -4,6 +4,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // startBackendAt is startBackend on a given address (a dead upstream
@@ -91,5 +93,30 @@ func TestEveryUDPUpstreamDown(t *testing.T) {
 	}
 	if n := w.logs.Count(`"message":"upstream down"`); n != 2 {
 		t.Errorf("%d down lines, want 2:\n%s", n, w.logs)
+	}
+}
+
+// TestFailoverWithoutResend: the ICMP port unreachable drawn by a stream's
+// first datagram moves the session by itself, through the session's reply
+// reader: the client's next datagram already reaches the backup. (The
+// reader's readiness peek used to take the socket's pending error, so only
+// a send that happened to run first saw it, and a stream whose reader won
+// each race stayed on the dead upstream for good.)
+func TestFailoverWithoutResend(t *testing.T) {
+	checkLeaks(t)
+	dead := deadUDPAddr(t)
+	w := newWorld(t, 1, func(c *Config) { c.Upstreams[0] = []string{dead, c.Upstreams[0][0]} })
+	to := w.port(0)
+	c := newClient(t, "127.0.0.2")
+	c.send(to, []byte("lost to the dead primary"))
+	w.logs.Wait(t, `"message":"upstream down"`, `"upstream":"`+dead+`"`)
+	testworld.Eventually(t, "the session to move", func() bool { return w.relay.Stats().Failovers.Load() == 1 })
+	msg := []byte("second")
+	if e, err := parseEcho(c.exchange(to, msg)); err != nil || e.tag != "b0" || e.sum != sha(msg) {
+		t.Fatalf("the second datagram: %+v %v, want it at the backup b0", e, err)
+	}
+	st := w.relay.Stats()
+	if n, u := st.SessionsCreated.Load(), st.Drops.Unreachable.Load(); n != 1 || u != 1 {
+		t.Errorf("SessionsCreated %d, Unreachable %d; want 1 and 1", n, u)
 	}
 }
