@@ -75,22 +75,7 @@ func TestRefusedPrimary(t *testing.T) {
 	if st := status(s, primary); st.Up || st.Failovers != 5 {
 		t.Errorf("primary %+v, want down with 5 failovers", st)
 	}
-	ln, err := net.Listen("tcp", primary)
-	if err != nil {
-		t.Skipf("the primary's port was taken meanwhile: %v", err)
-	}
-	back := make(chan struct{})
-	go func() {
-		defer close(back)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	defer func() { ln.Close(); <-back }()
+	revive(t, primary)
 	world.Eventually(t, "the primary back up", func() bool { return status(s, primary).Up })
 	if got, err := connect(s, 0); err != nil || got != primary {
 		t.Errorf("after recovery: %q %v, want the primary", got, err)
@@ -291,9 +276,19 @@ func TestReplacesKeepsOutage(t *testing.T) {
 		t.Errorf("the successor logged the outage again:\n%s", deadLogs)
 	}
 
-	ln, err := net.Listen("tcp", primary)
+	revive(t, primary)
+	world.Eventually(t, "the primary back up", func() bool { return status(s, primary).Up })
+	logs.Wait(t, `"message":"upstream up"`, `"reason":"a probe answered"`)
+}
+
+// revive brings a dead address back: a listener there accepts and closes
+// every connection until the test ends. The test is skipped if the port
+// was taken meanwhile.
+func revive(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Skipf("the primary's port was taken meanwhile: %v", err)
+		t.Skipf("the port of %s was taken meanwhile: %v", addr, err)
 	}
 	back := make(chan struct{})
 	go func() {
@@ -306,7 +301,5 @@ func TestReplacesKeepsOutage(t *testing.T) {
 			c.Close()
 		}
 	}()
-	defer func() { ln.Close(); <-back }()
-	world.Eventually(t, "the primary back up", func() bool { return status(s, primary).Up })
-	logs.Wait(t, `"message":"upstream up"`, `"reason":"a probe answered"`)
+	t.Cleanup(func() { ln.Close(); <-back })
 }
