@@ -221,7 +221,7 @@ function renderRejections(acl) {
     el("td", {}, new Date(x.time).toLocaleTimeString()), el("td", {}, x.listener + " (" + x.proto + ")"),
     el("td", {}, x.client), el("td", { class: "rej-rule" }, x.rule)));
   const decisions = (acl.decisions || []).map(d => d.listener + " (" + d.proto + "): " + num(d.allowed) +
-    " allowed, " + num(d.rejected) + " rejected, " + num(d.refused_later) + " refused by limits, " +
+    " allowed, " + num(d.rejected) + " rejected, " + num(d.refused_later) + " refused by later checks, " +
     num(d.logged) + " logged");
   box.replaceChildren(
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Listener"),
