@@ -16,6 +16,7 @@ import (
 // it: the front (a plain tcp listener), the engine from accept on (the
 // path of TLS and PROXY-header listeners), and a raw listener.
 func TestDefencesSamePerPath(t *testing.T) {
+	checkLeaks(t) // once for all: each check waits for goroutines to settle
 	type scenario struct {
 		name  string
 		cfg   func(t *testing.T, c *Config)
@@ -88,7 +89,6 @@ func TestDefencesSamePerPath(t *testing.T) {
 	for _, sc := range scenarios {
 		for _, path := range paths {
 			t.Run(sc.name+"/"+path.name, func(t *testing.T) {
-				checkLeaks(t)
 				var cfg Config
 				sc.cfg(t, &cfg)
 				if path.raw {
