@@ -236,11 +236,21 @@ func (p *port) closeSessions(reason string) {
 }
 
 // isUnreachable reports the errors a connected UDP socket returns after an
-// ICMP error the kernel treats as hard: port or protocol unreachable, or
-// administratively prohibited.
+// ICMP error the kernel treats as hard: port or protocol unreachable, host
+// or network unreachable, unknown or isolated (EHOSTDOWN, ENONET), or
+// administratively prohibited (IPv4: EHOSTUNREACH; IPv6: EACCES, the answer
+// of a firewall that rejects, firewalld's default). Each says the upstream
+// cannot be reached, so the session fails over; left out, an IPv6 upstream
+// behind such a firewall ended every session as upstream_error and was
+// never marked down (TestFailoverOnAdminProhibited).
 func isUnreachable(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
-		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ENOPROTOOPT)
+	for _, e := range [...]syscall.Errno{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
+		syscall.ENOPROTOOPT, syscall.EACCES, syscall.EHOSTDOWN, syscall.ENONET} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // isPow2 samples repeated events for logging: the 1st, 2nd, 4th, 8th ...

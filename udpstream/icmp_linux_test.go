@@ -1,0 +1,85 @@
+package udpstream
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	testworld "github.com/edgerelay/relay/internal/world"
+)
+
+// sendICMPv6Unreachable sends, from a raw socket on ::1, an ICMPv6
+// destination unreachable of the given code about a UDP datagram from src to
+// dst, as a router or a firewall on the way to dst does. The kernel fills in
+// the checksum of a raw ICMPv6 socket.
+func sendICMPv6Unreachable(t *testing.T, code byte, src, dst netip.AddrPort) {
+	t.Helper()
+	c, err := net.ListenPacket("ip6:ipv6-icmp", "::1")
+	if err != nil {
+		t.Skipf("needs a raw ICMPv6 socket (root): %v", err)
+	}
+	defer c.Close()
+	msg := make([]byte, 8+40+8)
+	msg[0], msg[1] = 1, code // destination unreachable
+	inner := msg[8:]
+	inner[0] = 6 << 4
+	binary.BigEndian.PutUint16(inner[4:], 8) // payload: the UDP header
+	inner[6], inner[7] = 17, 64              // next header UDP, hop limit
+	s, d := src.Addr().As16(), dst.Addr().As16()
+	copy(inner[8:], s[:])
+	copy(inner[24:], d[:])
+	binary.BigEndian.PutUint16(inner[40:], src.Port())
+	binary.BigEndian.PutUint16(inner[42:], dst.Port())
+	binary.BigEndian.PutUint16(inner[44:], 8)
+	if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailoverOnAdminProhibited: an IPv6 upstream behind a firewall that
+// rejects with "administratively prohibited" (firewalld's default; the
+// kernel reports it as EACCES) is marked down and the session moves to the
+// next upstream, as for port unreachable. It used to end the session as
+// upstream_error instead, and the client's next datagram opened a new
+// session to the same upstream, which was never marked down.
+func TestFailoverOnAdminProhibited(t *testing.T) {
+	checkLeaks(t)
+	primary, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer primary.Close()
+	backup, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{conn: backup, tag: "backup", done: make(chan struct{})}
+	go b.serve()
+	t.Cleanup(b.close)
+	primaryAddr := primary.LocalAddr().(*net.UDPAddr).AddrPort()
+	w := newWorld(t, 1, func(c *Config) { c.Upstreams[0] = []string{primaryAddr.String(), b.addr().String()} })
+	to := w.port(0)
+	c := newClient(t, "127.0.0.2")
+	c.send(to, []byte("first"))
+	buf := make([]byte, 64)
+	_ = primary.SetReadDeadline(time.Now().Add(testworld.WaitLimit))
+	_, session, err := primary.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("the first datagram did not reach the primary: %v", err)
+	}
+	sendICMPv6Unreachable(t, 1, session, primaryAddr) // code 1: administratively prohibited
+	w.logs.Wait(t, `"message":"upstream down"`, `"upstream":"`+primaryAddr.String()+`"`)
+	testworld.Eventually(t, "the session to move", func() bool { return w.relay.Stats().Failovers.Load() == 1 })
+	msg := []byte("second")
+	if e, err := parseEcho(c.exchange(to, msg)); err != nil || e.tag != "backup" || e.sum != sha(msg) {
+		t.Fatalf("the second datagram: %+v %v, want it at the backup", e, err)
+	}
+	if n := w.logs.Count(`"end":"upstream_error"`); n != 0 {
+		t.Errorf("%d sessions ended as upstream_error:\n%s", n, w.logs)
+	}
+	if n := w.relay.Stats().SessionsCreated.Load(); n != 1 {
+		t.Errorf("SessionsCreated = %d, want 1", n)
+	}
+}
