@@ -218,6 +218,9 @@ func (d *Daemon) retire(p *plan) {
 		if s, ok := in.srv.(interface{ StopAccepting() }); ok {
 			s.StopAccepting()
 		}
+		// Its successor checks and reports the upstreams now; two Sets
+		// would log each outage twice for as long as this one drains.
+		in.ups.Retire()
 	}
 	for _, in := range p.retired {
 		go d.drainListener(in, p.cfg.Reload.HardStopAfter)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/pion/transport/v3/test"
 
@@ -42,5 +43,30 @@ func TestReloadKeepsUpstreamDown(t *testing.T) {
 	if n := w.logs.Count(`"message":"upstream down"`); n != 1 {
 		t.Errorf("the outage was logged %d times, want once:\n%s", n, w.logs)
 	}
+	_ = w.d.Close()
+}
+
+// TestReloadLogsOutageOnce: while a listener a reload replaced drains (a
+// live connection holds it), an upstream that goes down is checked and
+// logged by the successor only, not once more by the retired listener's
+// own active checks.
+func TestReloadLogsOutageOnce(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	backend := newTCPEcho(t, "web")
+	const interval = 200 * time.Millisecond
+	w, at, render := webWorld(t, backend.addr(), fmt.Sprintf(", health: {interval: %s, timeout: 100ms}", interval), 5*time.Second)
+	live := dialEcho(t, "", at, "web", "1")
+	w.writeFile("relay.yaml", render(backend.addr(), fmt.Sprintf(", health: {interval: %s, timeout: 100ms}, idle_timeout: 30m", interval)))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	backend.ln.Close() // checks are refused from now on
+	w.logs.Wait(t, `"message":"upstream down"`)
+	// Asserting that nothing more happens takes time: three check intervals.
+	time.Sleep(3 * interval)
+	if n := w.logs.Count(`"message":"upstream down"`); n != 1 {
+		t.Errorf("the outage was logged %d times, want once:\n%s", n, w.logs)
+	}
+	live.Close()
 	_ = w.d.Close()
 }

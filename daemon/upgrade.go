@@ -170,8 +170,9 @@ func (d *Daemon) listenSockets() ([]handoff.Socket, error) {
 
 // yield makes every running listener stop reading its sockets, which the
 // new process reads now: TCP listeners close their duplicates, UDP relays
-// stop reading and keep answering their open sessions. The admin endpoint
-// closes. What they have open drains in Shutdown.
+// stop reading and keep answering their open sessions; their upstream
+// Sets stop checking and logging. The admin endpoint closes. What they
+// have open drains in Shutdown.
 func (d *Daemon) yield() {
 	for _, in := range d.runningNow() {
 		switch s := in.srv.(type) {
@@ -180,6 +181,7 @@ func (d *Daemon) yield() {
 		case interface{ StopAccepting() }:
 			s.StopAccepting()
 		}
+		in.ups.Retire() // the new process checks and reports the upstreams
 	}
 	d.stopAdmin()
 }

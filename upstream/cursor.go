@@ -132,7 +132,7 @@ func (c *Cursor) Tried() int { return c.tried }
 // says no more than that address's "upstream down" line, so it adds none.
 func (c *Cursor) exhausted() {
 	out := &c.s.outage[c.index]
-	if out.Load() || !out.CompareAndSwap(false, true) {
+	if out.Load() || !out.CompareAndSwap(false, true) || c.s.retired.Load() {
 		return
 	}
 	if list := c.s.lists[c.index]; len(list) == 1 && list[0].name == "" {

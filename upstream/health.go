@@ -67,7 +67,9 @@ func (t *Target) markDown(reason error) {
 		s.wg.Add(1)
 	}
 	s.mu.Unlock()
-	t.event(s.log.Warn()).Err(reason).Msg("upstream down")
+	if !s.retired.Load() {
+		t.event(s.log.Warn()).Err(reason).Msg("upstream down")
+	}
 	if retry {
 		go t.retryLoop(outage)
 	}
@@ -87,7 +89,9 @@ func (t *Target) markUp(why string) {
 	t.up.Store(true)
 	down := time.Since(t.downSince)
 	s.mu.Unlock()
-	t.event(s.log.Info()).Str("reason", why).Dur("down_for_ms", down).Msg("upstream up")
+	if !s.retired.Load() {
+		t.event(s.log.Info()).Str("reason", why).Dur("down_for_ms", down).Msg("upstream up")
+	}
 }
 
 // stillDown reports whether outage is the one going on now.
@@ -132,6 +136,8 @@ func (s *Set) checkLoop() {
 		s.checkRound()
 		select {
 		case <-s.done:
+			return
+		case <-s.quiet:
 			return
 		case <-tick.C:
 		}

@@ -118,6 +118,9 @@ type Set struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // re-try loops and the check loop
 
+	quiet   chan struct{} // closed by Retire: the active checks end
+	retired atomic.Bool   // Retire was called: state changes are not logged
+
 	resolver *Resolver // cfg.Resolver, or one New made (ownRes); nil without names
 	ownRes   bool
 
@@ -161,6 +164,7 @@ func New(cfg Config) (*Set, error) {
 		lists:    make([][]*entry, 0, len(cfg.Lists)),
 		outage:   make([]atomic.Bool, len(cfg.Lists)),
 		done:     make(chan struct{}),
+		quiet:    make(chan struct{}),
 		targets:  make(map[netip.AddrPort]*Target),
 		resolver: cfg.Resolver,
 	}
@@ -262,6 +266,22 @@ func (s *Set) Start() {
 	if s.cfg.Health.Interval > 0 {
 		s.wg.Add(1)
 		go s.checkLoop()
+	}
+}
+
+// Retire quiets a Set whose listener has stopped accepting because a
+// successor took its sockets over (a reload, a binary upgrade): the
+// successor's Set checks the same upstreams and logs their outages, so
+// this one's active checks end and its state changes are no longer
+// logged (two Sets would probe twice and log each outage twice for as long
+// as the old listener drains, which may be days). The re-tries of what it
+// knows down go on, quietly, for the dials its listener still makes. It is
+// idempotent; Close still has to be called.
+func (s *Set) Retire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.retired.Swap(true) {
+		close(s.quiet)
 	}
 }
 

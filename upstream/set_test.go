@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -302,4 +303,30 @@ func revive(t *testing.T, addr string) {
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); <-back })
+}
+
+// TestRetireQuiets: a retired Set (its listener replaced) ends its active
+// checks, and an address its remaining dials find down is marked down
+// without a line: the successor's Set reports the upstreams.
+func TestRetireQuiets(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	s, logs := newSet(t, Config{Lists: [][]string{{backend.Addr()}}, Health: Health{Interval: 20 * time.Millisecond}})
+	s.Start()
+	s.Retire()
+	world.Eventually(t, "the active checks to end", func() bool {
+		buf := make([]byte, 1<<20)
+		return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "upstream.(*Set).checkLoop")
+	})
+	c := s.Begin(0)
+	if c.Next() == nil {
+		t.Fatal("nothing up to try")
+	}
+	c.Failed(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	if st := status(s, backend.Addr()); st.Up {
+		t.Error("a failed dial left the address up")
+	}
+	if logs.String() != "" {
+		t.Errorf("a retired Set logged:\n%s", logs)
+	}
 }
