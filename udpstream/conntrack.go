@@ -86,9 +86,12 @@ func (r *Relay) evictOldest() bool {
 			continue // answered: its reader will confirm it when it runs
 		}
 		q.mu.Unlock()
-		s.slotHandedOn.Store(true)
-		r.stats.SessionsEvicted.Add(1)
-		s.end(endEvicted, nil)
+		// A session that had already ended by itself (its reader not yet
+		// through finish) still hands on its place, but it was not
+		// evicted: its one line and count keep the reason it ended for.
+		if s.end(endEvicted, nil) {
+			r.stats.SessionsEvicted.Add(1)
+		}
 		return true
 	}
 	q.mu.Unlock()
@@ -114,7 +117,9 @@ func (q *unconfirmedQueue) compact() {
 }
 
 // take removes s from the table if it is still there, reporting whether it
-// was; the caller then owns its ending.
+// was; the caller then owns its ending and its place in SessionsActive.
+// slotHandedOn is set under mu: finish reads it after its own remove has
+// taken mu, so it never also gives back the place the caller took.
 func (p *port) take(s *session) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -122,5 +127,6 @@ func (p *port) take(s *session) bool {
 		return false
 	}
 	delete(p.sessions, s.client)
+	s.slotHandedOn.Store(true)
 	return true
 }

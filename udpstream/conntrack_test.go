@@ -4,8 +4,10 @@ package udpstream
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -213,5 +215,51 @@ func TestPerSourceRate(t *testing.T) {
 	}
 	if !echoFrom(newClient(t, "127.0.0.3"), addr, "other", 2*time.Second) {
 		t.Fatal("another address refused")
+	}
+}
+
+// TestEvictEndingSession: a newcomer that finds the table full of one
+// unconfirmed session which has just ended by itself (its upstream socket
+// failed; its reader has not yet taken it out of the table) gets its place,
+// but that session was not evicted: it is counted and logged once, by the
+// reason it ended for, and the table's count stays right.
+func TestEvictEndingSession(t *testing.T) {
+	checkLeaks(t)
+	up := startSelective(t)
+	logs := &testworld.LogBuffer{}
+	cfg := Config{Name: "rtb", Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{up.addr()}},
+		MaxSessions: 1, Log: zerolog.New(logs)}
+	r, err := Listen(cfg) // not served: the test plays the session's reader
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p := r.ports[0]
+	conn, err := r.net.dial(netip.MustParseAddrPort(up.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := netip.MustParseAddrPort("127.0.0.2:4000")
+	s := newSession(p, client, netip.Addr{}, &sessionUpstream{conn: conn, addr: netip.MustParseAddrPort(up.addr())}, 0)
+	p.sessions[client] = s
+	r.unconfirmed.push(s)
+	r.stats.SessionsActive.Add(1)
+	r.wg.Add(1) // as open does for relayReplies, which finish ends
+
+	s.end(endUpstreamError, errors.New("upstream socket failed")) // the reader's end, just before its finish
+	if !r.takeSlot() {
+		t.Fatal("the newcomer got no place though the only session has ended")
+	}
+	s.finish()
+	line := logs.Wait(t, `"message":"udp session ended"`)
+	if !testworld.ContainsAll(line, `"end":"upstream_error"`) {
+		t.Errorf("session line %s, want end upstream_error", line)
+	}
+	st := r.Stats()
+	if n := st.SessionsEvicted.Load(); n != 0 {
+		t.Errorf("SessionsEvicted = %d, want 0: the session ended as upstream_error, it was not evicted", n)
+	}
+	if n := st.SessionsActive.Load(); n != 1 {
+		t.Errorf("SessionsActive = %d, want 1 (the newcomer's place)", n)
 	}
 }

@@ -219,17 +219,19 @@ func (s *session) moveFrom(u *sessionUpstream, why error) bool {
 }
 
 // end marks the session ended for reason and closes its upstream socket,
-// which stops relayReplies. Only the first call counts.
-func (s *session) end(reason string, err error) {
+// which stops relayReplies. Only the first call counts; it reports whether
+// this was it.
+func (s *session) end(reason string, err error) bool {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.ended, s.reason, s.err = true, reason, err
 	u := s.up.Load()
 	s.mu.Unlock()
 	_ = u.conn.close()
+	return true
 }
 
 func (s *session) isEnded() bool {
