@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	testworld "github.com/edgerelay/relay/internal/world"
 )
@@ -81,5 +84,95 @@ func TestFailoverOnAdminProhibited(t *testing.T) {
 	}
 	if n := w.relay.Stats().SessionsCreated.Load(); n != 1 {
 		t.Errorf("SessionsCreated = %d, want 1", n)
+	}
+}
+
+// heldNet dials through its network, wrapping the socket to held in a
+// heldConn.
+type heldNet struct {
+	network
+	held netip.AddrPort
+	conn *heldConn
+}
+
+func (n *heldNet) dial(up netip.AddrPort) (packetConn, error) {
+	c, err := n.network.dial(up)
+	if err != nil || up != n.held {
+		return c, err
+	}
+	n.conn.packetConn = c
+	return n.conn, nil
+}
+
+// heldConn holds the next write, once hold is set, until release closes.
+type heldConn struct {
+	packetConn
+	hold    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (c *heldConn) writeBatch(b *batch, from, to int) (int, error) {
+	if c.hold.CompareAndSwap(true, false) {
+		close(c.entered)
+		<-c.release
+	}
+	return c.packetConn.writeBatch(b, from, to)
+}
+
+// TestSendDuringFailover: a client's datagram whose send was under way when
+// the session's reader moved the session to the backup (and closed the old
+// socket) goes to the backup; it used to be dropped as a send error.
+func TestSendDuringFailover(t *testing.T) {
+	checkLeaks(t)
+	primary, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer primary.Close()
+	backup, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{conn: backup, tag: "backup", done: make(chan struct{})}
+	go b.serve()
+	t.Cleanup(b.close)
+	primaryAddr := primary.LocalAddr().(*net.UDPAddr).AddrPort()
+	cfg := Config{Name: "rtb", Listen: []string{"127.0.0.1:0"},
+		Upstreams: [][]string{{primaryAddr.String(), b.addr().String()}}, Log: zerolog.Nop()}
+	held := &heldConn{entered: make(chan struct{}), release: make(chan struct{})}
+	r, err := listen(cfg, &heldNet{network: defaultNetwork(&cfg), held: primaryAddr, conn: held})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	t.Cleanup(func() { _ = r.Close(); <-served })
+	to := r.Addrs()[0]
+
+	c := newClient(t, "127.0.0.2")
+	c.send(to, []byte("first"))
+	buf := make([]byte, 64)
+	_ = primary.SetReadDeadline(time.Now().Add(testworld.WaitLimit))
+	_, session, err := primary.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("the first datagram did not reach the primary: %v", err)
+	}
+	held.hold.Store(true)
+	msg := []byte("second")
+	c.send(to, msg)
+	<-held.entered                                    // the send of "second" to the primary is under way
+	sendICMPv6Unreachable(t, 4, session, primaryAddr) // code 4: port unreachable
+	testworld.Eventually(t, "the reader to move the session", func() bool { return r.Stats().Failovers.Load() == 1 })
+	close(held.release)
+	p, _, ok := c.recv(5 * time.Second)
+	if !ok {
+		t.Fatalf("no reply to the datagram sent during the failover; send errors %d", r.Stats().Drops.SendError.Load())
+	}
+	if e, err := parseEcho(p); err != nil || e.tag != "backup" || e.sum != sha(msg) {
+		t.Fatalf("reply %+v %v, want %q echoed by the backup", e, err, msg)
+	}
+	if n := r.Stats().Drops.SendError.Load(); n != 0 {
+		t.Errorf("SendError = %d, want 0", n)
 	}
 }

@@ -107,6 +107,13 @@ func (s *session) toUpstream(b *batch, i, j int) {
 		if err == nil {
 			return
 		}
+		if s.up.Load() != u {
+			// The session's reader moved it to another upstream while
+			// this send was under way, and closed u: the datagram was
+			// not sent, and goes to the new one.
+			retried = false
+			continue
+		}
 		if isUnreachable(err) && !retried {
 			// The kernel reports an ICMP error that arrived for an
 			// earlier datagram on the next call; this datagram was
