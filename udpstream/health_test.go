@@ -2,8 +2,14 @@ package udpstream
 
 import (
 	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	testworld "github.com/edgerelay/relay/internal/world"
 )
@@ -118,5 +124,54 @@ func TestFailoverWithoutResend(t *testing.T) {
 	st := w.relay.Stats()
 	if n, u := st.SessionsCreated.Load(), st.Drops.Unreachable.Load(); n != 1 || u != 1 {
 		t.Errorf("SessionsCreated %d, Unreachable %d; want 1 and 1", n, u)
+	}
+}
+
+// shortNet fails the next `short` dials with EMFILE, as a relay out of
+// descriptors does.
+type shortNet struct {
+	network
+	short atomic.Int32
+}
+
+func (n *shortNet) dial(up netip.AddrPort) (packetConn, error) {
+	if n.short.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "socket", Net: "udp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	}
+	return n.network.dial(up)
+}
+
+// TestDialShortageKeepsUpstreamUp: a session that cannot be opened for
+// want of the relay's own descriptors drops its datagrams as session_error
+// and says why, but leaves its upstreams up: the client's next datagram,
+// once descriptors are back, opens a session to the primary.
+func TestDialShortageKeepsUpstreamUp(t *testing.T) {
+	checkLeaks(t)
+	primary, backup := startBackend(t, "primary"), startBackend(t, "backup")
+	logs := &testworld.LogBuffer{}
+	cfg := Config{Name: "rtb", Listen: []string{"127.0.0.1:0"},
+		Upstreams: [][]string{{primary.addr().String(), backup.addr().String()}}, Log: zerolog.New(logs)}
+	n := &shortNet{network: defaultNetwork(&cfg)}
+	n.short.Store(2) // the primary's dial and the backup's
+	r, err := listen(cfg, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	t.Cleanup(func() { _ = r.Close(); <-served })
+	to := r.Addrs()[0]
+	c := newClient(t, "127.0.0.2")
+	c.send(to, []byte("lost"))
+	waitStat(t, "session_error drop", r.Stats().Drops.SessionError.Load, 1)
+	logs.Wait(t, `"message":"udp session not opened"`, "too many open files")
+	if e, err := parseEcho(c.exchange(to, []byte("again"))); err != nil || e.tag != "primary" {
+		t.Fatalf("after the shortage: %+v %v, want the primary", e, err)
+	}
+	if n := logs.Count(`"message":"upstream down"`) + logs.Count("every upstream down"); n != 0 {
+		t.Errorf("a local shortage was logged as an upstream outage:\n%s", logs)
+	}
+	if n := r.Stats().Drops.UpstreamDown.Load(); n != 0 {
+		t.Errorf("upstream_down drops %d, want 0", n)
 	}
 }

@@ -27,6 +27,7 @@ type Cursor struct {
 	ts    []*Target // the targets of entry j, read when the cursor reaches it
 	last  *Target   // what Next returned last
 	tried int       // how many targets Next returned
+	short bool      // a dial failed for this host's own shortage: that target is still up
 }
 
 // Begin returns a Cursor over the failover list of listen port index.
@@ -69,9 +70,14 @@ func (c *Cursor) Next() *Target {
 // pressure (a descriptor limit reached, ports in TIME_WAIT) into an outage
 // of every upstream that outlasts it.
 func (c *Cursor) Failed(err error) {
-	if c.last != nil && !LocalShortage(err) {
-		c.last.markDown(err)
+	if c.last == nil {
+		return
 	}
+	if LocalShortage(err) {
+		c.short = true
+		return
+	}
+	c.last.markDown(err)
 }
 
 // LocalShortage tells whether err is this host running out of something a
@@ -132,7 +138,10 @@ func (c *Cursor) Tried() int { return c.tried }
 // says no more than that address's "upstream down" line, so it adds none.
 func (c *Cursor) exhausted() {
 	out := &c.s.outage[c.index]
-	if out.Load() || !out.CompareAndSwap(false, true) || c.s.retired.Load() {
+	// A target whose dial failed for want of this host's own descriptors
+	// or buffers is still up: the list ran out, but no upstream is down,
+	// and a warning that said so sent the admin to the wrong box.
+	if c.short || out.Load() || !out.CompareAndSwap(false, true) || c.s.retired.Load() {
 		return
 	}
 	if list := c.s.lists[c.index]; len(list) == 1 && list[0].name == "" {

@@ -114,6 +114,33 @@ func TestLocalShortageLeavesUp(t *testing.T) {
 	}
 }
 
+// TestShortageIsNoOutage: a connection whose every dial failed for want of
+// this host's own descriptors finds the list exhausted, but nothing is
+// down: no "every upstream down" warning, and a real outage later is still
+// logged once.
+func TestShortageIsNoOutage(t *testing.T) {
+	checkLeaks(t)
+	a, b := world.NewBackend(t, world.Echo), world.NewBackend(t, world.Echo)
+	s, logs := newSet(t, Config{Lists: [][]string{{a.Addr(), b.Addr()}}})
+	c := s.Begin(0)
+	for tg := c.Next(); tg != nil; tg = c.Next() {
+		c.Failed(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)})
+	}
+	if err := c.Err(); err != nil {
+		t.Errorf("Err = %v, want nil: every address was up and tried", err)
+	}
+	if strings.Contains(logs.String(), "every upstream down") {
+		t.Errorf("a local shortage logged an outage:\n%s", logs)
+	}
+	c = s.Begin(0)
+	for tg := c.Next(); tg != nil; tg = c.Next() {
+		c.Failed(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	}
+	if n := strings.Count(logs.String(), "every upstream down"); n != 1 {
+		t.Errorf("%d outage lines after both refused, want 1:\n%s", n, logs)
+	}
+}
+
 // TestAllDown: with every upstream down, a connection gets ErrAllDown at
 // once, and the outage is logged once however many clients meet it.
 func TestAllDown(t *testing.T) {
