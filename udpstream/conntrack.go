@@ -11,7 +11,8 @@ import (
 // kernel's conntrack: a session whose upstream has not answered yet is
 // unconfirmed. Unconfirmed sessions expire after UnconfirmedTimeout instead
 // of SessionTimeout, and when the table is full the oldest of them is
-// evicted to make room for a newcomer; a confirmed session is never
+// evicted to make room for a newcomer (passing over, once, one whose client
+// keeps sending: see evictOldest); a confirmed session is never
 // evicted. A flood that never gets answers therefore churns through the
 // unconfirmed part of the table while every stream that was answered keeps
 // its session, and a new legitimate client gets a place at once (and keeps
@@ -72,18 +73,37 @@ func (q *unconfirmedQueue) push(s *session) {
 	q.mu.Unlock()
 }
 
-// evictOldest ends the oldest session that is still unconfirmed and in its
-// port's table, handing its slot to the caller: SessionsActive is not
+// evictOldest ends the oldest session that is still unconfirmed, quiet and
+// in its port's table, handing its slot to the caller: SessionsActive is not
 // lowered when it finishes. It reports whether it found one.
+//
+// Quiet: a session whose client sent again since it was queued, or since
+// the evictor last passed it, goes to the back of the queue instead (a
+// second chance, as in the CLOCK page-replacement scheme). A spoofed
+// source sends once; the receiver of a one-way stream (a signage player)
+// never answers, so its session never becomes confirmed, and without this
+// the stream, opened before any flood, was the first session evicted and
+// was evicted again every time the flood went round the table. A call
+// passes over at most as many sessions as were queued when it began, so a
+// table of nothing but streams still yields one.
 func (r *Relay) evictOldest() bool {
 	q := &r.unconfirmed
 	q.mu.Lock()
+	chances := len(q.queue) - q.head
 	for q.head < len(q.queue) {
 		s := q.queue[q.head]
 		q.queue[q.head] = nil
 		q.head++
-		if s.confirmed.Load() || s.up.Load().conn.answered() || !s.p.take(s) {
+		if s.confirmed.Load() || s.up.Load().conn.answered() {
 			continue // answered: its reader will confirm it when it runs
+		}
+		if chances > 0 && s.sending.Swap(false) {
+			chances--
+			q.queue = append(q.queue, s)
+			continue
+		}
+		if !s.p.take(s) {
+			continue
 		}
 		q.mu.Unlock()
 		// A session that had already ended by itself (its reader not yet

@@ -263,3 +263,38 @@ func TestEvictEndingSession(t *testing.T) {
 		t.Errorf("SessionsActive = %d, want 1 (the newcomer's place)", n)
 	}
 }
+
+// TestEvictPassesOverOneWayStream: a one-way stream (its upstream, a
+// player, never answers) stays unconfirmed, but it keeps sending; a full
+// table evicts the oldest unconfirmed session that has been quiet, not
+// the stream opened before it.
+func TestEvictPassesOverOneWayStream(t *testing.T) {
+	checkLeaks(t)
+	up := startSelective(t)
+	r, addr, _ := startConntrackRelay(t, up.addr(), func(c *Config) { c.MaxSessions = 3; c.MaxSessionsPerSource = 10 })
+	st := r.Stats()
+	oneWay, silent1, silent2 := newClient(t, "127.0.0.2"), newClient(t, "127.0.0.3"), newClient(t, "127.0.0.4")
+	oneWay.send(addr, []byte("frame 0"))
+	waitStat(t, "the stream's session", st.SessionsCreated.Load, 1)
+	silent1.send(addr, []byte("flood"))
+	waitStat(t, "second session", st.SessionsCreated.Load, 2)
+	silent2.send(addr, []byte("flood"))
+	waitStat(t, "third session", st.SessionsCreated.Load, 3)
+	oneWay.send(addr, []byte("frame 1"))
+	testworld.Eventually(t, "the upstream to get four datagrams", func() bool { return up.ignored.Load() == 4 })
+
+	if !echoFrom(newClient(t, "127.0.0.5"), addr, "newcomer", 2*time.Second) {
+		t.Fatal("newcomer not served in a table full of unconfirmed sessions")
+	}
+	oneWay.send(addr, []byte("frame 2"))
+	testworld.Eventually(t, "the upstream to get frame 2", func() bool { return up.ignored.Load() == 5 })
+	if n := st.SessionsCreated.Load(); n != 4 {
+		t.Errorf("SessionsCreated = %d, want 4: the stream's session was evicted and opened again", n)
+	}
+	if n := st.SessionsEvicted.Load(); n != 1 {
+		t.Errorf("SessionsEvicted = %d, want 1", n)
+	}
+	// silent1, the oldest quiet one, is gone: its next datagram needs a session.
+	silent1.send(addr, []byte("flood again"))
+	waitStat(t, "silent1's new session", st.SessionsCreated.Load, 5)
+}

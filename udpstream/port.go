@@ -111,6 +111,9 @@ func (p *port) forwardRun(b *batch, i, j int, now int64) {
 		return
 	}
 	s.sentTo(b.msgs[i].local)
+	if !s.confirmed.Load() && !s.sending.Load() {
+		s.sending.Store(true) // a one-way stream, not a spoofed source: see evictOldest
+	}
 	if s.p == p {
 		s.touch(now)
 	} else {

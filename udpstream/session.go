@@ -50,6 +50,10 @@ type session struct {
 	// slotHandedOn is set when an eviction gave the session's slot to a
 	// newcomer: its end then leaves SessionsActive alone.
 	slotHandedOn atomic.Bool
+	// sending is set by the client's datagrams while the session is
+	// unconfirmed, and cleared by the evictor as it passes the session
+	// over for a quiet one (conntrack.go).
+	sending atomic.Bool
 
 	// Owned by the sweeper, read and written under the port's mu.
 	seenStamp int64 // last as of the previous sweep; -1 before the first
