@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/relay/internal/world"
+	"github.com/edgerelay/relay/limit"
 	"github.com/edgerelay/relay/upstream"
 )
 
@@ -149,5 +150,30 @@ func TestACLBeforeUntrustedHeader(t *testing.T) {
 	}
 	if n := r.logs.Count(`"message":"client refused"`); n != 0 {
 		t.Errorf("%d proxy_header refusal lines, want 0:\n%s", n, r.logs)
+	}
+}
+
+// TestUntrustedHeaderGivesBackSlot: a source refused for opening with a
+// PROXY header, now asked about after the ACL and its per-source limit,
+// gives its per-source place back: its next, plain connection is served
+// under a limit of one.
+func TestUntrustedHeaderGivesBackSlot(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}},
+		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		PerSource:   limit.Config{MaxConns: 1}})
+	spoof := dialFrom(t, "127.0.0.2", r.addr(0))
+	if _, err := io.WriteString(spoof, "PROXY TCP4 10.0.0.1 127.0.0.1 1 2\r\nhello"); err != nil {
+		t.Fatal(err)
+	}
+	world.Eventually(t, "the relay's kernel acknowledged the header", func() bool { return unacked(spoof) == 0 })
+	r.serve(t)
+	expectClosed(t, spoof, 5*time.Second)
+	if got := roundTrip(t, dialFrom(t, "127.0.0.2", r.addr(0)), "plain"); got != "plain" {
+		t.Fatalf("plain client after the refusal: echo %q", got)
+	}
+	if st := r.Stats(); st.RejectedProxyHeader.Load() != 1 || st.RejectedPerSource.Load() != 0 {
+		t.Errorf("RejectedProxyHeader = %d, RejectedPerSource = %d; want 1, 0", st.RejectedProxyHeader.Load(), st.RejectedPerSource.Load())
 	}
 }
