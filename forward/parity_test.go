@@ -1,7 +1,9 @@
 package forward
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -43,16 +45,38 @@ func TestDefencesSamePerPath(t *testing.T) {
 			c.Close()
 		}
 	}
+	// bulk fills the front's buffer, so the front hands it to the engine
+	// mid-stream: its bytes count once, in one access line.
+	bulk := func(t *testing.T, r *relay) {
+		c := r.dial(t, 0)
+		payload := bytes.Repeat([]byte("0123456789abcdef"), bulkSize/16)
+		wrote := make(chan error, 1)
+		go func() {
+			_, err := c.Write(payload)
+			c.CloseWrite()
+			wrote <- err
+		}()
+		c.SetReadDeadline(time.Now().Add(world.WaitLimit))
+		got, err := io.ReadAll(c)
+		if werr := <-wrote; werr != nil || err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("echo of %d bytes: got %d, write %v, read %v", len(payload), len(got), werr, err)
+		}
+		c.Close()
+	}
 	scenarios := []scenario{
+		{"bulk", func(t *testing.T, c *Config) {
+			c.Upstreams = [][]string{{world.NewBackend(t, world.Echo).Addr()}}
+		}, bulk,
+			"accepted=1 acl=0 per_source=0 max_conns=0 dial_failures=0 active=0 bytes=102400/102400 u0=up/0 unreachable=0 down=0 outage=0 refused=0 bulk_lines=1"},
 		{"refused primary", func(t *testing.T, c *Config) {
 			c.Upstreams = [][]string{{world.DeadAddr(t), world.NewBackend(t, world.Echo).Addr()}}
 		}, echoAndClose,
-			"accepted=1 acl=0 per_source=0 max_conns=0 dial_failures=1 active=0 bytes=1/1 u0=down/1 u1=up/0 unreachable=0 down=1 outage=0 refused=0"},
+			"accepted=1 acl=0 per_source=0 max_conns=0 dial_failures=1 active=0 bytes=1/1 u0=down/1 u1=up/0 unreachable=0 down=1 outage=0 refused=0 bulk_lines=0"},
 		{"silent primary", func(t *testing.T, c *Config) {
 			c.Upstreams = [][]string{{world.NewSilent(t).Addr(), world.NewBackend(t, world.Echo).Addr()}}
 			c.ConnectTimeout = 300 * time.Millisecond
 		}, echoAndClose,
-			"accepted=1 acl=0 per_source=0 max_conns=0 dial_failures=1 active=0 bytes=1/1 u0=down/1 u1=up/0 unreachable=0 down=1 outage=0 refused=0"},
+			"accepted=1 acl=0 per_source=0 max_conns=0 dial_failures=1 active=0 bytes=1/1 u0=down/1 u1=up/0 unreachable=0 down=1 outage=0 refused=0 bulk_lines=0"},
 		{"every upstream refused", func(t *testing.T, c *Config) {
 			c.Upstreams = [][]string{{world.DeadAddr(t), world.DeadAddr(t)}}
 		}, func(t *testing.T, r *relay) {
@@ -61,7 +85,7 @@ func TestDefencesSamePerPath(t *testing.T) {
 			}
 			r.logs.WaitCount(t, 2, `"end":"upstream_unreachable"`)
 		},
-			"accepted=2 acl=0 per_source=0 max_conns=0 dial_failures=2 active=0 bytes=0/0 u0=down/2 u1=down/2 unreachable=2 down=2 outage=1 refused=0"},
+			"accepted=2 acl=0 per_source=0 max_conns=0 dial_failures=2 active=0 bytes=0/0 u0=down/2 u1=down/2 unreachable=2 down=2 outage=1 refused=0 bulk_lines=0"},
 		{"acl", func(t *testing.T, c *Config) {
 			c.Upstreams = [][]string{{world.NewBackend(t, world.Echo).Addr()}}
 			c.Admit = func(netip.AddrPort) bool { return false }
@@ -69,17 +93,17 @@ func TestDefencesSamePerPath(t *testing.T) {
 			expectClosed(t, r.dial(t, 0), 2*time.Second)
 			world.Eventually(t, "the rejection counted", func() bool { return r.Stats().Rejected.Load() == 1 })
 		},
-			"accepted=0 acl=1 per_source=0 max_conns=0 dial_failures=0 active=0 bytes=0/0 u0=up/0 unreachable=0 down=0 outage=0 refused=0"},
+			"accepted=0 acl=1 per_source=0 max_conns=0 dial_failures=0 active=0 bytes=0/0 u0=up/0 unreachable=0 down=0 outage=0 refused=0 bulk_lines=0"},
 		{"per_source", func(t *testing.T, c *Config) {
 			c.Upstreams = [][]string{{world.NewBackend(t, world.Echo).Addr()}}
 			c.PerSource = limit.Config{MaxConns: 1}
 		}, holdAndRefuse(func(st *Stats) uint64 { return st.RejectedPerSource.Load() }),
-			"accepted=1 acl=0 per_source=1 max_conns=0 dial_failures=0 active=0 bytes=1/1 u0=up/0 unreachable=0 down=0 outage=0 refused=0"},
+			"accepted=1 acl=0 per_source=1 max_conns=0 dial_failures=0 active=0 bytes=1/1 u0=up/0 unreachable=0 down=0 outage=0 refused=0 bulk_lines=0"},
 		{"max_conns", func(t *testing.T, c *Config) {
 			c.Upstreams = [][]string{{world.NewBackend(t, world.Echo).Addr()}}
 			c.MaxConns = 1
 		}, holdAndRefuse(func(st *Stats) uint64 { return st.Refused.Load() }),
-			"accepted=1 acl=0 per_source=0 max_conns=1 dial_failures=0 active=0 bytes=1/1 u0=up/0 unreachable=0 down=0 outage=0 refused=1"},
+			"accepted=1 acl=0 per_source=0 max_conns=1 dial_failures=0 active=0 bytes=1/1 u0=up/0 unreachable=0 down=0 outage=0 refused=1 bulk_lines=0"},
 	}
 	paths := []struct {
 		name   string
@@ -122,6 +146,10 @@ func TestDefencesSamePerPath(t *testing.T) {
 	}
 }
 
+// bulkSize is the bulk scenario's bytes each way: more than the front's
+// buffer.
+const bulkSize = 100 << 10
+
 // outcome sums up what a listener's counters, its upstreams and its log
 // say.
 func outcome(r *relay) string {
@@ -137,8 +165,9 @@ func outcome(r *relay) string {
 		}
 		fmt.Fprintf(&b, " u%d=%s/%d", i, state, u.Failovers)
 	}
-	fmt.Fprintf(&b, " unreachable=%d down=%d outage=%d refused=%d",
+	fmt.Fprintf(&b, " unreachable=%d down=%d outage=%d refused=%d bulk_lines=%d",
 		r.logs.Count(`"end":"upstream_unreachable"`), r.logs.Count(`"message":"upstream down"`),
-		r.logs.Count("every upstream down"), r.logs.Count(`"message":"connection refused: max_conns reached"`))
+		r.logs.Count("every upstream down"), r.logs.Count(`"message":"connection refused: max_conns reached"`),
+		r.logs.Count(fmt.Sprintf(`"bytes_in":%d,"bytes_out":%d`, bulkSize, bulkSize)))
 	return b.String()
 }
