@@ -134,13 +134,7 @@ func TestACLBeforeUntrustedHeader(t *testing.T) {
 	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}},
 		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Admit:       func(c netip.AddrPort) bool { return c.Addr() != blocked }})
-	spoof := dialFrom(t, blocked.String(), r.addr(0))
-	if _, err := io.WriteString(spoof, "PROXY TCP4 10.0.0.1 127.0.0.1 1 2\r\nhello"); err != nil {
-		t.Fatal(err)
-	}
-	world.Eventually(t, "the relay's kernel acknowledged the header", func() bool { return unacked(spoof) == 0 })
-	r.serve(t)
-	expectClosed(t, spoof, 5*time.Second)
+	expectClosed(t, serveAfterHeader(t, r, blocked.String()), 5*time.Second)
 	world.Eventually(t, "the rejection counted", func() bool {
 		st := r.Stats()
 		return st.Rejected.Load()+st.RejectedProxyHeader.Load() == 1
@@ -163,17 +157,25 @@ func TestUntrustedHeaderGivesBackSlot(t *testing.T) {
 	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}},
 		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		PerSource:   limit.Config{MaxConns: 1}})
-	spoof := dialFrom(t, "127.0.0.2", r.addr(0))
-	if _, err := io.WriteString(spoof, "PROXY TCP4 10.0.0.1 127.0.0.1 1 2\r\nhello"); err != nil {
-		t.Fatal(err)
-	}
-	world.Eventually(t, "the relay's kernel acknowledged the header", func() bool { return unacked(spoof) == 0 })
-	r.serve(t)
-	expectClosed(t, spoof, 5*time.Second)
+	expectClosed(t, serveAfterHeader(t, r, "127.0.0.2"), 5*time.Second)
 	if got := roundTrip(t, dialFrom(t, "127.0.0.2", r.addr(0)), "plain"); got != "plain" {
 		t.Fatalf("plain client after the refusal: echo %q", got)
 	}
 	if st := r.Stats(); st.RejectedProxyHeader.Load() != 1 || st.RejectedPerSource.Load() != 0 {
 		t.Errorf("RejectedProxyHeader = %d, RejectedPerSource = %d; want 1, 0", st.RejectedProxyHeader.Load(), st.RejectedPerSource.Load())
 	}
+}
+
+// serveAfterHeader connects to r from src, sends a PROXY header and some
+// payload, and serves r once r's kernel holds them, so that the check at
+// accept sees the header. It returns the client's conn.
+func serveAfterHeader(t *testing.T, r *relay, src string) *net.TCPConn {
+	t.Helper()
+	c := dialFrom(t, src, r.addr(0))
+	if _, err := io.WriteString(c, "PROXY TCP4 10.0.0.1 127.0.0.1 1 2\r\nhello"); err != nil {
+		t.Fatal(err)
+	}
+	world.Eventually(t, "the relay's kernel acknowledged the header", func() bool { return unacked(c) == 0 })
+	r.serve(t)
+	return c
 }

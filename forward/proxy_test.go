@@ -269,13 +269,7 @@ func TestProxyHeaderFromUntrustedSource(t *testing.T) {
 	backend := world.NewBackend(t, world.Echo)
 	r := listenRelay(t, Config{Upstreams: [][]string{{backend.Addr()}},
 		AcceptProxy: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
-	spoof := dialFrom(t, "127.0.0.2", r.addr(0))
-	if _, err := io.WriteString(spoof, "PROXY TCP4 10.0.0.1 127.0.0.1 1 2\r\nhello"); err != nil {
-		t.Fatal(err)
-	}
-	world.Eventually(t, "the relay's kernel acknowledged the header", func() bool { return unacked(spoof) == 0 })
-	r.serve(t)
-	expectClosed(t, spoof, 5*time.Second)
+	expectClosed(t, serveAfterHeader(t, r, "127.0.0.2"), 5*time.Second)
 	r.logs.Wait(t, `"reason":"proxy_header: sent by a source not in accept_proxy_protocol"`, `"client":"127.0.0.2:`)
 	if got := roundTrip(t, dialFrom(t, "127.0.0.2", r.addr(0)), "plain"); got != "plain" {
 		t.Fatalf("plain client: echo %q", got)
