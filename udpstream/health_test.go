@@ -153,13 +153,7 @@ func TestDialShortageKeepsUpstreamUp(t *testing.T) {
 		Upstreams: [][]string{{primary.addr().String(), backup.addr().String()}}, Log: zerolog.New(logs)}
 	n := &shortNet{network: defaultNetwork(&cfg)}
 	n.short.Store(2) // the primary's dial and the backup's
-	r, err := listen(cfg, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- r.Serve() }()
-	t.Cleanup(func() { _ = r.Close(); <-served })
+	r := serveOn(t, cfg, n)
 	to := r.Addrs()[0]
 	c := newClient(t, "127.0.0.2")
 	c.send(to, []byte("lost"))

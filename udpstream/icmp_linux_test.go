@@ -41,6 +41,38 @@ func sendICMPv6Unreachable(t *testing.T, code byte, src, dst netip.AddrPort) {
 	}
 }
 
+// v6Upstreams starts two upstreams on ::1: a primary that the test reads
+// itself and never answers from, and an echo backend tagged "backup". It
+// skips the test where there is no IPv6 loopback.
+func v6Upstreams(t *testing.T) (*net.UDPConn, *backend) {
+	t.Helper()
+	primary, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(func() { _ = primary.Close() })
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := &backend{conn: c, tag: "backup", done: make(chan struct{})}
+	go backup.serve()
+	t.Cleanup(backup.close)
+	return primary, backup
+}
+
+// sessionAt reads the next datagram at upstream and returns its source,
+// the session's socket.
+func sessionAt(t *testing.T, upstream *net.UDPConn) netip.AddrPort {
+	t.Helper()
+	_ = upstream.SetReadDeadline(time.Now().Add(testworld.WaitLimit))
+	_, from, err := upstream.ReadFromUDPAddrPort(make([]byte, 64))
+	if err != nil {
+		t.Fatalf("no datagram reached the upstream: %v", err)
+	}
+	return from
+}
+
 // TestFailoverOnAdminProhibited: an IPv6 upstream behind a firewall that
 // rejects with "administratively prohibited" (firewalld's default; the
 // kernel reports it as EACCES) is marked down and the session moves to the
@@ -49,29 +81,13 @@ func sendICMPv6Unreachable(t *testing.T, code byte, src, dst netip.AddrPort) {
 // session to the same upstream, which was never marked down.
 func TestFailoverOnAdminProhibited(t *testing.T) {
 	checkLeaks(t)
-	primary, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	defer primary.Close()
-	backup, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{conn: backup, tag: "backup", done: make(chan struct{})}
-	go b.serve()
-	t.Cleanup(b.close)
+	primary, b := v6Upstreams(t)
 	primaryAddr := primary.LocalAddr().(*net.UDPAddr).AddrPort()
 	w := newWorld(t, 1, func(c *Config) { c.Upstreams[0] = []string{primaryAddr.String(), b.addr().String()} })
 	to := w.port(0)
 	c := newClient(t, "127.0.0.2")
 	c.send(to, []byte("first"))
-	buf := make([]byte, 64)
-	_ = primary.SetReadDeadline(time.Now().Add(testworld.WaitLimit))
-	_, session, err := primary.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		t.Fatalf("the first datagram did not reach the primary: %v", err)
-	}
+	session := sessionAt(t, primary)
 	sendICMPv6Unreachable(t, 1, session, primaryAddr) // code 1: administratively prohibited
 	w.logs.Wait(t, `"message":"upstream down"`, `"upstream":"`+primaryAddr.String()+`"`)
 	testworld.Eventually(t, "the session to move", func() bool { return w.relay.Stats().Failovers.Load() == 1 })
@@ -125,39 +141,17 @@ func (c *heldConn) writeBatch(b *batch, from, to int) (int, error) {
 // socket) goes to the backup; it used to be dropped as a send error.
 func TestSendDuringFailover(t *testing.T) {
 	checkLeaks(t)
-	primary, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	defer primary.Close()
-	backup, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{conn: backup, tag: "backup", done: make(chan struct{})}
-	go b.serve()
-	t.Cleanup(b.close)
+	primary, b := v6Upstreams(t)
 	primaryAddr := primary.LocalAddr().(*net.UDPAddr).AddrPort()
 	cfg := Config{Name: "rtb", Listen: []string{"127.0.0.1:0"},
 		Upstreams: [][]string{{primaryAddr.String(), b.addr().String()}}, Log: zerolog.Nop()}
 	held := &heldConn{entered: make(chan struct{}), release: make(chan struct{})}
-	r, err := listen(cfg, &heldNet{network: defaultNetwork(&cfg), held: primaryAddr, conn: held})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- r.Serve() }()
-	t.Cleanup(func() { _ = r.Close(); <-served })
+	r := serveOn(t, cfg, &heldNet{network: defaultNetwork(&cfg), held: primaryAddr, conn: held})
 	to := r.Addrs()[0]
 
 	c := newClient(t, "127.0.0.2")
 	c.send(to, []byte("first"))
-	buf := make([]byte, 64)
-	_ = primary.SetReadDeadline(time.Now().Add(testworld.WaitLimit))
-	_, session, err := primary.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		t.Fatalf("the first datagram did not reach the primary: %v", err)
-	}
+	session := sessionAt(t, primary)
 	held.hold.Store(true)
 	msg := []byte("second")
 	c.send(to, msg)

@@ -47,13 +47,7 @@ func TestSetupBacklog(t *testing.T) {
 	up := startSelective(t)
 	cfg := Config{Name: "rtb", Listen: []string{"127.0.0.1:0"}, Upstreams: [][]string{{up.addr()}}, Log: zerolog.Nop()}
 	g := &gatedNet{network: defaultNetwork(&cfg), permits: make(chan struct{}), done: make(chan struct{})}
-	r, err := listen(cfg, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- r.Serve() }()
-	t.Cleanup(func() { _ = r.Close(); <-served })
+	r := serveOn(t, cfg, g)
 	t.Cleanup(func() { close(g.done) }) // runs first
 	addr := r.Addrs()[0]
 	to := addr.(*net.UDPAddr)

@@ -239,6 +239,19 @@ func rangeFree(addrs []string) bool {
 	return true
 }
 
+// serveOn listens with cfg on nw and serves until the test ends.
+func serveOn(t *testing.T, cfg Config, nw network) *Relay {
+	t.Helper()
+	r, err := listen(cfg, nw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve() }()
+	t.Cleanup(func() { _ = r.Close(); <-served })
+	return r
+}
+
 func (w *world) port(i int) net.Addr { return w.relay.Addrs()[i] }
 
 func (w *world) close() {
