@@ -125,13 +125,17 @@ func (l *Listener) upstreams() error {
 	if l.ups != nil || l.cfg.Handler != nil {
 		return nil
 	}
-	s, err := upstream.New(upstream.Config{
+	cfg := upstream.Config{
 		Listener: l.cfg.Name,
 		Lists:    l.cfg.Upstreams,
 		Timeout:  l.cfg.connectTimeout(),
 		Dial:     l.cfg.Dial,
 		Log:      l.cfg.Log,
-	})
+	}
+	if l.cfg.UpstreamTLS != nil {
+		cfg.Handshake = ProbeTLS(l.cfg.UpstreamTLS, l.cfg.ProxyProtocol)
+	}
+	s, err := upstream.New(cfg)
 	if err != nil {
 		return fmt.Errorf("forward: %w", err)
 	}

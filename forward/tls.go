@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/proxyhdr"
 )
 
 // Why a TLS handshake failed, the reason label of the handshake counters
@@ -225,12 +228,56 @@ func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
 			l.stats.UpstreamHandshakes.fail(reason)
 		}
 		up.Close()
-		return nil, fmt.Errorf("tls with %s (%s): %w", addr, reason, err)
+		return nil, upstreamTLSError(addr, reason, err)
 	}
 	up.SetDeadline(time.Time{})
 	rc.shaken = true
 	l.stats.UpstreamHandshakes.count(tc.ConnectionState())
 	return tc, nil
+}
+
+// upstreamTLSError is a failed handshake with an upstream as the error of
+// its dial or probe: the reason in the words of the metrics, so that the
+// "upstream down" line says why.
+func upstreamTLSError(addr, reason string, err error) error {
+	return fmt.Errorf("tls with %s (%s): %w", addr, reason, err)
+}
+
+// ProbeTLS is the health probe of a listener that originates TLS
+// (upstream.Config.Handshake; upstreamTLS is its Config.UpstreamTLS): on c,
+// just connected to the upstream spec, the handshake a client's connection
+// would make, with the material in force now (a reload's new CA or client
+// certificate too), then close_notify. Before it, under proxyProtocol (1
+// or 2, as Config.ProxyProtocol), a header that names no client (v1
+// UNKNOWN, v2 LOCAL: the specification's form for a proxy's own checks),
+// since the upstream expects one first. It closes c. An upstream whose
+// certificate has expired or comes from another CA so fails its re-tries
+// as it failed the client, with the same reason, and stays down until a
+// handshake succeeds. Probes are not counted in Stats: they are no
+// client's handshakes.
+func ProbeTLS(upstreamTLS func(addr string) *tls.Config, proxyProtocol int) func(ctx context.Context, c net.Conn, spec string) error {
+	return func(ctx context.Context, c net.Conn, spec string) error {
+		if dl, ok := ctx.Deadline(); ok {
+			c.SetDeadline(dl)
+		}
+		if proxyProtocol != 0 {
+			if err := sendHeader(c, proxyhdr.Append(nil, proxyProtocol, netip.AddrPort{}, netip.AddrPort{})); err != nil {
+				return err
+			}
+		}
+		cfg := upstreamTLS(spec).Clone()
+		// No session cache: a resumed handshake does not verify the
+		// upstream's certificate against the CA in force, so a probe
+		// must run a full one; and the tickets it got would take the
+		// place of the data path's under the same server name.
+		cfg.ClientSessionCache = nil
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return upstreamTLSError(spec, handshakeReason(err), err)
+		}
+		return tc.Close()
+	}
 }
 
 // setWaitDeadline sets the deadline that wakes a pipe's direction waiting

@@ -184,8 +184,9 @@ func (t *Target) event(ev *zerolog.Event) *zerolog.Event {
 	return ev
 }
 
-// probe checks whether t answers: a TCP connect, or for udp a datagram
-// that a closed port answers with ICMP port unreachable.
+// probe checks whether t answers: a TCP connect (and Config.Handshake on
+// it), or for udp a datagram that a closed port answers with ICMP port
+// unreachable.
 func (s *Set) probe(t *Target) error {
 	if s.cfg.Probe != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
@@ -204,6 +205,9 @@ func (s *Set) probe(t *Target) error {
 	c, err := dial(ctx, "tcp", t.str)
 	if err != nil {
 		return err
+	}
+	if s.cfg.Handshake != nil {
+		return s.cfg.Handshake(ctx, c, t.entry.spec)
 	}
 	return c.Close()
 }

@@ -86,6 +86,13 @@ type Config struct {
 	Health Health
 	// Dial makes a TCP probe's connection. nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Handshake, when set, is run by a tcp probe on the connection it
+	// made, with the upstream as configured (Target.Spec), and closes it;
+	// its error is the probe's. A listener that originates TLS sets it to
+	// the TLS handshake (forward.ProbeTLS): a bare connect would bring an
+	// upstream whose certificate is wrong back up, to fail the next
+	// client's handshake again. nil: the connect alone is the probe.
+	Handshake func(ctx context.Context, c net.Conn, spec string) error
 	// Probe replaces the probe (a TCP connect, a UDP datagram) when set:
 	// nil error means addr answers. Tests over a simulated network use
 	// it so that no probe leaves the simulation.
