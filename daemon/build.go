@@ -45,6 +45,9 @@ func (d *Daemon) open(spec config.Listener, inherit []*os.File, replaces replace
 func (d *Daemon) upstreams(spec config.Listener, prev *upstream.Set) (*upstream.Set, error) {
 	cfg := upstreamConfig(spec)
 	cfg.Resolver, cfg.Log, cfg.Replaces = d.dns, d.log, prev
+	if err := d.tls.probe(spec, &cfg); err != nil {
+		return nil, err
+	}
 	return upstream.New(cfg)
 }
 

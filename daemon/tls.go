@@ -7,6 +7,7 @@ import (
 	"github.com/edgerelay/relay/certs"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // tlsFiles is the TLS material of a config, read from its files: per
@@ -84,21 +85,49 @@ func (s *tlsSet) wire(spec config.Listener, cfg *forward.Config) error {
 		cfg.TLS = h.Config()
 	}
 	if spec.UpstreamTLS != nil {
-		h := s.clients[spec.Name]
-		if h == nil {
-			st := s.staged.clients[spec.Name]
-			if st == nil {
-				return fmt.Errorf("upstream_tls: certificates of %s not loaded", spec.Name)
-			}
-			h = certs.NewClient(st)
-			if s.clients == nil {
-				s.clients = map[string]*certs.Client{}
-			}
-			s.clients[spec.Name] = h
+		h, err := s.clientLocked(spec.Name)
+		if err != nil {
+			return err
 		}
 		cfg.UpstreamTLS = h.Config
 	}
 	return nil
+}
+
+// probe gives the upstream Set of a listener with upstream_tls its TLS
+// probe, over the holder its forward.Listener gets from wire: a probe
+// handshakes with the material in force, as a client's dial does, a
+// reload's too.
+func (s *tlsSet) probe(spec config.Listener, cfg *upstream.Config) error {
+	if spec.UpstreamTLS == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := s.clientLocked(spec.Name)
+	if err != nil {
+		return err
+	}
+	cfg.Handshake = forward.ProbeTLS(h.Config, spec.ProxyProtocol)
+	return nil
+}
+
+// clientLocked returns the upstream_tls holder of listener name, made from
+// the staged material on first use.
+func (s *tlsSet) clientLocked(name string) (*certs.Client, error) {
+	if h := s.clients[name]; h != nil {
+		return h, nil
+	}
+	st := s.staged.clients[name]
+	if st == nil {
+		return nil, fmt.Errorf("upstream_tls: certificates of %s not loaded", name)
+	}
+	h := certs.NewClient(st)
+	if s.clients == nil {
+		s.clients = map[string]*certs.Client{}
+	}
+	s.clients[name] = h
+	return h, nil
 }
 
 // commit puts the staged material in force, forgets holders whose listener

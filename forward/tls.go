@@ -266,10 +266,12 @@ func ProbeTLS(upstreamTLS func(addr string) *tls.Config, proxyProtocol int) func
 			}
 		}
 		cfg := upstreamTLS(spec).Clone()
-		// No session cache: a resumed handshake does not verify the
-		// upstream's certificate against the CA in force, so a probe
-		// must run a full one; and the tickets it got would take the
-		// place of the data path's under the same server name.
+		// No session cache: a handshake that resumed a session of the
+		// data path's would not verify the upstream's certificate
+		// against the CA in force, and so prove nothing about the next
+		// client's full handshake; nor may a probe's ticket (TLS 1.2
+		// sends one within the handshake) take the place of the one a
+		// real connection left under the same server name.
 		cfg.ClientSessionCache = nil
 		tc := tls.Client(c, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {

@@ -1,6 +1,12 @@
 package forward
 
 import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -81,4 +87,95 @@ func TestTLSUpstreamStaysDownWhileCertificateBad(t *testing.T) {
 	if n := box.logs.Count(`"message":"upstream up"`); n != 1 {
 		t.Errorf("%d up lines, want 1:\n%s", n, box.logs)
 	}
+}
+
+// TestProbeTLS: the probe is a full handshake each time (no session
+// cache: the second probe of a venue does not resume), preceded by a
+// header naming no client when the listener sends PROXY headers, and
+// fails with the reason a client's dial would give.
+func TestProbeTLS(t *testing.T) {
+	checkLeaks(t)
+	p, impostor := newPKI(t, "venue-ca"), newPKI(t, "impostor-ca")
+	backend := world.NewBackend(t, hashPrinter)
+	expiredCrt, expiredKey := p.issue(t, certs.KindServer, "venue-2025", time.Now().Add(-48*time.Hour), 24*time.Hour)
+	expired, err := certs.LoadServer(certs.ServerFiles{Cert: expiredCrt, Key: expiredKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := p.clientTLS(t, p, "boxoffice-1")
+	fronts := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	for _, tc := range []struct {
+		name   string
+		venue  *certs.Server
+		proxy  int
+		reason string // empty: the probe succeeds
+	}{
+		{"valid", p.serverTLS(t, p.path("ca.crt")), 0, ""},
+		{"proxy v1", p.serverTLS(t, p.path("ca.crt")), 1, ""},
+		{"proxy v2", p.serverTLS(t, p.path("ca.crt")), 2, ""},
+		{"expired", certs.NewServer(expired), 0, TLSExpired},
+		{"other CA", impostor.serverTLS(t, ""), 0, TLSUnknownCA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Upstreams: [][]string{{backend.Addr()}}, TLS: tc.venue.Config()}
+			if tc.proxy != 0 {
+				cfg.AcceptProxy = fronts
+			}
+			venue := startRelay(t, cfg)
+			handshakes := uint64(2) // the venue's, when the probes are done
+			if tc.reason == "" && tc.proxy == 0 {
+				handshakes++
+				// A job leaves a ticket in box's cache, which probes must not use.
+				if got, want := printJobTLS(t, venue.addr(0), box), wantReply(9, 1000); got != want {
+					t.Fatalf("job: %q, want %q", got, want)
+				}
+			}
+			probe := ProbeTLS(box.Config, tc.proxy)
+			for range 2 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				c, err := net.Dial("tcp", venue.addr(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = probe(ctx, c, venue.addr(0))
+				cancel()
+				if tc.reason == "" && err != nil {
+					t.Fatalf("probe: %v", err)
+				}
+				if want := "(" + tc.reason + ")"; tc.reason != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+					t.Fatalf("probe: %v, want an error naming %s", err, want)
+				}
+			}
+			if tc.reason != "" {
+				return
+			}
+			st := &venue.Stats().Handshakes
+			world.Eventually(t, "the probes' handshakes at the venue", func() bool { return st.OK.Load()+st.Resumed.Load() >= handshakes })
+			if st.Resumed.Load() != 0 {
+				t.Errorf("venue: %d full, %d resumed handshakes; want only full ones", st.OK.Load(), st.Resumed.Load())
+			}
+		})
+	}
+}
+
+// printJobTLS sends a job of 1000 stream bytes (seed 9) over TLS to addr,
+// as a box office relay would, and returns the reply.
+func printJobTLS(t *testing.T, addr string, box *certs.Client) string {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, box.Config(addr))
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(c, world.Stream(9, 1000)); err != nil {
+		t.Fatalf("send job: %v", err)
+	}
+	c.CloseWrite()
+	reply, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read status reply: %v", err)
+	}
+	return strings.TrimSpace(reply)
 }
