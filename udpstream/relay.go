@@ -134,7 +134,7 @@ type Relay struct {
 	setups             chan *pending    // newcomers waiting for setupLoop (setup.go)
 	retries            chan *pending    // the same for sources seen again after a drop; served first
 	recent             recentDrops      // sources dropped for a full queue, for the retry lane
-	pendingBytes       atomic.Int64     // payload kept for newcomers, at most pendingMaxBytes
+	pendingBytes       atomic.Int64     // cost of what is kept for newcomers, at most pendingMaxBytes
 	maxSessions        int64
 	log                zerolog.Logger
 	net                network

@@ -40,13 +40,23 @@ const (
 	setupQueueLen = 512
 	// retryQueueLen bounds the lane of sources seen again after a drop.
 	retryQueueLen = 64
-	// pendingMaxDatagrams caps what is kept of one newcomer meanwhile: two
-	// full batches of a stream that starts at full speed.
-	pendingMaxDatagrams = 2 * batchSize
-	// pendingMaxBytes caps the payload kept for all waiting newcomers of a
-	// relay together, so the queue's memory is bounded whatever their
-	// datagrams' sizes.
+	// pendingMaxDatagrams caps what is kept of one newcomer meanwhile. A
+	// stream that starts needs two batches; an open stream needs more
+	// after a binary upgrade, where it is a newcomer to the new process:
+	// what it sent while that process was not reading yet waits in the
+	// listen socket and is read in one go while its session opens. Sixteen
+	// batches are half a second of 1 000 datagrams a second (an RTB stream
+	// at 8 Mbit/s sends ~850). With two, TestZeroLossOperations lost 3 to
+	// 60 datagrams as setup_backlog after an upgrade in 12 of 63 runs on a
+	// loaded machine (backlogs of 67 to 124; TestNewcomerBacklogKept).
+	pendingMaxDatagrams = 16 * batchSize
+	// pendingMaxBytes caps what is kept for all waiting newcomers of a
+	// relay together, payload and keptOverhead each, so the queue's memory
+	// is bounded whatever their datagrams' sizes.
 	pendingMaxBytes = 4 << 20
+	// keptOverhead is what a kept datagram costs besides its payload (its
+	// slice header and allocation), so that empty datagrams are not free.
+	keptOverhead = 32
 )
 
 // pending is a newcomer waiting for setupLoop to open its session. While it
@@ -59,7 +69,7 @@ type pending struct {
 
 	// Guarded by p.mu.
 	data  [][]byte // payload copies, in arrival order; taken by setupLoop
-	bytes int      // their total size, counted in Relay.pendingBytes
+	bytes int      // their cost (size and keptOverhead), counted in Relay.pendingBytes
 }
 
 // keepLocked copies as many of b.msgs[i:j] into q as fit under q's cap and
@@ -67,13 +77,13 @@ type pending struct {
 func (q *pending) keepLocked(b *batch, i, j int, budget *atomic.Int64) int {
 	kept := 0
 	for k := i; k < j && len(q.data) < pendingMaxDatagrams; k++ {
-		n := len(b.msgs[k].buf)
-		if budget.Add(int64(n)) > pendingMaxBytes {
-			budget.Add(-int64(n))
+		cost := len(b.msgs[k].buf) + keptOverhead
+		if budget.Add(int64(cost)) > pendingMaxBytes {
+			budget.Add(-int64(cost))
 			break
 		}
 		q.data = append(q.data, append([]byte(nil), b.msgs[k].buf...))
-		q.bytes += n
+		q.bytes += cost
 		kept++
 	}
 	return kept
