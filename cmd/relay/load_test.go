@@ -271,6 +271,9 @@ type udpStream struct {
 	mu   sync.Mutex // guards the following
 	got  map[uint64]bool
 	sent uint64
+	// sentAt[seq] is when seq was sent, to place a lost one (lostRuns).
+	sentAt  []time.Time
+	lastGot time.Time // when the latest reply came
 }
 
 func newUDPStream(conn *net.UDPConn, to netip.AddrPort) *udpStream {
@@ -289,6 +292,7 @@ func (s *udpStream) receive() {
 		if n == 8 {
 			s.mu.Lock()
 			s.got[binary.BigEndian.Uint64(buf)] = true
+			s.lastGot = time.Now()
 			s.mu.Unlock()
 		}
 	}
@@ -308,6 +312,7 @@ func (s *udpStream) run(stop <-chan struct{}, interval time.Duration, max int) {
 		s.mu.Lock()
 		seq := s.sent
 		s.sent++
+		s.sentAt = append(s.sentAt, time.Now())
 		s.mu.Unlock()
 		binary.BigEndian.PutUint64(b[:], seq)
 		_, _ = s.conn.WriteToUDPAddrPort(b[:], s.to)
@@ -324,6 +329,46 @@ func (s *udpStream) lost(from, to uint64) (lost uint64) {
 		}
 	}
 	return lost
+}
+
+// settle waits until every datagram sent so far has come back, or none has
+// for quiet: on a loaded machine the last replies can take longer than a
+// fixed pause (a 200 ms one counted the stream's last 7 as lost, though the
+// upstream had echoed them).
+func (s *udpStream) settle(quiet time.Duration) {
+	start := time.Now()
+	for {
+		s.mu.Lock()
+		all := uint64(len(s.got)) >= s.sent
+		since := time.Since(start)
+		if s.lastGot.After(start) {
+			since = time.Since(s.lastGot)
+		}
+		s.mu.Unlock()
+		if all || since >= quiet {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lostRuns names the runs of consecutive sequence numbers in [from, to)
+// that never came back, each with when its first was sent.
+func (s *udpStream) lostRuns(from, to uint64, tl *timeline) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var runs []string
+	for q := from; q < to; q++ {
+		if s.got[q] {
+			continue
+		}
+		first := q
+		for q+1 < to && !s.got[q+1] {
+			q++
+		}
+		runs = append(runs, fmt.Sprintf("%d-%d sent %s", first, q, tl.place(s.sentAt[first])))
+	}
+	return strings.Join(runs, "; ")
 }
 
 func (s *udpStream) sentSoFar() uint64 {
