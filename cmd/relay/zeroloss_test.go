@@ -52,6 +52,7 @@ func newBackendSet(t *testing.T, g gate) backendSet {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
+	_ = pc.(*net.UDPConn).SetReadBuffer(testSocketBuffer)
 	go udpEchoServer(pc)
 	return backendSet{
 		echo:   world.NewBackend(t, world.Echo),
@@ -103,12 +104,26 @@ func TestZeroLossOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer uc.Close()
+	_ = uc.SetReadBuffer(testSocketBuffer)
 	stream := newUDPStream(uc, netip.MustParseAddrPort(at(udpPort)))
 	var tl timeline
 	const baseSent = 500
 	stream.run(nil, time.Millisecond, baseSent)
 	stream.settle(time.Second) // the last replies in flight
 	baseLost := stream.lost(0, baseSent)
+	// What the kernel drops at the test's own sockets (the client and the
+	// two upstreams) when the test is too starved to read them is the
+	// harness's loss, not the relay's: it is not counted against the relay.
+	// (Seen: 104 at once, four runs of this test sharing 2 cores.)
+	testDrops := func() uint64 {
+		n, err := kernelDrops(uc.LocalAddr().(*net.UDPAddr).Port,
+			sets[0].udp.LocalAddr().(*net.UDPAddr).Port, sets[1].udp.LocalAddr().(*net.UDPAddr).Port)
+		if err != nil {
+			t.Logf("the kernel's drops at the test's sockets unknown: %v", err)
+		}
+		return n
+	}
+	drops0 := testDrops()
 	goroutines0, fds0 := processFigures(t, admin)
 
 	// Load: short connections, the UDP stream, long transfers.
@@ -186,17 +201,14 @@ func TestZeroLossOperations(t *testing.T) {
 	stream.settle(time.Second) // the last replies in flight
 	sent := stream.sentSoFar() - baseSent
 	lost := stream.lost(baseSent, baseSent+sent)
-	if lost > baseLost+sent/1000 {
-		// A loss the kernel counts at the test's own sockets (the client
-		// and the two upstreams) is the harness's, not the relay's.
-		drops, err := kernelDrops(uc.LocalAddr().(*net.UDPAddr).Port,
-			sets[0].udp.LocalAddr().(*net.UDPAddr).Port, sets[1].udp.LocalAddr().(*net.UDPAddr).Port)
-		t.Errorf("UDP: %d of %d datagrams lost during the operations; baseline %d of %d; lost: %s; "+
-			"dropped by the kernel at the test's own sockets: %d (%v)",
-			lost, sent, baseLost, baseSent, stream.lostRuns(baseSent, baseSent+sent, &tl), drops, err)
+	harness := min(testDrops()-drops0, lost)
+	if lost-harness > baseLost+sent/1000 {
+		t.Errorf("UDP: %d of %d datagrams lost in the relay during the operations (%d more at the test's own sockets); "+
+			"baseline %d of %d; lost: %s", lost-harness, sent, harness, baseLost, baseSent,
+			stream.lostRuns(baseSent, baseSent+sent, &tl))
 	}
-	t.Logf("short connections %d, UDP lost %d of %d (baseline %d of %d)",
-		dialers[0].ok.Load()+dialers[1].ok.Load(), lost, sent, baseLost, baseSent)
+	t.Logf("short connections %d, UDP lost %d of %d, %d of them at the test's sockets (baseline %d of %d)",
+		dialers[0].ok.Load()+dialers[1].ok.Load(), lost, sent, harness, baseLost, baseSent)
 	if err := first.cmd.Wait(); err != nil {
 		t.Errorf("first process: %v, want exit 0 after its drain", err)
 	}
@@ -269,6 +281,11 @@ func processFigures(t *testing.T, url string) (goroutines, fds int) {
 	}
 	return goroutines, fds
 }
+
+// testSocketBuffer is the receive buffer of the test's own UDP sockets:
+// at the default 208 KiB a test starved for a few hundred ms lost datagrams
+// there. The kernel caps it at net.core.rmem_max.
+const testSocketBuffer = 4 << 20
 
 // freeUDPPort returns a loopback UDP port the kernel gave a moment ago.
 func freeUDPPort(t *testing.T) int {
