@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,7 +23,7 @@ func TestUpgradeHandsOverFTPDataPool(t *testing.T) {
 	openGate := func() { once.Do(func() { close(g) }) }
 	defer openGate()
 	backend := world.NewBackend(t, ftpBackend(g))
-	ftpPort, data := world.ReserveTCPPort(t), freePortRun(t, 3)
+	ftpPort, data := world.ReserveTCPPort(t), world.ReserveTCPPortRun(t, 3)
 	ftpAddr := fmt.Sprintf("127.0.0.1:%d", ftpPort)
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\nlisteners:\n"+
 		"  - {name: files, mode: ftp, listen: %q, upstream: %q, ftp: {data_ports: \"%d-%d\"}}\n",
@@ -105,28 +103,4 @@ func TestUpgradeHandsOverFTPDataPool(t *testing.T) {
 	}
 	_ = syscall.Kill(next, syscall.SIGTERM)
 	logs.WaitCount(t, 2, "relay stopped")
-}
-
-// freePortRun returns the first of n consecutive loopback TCP ports that
-// were free a moment ago, between the test fixtures' ports and the
-// ephemeral range.
-func freePortRun(t *testing.T, n int) int {
-	t.Helper()
-	for range 100 {
-		first := 20000 + rand.IntN(12000)
-		free := true
-		for p := first; p < first+n && free; p++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				free = false
-				continue
-			}
-			ln.Close()
-		}
-		if free {
-			return first
-		}
-	}
-	t.Fatalf("no %d consecutive free ports in 100 tries", n)
-	return 0
 }

@@ -272,7 +272,7 @@ func waitLog(t testing.TB, r *bufio.Reader, want string) (read string) {
 			return read
 		}
 		if err != nil {
-			t.Fatalf("relay output ended before %q: %v", want, err)
+			t.Fatalf("relay output ended before %q: %v; it said:\n%s", want, err, read)
 		}
 	}
 	t.Fatalf("no %q in relay output", want)

@@ -80,8 +80,8 @@ func TestZeroLossOperations(t *testing.T) {
 	defer openGate()
 	sets := [2]backendSet{newBackendSet(t, g), newBackendSet(t, g)}
 	adminPort, webPort, bulkPort := world.ReserveTCPPort(t), world.ReserveTCPPort(t), world.ReserveTCPPort(t)
-	rawPort, ftpPort, dataBase := world.ReserveTCPPort(t), world.ReserveTCPPort(t), world.ReserveTCPPort(t)
-	udpPort := freeUDPPort(t)
+	rawPort, ftpPort, dataBase := world.ReserveTCPPort(t), world.ReserveTCPPort(t), world.ReserveTCPPortRun(t, 40)
+	udpPort := world.ReserveUDPPort(t)
 	render := func(s backendSet) string {
 		return fmt.Sprintf(zeroLossYAML, adminPort, webPort, s.echo.Addr(), bulkPort, s.stream.Addr(), rawPort,
 			ftpPort, s.ftp.Addr(), dataBase, dataBase+39, udpPort, s.udp.LocalAddr())
@@ -286,17 +286,6 @@ func processFigures(t *testing.T, url string) (goroutines, fds int) {
 // at the default 208 KiB a test starved for a few hundred ms lost datagrams
 // there. The kernel caps it at net.core.rmem_max.
 const testSocketBuffer = 4 << 20
-
-// freeUDPPort returns a loopback UDP port the kernel gave a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
 
 // timeline records when the operations under test happened, so that a lost
 // datagram can be placed among them ("sent 223ms after upgrade 1 served").

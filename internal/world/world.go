@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -177,29 +178,125 @@ func DeadAddr(tb testing.TB) string {
 }
 
 // ReserveTCPPort returns a loopback TCP port that was free a moment ago and
-// that no other call in this test binary returns, for relays that must bind
+// that no other call returns while the test runs, for relays that must bind
 // by number (a config rendered twice for a reload). The relay binds without
 // SO_REUSEPORT, so the port cannot be held for it; instead it is picked at
 // random from reservedPorts, below the kernel's ephemeral range (32768 and
 // up by default), where neither bind(port 0) nor outgoing connections take
-// ports. Two test binaries picking the same port at the same moment is the
-// remaining risk, about one in ten thousand.
+// ports, and claimed with a lock file that other test binaries respect
+// (see claimPort).
 func ReserveTCPPort(tb testing.TB) int {
 	tb.Helper()
+	return ReserveTCPPortRun(tb, 1)
+}
+
+// ReserveTCPPortRun is ReserveTCPPort for n consecutive ports, such as an
+// FTP listener's data ports, and returns the first. Every port of the run
+// is claimed: a run whose first port alone was reserved let another test
+// take a port inside it, and the relay, which binds its data ports at
+// start, then exited before it served.
+func ReserveTCPPortRun(tb testing.TB, n int) int {
+	tb.Helper()
+	return reserveRun(tb, "tcp", n)
+}
+
+// ReserveUDPPort is ReserveTCPPort for a UDP port. A port that a socket
+// bound to port 0 was given and closed again is no reservation: it is in
+// the ephemeral range, where the next UDP socket of any test binary may
+// get it before the relay binds it.
+func ReserveUDPPort(tb testing.TB) int {
+	tb.Helper()
+	return reserveRun(tb, "udp", 1)
+}
+
+func reserveRun(tb testing.TB, network string, n int) int {
+	tb.Helper()
 	for range 100 {
-		port := reservedPorts[0] + rand.IntN(reservedPorts[1]-reservedPorts[0])
-		if _, taken := reserved.LoadOrStore(port, true); taken {
-			continue
+		first := reservedPorts[0] + rand.IntN(reservedPorts[1]-reservedPorts[0]-n)
+		if claimRun(tb, network, first, n) {
+			return first
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue // someone else's
-		}
-		ln.Close()
-		return port
 	}
-	tb.Fatal("world: no free TCP port in 100 tries")
+	tb.Fatalf("world: no %d free consecutive %s ports in 100 tries", n, network)
 	return 0
+}
+
+// claimRun claims the ports first..first+n-1 for network, or none of them.
+// The lock files and this process's reservations are shared by tcp and
+// udp: a port number is handed out once, whichever the protocol.
+func claimRun(tb testing.TB, network string, first, n int) bool {
+	var locks []*os.File
+	giveBack := func(upTo int) {
+		for p := first; p < upTo; p++ {
+			reserved.Delete(p)
+		}
+		for _, f := range locks {
+			f.Close()
+		}
+	}
+	for p := first; p < first+n; p++ {
+		if _, taken := reserved.LoadOrStore(p, true); taken {
+			giveBack(p)
+			return false
+		}
+		f, ok := claimPort(p)
+		if f != nil {
+			locks = append(locks, f)
+		}
+		if !ok || !bindable(network, p) {
+			giveBack(p + 1)
+			return false
+		}
+	}
+	// The ports stay in reserved for the process's life (no test of this
+	// binary gets them again); other binaries may have them after this
+	// test.
+	tb.Cleanup(func() {
+		for _, f := range locks {
+			f.Close()
+		}
+	})
+	return true
+}
+
+// claimPort takes an exclusive lock on a file named for port, shared by
+// every test binary of this module: go test runs packages in parallel, and
+// two binaries picking the same port between their checks and the relay's
+// bind was the one race the in-process map could not see. ok is false
+// when another binary holds the port; a lock that cannot be had at all (no
+// writable temporary directory) leaves the bind check alone to decide.
+func claimPort(port int) (f *os.File, ok bool) {
+	dir := filepath.Join(os.TempDir(), "relay-test-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, true
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, !errors.Is(err, unix.EWOULDBLOCK)
+	}
+	return f, true
+}
+
+// bindable reports whether a socket of network ("tcp" or "udp") can be
+// bound to port on 127.0.0.1 now.
+func bindable(network string, port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var c io.Closer
+	var err error
+	if network == "udp" {
+		c, err = net.ListenPacket("udp", addr)
+	} else {
+		c, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		return false // someone else's
+	}
+	c.Close()
+	return true
 }
 
 // reservedPorts is the range ReserveTCPPort picks from, and reserved the
