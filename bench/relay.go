@@ -85,15 +85,19 @@ func (r relayFwd) start(e *env, routes []route) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cfg strings.Builder
+	var cfg, venue strings.Builder
+	var venueSpecs []portSpec
 	cfg.WriteString(relayConfigHead)
 	for _, rt := range routes {
 		if rt.mode == "tunnel" {
-			tunnel, err := writeRelayTunnel(&cfg, e, rt, in)
+			if venue.Len() == 0 {
+				venue.WriteString(relayConfigHead)
+			}
+			tunnel, err := writeRelayTunnel(&cfg, &venue, e, rt, in)
 			if err != nil {
 				return nil, err
 			}
-			specs = append(specs, tunnel...)
+			venueSpecs = append(venueSpecs, tunnel...)
 			continue
 		}
 		data, err := writeRelayListener(&cfg, e, rt, in.addr(rt.name))
@@ -105,7 +109,14 @@ func (r relayFwd) start(e *env, routes []route) (*instance, error) {
 		}
 	}
 	path := filepath.Join(e.dir, r.name()+".yaml")
-	return launch(e, in, specs, path, cfg.String(), r.bin, "-config", path)
+	var parts []part // the venue first, as a server before its clients
+	if venue.Len() > 0 {
+		vpath := filepath.Join(e.dir, r.name()+"-venue.yaml")
+		parts = append(parts, part{suffix: "-venue", specs: venueSpecs, cfgPath: vpath, cfgText: venue.String(),
+			argv: []string{r.bin, "-config", vpath}})
+	}
+	parts = append(parts, part{specs: specs, cfgPath: path, cfgText: cfg.String(), argv: []string{r.bin, "-config", path}})
+	return launchParts(e, in, parts...)
 }
 
 // relayConfigHead is the part of the relay's config that does not depend on
@@ -125,16 +136,18 @@ shutdown_grace: 1s
 listeners:
 `
 
-// writeRelayTunnel appends both ends of a tunnel route (the box office's
-// raw listener originating TLS to the venue's raw listener terminating it,
-// which forwards to the backend) and a plain raw listener to the same
-// backend, records their addresses in in, and returns their ports.
-func writeRelayTunnel(b *strings.Builder, e *env, rt route, in *instance) ([]portSpec, error) {
+// writeRelayTunnel appends both ends of a tunnel route: the box office's
+// raw listener originating TLS to box, the venue's raw listener
+// terminating it (which forwards to the backend) and a plain raw listener
+// to the same backend to venue, each config for a process of its own, as
+// the two ends run on two machines. It records the venue's addresses in in
+// and returns their ports.
+func writeRelayTunnel(box, venue *strings.Builder, e *env, rt route, in *instance) ([]portSpec, error) {
 	pki, err := tunnelPKI(e)
 	if err != nil {
 		return nil, err
 	}
-	venue, err := e.ports.one()
+	port, err := e.ports.one()
 	if err != nil {
 		return nil, err
 	}
@@ -142,14 +155,14 @@ func writeRelayTunnel(b *strings.Builder, e *env, rt route, in *instance) ([]por
 	if err != nil {
 		return nil, err
 	}
-	in.addrs[rt.name+venueSuffix] = loopback(venue)
+	in.addrs[rt.name+venueSuffix] = loopback(port)
 	in.addrs[rt.name+plainSuffix] = loopback(plain)
-	fmt.Fprintf(b, "  - name: %s-venue\n    mode: raw\n    listen: %s\n    upstream: %s\n"+
-		"    tls: {cert: %s, key: %s, client_ca: %s}\n", rt.name, loopback(venue), rt.upstream, pki.venueCrt, pki.venueKey, pki.ca)
-	fmt.Fprintf(b, "  - name: %s\n    mode: raw\n    listen: %s\n    upstream: %s\n"+
-		"    upstream_tls: {ca: %s, cert: %s, key: %s}\n", rt.name, in.addr(rt.name), loopback(venue), pki.ca, pki.boxCrt, pki.boxKey)
-	fmt.Fprintf(b, "  - name: %s-plain\n    mode: raw\n    listen: %s\n    upstream: %s\n", rt.name, loopback(plain), rt.upstream)
-	return []portSpec{{proto: "tcp", port: venue}, {proto: "tcp", port: plain}}, nil
+	fmt.Fprintf(venue, "  - name: %s-venue\n    mode: raw\n    listen: %s\n    upstream: %s\n"+
+		"    tls: {cert: %s, key: %s, client_ca: %s}\n", rt.name, loopback(port), rt.upstream, pki.venueCrt, pki.venueKey, pki.ca)
+	fmt.Fprintf(venue, "  - name: %s-plain\n    mode: raw\n    listen: %s\n    upstream: %s\n", rt.name, loopback(plain), rt.upstream)
+	fmt.Fprintf(box, "  - name: %s\n    mode: raw\n    listen: %s\n    upstream: %s\n"+
+		"    upstream_tls: {ca: %s, cert: %s, key: %s}\n", rt.name, in.addr(rt.name), loopback(port), pki.ca, pki.boxCrt, pki.boxKey)
+	return []portSpec{{proto: "tcp", port: port}, {proto: "tcp", port: plain}}, nil
 }
 
 // writeRelayListener appends one listener to the relay's config and returns

@@ -23,8 +23,9 @@ const (
 
 // tunnelScenario is the box-office tunnel: a plaintext client -> the box
 // office's end (originates mutual TLS 1.3) -> the venue's end (terminates
-// it) -> backend. The relay runs both ends as listeners of one process,
-// stunnel4 as two services of one process; direct is the backend without
+// it) -> backend. Each forwarder runs the two ends as two processes, as
+// on two machines (a relay process with the box office's listeners, one
+// with the venue's; two stunnel4 processes); direct is the backend without
 // a tunnel. Rows: bulk throughput and CPU per GB, printer status round
 // trips over an established tunnel, short connections through the tunnel,
 // and TLS handshakes per second at the venue's end, full and resumed.

@@ -131,19 +131,40 @@ func listenPorts(e *env, name string, routes []route) (*instance, []portSpec, er
 // forwarder with args, and waits until every port in specs listens. The
 // instance owns the process; on failure it is stopped.
 func launch(e *env, in *instance, specs []portSpec, cfgPath, cfgText, bin string, args ...string) (*instance, error) {
-	if cfgPath != "" {
-		if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+	return launchParts(e, in, part{specs: specs, cfgPath: cfgPath, cfgText: cfgText, argv: append([]string{bin}, args...)})
+}
+
+// part is one process of a forwarder: its config file, its command line
+// and the ports it listens on. A tunnel's box office and venue are two, as
+// on two machines.
+type part struct {
+	suffix           string // appended to the instance's name for this process's log
+	specs            []portSpec
+	cfgPath, cfgText string // no file when cfgPath is ""
+	argv             []string
+}
+
+// launchParts is launch for a forwarder of several processes; the
+// instance owns them all (its CPU and sleep rows add them up).
+func launchParts(e *env, in *instance, parts ...part) (*instance, error) {
+	in.procs = nil
+	for _, pt := range parts {
+		if pt.cfgPath != "" {
+			if err := os.WriteFile(pt.cfgPath, []byte(pt.cfgText), 0o600); err != nil {
+				in.stop()
+				return nil, err
+			}
+		}
+		p, err := e.startProcess(in.name+pt.suffix, pt.argv...)
+		if err != nil {
+			in.stop()
 			return nil, err
 		}
-	}
-	p, err := e.startProcess(in.name, append([]string{bin}, args...)...)
-	if err != nil {
-		return nil, err
-	}
-	in.procs = []*process{p}
-	if err := p.waitListening(specs, 10*time.Second); err != nil {
-		in.stop()
-		return nil, err
+		in.procs = append(in.procs, p)
+		if err := p.waitListening(pt.specs, 10*time.Second); err != nil {
+			in.stop()
+			return nil, err
+		}
 	}
 	return in, nil
 }
