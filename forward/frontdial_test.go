@@ -67,19 +67,7 @@ func TestFrontLinkLocalUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				world.Echo(c)
-				c.Close()
-			}()
-		}
-	}()
+	world.ServeOn(t, ln, world.Echo)
 	port := ln.Addr().(*net.TCPAddr).Port
 	for _, zone := range []string{"lo", "1"} { // by name, by index (lo is 1 in a new namespace)
 		up := fmt.Sprintf("[fe80::1%%%s]:%d", zone, port)

@@ -50,6 +50,13 @@ func NewBackend(tb testing.TB, handle func(net.Conn)) *Backend {
 	return serveBackend(tb, ln, handle)
 }
 
+// ServeOn runs a Backend on ln, a listener the test opened itself (an
+// address NewBackend does not pick, such as a link-local one).
+func ServeOn(tb testing.TB, ln net.Listener, handle func(net.Conn)) *Backend {
+	tb.Helper()
+	return serveBackend(tb, ln, handle)
+}
+
 // serveBackend runs a Backend on ln.
 func serveBackend(tb testing.TB, ln net.Listener, handle func(net.Conn)) *Backend {
 	b := &Backend{ln: ln, handle: handle, conns: map[net.Conn]struct{}{}}
