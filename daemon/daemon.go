@@ -90,6 +90,9 @@ type Daemon struct {
 	// this one tells systemd nothing more (a STOPPING=1 from it would stop
 	// the service where NotifyAccess lets it through).
 	handedOver atomic.Bool
+	// watch is Watch's watcher, for a reload to add the folders of the
+	// config it puts in force; it has its own lock.
+	watch configWatch
 
 	serving sync.WaitGroup // Serve goroutines and background drains; Add only under mu while !stopped
 

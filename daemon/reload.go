@@ -83,6 +83,7 @@ func (d *Daemon) reload() error {
 		d.levels.SetLevel(cfg.Log.Level)
 	}
 	d.reloadAdmin(cfg.Admin.Listen)
+	d.watch.follow(d.watched(), d.log)
 	d.warn(cfg, list)
 	added, changed, removed := p.changes()
 	d.log.Info().Strs("added", added).Strs("changed", changed).Strs("removed", removed).

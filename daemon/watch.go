@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -33,6 +36,7 @@ func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
 	}
 	d.serving.Add(1) // under mu, so Shutdown's Wait cannot miss it
 	d.mu.Unlock()
+	d.watch.set(w)
 	go d.watchLoop(w, debounce, out)
 	return out, nil
 }
@@ -84,6 +88,7 @@ func watchDirs(w *fsnotify.Watcher, files []string) error {
 func (d *Daemon) watchLoop(w *fsnotify.Watcher, debounce time.Duration, out chan<- struct{}) {
 	defer d.serving.Done()
 	defer w.Close()
+	defer d.watch.set(nil) // before Close: a reload's follow must not add to a closed watcher
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	for {
@@ -107,10 +112,6 @@ func (d *Daemon) watchLoop(w *fsnotify.Watcher, debounce time.Duration, out chan
 			case out <- struct{}{}:
 			default: // a reload is already pending
 			}
-			// A reload may name another ACL file; watch its folder too.
-			if err := watchDirs(w, d.watched()); err != nil {
-				d.log.Warn().Err(err).Msg("config watch")
-			}
 		}
 	}
 }
@@ -126,4 +127,32 @@ func isWatched(name string, files []string) bool {
 		}
 	}
 	return false
+}
+
+// configWatch is the watcher of Watch, shared with Reload: a reload that
+// puts a config in force naming an ACL file or certificate in another
+// folder adds that folder before it returns, so the file's next save is
+// seen. (The watch loop cannot do it when it reports a change: the
+// reload has not run yet.)
+type configWatch struct {
+	mu sync.Mutex        // guards w
+	w  *fsnotify.Watcher // nil: no watch, or it has ended
+}
+
+func (c *configWatch) set(w *fsnotify.Watcher) {
+	c.mu.Lock()
+	c.w = w
+	c.mu.Unlock()
+}
+
+// follow watches the folders of files, when a watch runs.
+func (c *configWatch) follow(files []string, log zerolog.Logger) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.w == nil {
+		return
+	}
+	if err := watchDirs(c.w, files); err != nil {
+		log.Warn().Err(err).Msg("config watch")
+	}
 }

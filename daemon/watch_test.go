@@ -53,3 +53,41 @@ func TestWatchReportsChanges(t *testing.T) {
 	}
 	_ = w.d.Close()
 }
+
+// TestWatchFollowsNewACLFolder: a reload whose config names an ACL file in
+// another folder watches that folder from then on, so the next save of the
+// new ACL file is reported like the first one was.
+func TestWatchFollowsNewACLFolder(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	webPort := freePort(t, "tcp")
+	render := func(aclFile string) string {
+		return fmt.Sprintf("admin: {listen: \"\"}\nacl: {file: %s}\nlisteners:\n"+
+			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", aclFile, webPort, web.addr())
+	}
+	w := startWorld(t, render("hba.conf"), map[string]string{"hba.conf": "host all all allow\n"})
+	changed, err := w.d.Watch(50 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(w.dir, "acl.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.writeFile("acl.d/hba.conf", "host all all allow\n")
+	w.writeFile("relay.yaml", render("acl.d/hba.conf"))
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the config's change was not reported")
+	}
+	if err := w.d.Reload(); err != nil { // as relay does on the report
+		t.Fatalf("reload: %v", err)
+	}
+	w.writeFile("acl.d/hba.conf", "host all 127.0.0.2/32 reject\nhost all all allow\n")
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a save of the ACL file the reload named, in a folder of its own, was not reported")
+	}
+	_ = w.d.Close()
+}
