@@ -108,7 +108,13 @@ func certRequest(action, name, hosts string, days int, notBefore string) (certs.
 		if action != "server" {
 			return req, fmt.Errorf("-host is for server certificates")
 		}
-		req.Hosts = strings.Split(hosts, ",")
+		// "a, b," as typed: a space would become part of the name (which
+		// then matches no client's) and an empty entry an empty one.
+		for _, h := range strings.Split(hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				req.Hosts = append(req.Hosts, h)
+			}
+		}
 	}
 	start := time.Now()
 	if notBefore != "" {
