@@ -93,6 +93,10 @@ func cert(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// maxDays bounds -days well inside the years a certificate can carry
+// (up to 9999).
+const maxDays = 1_000_000
+
 // certRequest checks the flags of a ca, server or client action.
 func certRequest(action, name, hosts string, days int, notBefore string) (certs.Request, error) {
 	req := certs.Request{Name: name}
@@ -133,7 +137,11 @@ func certRequest(action, name, hosts string, days int, notBefore string) (certs.
 	if days < 0 {
 		return req, fmt.Errorf("-days %d: must be positive", days)
 	}
-	req.NotAfter = start.Add(time.Duration(days) * 24 * time.Hour)
+	if days > maxDays {
+		return req, fmt.Errorf("-days %d: at most %d", days, maxDays)
+	}
+	// By the calendar: days as a time.Duration overflows past 292 years.
+	req.NotAfter = start.AddDate(0, 0, days)
 	return req, nil
 }
 

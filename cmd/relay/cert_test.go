@@ -4,7 +4,9 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgerelay/relay/certs"
 )
@@ -30,5 +32,24 @@ func TestCertHostList(t *testing.T) {
 	}
 	if err := c.VerifyHostname("venue.local"); err != nil {
 		t.Errorf("the certificate does not verify for venue.local: %v", err)
+	}
+}
+
+// TestCertDaysLong: a long -days (a CA for the life of the boxes) gives a
+// certificate valid that long, not a duration that overflowed into the
+// past ("validity ends (1989-12-09...) before it starts").
+func TestCertDaysLong(t *testing.T) {
+	dir := t.TempDir()
+	relayCert(t, "ca", "-dir", dir, "-days", "200000")
+	c, err := certs.ReadCert(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Now().AddDate(0, 0, 199999); c.NotAfter.Before(want) {
+		t.Errorf("not after %v, want after %v", c.NotAfter, want)
+	}
+	code, _, stderr := runCmd("cert", "ca", "-dir", t.TempDir(), "-days", "5000000")
+	if code != 2 || !strings.Contains(stderr, "-days 5000000") {
+		t.Errorf("-days 5000000: exit %d, stderr %q; want 2 and a line naming -days", code, stderr)
 	}
 }
