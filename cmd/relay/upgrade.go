@@ -8,13 +8,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/daemon"
 )
 
 // upgradeCmd is "relay upgrade": it finds the relay serving the config (the
-// process holding its first listen address), sends it SIGUSR2, and waits
-// until another process alone holds that address, i.e. the new one serves
-// and the old one stopped accepting. It exits 1 if that does not happen
+// process holding its first TCP listen address, see watchedSocket), sends
+// it SIGUSR2, and waits until another process alone holds that address,
+// i.e. the new one serves and the old one stopped accepting. It exits 1 if that does not happen
 // within -timeout; the running relay's log says why.
 func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay upgrade", flag.ContinueOnError)
@@ -29,8 +30,7 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay upgrade: %v\n", err)
 		return 1
 	}
-	first := cfg.Listeners[0]
-	proto, addr := first.Mode.Proto(), first.Listen[0]
+	proto, addr := watchedSocket(cfg)
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay upgrade: %s: %v\n", addr, err)
@@ -57,4 +57,22 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "relay upgrade: pid %d still serves %s %s after %v; its log says why\n", old, proto, addr, *timeout)
 	return 1
+}
+
+// watchedSocket picks the socket whose holder tells the relay serving cfg:
+// the first TCP listen address (tcp, raw and ftp listeners), else the
+// admin endpoint's, else the first UDP one. A TCP socket is closed by the
+// old process the moment it yields; a UDP one stays with it while its open
+// sessions deliver their replies (up to udp.session_timeout), so watching
+// it would see the old process "still serving" long after the upgrade.
+func watchedSocket(cfg *config.Config) (proto, addr string) {
+	for _, l := range cfg.Listeners {
+		if l.Mode.Proto() == "tcp" {
+			return "tcp", l.Listen[0]
+		}
+	}
+	if cfg.Admin.Listen != "" {
+		return "tcp", cfg.Admin.Listen
+	}
+	return "udp", cfg.Listeners[0].Listen[0]
 }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/internal/world"
+)
+
+// TestUpgradeCmdUDPFirst: relay upgrade on a config whose first listener is
+// UDP, with a UDP session open, says the upgrade succeeded once the new
+// process serves. The old process keeps that UDP socket for its session's
+// replies until the session expires (session_timeout, 60 s here), so "only
+// another process holds the first address" never came within -timeout:
+// relay upgrade said the old pid "still serves" and exited 1 after a
+// successful upgrade. It now watches a TCP socket (a TCP listener's, else
+// the admin endpoint's), which the old process closes when it yields.
+func TestUpgradeCmdUDPFirst(t *testing.T) {
+	upstream, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upstream.Close()
+	go udpEchoServer(upstream)
+	backend := world.NewBackend(t, world.Echo)
+	udpAddr := fmt.Sprintf("127.0.0.1:%d", world.ReserveUDPPort(t))
+	tcpAddr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\nlisteners:\n"+
+		"  - {name: rtb, mode: udp, listen: %q, upstream: %q, udp: {session_timeout: 60s}}\n"+
+		"  - {name: web, mode: tcp, listen: %q, upstream: %q}\n",
+		udpAddr, upstream.LocalAddr(), tcpAddr, backend.Addr()))
+	old, logs := startCopy(t, cfg)
+	defer func() { _ = old.cmd.Process.Kill() }()
+
+	client, err := net.Dial("udp", udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Write([]byte("session")); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 64)); err != nil {
+		t.Fatalf("no UDP echo before the upgrade: %v", err)
+	}
+
+	code, stdout, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "10s")
+	line := logs.WaitCount(t, 1, "the new process serves")[0]
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("in place of pid %d", old.cmd.Process.Pid)) {
+		t.Errorf("relay upgrade: exit %d, stdout %q, stderr %q; want 0 and the old pid replaced (relay: %s)",
+			code, stdout, stderr, line)
+	}
+	if !strings.Contains(stdout, "tcp "+tcpAddr) {
+		t.Errorf("relay upgrade watched %q, want the TCP listener's tcp %s", stdout, tcpAddr)
+	}
+	_ = old.cmd.Process.Signal(syscall.SIGKILL) // its session would hold it 60 s
+	_ = old.cmd.Wait()
+	stopSuccessor(t, logs)
+}
+
+// stopSuccessor stops the process the first upgrade in logs started.
+func stopSuccessor(t *testing.T, logs *world.LogBuffer) {
+	t.Helper()
+	line := logs.WaitCount(t, 1, "new process started")[0]
+	m := regexp.MustCompile(`"pid":(\d+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no pid in %s", line)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+}
