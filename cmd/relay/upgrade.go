@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,7 +32,7 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	proto, addr := watchedSocket(cfg)
-	ap, err := netip.ParseAddrPort(addr)
+	ap, err := listenAddrPort(addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay upgrade: %s: %v\n", addr, err)
 		return 1
@@ -75,4 +76,13 @@ func watchedSocket(cfg *config.Config) (proto, addr string) {
 		return "tcp", cfg.Admin.Listen
 	}
 	return "udp", cfg.Listeners[0].Listen[0]
+}
+
+// listenAddrPort parses a listen address as config accepts it: an empty
+// host (":80") is every address, which the relay binds as [::].
+func listenAddrPort(addr string) (netip.AddrPort, error) {
+	if strings.HasPrefix(addr, ":") {
+		addr = "[::]" + addr
+	}
+	return netip.ParseAddrPort(addr)
 }

@@ -76,3 +76,18 @@ func stopSuccessor(t *testing.T, logs *world.LogBuffer) {
 	pid, _ := strconv.Atoi(m[1])
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 }
+
+// TestUpgradeCmdEmptyHost: a listen address written ":PORT" (every
+// address, as config accepts it) is looked up as [::]:PORT, where the relay
+// binds it; relay upgrade refused it as an address ("missing IP") before it
+// looked for the relay at all. Nothing is bound here: with no relay on the
+// port it must say it cannot tell which relay serves it.
+func TestUpgradeCmdEmptyHost(t *testing.T) {
+	port := world.ReserveTCPPort(t)
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n"+
+		"  - {name: web, mode: tcp, listen: \":%d\", upstream: \"127.0.0.1:9\"}\n", port))
+	code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "1s")
+	if want := fmt.Sprintf("cannot tell which relay serves tcp :%d (holders: [])", port); code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
