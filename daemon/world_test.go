@@ -199,7 +199,13 @@ func (w *relayWorld) writeFile(name, text string) {
 // startWorld writes relay.yaml (and any extra files) and starts a daemon on it.
 func startWorld(t testing.TB, yaml string, files map[string]string) *relayWorld {
 	t.Helper()
-	w := &relayWorld{t: t, dir: t.TempDir(), logs: &world.LogBuffer{}}
+	return startWorldIn(t, t.TempDir(), yaml, files)
+}
+
+// startWorldIn is startWorld in dir, which may hold files already.
+func startWorldIn(t testing.TB, dir, yaml string, files map[string]string) *relayWorld {
+	t.Helper()
+	w := &relayWorld{t: t, dir: dir, logs: &world.LogBuffer{}}
 	w.writeFile("relay.yaml", yaml)
 	for name, text := range files {
 		w.writeFile(name, text)
