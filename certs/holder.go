@@ -125,6 +125,12 @@ func LoadClient(f ClientFiles) (*ClientState, error) {
 			return nil, err
 		}
 		cfg.Certificates = []tls.Certificate{*pair}
+		// Presented whatever CAs the upstream names as acceptable:
+		// crypto/tls would otherwise send none to an upstream that trusts
+		// another CA, and both ends would log "certificate required"
+		// where the truth is that the upstream does not trust ours
+		// (unknown_authority, the reason each end then names).
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair, nil }
 	}
 	return &ClientState{cfg: cfg}, nil
 }

@@ -19,14 +19,14 @@ import (
 func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 	client, index := a.client, a.index
 	start := time.Now()
-	up, addr, header, err := l.dialFor(a)
+	up, target, header, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
 		l.logDialFailure(client, index, err, start)
 		l.connDone(client)
 		return
 	}
-	fc := &forwarded{l: l, listen: l.listens[index], client: client, upstream: addr, start: start, tls: sec.with(up)}
+	fc := &forwarded{l: l, listen: l.listens[index], client: client, target: target, start: start, tls: sec.with(up)}
 	startPipe(l.ctx, c, up, PipeOptions{
 		IdleTimeout: l.cfg.idleTimeout(),
 		AtoB:        &l.stats.BytesIn,
@@ -43,27 +43,37 @@ func (l *Listener) forwardConn(c net.Conn, a accepted, sec secured) {
 
 // forwarded is what the access line of a running forward needs.
 type forwarded struct {
-	l        *Listener
-	listen   string // the relay's address the client connected to
-	client   netip.AddrPort
-	upstream string
-	start    time.Time
-	tls      secured
+	l      *Listener
+	listen string // the relay's address the client connected to
+	client netip.AddrPort
+	target *upstream.Target
+	start  time.Time
+	tls    secured
 }
 
-// end writes the access line and releases the connection's slot.
+// end writes the access line and releases the connection's slot. An
+// upstream that refused our client certificate makes it a warning that
+// says so.
 func (fc *forwarded) end(res Result) {
+	ev, msg := fc.l.log.Info(), "connection closed"
+	reason := fc.tls.refusal(res)
+	if reason != "" {
+		ev, msg = fc.l.upstreamRefused(fc.target, reason, res.Err), refusedMsg+": "+reason
+	}
 	// A logger below info gives a nil event; checking first spares the
 	// client address's String (an allocation) and the clock read.
-	if ev := fc.l.log.Info(); ev.Enabled() {
-		ev = ev.Str("listen", fc.listen).Str("client", fc.client.String()).Str("upstream", fc.upstream).
+	if ev.Enabled() {
+		ev = ev.Str("listen", fc.listen).Str("client", fc.client.String()).Str("upstream", fc.target.String()).
 			Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
 			Dur("duration_ms", time.Since(fc.start)).Str("end", res.End)
+		if reason != "" {
+			ev = ev.Str("reason", reason)
+		}
 		ev = fc.tls.add(ev)
 		if res.Err != nil {
 			ev = ev.Err(res.Err)
 		}
-		ev.Msg("connection closed")
+		ev.Msg(msg)
 	}
 	fc.l.connDone(fc.client)
 }
@@ -87,11 +97,13 @@ func (e *dialError) Error() string {
 func (e *dialError) Unwrap() []error { return e.errs }
 
 // dialUpstream tries the upstreams of port index that are up, in order,
-// each within the connect timeout, and returns the first that answers. A
+// each within the connect timeout, and returns the first that answers
+// (and its Target, which a connection that learns later that it failed
+// reports to: upstreamRefused). A
 // PROXY header, if given, is its first bytes, before any TLS. A failure
 // returns a *dialError, upstream.ErrAllDown when none was up to try, or the
 // listener's context error when it is shutting down.
-func (l *Listener) dialUpstream(index int, header []byte) (net.Conn, string, error) {
+func (l *Listener) dialUpstream(index int, header []byte) (net.Conn, *upstream.Target, error) {
 	var failed []error
 	cur := l.ups.Begin(index)
 	for t := cur.Next(); t != nil; t = cur.Next() {
@@ -104,19 +116,19 @@ func (l *Listener) dialUpstream(index int, header []byte) (net.Conn, string, err
 		}
 		if err == nil {
 			cur.Worked()
-			return c, t.String(), nil
+			return c, t, nil
 		}
 		if l.ctx.Err() != nil {
-			return nil, "", l.ctx.Err()
+			return nil, nil, l.ctx.Err()
 		}
 		cur.Failed(err)
 		l.stats.DialFailures.Add(1)
 		failed = append(failed, err)
 	}
 	if err := cur.Err(); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	return nil, "", &dialError{errs: failed}
+	return nil, nil, &dialError{errs: failed}
 }
 
 // upstreams takes over cfg.Upstream, or makes a Set over cfg.Upstreams.

@@ -257,7 +257,7 @@ func (f *front) finish(c *fconn, end string, err error) {
 // record is what the access line of c needs, as the engine keeps it.
 func (c *fconn) record() *forwarded {
 	l := c.ln.g.l
-	return &forwarded{l: l, listen: l.listens[c.ln.index], client: c.client, upstream: c.target.String(), start: c.start}
+	return &forwarded{l: l, listen: l.listens[c.ln.index], client: c.client, target: c.target, start: c.start}
 }
 
 // release takes c out of the loop and closes its sockets.

@@ -201,11 +201,14 @@ func (p *pair) close() Result {
 	// (TestCloseWaitsForParkRegistration).
 	p.ab.settle()
 	p.ba.settle()
+	end, err := p.result()
 	if p.a != nil { // nil when the pair ended parked bare
+		if err != nil && p.ba.moved == 0 {
+			err = refusalBehind(p.b, err)
+		}
 		p.a.Close()
 		p.b.Close()
 	}
-	end, err := p.result()
 	return Result{AtoB: p.ab.moved, BtoA: p.ba.moved, End: end, Err: err}
 }
 

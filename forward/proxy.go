@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/relay/proxyhdr"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // DefaultProxyHeaderTimeout is the zero value of Config.ProxyHeaderTimeout.
@@ -207,10 +208,10 @@ func (l *Listener) dropSlot() {
 // Without upstream TLS the header is not sent here but returned, for the
 // pipe to send with the client's first bytes (direction.holdHeader); under
 // upstream TLS it must precede the handshake.
-func (l *Listener) dialFor(a accepted) (net.Conn, string, proxyHeader, error) {
+func (l *Listener) dialFor(a accepted) (net.Conn, *upstream.Target, proxyHeader, error) {
 	if l.cfg.ProxyProtocol == 0 {
-		c, addr, err := l.dialUpstream(a.index, nil)
-		return c, addr, proxyHeader{}, err
+		c, t, err := l.dialUpstream(a.index, nil)
+		return c, t, proxyHeader{}, err
 	}
 	local := a.local
 	if !local.IsValid() {
@@ -220,13 +221,13 @@ func (l *Listener) dialFor(a accepted) (net.Conn, string, proxyHeader, error) {
 	}
 	h := proxyHeader{version: l.cfg.ProxyProtocol, client: a.client, dst: local}
 	if l.cfg.UpstreamTLS == nil {
-		c, addr, err := l.dialUpstream(a.index, nil)
-		return c, addr, h, err
+		c, t, err := l.dialUpstream(a.index, nil)
+		return c, t, h, err
 	}
 	bp := l.headers.Get().(*[proxyhdr.MaxAppend]byte)
 	defer l.headers.Put(bp)
-	c, addr, err := l.dialUpstream(a.index, proxyhdr.Append(bp[:0], h.version, h.client, h.dst))
-	return c, addr, proxyHeader{}, err
+	c, t, err := l.dialUpstream(a.index, proxyhdr.Append(bp[:0], h.version, h.client, h.dst))
+	return c, t, proxyHeader{}, err
 }
 
 // sendHeader writes a PROXY header to an upstream just dialled; on failure

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/edgerelay/relay/upstream"
 )
 
 // DefaultQueueTimeout is the queue timeout of a zero Raw (the only copy;
@@ -109,7 +111,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		job.queue, job.turn = q, t
 		q.hold(l.raw, client)
 	}
-	up, addr, header, err := l.dialFor(a)
+	up, target, header, err := l.dialFor(a)
 	if err != nil {
 		c.Close()
 		l.deviceDown(index, err)
@@ -120,7 +122,7 @@ func (l *Listener) serveRaw(c net.Conn, a accepted, sec secured) {
 		job.done(end, err, Result{})
 		return
 	}
-	job.upstream = addr
+	job.target = target
 	job.tls = sec.with(up)
 	if d := l.raw.cfg.UserTimeout; d > 0 {
 		if err := setDeviceOptions(up, d); err != nil {
@@ -163,15 +165,15 @@ func (l *Listener) Holders() []Holder {
 
 // rawJob collects what the job line says, and what its end releases.
 type rawJob struct {
-	l        *Listener
-	client   netip.AddrPort
-	index    int
-	upstream string
-	queued   time.Duration
-	started  time.Time // when the pipe started
-	tls      secured
-	queue    *turnQueue // exclusive: the queue whose turn the job holds
-	turn     *ticket
+	l       *Listener
+	client  netip.AddrPort
+	index   int
+	target  *upstream.Target // nil until dialled
+	queued  time.Duration
+	started time.Time // when the pipe started
+	tls     secured
+	queue   *turnQueue // exclusive: the queue whose turn the job holds
+	turn    *ticket
 }
 
 // end is the pipe's end: the job line, then the turn and the slot.
@@ -193,15 +195,29 @@ func (j *rawJob) done(end string, err error, res Result) {
 	j.l.connDone(j.client)
 }
 
+// log writes the job line; an upstream that refused our client
+// certificate makes it a warning that says so.
 func (j *rawJob) log(end string, err error, res Result, printing time.Duration) {
-	ev := j.l.log.Info().Str("listen", j.l.listens[j.index]).Str("client", j.client.String()).
-		Str("upstream", j.upstream).Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
+	ev, msg := j.l.log.Info(), "raw job done"
+	reason := j.tls.refusal(res)
+	if reason != "" {
+		ev, msg = j.l.upstreamRefused(j.target, reason, err), refusedMsg+": "+reason
+	}
+	addr := ""
+	if j.target != nil {
+		addr = j.target.String()
+	}
+	ev = ev.Str("listen", j.l.listens[j.index]).Str("client", j.client.String()).
+		Str("upstream", addr).Int64("bytes_in", res.AtoB).Int64("bytes_out", res.BtoA).
 		Dur("queued_ms", j.queued).Dur("printing_ms", printing).Str("end", end)
+	if reason != "" {
+		ev = ev.Str("reason", reason)
+	}
 	ev = j.tls.add(ev)
 	if err != nil {
 		ev = ev.Err(err)
 	}
-	ev.Msg("raw job done")
+	ev.Msg(msg)
 }
 
 // deviceDown closes every client waiting for a device that did not answer

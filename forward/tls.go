@@ -253,8 +253,10 @@ func upstreamTLSError(addr, reason string, err error) error {
 // since the upstream expects one first. It closes c. An upstream whose
 // certificate has expired or comes from another CA so fails its re-tries
 // as it failed the client, with the same reason, and stays down until a
-// handshake succeeds. Probes are not counted in Stats: they are no
-// client's handshakes.
+// handshake succeeds. So does one that refuses our client certificate:
+// in TLS 1.3 it says so after our side of the handshake is done, and the
+// probe waits for that verdict (awaitVerdict). Probes are not counted in
+// Stats: they are no client's handshakes.
 func ProbeTLS(upstreamTLS func(addr string) *tls.Config, proxyProtocol int) func(ctx context.Context, c net.Conn, spec string) error {
 	return func(ctx context.Context, c net.Conn, spec string) error {
 		if dl, ok := ctx.Deadline(); ok {
@@ -265,18 +267,21 @@ func ProbeTLS(upstreamTLS func(addr string) *tls.Config, proxyProtocol int) func
 				return err
 			}
 		}
-		cfg := upstreamTLS(spec).Clone()
-		// No session cache: a handshake that resumed a session of the
-		// data path's would not verify the upstream's certificate
-		// against the CA in force, and so prove nothing about the next
-		// client's full handshake; nor may a probe's ticket (TLS 1.2
-		// sends one within the handshake) take the place of the one a
-		// real connection left under the same server name.
-		cfg.ClientSessionCache = nil
+		v := &verdict{c: c}
+		cfg := v.config(upstreamTLS(spec))
 		tc := tls.Client(c, cfg)
+		start := time.Now()
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return upstreamTLSError(spec, handshakeReason(err), err)
+		}
+		if err := v.await(ctx, tc, time.Since(start)); err != nil {
+			c.Close()
+			var refused *refusedError
+			if errors.As(err, &refused) {
+				return refused.withAddr(spec)
+			}
+			return err
 		}
 		return tc.Close()
 	}

@@ -1,0 +1,177 @@
+package forward
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgerelay/relay/certs"
+	"github.com/edgerelay/relay/internal/world"
+)
+
+// certRefusals are venues that refuse the box office's client certificate
+// after the box office's side of a TLS 1.3 handshake is done: one that
+// trusts another CA for clients, and one that trusts the right CA but
+// gets a certificate that has expired. Each makes its venue relay and
+// the box office's client material, and names the reason.
+func certRefusals(t *testing.T) []certRefusal {
+	p, other := newPKI(t, "venue-ca"), newPKI(t, "other-ca")
+	return []certRefusal{
+		{"client CA another", TLSUnknownCA, p.serverTLS(t, other.path("ca.crt")), p.clientTLS(t, p, "boxoffice-1")},
+		{"expired", TLSExpired, p.serverTLS(t, p.path("ca.crt")), p.expiredClient(t, "boxoffice-2025")},
+		{"no certificate", TLSNoCertificate, p.serverTLS(t, p.path("ca.crt")), p.clientTLS(t, nil, "")},
+	}
+}
+
+type certRefusal struct {
+	name   string
+	reason string
+	venue  *certs.Server
+	box    *certs.Client
+}
+
+// expiredClient is the originating side with a client certificate from p
+// that expired a day ago.
+func (p *pki) expiredClient(t *testing.T, name string) *certs.Client {
+	t.Helper()
+	crt, key := p.issue(t, certs.KindClient, name, time.Now().Add(-48*time.Hour), 24*time.Hour)
+	st, err := certs.LoadClient(certs.ClientFiles{CA: p.path("ca.crt"), Cert: crt, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs.NewClient(st)
+}
+
+// probeOnce runs one ProbeTLS of addr within 5 s and returns its error
+// and how long it took.
+func probeOnce(t *testing.T, box *certs.Client, addr string) (error, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = ProbeTLS(box.Config, 0)(ctx, c, addr)
+	return err, time.Since(start)
+}
+
+// TestProbeTLSRefusedCertificate: a venue that refuses the box office's
+// client certificate does so after the box office's side of the TLS 1.3
+// handshake is done, with an alert. The probe waits for the venue's
+// verdict and fails with the alert's reason; a venue that accepts sends
+// its session ticket, which ends the probe's wait at once.
+func TestProbeTLSRefusedCertificate(t *testing.T) {
+	checkLeaks(t)
+	backend := world.NewBackend(t, hashPrinter)
+	for _, tc := range certRefusals(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			venue := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, TLS: tc.venue.Config()})
+			err, _ := probeOnce(t, tc.box, venue.addr(0))
+			if err == nil || !strings.Contains(err.Error(), "("+tc.reason+")") ||
+				!strings.Contains(err.Error(), "the upstream rejected our client certificate") {
+				t.Fatalf("probe: %v, want the upstream's refusal with reason %s", err, tc.reason)
+			}
+			venue.logs.Wait(t, "tls handshake failed", `"reason":"`+tc.reason+`"`)
+		})
+	}
+	t.Run("accepted", func(t *testing.T) {
+		p := newPKI(t, "venue-ca")
+		venue := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, TLS: p.serverTLS(t, p.path("ca.crt")).Config()})
+		err, took := probeOnce(t, p.clientTLS(t, p, "boxoffice-1"), venue.addr(0))
+		if err != nil {
+			t.Fatalf("probe of a venue that accepts: %v", err)
+		}
+		// The venue's ticket is its acceptance: no waiting out the bound.
+		if took >= verdictWait {
+			t.Errorf("probe took %v, want less than the verdict's bound %v: the ticket did not end the wait", took, verdictWait)
+		}
+	})
+}
+
+// TestTLSUpstreamRefusesOurCertificate: on the data path a venue that
+// refuses the box office's certificate (after the box office's side of
+// the handshake, so the client's job is already on its way, encrypted)
+// costs the box office one warning line that says so, with the bytes the
+// client sent and lost; the refusal counts as a failed upstream handshake
+// with the reason, marks the venue down, and the re-tries (the probe) keep
+// it down. Nothing reaches the printer.
+func TestTLSUpstreamRefusesOurCertificate(t *testing.T) {
+	checkLeaks(t)
+	for _, tc := range certRefusals(t) {
+		for _, mode := range []struct {
+			name, line string
+			raw        *Raw
+		}{{"tcp", "connection closed", nil}, {"raw", "raw job done", &Raw{Exclusive: true}}} {
+			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
+				testUpstreamRefuses(t, tc, mode.raw, mode.line)
+			})
+		}
+	}
+}
+
+// testUpstreamRefuses is one case of TestTLSUpstreamRefusesOurCertificate:
+// a box office in raw mode (or plain tcp when raw is nil), whose access
+// line is line.
+func testUpstreamRefuses(t *testing.T, tc certRefusal, raw *Raw, line string) {
+	backend := world.NewBackend(t, hashPrinter)
+	venue := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, TLS: tc.venue.Config()})
+	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: tc.box.Config, Raw: raw})
+	const job = 5000
+	c := box.dial(t, 0)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(c, world.Stream(1, job)); err != nil {
+		t.Fatalf("send job: %v", err)
+	}
+	c.CloseWrite()
+	if n, _ := io.Copy(io.Discard, c); n != 0 {
+		t.Fatalf("the client got %d bytes from a venue that refused the box office", n)
+	}
+	c.Close()
+	// The line counts what went into the tunnel before the refusal came
+	// (the rest of the job was still in the client's socket).
+	warn := box.logs.Wait(t, `"level":"warn"`, "the upstream rejected our client certificate: "+tc.reason)
+	var fields struct {
+		BytesIn  *int64 `json:"bytes_in"`
+		BytesOut int64  `json:"bytes_out"`
+		Upstream string `json:"upstream"`
+		Reason   string `json:"reason"`
+	}
+	if err := json.Unmarshal([]byte(warn), &fields); err != nil {
+		t.Fatal(err)
+	}
+	if fields.BytesIn == nil || *fields.BytesIn > job || fields.BytesOut != 0 ||
+		fields.Upstream != venue.addr(0) || fields.Reason != tc.reason {
+		t.Errorf("warning line: %s", warn)
+	}
+	if n := box.logs.Count(line); n != 0 {
+		t.Errorf("%d more access lines for the refused client, want the warning alone:\n%s", n, box.logs)
+	}
+	if got := box.Stats().UpstreamHandshakes.Failed(); got[tc.reason] != 1 || len(got) != 1 {
+		t.Errorf("box upstream handshakes failed = %v, want %s once", got, tc.reason)
+	}
+	down := box.logs.Wait(t, `"message":"upstream down"`)
+	if !strings.Contains(down, "("+tc.reason+")") {
+		t.Errorf("the down line does not name the reason %s: %s", tc.reason, down)
+	}
+	// The client's handshake and the first re-try (after 1 s) each
+	// met the venue's refusal; the probe of old brought it back up.
+	world.Eventually(t, "a re-try of the venue", func() bool {
+		return venue.Stats().Handshakes.Failed()[tc.reason] >= 2 || box.logs.Count(`"message":"upstream up"`) > 0
+	})
+	if n := box.logs.Count(`"message":"upstream up"`); n != 0 {
+		t.Fatalf("a re-try brought the venue that refuses the box office back up:\n%s", box.logs)
+	}
+	expectClosed(t, box.dial(t, 0), time.Second)
+	if got := box.Stats().UpstreamHandshakes.Failed()[tc.reason]; got != 1 {
+		t.Errorf("box upstream handshakes failed for %s = %d after a second client, want 1: it was sent to the venue", tc.reason, got)
+	}
+	if backend.Accepted() != 0 {
+		t.Fatalf("the printer saw %d connections, want none", backend.Accepted())
+	}
+}
