@@ -78,6 +78,7 @@ type front struct {
 	buf     []byte
 	events  []unix.EpollEvent
 	sa      unix.RawSockaddrAny // accept4's peer address
+	zones   zoneNames           // link-local clients' interface names (peer)
 	now     time.Time           // read once per loop turn
 	ep      *os.File            // the epoll set, waited for in the netpoller
 	rc      syscall.RawConn     // ep's

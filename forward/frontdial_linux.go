@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -130,6 +131,56 @@ func peerAddr(sa *unix.RawSockaddrAny) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(in.Addr).Unmap(), getPort(&in.Port))
 	}
 	return netip.AddrPort{}
+}
+
+// peer is accept4's address of the client just accepted on fd, with a
+// link-local client's interface as its zone (fe80::1%eth0), as net gives
+// the engine's RemoteAddr: access lines, the ACL and per-source limits
+// see the same address on either path.
+func (f *front) peer(fd int) netip.AddrPort {
+	ap := peerAddr(&f.sa)
+	if f.sa.Addr.Family != unix.AF_INET6 {
+		return ap
+	}
+	if id := (*unix.RawSockaddrInet6)(unsafe.Pointer(&f.sa)).Scope_id; id != 0 {
+		ap = netip.AddrPortFrom(ap.Addr().WithZone(f.zones.name(fd, id, f.now)), ap.Port())
+	}
+	return ap
+}
+
+// zoneNames names the interfaces of link-local clients' scope ids as net
+// names a zone: the interface's name, or the index in decimal when no
+// interface has it. A name is asked of the kernel (one SIOCGIFNAME
+// ioctl, on the accepted socket) once per scope id and zoneTTL, as net's
+// own cache is refreshed, so the accept path of a client that is not
+// link-local costs nothing and one that is costs an ioctl a minute. An
+// interface renamed or replaced is seen within zoneTTL. Owned by the
+// front's loop; it holds one entry per interface clients came in on.
+type zoneNames map[uint32]zoneName
+
+type zoneName struct {
+	name string
+	at   time.Time
+}
+
+const zoneTTL = time.Minute
+
+func (z *zoneNames) name(fd int, id uint32, now time.Time) string {
+	if n, ok := (*z)[id]; ok && now.Sub(n.at) < zoneTTL {
+		return n.name
+	}
+	name := strconv.FormatUint(uint64(id), 10)
+	if ifr, err := unix.NewIfreq(""); err == nil {
+		ifr.SetUint32(id)
+		if unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr) == nil {
+			name = ifr.Name()
+		}
+	}
+	if *z == nil {
+		*z = zoneNames{}
+	}
+	(*z)[id] = zoneName{name, now}
+	return name
 }
 
 // dialFailed gives up the connect under way and tries the next upstream.

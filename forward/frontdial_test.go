@@ -81,3 +81,40 @@ func TestFrontLinkLocalUpstream(t *testing.T) {
 		}
 	}
 }
+
+// TestFrontLinkLocalClient: a client at an IPv6 link-local address is
+// named with its interface in the access line (fe80::1%lo), by the front
+// as by the engine: accept4's sockaddr carries the interface as a scope
+// id, which the front dropped.
+func TestFrontLinkLocalClient(t *testing.T) {
+	if !runInNetns(t, []string{"-6", "addr", "add", "fe80::1/64", "dev", "lo", "nodad"}) {
+		return
+	}
+	checkFrontLeaks(t)
+	backend := world.NewBackend(t, world.Echo)
+	for _, path := range []string{"front", "engine"} {
+		t.Run(path, func(t *testing.T) {
+			r := listenRelay(t, Config{Listen: []string{"[fe80::1%lo]:0"}, Upstreams: [][]string{{backend.Addr()}}})
+			if path == "engine" {
+				r.engineOnly()
+			}
+			r.serve(t)
+			if path == "front" && !r.useFront {
+				t.Fatal("the listener has no front")
+			}
+			for range 2 { // the second from the front's cache of names
+				client, err := echoOnce(r.addr(0), 7, 5000)
+				if err != nil {
+					t.Fatalf("echo: %v; relay's log:\n%s", err, r.logs.String())
+				}
+				if !strings.HasPrefix(client, "[fe80::1%lo]:") {
+					t.Fatalf("the client's own address is %s, want one on fe80::1%%lo", client)
+				}
+				lines := r.logs.WaitCount(t, 1, `"client":"`+client+`"`)
+				if len(lines) != 1 {
+					t.Errorf("%d access lines name the client %s, want 1:\n%s", len(lines), client, r.logs)
+				}
+			}
+		})
+	}
+}

@@ -87,7 +87,7 @@ func (f *front) accept(ln *frontListen) {
 		}
 		ln.backoff = 0
 		fd := int(r)
-		client := peerAddr(&f.sa)
+		client := f.peer(fd)
 		if ln.g.stopped || !l.admitFront(client, ln.index) {
 			rawClose(fd)
 			continue
