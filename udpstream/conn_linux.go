@@ -102,6 +102,9 @@ type sysConn struct {
 	// otherwise take one from the pool on every speculative read.
 	drained bool
 	waitFn  func(fd uintptr) bool
+	// pollErr records that the last wait saw POLLERR: an error, or an
+	// error queue to empty (recverr_linux.go).
+	pollErr bool
 }
 
 func newSysConn(uc *net.UDPConn, connected bool, pool *batchPool, gso bool) (*sysConn, error) {
@@ -154,7 +157,11 @@ func (c *sysConn) readBatch() (*batch, error) {
 // poll cannot be skipped on the first call: RawConn.Read clears the
 // readiness the poller recorded before it, so a datagram that came before
 // the call would otherwise wait for the next one.
-func (c *sysConn) wait(fd uintptr) bool { return pollNow(fd) != 0 }
+func (c *sysConn) wait(fd uintptr) bool {
+	ev := pollNow(fd)
+	c.pollErr = ev&unix.POLLERR != 0
+	return ev != 0
+}
 
 // pollNow returns the poll(2) events of fd (POLLIN, POLLERR), without
 // waiting. It is poll and not a MSG_PEEK read on purpose: every receive
@@ -218,11 +225,22 @@ func (c *sysConn) recv(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if c.pollErr {
+				c.pollErr = false
+				if errno = leftoverError(fd); errno != 0 {
+					c.rerr = os.NewSyscallError("recvmmsg", explained(fd, errno))
+					return true
+				}
+			}
 			b.release()
 			c.rb = nil
 			return false
 		default:
-			c.rerr = os.NewSyscallError("recvmmsg", errno)
+			err := error(errno)
+			if c.connected {
+				err = explained(fd, errno)
+			}
+			c.rerr = os.NewSyscallError("recvmmsg", err)
 			return true
 		}
 	}
@@ -261,7 +279,11 @@ func (c *sysConn) writeBatch(b *batch, from, to int) (int, error) {
 			n, err := c.writeBatch(b, sent, to)
 			return sent - from + n, err
 		}
-		return sent - from, os.NewSyscallError("sendmmsg", errno)
+		err := error(errno)
+		if c.connected {
+			err = c.queuedError(errno)
+		}
+		return sent - from, os.NewSyscallError("sendmmsg", err)
 	}
 	return sent - from, nil
 }

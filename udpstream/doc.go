@@ -17,6 +17,15 @@
 // opened by workers of their own, off the read path, so that a flood of
 // newcomers never holds up the datagrams of open sessions (setup.go).
 //
+// A session fails over to the port's next upstream that is up when the
+// kernel reports an ICMP error on its socket: port, host or network
+// unreachable, or a reject. Session sockets set IP_RECVERR / IPV6_RECVERR,
+// without which Linux drops host unreachable on a connected UDP socket,
+// the error a powered-off upstream on the relay's own LAN draws once ARP
+// for it gives up; the error queue the option fills is read for the
+// reason and emptied after an error only, never on a datagram's path
+// (recverr_linux.go, internal/sockerr).
+//
 // On Linux the data path reads and writes in batches with recvmmsg(2) and
 // sendmmsg(2) into reused buffers, with no allocation per datagram. The same
 // session logic also runs over any packet network with one datagram per call

@@ -14,6 +14,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/edgerelay/relay/internal/sockerr"
 )
 
 // batchSize is how many datagrams one recvmmsg/sendmmsg moves, on listen
@@ -178,10 +180,13 @@ func (n *sysNet) controlListen(network, _ string, rc syscall.RawConn) error {
 	return serr
 }
 
-// controlSession sizes a session socket the way the listen sockets needed.
-// Errors are ignored: a session with a smaller buffer still forwards.
-func (n *sysNet) controlSession(_, _ string, rc syscall.RawConn) error {
+// controlSession sizes a session socket the way the listen sockets needed
+// and asks for every ICMP error (recverr_linux.go). Errors are ignored: a
+// session with a smaller buffer still forwards, and one without the option
+// still fails over on port unreachable.
+func (n *sysNet) controlSession(network, _ string, rc syscall.RawConn) error {
 	return rc.Control(func(fd uintptr) {
+		_ = sockerr.Enable(int(fd), strings.HasSuffix(network, "6"))
 		ropt, wopt := unix.SO_RCVBUF, unix.SO_SNDBUF
 		if n.forceRead.Load() {
 			ropt = unix.SO_RCVBUFFORCE

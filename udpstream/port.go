@@ -239,13 +239,15 @@ func (p *port) closeSessions(reason string) {
 }
 
 // isUnreachable reports the errors a connected UDP socket returns after an
-// ICMP error the kernel treats as hard: port or protocol unreachable, host
-// or network unreachable, unknown or isolated (EHOSTDOWN, ENONET), or
-// administratively prohibited (IPv4: EHOSTUNREACH; IPv6: EACCES, the answer
-// of a firewall that rejects, firewalld's default). Each says the upstream
-// cannot be reached, so the session fails over; left out, an IPv6 upstream
-// behind such a firewall ended every session as upstream_error and was
-// never marked down (TestFailoverOnAdminProhibited).
+// ICMP error: port or protocol unreachable, host or network unreachable,
+// unknown or isolated (EHOSTDOWN, ENONET), or administratively prohibited
+// (IPv4: EHOSTUNREACH; IPv6: EACCES, the answer of a firewall that
+// rejects, firewalld's default). Plain host and network unreachable, the
+// error of a failed ARP among them, come only because session sockets set
+// IP_RECVERR (recverr_linux.go). Each says the upstream cannot be reached,
+// so the session fails over; left out, an IPv6 upstream behind such a
+// firewall ended every session as upstream_error and was never marked down
+// (TestFailoverOnAdminProhibited).
 func isUnreachable(err error) bool {
 	for _, e := range [...]syscall.Errno{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
 		syscall.ENOPROTOOPT, syscall.EACCES, syscall.EHOSTDOWN, syscall.ENONET} {

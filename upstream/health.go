@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/internal/sockerr"
 )
 
 // Target is one address of an upstream: what a data plane dials. Its
@@ -215,16 +217,21 @@ func (s *Set) probe(t *Target) error {
 // probeUDP sends h.Send (by default an empty datagram) from a connected
 // socket and waits up to timeout for an ICMP error, which the kernel reports
 // on the socket as ECONNREFUSED (port unreachable) or
-// EHOSTUNREACH/ENETUNREACH. Without h.ExpectReply a reply, or silence,
-// counts as up: UDP cannot tell a silent service from a black hole, so only
-// an explicit refusal marks an upstream down. With it, only a reply that
-// begins with h.Expect counts as up. ctx ends the wait early (Close).
+// EHOSTUNREACH/ENETUNREACH (the socket has IP_RECVERR, without which Linux
+// drops host and network unreachable, among them the one a failed ARP
+// gives for a powered-off host on the LAN; see internal/sockerr), and the
+// error says which ICMP message came and from whom. Without h.ExpectReply
+// a reply, or silence, counts as up: UDP cannot tell a silent service from
+// a black hole, so only an explicit refusal marks an upstream down. With
+// it, only a reply that begins with h.Expect counts as up. ctx ends the
+// wait early (Close).
 func probeUDP(ctx context.Context, addr netip.AddrPort, timeout time.Duration, h *Health) error {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	nc, err := (&net.Dialer{Control: sockerr.Control}).Dial("udp", addr.String())
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer nc.Close()
+	c := nc.(*net.UDPConn)
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
@@ -247,6 +254,9 @@ func probeUDP(ctx context.Context, addr netip.AddrPort, timeout time.Duration, h
 				return fmt.Errorf("no answer%s within %s", expected(h.Expect), timeout)
 			}
 			return nil
+		}
+		if rc, rerr := c.SyscallConn(); rerr == nil {
+			err = sockerr.Explain(rc, err)
 		}
 		return err
 	}
