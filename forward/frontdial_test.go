@@ -8,58 +8,17 @@ package forward
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/edgerelay/relay/internal/world"
 )
-
-// inNetns is set in the environment of a test run again inside a network
-// namespace of its own (runInNetns).
-const inNetns = "FORWARD_TEST_IN_NETNS"
-
-// runInNetns runs the test t again in a network namespace it makes for
-// it, after setup's ip commands (each the arguments of one `ip -n NS`),
-// and reports whether the caller is that run. Outside one, it skips the
-// test where namespaces cannot be made (not root, no ip).
-func runInNetns(t *testing.T, setup ...[]string) bool {
-	t.Helper()
-	if os.Getenv(inNetns) != "" {
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip (iproute2) for a network namespace")
-	}
-	ns := fmt.Sprintf("relay-fwd-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Skipf("cannot make a network namespace: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	for _, args := range append([][]string{{"link", "set", "lo", "up"}}, setup...) {
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip -n %s %s: %v: %s", ns, strings.Join(args, " "), err, out)
-		}
-	}
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), inNetns+"=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Errorf("in namespace %s: %v\n%s", ns, err, out)
-	}
-	return false
-}
 
 // TestFrontLinkLocalUpstream: an upstream at an IPv6 link-local address
 // names its interface (fe80::1%lo), as net.Dialer takes it; the front's
 // connect gives the kernel the interface too, or every connect fails
 // with EINVAL and the upstream is marked down.
 func TestFrontLinkLocalUpstream(t *testing.T) {
-	if !runInNetns(t, []string{"-6", "addr", "add", "fe80::1/64", "dev", "lo", "nodad"}) {
+	if !world.RunInNetns(t, []string{"-6", "addr", "add", "fe80::1/64", "dev", "lo", "nodad"}) {
 		return
 	}
 	checkFrontLeaks(t)

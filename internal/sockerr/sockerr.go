@@ -83,10 +83,7 @@ func icmpName(typ, code uint8) string {
 			"network unreachable for TOS", "host unreachable for TOS",
 			"communication administratively prohibited", "host precedence violation",
 			"precedence cutoff"}
-		if int(code) < len(names) {
-			return names[code]
-		}
-		return fmt.Sprintf("destination unreachable code %d", code)
+		return unreachName(names[:], code)
 	case 11:
 		return "time exceeded"
 	case 12:
@@ -104,10 +101,7 @@ func icmp6Name(typ, code uint8) string {
 		names := [...]string{"no route to destination", "administratively prohibited",
 			"beyond scope of source address", "host unreachable (address unreachable)",
 			"port unreachable", "source address failed policy", "reject route"}
-		if int(code) < len(names) {
-			return names[code]
-		}
-		return fmt.Sprintf("destination unreachable code %d", code)
+		return unreachName(names[:], code)
 	case 2:
 		return "packet too big"
 	case 3:
@@ -116,4 +110,12 @@ func icmp6Name(typ, code uint8) string {
 		return "parameter problem"
 	}
 	return fmt.Sprintf("type %d code %d", typ, code)
+}
+
+// unreachName names a destination unreachable message by its code.
+func unreachName(names []string, code uint8) string {
+	if int(code) < len(names) {
+		return names[code]
+	}
+	return fmt.Sprintf("destination unreachable code %d", code)
 }
