@@ -501,8 +501,13 @@ func (d *direction) copy() error {
 	bp := d.pool.getBuffer()
 	defer d.pool.putBuffer(bp)
 	buf := *bp
+	// The plain TCP side of a TLS pair is read or written raw, as the
+	// TLS side is under its recordConn (rawTCP).
+	plain := new(plainSides)
+	plain.src.init(d.src)
+	plain.dst.init(d.dst)
 	for {
-		n, rerr := d.src.Read(buf)
+		n, rerr := plain.readSrc(d.src, buf)
 		if n > 0 && rerr == nil {
 			n, rerr = d.gather(buf, n)
 		}
@@ -510,7 +515,7 @@ func (d *direction) copy() error {
 			if err := d.checked(buf[:n]); err != nil {
 				return err
 			}
-			if err := d.writeBatched(buf[:n]); err != nil {
+			if err := d.writeBatched(buf[:n], plain); err != nil {
 				return err
 			}
 		}
@@ -544,14 +549,34 @@ func (d *direction) checked(first []byte) error {
 	return check.checkFirst(first)
 }
 
-func (d *direction) writeAll(b []byte) error {
+// plainSides are the src and dst of a copying direction as plainSides:
+// in use for a side that is a plain *net.TCPConn.
+type plainSides struct{ src, dst rawTCP }
+
+// readSrc reads src, raw when it is plain TCP.
+func (s *plainSides) readSrc(src net.Conn, b []byte) (int, error) {
+	if s.src.raw != nil {
+		return s.src.read(b)
+	}
+	return src.Read(b)
+}
+
+// writeDst writes b to dst, raw when it is plain TCP.
+func (s *plainSides) writeDst(dst net.Conn, b []byte) (int, error) {
+	if s.dst.raw != nil {
+		return s.dst.write(b)
+	}
+	return dst.Write(b)
+}
+
+func (d *direction) writeAll(b []byte, plain *plainSides) error {
 	for len(b) > 0 {
 		if d.dstTLS {
 			if err := d.armTLSWrite(); err != nil {
 				return err
 			}
 		}
-		n, err := d.dst.Write(b)
+		n, err := plain.writeDst(d.dst, b)
 		if n > 0 {
 			d.account(n)
 			b = b[n:]

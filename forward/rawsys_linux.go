@@ -40,22 +40,41 @@ func writeNow(fd int, b []byte) (int, error) {
 	return int(n), nil
 }
 
-// rawIOConn returns the RawConn recordConn reads and writes c through,
-// nil unless c is a TCP socket.
-func rawIOConn(c net.Conn) syscall.RawConn {
+// rawTCP reads and writes one TCP socket with read(2) and write(2)
+// through readNow and writeNow inside its RawConn's callbacks, so that the
+// netpoller still does the waiting (and the deadlines) while the calls
+// skip the runtime's syscall bookkeeping. That bookkeeping is what wakes
+// the runtime's monitor thread after every idle gap (entersyscall), and a
+// TLS tunnel carrying a printer's request and answer is idle gaps and
+// small reads: each side of it, the TLS socket under a recordConn and the
+// plain socket a copying direction reads or writes (plainSides), goes
+// through one. The zero value (raw nil) is not in use: callers fall back
+// to the conn's own Read and Write.
+type rawTCP struct {
+	conn net.Conn
+	raw  syscall.RawConn
+	// rd and wr carry read's and write's call into the RawConn's
+	// callback; one goroutine reads, and writes are serialised by the
+	// owner (recordConn's mutex, or the one copying direction).
+	rd, wr rawIO
+}
+
+// init makes s read and write c raw when c is a TCP socket; otherwise s
+// stays unused.
+func (s *rawTCP) init(c net.Conn) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return nil
+		return
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return nil
+		return
 	}
-	return rc
+	s.conn, s.raw = c, rc
 }
 
-// rawIO is one read(2) or write(2) of a recordConn through its RawConn.
-// The callback is made once per conn and finds its buffer and results
+// rawIO is one read(2) or write(2) of a rawTCP through its RawConn.
+// The callback is made once per socket and finds its buffer and results
 // here: a closure made per call escapes to the heap, two allocations a
 // record and, with a small heap, a collection every few thousand round
 // trips of a printer's tunnel.
@@ -96,63 +115,58 @@ func (op *rawIO) write(fd uintptr) bool {
 	return true
 }
 
-// rawRead is recordConn.Read on its TCP socket: read(2) through readNow
-// inside the RawConn's callback, so that the netpoller still does the
-// waiting (and the deadlines) while the call itself skips the runtime's
-// syscall bookkeeping. That bookkeeping is what wakes the runtime's
-// monitor thread after every idle gap (entersyscall), and a TLS tunnel
-// carrying a printer's request and answer is idle gaps and small reads.
-func (r *recordConn) rawRead(p []byte) (int, error) {
+// read is net.Conn's Read on the socket: one read(2), waiting in the
+// netpoller while there is nothing to read.
+func (s *rawTCP) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	op := &r.rd
+	op := &s.rd
 	if op.fn == nil {
 		op.fn = op.read
 	}
 	op.buf, op.n, op.err = p, 0, nil
-	err := r.raw.Read(op.fn)
+	err := s.raw.Read(op.fn)
 	n, rerr := op.n, op.err
 	op.buf = nil // the caller's buffer is not ours to hold
 	switch {
 	case err != nil: // a deadline or a closed conn
-		return 0, r.opError("read", err)
+		return 0, s.opError("read", err)
 	case rerr != nil:
-		return 0, r.opError("read", os.NewSyscallError("read", rerr))
+		return 0, s.opError("read", os.NewSyscallError("read", rerr))
 	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
 }
 
-// opError words an error as net.TCPConn's Read and Write do ("read tcp
-// LOCAL->REMOTE: ..."), so that log lines read as before.
-func (r *recordConn) opError(op string, err error) error {
-	// The RawConn's own errors come as "raw-read tcp ...": keep their
-	// cause only.
-	var raw *net.OpError
-	if errors.As(err, &raw) {
-		err = raw.Err
-	}
-	return &net.OpError{Op: op, Net: "tcp", Source: r.LocalAddr(), Addr: r.RemoteAddr(), Err: err}
-}
-
-// rawWrite is recordConn's write on its TCP socket, all of b, the same
-// way as rawRead.
-func (r *recordConn) rawWrite(b []byte) (int, error) {
-	op := &r.wr
+// write is net.Conn's Write on the socket: all of b, or an error.
+func (s *rawTCP) write(b []byte) (int, error) {
+	op := &s.wr
 	if op.fn == nil {
 		op.fn = op.write
 	}
 	op.buf, op.n, op.err = b, 0, nil
-	err := r.raw.Write(op.fn)
+	err := s.raw.Write(op.fn)
 	written, werr := op.n, op.err
 	op.buf = nil
 	if err == nil {
 		err = werr
 	}
 	if err != nil {
-		err = r.opError("write", err)
+		err = s.opError("write", err)
 	}
 	return written, err
+}
+
+// opError words an error as net.TCPConn's Read and Write do ("read tcp
+// LOCAL->REMOTE: ..."), so that log lines read as before.
+func (s *rawTCP) opError(op string, err error) error {
+	// The RawConn's own errors come as "raw-read tcp ...": keep their
+	// cause only.
+	var raw *net.OpError
+	if errors.As(err, &raw) {
+		err = raw.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: err}
 }

@@ -7,9 +7,13 @@ import (
 	"syscall"
 )
 
-// Elsewhere recordConn uses its conn's own Read and Write.
-type rawIO struct{}
+// Elsewhere a rawTCP is never in use: its callers read and write
+// through the conn's own Read and Write.
+type rawTCP struct {
+	conn net.Conn
+	raw  syscall.RawConn
+}
 
-func rawIOConn(net.Conn) syscall.RawConn             { return nil }
-func (r *recordConn) rawRead(p []byte) (int, error)  { return r.Conn.Read(p) }
-func (r *recordConn) rawWrite(b []byte) (int, error) { return r.Conn.Write(b) }
+func (*rawTCP) init(net.Conn)                 {}
+func (s *rawTCP) read(p []byte) (int, error)  { return s.conn.Read(p) }
+func (s *rawTCP) write(b []byte) (int, error) { return s.conn.Write(b) }

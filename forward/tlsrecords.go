@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"syscall"
 )
 
 // recordConn is the socket under every tls.Conn of a listener. crypto/tls
@@ -31,14 +30,10 @@ type recordConn struct {
 	// that goroutine's tls.Conn.Read calls Read.
 	noWait bool
 	pool   *Pool
-	// raw is the socket's RawConn when Conn is a *net.TCPConn: Read and
-	// Write then use read(2) and write(2) through RawSyscall inside its
-	// callbacks (rawRead, rawWrite); nil: Conn's own Read and Write.
-	raw syscall.RawConn
-	// rd and wr carry rawRead's and rawWrite's call into the RawConn's
-	// callback: rd is the reading goroutine's (see noWait), wr is used
-	// under mu (Write, endBatch).
-	rd, wr rawIO
+	// sock reads and writes Conn raw when it is a *net.TCPConn
+	// (rawsys_linux.go); its reads come from the goroutine reading the
+	// tls.Conn (see noWait), its writes under mu (Write, endBatch).
+	sock rawTCP
 	// shaken is set once the handshake is done (terminate, originate):
 	// a batch opened before would hold back the handshake's own flight.
 	shaken bool
@@ -64,7 +59,9 @@ func (wouldWait) Temporary() bool { return true }
 var _ net.Error = wouldWait{}
 
 func newRecordConn(c net.Conn, pool *Pool) *recordConn {
-	return &recordConn{Conn: c, pool: pool, raw: rawIOConn(c)}
+	r := &recordConn{Conn: c, pool: pool}
+	r.sock.init(c)
+	return r
 }
 
 // Read reads the socket, or fails with errWouldWait while noWait is set:
@@ -73,8 +70,8 @@ func (r *recordConn) Read(p []byte) (int, error) {
 	if r.noWait {
 		return 0, errWouldWait
 	}
-	if r.raw != nil {
-		return r.rawRead(p)
+	if r.sock.raw != nil {
+		return r.sock.read(p)
 	}
 	return r.Conn.Read(p)
 }
@@ -95,8 +92,8 @@ func (r *recordConn) Write(b []byte) (int, error) {
 
 // write sends b on the socket.
 func (r *recordConn) write(b []byte) (int, error) {
-	if r.raw != nil {
-		return r.rawWrite(b)
+	if r.sock.raw != nil {
+		return r.sock.write(b)
 	}
 	return r.Conn.Write(b)
 }
@@ -172,10 +169,10 @@ func (d *direction) gather(buf []byte, n int) (int, error) {
 
 // writeBatched is writeAll for a TLS dst whose records leave in one
 // write(2). The bytes count once they left: a failed flush counts none.
-func (d *direction) writeBatched(b []byte) error {
+func (d *direction) writeBatched(b []byte, plain *plainSides) error {
 	rc := recordConnOf(d.dst)
 	if rc == nil || !rc.shaken {
-		return d.writeAll(b)
+		return d.writeAll(b, plain)
 	}
 	if d.dstTLS {
 		if err := d.armTLSWrite(); err != nil {

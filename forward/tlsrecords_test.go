@@ -217,7 +217,7 @@ func TestRecordConnRawErrors(t *testing.T) {
 	}
 	defer peer.Close()
 	rc := newRecordConn(c, nil)
-	if rc.raw == nil {
+	if rc.sock.raw == nil {
 		t.Skip("no raw socket I/O on this platform")
 	}
 	const size = 4 << 20
