@@ -8,6 +8,7 @@ package forward
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/edgerelay/relay/internal/world"
@@ -46,7 +47,7 @@ func TestFrontLinkLocalUpstream(t *testing.T) {
 // as by the engine: accept4's sockaddr carries the interface as a scope
 // id, which the front dropped.
 func TestFrontLinkLocalClient(t *testing.T) {
-	if !runInNetns(t, []string{"-6", "addr", "add", "fe80::1/64", "dev", "lo", "nodad"}) {
+	if !world.RunInNetns(t, []string{"-6", "addr", "add", "fe80::1/64", "dev", "lo", "nodad"}) {
 		return
 	}
 	checkFrontLeaks(t)
