@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -61,7 +62,11 @@ func cert(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "relay cert ca: %v\n", err)
 			return 1
 		}
-		err = certs.WriteFiles(caCrt, caKey, d, ca.Key, *force)
+		// The CA's folder may be new (/etc/relay/tls on a fresh box);
+		// it holds the CA's key, so only its owner may enter it.
+		if err = os.MkdirAll(*dir, 0o700); err == nil {
+			err = certs.WriteFiles(caCrt, caKey, d, ca.Key, *force)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "relay cert ca: %v\n", err)
 			return 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,5 +52,25 @@ func TestCertDaysLong(t *testing.T) {
 	code, _, stderr := runCmd("cert", "ca", "-dir", t.TempDir(), "-days", "5000000")
 	if code != 2 || !strings.Contains(stderr, "-days 5000000") {
 		t.Errorf("-days 5000000: exit %d, stderr %q; want 2 and a line naming -days", code, stderr)
+	}
+}
+
+// TestCertCAMakesItsFolder: `relay cert ca -dir /etc/relay/tls` on a box
+// where that folder does not exist yet makes it (0700: it holds the CA's
+// key) instead of failing with "open .../ca.key: no such file or
+// directory"; the certificates issued into it afterwards work as usual.
+func TestCertCAMakesItsFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "relay", "tls")
+	relayCert(t, "ca", "-dir", dir)
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := st.Mode().Perm(); mode != 0o700 {
+		t.Errorf("folder mode %o, want 700", mode)
+	}
+	relayCert(t, "client", "-dir", dir, "-name", "boxoffice-1")
+	if _, err := certs.ReadCert(filepath.Join(dir, "boxoffice-1.crt")); err != nil {
+		t.Fatal(err)
 	}
 }
