@@ -7,7 +7,9 @@
 // keyed by the client's netip.AddrPort; a session owns a socket connected to
 // the upstream, so the kernel demultiplexes replies and the relay sends them
 // back to the client from the port the client sent to. Sessions end after
-// Config.SessionTimeout without traffic in either direction, their number is
+// Config.SessionTimeout without traffic in either direction (once the relay
+// drains, after a reload or an upgrade handed its sockets on: without a
+// datagram from the client, see port.expire), their number is
 // capped by Config.MaxSessions (and per client address by
 // Config.MaxSessionsPerSource), and every datagram that is not forwarded is
 // counted in Stats by reason. Each ended session writes one access-log line.

@@ -13,7 +13,9 @@ import (
 // clients; a datagram from a client of the old relay goes to that client's
 // old session, which forwards it to the old upstream and sends the replies
 // back through its own duplicate of the same socket, until the session
-// expires and the old relay has drained.
+// expires and the old relay has drained. A draining relay's session expires
+// when its client has been quiet for SessionTimeout, whatever its upstream
+// still sends (port.expire), so the drain ends by itself.
 
 // Files returns a duplicate of each listen socket, in Listen order, for a
 // successor's Config.Inherit (the same process on reload, or the next one

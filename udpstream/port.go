@@ -115,9 +115,9 @@ func (p *port) forwardRun(b *batch, i, j int, now int64) {
 		s.sending.Store(true) // a one-way stream, not a spoofed source: see evictOldest
 	}
 	if s.p == p {
-		s.touch(now)
+		s.touchIn(now)
 	} else {
-		s.touch(s.p.r.now()) // a predecessor's session runs on its clock
+		s.touchIn(s.p.r.now()) // a predecessor's session runs on its clock
 	}
 	s.toUpstream(b, i, j)
 }
@@ -184,8 +184,8 @@ func (p *port) dial() (*sessionUpstream, error) {
 }
 
 // expire removes the sessions that have been idle for timeout (unconfirmed
-// ones: for unconfirmed) and appends
-// them to out; the caller ends them outside the lock. now is the sweep time.
+// ones: for unconfirmed) and appends them to out; the caller ends them
+// outside the lock, for s.idleEnd. now is the sweep time.
 //
 // A session's stamp is the coarse clock, which may be stale by however late
 // the sweeper ran, so its value is not trusted as a time: a changed stamp
@@ -194,22 +194,47 @@ func (p *port) dial() (*sessionUpstream, error) {
 // carries the older value, so the caller adds one sweep period to timeout;
 // a session then ends between its timeout and three sweep periods after it,
 // never early.
-func (p *port) expire(now, timeout, unconfirmed int64, out []*session) []*session {
+//
+// While the relay drains (a reload retired it, a binary upgrade's new
+// process reads its sockets, or it shuts down) only the client's datagrams
+// count: a session ends once its client has been quiet for timeout, even
+// while the upstream still sends. Otherwise a session whose upstream
+// streams on (a player's status to a client that moved to the new process
+// after an upgrade, or is gone) never went idle, and the old relay drained
+// only at hard_stop_after. What it costs: a client that only listens to a
+// stream it asked for once loses it then, and its next datagram opens a
+// session with the successor, which the upstream sees from another port;
+// after an upgrade that is true of every client once the old process
+// exits anyway. Such an end is logged as client_idle when the upstream
+// still sent in the second half of the client's quiet (a stream, not the
+// reply to the client's last datagram).
+func (p *port) expire(now, timeout, unconfirmed int64, draining bool, out []*session) []*session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, s := range p.sessions {
 		if stamp := s.last.Load(); stamp != s.seenStamp {
 			s.seenStamp, s.quietFrom = stamp, now
-			continue
+		}
+		if stamp := s.lastIn.Load(); stamp != s.seenIn {
+			s.seenIn, s.clientQuietFrom = stamp, now
+		}
+		quietFrom := s.quietFrom
+		if draining {
+			quietFrom = s.clientQuietFrom
 		}
 		idle := timeout
 		if !s.confirmed.Load() {
 			idle = unconfirmed
 		}
-		if now-s.quietFrom >= idle {
-			delete(p.sessions, k)
-			out = append(out, s)
+		if now-quietFrom < idle {
+			continue
 		}
+		s.idleEnd = endIdle
+		if now-s.quietFrom < idle/2 {
+			s.idleEnd = endClientIdle
+		}
+		delete(p.sessions, k)
+		out = append(out, s)
 	}
 	return out
 }

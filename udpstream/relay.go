@@ -381,9 +381,10 @@ func (r *Relay) sweepLoop() {
 			// last two updates carries the older stamp, so the change a
 			// sweep sees can be up to a tick older than the traffic.
 			// With it a session never ends before its timeout.
-			expired = p.expire(now, int64(r.timeout+r.tick), int64(r.unconfirmedTimeout+r.tick), expired[:0])
+			expired = p.expire(now, int64(r.timeout+r.tick), int64(r.unconfirmedTimeout+r.tick),
+				r.draining.Load(), expired[:0])
 			for _, s := range expired {
-				s.end(endIdle, nil)
+				s.end(s.idleEnd, nil)
 			}
 		}
 		clear(expired) // drop references to ended sessions

@@ -14,6 +14,9 @@ const (
 	endIdle          = "idle"           // SessionTimeout passed without traffic either way
 	endShutdown      = "shutdown"       // the relay was closed
 	endUpstreamError = "upstream_error" // the upstream socket failed (the "error" field says how)
+	// endClientIdle: the relay was draining and the client sent nothing for
+	// SessionTimeout, while the upstream still sent (see port.expire).
+	endClientIdle = "client_idle"
 )
 
 // sessionUpstream is a session's socket connected to one upstream address.
@@ -43,6 +46,9 @@ type session struct {
 	// The sweeper only watches it change (see port.expire), so a clock
 	// that lags when the sweeper runs late never ends a busy session.
 	last atomic.Int64
+	// lastIn is the coarse clock at the client's latest datagram. A
+	// draining relay watches only this one (see port.expire).
+	lastIn atomic.Int64
 
 	// confirmed is set by the first datagram the upstream sends back; an
 	// unconfirmed session expires sooner and may be evicted (conntrack.go).
@@ -58,6 +64,12 @@ type session struct {
 	// Owned by the sweeper, read and written under the port's mu.
 	seenStamp int64 // last as of the previous sweep; -1 before the first
 	quietFrom int64 // sweep time since which the session has been idle
+	// The same for lastIn: the client's quiet, which alone counts while
+	// the relay drains.
+	seenIn, clientQuietFrom int64
+	// idleEnd is why expire ended the session (endIdle or endClientIdle);
+	// the sweeper reads it once the session is out of the table.
+	idleEnd string
 
 	// Counters for the access log; "in" is client → upstream.
 	datagramsIn, bytesIn, datagramsOut, bytesOut atomic.Uint64
@@ -69,10 +81,11 @@ type session struct {
 }
 
 func newSession(p *port, client netip.AddrPort, local netip.Addr, u *sessionUpstream, now int64) *session {
-	s := &session{p: p, client: client, started: time.Now(), seenStamp: -1}
+	s := &session{p: p, client: client, started: time.Now(), seenStamp: -1, seenIn: -1}
 	s.local.Store(&local)
 	s.up.Store(u)
 	s.last.Store(now)
+	s.lastIn.Store(now)
 	return s
 }
 
@@ -89,6 +102,15 @@ func (s *session) sentTo(local netip.Addr) {
 func (s *session) touch(now int64) {
 	if s.last.Load() != now {
 		s.last.Store(now)
+	}
+}
+
+// touchIn records a datagram from the client: traffic for a draining relay
+// too.
+func (s *session) touchIn(now int64) {
+	s.touch(now)
+	if s.lastIn.Load() != now {
+		s.lastIn.Store(now)
 	}
 }
 
@@ -260,7 +282,7 @@ func (s *session) finish() {
 	s.mu.Lock()
 	reason, err := s.reason, s.err
 	s.mu.Unlock()
-	if reason == endIdle {
+	if reason == endIdle || reason == endClientIdle {
 		r.stats.SessionsExpired.Add(1)
 	}
 	// A session the upstream never answered is what a spoofed flood is
