@@ -42,6 +42,15 @@ func TestScenariosDirect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if jm, ok := sc.(jointMeasurer); ok {
+				joint, errs := jm.measureJoint(e, []*instance{in})
+				if errs[0] != nil {
+					t.Fatal(errs[0])
+				}
+				for k, v := range joint[0] {
+					vals[k] = v
+				}
+			}
 			for _, m := range sc.metrics() {
 				v, ok := vals[m.key]
 				if m.forwarderOnly {

@@ -78,15 +78,46 @@ func runScenario(e *env, sc scenario, fwds []forwarder, prog *progress) *scenari
 			if err != nil {
 				res.fail(f.name(), run, err)
 			}
-			for k, v := range vals { // figures may come with a failed check
-				if res.Values[k] == nil {
-					res.Values[k] = map[string][]float64{}
-				}
-				res.Values[k][f.name()] = append(res.Values[k][f.name()], v)
-			}
+			res.add(f.name(), vals)
+		}
+		if jm, ok := sc.(jointMeasurer); ok {
+			measureJoint(e, jm, turnOrder(active, run), instances, res, run, prog, sc.name())
 		}
 	}
 	return res
+}
+
+// add records one run's figures of a forwarder.
+func (r *scenarioResult) add(fwd string, vals map[string]float64) {
+	for k, v := range vals { // figures may come with a failed check
+		if r.Values[k] == nil {
+			r.Values[k] = map[string][]float64{}
+		}
+		r.Values[k][fwd] = append(r.Values[k][fwd], v)
+	}
+}
+
+// measureJoint runs a jointMeasurer through the forwarders of the run
+// whose instance is up.
+func measureJoint(e *env, jm jointMeasurer, order []forwarder, instances map[string]*instance, res *scenarioResult, run int, prog *progress, scName string) {
+	var ins []*instance
+	var names []string
+	for _, f := range order {
+		if in := instances[f.name()]; in != nil && in.alive() == nil {
+			ins, names = append(ins, in), append(names, f.name())
+		}
+	}
+	if len(ins) == 0 {
+		return
+	}
+	prog.show(scName, "all forwarders in turns", run)
+	vals, errs := jm.measureJoint(e, ins)
+	for i, name := range names {
+		if errs[i] != nil {
+			res.fail(name, run, errs[i])
+		}
+		res.add(name, vals[i])
+	}
 }
 
 // turnOrder is the order the forwarders take turns in a run: as given in

@@ -1,12 +1,5 @@
 package main
 
-import (
-	"fmt"
-	"net"
-	"slices"
-	"time"
-)
-
 // rawScenario is the ticket-printer path: one client asks for the printer's
 // status again and again; each round trip is timed.
 type rawScenario struct {
@@ -34,45 +27,16 @@ func (r *rawScenario) teardown()        { r.printer.close() }
 func (*rawScenario) skip(string) string { return "" }
 func (*rawScenario) fresh() bool        { return false }
 
-func (r *rawScenario) measure(e *env, in *instance) (map[string]float64, error) {
-	return statusRTT(in.addr("printer"), e.scale.rawSamples, "")
+// measure has nothing to do on its own: the round trips are timed
+// through every forwarder at once (measureJoint).
+func (r *rawScenario) measure(*env, *instance) (map[string]float64, error) {
+	return map[string]float64{}, nil
 }
 
-// statusRTT times rawSamples status round trips with the printer at addr
-// on one connection, after a warm-up, and returns the median and p99 in
-// µs under the keys prefix+"p50" and prefix+"p99".
-func statusRTT(addr string, rawSamples int, prefix string) (map[string]float64, error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
+func (r *rawScenario) measureJoint(e *env, ins []*instance) ([]map[string]float64, []error) {
+	targets := make([]rttTarget, len(ins))
+	for i, in := range ins {
+		targets[i] = rttTarget{addr: in.addr("printer")}
 	}
-	defer c.Close()
-	const warmup = 50
-	samples := make([]time.Duration, 0, rawSamples)
-	stop := time.Now().Add(10 * time.Second)
-	var reply [1]byte
-	for i := 0; i < warmup+rawSamples && time.Now().Before(stop); i++ {
-		n := byte(i%4 + 1)
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		start := time.Now()
-		if _, err := c.Write([]byte{dle, eot, n}); err != nil {
-			return nil, err
-		}
-		if _, err := c.Read(reply[:]); err != nil {
-			return nil, fmt.Errorf("status reply %d: %w", i, err)
-		}
-		rtt := time.Since(start)
-		if reply[0] != statusReply(n) {
-			return nil, integrityf("status %d: printer said %#x, the client got %#x", n, statusReply(n), reply[0])
-		}
-		if i >= warmup {
-			samples = append(samples, rtt)
-		}
-	}
-	if len(samples) == 0 {
-		return nil, fmt.Errorf("no round trip within 10 s")
-	}
-	slices.Sort(samples)
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
-	return map[string]float64{prefix + "p50": us(percentile(samples, 50)), prefix + "p99": us(percentile(samples, 99))}, nil
+	return statusRTTs(targets, e.scale.rawSamples)
 }

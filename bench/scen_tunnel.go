@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -139,8 +140,45 @@ func (t *tunnelScenario) measure(e *env, in *instance) (map[string]float64, erro
 	return out, nil
 }
 
-// path measures throughput, CPU, status round trips and short connections
-// through the routes' addresses with suffix, storing them under prefix.
+// measureJoint times the status round trips over an established tunnel
+// (and the plain raw path's, for the relay) through every forwarder in
+// turns.
+func (t *tunnelScenario) measureJoint(e *env, ins []*instance) ([]map[string]float64, []error) {
+	var targets []rttTarget
+	var owner []int // targets[k] belongs to ins[owner[k]]
+	for i, in := range ins {
+		targets = append(targets, rttTarget{addr: in.addr("tls-printer")})
+		owner = append(owner, i)
+		if plain := in.addr("tls-printer" + plainSuffix); plain != "" {
+			targets = append(targets, rttTarget{addr: plain, prefix: "plain_"})
+			owner = append(owner, i)
+		}
+	}
+	got, gotErrs := statusRTTs(targets, e.scale.rawSamples)
+	vals := make([]map[string]float64, len(ins))
+	errs := make([]error, len(ins))
+	for k, i := range owner {
+		if gotErrs[k] != nil {
+			what := "status round trips"
+			if targets[k].prefix != "" {
+				what = "plain raw status round trips"
+			}
+			errs[i] = errors.Join(errs[i], fmt.Errorf("%s: %w", what, gotErrs[k]))
+			continue
+		}
+		if vals[i] == nil {
+			vals[i] = map[string]float64{}
+		}
+		for key, v := range got[k] {
+			vals[i][key] = v
+		}
+	}
+	return vals, errs
+}
+
+// path measures throughput, CPU and short connections through the routes'
+// addresses with suffix, storing them under prefix. The status round trips
+// are measureJoint's.
 func (t *tunnelScenario) path(e *env, in *instance, suffix, prefix string, out map[string]float64) error {
 	for _, n := range []int{1, 8} {
 		gbps, cpu, err := uploadStreams(e, in, in.addr("tls-bulk"+suffix), n, &t.sunk, t.block)
@@ -151,13 +189,6 @@ func (t *tunnelScenario) path(e *env, in *instance, suffix, prefix string, out m
 		if in.hasProcess() {
 			out[fmt.Sprintf("%scpu%d", prefix, n)] = cpu
 		}
-	}
-	rtt, err := statusRTT(in.addr("tls-printer"+suffix), e.scale.rawSamples, prefix)
-	if err != nil {
-		return err
-	}
-	for k, v := range rtt {
-		out[k] = v
 	}
 	addr := in.addr("tls-echo" + suffix)
 	cps, err := connRate(e.scale.window, func(b byte) error { return shortConn(addr, b) })

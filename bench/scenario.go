@@ -26,6 +26,15 @@ type scenario interface {
 	measure(e *env, in *instance) (map[string]float64, error)
 }
 
+// jointMeasurer is a scenario with figures taken through every forwarder
+// at once, after each run's turns of measure: ins are the live instances
+// in the run's turn order, and the results come back in the same order,
+// a value per metric key or why that forwarder failed (statusRTTs says
+// why round trips are taken so).
+type jointMeasurer interface {
+	measureJoint(e *env, ins []*instance) ([]map[string]float64, []error)
+}
+
 // metric is one row of the table.
 type metric struct {
 	key           string
