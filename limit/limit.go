@@ -11,6 +11,11 @@
 // source that holds no connection is forgotten to make room (which forgives
 // its rate debt; a source holding connections is never forgotten).
 //
+// A reload that changes a listener replaces its Table: Config.Replaces
+// hands the new Table the sources of the old one, so the connections still
+// open on the old listener go on counting against the new limits, and each
+// is released once, into the one count (see reload.go).
+//
 // Where its job ends: limit decides and counts; the listener closes the
 // connection, logs the refusal and exports the counters.
 package limit
@@ -68,8 +73,16 @@ type Config struct {
 	IPv4Prefix, IPv6Prefix int
 	// MaxSources bounds the sources tracked at once. Zero: 65536.
 	MaxSources int
-	// Now is the clock. nil: time.Now.
+	// Now is the clock. nil: time.Now. A Table that shares the sources of
+	// Replaces keeps their clock.
 	Now func() time.Time
+	// Replaces is the Table of the listener this one succeeds on a reload.
+	// With the same IPv4Prefix and IPv6Prefix, the new Table shares its
+	// sources: the connections Replaces admitted count against this
+	// Config's limits, and whichever Table releases one releases it once.
+	// Each source's rate allowance carries over (see reload.go). With other
+	// prefix lengths, or nil, the Table starts empty.
+	Replaces *Table
 }
 
 // Table tracks the sources of one listener. Its methods are safe for
@@ -78,13 +91,21 @@ type Table struct {
 	maxConns   int32
 	interval   int64 // nanoseconds a source earns one token in; 0: no rate limit
 	tolerance  int64 // (burst-1) * interval: how far ahead a source may run
-	v4, v6     int
 	maxSources int
-	now        func() time.Time
-	origin     time.Time // stamps are nanoseconds since origin (monotonic)
+	src        *sources // shared with the Tables that replace this one
+}
+
+// sources are the counts of a Table: the one owner of every source's
+// connections and rate stamp, shared by a Table and its successors on
+// reloads (Config.Replaces), which decide with their own limits. Sharing
+// costs the hot path one pointer load.
+type sources struct {
+	v4, v6 int
+	now    func() time.Time
+	origin time.Time // stamps are nanoseconds since origin (monotonic)
 
 	mu        sync.Mutex // guards the following
-	sources   map[netip.Prefix]source
+	m         map[netip.Prefix]source
 	lastSweep int64
 }
 
@@ -92,7 +113,8 @@ type Table struct {
 // rate limit is the generic cell rate algorithm: next is the theoretical
 // arrival time of the source's next connection, so one stamp replaces a
 // token count and a refill time. A source with no connection whose next is
-// past is in the state of one never seen, and may be forgotten.
+// past is in the state of one never seen, and may be forgotten. A source
+// never charged to a rate has next 0.
 type source struct {
 	next  int64 // stamp; a connection at now is allowed if now >= next-tolerance
 	conns int32
@@ -102,13 +124,7 @@ type source struct {
 func New(cfg Config) *Table {
 	t := &Table{
 		maxConns:   int32(min(max(cfg.MaxConns, 0), math.MaxInt32)),
-		v4:         orDefault(cfg.IPv4Prefix, DefaultIPv4Prefix),
-		v6:         orDefault(cfg.IPv6Prefix, DefaultIPv6Prefix),
 		maxSources: orDefault(cfg.MaxSources, DefaultMaxSources),
-		now:        cfg.Now,
-	}
-	if t.now == nil {
-		t.now = time.Now
 	}
 	if cfg.Rate > 0 {
 		t.interval = max(int64(float64(time.Second)/cfg.Rate), 1)
@@ -118,8 +134,16 @@ func New(cfg Config) *Table {
 		}
 		t.tolerance = int64(burst-1) * t.interval
 	}
-	t.origin = t.now()
-	t.sources = make(map[netip.Prefix]source)
+	v4, v6 := orDefault(cfg.IPv4Prefix, DefaultIPv4Prefix), orDefault(cfg.IPv6Prefix, DefaultIPv6Prefix)
+	if old := cfg.Replaces; old != nil && old.src.v4 == v4 && old.src.v6 == v6 {
+		t.takeOver(old)
+		return t
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	t.src = &sources{v4: v4, v6: v6, now: now, origin: now(), m: make(map[netip.Prefix]source)}
 	return t
 }
 
@@ -140,9 +164,9 @@ func orDefault(v, def int) int {
 // configured prefix length.
 func (t *Table) Key(client netip.Addr) netip.Prefix {
 	client = client.Unmap()
-	bits := t.v6
+	bits := t.src.v6
 	if client.Is4() {
-		bits = t.v4
+		bits = t.src.v4
 	}
 	p, err := client.Prefix(min(bits, client.BitLen()))
 	if err != nil {
@@ -160,8 +184,8 @@ func (t *Table) Key(client netip.Addr) netip.Prefix {
 func (t *Table) Acquire(client netip.AddrPort) error {
 	key := t.Key(client.Addr())
 	now := t.stamp()
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.src.mu.Lock()
+	defer t.src.mu.Unlock()
 	s, known, ok := t.findLocked(key, now)
 	if !ok {
 		return ErrFull
@@ -189,8 +213,8 @@ func (t *Table) Take(client netip.AddrPort, n int) int {
 	}
 	key := t.Key(client.Addr())
 	now := t.stamp()
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.src.mu.Lock()
+	defer t.src.mu.Unlock()
 	s, known, ok := t.findLocked(key, now)
 	if !ok {
 		return 0
@@ -213,8 +237,8 @@ func (t *Table) Take(client netip.AddrPort, n int) int {
 // findLocked returns key's state (zero if unknown) and whether key was
 // known; ok is false when key is new and the table has no room for it.
 func (t *Table) findLocked(key netip.Prefix, now int64) (s source, known, ok bool) {
-	s, known = t.sources[key]
-	if !known && len(t.sources) >= t.maxSources && !t.makeRoomLocked(now) {
+	s, known = t.src.m[key]
+	if !known && len(t.src.m) >= t.maxSources && !t.makeRoomLocked(now) {
 		return s, false, false
 	}
 	return s, known, true
@@ -222,8 +246,8 @@ func (t *Table) findLocked(key netip.Prefix, now int64) (s source, known, ok boo
 
 // storeLocked writes key's state; a new key may set off the periodic sweep.
 func (t *Table) storeLocked(key netip.Prefix, s source, known bool, now int64) {
-	t.sources[key] = s
-	if !known && len(t.sources) > expireAbove && now-t.lastSweep >= int64(expireEvery) {
+	t.src.m[key] = s
+	if !known && len(t.src.m) > expireAbove && now-t.src.lastSweep >= int64(expireEvery) {
 		t.sweepLocked(now)
 	}
 }
@@ -231,34 +255,35 @@ func (t *Table) storeLocked(key netip.Prefix, s source, known bool, now int64) {
 // Release gives back the slot of a connection Acquire allowed.
 func (t *Table) Release(client netip.AddrPort) {
 	key := t.Key(client.Addr())
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.sources[key]
+	t.src.mu.Lock()
+	defer t.src.mu.Unlock()
+	s, ok := t.src.m[key]
 	if !ok || s.conns == 0 {
 		return // not acquired: a caller's mistake must not underflow
 	}
 	s.conns--
 	// The clock is read only when it decides something: it is the
-	// dearest part of the call on some virtual machines.
-	if s.conns == 0 && (t.interval == 0 || s.next <= t.stamp()) {
-		delete(t.sources, key)
+	// dearest part of the call on some virtual machines. A source never
+	// charged to a rate has next 0, whichever Table charged it.
+	if s.conns == 0 && (s.next == 0 || s.next <= t.stamp()) {
+		delete(t.src.m, key)
 		return
 	}
-	t.sources[key] = s
+	t.src.m[key] = s
 }
 
 // Len is the number of sources tracked now.
 func (t *Table) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.sources)
+	t.src.mu.Lock()
+	defer t.src.mu.Unlock()
+	return len(t.src.m)
 }
 
 // Conns is the number of connections key holds now, by Acquire's count.
 func (t *Table) Conns(key netip.Prefix) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return int(t.sources[key].conns)
+	t.src.mu.Lock()
+	defer t.src.mu.Unlock()
+	return int(t.src.m[key].conns)
 }
 
 // Sweep forgets every source that holds no connection and whose bucket is
@@ -266,20 +291,22 @@ func (t *Table) Conns(key netip.Prefix) int {
 // sweep on a ticker to give memory back sooner.
 func (t *Table) Sweep() {
 	now := t.stamp()
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.src.mu.Lock()
+	defer t.src.mu.Unlock()
 	t.sweepLocked(now)
 }
 
-func (t *Table) stamp() int64 { return int64(t.now().Sub(t.origin)) }
+func (t *Table) stamp() int64 { return t.src.stamp() }
 
-func (t *Table) idle(s source, now int64) bool { return s.conns == 0 && s.next <= now }
+func (s *sources) stamp() int64 { return int64(s.now().Sub(s.origin)) }
+
+func idle(s source, now int64) bool { return s.conns == 0 && s.next <= now }
 
 func (t *Table) sweepLocked(now int64) {
-	t.lastSweep = now
-	for k, s := range t.sources {
-		if t.idle(s, now) {
-			delete(t.sources, k)
+	t.src.lastSweep = now
+	for k, s := range t.src.m {
+		if idle(s, now) {
+			delete(t.src.m, k)
 		}
 	}
 }
@@ -288,15 +315,15 @@ func (t *Table) sweepLocked(now int64) {
 // per sweepEvery, else by forgetting a source that holds no connection,
 // even one still in rate debt. It reports whether a place is free.
 func (t *Table) makeRoomLocked(now int64) bool {
-	if now-t.lastSweep >= int64(sweepEvery) || now < t.lastSweep {
+	if now-t.src.lastSweep >= int64(sweepEvery) || now < t.src.lastSweep {
 		t.sweepLocked(now)
-		if len(t.sources) < t.maxSources {
+		if len(t.src.m) < t.maxSources {
 			return true
 		}
 	}
-	for k, s := range t.sources {
+	for k, s := range t.src.m {
 		if s.conns == 0 {
-			delete(t.sources, k)
+			delete(t.src.m, k)
 			return true
 		}
 	}
