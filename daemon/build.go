@@ -83,7 +83,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces rep
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoTCP, log)
 		cfg.Refused = d.acls.Refusals(spec.Name, acl.ProtoTCP, log)
 		cfg.Pool, cfg.Inherit, cfg.Log = d.pipes, inherit, log
-		cfg.Upstream = ups
+		cfg.Upstream, cfg.Replaces = ups, replaces.tcp
 		cfg.Ports = d.dataPorts.get(cfg.DataPorts, log)
 		p, err := ftppassive.Listen(cfg)
 		if err != nil {

@@ -125,8 +125,9 @@ func wantEcho(t *testing.T, c *lineConn, tag, msg string) {
 // connection is young in the front and another was handed to the engine:
 // both run on against the old upstream and end with one access line each
 // with their exact bytes; the retired listener gives its slots back and
-// the name's active count comes back to 0; new clients meet the new
-// limits, counted from zero.
+// the name's active count comes back to 0. The lowered limits count the
+// old connections: new clients are refused until both have ended, then
+// one is admitted.
 func TestReloadKeepsFrontConnections(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	oldB, newB := newTCPEcho(t, "old"), newTCPEcho(t, "new")
@@ -144,21 +145,28 @@ func TestReloadKeepsFrontConnections(t *testing.T) {
 	wantEcho(t, young, "old", "y2")
 	wantEcho(t, bulk, "old", bulkLine)
 	metricsSay(t, w, `relay_connections_active{listener="web"} 2`, `relay_draining_connections{listener="web"} 2`)
-	// The successor counts from zero: one slot, held now by 127.0.0.2.
-	held := dialEcho(t, "127.0.0.2", at, "new", "n")
+	// The successor counts the two old ones against its one slot.
 	if got := tcpOutcome(t, "127.0.0.4", at); got != "closed" {
-		t.Fatalf("second new client with max_conns 1: %q, want closed", got)
+		t.Fatalf("new client with 2 old connections open and max_conns 1: %q, want closed", got)
 	}
 
 	youngAt, bulkAt := young.LocalAddr().String(), bulk.LocalAddr().String()
 	young.Close()
+	metricsSay(t, w, `relay_draining_connections{listener="web"} 1`)
+	if got := tcpOutcome(t, "127.0.0.4", at); got != "closed" {
+		t.Fatalf("new client with 1 old connection open and max_conns 1: %q, want closed", got)
+	}
 	bulk.Close()
 	w.logs.Wait(t, `"listener":"web"`, "retired listener drained")
 	lines := accessOf(t, w, 2, oldB.addr())
 	wantAccess(t, lines, youngAt, "eof", len("y1\ny2\n"), len("old:y1\nold:y2\n"))
 	wantAccess(t, lines, bulkAt, "eof", 2*(len(bulkLine)+1), 2*len("old:"+bulkLine+"\n"))
-	metricsSay(t, w, `relay_connections_active{listener="web"} 1`, `relay_draining_connections{listener="web"} 0`,
-		`relay_connections_rejected_total{listener="web",reason="max_conns"} 2`)
+	metricsSay(t, w, `relay_connections_active{listener="web"} 0`, `relay_draining_connections{listener="web"} 0`,
+		`relay_connections_rejected_total{listener="web",reason="max_conns"} 3`)
+	held := dialEcho(t, "127.0.0.2", at, "new", "n")
+	if got := tcpOutcome(t, "127.0.0.4", at); got != "closed" {
+		t.Fatalf("second new client with max_conns 1: %q, want closed", got)
+	}
 	held.Close()
 	metricsSay(t, w, `relay_connections_active{listener="web"} 0`)
 	if got := tcpOutcome(t, "127.0.0.4", at); got != "new:hello" {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/ftppassive"
 	"github.com/edgerelay/relay/udpstream"
 	"github.com/edgerelay/relay/upstream"
 )
@@ -92,11 +93,12 @@ func (s sockets) close() {
 }
 
 // replaced are the listeners a reload retires, for their successors to
-// take over what is not a socket: UDP sessions, raw printer queues, and
-// the health of their upstreams, by listener name.
+// take over what is not a socket: UDP sessions, raw printer queues, the
+// counts of max_conns and per_source, and the health of their upstreams,
+// by listener name.
 type replaced struct {
 	udp []*udpstream.Relay
-	tcp []*forward.Listener
+	tcp []*forward.Listener // tcp and raw listeners, FTP control listeners
 	ups map[string]*upstream.Set
 }
 
@@ -104,6 +106,9 @@ type replaced struct {
 func replacing(retiring []*instance) replaced {
 	r := replaced{udp: serversOf[*udpstream.Relay](retiring), tcp: serversOf[*forward.Listener](retiring),
 		ups: make(map[string]*upstream.Set, len(retiring))}
+	for _, p := range serversOf[*ftppassive.Proxy](retiring) {
+		r.tcp = append(r.tcp, p.Control())
+	}
 	for _, in := range retiring {
 		r.ups[in.spec.Name] = in.ups
 	}

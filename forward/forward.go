@@ -76,6 +76,11 @@
 // (see burst); and a crowded parker parks idle directions at once (see
 // crowdedDirections).
 //
+// Limits across a reload: a Listener that Replaces a retired one of the
+// same name shares its count of open connections and its per-source
+// count, so max_conns and per_source hold over the old listener's
+// connections still draining, at the new values (held.go).
+//
 // forward's job ends at the connection: it does not parse what it carries
 // (ftppassive does that for FTP, reusing Listener through Handler and Pipe),
 // it does not decide the ACL (the Admit hook does) or the per-source limits
@@ -125,7 +130,8 @@ type Config struct {
 	// for this long. Zero: 1h.
 	IdleTimeout time.Duration
 	// MaxConns caps the connections open at once on this listener (all its
-	// ports together); further clients are closed at once. Zero: unlimited.
+	// ports together, and those of the listener of its name it Replaces
+	// that still run); further clients are closed at once. Zero: unlimited.
 	MaxConns int
 	// Freebind binds listen addresses the box does not have yet
 	// (IP_FREEBIND), as the backup of an HA pair needs for the virtual
@@ -195,11 +201,14 @@ type Config struct {
 	// the port never closes and no pending connection is reset. The
 	// Listener dups what it takes; the caller closes these files.
 	Inherit []*os.File
-	// Replaces lists the listeners this one succeeds on a reload. A port
-	// of an exclusive raw listener shares the turn queue of their port on
-	// the same Listen entry with the same upstreams, if exclusive too: the
-	// job a retired listener still runs keeps the device, and this one's
-	// clients wait behind it and its queue. nil: fresh queues.
+	// Replaces lists the listeners this one succeeds on a reload. The
+	// connections still open on the one of the same Name count against
+	// this one's MaxConns and PerSource, and free their places as they end
+	// (see held.go). A port of an exclusive raw listener shares the turn
+	// queue of their port on the same Listen entry with the same
+	// upstreams, if exclusive too: the job a retired listener still runs
+	// keeps the device, and this one's clients wait behind it and its
+	// queue. nil: counts and queues start empty.
 	Replaces []*Listener
 	// Log receives the access lines and warnings. The zero Logger logs
 	// nothing (zerolog treats a Logger without a writer as disabled).

@@ -43,6 +43,7 @@ type Listener struct {
 	netDialer *net.Dialer   // the default dialer, nil when Config.Dial is set
 	raw       *rawState     // nil unless Config.Raw is set
 	limits    *limit.Table  // nil unless Config.PerSource limits something
+	held      *atomic.Int64 // open connections, with the retired listeners of the name (held.go)
 	headers   sync.Pool     // of *[proxyhdr.MaxAppend]byte, for Config.ProxyProtocol
 	ups       *upstream.Set // nil with a Handler that brought no Set
 	stats     Stats
@@ -105,9 +106,10 @@ func Listen(cfg Config) (*Listener, error) {
 		l.raw = newRawState(cfg.Raw, len(cfg.Listen))
 		l.raw.shareTurns(&cfg)
 	}
+	l.succeed(&cfg)
 	// Kept, the listeners replaced would stay reachable for this one's
 	// life, and through each successor, every one a reload ever retired.
-	l.cfg.Replaces = nil
+	l.cfg.Replaces, l.cfg.PerSource.Replaces = nil, nil
 	if cfg.Handler == nil {
 		// Without epoll, idle forwards keep their goroutines: slower to
 		// nothing, only bigger.
@@ -394,16 +396,17 @@ func (l *Listener) allowed(client netip.AddrPort) bool {
 	return true
 }
 
-// takeSlot counts a connection in Active unless max_conns are open; on
-// false it was counted as refused and logged, its per-source place given
-// back (unless it came from a trusted front, which took none yet), and the
-// caller closes it.
+// takeSlot counts a connection in Active unless max_conns are open here
+// and on the retired listeners of the name (held); on false it was counted
+// as refused and logged, its per-source place given back (unless it came
+// from a trusted front, which took none yet), and the caller closes it.
 func (l *Listener) takeSlot(client netip.AddrPort, index int, front bool) bool {
-	n := l.stats.Active.Add(1)
+	n := l.held.Add(1)
 	if l.cfg.MaxConns <= 0 || n <= int64(l.cfg.MaxConns) {
+		l.stats.Active.Add(1)
 		return true
 	}
-	l.stats.Active.Add(-1)
+	l.held.Add(-1)
 	l.stats.Refused.Add(1)
 	if !front {
 		l.release(client)
@@ -526,6 +529,7 @@ func (l *Listener) serveConn(a accepted) {
 // connDone releases the slots of an admitted connection that has ended.
 func (l *Listener) connDone(client netip.AddrPort) {
 	l.release(client)
+	l.held.Add(-1) // before Active: who sees Active at 0 sees the counts free
 	l.stats.Active.Add(-1)
 	l.conns.Done()
 }

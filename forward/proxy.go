@@ -196,6 +196,7 @@ func (l *Listener) admitFromFront(a *accepted) bool {
 // dropSlot gives back the max_conns slot of a connection closed before it
 // was accepted.
 func (l *Listener) dropSlot() {
+	l.held.Add(-1)
 	l.stats.Active.Add(-1)
 	l.conns.Done()
 }

@@ -59,7 +59,8 @@ type Config struct {
 	// long; bytes moving on one of its data connections count as activity.
 	// It also ends a data connection idle for this long. Zero: 1h.
 	IdleTimeout time.Duration
-	// MaxConns caps open control connections. Zero: unlimited.
+	// MaxConns caps open control connections, counting those still open
+	// on the listener this one Replaces. Zero: unlimited.
 	MaxConns int
 	// Freebind binds the control listen address even while the box does
 	// not have it (see forward.Config.Freebind). Data ports are bound on
@@ -91,6 +92,12 @@ type Config struct {
 	// Inherit hands the control sockets of a proxy being replaced to this
 	// one (see forward.Config.Inherit). nil: bind.
 	Inherit []*os.File
+	// Replaces lists the control listeners (Proxy.Control, or the
+	// forward.Listener of a tcp or raw listener) this proxy succeeds on a
+	// reload: the control connections still open on the one of the same
+	// Name count against MaxConns and PerSource (forward.Config.Replaces).
+	// nil: counts start empty.
+	Replaces []*forward.Listener
 	// Log receives session lines and warnings. The zero Logger logs nothing.
 	Log zerolog.Logger
 }
@@ -259,6 +266,7 @@ func Listen(cfg Config) (*Proxy, error) {
 		Upstream:       p.ups, // forward starts and closes it with the listener
 		Pool:           cfg.Pool,
 		Inherit:        cfg.Inherit,
+		Replaces:       cfg.Replaces,
 		Log:            cfg.Log,
 	})
 	if err != nil {
@@ -329,6 +337,10 @@ func (p *Proxy) Started() <-chan struct{} { return p.ln.Started() }
 
 // Files duplicates the control sockets for a replacement's Config.Inherit.
 func (p *Proxy) Files() ([]*os.File, error) { return p.ln.Files() }
+
+// Control returns the listener of the control connections, for the
+// Replaces of a successor on a reload.
+func (p *Proxy) Control() *forward.Listener { return p.ln }
 
 // Stats returns the live counters.
 func (p *Proxy) Stats() *Stats { return &p.stats }
