@@ -24,7 +24,9 @@ import (
 // retired listener on the same address (TCP, FTP control and UDP alike), so
 // the ports never close; the retired one stops reading them before its
 // successor starts and then drains: its connections and UDP sessions run
-// on until they end by themselves (or by reload.hard_stop_after). Reloads
+// on until they end by themselves (or by reload.hard_stop_after), and
+// count against the successor's max_conns and per_source meanwhile
+// (replaced, forward.Config.Replaces). Reloads
 // run one at a time; once Shutdown or Close has begun, Reload changes
 // nothing and returns ErrStopped.
 func (d *Daemon) Reload() error {
