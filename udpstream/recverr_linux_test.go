@@ -20,7 +20,7 @@ import (
 // a connected UDP socket only with IP_RECVERR / IPV6_RECVERR set; without
 // it every datagram to a powered-off host vanished and the session stayed.
 func TestFailoverOnPoweredOffHost(t *testing.T) {
-	if !testworld.RunInNetns(t, testworld.SilentLink...) {
+	if !testworld.RunInNetns(t, testworld.SilentLink(10*time.Millisecond)...) {
 		return
 	}
 	for _, tc := range []struct{ dead, reason string }{

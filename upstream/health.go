@@ -120,7 +120,7 @@ func (t *Target) retryLoop(outage uint64) {
 		if !t.stillDown(outage) {
 			return
 		}
-		if err := t.s.probe(t); err == nil {
+		if err := t.s.probe(t, true); err == nil {
 			t.markUp("a probe answered")
 			return
 		}
@@ -172,7 +172,7 @@ func (s *Set) checkRound() {
 // shortage ended.
 func (s *Set) check(t *Target, wg *sync.WaitGroup) {
 	defer wg.Done()
-	if err := s.probe(t); err != nil && s.ctx.Err() == nil && !LocalShortage(err) {
+	if err := s.probe(t, false); err != nil && s.ctx.Err() == nil && !LocalShortage(err) {
 		t.markDown(fmt.Errorf("health check: %w", err))
 	}
 }
@@ -186,17 +186,30 @@ func (t *Target) event(ev *zerolog.Event) *zerolog.Event {
 	return ev
 }
 
+// udpRetryListen is how long the re-try of a down UDP upstream listens at
+// least before it takes silence as up. Linux reports a host on its own LAN
+// that does not answer ARP (powered off) only when address resolution
+// gives up: 3 s after the first datagram with the default settings (three
+// probes a second apart). A re-try that took 1 s of silence as up marked
+// such a host up again each time, and the next new session lost its first
+// 3 s to it before it moved (TestUDPRetrySeesPoweredOffHost).
+const udpRetryListen = 3500 * time.Millisecond
+
 // probe checks whether t answers: a TCP connect (and Config.Handshake on
 // it), or for udp a datagram that a closed port answers with ICMP port
-// unreachable.
-func (s *Set) probe(t *Target) error {
+// unreachable. retry is set for the re-try of a down upstream.
+func (s *Set) probe(t *Target, retry bool) error {
 	if s.cfg.Probe != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
 		defer cancel()
 		return s.cfg.Probe(ctx, t.addr)
 	}
 	if s.cfg.Network == "udp" {
-		return probeUDP(s.ctx, t.addr, s.probeTimeout(), &s.cfg.Health)
+		timeout := s.probeTimeout()
+		if retry && !s.cfg.Health.ExpectReply {
+			timeout = max(timeout, udpRetryListen)
+		}
+		return probeUDP(s.ctx, t.addr, timeout, &s.cfg.Health)
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.probeTimeout())
 	defer cancel()

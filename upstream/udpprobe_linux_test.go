@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 // resolution on the probe's connected socket only with IP_RECVERR; without
 // it the probe met silence and counted the dead host as up.
 func TestUDPProbeSeesPoweredOffHost(t *testing.T) {
-	if !world.RunInNetns(t, world.SilentLink...) {
+	if !world.RunInNetns(t, world.SilentLink(10*time.Millisecond)...) {
 		return
 	}
 	checkLeaks(t)
@@ -35,5 +36,28 @@ func TestUDPProbeSeesPoweredOffHost(t *testing.T) {
 				t.Errorf("the silent upstream was marked down:\n%s", logs)
 			}
 		})
+	}
+}
+
+// TestUDPRetrySeesPoweredOffHost: the re-try of a UDP upstream that a
+// session found unreachable (a powered-off host on the LAN) keeps it down,
+// though address resolution takes longer than the probe timeout: the re-try
+// listens for udpRetryListen at least. It used to take the probe's 200 ms
+// of silence as up, and the next session went to the dead host again.
+func TestUDPRetrySeesPoweredOffHost(t *testing.T) {
+	if !world.RunInNetns(t, world.SilentLink(time.Second)...) {
+		return
+	}
+	checkLeaks(t)
+	const dead = "10.99.0.2:8100"
+	s, logs := newSet(t, Config{Network: "udp", Lists: [][]string{{dead}},
+		Health: Health{Timeout: 200 * time.Millisecond}})
+	c := s.Begin(0)
+	c.Next().Failed(errors.New("a session's datagrams drew host unreachable"))
+	logs.Wait(t, `"message":"upstream down"`)
+	// The re-try runs after 1 s; its datagram's ARP gives up 1 s later.
+	time.Sleep(2500 * time.Millisecond)
+	if status(s, dead).Up || logs.Count(`"message":"upstream up"`) != 0 {
+		t.Errorf("the re-try took the powered-off host for up:\n%s", logs)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // inNetnsEnv is set in the environment of a test binary that RunInNetns
@@ -57,15 +59,18 @@ func RunInNetns(t *testing.T, setup ...[]string) bool {
 // has 10.99.0.1/24 and fd00:99::1/64, its veth peer v1 is up with no
 // address, so ARP and neighbour discovery for any other address of those
 // subnets (10.99.0.2, fd00:99::2) fail, as for a powered-off host on the
-// LAN. Resolution gives up after one probe and 10 ms, not the kernel's
-// three probes a second apart, so that the host unreachable comes in
-// milliseconds.
-var SilentLink = [][]string{
-	{"link", "add", "v0", "type", "veth", "peer", "name", "v1"},
-	{"link", "set", "v0", "up"},
-	{"link", "set", "v1", "up"},
-	{"addr", "add", "10.99.0.1/24", "dev", "v0"},
-	{"-6", "addr", "add", "fd00:99::1/64", "dev", "v0", "nodad"},
-	{"ntable", "change", "name", "arp_cache", "dev", "v0", "retrans", "10", "mcast_probes", "1"},
-	{"ntable", "change", "name", "ndisc_cache", "dev", "v0", "retrans", "10", "mcast_probes", "1"},
+// LAN. Resolution gives up after one probe and giveUp, not the kernel's
+// three probes a second apart, so that the host unreachable comes as soon
+// as a test needs it.
+func SilentLink(giveUp time.Duration) [][]string {
+	ms := strconv.FormatInt(giveUp.Milliseconds(), 10)
+	return [][]string{
+		{"link", "add", "v0", "type", "veth", "peer", "name", "v1"},
+		{"link", "set", "v0", "up"},
+		{"link", "set", "v1", "up"},
+		{"addr", "add", "10.99.0.1/24", "dev", "v0"},
+		{"-6", "addr", "add", "fd00:99::1/64", "dev", "v0", "nodad"},
+		{"ntable", "change", "name", "arp_cache", "dev", "v0", "retrans", ms, "mcast_probes", "1"},
+		{"ntable", "change", "name", "ndisc_cache", "dev", "v0", "retrans", ms, "mcast_probes", "1"},
+	}
 }
