@@ -132,7 +132,7 @@ func (p *port) session(b *batch, i, j int) *session {
 	s := p.sessions[src]
 	if s == nil {
 		if q := p.pending[src]; q != nil {
-			if kept := q.keepLocked(b, i, j, &p.r.pendingBytes); kept < j-i {
+			if kept := q.keepLocked(b, i, j, &p.r.kept); kept < j-i {
 				p.r.stats.Drops.SetupBacklog.Add(uint64(j - i - kept))
 			}
 			p.mu.Unlock()

@@ -134,7 +134,7 @@ type Relay struct {
 	setups             chan *pending    // newcomers waiting for setupLoop (setup.go)
 	retries            chan *pending    // the same for sources seen again after a drop; served first
 	recent             recentDrops      // sources dropped for a full queue, for the retry lane
-	pendingBytes       atomic.Int64     // cost of what is kept for newcomers, at most pendingMaxBytes
+	kept               newcomerBudget   // what is kept for newcomers (budget.go)
 	maxSessions        int64
 	log                zerolog.Logger
 	net                network
@@ -230,6 +230,7 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		setups:             make(chan *pending, setupQueueLen),
 		retries:            make(chan *pending, retryQueueLen),
 		recent:             newRecentDrops(),
+		kept:               newNewcomerBudget(len(cfg.Listen)),
 		tick:               min(max(cfg.unconfirmedTimeout()/8, 5*time.Millisecond), time.Second),
 		maxSessions:        int64(cfg.maxSessions()),
 		log:                cfg.log(),

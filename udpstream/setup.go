@@ -49,14 +49,8 @@ const (
 	// at 8 Mbit/s sends ~850). With two, TestZeroLossOperations lost 3 to
 	// 60 datagrams as setup_backlog after an upgrade in 12 of 63 runs on a
 	// loaded machine (backlogs of 67 to 124; TestNewcomerBacklogKept).
+	// What all newcomers keep together is bounded in bytes (budget.go).
 	pendingMaxDatagrams = 16 * batchSize
-	// pendingMaxBytes caps what is kept for all waiting newcomers of a
-	// relay together, payload and keptOverhead each, so the queue's memory
-	// is bounded whatever their datagrams' sizes.
-	pendingMaxBytes = 4 << 20
-	// keptOverhead is what a kept datagram costs besides its payload (its
-	// slice header and allocation), so that empty datagrams are not free.
-	keptOverhead = 32
 )
 
 // pending is a newcomer waiting for setupLoop to open its session. While it
@@ -68,33 +62,30 @@ type pending struct {
 	local  netip.Addr // the address the first datagram was sent to
 
 	// Guarded by p.mu.
-	data  [][]byte // payload copies, in arrival order; taken by setupLoop
-	bytes int      // their cost (size and keptOverhead), counted in Relay.pendingBytes
+	data   [][]byte // payload copies, in arrival order; taken by setupLoop
+	share  int      // their cost within the newcomer's share of Relay.kept
+	pooled int      // and beyond it, from the pool (budget.go)
 }
 
 // keepLocked copies as many of b.msgs[i:j] into q as fit under q's cap and
 // the relay's budget for waiting payload, and reports how many that was.
-func (q *pending) keepLocked(b *batch, i, j int, budget *atomic.Int64) int {
+func (q *pending) keepLocked(b *batch, i, j int, budget *newcomerBudget) int {
 	kept := 0
 	for k := i; k < j && len(q.data) < pendingMaxDatagrams; k++ {
-		cost := len(b.msgs[k].buf) + keptOverhead
-		if budget.Add(int64(cost)) > pendingMaxBytes {
-			budget.Add(-int64(cost))
+		if !budget.take(q, len(b.msgs[k].buf)+keptOverhead) {
 			break
 		}
 		q.data = append(q.data, append([]byte(nil), b.msgs[k].buf...))
-		q.bytes += cost
 		kept++
 	}
 	return kept
 }
 
 // takeLocked hands over q's kept datagrams and gives their budget back.
-func (q *pending) takeLocked(budget *atomic.Int64) [][]byte {
+func (q *pending) takeLocked(budget *newcomerBudget) [][]byte {
 	data := q.data
 	q.data = nil
-	budget.Add(-int64(q.bytes))
-	q.bytes = 0
+	budget.giveBack(q)
 	return data
 }
 
@@ -134,7 +125,7 @@ func (p *port) request(b *batch, i, j int) {
 	p.mu.Lock()
 	kept := 0
 	if !p.closed {
-		kept = q.keepLocked(b, i, j, &r.pendingBytes)
+		kept = q.keepLocked(b, i, j, &r.kept)
 	}
 	if kept == 0 {
 		p.mu.Unlock()
@@ -226,7 +217,7 @@ func (p *port) open(q *pending, b *batch) {
 			p.drop(q, &drops.Draining)
 			return
 		}
-		data := q.takeLocked(&r.pendingBytes)
+		data := q.takeLocked(&r.kept)
 		if len(data) == 0 {
 			delete(p.pending, q.client)
 			p.sessions[q.client] = s
@@ -251,7 +242,7 @@ func (p *port) drop(q *pending, reason *atomic.Uint64) uint64 {
 		delete(p.pending, q.client)
 	}
 	n := uint64(len(q.data))
-	q.takeLocked(&p.r.pendingBytes)
+	q.takeLocked(&p.r.kept)
 	p.mu.Unlock()
 	p.r.limits.Release(q.client)
 	if reason == nil {
