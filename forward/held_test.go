@@ -111,3 +111,53 @@ func TestReloadHoldsLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadKeepsRateAllowance: 127.0.0.2 spends its burst of 2 (at one a
+// minute) and the listener is replaced with another upstream: with the
+// same rate, its next connection is refused as too fast; with a burst of
+// 3, one more fits first. 127.0.0.3 is served throughout.
+func TestReloadKeepsRateAllowance(t *testing.T) {
+	tests := []struct {
+		name  string
+		burst int
+		fit   int
+	}{
+		{"same rate", 2, 0},
+		{"bigger burst", 3, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLeaks(t)
+			oldB, newB := world.NewBackend(t, world.Echo), world.NewBackend(t, world.Echo)
+			var refused refusals
+			cfg := Config{Name: "web", Upstreams: [][]string{{oldB.Addr()}},
+				PerSource: limit.Config{Rate: 1.0 / 60, Burst: 2}, Refused: refused.record}
+			old := startRelay(t, cfg)
+			for range 2 {
+				c := dialFrom(t, "127.0.0.2", old.addr(0))
+				if got := roundTrip(t, c, "old"); got != "old" {
+					t.Fatalf("echo %q", got)
+				}
+				c.Close()
+			}
+			cfg.Upstreams, cfg.PerSource.Burst = [][]string{{newB.Addr()}}, tc.burst
+			next := reloadHeld(t, old, cfg, func(*relay) {})
+			for range tc.fit {
+				if got := roundTrip(t, dialFrom(t, "127.0.0.2", next.addr(0)), "new"); got != "new" {
+					t.Fatalf("echo %q", got)
+				}
+			}
+			expectClosed(t, dialFrom(t, "127.0.0.2", next.addr(0)), 2*time.Second)
+			if got := roundTrip(t, dialFrom(t, "127.0.0.3", next.addr(0)), "other"); got != "other" {
+				t.Fatalf("127.0.0.3: echo %q", got)
+			}
+			want := []string{"127.0.0.2 per_source: connection rate of this source exceeded"}
+			if got := refused.get(); !slices.Equal(got, want) {
+				t.Errorf("Refused hook got %q, want %q", got, want)
+			}
+			if n := newB.Accepted(); n != tc.fit+1 {
+				t.Errorf("new upstream accepted %d, want %d", n, tc.fit+1)
+			}
+		})
+	}
+}
