@@ -63,10 +63,11 @@ func (s *Set) Guard(listener string, proto Proto, log zerolog.Logger) func(netip
 }
 
 // GuardTLS is Guard for a listener that terminates TLS: forward asks it
-// after the handshake with the client's verified certificate (nil: none),
-// and hostssl lines take part (see List.DecideTLS). Besides the decision
-// it returns the deciding line ("relay_hba.conf:3", "no matching line", or
-// "" when no ACL is loaded) for the connection's access line. It counts on
+// within the handshake, once the client's certificate is verified, with
+// that certificate (nil: none), and hostssl lines take part (see
+// List.DecideTLS). Besides the decision it returns the deciding line
+// ("relay_hba.conf:3", "no matching line", or "" when no ACL is loaded)
+// for the connection's access line. It counts on
 // the same counters as Guard(listener, ProtoTCP, ...), and its rejection
 // lines name the certificate (cn).
 func (s *Set) GuardTLS(listener string, log zerolog.Logger) func(netip.AddrPort, *x509.Certificate) (bool, string) {

@@ -66,14 +66,37 @@ type Server struct {
 	cur   atomic.Pointer[tls.Config]
 }
 
+// ConnVerifier is a conn given to tls.Server that checks its own
+// handshake: a Server hands the func it returns, unless nil, to that
+// handshake as tls.Config.VerifyConnection. A listener's ACL so decides
+// on the client's certificate inside the handshake, and a refusal is an
+// alert (bad_certificate) sent before the handshake is done and before any
+// session ticket, which the client can tell from an acceptance; after the
+// handshake a TLS 1.3 server can only close, with the ticket already sent.
+type ConnVerifier interface {
+	TLSVerifier() func(tls.ConnectionState) error
+}
+
 // NewServer returns a Server handing out st.
 func NewServer(st *ServerState) *Server {
 	s := &Server{}
 	s.cur.Store(st.cfg)
 	s.outer = &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return s.cur.Load(), nil
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg := s.cur.Load()
+			if hello == nil {
+				return cfg, nil
+			}
+			if v, ok := hello.Conn.(ConnVerifier); ok {
+				if verify := v.TLSVerifier(); verify != nil {
+					// A copy per handshake: the ticket keys stay the
+					// outer Config's, so resumption is unaffected.
+					cfg = cfg.Clone()
+					cfg.VerifyConnection = verify
+				}
+			}
+			return cfg, nil
 		},
 	}
 	return s

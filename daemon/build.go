@@ -65,7 +65,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces rep
 			return nil, err
 		}
 		if cfg.TLS != nil {
-			// Decided after the handshake, with the certificate: hostssl lines.
+			// Decided within the handshake, with the certificate: hostssl lines.
 			cfg.AdmitTLS = d.acls.GuardTLS(spec.Name, log)
 		}
 		l, err := forward.Listen(cfg)

@@ -154,11 +154,13 @@ type Config struct {
 	// the Config fixed and change certificates through its
 	// GetConfigForClient (certs.Server does). nil: plaintext clients.
 	TLS *tls.Config
-	// AdmitTLS is the ACL hook of a TLS listener, asked after the
-	// handshake, before any upstream dial, with the client's verified
-	// certificate (nil if it sent none). Besides the decision it returns
-	// the deciding line, which the access line shows as "acl". When set,
-	// Admit is not asked.
+	// AdmitTLS is the ACL hook of a TLS listener, asked within the
+	// handshake once the client's certificate is verified (when TLS is a
+	// certs.Server's: certs.ConnVerifier; else after the handshake),
+	// before any upstream dial, with the client's verified certificate
+	// (nil if it sent none). A rejected client gets the alert
+	// bad_certificate. Besides the decision it returns the deciding line,
+	// which the access line shows as "acl". When set, Admit is not asked.
 	AdmitTLS func(client netip.AddrPort, cert *x509.Certificate) (ok bool, rule string)
 	// UpstreamTLS, when set, originates TLS to the upstream: it returns the
 	// config for a connection to addr, and the handshake runs within

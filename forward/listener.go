@@ -381,7 +381,7 @@ func (l *Listener) check(c *net.TCPConn, client netip.AddrPort) bool {
 // allowed asks the ACL and the per-source limits about client; on false
 // the refusal is counted and logged, and the caller closes the client.
 func (l *Listener) allowed(client netip.AddrPort) bool {
-	// A TLS listener with AdmitTLS asks it after the handshake.
+	// A TLS listener with AdmitTLS asks it within the handshake (terminate).
 	if l.cfg.Admit != nil && l.cfg.AdmitTLS == nil && !l.cfg.Admit(client) {
 		l.stats.Rejected.Add(1)
 		return false

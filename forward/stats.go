@@ -60,7 +60,8 @@ type Stats struct {
 	// TLS: Handshakes counts the handshakes with clients of a listener
 	// that terminates TLS, UpstreamHandshakes those with upstreams of one
 	// that originates it. A client whose handshake failed is counted
-	// there, not in Accepted or Rejected.
+	// there, not in Accepted or Rejected; one the ACL (AdmitTLS) rejected
+	// is counted in Rejected alone.
 	Handshakes         Handshakes
 	UpstreamHandshakes Handshakes
 }

@@ -159,15 +159,23 @@ func (s secured) add(ev *zerolog.Event) *zerolog.Event {
 }
 
 // terminate runs the server handshake on a new client within the connect
-// timeout and then asks AdmitTLS. It returns a zero secured when the
-// client is gone: refused, failed (one warning line) or rejected by the
-// ACL; the slot is released then.
+// timeout, asking AdmitTLS within it (admission). It returns a zero
+// secured when the client is gone: refused, failed (one warning line) or
+// rejected by the ACL; the slot is released then.
 func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
 	rc := newRecordConn(c, l.pool)
+	var adm *admission
+	if l.cfg.AdmitTLS != nil {
+		adm = &admission{admit: l.cfg.AdmitTLS, rejected: &l.stats.Rejected, client: client}
+		rc.verify = adm.verify
+	}
 	tc := tls.Server(rc, l.cfg.TLS)
 	c.SetDeadline(time.Now().Add(l.cfg.connectTimeout()))
 	err := tc.HandshakeContext(l.ctx)
 	if err != nil {
+		if adm.refused() { // the ACL logged it; crypto/tls sent the alert
+			return l.rejectTLS(c, client)
+		}
 		reason := handshakeReason(err)
 		if reason == TLSNotTLS {
 			lingerClose(c)
@@ -187,24 +195,64 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
 	c.SetDeadline(time.Time{})
 	rc.shaken = true
 	st := tc.ConnectionState()
-	l.stats.Handshakes.count(st)
 	sec := secured{client: tc}
-	if l.cfg.AdmitTLS != nil {
-		var peer *x509.Certificate
-		if len(st.VerifiedChains) > 0 {
-			peer = st.PeerCertificates[0]
+	if adm != nil {
+		if !adm.asked { // a Config.TLS that is no certs.Server: ask now
+			adm.verify(st)
 		}
-		var ok bool
-		if ok, sec.rule = l.cfg.AdmitTLS(client, peer); !ok {
-			l.stats.Rejected.Add(1)
+		if adm.refused() {
 			tc.Close()
-			l.connDone(client)
-			return secured{}
+			return l.rejectTLS(c, client)
 		}
+		sec.rule = adm.rule
 	}
+	l.stats.Handshakes.count(st)
 	l.stats.Accepted.Add(1)
 	return sec
 }
+
+// rejectTLS ends a client the ACL rejected (admission logged and counted
+// it).
+func (l *Listener) rejectTLS(c *net.TCPConn, client netip.AddrPort) secured {
+	c.Close()
+	l.connDone(client)
+	return secured{}
+}
+
+// admission is a TLS client's ACL decision (Config.AdmitTLS), made within
+// the handshake once the client's certificate is verified, through the
+// handshake's VerifyConnection (certs.ConnVerifier): a rejected client
+// gets an alert (bad_certificate) in place of the session ticket of an
+// accepted one, so a box office relay sees that its certificate was
+// refused (its probe and its access line say so). Asked on the handshake's
+// goroutine.
+type admission struct {
+	admit    func(netip.AddrPort, *x509.Certificate) (bool, string)
+	rejected *atomic.Uint64 // Stats.Rejected: counted before the client hears
+	client   netip.AddrPort
+	asked    bool
+	ok       bool
+	rule     string // the deciding line
+}
+
+// errACLRejected is the VerifyConnection error of a rejected client.
+var errACLRejected = errors.New("forward: the ACL rejected the client's certificate")
+
+func (a *admission) verify(st tls.ConnectionState) error {
+	var peer *x509.Certificate
+	if len(st.VerifiedChains) > 0 {
+		peer = st.PeerCertificates[0]
+	}
+	a.asked = true
+	if a.ok, a.rule = a.admit(a.client, peer); !a.ok {
+		a.rejected.Add(1)
+		return errACLRejected
+	}
+	return nil
+}
+
+// refused reports whether the ACL was asked and said no.
+func (a *admission) refused() bool { return a != nil && a.asked && !a.ok }
 
 // lingerClose ends a client that did not speak TLS with a FIN rather than
 // a reset: closing a socket with unread bytes makes the kernel send RST, so

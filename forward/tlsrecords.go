@@ -1,9 +1,12 @@
 package forward
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
+
+	"github.com/edgerelay/relay/certs"
 )
 
 // recordConn is the socket under every tls.Conn of a listener. crypto/tls
@@ -37,6 +40,9 @@ type recordConn struct {
 	// shaken is set once the handshake is done (terminate, originate):
 	// a batch opened before would hold back the handshake's own flight.
 	shaken bool
+	// verify, when set (terminate, a listener with AdmitTLS), is the
+	// handshake's VerifyConnection (certs.ConnVerifier).
+	verify func(tls.ConnectionState) error
 
 	mu       sync.Mutex // guards the following
 	batching bool       // Write appends to batch
@@ -63,6 +69,11 @@ func newRecordConn(c net.Conn, pool *Pool) *recordConn {
 	r.sock.init(c)
 	return r
 }
+
+// TLSVerifier is certs.ConnVerifier: the ACL's check within the handshake.
+func (r *recordConn) TLSVerifier() func(tls.ConnectionState) error { return r.verify }
+
+var _ certs.ConnVerifier = (*recordConn)(nil)
 
 // Read reads the socket, or fails with errWouldWait while noWait is set:
 // crypto/tls asks only when the record it needs is not yet buffered.

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -9,21 +10,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/certs"
 	"github.com/edgerelay/relay/internal/world"
 )
 
 // certRefusals are venues that refuse the box office's client certificate
 // after the box office's side of a TLS 1.3 handshake is done: one that
-// trusts another CA for clients, and one that trusts the right CA but
-// gets a certificate that has expired. Each makes its venue relay and
-// the box office's client material, and names the reason.
+// trusts another CA for clients, one that trusts the right CA but gets a
+// certificate that has expired or none, and one whose ACL rejects the
+// certificate's name. Each has its venue's material and the box office's,
+// and names the reason the box office hears.
 func certRefusals(t *testing.T) []certRefusal {
 	p, other := newPKI(t, "venue-ca"), newPKI(t, "other-ca")
 	return []certRefusal{
-		{"client CA another", TLSUnknownCA, p.serverTLS(t, other.path("ca.crt")), p.clientTLS(t, p, "boxoffice-1")},
-		{"expired", TLSExpired, p.serverTLS(t, p.path("ca.crt")), p.expiredClient(t, "boxoffice-2025")},
-		{"no certificate", TLSNoCertificate, p.serverTLS(t, p.path("ca.crt")), p.clientTLS(t, nil, "")},
+		{name: "client CA another", reason: TLSUnknownCA, venue: p.serverTLS(t, other.path("ca.crt")), box: p.clientTLS(t, p, "boxoffice-1")},
+		{name: "expired", reason: TLSExpired, venue: p.serverTLS(t, p.path("ca.crt")), box: p.expiredClient(t, "boxoffice-2025")},
+		{name: "no certificate", reason: TLSNoCertificate, venue: p.serverTLS(t, p.path("ca.crt")), box: p.clientTLS(t, nil, "")},
+		{name: "acl rejects cn", reason: TLSBadCertificate, venue: p.serverTLS(t, p.path("ca.crt")), box: p.clientTLS(t, p, "lost-laptop"),
+			acl: "hostssl test all reject cn=lost-laptop\nhostssl test all allow cn=boxoffice-*\n"},
 	}
 }
 
@@ -32,6 +39,43 @@ type certRefusal struct {
 	reason string
 	venue  *certs.Server
 	box    *certs.Client
+	acl    string // the venue's ACL; empty: none
+}
+
+// refusingVenue is a venue relay of a certRefusal, and where it says that
+// it refused a box office.
+type refusingVenue struct {
+	*relay
+	logs    *world.LogBuffer // the relay's, or the ACL's
+	refusal []string         // what the line that says so holds
+	acl     bool
+}
+
+func (tc certRefusal) startVenue(t *testing.T, upstream string) refusingVenue {
+	t.Helper()
+	cfg := Config{Upstreams: [][]string{{upstream}}, TLS: tc.venue.Config()}
+	if tc.acl == "" {
+		v := startRelay(t, cfg)
+		return refusingVenue{relay: v, logs: v.logs, refusal: []string{"tls handshake failed", `"reason":"` + tc.reason + `"`}}
+	}
+	list, err := acl.Parse(strings.NewReader(tc.acl), "hba.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set acl.Set
+	set.Store(list)
+	aclLog := &world.LogBuffer{}
+	cfg.AdmitTLS = set.GuardTLS("test", zerolog.New(aclLog))
+	return refusingVenue{relay: startRelay(t, cfg), logs: aclLog, acl: true,
+		refusal: []string{"acl rejected client", `"cn":"lost-laptop"`, `"rule":"hba.conf:1"`}}
+}
+
+// refused is how many box office connections v has refused.
+func (v refusingVenue) refused(reason string) uint64 {
+	if v.acl {
+		return v.Stats().Rejected.Load()
+	}
+	return v.Stats().Handshakes.Failed()[reason]
 }
 
 // expiredClient is the originating side with a client certificate from p
@@ -71,13 +115,13 @@ func TestProbeTLSRefusedCertificate(t *testing.T) {
 	backend := world.NewBackend(t, hashPrinter)
 	for _, tc := range certRefusals(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			venue := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, TLS: tc.venue.Config()})
+			venue := tc.startVenue(t, backend.Addr())
 			err, _ := probeOnce(t, tc.box, venue.addr(0))
 			if err == nil || !strings.Contains(err.Error(), "("+tc.reason+")") ||
 				!strings.Contains(err.Error(), "the upstream rejected our client certificate") {
 				t.Fatalf("probe: %v, want the upstream's refusal with reason %s", err, tc.reason)
 			}
-			venue.logs.Wait(t, "tls handshake failed", `"reason":"`+tc.reason+`"`)
+			venue.logs.Wait(t, venue.refusal...)
 		})
 	}
 	t.Run("accepted", func(t *testing.T) {
@@ -120,7 +164,7 @@ func TestTLSUpstreamRefusesOurCertificate(t *testing.T) {
 // line is line.
 func testUpstreamRefuses(t *testing.T, tc certRefusal, raw *Raw, line string) {
 	backend := world.NewBackend(t, hashPrinter)
-	venue := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, TLS: tc.venue.Config()})
+	venue := tc.startVenue(t, backend.Addr())
 	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: tc.box.Config, Raw: raw})
 	const job = 5000
 	c := box.dial(t, 0)
@@ -162,7 +206,7 @@ func testUpstreamRefuses(t *testing.T, tc certRefusal, raw *Raw, line string) {
 	// The client's handshake and the first re-try (after 1 s) each
 	// met the venue's refusal; the probe of old brought it back up.
 	world.Eventually(t, "a re-try of the venue", func() bool {
-		return venue.Stats().Handshakes.Failed()[tc.reason] >= 2 || box.logs.Count(`"message":"upstream up"`) > 0
+		return venue.refused(tc.reason) >= 2 || box.logs.Count(`"message":"upstream up"`) > 0
 	})
 	if n := box.logs.Count(`"message":"upstream up"`); n != 0 {
 		t.Fatalf("a re-try brought the venue that refuses the box office back up:\n%s", box.logs)
@@ -173,5 +217,99 @@ func testUpstreamRefuses(t *testing.T, tc certRefusal, raw *Raw, line string) {
 	}
 	if backend.Accepted() != 0 {
 		t.Fatalf("the printer saw %d connections, want none", backend.Accepted())
+	}
+}
+
+// TestTLSACLRejectsResumedSession: the lost laptop's box office holds a
+// session ticket from before its name was rejected. Its next connection
+// resumes, and the ACL, asked within the resumed handshake too, refuses
+// it with an alert: the box office's line says its certificate was
+// rejected, the venue's ACL logs the name, and nothing reaches the
+// printer. Before, the jobs print, the second on a resumed handshake with
+// the deciding line in the venue's access line.
+func TestTLSACLRejectsResumedSession(t *testing.T) {
+	checkLeaks(t)
+	p := newPKI(t, "venue-ca")
+	backend := world.NewBackend(t, hashPrinter)
+	parse := func(text string) *acl.List {
+		list, err := acl.Parse(strings.NewReader(text), "hba.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list
+	}
+	var set acl.Set
+	set.Store(parse("hostssl test all allow cn=boxoffice-*\n"))
+	aclLog := &world.LogBuffer{}
+	venue := startRelay(t, Config{
+		Upstreams: [][]string{{backend.Addr()}},
+		TLS:       p.serverTLS(t, p.path("ca.crt")).Config(),
+		AdmitTLS:  set.GuardTLS("test", zerolog.New(aclLog)),
+	})
+	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "boxoffice-3").Config})
+	for i := range 2 {
+		if got, want := printJob(t, box.addr(0), uint64(i), 2000), wantReply(uint64(i), 2000); got != want {
+			t.Fatalf("job %d: reply %q, want %q", i, got, want)
+		}
+	}
+	if st := &venue.Stats().Handshakes; st.OK.Load() != 1 || st.Resumed.Load() != 1 {
+		t.Fatalf("venue handshakes: %d full, %d resumed; want 1 and 1", st.OK.Load(), st.Resumed.Load())
+	}
+	venue.logs.WaitCount(t, 2, `"peer_cn":"boxoffice-3"`, `"acl":"hba.conf:1"`)
+
+	set.Store(parse("hostssl test all reject cn=boxoffice-3\nhostssl test all allow cn=boxoffice-*\n"))
+	c := box.dial(t, 0)
+	io.WriteString(c, "job 3")
+	expectClosed(t, c, 5*time.Second)
+	box.logs.Wait(t, `"level":"warn"`, "the upstream rejected our client certificate: bad_certificate")
+	aclLog.Wait(t, "acl rejected client", `"cn":"boxoffice-3"`, `"rule":"hba.conf:1"`)
+	if st := &box.Stats().UpstreamHandshakes; st.Resumed.Load() != 2 {
+		t.Errorf("box upstream handshakes resumed = %d, want 2: the refused one did not resume", st.Resumed.Load())
+	}
+	if got := venue.Stats().Rejected.Load(); got != 1 {
+		t.Errorf("venue Rejected = %d, want 1", got)
+	}
+	if st := &venue.Stats().Handshakes; st.OK.Load() != 1 || st.Resumed.Load() != 1 || len(st.Failed()) != 0 {
+		t.Errorf("venue handshakes: %d full, %d resumed, failed %v; want the two jobs' alone (a rejection counts in Rejected)",
+			st.OK.Load(), st.Resumed.Load(), st.Failed())
+	}
+	if got := backend.Accepted(); got != 2 {
+		t.Errorf("the printer saw %d connections, want the 2 jobs'", got)
+	}
+}
+
+// TestTLSACLAfterHandshakeWithPlainConfig: a Config.TLS that is no
+// certs.Server cannot take the ACL into its handshake; the ACL is asked
+// once the handshake is done, as before, and a rejected client is closed
+// and counted in Rejected, not in the handshakes.
+func TestTLSACLAfterHandshakeWithPlainConfig(t *testing.T) {
+	checkLeaks(t)
+	p := newPKI(t, "venue-ca")
+	backend := world.NewBackend(t, hashPrinter)
+	list, err := acl.Parse(strings.NewReader("hostssl test all reject cn=lost-laptop\n"), "hba.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set acl.Set
+	set.Store(list)
+	aclLog := &world.LogBuffer{}
+	crt, key := p.issue(t, certs.KindServer, "venue", time.Time{}, time.Hour)
+	venue := startRelay(t, Config{
+		Upstreams: [][]string{{backend.Addr()}},
+		TLS: &tls.Config{Certificates: []tls.Certificate{loadPair(t, crt, key)},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.clientPool(t)},
+		AdmitTLS: set.GuardTLS("test", zerolog.New(aclLog)),
+	})
+	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "lost-laptop").Config})
+	expectClosed(t, box.dial(t, 0), 5*time.Second)
+	aclLog.Wait(t, "acl rejected client", `"cn":"lost-laptop"`)
+	if got := venue.Stats().Rejected.Load(); got != 1 {
+		t.Errorf("venue Rejected = %d, want 1", got)
+	}
+	if st := &venue.Stats().Handshakes; st.OK.Load()+st.Resumed.Load() != 0 || len(st.Failed()) != 0 {
+		t.Errorf("venue handshakes: %d full, %d resumed, failed %v; want none counted", st.OK.Load(), st.Resumed.Load(), st.Failed())
+	}
+	if backend.Accepted() != 0 {
+		t.Errorf("the printer saw %d connections, want none", backend.Accepted())
 	}
 }
