@@ -17,10 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
-	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/certs"
 	"github.com/edgerelay/relay/internal/world"
 )
@@ -322,30 +320,24 @@ func TestTLSUpstreamUnknownCA(t *testing.T) {
 }
 
 // TestTLSACLByCertificateName: hostssl lines decide on the certificate's
-// name after the handshake; a rejected name never reaches the upstream,
+// name within the handshake; a rejected name never reaches the upstream,
 // an allowed one's access line names the deciding line.
 func TestTLSACLByCertificateName(t *testing.T) {
 	checkLeaks(t)
 	p := newPKI(t, "venue-ca")
 	backend := world.NewBackend(t, hashPrinter)
-	list, err := acl.Parse(strings.NewReader("hostssl test all reject cn=lost-laptop\nhostssl test all allow cn=boxoffice-*\nhost all all reject\n"), "hba.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set acl.Set
-	set.Store(list)
-	aclLog := &world.LogBuffer{}
+	a := newTestACL(t, "hostssl test all reject cn=lost-laptop\nhostssl test all allow cn=boxoffice-*\nhost all all reject\n")
 	venue := startRelay(t, Config{
 		Upstreams: [][]string{{backend.Addr()}},
 		TLS:       p.serverTLS(t, p.path("ca.crt")).Config(),
-		AdmitTLS:  set.GuardTLS("test", zerolog.New(aclLog)),
+		AdmitTLS:  a.guard(),
 	})
 	lost := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "lost-laptop").Config})
 	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "boxoffice-2").Config})
 
 	c := lost.dial(t, 0)
 	expectClosed(t, c, 5*time.Second)
-	aclLog.Wait(t, "acl rejected client", `"cn":"lost-laptop"`, `"rule":"hba.conf:1"`)
+	a.log.Wait(t, "acl rejected client", `"cn":"lost-laptop"`, `"rule":"hba.conf:1"`)
 	if backend.Accepted() != 0 || venue.Stats().Rejected.Load() != 1 {
 		t.Fatalf("rejected name: upstream saw %d connections, Rejected = %d", backend.Accepted(), venue.Stats().Rejected.Load())
 	}

@@ -3,9 +3,11 @@ package forward
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -58,15 +60,9 @@ func (tc certRefusal) startVenue(t *testing.T, upstream string) refusingVenue {
 		v := startRelay(t, cfg)
 		return refusingVenue{relay: v, logs: v.logs, refusal: []string{"tls handshake failed", `"reason":"` + tc.reason + `"`}}
 	}
-	list, err := acl.Parse(strings.NewReader(tc.acl), "hba.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set acl.Set
-	set.Store(list)
-	aclLog := &world.LogBuffer{}
-	cfg.AdmitTLS = set.GuardTLS("test", zerolog.New(aclLog))
-	return refusingVenue{relay: startRelay(t, cfg), logs: aclLog, acl: true,
+	a := newTestACL(t, tc.acl)
+	cfg.AdmitTLS = a.guard()
+	return refusingVenue{relay: startRelay(t, cfg), logs: &a.log, acl: true,
 		refusal: []string{"acl rejected client", `"cn":"lost-laptop"`, `"rule":"hba.conf:1"`}}
 }
 
@@ -76,6 +72,35 @@ func (v refusingVenue) refused(reason string) uint64 {
 		return v.Stats().Rejected.Load()
 	}
 	return v.Stats().Handshakes.Failed()[reason]
+}
+
+// testACL is an ACL (file hba.conf) for the listener "test", and the
+// log of its TLS guard.
+type testACL struct {
+	set acl.Set
+	log world.LogBuffer
+}
+
+func newTestACL(t *testing.T, text string) *testACL {
+	t.Helper()
+	a := &testACL{}
+	a.store(t, text)
+	return a
+}
+
+// store puts text in force, as a reload does.
+func (a *testACL) store(t *testing.T, text string) {
+	t.Helper()
+	list, err := acl.Parse(strings.NewReader(text), "hba.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.set.Store(list)
+}
+
+// guard is the listener's AdmitTLS.
+func (a *testACL) guard() func(netip.AddrPort, *x509.Certificate) (bool, string) {
+	return a.set.GuardTLS("test", zerolog.New(&a.log))
 }
 
 // expiredClient is the originating side with a client certificate from p
@@ -231,20 +256,11 @@ func TestTLSACLRejectsResumedSession(t *testing.T) {
 	checkLeaks(t)
 	p := newPKI(t, "venue-ca")
 	backend := world.NewBackend(t, hashPrinter)
-	parse := func(text string) *acl.List {
-		list, err := acl.Parse(strings.NewReader(text), "hba.conf")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return list
-	}
-	var set acl.Set
-	set.Store(parse("hostssl test all allow cn=boxoffice-*\n"))
-	aclLog := &world.LogBuffer{}
+	a := newTestACL(t, "hostssl test all allow cn=boxoffice-*\n")
 	venue := startRelay(t, Config{
 		Upstreams: [][]string{{backend.Addr()}},
 		TLS:       p.serverTLS(t, p.path("ca.crt")).Config(),
-		AdmitTLS:  set.GuardTLS("test", zerolog.New(aclLog)),
+		AdmitTLS:  a.guard(),
 	})
 	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "boxoffice-3").Config})
 	for i := range 2 {
@@ -257,12 +273,12 @@ func TestTLSACLRejectsResumedSession(t *testing.T) {
 	}
 	venue.logs.WaitCount(t, 2, `"peer_cn":"boxoffice-3"`, `"acl":"hba.conf:1"`)
 
-	set.Store(parse("hostssl test all reject cn=boxoffice-3\nhostssl test all allow cn=boxoffice-*\n"))
+	a.store(t, "hostssl test all reject cn=boxoffice-3\nhostssl test all allow cn=boxoffice-*\n")
 	c := box.dial(t, 0)
 	io.WriteString(c, "job 3")
 	expectClosed(t, c, 5*time.Second)
 	box.logs.Wait(t, `"level":"warn"`, "the upstream rejected our client certificate: bad_certificate")
-	aclLog.Wait(t, "acl rejected client", `"cn":"boxoffice-3"`, `"rule":"hba.conf:1"`)
+	a.log.Wait(t, "acl rejected client", `"cn":"boxoffice-3"`, `"rule":"hba.conf:1"`)
 	if st := &box.Stats().UpstreamHandshakes; st.Resumed.Load() != 2 {
 		t.Errorf("box upstream handshakes resumed = %d, want 2: the refused one did not resume", st.Resumed.Load())
 	}
@@ -286,23 +302,17 @@ func TestTLSACLAfterHandshakeWithPlainConfig(t *testing.T) {
 	checkLeaks(t)
 	p := newPKI(t, "venue-ca")
 	backend := world.NewBackend(t, hashPrinter)
-	list, err := acl.Parse(strings.NewReader("hostssl test all reject cn=lost-laptop\n"), "hba.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set acl.Set
-	set.Store(list)
-	aclLog := &world.LogBuffer{}
+	a := newTestACL(t, "hostssl test all reject cn=lost-laptop\n")
 	crt, key := p.issue(t, certs.KindServer, "venue", time.Time{}, time.Hour)
 	venue := startRelay(t, Config{
 		Upstreams: [][]string{{backend.Addr()}},
 		TLS: &tls.Config{Certificates: []tls.Certificate{loadPair(t, crt, key)},
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.clientPool(t)},
-		AdmitTLS: set.GuardTLS("test", zerolog.New(aclLog)),
+		AdmitTLS: a.guard(),
 	})
 	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "lost-laptop").Config})
 	expectClosed(t, box.dial(t, 0), 5*time.Second)
-	aclLog.Wait(t, "acl rejected client", `"cn":"lost-laptop"`)
+	a.log.Wait(t, "acl rejected client", `"cn":"lost-laptop"`)
 	if got := venue.Stats().Rejected.Load(); got != 1 {
 		t.Errorf("venue Rejected = %d, want 1", got)
 	}
