@@ -26,8 +26,10 @@ arch=$($GO env GOARCH)
 
 make --no-print-directory build VERSION="$version" OUT="$stage/relay" >/dev/null
 
-# The unit as the package installs it: the binary lives in /usr/bin.
-sed 's#/usr/local/bin/relay#/usr/bin/relay#g; s#deploy/INSTALL.md#deploy/INSTALL.md (installed: /usr/share/doc/relay)#' \
+# The unit as the package installs it: the binary lives in /usr/bin, and
+# the install notes also in /usr/share/doc/relay (comments say so in words;
+# Documentation= takes URIs only, systemd ignores anything else with a warning).
+sed 's#/usr/local/bin/relay#/usr/bin/relay#g; /^#/s#deploy/INSTALL.md#deploy/INSTALL.md (installed: /usr/share/doc/relay)#; /^Documentation=/s#$# file:/usr/share/doc/relay/INSTALL.md#' \
 	deploy/relay.service > "$stage/relay.service"
 gzip -9n < deploy/relay.8 > "$stage/relay.8.gz"
 

@@ -129,6 +129,7 @@ func TestDebianPackage(t *testing.T) {
 	if !strings.Contains(string(unit), "ExecStart=/usr/bin/relay ") {
 		t.Errorf("unit does not start /usr/bin/relay:\n%s", unit)
 	}
+	checkUnitParses(t, filepath.Join(root, "lib/systemd/system/relay.service"), unit)
 	confs := run(t, "", nil, "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"), "-W", "-f=${Conffiles}", "relay")
 	if !strings.Contains(confs, "/etc/relay/relay.yaml") || !strings.Contains(confs, "_hba.conf") {
 		t.Errorf("conffiles = %q, want the config and its ACL", confs)
@@ -149,4 +150,36 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("dpkg -P left %v", left)
 	}
 	t.Logf("install %v, remove %v, purge %v", tInstall.Round(time.Millisecond), tRemove.Round(time.Millisecond), tPurge.Round(time.Millisecond))
+}
+
+// checkUnitParses fails on what systemd would warn about in the packaged
+// unit: a Documentation= entry that is not a URI (systemd logs "Invalid URL,
+// ignoring" on every daemon-reload), and, where systemd-analyze is
+// installed, any line of the file it reports.
+func checkUnitParses(t *testing.T, path string, unit []byte) {
+	t.Helper()
+	uri := regexp.MustCompile(`^(https?|file|info|man):\S+$`)
+	for _, line := range strings.Split(string(unit), "\n") {
+		doc, ok := strings.CutPrefix(line, "Documentation=")
+		if !ok {
+			continue
+		}
+		for _, u := range strings.Fields(doc) {
+			if !uri.MatchString(u) {
+				t.Errorf("unit's Documentation= holds %q, not a URI: %s", u, line)
+			}
+		}
+	}
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Log("systemd-analyze is not installed: the unit's syntax is not verified")
+		return
+	}
+	// verify also reports what the throwaway root lacks (the binary, other
+	// units); only lines naming a line of the unit file are about its syntax.
+	out, _ := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, path+":") {
+			t.Errorf("systemd-analyze verify: %s", l)
+		}
+	}
 }
