@@ -43,7 +43,8 @@ func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
 
 // watched lists the files whose change should reload the daemon: the
 // config, its ACL, and the certificates, keys and CAs its TLS listeners
-// name (a renewed certificate takes effect without a SIGHUP).
+// name (a renewed certificate takes effect without a SIGHUP), and for
+// each that is a symlink, the file it points to.
 func (d *Daemon) watched() []string {
 	cfg := d.Config()
 	files := []string{cfg.Path}
@@ -61,6 +62,13 @@ func (d *Daemon) watched() []string {
 	for i, f := range files {
 		if abs, err := filepath.Abs(f); err == nil {
 			files[i] = abs
+		}
+	}
+	// A file that is a symlink changes where it points: watch the target
+	// too (a save there is no event in the link's folder).
+	for _, f := range files {
+		if real, err := filepath.EvalSymlinks(f); err == nil {
+			files = appendSet(files, real)
 		}
 	}
 	return files

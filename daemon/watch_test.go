@@ -91,3 +91,40 @@ func TestWatchFollowsNewACLFolder(t *testing.T) {
 	}
 	_ = w.d.Close()
 }
+
+// TestWatchFollowsSymlinkedConfig: a config file that is a symlink into
+// another folder (a checkout the venue's files are managed in) is watched
+// where its content changes too: saving the target reloads. Only the
+// link's folder was watched, and the save went unnoticed.
+func TestWatchFollowsSymlinkedConfig(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	yaml := fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n"+
+		"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", freePort(t, "tcp"), web.addr())
+	w := startWorld(t, yaml, nil)
+	checkout := t.TempDir()
+	target := filepath.Join(checkout, "venue.yaml")
+	if err := os.WriteFile(target, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(w.dir, "relay.yaml")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := w.d.Watch(50 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte(yaml+"# edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a save of the file the config's symlink points to was not reported")
+	}
+	_ = w.d.Close()
+}
