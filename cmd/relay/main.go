@@ -126,6 +126,12 @@ func serve(args []string, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
+	// Before anything that takes time (receiving the sockets, reading the
+	// config, binding): SIGHUP's and SIGUSR2's default is to end the
+	// process, and a SIGHUP meanwhile is a reload once the relay serves.
+	// SIGTERM keeps ending a relay that does not serve yet at once.
+	sig := notifySignals()
+	defer sig.release()
 	// Started by a running relay's upgrade: take its sockets, and tell it
 	// below whether this process serves.
 	takeover, err := daemon.TakeoverFromEnv()
@@ -149,8 +155,7 @@ func serve(args []string, stderr io.Writer) int {
 		Takeover: takeover,
 	})
 
-	sig := notifySignals() // before Start: SIGHUP's and SIGUSR2's default is to end the process
-	defer sig.release()
+	sig.catchStop() // before Start: from now on a stop drains
 	err = d.Start()
 	takeover.Report(err)
 	if err != nil {
@@ -167,12 +172,19 @@ type signals struct {
 	hup, usr2 chan os.Signal
 }
 
+// notifySignals catches SIGHUP and SIGUSR2; catchStop adds SIGTERM and
+// SIGINT.
 func notifySignals() *signals {
 	s := &signals{hup: make(chan os.Signal, 1), usr2: make(chan os.Signal, 1)}
-	s.stopped, s.stop = signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	s.stopped, s.stop = context.WithCancel(context.Background())
 	signal.Notify(s.hup, syscall.SIGHUP)
 	signal.Notify(s.usr2, syscall.SIGUSR2)
 	return s
+}
+
+func (s *signals) catchStop() {
+	s.stop()
+	s.stopped, s.stop = signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 }
 
 func (s *signals) release() {
