@@ -217,7 +217,7 @@ func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch
 			_ = d.Reload()
 		case <-usr2:
 			if d.Upgrade() == nil { // logged by Upgrade; a failure changes nothing
-				drainUpgraded(d, ctx)
+				drainUpgraded(d, log, sig)
 				return 0
 			}
 		case <-ctx.Done():
@@ -237,8 +237,9 @@ func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch
 // drainUpgraded lets the connections of a process that handed its sockets
 // to a new one finish as a reload lets a retired listener's: until they
 // end, or reload.hard_stop_after; a stop signal (systemctl stop reaches
-// both processes) bounds the rest by shutdown_grace.
-func drainUpgraded(d *daemon.Daemon, stopped context.Context) {
+// both processes) bounds the rest by shutdown_grace, and restores the
+// default handling, so that a second one stops at once.
+func drainUpgraded(d *daemon.Daemon, log zerolog.Logger, sig *signals) {
 	cfg := d.Config()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -246,7 +247,12 @@ func drainUpgraded(d *daemon.Daemon, stopped context.Context) {
 		t := time.AfterFunc(cfg.Reload.HardStopAfter, cancel)
 		defer t.Stop()
 	}
-	graceAfterSignal := context.AfterFunc(stopped, func() { time.AfterFunc(cfg.ShutdownGrace, cancel) })
+	graceAfterSignal := context.AfterFunc(sig.stopped, func() {
+		sig.stop()
+		log.Info().Dur("grace_ms", cfg.ShutdownGrace).
+			Msg("stopping: draining the connections left from before the upgrade (a second signal stops at once)")
+		time.AfterFunc(cfg.ShutdownGrace, cancel)
+	})
 	defer graceAfterSignal()
 	_ = d.Shutdown(ctx)
 }
