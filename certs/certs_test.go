@@ -155,3 +155,51 @@ func TestServerStoreSwapsTheCertificate(t *testing.T) {
 		t.Fatalf("after Store serves %s (same outer config: %v), want two", got, s.Config() == outer)
 	}
 }
+
+// TestWriteFilesLeavesPairWhole: a write that cannot place the certificate
+// leaves the key as it was. Without overwrite, an existing certificate
+// whose key is missing made WriteFiles write a new key first and then fail:
+// a key that matches no certificate was left beside the old one. With
+// overwrite, a certificate path that cannot be written (here a folder)
+// failed after the old key had been replaced, and the venue's certificate
+// no longer matched its key at the next reload or start.
+func TestWriteFilesLeavesPairWhole(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, dir)
+	der, key, err := ca.Issue(KindServer, Request{Name: "v", NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, k := filepath.Join(dir, "v.crt"), filepath.Join(dir, "v.key")
+	if err := os.WriteFile(crt, []byte("existing certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFiles(crt, k, der, key, false); err == nil {
+		t.Fatal("an existing certificate file was overwritten without overwrite")
+	}
+	if _, err := os.Stat(k); !os.IsNotExist(err) {
+		t.Errorf("a refused write left a key file behind (stat: %v)", err)
+	}
+
+	crtDir := filepath.Join(dir, "w.crt")
+	if err := os.Mkdir(crtDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wk := filepath.Join(dir, "w.key")
+	if err := os.WriteFile(wk, []byte("the key in use"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFiles(crtDir, wk, der, key, true); err == nil {
+		t.Fatal("writing a certificate over a folder succeeded")
+	}
+	if b, _ := os.ReadFile(wk); string(b) != "the key in use" {
+		t.Errorf("a failed write replaced the key in use: now %.40q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 5 { // ca.crt, ca.key, v.crt, w.crt, w.key
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("files left in the folder: %v", names)
+	}
+}

@@ -12,9 +12,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -162,40 +164,63 @@ func isDNSName(s string) bool {
 
 // WriteFiles writes a certificate and its key as PEM. The key file is made
 // with mode 0600 before any byte of the key is written. Existing files are
-// refused unless overwrite is set.
+// refused unless overwrite is set. Both are written beside their places
+// first and then put in place, the certificate first, so a write that
+// fails (a full disk, a path that is a folder, a file that exists) leaves
+// the pair that was there as it was: a venue's key is never replaced
+// without its certificate.
 func WriteFiles(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey, overwrite bool) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("certs: encode key: %w", err)
 	}
-	if err := writePEM(keyFile, "PRIVATE KEY", keyDER, 0o600, overwrite); err != nil {
+	keyTmp, err := writeTemp(keyFile, "PRIVATE KEY", keyDER, 0o600)
+	if err != nil {
 		return err
 	}
-	return writePEM(certFile, "CERTIFICATE", der, 0o644, overwrite)
-}
-
-func writePEM(file, typ string, der []byte, mode os.FileMode, overwrite bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if overwrite {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	f, err := os.OpenFile(file, flags, mode)
+	defer os.Remove(keyTmp) // gone once placed
+	certTmp, err := writeTemp(certFile, "CERTIFICATE", der, 0o644)
 	if err != nil {
+		return err
+	}
+	defer os.Remove(certTmp)
+	if !overwrite {
+		// Checked, not refused by the file system (a hard link would,
+		// but a USB stick's FAT has none): relay cert is run by hand.
+		for _, f := range []string{certFile, keyFile} {
+			if _, err := os.Lstat(f); err == nil {
+				return fmt.Errorf("certs: %s: %w", f, fs.ErrExist)
+			}
+		}
+	}
+	if err := os.Rename(certTmp, certFile); err != nil {
 		return fmt.Errorf("certs: %w", err)
 	}
-	// An existing file keeps its mode through O_TRUNC: a key must still end up 0600.
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
+	if err := os.Rename(keyTmp, keyFile); err != nil {
 		return fmt.Errorf("certs: %w", err)
-	}
-	if err := pem.Encode(f, &pem.Block{Type: typ, Bytes: der}); err != nil {
-		f.Close()
-		return fmt.Errorf("certs: write %s: %w", file, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("certs: write %s: %w", file, err)
 	}
 	return nil
+}
+
+// writeTemp writes a PEM block to a new file beside file, with mode, and
+// returns its name.
+func writeTemp(file, typ string, der []byte, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp") // mode 0600
+	if err != nil {
+		return "", fmt.Errorf("certs: %w", err)
+	}
+	err = f.Chmod(mode)
+	if err == nil {
+		err = pem.Encode(f, &pem.Block{Type: typ, Bytes: der})
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("certs: write %s: %w", file, err)
+	}
+	return f.Name(), nil
 }
 
 // Fingerprint is the SHA-256 of a certificate's DER, in colon-separated hex
