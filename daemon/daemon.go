@@ -43,7 +43,7 @@ type Options struct {
 	// Load reads and validates the config; it is called again on reload.
 	Load func() (*config.Config, error)
 	// Log is the process logger; Levels, when set, lets a reload change the
-	// level at once.
+	// level and the format at once.
 	Log    zerolog.Logger
 	Levels *LevelFilter
 	// Notify receives systemd state changes; nil sends nothing.

@@ -14,10 +14,16 @@ import (
 // relay runs. Every component holds a copy of one zerolog.Logger, so the
 // level cannot live in the Logger itself; it lives in the writer they share,
 // which is what lets a reload change the level at once for everybody.
+// The format lives there too, so a reload changes it as well.
 type LevelFilter struct {
-	w   zerolog.LevelWriter
+	out io.Writer    // where every format writes
+	w   atomic.Value // a formatWriter: out in the format in force
 	min atomic.Int32 // a zerolog.Level
 }
+
+// formatWriter is the writer of one format; atomic.Value needs one
+// concrete type.
+type formatWriter struct{ zerolog.LevelWriter }
 
 var (
 	_ zerolog.LevelWriter = (*LevelFilter)(nil)
@@ -30,7 +36,19 @@ func (f *LevelFilter) SetLevel(l zerolog.Level) { f.min.Store(int32(l)) }
 // Level reports the least level that is written.
 func (f *LevelFilter) Level() zerolog.Level { return zerolog.Level(f.min.Load()) }
 
-func (f *LevelFilter) Write(p []byte) (int, error) { return f.w.Write(p) }
+// SetFormat changes the format of the lines written from now on: "json",
+// "console", or "auto" (console when the output is a terminal).
+func (f *LevelFilter) SetFormat(format string) {
+	w := f.out
+	if format == "console" || (format == "auto" && isTerminal(w)) {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: consoleTimeLayout, NoColor: !isTerminal(w)}
+	}
+	f.w.Store(formatWriter{zerolog.LevelWriterAdapter{Writer: w}})
+}
+
+func (f *LevelFilter) writer() zerolog.LevelWriter { return f.w.Load().(formatWriter) }
+
+func (f *LevelFilter) Write(p []byte) (int, error) { return f.writer().Write(p) }
 
 // Sample makes LevelFilter a zerolog.Sampler: an event below the current
 // level is not even built (an access line at level warn would otherwise cost
@@ -45,7 +63,7 @@ func (f *LevelFilter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	if l < f.Level() && l != zerolog.NoLevel {
 		return len(p), nil
 	}
-	return f.w.WriteLevel(l, p)
+	return f.writer().WriteLevel(l, p)
 }
 
 // NewLogger builds the process logger writing to w. format is "json",
@@ -54,12 +72,10 @@ func (f *LevelFilter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 // millisecond; durations are numbers of milliseconds in fields named
 // …_ms (zerolog's Dur, whose unit is the millisecond unless a program
 // changes zerolog's globals, which relay never does). The returned filter
-// changes the level later (on reload).
+// changes the level and the format later (on reload).
 func NewLogger(w io.Writer, format string, level zerolog.Level) (zerolog.Logger, *LevelFilter) {
-	if format == "console" || (format == "auto" && isTerminal(w)) {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: consoleTimeLayout, NoColor: !isTerminal(w)}
-	}
-	f := &LevelFilter{w: zerolog.LevelWriterAdapter{Writer: w}}
+	f := &LevelFilter{out: w}
+	f.SetFormat(format)
 	f.SetLevel(level)
 	log := zerolog.New(f).Level(zerolog.TraceLevel).Sample(f).Hook(stamp{})
 	return log, f

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -78,5 +79,34 @@ func TestLoggerLineFormat(t *testing.T) {
 	log, _ = NewLogger(io.Discard, "json", zerolog.InfoLevel)
 	if n := testing.AllocsPerRun(100, func() { log.Info().Str("end", "eof").Msg("x") }); n != 0 {
 		t.Errorf("a log line allocates %v times", n)
+	}
+}
+
+// TestReloadChangesLogFormat: a reload that changes log.format writes the
+// next lines in the new format, as it changes log.level at once; the
+// format stayed the one of the start, and "reload applied" said nothing
+// of it.
+func TestReloadChangesLogFormat(t *testing.T) {
+	web := newTCPEcho(t, "web")
+	yaml := "admin: {listen: \"\"}\nlog: {format: %s}\nlisteners:\n" +
+		"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n"
+	port := freePort(t, "tcp")
+	w := startWorld(t, fmt.Sprintf(yaml, "json", port, web.addr()), nil)
+	w.writeFile("relay.yaml", fmt.Sprintf(yaml, "console", port, web.addr()))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(w.logs.String()), "\n")
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, "reload applied") || strings.HasPrefix(last, "{") {
+		t.Errorf("the line after a reload to log.format console is %q, want a console line saying reload applied", last)
+	}
+	w.writeFile("relay.yaml", fmt.Sprintf(yaml, "json", port, web.addr()))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSpace(w.logs.String()), "\n")
+	if last = lines[len(lines)-1]; !strings.HasPrefix(last, "{") || !strings.Contains(last, `"reload applied"`) {
+		t.Errorf("the line after a reload back to json is %q", last)
 	}
 }

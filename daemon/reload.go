@@ -83,6 +83,7 @@ func (d *Daemon) reload() error {
 	d.retire(p)
 	if d.levels != nil {
 		d.levels.SetLevel(cfg.Log.Level)
+		d.levels.SetFormat(cfg.Log.Format)
 	}
 	d.reloadAdmin(cfg.Admin.Listen)
 	d.watch.follow(d.watched(), d.log)
