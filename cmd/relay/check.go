@@ -15,7 +15,9 @@ import (
 )
 
 // check validates a config and its ACL, prints the resolved listeners, and,
-// with -acl-test, which ACL line decides an address on a listener.
+// with -acl-test, which ACL line decides an address on a listener. It
+// exits 1 for the config (or -strict's warnings, -resolve's failures) and
+// 2 for a usage error, -acl-test's included.
 func check(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -74,19 +76,19 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	if *listener == "" {
 		fmt.Fprintln(stderr, "relay check: -acl-test needs -listener NAME")
-		return 1
+		return 2
 	}
 	l := cfg.Lookup(*listener)
 	if l == nil {
 		fmt.Fprintf(stderr, "relay check: -listener %q is not defined in %s\n", *listener, cfg.Path)
-		return 1
+		return 2
 	}
 	if l.TLS != nil {
 		return explainTLS(stdout, stderr, list, *aclTest, *listener, *cn)
 	}
 	if *cn != "" {
 		fmt.Fprintf(stderr, "relay check: -cn: listener %q does not terminate TLS (no tls section), so no certificate reaches its ACL\n", *listener)
-		return 1
+		return 2
 	}
 	return explain(stdout, stderr, list, *aclTest, *listener, *proto)
 }
@@ -97,7 +99,7 @@ func explainTLS(stdout, stderr io.Writer, list *acl.List, addr, listener, cn str
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
-		return 1
+		return 2
 	}
 	if list == nil {
 		fmt.Fprintln(stdout, "allow: no acl section")
@@ -111,7 +113,7 @@ func explain(stdout, stderr io.Writer, list *acl.List, addr, listener, proto str
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
-		return 1
+		return 2
 	}
 	var p acl.Proto
 	switch proto {
@@ -121,7 +123,7 @@ func explain(stdout, stderr io.Writer, list *acl.List, addr, listener, proto str
 		p = acl.ProtoUDP
 	default:
 		fmt.Fprintf(stderr, "relay check: -proto %q: want tcp or udp\n", proto)
-		return 1
+		return 2
 	}
 	if list == nil {
 		fmt.Fprintln(stdout, "allow: no acl section")
