@@ -92,8 +92,22 @@ func LoadAuthority(certFile, keyFile string) (*Authority, error) {
 	return &Authority{Cert: pair.Leaf, Key: key}, nil
 }
 
-// Issue makes an ECDSA P-256 key and a certificate for it signed by a.
+// Issue makes an ECDSA P-256 key and a certificate for it signed by a. A
+// CA that is not valid now issues nothing (what it signs verifies
+// nowhere), and the certificate ends no later than the CA: a chain is
+// valid only as long as its CA.
 func (a *Authority) Issue(kind Kind, req Request) ([]byte, *ecdsa.PrivateKey, error) {
+	switch now, ca := time.Now(), a.Cert; {
+	case now.After(ca.NotAfter):
+		return nil, nil, fmt.Errorf("certs: the CA %s expired on %s: make a new one and issue again",
+			ca.Subject.CommonName, ca.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(ca.NotBefore):
+		return nil, nil, fmt.Errorf("certs: the CA %s is not valid before %s",
+			ca.Subject.CommonName, ca.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if req.NotAfter.After(a.Cert.NotAfter) {
+		req.NotAfter = a.Cert.NotAfter
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("certs: generate key: %w", err)

@@ -95,6 +95,9 @@ func cert(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s (key, mode 0600)\n%s", crt, key, certs.Describe(c.Leaf))
+	if c.Leaf.NotAfter.Before(req.NotAfter.Truncate(time.Second)) {
+		fmt.Fprintf(stdout, "note: its validity ends with the CA's, before the %s asked for\n", req.NotAfter.UTC().Format(time.DateOnly))
+	}
 	return 0
 }
 

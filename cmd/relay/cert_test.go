@@ -74,3 +74,37 @@ func TestCertCAMakesItsFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCertFromExpiringCA: a CA that has expired issues nothing (its
+// certificates verify nowhere, and relay cert said "wrote" and exit 0),
+// and a certificate asked to outlive its CA ends with the CA, saying so,
+// instead of claiming years the chain cannot give.
+func TestCertFromExpiringCA(t *testing.T) {
+	dir := t.TempDir()
+	relayCert(t, "ca", "-dir", dir, "-not-before", "2020-01-01T00:00:00Z", "-days", "1")
+	code, stdout, stderr := runCmd("cert", "server", "-dir", dir, "-name", "venue")
+	if code != 1 || !strings.Contains(stderr, "expired") || !strings.Contains(stderr, "2020-01-02") {
+		t.Errorf("issue from an expired CA: exit %d, stdout %q, stderr %q; want 1 and the CA's end", code, stdout, stderr)
+	}
+	if _, err := certs.ReadCert(filepath.Join(dir, "venue.crt")); err == nil {
+		t.Error("a certificate was written from an expired CA")
+	}
+
+	dir = t.TempDir()
+	relayCert(t, "ca", "-dir", dir, "-days", "30")
+	ca, err := certs.ReadCert(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd("cert", "client", "-dir", dir, "-name", "bo")
+	if code != 0 || !strings.Contains(stdout, "ends with the CA") {
+		t.Errorf("issue past the CA's end: exit %d, stdout %q, stderr %q; want 0 and a note", code, stdout, stderr)
+	}
+	c, err := certs.ReadCert(filepath.Join(dir, "bo.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NotAfter.After(ca.NotAfter) {
+		t.Errorf("the certificate ends %v, after its CA (%v)", c.NotAfter, ca.NotAfter)
+	}
+}
