@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -20,6 +22,10 @@ const (
 // readLimited reads r, refusing more than maxFileSize bytes.
 func readLimited(r io.Reader, name string) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
+	var named *fs.PathError // a file's error names it already: "read DIR: is a directory"
+	if errors.As(err, &named) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config: read %s: %w", name, err)
 	}

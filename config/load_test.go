@@ -387,3 +387,14 @@ func TestReloadHardStopAfter(t *testing.T) {
 		t.Errorf("Describe does not show it: %v\n%s", err, b.String())
 	}
 }
+
+// TestLoadNamesAFolderOnce: -config naming a folder (a slip for the file in
+// it) is one error that names the path once; it said "config: read DIR:
+// read DIR: is a directory".
+func TestLoadNamesAFolderOnce(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Load(LoadOptions{Path: dir, Environ: []string{}})
+	if err == nil || strings.Count(err.Error(), dir) != 1 || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("Load(folder) = %v, want one error naming %s once", err, dir)
+	}
+}
