@@ -161,6 +161,27 @@ func TestProbeTLSRefusedCertificate(t *testing.T) {
 			t.Errorf("probe took %v, want less than the verdict's bound %v: the ticket did not end the wait", took, verdictWait)
 		}
 	})
+	// A server that sends no ticket says nothing when it accepts: the
+	// probe waits out the bound, then passes; its alert still fails it.
+	t.Run("no tickets", func(t *testing.T) {
+		p, other := newPKI(t, "venue-ca"), newPKI(t, "other-ca")
+		crt, key := p.issue(t, certs.KindServer, "venue", time.Time{}, time.Hour)
+		for _, tc := range []struct {
+			clientCA *pki
+			reason   string
+		}{{p, ""}, {other, TLSUnknownCA}} {
+			venue := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, TLS: &tls.Config{
+				Certificates: []tls.Certificate{loadPair(t, crt, key)}, SessionTicketsDisabled: true,
+				ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: tc.clientCA.clientPool(t)}})
+			err, took := probeOnce(t, p.clientTLS(t, p, "boxoffice-1"), venue.addr(0))
+			switch {
+			case tc.reason == "" && (err != nil || took < verdictWait || took > 2*verdictWait):
+				t.Errorf("probe of a venue that accepts without a ticket: %v after %v, want success after the bound %v", err, took, verdictWait)
+			case tc.reason != "" && (err == nil || !strings.Contains(err.Error(), "("+tc.reason+")")):
+				t.Errorf("probe of a venue that refuses without tickets: %v, want reason %s", err, tc.reason)
+			}
+		}
+	})
 }
 
 // TestTLSUpstreamRefusesOurCertificate: on the data path a venue that
