@@ -52,20 +52,30 @@ func (d *Daemon) Facts() admin.Relay {
 }
 
 // adminAllow returns the admin endpoint's Allow hook for an endpoint bound
-// at listen. The ACL's rules for the listener name admin (and "all") decide
-// when the endpoint listens beyond loopback, or when the ACL file names
-// admin; otherwise whoever can reach a loopback address may, as without an
-// ACL file.
+// at listen: the ACL decides where AdminRulesApply says so, else everyone
+// who reaches it may.
 func (d *Daemon) adminAllow(listen string) func(netip.AddrPort) bool {
 	admit := d.acls.Guard(config.AdminACLName, acl.ProtoTCP, d.log)
 	exposed := !loopbackOnly(listen)
 	return func(client netip.AddrPort) bool {
-		list := d.acls.Load()
-		if list == nil || !exposed && !slices.Contains(list.Listeners(), config.AdminACLName) {
+		if !adminRulesApply(exposed, d.acls.Load()) {
 			return true
 		}
 		return admit(client)
 	}
+}
+
+// AdminRulesApply reports whether the rules of list for the listener name
+// admin (and "all") decide who may open an admin endpoint bound at listen:
+// when it listens beyond loopback, or when the ACL file names admin.
+// Otherwise whoever can reach a loopback address may, as without an ACL
+// file. relay check -acl-test explains the endpoint by it.
+func AdminRulesApply(listen string, list *acl.List) bool {
+	return adminRulesApply(!loopbackOnly(listen), list)
+}
+
+func adminRulesApply(exposed bool, list *acl.List) bool {
+	return list != nil && (exposed || slices.Contains(list.Listeners(), config.AdminACLName))
 }
 
 // loopbackOnly reports whether a host:port only listens on loopback.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/daemon"
 	"github.com/edgerelay/relay/lint"
 	"github.com/edgerelay/relay/upstream"
 )
@@ -78,6 +79,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay check: -acl-test needs -listener NAME")
 		return 2
 	}
+	if *listener == config.AdminACLName {
+		if *cn != "" {
+			fmt.Fprintln(stderr, "relay check: -cn: the admin endpoint does not terminate TLS, so no certificate reaches its ACL")
+			return 1
+		}
+		return explainAdmin(stdout, stderr, cfg, list, *aclTest)
+	}
 	l := cfg.Lookup(*listener)
 	if l == nil {
 		fmt.Fprintf(stderr, "relay check: -listener %q is not defined in %s\n", *listener, cfg.Path)
@@ -107,6 +115,26 @@ func explainTLS(stdout, stderr io.Writer, list *acl.List, addr, listener, cn str
 	}
 	fmt.Fprintln(stdout, list.ExplainTLS(listener, a, cn))
 	return 0
+}
+
+// explainAdmin prints who decides about addr on the admin endpoint: the
+// ACL's line, or why no line does (the endpoint serves loopback and the
+// file does not name it).
+func explainAdmin(stdout, stderr io.Writer, cfg *config.Config, list *acl.List, addr string) int {
+	if cfg.Admin.Listen == "" {
+		fmt.Fprintf(stderr, "relay check: -listener admin: the admin endpoint is off (admin.listen is empty in %s)\n", cfg.Path)
+		return 1
+	}
+	if list != nil && !daemon.AdminRulesApply(cfg.Admin.Listen, list) {
+		if _, err := netip.ParseAddr(addr); err != nil {
+			fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "allow: the admin endpoint listens on loopback (%s) and %s does not name admin, so whoever reaches it may\n",
+			cfg.Admin.Listen, cfg.ACLPath)
+		return 0
+	}
+	return explain(stdout, stderr, list, addr, config.AdminACLName, "tcp")
 }
 
 func explain(stdout, stderr io.Writer, list *acl.List, addr, listener, proto string) int {

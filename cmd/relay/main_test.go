@@ -456,3 +456,41 @@ func TestCheckWarnsLikeStart(t *testing.T) {
 		t.Fatalf("relay did not log %q at start:\n%s", msg, logged)
 	}
 }
+
+// TestCheckACLTestAdmin: the ACL file names the admin endpoint "admin"
+// (README, Source ACL), so -acl-test explains it as it does a listener, by
+// the rule the endpoint applies: the file's lines when it names admin or
+// the endpoint listens beyond loopback, else whoever reaches loopback.
+func TestCheckACLTestAdmin(t *testing.T) {
+	cases := []struct {
+		name, hba, admin, addr string
+		code                   int
+		verdict, line          string // stdout starts with verdict and holds line
+	}{
+		{"named", "host admin 127.0.0.2/32 reject\nhost all all allow\n", "127.0.0.1:9090", "127.0.0.2", 0, "reject by ", "relay_hba.conf:1 "},
+		{"named allow", "host admin 127.0.0.2/32 reject\nhost all all allow\n", "127.0.0.1:9090", "127.0.0.3", 0, "allow by ", "relay_hba.conf:2 "},
+		{"exposed", "host all 192.0.2.0/24 reject\nhost all all allow\n", "0.0.0.0:9090", "192.0.2.7", 0, "reject by ", "relay_hba.conf:1 "},
+		{"loopback unnamed", "host all 127.0.0.0/8 reject\n", "127.0.0.1:9090", "127.0.0.1", 0, "allow: the admin endpoint listens on loopback", "does not name admin"},
+		{"off", "host all all allow\n", `""`, "127.0.0.1", 1, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "relay_hba.conf"), []byte(c.hba), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(dir, "relay.yaml")
+			yaml := "admin: {listen: " + c.admin + "}\nacl: {file: relay_hba.conf}\nlisteners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:8080\", upstream: \"127.0.0.1:80\"}\n"
+			if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runCmd("check", "-config", cfg, "-acl-test", c.addr, "-listener", "admin")
+			if code != c.code || !strings.HasPrefix(stdout, c.verdict) || !strings.Contains(stdout, c.line) {
+				t.Fatalf("exit %d (want %d), stdout %q (want %q ... %q), stderr %q", code, c.code, stdout, c.verdict, c.line, stderr)
+			}
+			if c.code != 0 && !strings.Contains(stderr, "admin.listen") {
+				t.Errorf("stderr %q does not name admin.listen", stderr)
+			}
+		})
+	}
+}
