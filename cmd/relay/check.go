@@ -82,7 +82,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if *listener == config.AdminACLName {
 		if *cn != "" {
 			fmt.Fprintln(stderr, "relay check: -cn: the admin endpoint does not terminate TLS, so no certificate reaches its ACL")
-			return 1
+			return 2
 		}
 		return explainAdmin(stdout, stderr, cfg, list, *aclTest)
 	}
@@ -123,12 +123,12 @@ func explainTLS(stdout, stderr io.Writer, list *acl.List, addr, listener, cn str
 func explainAdmin(stdout, stderr io.Writer, cfg *config.Config, list *acl.List, addr string) int {
 	if cfg.Admin.Listen == "" {
 		fmt.Fprintf(stderr, "relay check: -listener admin: the admin endpoint is off (admin.listen is empty in %s)\n", cfg.Path)
-		return 1
+		return 2
 	}
 	if list != nil && !daemon.AdminRulesApply(cfg.Admin.Listen, list) {
 		if _, err := netip.ParseAddr(addr); err != nil {
 			fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
-			return 1
+			return 2
 		}
 		fmt.Fprintf(stdout, "allow: the admin endpoint listens on loopback (%s) and %s does not name admin, so whoever reaches it may\n",
 			cfg.Admin.Listen, cfg.ACLPath)

@@ -22,6 +22,7 @@ func TestCheckUsageErrorsExit2(t *testing.T) {
 		{"address not an IP", []string{"-acl-test", "box-office", "-listener", "web"}, "-acl-test"},
 		{"unknown proto", []string{"-acl-test", "10.0.0.1", "-listener", "web", "-proto", "sctp"}, `-proto "sctp"`},
 		{"cn without tls", []string{"-acl-test", "10.0.0.1", "-listener", "web", "-cn", "bo"}, "-cn"},
+		{"cn on admin", []string{"-acl-test", "10.0.0.1", "-listener", "admin", "-cn", "bo"}, "-cn"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

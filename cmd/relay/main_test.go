@@ -471,7 +471,8 @@ func TestCheckACLTestAdmin(t *testing.T) {
 		{"named allow", "host admin 127.0.0.2/32 reject\nhost all all allow\n", "127.0.0.1:9090", "127.0.0.3", 0, "allow by ", "relay_hba.conf:2 "},
 		{"exposed", "host all 192.0.2.0/24 reject\nhost all all allow\n", "0.0.0.0:9090", "192.0.2.7", 0, "reject by ", "relay_hba.conf:1 "},
 		{"loopback unnamed", "host all 127.0.0.0/8 reject\n", "127.0.0.1:9090", "127.0.0.1", 0, "allow: the admin endpoint listens on loopback", "does not name admin"},
-		{"off", "host all all allow\n", `""`, "127.0.0.1", 1, "", ""},
+		{"off", "host all all allow\n", `""`, "127.0.0.1", 2, "", ""},
+		{"not an address", "host admin all allow\n", "127.0.0.1:9090", "nobody", 2, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -488,7 +489,7 @@ func TestCheckACLTestAdmin(t *testing.T) {
 			if code != c.code || !strings.HasPrefix(stdout, c.verdict) || !strings.Contains(stdout, c.line) {
 				t.Fatalf("exit %d (want %d), stdout %q (want %q ... %q), stderr %q", code, c.code, stdout, c.verdict, c.line, stderr)
 			}
-			if c.code != 0 && !strings.Contains(stderr, "admin.listen") {
+			if c.name == "off" && !strings.Contains(stderr, "admin.listen") {
 				t.Errorf("stderr %q does not name admin.listen", stderr)
 			}
 		})
