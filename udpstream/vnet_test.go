@@ -24,6 +24,7 @@ type natWorld struct {
 	relay   *Relay
 	client  net.PacketConn
 	logs    *testworld.LogBuffer
+	netLogs *testworld.LogBuffer // the simulated routers' warnings: a NAT's drops
 	served  chan error
 	backend chan struct{} // closed when the backend goroutine exits
 }
@@ -36,7 +37,10 @@ const (
 
 // newNATWorld builds the network. The NAT forgets a mapping after
 // mappingLife without outbound traffic, so a pause longer than that makes
-// the client appear from a new port: a NAT rebinding.
+// the client appear from a new port: a NAT rebinding. A reply that comes
+// back later than mappingLife after the datagram it answers is dropped
+// too, as by a real NAT, so mappingLife must be well above the longest
+// round trip the test can meet (the first one opens the session).
 func newNATWorld(t *testing.T, mappingLife time.Duration) *natWorld {
 	t.Helper()
 	must := func(err error) {
@@ -45,7 +49,9 @@ func newNATWorld(t *testing.T, mappingLife time.Duration) *natWorld {
 			t.Fatal(err)
 		}
 	}
-	lf := logging.NewDefaultLoggerFactory()
+	w := &natWorld{logs: &testworld.LogBuffer{}, netLogs: &testworld.LogBuffer{},
+		served: make(chan error, 1), backend: make(chan struct{})}
+	lf := &logging.DefaultLoggerFactory{Writer: w.netLogs, DefaultLogLevel: logging.LogLevelWarn}
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "1.2.3.0/24", LoggerFactory: lf})
 	must(err)
 	relayNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"1.2.3.10"}})
@@ -73,7 +79,6 @@ func newNATWorld(t *testing.T, mappingLife time.Duration) *natWorld {
 	must(wan.Start())
 	t.Cleanup(func() { _ = wan.Stop() })
 
-	w := &natWorld{logs: &testworld.LogBuffer{}, served: make(chan error, 1), backend: make(chan struct{})}
 	bconn, err := backendNet.ListenPacket("udp4", vnetBackendAddr)
 	must(err)
 	go serveVNetBackend(bconn, w.backend)
@@ -121,7 +126,7 @@ func (w *natWorld) exchange(t *testing.T, msg string) echoInfo {
 	_ = w.client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, from, err := w.client.ReadFrom(buf)
 	if err != nil {
-		t.Fatalf("%q: no reply: %v\nrelay log:\n%s", msg, err, w.logs)
+		t.Fatalf("%q: no reply: %v\nrelay log:\n%s\nsimulated network:\n%s", msg, err, w.logs, w.netLogs)
 	}
 	if from.String() != vnetRelayAddr {
 		t.Fatalf("%q: reply from %s, want %s", msg, from, vnetRelayAddr)
@@ -141,7 +146,12 @@ func (w *natWorld) exchange(t *testing.T, msg string) echoInfo {
 // until it expires.
 func TestNATRebinding(t *testing.T) {
 	checkLeaks(t)
-	const mappingLife = 150 * time.Millisecond
+	// 1 s: with 150 ms the first exchange, which opens the session, took
+	// longer than the mapping's life on a busy machine under -race (2 of
+	// 120 runs, 'before 0: no reply'), the NAT dropped the reply, and the
+	// test failed with the relay's log empty; a 40 ms delay on the
+	// simulated WAN (a 160 ms round trip) made it fail every time.
+	const mappingLife = time.Second
 	w := newNATWorld(t, mappingLife)
 
 	var before, after uint16 // the relay's upstream port, as the backend saw it
@@ -156,7 +166,7 @@ func TestNATRebinding(t *testing.T) {
 
 	// Idle past the NAT's mapping lifetime: the scenario, not a wait for
 	// the relay. The next datagram leaves the NAT from a new port.
-	time.Sleep(3 * mappingLife)
+	time.Sleep(mappingLife + mappingLife/4)
 
 	for i := range 5 {
 		info := w.exchange(t, fmt.Sprintf("after %d", i))
