@@ -52,6 +52,9 @@ func (d *Daemon) reload() error {
 		d.log.Error().Err(err).Msg("reload: config rejected, nothing changed")
 		return fmt.Errorf("reload: %w", err)
 	}
+	// Its files too, before the ACL or a certificate can fail: one that
+	// does not exist yet reloads once it is written.
+	d.watch.follow(appendSet(d.watched(), watchedFiles(cfg)...), d.log)
 	list, err := loadACL(cfg)
 	if err != nil {
 		d.log.Error().Err(err).Msg("reload: ACL rejected, nothing changed")

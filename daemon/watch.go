@@ -7,13 +7,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/edgerelay/relay/config"
 )
 
 // Watch reports changes to the files the config in force names (the config
-// file, its ACL file, TLS certificates and keys) on the returned channel, after debounce of quiet,
+// file, its ACL file, TLS certificates and keys; after a reload that read a
+// config and failed, that config's too) on the returned channel, after debounce of quiet,
 // so that an editor's save (write, rename, chmod) is one reload. The folders
 // are watched rather than the files, because editors replace a file by
 // renaming a new one over it. A pending change is held, never queued twice.
@@ -36,7 +38,7 @@ func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
 	}
 	d.serving.Add(1) // under mu, so Shutdown's Wait cannot miss it
 	d.mu.Unlock()
-	d.watch.set(w)
+	d.watch.set(w, d.watched())
 	go d.watchLoop(w, debounce, out)
 	return out, nil
 }
@@ -45,8 +47,11 @@ func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
 // config, its ACL, and the certificates, keys and CAs its TLS listeners
 // name (a renewed certificate takes effect without a SIGHUP), and for
 // each that is a symlink, the file it points to.
-func (d *Daemon) watched() []string {
-	cfg := d.Config()
+func (d *Daemon) watched() []string { return watchedFiles(d.Config()) }
+
+// watchedFiles lists the files of cfg that watched lists for the config in
+// force.
+func watchedFiles(cfg *config.Config) []string {
 	files := []string{cfg.Path}
 	if acl := cfg.ACLPath; acl != "" {
 		files = append(files, acl)
@@ -96,7 +101,7 @@ func watchDirs(w *fsnotify.Watcher, files []string) error {
 func (d *Daemon) watchLoop(w *fsnotify.Watcher, debounce time.Duration, out chan<- struct{}) {
 	defer d.serving.Done()
 	defer w.Close()
-	defer d.watch.set(nil) // before Close: a reload's follow must not add to a closed watcher
+	defer d.watch.set(nil, nil) // before Close: a reload's follow must not add to a closed watcher
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	for {
@@ -107,7 +112,7 @@ func (d *Daemon) watchLoop(w *fsnotify.Watcher, debounce time.Duration, out chan
 			if !ok {
 				return
 			}
-			if isWatched(ev.Name, d.watched()) {
+			if isWatched(ev.Name, d.watch.list()) {
 				quiet.Reset(debounce)
 			}
 		case err, ok := <-w.Errors:
@@ -137,29 +142,41 @@ func isWatched(name string, files []string) bool {
 	return false
 }
 
-// configWatch is the watcher of Watch, shared with Reload: a reload that
-// puts a config in force naming an ACL file or certificate in another
-// folder adds that folder before it returns, so the file's next save is
-// seen. (The watch loop cannot do it when it reports a change: the
+// configWatch is the watcher of Watch and the files it reports, shared
+// with Reload: a reload that loads a config naming an ACL file or
+// certificate in another folder adds that folder before it returns, so the
+// file's next save is seen. It does so as soon as the YAML is read, before
+// the reload can fail: a config saved before the new ACL file exists fails
+// to load the ACL, and the file's creation must then be seen to reload
+// again. (The watch loop cannot do it when it reports a change: the
 // reload has not run yet.)
 type configWatch struct {
-	mu sync.Mutex        // guards w
-	w  *fsnotify.Watcher // nil: no watch, or it has ended
+	mu    sync.Mutex        // guards the following
+	w     *fsnotify.Watcher // nil: no watch, or it has ended
+	files []string          // the files whose change is reported
 }
 
-func (c *configWatch) set(w *fsnotify.Watcher) {
+func (c *configWatch) set(w *fsnotify.Watcher, files []string) {
 	c.mu.Lock()
-	c.w = w
+	c.w, c.files = w, files
 	c.mu.Unlock()
 }
 
-// follow watches the folders of files, when a watch runs.
+func (c *configWatch) list() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.files
+}
+
+// follow reports changes of files from now on and watches their folders,
+// when a watch runs.
 func (c *configWatch) follow(files []string, log zerolog.Logger) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.w == nil {
 		return
 	}
+	c.files = files
 	if err := watchDirs(c.w, files); err != nil {
 		log.Warn().Err(err).Msg("config watch")
 	}

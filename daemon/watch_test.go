@@ -128,3 +128,45 @@ func TestWatchFollowsSymlinkedConfig(t *testing.T) {
 	}
 	_ = w.d.Close()
 }
+
+// TestWatchFollowsConfigWhoseACLComesLater: saving a config that names an
+// ACL file in a new folder before that file exists fails the reload (the
+// ACL is missing) and keeps the old config; creating the ACL file then is
+// reported, so the reload the admin expects happens. It was not: only the
+// config in force was watched, and its folders did not include the new one.
+func TestWatchFollowsConfigWhoseACLComesLater(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	webPort := freePort(t, "tcp")
+	render := func(aclFile string) string {
+		return fmt.Sprintf("admin: {listen: \"\"}\nacl: {file: %s}\nlisteners:\n"+
+			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", aclFile, webPort, web.addr())
+	}
+	w := startWorld(t, render("hba.conf"), map[string]string{"hba.conf": "host all all allow\n"})
+	changed, err := w.d.Watch(50 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(w.dir, "acl.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.writeFile("relay.yaml", render("acl.d/hba.conf"))
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the config's change was not reported")
+	}
+	if err := w.d.Reload(); err == nil { // as relay does on the report
+		t.Fatal("a reload onto a missing ACL file succeeded")
+	}
+	w.writeFile("acl.d/hba.conf", "host all all allow\n")
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the ACL file the saved config names, created after the failed reload, was not reported")
+	}
+	if err := w.d.Reload(); err != nil {
+		t.Fatalf("reload once the ACL file exists: %v", err)
+	}
+	_ = w.d.Close()
+}
