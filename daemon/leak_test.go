@@ -17,13 +17,14 @@ import (
 )
 
 // leakYAML has a listener of each kind (one terminating TLS) and the admin
-// endpoint; %[8]s is an extra listener line (a reload that cannot bind).
+// endpoint, and active health checks; %[8]s is an extra listener line (a
+// reload that cannot bind).
 const leakYAML = `
 admin: {listen: "127.0.0.1:%[1]d"}
 acl: {file: hba.conf}
 listeners:
-  - {name: web, mode: tcp, listen: "127.0.0.1:%[2]d", upstream: "%[3]s", tls: {cert: web.crt, key: web.key}}
-  - {name: rtb, mode: udp, listen: "127.0.0.1:%[4]d", upstream: "%[5]s"}
+  - {name: web, mode: tcp, listen: "127.0.0.1:%[2]d", upstream: "%[3]s", tls: {cert: web.crt, key: web.key}, health: {interval: 50ms}}
+  - {name: rtb, mode: udp, listen: "127.0.0.1:%[4]d", upstream: "%[5]s", health: {interval: 50ms}}
   - {name: files, mode: ftp, listen: "127.0.0.1:%[6]d", upstream: "%[7]s", ftp: {data_ports: "%[9]d-%[9]d"}}
 %[8]s`
 
