@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("GO_WANT_RELAY_MAIN") == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if addr := os.Getenv("GO_WANT_LISTEN"); addr != "" {
+		os.Exit(listenUntilStdinCloses(addr)) // a program that is no relay, on a relay's port
+	}
 	os.Exit(m.Run())
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +45,10 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	old := pids[0]
+	if err := servesConfig(old, cfg.Path); err != nil {
+		fmt.Fprintf(stderr, "relay upgrade: pid %d holds %s %s but %v; not signalled\n", old, proto, addr, err)
+		return 1
+	}
 	start := time.Now()
 	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
 		fmt.Fprintf(stderr, "relay upgrade: signal pid %d: %v\n", old, err)
@@ -85,4 +91,46 @@ func listenAddrPort(addr string) (netip.AddrPort, error) {
 		addr = "[::]" + addr
 	}
 	return netip.ParseAddrPort(addr)
+}
+
+// servesConfig checks that pid is a relay serving the config file at path:
+// its command line names that file with -config (or names none, and path
+// is the default). SIGUSR2 ends most programs, and another relay on the
+// address serves another config; neither may be signalled.
+func servesConfig(pid int, path string) error {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return fmt.Errorf("its command line cannot be read: %w", err)
+	}
+	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	theirs := configArg(args[1:])
+	if !filepath.IsAbs(theirs) {
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
+			theirs = filepath.Join(cwd, theirs)
+		}
+	}
+	a, errA := os.Stat(path)
+	b, errB := os.Stat(theirs)
+	if errA != nil || errB != nil || !os.SameFile(a, b) {
+		return fmt.Errorf("is not a relay serving %s (it runs: %s)", path, strings.Join(args, " "))
+	}
+	return nil
+}
+
+// configArg returns the config file relay arguments name: the value of
+// -config, else the default.
+func configArg(args []string) string {
+	for i, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasValue {
+			return value
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return defaultConfig
 }
