@@ -49,6 +49,18 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// usage heads relay -h: every sub-command, then run's flags. Each
+// command's own -h lists its flags.
+const usage = `Usage of relay:
+  relay [-config FILE] [-watch]     run (the default command): forward until SIGTERM
+  relay check -config FILE          validate; -strict, -resolve, -acl-test ADDR -listener NAME [-cn NAME]
+  relay example [-acl]              print the commented CAYIN example, or its ACL file
+  relay cert ca|server|client|show  a private CA and the certificates of TLS tunnels
+  relay upgrade -config FILE        swap in a new binary without refusing a connection
+  relay version
+relay COMMAND -h lists a command's flags. Flags of run:
+`
+
 // commands are relay's sub-commands; run is the default.
 var commands = []string{"run", "check", "example", "cert", "upgrade", "version"}
 
@@ -121,6 +133,10 @@ func strayArgs(fs *flag.FlagSet) bool {
 func serve(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
 	watch := fs.Bool("watch", false, "also reload when the config or ACL file changes")
 	load, ok := loader(fs, args)
 	if !ok {

@@ -498,3 +498,20 @@ func TestCheckACLTestAdmin(t *testing.T) {
 		})
 	}
 }
+
+// TestHelpNamesCommands: relay -h, the first thing an admin types on a new
+// box, names every sub-command (README, Running it), not only run's flags.
+func TestHelpNamesCommands(t *testing.T) {
+	code, _, stderr := runCmd("-h")
+	if code != 2 {
+		t.Errorf("relay -h: exit %d, want 2 (usage)", code)
+	}
+	for _, cmd := range commands[1:] {
+		if !strings.Contains(stderr, "relay "+cmd) {
+			t.Errorf("relay -h does not name relay %s:\n%s", cmd, stderr)
+		}
+	}
+	if !strings.Contains(stderr, "-watch") || !strings.Contains(stderr, "-config") {
+		t.Errorf("relay -h lost run's flags:\n%s", stderr)
+	}
+}
