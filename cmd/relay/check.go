@@ -185,7 +185,7 @@ func resolve(stdout, stderr io.Writer, cfg *config.Config, servers []string) int
 		ans, err := r.Resolve(context.Background(), name)
 		if err != nil {
 			failed++
-			fmt.Fprintf(stderr, "relay check: resolve %s: %v\n", name, err)
+			fmt.Fprintf(stderr, "relay check: %v\n", err) // the error names the name
 			continue
 		}
 		addrs := make([]string, len(ans.Addrs))

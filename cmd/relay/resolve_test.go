@@ -38,4 +38,7 @@ listeners:
 		!strings.Contains(errs, "1 of 2 upstream names did not resolve") || !strings.Contains(out, "resolve cms.venue.test: 127.0.0.7") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
+	if n := strings.Count(errs, "resolve gone.venue.test"); n != 1 {
+		t.Errorf("stderr names the failed lookup %d times, want once: %q", n, errs)
+	}
 }
