@@ -54,15 +54,28 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay upgrade: signal pid %d: %v\n", old, err)
 		return 1
 	}
-	for time.Since(start) < *timeout {
-		if pids := daemon.Holders(proto, ap); len(pids) == 1 && pids[0] != old {
+	return awaitSuccessor(stdout, stderr, proto, ap, addr, old, start, *timeout)
+}
+
+// awaitSuccessor waits until another process than old alone holds ap, the
+// new one serving; it gives up when nobody does (old died: an upgrade
+// hands the sockets over before the old process lets go, so they are never
+// unheld) or after timeout.
+func awaitSuccessor(stdout, stderr io.Writer, proto string, ap netip.AddrPort, addr string, old int, start time.Time, timeout time.Duration) int {
+	for time.Since(start) < timeout {
+		pids := daemon.Holders(proto, ap)
+		switch {
+		case len(pids) == 1 && pids[0] != old:
 			fmt.Fprintf(stdout, "relay upgraded: pid %d serves %s %s in place of pid %d after %v\n",
 				pids[0], proto, addr, old, time.Since(start).Round(time.Millisecond))
 			return 0
+		case len(pids) == 0:
+			fmt.Fprintf(stderr, "relay upgrade: nobody serves %s %s any more: pid %d is gone; its log says why\n", proto, addr, old)
+			return 1
 		}
 		time.Sleep(10 * time.Millisecond) // polling /proc: there is no event to wait on
 	}
-	fmt.Fprintf(stderr, "relay upgrade: pid %d still serves %s %s after %v; its log says why\n", old, proto, addr, *timeout)
+	fmt.Fprintf(stderr, "relay upgrade: pid %d still serves %s %s after %v; its log says why\n", old, proto, addr, timeout)
 	return 1
 }
 

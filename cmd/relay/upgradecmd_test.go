@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -89,5 +92,37 @@ func TestUpgradeCmdEmptyHost(t *testing.T) {
 	code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "1s")
 	if want := fmt.Sprintf("cannot tell which relay serves tcp :%d (holders: [])", port); code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
+
+// TestUpgradeCmdOldRelayGone: when the relay being upgraded dies before a
+// new one serves (here: killed while its new binary hangs), relay upgrade
+// says at once that nobody serves the address any more; it waited out
+// -timeout and then said the dead pid "still serves".
+func TestUpgradeCmdOldRelayGone(t *testing.T) {
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary := filepath.Join(t.TempDir(), "relay")
+	installBinary(t, binary, self)
+	backend := world.NewBackend(t, world.Echo)
+	addr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n",
+		addr, backend.Addr()))
+	old := startInstalled(t, binary, cfg)
+	go func() { _, _ = io.Copy(io.Discard, old.logs) }()
+	defer func() { _ = old.cmd.Process.Kill(); _ = old.cmd.Wait() }()
+	installBinary(t, binary, []byte("#!/bin/sh\nexec sleep 5\n")) // a new binary that does not answer (in time)
+
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = old.cmd.Process.Kill()
+	}()
+	start := time.Now()
+	code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "10s")
+	want := fmt.Sprintf("nobody serves tcp %s any more: pid %d is gone", addr, old.cmd.Process.Pid)
+	if code != 1 || !strings.Contains(stderr, want) || time.Since(start) > 5*time.Second {
+		t.Errorf("exit %d after %v, stderr %q; want 1 at once and %q", code, time.Since(start).Round(time.Millisecond), stderr, want)
 	}
 }
