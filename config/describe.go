@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgerelay/relay/upstream"
 )
 
 // Describe prints the resolved configuration for "relay check": every
@@ -43,9 +45,13 @@ func (l *Listener) describe(w io.Writer) {
 		fmt.Fprintf(w, "  map:      %s\n", r)
 	}
 	if h := l.Health; h.Interval > 0 {
-		timeout := "default"
-		if h.Timeout > 0 {
-			timeout = formatDuration(h.Timeout)
+		timeout := formatDuration(h.Timeout)
+		switch {
+		case h.Timeout > 0:
+		case l.Mode == ModeUDP:
+			timeout = formatDuration(upstream.DefaultUDPTimeout) + " (default)"
+		default:
+			timeout = formatDuration(l.ConnectTimeout) + " (connect_timeout)"
 		}
 		fmt.Fprintf(w, "  health:   interval=%s timeout=%s\n", formatDuration(h.Interval), timeout)
 		if h.Send != "" || h.ExpectReply {

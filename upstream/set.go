@@ -40,10 +40,13 @@ import (
 // up to try: the client is closed at once instead of waiting for a dial.
 var ErrAllDown = errors.New("upstream: every upstream is down")
 
+// DefaultUDPTimeout bounds a udp listener's probe when Health.Timeout is
+// zero (udp has no connect_timeout); relay check prints it.
+const DefaultUDPTimeout = time.Second
+
 // Defaults for the zero values of Config.
 const (
 	defaultTCPTimeout = 5 * time.Second
-	defaultUDPTimeout = time.Second
 	retryFirst        = time.Second      // first background re-try of a down upstream
 	retryMax          = 30 * time.Second // the back-off's cap
 )
@@ -416,7 +419,7 @@ func (s *Set) timeout() time.Duration {
 	case s.cfg.Timeout > 0:
 		return s.cfg.Timeout
 	case s.cfg.Network == "udp":
-		return defaultUDPTimeout
+		return DefaultUDPTimeout
 	}
 	return defaultTCPTimeout
 }
