@@ -38,11 +38,7 @@ func TestWatchReportsChanges(t *testing.T) {
 	if err := os.Rename(tmp, filepath.Join(w.dir, "hba.conf")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the ACL file's change was not reported")
-	}
+	awaitChange(t, changed, "the ACL file's change was not reported")
 	select {
 	case <-changed:
 		t.Fatal("one save was reported twice")
@@ -59,36 +55,15 @@ func TestWatchReportsChanges(t *testing.T) {
 // new ACL file is reported like the first one was.
 func TestWatchFollowsNewACLFolder(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	web := newTCPEcho(t, "web")
-	webPort := freePort(t, "tcp")
-	render := func(aclFile string) string {
-		return fmt.Sprintf("admin: {listen: \"\"}\nacl: {file: %s}\nlisteners:\n"+
-			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", aclFile, webPort, web.addr())
-	}
-	w := startWorld(t, render("hba.conf"), map[string]string{"hba.conf": "host all all allow\n"})
-	changed, err := w.d.Watch(50 * time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(w.dir, "acl.d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	w, changed, render := aclWatchWorld(t)
 	w.writeFile("acl.d/hba.conf", "host all all allow\n")
 	w.writeFile("relay.yaml", render("acl.d/hba.conf"))
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the config's change was not reported")
-	}
+	awaitChange(t, changed, "the config's change was not reported")
 	if err := w.d.Reload(); err != nil { // as relay does on the report
 		t.Fatalf("reload: %v", err)
 	}
 	w.writeFile("acl.d/hba.conf", "host all 127.0.0.2/32 reject\nhost all all allow\n")
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a save of the ACL file the reload named, in a folder of its own, was not reported")
-	}
+	awaitChange(t, changed, "a save of the ACL file the reload named, in a folder of its own, was not reported")
 	_ = w.d.Close()
 }
 
@@ -121,11 +96,7 @@ func TestWatchFollowsSymlinkedConfig(t *testing.T) {
 	if err := os.WriteFile(target, []byte(yaml+"# edited\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a save of the file the config's symlink points to was not reported")
-	}
+	awaitChange(t, changed, "a save of the file the config's symlink points to was not reported")
 	_ = w.d.Close()
 }
 
@@ -136,6 +107,25 @@ func TestWatchFollowsSymlinkedConfig(t *testing.T) {
 // config in force was watched, and its folders did not include the new one.
 func TestWatchFollowsConfigWhoseACLComesLater(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
+	w, changed, render := aclWatchWorld(t)
+	w.writeFile("relay.yaml", render("acl.d/hba.conf"))
+	awaitChange(t, changed, "the config's change was not reported")
+	if err := w.d.Reload(); err == nil { // as relay does on the report
+		t.Fatal("a reload onto a missing ACL file succeeded")
+	}
+	w.writeFile("acl.d/hba.conf", "host all all allow\n")
+	awaitChange(t, changed, "the ACL file the saved config names, created after the failed reload, was not reported")
+	if err := w.d.Reload(); err != nil {
+		t.Fatalf("reload once the ACL file exists: %v", err)
+	}
+	_ = w.d.Close()
+}
+
+// aclWatchWorld starts a daemon whose config names hba.conf, watched with a
+// short quiet period, and makes the folder acl.d beside it; render writes
+// the config naming another ACL file.
+func aclWatchWorld(t *testing.T) (*relayWorld, <-chan struct{}, func(aclFile string) string) {
+	t.Helper()
 	web := newTCPEcho(t, "web")
 	webPort := freePort(t, "tcp")
 	render := func(aclFile string) string {
@@ -150,23 +140,16 @@ func TestWatchFollowsConfigWhoseACLComesLater(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(w.dir, "acl.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	w.writeFile("relay.yaml", render("acl.d/hba.conf"))
+	return w, changed, render
+}
+
+// awaitChange fails the test unless the watch reports a change within 5 s;
+// missing says what was not reported.
+func awaitChange(t *testing.T, changed <-chan struct{}, missing string) {
+	t.Helper()
 	select {
 	case <-changed:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the config's change was not reported")
+		t.Fatal(missing)
 	}
-	if err := w.d.Reload(); err == nil { // as relay does on the report
-		t.Fatal("a reload onto a missing ACL file succeeded")
-	}
-	w.writeFile("acl.d/hba.conf", "host all all allow\n")
-	select {
-	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the ACL file the saved config names, created after the failed reload, was not reported")
-	}
-	if err := w.d.Reload(); err != nil {
-		t.Fatalf("reload once the ACL file exists: %v", err)
-	}
-	_ = w.d.Close()
 }

@@ -34,6 +34,20 @@ func installBinary(t testing.TB, path string, contents []byte) {
 	}
 }
 
+// installSelf installs a copy of this test binary as "relay" in a
+// temporary folder and returns its path and contents (to install again
+// after a test replaced it).
+func installSelf(t testing.TB) (binary string, self []byte) {
+	t.Helper()
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary = filepath.Join(t.TempDir(), "relay")
+	installBinary(t, binary, self)
+	return binary, self
+}
+
 // relayProc is a relay started from an installed binary; its log (and that
 // of every process an upgrade starts, which inherits it) is read from logs.
 type relayProc struct {
@@ -67,12 +81,7 @@ func startInstalled(t testing.TB, binary, cfg string) *relayProc {
 // writes a line, and a full pipe would stop the relays.
 func startCopy(t testing.TB, cfg string) (*relayProc, *world.LogBuffer) {
 	t.Helper()
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary := filepath.Join(t.TempDir(), "relay")
-	installBinary(t, binary, self)
+	binary, _ := installSelf(t)
 	p := startInstalled(t, binary, cfg)
 	logs := &world.LogBuffer{}
 	go collectLines(p.logs, logs)
@@ -149,12 +158,7 @@ func echoOnce(addr, msg string) error {
 // finishes its live connection and exits 0, and no short connection opened
 // throughout is refused or reset.
 func TestUpgrade(t *testing.T) {
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary := filepath.Join(t.TempDir(), "relay")
-	installBinary(t, binary, self)
+	binary, self := installSelf(t)
 	backend := world.NewBackend(t, world.Echo)
 	port := world.ReserveTCPPort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -100,12 +98,7 @@ func TestUpgradeCmdEmptyHost(t *testing.T) {
 // says at once that nobody serves the address any more; it waited out
 // -timeout and then said the dead pid "still serves".
 func TestUpgradeCmdOldRelayGone(t *testing.T) {
-	self, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary := filepath.Join(t.TempDir(), "relay")
-	installBinary(t, binary, self)
+	binary, _ := installSelf(t)
 	backend := world.NewBackend(t, world.Echo)
 	addr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n",
