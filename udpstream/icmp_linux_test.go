@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	testworld "github.com/edgerelay/relay/internal/world"
 )
@@ -120,53 +122,114 @@ func (n *heldNet) dial(up netip.AddrPort) (packetConn, error) {
 	return n.conn, nil
 }
 
-// heldConn holds the next write, once hold is set, until release closes.
+// heldConn holds the next write, once hold is set, until release is called.
 type heldConn struct {
 	packetConn
-	hold    atomic.Bool
-	entered chan struct{}
-	release chan struct{}
+	hold     atomic.Bool
+	entered  chan struct{}
+	released chan struct{}
+	release  func() // closes released; safe to call again
+}
+
+func newHeldConn() *heldConn {
+	c := &heldConn{entered: make(chan struct{}), released: make(chan struct{})}
+	c.release = sync.OnceFunc(func() { close(c.released) })
+	return c
 }
 
 func (c *heldConn) writeBatch(b *batch, from, to int) (int, error) {
 	if c.hold.CompareAndSwap(true, false) {
 		close(c.entered)
-		<-c.release
+		<-c.released
 	}
 	return c.packetConn.writeBatch(b, from, to)
 }
 
-// TestSendDuringFailover: a client's datagram whose send was under way when
-// the session's reader moved the session to the backup (and closed the old
-// socket) goes to the backup; it used to be dropped as a send error.
+// waitEntered waits for the held write to begin.
+func (c *heldConn) waitEntered(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-c.entered:
+	case <-time.After(testworld.WaitLimit):
+		t.Fatalf("%s never reached the primary's socket in %v", what, testworld.WaitLimit)
+	}
+}
+
+// pendingError reports whether the held socket has an error to report
+// (POLLERR): the kernel has taken in the ICMP error.
+func (c *heldConn) pendingError() bool {
+	ev := int16(0)
+	_ = c.packetConn.(*sysConn).rc.Control(func(fd uintptr) { ev = pollNow(fd) })
+	return ev&unix.POLLERR != 0
+}
+
+// TestSendDuringFailover: the primary upstream answers a session's
+// datagram with an ICMPv6 port unreachable while the session is sending
+// the client's next datagram to it. That datagram reaches the backup,
+// whichever goroutine was sending it:
+//   - reader: the session is open, the port's reader is sending, and the
+//     session's own reader sees the error, moves the session and closes the
+//     socket under the send. The datagram used to be dropped as a send
+//     error.
+//   - setup: the session is still being opened, setupLoop is sending what
+//     the client sent meanwhile and no session reader runs yet; the kernel
+//     reports the error to that send, which moves the session itself.
+//
+// The held send is released at cleanup at the latest, before the relay
+// closes, so a failing run fails instead of hanging in Close.
 func TestSendDuringFailover(t *testing.T) {
 	checkLeaks(t)
+	t.Run("reader", func(t *testing.T) { testSendDuringFailover(t, false) })
+	t.Run("setup", func(t *testing.T) { testSendDuringFailover(t, true) })
+}
+
+func testSendDuringFailover(t *testing.T, duringSetup bool) {
 	primary, b := v6Upstreams(t)
 	primaryAddr := primary.LocalAddr().(*net.UDPAddr).AddrPort()
 	cfg := Config{Name: "rtb", Listen: []string{"127.0.0.1:0"},
 		Upstreams: [][]string{{primaryAddr.String(), b.addr().String()}}, Log: zerolog.Nop()}
-	held := &heldConn{entered: make(chan struct{}), release: make(chan struct{})}
+	held := newHeldConn()
 	r := serveOn(t, cfg, &heldNet{network: defaultNetwork(&cfg), held: primaryAddr, conn: held})
+	t.Cleanup(held.release) // runs before serveOn's Close, which waits for the held send
 	to := r.Addrs()[0]
-
+	st := r.Stats()
 	c := newClient(t, "127.0.0.2")
-	c.send(to, []byte("first"))
-	session := sessionAt(t, primary)
-	held.hold.Store(true)
+
 	msg := []byte("second")
-	c.send(to, msg)
-	<-held.entered                                    // the send of "second" to the primary is under way
-	sendICMPv6Unreachable(t, 4, session, primaryAddr) // code 4: port unreachable
-	testworld.Eventually(t, "the reader to move the session", func() bool { return r.Stats().Failovers.Load() == 1 })
-	close(held.release)
+	if duringSetup {
+		msg = []byte("first")
+		held.hold.Store(true)
+		c.send(to, msg)
+		held.waitEntered(t, "the session's first datagram")
+		session := held.packetConn.localAddr().(*net.UDPAddr).AddrPort()
+		sendICMPv6Unreachable(t, 4, session, primaryAddr) // code 4: port unreachable
+		testworld.Eventually(t, "the ICMP error at the session's socket", held.pendingError)
+		held.release()
+	} else {
+		c.send(to, []byte("first"))
+		session := sessionAt(t, primary)
+		// Once counted, the session is in the table and its reader runs:
+		// the next datagram is the port reader's to send, not setupLoop's.
+		waitStat(t, "SessionsCreated", st.SessionsCreated.Load, 1)
+		held.hold.Store(true)
+		c.send(to, msg)
+		held.waitEntered(t, "the second datagram")
+		sendICMPv6Unreachable(t, 4, session, primaryAddr)
+		testworld.Eventually(t, "the reader to move the session", func() bool { return st.Failovers.Load() == 1 })
+		held.release()
+	}
 	p, _, ok := c.recv(5 * time.Second)
 	if !ok {
-		t.Fatalf("no reply to the datagram sent during the failover; send errors %d", r.Stats().Drops.SendError.Load())
+		t.Fatalf("no reply to the datagram sent during the failover; failovers %d, send errors %d",
+			st.Failovers.Load(), st.Drops.SendError.Load())
 	}
 	if e, err := parseEcho(p); err != nil || e.tag != "backup" || e.sum != sha(msg) {
 		t.Fatalf("reply %+v %v, want %q echoed by the backup", e, err, msg)
 	}
-	if n := r.Stats().Drops.SendError.Load(); n != 0 {
+	if n := st.Failovers.Load(); n != 1 {
+		t.Errorf("Failovers = %d, want 1", n)
+	}
+	if n := st.Drops.SendError.Load(); n != 0 {
 		t.Errorf("SendError = %d, want 0", n)
 	}
 }
