@@ -38,6 +38,17 @@ func (g *gatedNet) dial(up netip.AddrPort) (packetConn, error) {
 	return g.network.dial(up)
 }
 
+// permit lets one held dial go on, failing t if none is held within
+// WaitLimit.
+func (g *gatedNet) permit(t *testing.T) {
+	t.Helper()
+	select {
+	case g.permits <- struct{}{}:
+	case <-time.After(testworld.WaitLimit):
+		t.Fatalf("no dial waited for a permit in %v (%d waiting)", testworld.WaitLimit, g.waiting.Load())
+	}
+}
+
 // TestSetupBacklog: while sessions are slow to open, the newcomers queue up
 // to setupQueueLen and the rest are dropped as setup_backlog; an
 // established session's datagrams keep flowing all the while, and a source
@@ -54,7 +65,7 @@ func TestSetupBacklog(t *testing.T) {
 	st := r.Stats()
 
 	established := newClient(t, "127.0.0.2")
-	if !echoFrom(established, addr, "before", 2*time.Second) {
+	if !echoFrom(established, addr, "before", 5*time.Second) {
 		t.Fatal("established client not served")
 	}
 	g.gated.Store(true)
@@ -66,7 +77,7 @@ func TestSetupBacklog(t *testing.T) {
 	spoof.flood(to, workers, more, 0)
 	waitStat(t, "setup_backlog drops", st.Drops.SetupBacklog.Load, more-setupQueueLen)
 	for i := range 20 {
-		if !echoFrom(established, addr, fmt.Sprint(i), 2*time.Second) {
+		if !echoFrom(established, addr, fmt.Sprint(i), 5*time.Second) {
 			t.Fatalf("established session's datagram %d not answered while setup was held", i)
 		}
 	}
@@ -79,9 +90,9 @@ func TestSetupBacklog(t *testing.T) {
 	// The held dials end, then each loop takes one more: the retry lane's
 	// first, before the queue's.
 	for range 2 * workers {
-		g.permits <- struct{}{}
+		g.permit(t)
 	}
-	p, _, ok := legit.recv(2 * time.Second)
+	p, _, ok := legit.recv(5 * time.Second)
 	if !ok || string(p) != "echo-again" {
 		t.Fatalf("the retrying client got %q (%v), want its datagram echoed after %d dials", p, ok, 2*workers)
 	}
@@ -173,7 +184,7 @@ func TestNewcomerBacklogKept(t *testing.T) {
 		return uint64(kept) + st.Drops.SetupBacklog.Load()
 	}
 	waitStat(t, "datagrams read while the dial is held", read, n)
-	g.permits <- struct{}{}
+	g.permit(t)
 
 	buf := make([]byte, 64)
 	for want := range uint64(n) {
