@@ -203,7 +203,10 @@ func (j *rawJob) log(end string, err error, res Result, printing time.Duration) 
 	if reason != "" {
 		ev, msg = j.l.upstreamRefused(j.target, reason, err), refusedMsg+": "+reason
 	}
-	addr := ""
+	// A job that never reached the printer (unreachable, timed out or
+	// left in the queue) names the ones it was for, as a tcp client's
+	// line names the upstreams tried.
+	addr := joinAddrs(j.l.cfg.Upstreams[j.index])
 	if j.target != nil {
 		addr = j.target.String()
 	}

@@ -335,6 +335,11 @@ func TestRawOutage(t *testing.T) {
 	fourth := r.dial(t, 0)
 	expectClosed(t, fourth, 3*time.Second)
 	r.logs.WaitCount(t, 4, `"end":"upstream_unreachable"`)
+	// Each job's line names the printer it could not reach, as a tcp
+	// client's names the upstreams tried: never "upstream":"".
+	if n := r.logs.Count(`"upstream":"` + p.Addr() + `","bytes_in"`); n != 4 {
+		t.Errorf("%d job lines name the printer %s, want 4:\n%s", n, p.Addr(), r.logs.String())
+	}
 	if n := r.logs.Count(`"level":"warn"`); n != 1 {
 		t.Errorf("%d warnings for one outage:\n%s", n, r.logs.String())
 	}
