@@ -256,7 +256,11 @@ func (d *Daemon) openAll(specs []config.Listener, socks sockets, retiring []*ins
 			for _, o := range opened {
 				_ = o.srv.Close()
 			}
-			return nil, fmt.Errorf("listener %s: %w", spec.Name, inUse(spec.Mode.Proto(), err))
+			explain := inUse
+			if retiring != nil {
+				explain = heldByItself // only a retiring listener of this relay can hold it so
+			}
+			return nil, fmt.Errorf("listener %s: %w", spec.Name, explain(spec.Mode.Proto(), err))
 		}
 		opened = append(opened, in)
 	}

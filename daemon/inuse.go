@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"syscall"
 )
 
@@ -13,12 +15,8 @@ import (
 // a second relay on the same config must say why it cannot start. Other
 // errors are returned as they are.
 func inUse(proto string, err error) error {
-	var op *net.OpError
-	if !errors.Is(err, syscall.EADDRINUSE) || !errors.As(err, &op) || op.Addr == nil {
-		return err
-	}
-	ap, perr := netip.ParseAddrPort(op.Addr.String())
-	if perr != nil {
+	ap, ok := inUseAddr(err)
+	if !ok {
 		return err
 	}
 	who := holder(proto, ap)
@@ -26,4 +24,29 @@ func inUse(proto string, err error) error {
 		who = "another socket (its owner is not visible to this user)"
 	}
 	return fmt.Errorf("%s %s is already in use by %s: %w", proto, ap, who, syscall.EADDRINUSE)
+}
+
+// inUseAddr returns the address of a bind that failed because the port is
+// taken.
+func inUseAddr(err error) (netip.AddrPort, bool) {
+	var op *net.OpError
+	if !errors.Is(err, syscall.EADDRINUSE) || !errors.As(err, &op) || op.Addr == nil {
+		return netip.AddrPort{}, false
+	}
+	ap, perr := netip.ParseAddrPort(op.Addr.String())
+	return ap, perr == nil
+}
+
+// heldByItself explains a reload's bind that failed on a port this relay
+// holds itself: a retiring listener on an overlapping address of the same
+// port (0.0.0.0:80 before, 192.168.1.5:80 now), whose socket the new one
+// cannot take over, and beside which it cannot bind (relay never shares a
+// port). Other errors are returned as inUse words them.
+func heldByItself(proto string, err error) error {
+	if ap, ok := inUseAddr(err); ok && slices.Contains(Holders(proto, ap), os.Getpid()) {
+		return fmt.Errorf("%s %s is held by this relay itself, on an overlapping address of the same port: "+
+			"a reload cannot move a port between a wildcard address and one of its own (restart, "+
+			"or remove the listener in one reload and add it in the next): %w", proto, ap, syscall.EADDRINUSE)
+	}
+	return inUse(proto, err)
 }
