@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"crypto/x509"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/edgerelay/relay/certs"
 	"github.com/edgerelay/relay/config"
@@ -167,7 +169,8 @@ func (s *tlsSet) commit(all bool) map[string]*certs.ServerState {
 }
 
 // commitTLS commits the staged TLS material and logs each server
-// certificate that is new or changed.
+// certificate that is new or changed, and warns of each in force that is
+// not valid now (the files hold no better one: every client refuses it).
 func (d *Daemon) commitTLS(all bool) {
 	for name, st := range d.tls.commit(all) {
 		leaf := st.Leaf()
@@ -175,4 +178,26 @@ func (d *Daemon) commitTLS(all bool) {
 			Time("not_after", leaf.NotAfter).Str("sha256", certs.Fingerprint(leaf)).
 			Msg("tls certificate in force")
 	}
+	now := time.Now()
+	for name, leaf := range d.tls.leaves() {
+		switch {
+		case now.After(leaf.NotAfter):
+			d.log.Warn().Str("listener", name).Time("not_after", leaf.NotAfter).
+				Msg("tls certificate in force has expired: every client refuses it; renew it and reload")
+		case now.Before(leaf.NotBefore):
+			d.log.Warn().Str("listener", name).Time("not_before", leaf.NotBefore).
+				Msg("tls certificate in force is not valid yet: every client refuses it until then")
+		}
+	}
+}
+
+// leaves returns the server certificate in force per listener name.
+func (s *tlsSet) leaves() map[string]*x509.Certificate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*x509.Certificate, len(s.servers))
+	for name, h := range s.servers {
+		out[name] = h.Leaf()
+	}
+	return out
 }
