@@ -108,3 +108,23 @@ func TestCertFromExpiringCA(t *testing.T) {
 		t.Errorf("the certificate ends %v, after its CA (%v)", c.NotAfter, ca.NotAfter)
 	}
 }
+
+// TestCheckWarnsExpiredCertificate: relay check warns of a listener
+// certificate that has expired, as relay does when it puts it in force
+// (exit 0; 1 with -strict); it said nothing, and the config was "valid".
+func TestCheckWarnsExpiredCertificate(t *testing.T) {
+	dir := t.TempDir()
+	relayCert(t, "ca", "-dir", dir, "-not-before", "2020-01-01T00:00:00Z", "-days", "3650")
+	relayCert(t, "server", "-dir", dir, "-name", "venue", "-not-before", "2020-01-01T00:00:00Z", "-days", "30")
+	cfg := filepath.Join(dir, "relay.yaml")
+	writeFile(t, cfg, "admin: {listen: \"\"}\nlisteners:\n"+
+		"  - {name: tunnel, mode: tcp, listen: \"127.0.0.1:10443\", upstream: \"127.0.0.1:9\", tls: {cert: venue.crt, key: venue.key}}\n")
+	want := "warning: listeners[0].tls.cert: " + filepath.Join(dir, "venue.crt") + " expired on 2020-01-31"
+	code, _, stderr := runCmd("check", "-config", cfg)
+	if code != 0 || !strings.Contains(stderr, want) {
+		t.Errorf("check: exit %d, stderr %q; want 0 and %q", code, stderr, want)
+	}
+	if code, _, stderr = runCmd("check", "-strict", "-config", cfg); code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("check -strict: exit %d, stderr %q; want 1", code, stderr)
+	}
+}

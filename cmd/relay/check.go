@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/edgerelay/relay/acl"
+	"github.com/edgerelay/relay/certs"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/daemon"
 	"github.com/edgerelay/relay/lint"
@@ -47,7 +49,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	// The same warnings relay logs when it starts or reloads.
-	warnings := lint.Check(cfg, list, lint.ReadKernel())
+	warnings := append(lint.Check(cfg, list, lint.ReadKernel()), certWarnings(cfg, time.Now())...)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "relay check: warning: %s\n", w)
 	}
@@ -199,4 +201,32 @@ func resolve(stdout, stderr io.Writer, cfg *config.Config, servers []string) int
 		return 1
 	}
 	return 0
+}
+
+// certWarnings names each certificate of cfg's TLS sections that is not
+// valid at now: relay puts it in force all the same (the files hold no
+// other) and warns, and every peer refuses it.
+func certWarnings(cfg *config.Config, now time.Time) []lint.Warning {
+	var out []lint.Warning
+	check := func(key, file string) {
+		c, err := certs.ReadCert(file)
+		switch {
+		case err != nil: // config has reported an unreadable file already
+		case now.After(c.NotAfter):
+			out = append(out, lint.Warning{Key: key, Msg: fmt.Sprintf("%s expired on %s: every peer refuses it; renew it",
+				file, c.NotAfter.UTC().Format(time.DateOnly))})
+		case now.Before(c.NotBefore):
+			out = append(out, lint.Warning{Key: key, Msg: fmt.Sprintf("%s is not valid before %s: every peer refuses it until then",
+				file, c.NotBefore.UTC().Format(time.RFC3339))})
+		}
+	}
+	for i, l := range cfg.Listeners {
+		if l.TLS != nil {
+			check(fmt.Sprintf("listeners[%d].tls.cert", i), l.TLS.Cert)
+		}
+		if l.UpstreamTLS != nil && l.UpstreamTLS.Cert != "" {
+			check(fmt.Sprintf("listeners[%d].upstream_tls.cert", i), l.UpstreamTLS.Cert)
+		}
+	}
+	return out
 }
