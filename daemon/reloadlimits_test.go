@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/transport/v3/test"
 )
@@ -132,4 +135,81 @@ func TestReloadHoldsLimits(t *testing.T) {
 			_ = w.d.Close()
 		})
 	}
+}
+
+// udpLimitsYAML is one udp listener "rtb" with max_sessions 3 and
+// max_sessions_per_source 2 to the upstream %[2]s, its session_timeout
+// %[3]s.
+const udpLimitsYAML = `admin: {listen: "127.0.0.1:0"}
+listeners:
+  - {name: rtb, mode: udp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s", udp: {session_timeout: %[3]s, max_sessions: 3, max_sessions_per_source: 2}}
+`
+
+// udpServed checks that a datagram of c comes back from the upstream
+// tagged tag.
+func udpServed(t *testing.T, c *net.UDPConn, at, tag string) {
+	t.Helper()
+	msg := "x" + c.LocalAddr().String()
+	if got, err := udpRoundTrip(c, at, msg, 5*time.Second); err != nil || got != tag+":"+msg {
+		t.Fatalf("%s read %q (%v), want %q", c.LocalAddr(), got, err, tag+":"+msg)
+	}
+}
+
+// TestReloadHoldsUDPLimits: a udp listener with max_sessions 3 and
+// max_sessions_per_source 2, whose 127.0.0.2 holds 2 sessions, is
+// reloaded with another upstream. The new listener counts the 2 sessions
+// still open on the old one (their clients are still served by the old
+// upstream): a third from 127.0.0.2 is dropped as source_limit, one from
+// 127.0.0.3 is served, one from 127.0.0.4 is dropped as session_limit.
+// Once the old sessions have ended, the counts are back: 2 from
+// 127.0.0.2 are served and a fourth session is dropped. Fails before:
+// the third session of 127.0.0.2 was served.
+func TestReloadHoldsUDPLimits(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	port := freePort(t, "udp")
+	render := func(up, timeout string) string { return fmt.Sprintf(udpLimitsYAML, port, up, timeout) }
+	w := startWorld(t, render(newUDPEcho(t, "old").addr(), "1s"), nil)
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	old := []*net.UDPConn{udpClient(t, "127.0.0.2"), udpClient(t, "127.0.0.2")}
+	for _, c := range old {
+		udpServed(t, c, at, "old")
+	}
+
+	// The old sessions drain 1 s after their clients' last datagram; the
+	// new ones last the test.
+	w.writeFile("relay.yaml", render(newUDPEcho(t, "new").addr(), "1m"))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	w.logs.Wait(t, `"message":"reload applied"`, `"changed":["rtb"]`)
+	oldServed := func() {
+		t.Helper()
+		for _, c := range old { // the old sessions run on, on the old upstream
+			udpServed(t, c, at, "old")
+		}
+	}
+	dropped := func(src string) {
+		t.Helper()
+		if _, err := udpClient(t, src).WriteToUDP([]byte("let me in"), net.UDPAddrFromAddrPort(netip.MustParseAddrPort(at))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldServed()
+	dropped("127.0.0.2")
+	metricsSay(t, w, `relay_udp_datagrams_dropped_total{listener="rtb",reason="source_limit"} 1`)
+	udpServed(t, udpClient(t, "127.0.0.3"), at, "new")
+	oldServed()
+	dropped("127.0.0.4")
+	metricsSay(t, w, `relay_udp_datagrams_dropped_total{listener="rtb",reason="session_limit"} 1`,
+		`relay_draining_connections{listener="rtb"} 2`, `relay_udp_sessions_created_total{listener="rtb"} 3`)
+
+	w.logs.Wait(t, `"listener":"rtb"`, "retired listener drained") // the old clients went quiet
+	for _, src := range []string{"127.0.0.2", "127.0.0.2"} {
+		udpServed(t, udpClient(t, src), at, "new") // dropped if a count leaked
+	}
+	dropped("127.0.0.5") // served if a place was given back twice
+	metricsSay(t, w, `relay_udp_datagrams_dropped_total{listener="rtb",reason="session_limit"} 2`,
+		`relay_udp_datagrams_dropped_total{listener="rtb",reason="source_limit"} 1`,
+		`relay_udp_sessions_created_total{listener="rtb"} 5`)
+	_ = w.d.Close()
 }

@@ -26,11 +26,11 @@ import (
 const DefaultUnconfirmedTimeout = 5 * time.Second
 
 // newRates returns the datagram rate limit per source address, nil for none.
-func newRates(perSecond float64) *limit.Table {
-	if perSecond <= 0 {
+func newRates(cfg limit.Config) *limit.Table {
+	if cfg.Rate <= 0 {
 		return nil
 	}
-	return limit.New(limit.Config{Rate: perSecond})
+	return limit.New(cfg)
 }
 
 // endEvicted is the access log's "end" for a session evicted for a newcomer.
@@ -74,8 +74,9 @@ func (q *unconfirmedQueue) push(s *session) {
 }
 
 // evictOldest ends the oldest session that is still unconfirmed, quiet and
-// in its port's table, handing its slot to the caller: SessionsActive is not
-// lowered when it finishes. It reports whether it found one.
+// in its port's table, handing its slot to the caller: SessionsActive and
+// the shared count of sessions (held.go) are not lowered when it
+// finishes. It reports whether it found one.
 //
 // Quiet: a session whose client sent again since it was queued, or since
 // the evictor last passed it, goes to the back of the queue instead (a

@@ -243,7 +243,9 @@ func TestEvictEndingSession(t *testing.T) {
 	s := newSession(p, client, netip.Addr{}, &sessionUpstream{conn: conn, addr: netip.MustParseAddrPort(up.addr())}, 0)
 	p.sessions[client] = s
 	r.unconfirmed.push(s)
-	r.stats.SessionsActive.Add(1)
+	if !r.takeSlot() { // as open does
+		t.Fatal("no place for the first session")
+	}
 	r.wg.Add(1) // as open does for relayReplies, which finish ends
 
 	s.end(endUpstreamError, errors.New("upstream socket failed")) // the reader's end, just before its finish
@@ -259,8 +261,8 @@ func TestEvictEndingSession(t *testing.T) {
 	if n := st.SessionsEvicted.Load(); n != 0 {
 		t.Errorf("SessionsEvicted = %d, want 0: the session ended as upstream_error, it was not evicted", n)
 	}
-	if n := st.SessionsActive.Load(); n != 1 {
-		t.Errorf("SessionsActive = %d, want 1 (the newcomer's place)", n)
+	if n, held := st.SessionsActive.Load(), r.held.Load(); n != 1 || held != 1 {
+		t.Errorf("SessionsActive = %d and %d places held, want 1 and 1 (the newcomer's place)", n, held)
 	}
 }
 

@@ -13,6 +13,10 @@
 // capped by Config.MaxSessions (and per client address by
 // Config.MaxSessionsPerSource), and every datagram that is not forwarded is
 // counted in Stats by reason. Each ended session writes one access-log line.
+// Those caps hold across a reload: a Relay that succeeds one of the same
+// name (Config.Replaces) counts the sessions still draining there against
+// its own caps, and each address's PerSourceRate allowance carries over
+// (held.go, which reuses limit.Config.Replaces for the per-address counts).
 // Under a flood of spoofed sources the table behaves like conntrack: a
 // session its upstream never answered expires after UnconfirmedTimeout and
 // is the first evicted for a newcomer (conntrack.go), and new sessions are

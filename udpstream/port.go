@@ -150,14 +150,16 @@ func (p *port) session(b *batch, i, j int) *session {
 	return nil
 }
 
-// takeSlot takes a place in the session table: a free one, or the place of
-// the oldest unconfirmed session, evicted. It reports false when every
+// takeSlot takes a place in the session table: a free one (counting the
+// sessions of the retired relays of the name, see held.go), or the place
+// of the oldest unconfirmed session, evicted. It reports false when every
 // place is held by a confirmed session.
 func (r *Relay) takeSlot() bool {
-	if r.stats.SessionsActive.Add(1) <= r.maxSessions {
+	if r.held.Add(1) <= r.maxSessions {
+		r.stats.SessionsActive.Add(1)
 		return true
 	}
-	r.sessionGone()
+	r.held.Add(-1)
 	return r.evictOldest()
 }
 

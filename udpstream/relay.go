@@ -47,17 +47,22 @@ type Config struct {
 	Upstreams [][]string
 
 	SessionTimeout time.Duration // idle time after which a session ends; zero: 60s
-	MaxSessions    int           // sessions open at once, over all ports; zero: 4096
+	// MaxSessions caps the sessions open at once, over all ports and the
+	// relay of the same Name this one Replaces while its sessions drain.
+	// Zero: 4096.
+	MaxSessions int
 	// UnconfirmedTimeout is the idle time after which a session the
 	// upstream never answered ends (see conntrack.go); at most
 	// SessionTimeout. Zero: DefaultUnconfirmedTimeout.
 	UnconfirmedTimeout time.Duration
 	// MaxSessionsPerSource caps the sessions of one client address (IPv6:
-	// one /64), over all ports. Zero: DefaultSessionsPerSource.
+	// one /64), over all ports and the relay of the same Name this one
+	// Replaces. Zero: DefaultSessionsPerSource.
 	MaxSessionsPerSource int
 	// PerSourceRate caps the datagrams per second one client address (IPv6:
 	// one /64) sends through, over all ports, with a burst of one second's
-	// worth; the rest are dropped. Zero: no cap.
+	// worth; the rest are dropped. A source's allowance carries over from
+	// the relay of the same Name this one Replaces. Zero: no cap.
 	PerSourceRate float64
 	ReadBuffer    int  // SO_RCVBUF of every socket, bytes; zero: 4 MiB
 	WriteBuffer   int  // SO_SNDBUF of every socket, bytes; zero: 4 MiB
@@ -78,7 +83,9 @@ type Config struct {
 	// Listen entry equals one of theirs forwards the datagrams of their
 	// open sessions to those sessions (and so to their old upstreams)
 	// until the sessions expire; only new clients get sessions here. Their
-	// readers stop in TakeOver. nil: none.
+	// readers stop in TakeOver. The sessions of the one of the same Name
+	// count against this one's MaxSessions and MaxSessionsPerSource until
+	// they end (held.go). nil: none, and the counts start empty.
 	Replaces []*Relay
 
 	// Log receives the access log (one line per ended session) and
@@ -127,8 +134,9 @@ type Relay struct {
 	tick    time.Duration // sweeper period, the resolution of expiry
 
 	unconfirmedTimeout time.Duration    // idle time of a session never answered
-	limits             *limit.Table     // sessions per source address
+	limits             *limit.Table     // sessions per source address, shared on reloads (held.go)
 	rates              *limit.Table     // datagrams per source address; nil: no cap
+	held               *atomic.Int64    // sessions open, with the retired relays of the name (held.go)
 	unconfirmed        unconfirmedQueue // sessions in opening order, for eviction
 	setupWorkers       int              // setupLoop goroutines, one per core up to 4 (setup.go)
 	setups             chan *pending    // newcomers waiting for setupLoop (setup.go)
@@ -224,8 +232,6 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		admit:              cfg.Admit,
 		timeout:            timeout,
 		unconfirmedTimeout: cfg.unconfirmedTimeout(),
-		limits:             limit.New(limit.Config{MaxConns: cfg.maxSessionsPerSource()}),
-		rates:              newRates(cfg.PerSourceRate),
 		setupWorkers:       setupWorkers(),
 		setups:             make(chan *pending, setupQueueLen),
 		retries:            make(chan *pending, retryQueueLen),
@@ -240,6 +246,7 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		done:               make(chan struct{}),
 		drained:            make(chan struct{}),
 	}
+	r.succeed(&cfg)
 	for i, addr := range cfg.Listen {
 		var c packetConn
 		var err error
@@ -334,6 +341,7 @@ func (r *Relay) Close() error {
 		}
 	})
 	r.wg.Wait()
+	r.dropQueued()
 	r.ups.Close()
 	return nil
 }
@@ -356,6 +364,7 @@ func (r *Relay) now() int64 { return r.clock.Load() }
 // sessionGone gives back a session slot and tells a waiting Shutdown when the
 // last one is gone.
 func (r *Relay) sessionGone() {
+	r.held.Add(-1) // before SessionsActive: who sees it at 0 sees the places free
 	if r.stats.SessionsActive.Add(-1) == 0 && r.draining.Load() {
 		r.signalDrained()
 	}

@@ -54,7 +54,7 @@ type session struct {
 	// unconfirmed session expires sooner and may be evicted (conntrack.go).
 	confirmed atomic.Bool
 	// slotHandedOn is set when an eviction gave the session's slot to a
-	// newcomer: its end then leaves SessionsActive alone.
+	// newcomer: its end then leaves SessionsActive and held alone.
 	slotHandedOn atomic.Bool
 	// sending is set by the client's datagrams while the session is
 	// unconfirmed, and cleared by the evictor as it passes the session

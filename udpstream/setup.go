@@ -178,6 +178,23 @@ func (r *Relay) setupLoop() {
 	}
 }
 
+// dropQueued drops the newcomers still queued once the setupLoops have
+// exited, giving back their places under the per-source cap: that count
+// is shared with the relay's successors (held.go), where a place never
+// given back would hold its source down for good.
+func (r *Relay) dropQueued() {
+	for {
+		var q *pending
+		select {
+		case q = <-r.retries:
+		case q = <-r.setups:
+		default:
+			return
+		}
+		q.p.drop(q, &r.stats.Drops.Draining)
+	}
+}
+
 // open opens q's session and sends q's datagrams through it, or drops them
 // by the reason it could not.
 func (p *port) open(q *pending, b *batch) {
