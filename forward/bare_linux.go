@@ -94,12 +94,13 @@ func (pk *parker) holdBare(p *pair) {
 	pk.startLocked()
 	pk.parked.Add(2)
 	pk.bare.Add(1)
+	pk.bareParks.Add(1)
 	p.ab.adding.Add(1) // the pair's registrations: see takeBare
 	p.ab.state.Store(dirBare)
 	p.ba.state.Store(dirBare)
 	pk.indexLocked(p.ab)
 	pk.indexLocked(p.ba)
-	pk.armSweepLocked(max(p.idleLeft(), p.grain))
+	pk.armSweepLocked(max(p.idleLeft(), p.sweepGrain()))
 	pk.parkedLocked()
 	pk.mu.Unlock()
 	errA := pk.register(int(p.ab.parkFD))
@@ -138,8 +139,8 @@ type adopted struct {
 func (pk *parker) adoptBare(ctx context.Context, fa, fb int, a adopted, end func(Result)) {
 	opt := a.opt
 	p := &pair{ctx: ctx, idle: opt.IdleTimeout, progress: opt.Progress, start: a.start, onEnd: end}
-	p.grain = min(p.idle/16, time.Second)
 	p.parker, p.parkAfter = pk, opt.parkAfter
+	p.grain = p.clockGrain()
 	p.last.Store(int64(a.last.Sub(a.start)))
 	p.ab = p.initDirection(&p.dirs[0], nil, nil, opt.AtoB, opt.Pool)
 	p.ba = p.initDirection(&p.dirs[1], nil, nil, opt.BtoA, opt.Pool)

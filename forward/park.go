@@ -88,7 +88,8 @@ func (p *pair) lateKeepAlive() {
 	}
 }
 
-// quietFor is how long the pair has moved no byte (within its grain).
+// quietFor is how long the pair has moved no byte (within its grain,
+// parkAfter/16 at most: see clockGrain).
 func (p *pair) quietFor() time.Duration {
 	return time.Since(p.start) - time.Duration(p.last.Load())
 }

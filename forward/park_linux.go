@@ -37,6 +37,9 @@ type parker struct {
 	parked  atomic.Int64 // directions parked now, bare ones included
 	running atomic.Int64 // directions of parking pairs with a goroutine now
 	bare    atomic.Int64 // pairs parked bare now (bare_linux.go)
+	// bareParks counts the bare parks so far, the front's handoffs
+	// included; tests read it.
+	bareParks atomic.Int64
 	// noBare keeps every pair's conns while it is parked; the benchmarks
 	// set it to compare.
 	noBare bool
@@ -226,12 +229,12 @@ func (pk *parker) armSweepLocked(after time.Duration) {
 
 // sweepIdle ends the pairs of parked directions that have been idle for
 // their idle timeout (a parked direction has no deadline to fire) and
-// re-arms itself for the next one due. It waits at least a pair's grain
-// between runs, so it runs about once a second at most with the default
-// idle timeout, whatever the number of connections; each run walks the
-// parked directions under the parker's lock: 9 600 parked connections
-// took 0.5-0.7 ms (2 ms with a clock read per direction; a throwaway
-// benchmark of sweepIdle over 19 200 directions).
+// re-arms itself for the next one due. It waits at least a pair's
+// sweepGrain between runs, so it runs about once a second at most with
+// the default idle timeout, whatever the number of connections; each run
+// walks the parked directions under the parker's lock: 9 600 parked
+// connections took 0.5-0.7 ms (2 ms with a clock read per direction; a
+// throwaway benchmark of sweepIdle over 19 200 directions).
 //
 // It also parks bare the pairs that parked as usual and have been quiet
 // for parkAfter since (see direction.park: a pair parked crowded, young,
@@ -262,7 +265,7 @@ func (pk *parker) sweepIdle() {
 			}
 			left = min(left, due)
 		}
-		if w := max(left, p.grain); next < 0 || w < next {
+		if w := max(left, p.sweepGrain()); next < 0 || w < next {
 			next = w
 		}
 	}
@@ -285,7 +288,7 @@ func (p *pair) sweepAfter() time.Duration {
 	if p.bareOK.Load() {
 		after = min(after, p.parkAfter-p.quietFor())
 	}
-	return max(after, p.grain)
+	return max(after, p.sweepGrain())
 }
 
 // repark parks an owned direction again as usual, or runs it when that

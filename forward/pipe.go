@@ -138,10 +138,10 @@ func startPipe(ctx context.Context, a, b net.Conn, opt PipeOptions, end func(Res
 func newPair(ctx context.Context, a, b net.Conn, opt PipeOptions) *pair {
 	p := &pair{ctx: ctx, a: a, b: b, idle: opt.IdleTimeout, progress: opt.Progress}
 	p.start = time.Now()
-	p.grain = min(p.idle/16, time.Second)
 	if p.idle > 0 && opt.parker != nil {
 		p.parker, p.parkAfter, p.keepAliveB = opt.parker, opt.parkAfter, opt.keepAliveB
 	}
+	p.grain = p.clockGrain()
 	if p.idle > 0 {
 		deadline := p.start.Add(p.wakeAfter(p.idle))
 		setWaitDeadline(a, deadline)
@@ -225,9 +225,10 @@ type pair struct {
 	idle         time.Duration
 	progress     func(int)
 	start        time.Time
-	// grain is how stale last may be: min(idle/16, 1s). Storing only when
-	// the time moved by a grain keeps the two directions from bouncing one
-	// cache line on every chunk; the idle check is off by at most a grain.
+	// grain is how stale last may be (clockGrain). Storing only when the
+	// time moved by a grain keeps the two directions from bouncing one
+	// cache line on every chunk; the idle and park checks are off by at
+	// most a grain.
 	grain time.Duration
 	last  atomic.Int64 // time.Duration since start of the last chunk, either way
 
@@ -250,6 +251,33 @@ type pair struct {
 	// while stop may read them from another goroutine.
 	end string
 	err error
+}
+
+// clockGrain is the pair's grain: min(idle/16, 1 s), and no more than
+// parkAfter/16 when the pair may park. The park check (quietFor against
+// parkAfter) needs the finer one: with a grain of parkAfter (the
+// defaults: 1 h and 1 s), last could be a whole parkAfter stale, so a
+// pair with an exchange every 200 ms looked quiet for parkAfter whenever
+// a wake-up deadline fired just before the exchange that stored it, and
+// went bare; its wake then set the deadlines to fire again exactly there,
+// and it paid a bare park and wake (about 60 syscalls) every second
+// (TestBusyPairNeverParks; BENCHMARKS.md, "Busy pairs and the park
+// clock"). A store every parkAfter/16 (62.5 ms) costs nothing measurable
+// even for a bulk transfer, which moves a chunk every few microseconds.
+func (p *pair) clockGrain() time.Duration {
+	g := min(p.idle/16, time.Second)
+	if p.parker != nil && p.parkAfter > 0 {
+		g = min(g, p.parkAfter/16)
+	}
+	return g
+}
+
+// sweepGrain is the least wait between two looks of the parker's sweep
+// at the pair: min(idle/16, 1 s), coarser than its clock's grain where
+// that is finer for the park check, so that the sweep, which walks every
+// parked direction, still runs about once a second at most.
+func (p *pair) sweepGrain() time.Duration {
+	return min(p.idle/16, time.Second)
 }
 
 // touch records activity; called per chunk. time.Since reads the
