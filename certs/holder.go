@@ -184,6 +184,15 @@ func (c *Client) Store(st *ClientState) {
 	c.cur.Store(cfg)
 }
 
+// Leaf returns the client certificate in force, nil when none is
+// presented.
+func (c *Client) Leaf() *x509.Certificate {
+	if certs := c.cur.Load().Certificates; len(certs) > 0 {
+		return certs[0].Leaf
+	}
+	return nil
+}
+
 // Config returns the *tls.Config for a connection to addr ("host:port"):
 // the one in force, with ServerName set to addr's host when the files name
 // none.

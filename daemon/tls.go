@@ -179,25 +179,37 @@ func (d *Daemon) commitTLS(all bool) {
 			Msg("tls certificate in force")
 	}
 	now := time.Now()
-	for name, leaf := range d.tls.leaves() {
+	for _, c := range d.tls.leaves() {
 		switch {
-		case now.After(leaf.NotAfter):
-			d.log.Warn().Str("listener", name).Time("not_after", leaf.NotAfter).
-				Msg("tls certificate in force has expired: every client refuses it; renew it and reload")
-		case now.Before(leaf.NotBefore):
-			d.log.Warn().Str("listener", name).Time("not_before", leaf.NotBefore).
-				Msg("tls certificate in force is not valid yet: every client refuses it until then")
+		case now.After(c.leaf.NotAfter):
+			d.log.Warn().Str("listener", c.listener).Str("side", c.side).Time("not_after", c.leaf.NotAfter).
+				Msg("tls certificate in force has expired: every peer refuses it; renew it and reload")
+		case now.Before(c.leaf.NotBefore):
+			d.log.Warn().Str("listener", c.listener).Str("side", c.side).Time("not_before", c.leaf.NotBefore).
+				Msg("tls certificate in force is not valid yet: every peer refuses it until then")
 		}
 	}
 }
 
-// leaves returns the server certificate in force per listener name.
-func (s *tlsSet) leaves() map[string]*x509.Certificate {
+// leafInForce is a certificate a listener presents: to its clients (side
+// "client", tls) or to its upstreams (side "upstream", upstream_tls).
+type leafInForce struct {
+	listener, side string
+	leaf           *x509.Certificate
+}
+
+// leaves returns the certificates in force.
+func (s *tlsSet) leaves() []leafInForce {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]*x509.Certificate, len(s.servers))
+	var out []leafInForce
 	for name, h := range s.servers {
-		out[name] = h.Leaf()
+		out = append(out, leafInForce{name, "client", h.Leaf()})
+	}
+	for name, h := range s.clients {
+		if leaf := h.Leaf(); leaf != nil {
+			out = append(out, leafInForce{name, "upstream", leaf})
+		}
 	}
 	return out
 }
