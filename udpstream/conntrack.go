@@ -73,10 +73,11 @@ func (q *unconfirmedQueue) push(s *session) {
 	q.mu.Unlock()
 }
 
-// evictOldest ends the oldest session that is still unconfirmed, quiet and
-// in its port's table, handing its slot to the caller: SessionsActive and
-// the shared count of sessions (held.go) are not lowered when it
-// finishes. It reports whether it found one.
+// evictOldest ends the oldest session of r that is still unconfirmed,
+// quiet and in its port's table, handing its place to a newcomer of to (r,
+// or a successor of r's name: held.go): the shared count of sessions is
+// not lowered when it finishes, nor SessionsActive if to is r. It reports
+// whether it found one.
 //
 // Quiet: a session whose client sent again since it was queued, or since
 // the evictor last passed it, goes to the back of the queue instead (a
@@ -87,7 +88,7 @@ func (q *unconfirmedQueue) push(s *session) {
 // was evicted again every time the flood went round the table. A call
 // passes over at most as many sessions as were queued when it began, so a
 // table of nothing but streams still yields one.
-func (r *Relay) evictOldest() bool {
+func (r *Relay) evictOldest(to *Relay) bool {
 	q := &r.unconfirmed
 	q.mu.Lock()
 	chances := len(q.queue) - q.head
@@ -103,7 +104,7 @@ func (r *Relay) evictOldest() bool {
 			q.queue = append(q.queue, s)
 			continue
 		}
-		if !s.p.take(s) {
+		if !s.p.take(s, to) {
 			continue
 		}
 		q.mu.Unlock()
@@ -138,16 +139,16 @@ func (q *unconfirmedQueue) compact() {
 }
 
 // take removes s from the table if it is still there, reporting whether it
-// was; the caller then owns its ending and its place in SessionsActive.
-// slotHandedOn is set under mu: finish reads it after its own remove has
+// was; the caller then owns its ending, and a newcomer of to its place.
+// handedTo is set under mu: finish reads it after its own remove has
 // taken mu, so it never also gives back the place the caller took.
-func (p *port) take(s *session) bool {
+func (p *port) take(s *session, to *Relay) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.sessions[s.client] != s {
 		return false
 	}
 	delete(p.sessions, s.client)
-	s.slotHandedOn.Store(true)
+	s.handedTo.Store(to)
 	return true
 }

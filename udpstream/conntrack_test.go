@@ -261,7 +261,7 @@ func TestEvictEndingSession(t *testing.T) {
 	if n := st.SessionsEvicted.Load(); n != 0 {
 		t.Errorf("SessionsEvicted = %d, want 0: the session ended as upstream_error, it was not evicted", n)
 	}
-	if n, held := st.SessionsActive.Load(), r.held.Load(); n != 1 || held != 1 {
+	if n, held := st.SessionsActive.Load(), r.held.n.Load(); n != 1 || held != 1 {
 		t.Errorf("SessionsActive = %d and %d places held, want 1 and 1 (the newcomer's place)", n, held)
 	}
 }

@@ -152,15 +152,23 @@ func (p *port) session(b *batch, i, j int) *session {
 
 // takeSlot takes a place in the session table: a free one (counting the
 // sessions of the retired relays of the name, see held.go), or the place
-// of the oldest unconfirmed session, evicted. It reports false when every
-// place is held by a confirmed session.
+// of the oldest unconfirmed session, evicted, its own or else a retired
+// relay's. It reports false when every place is held by a confirmed
+// session.
 func (r *Relay) takeSlot() bool {
-	if r.held.Add(1) <= r.maxSessions {
+	if r.held.n.Add(1) <= r.maxSessions {
 		r.stats.SessionsActive.Add(1)
 		return true
 	}
-	r.held.Add(-1)
-	return r.evictOldest()
+	r.held.n.Add(-1)
+	if r.evictOldest(r) {
+		return true // the evicted session's place, in SessionsActive already
+	}
+	if r.held.evictFor(r) {
+		r.stats.SessionsActive.Add(1)
+		return true
+	}
+	return false
 }
 
 // dial opens a socket connected to the first upstream of the port's list

@@ -136,7 +136,7 @@ type Relay struct {
 	unconfirmedTimeout time.Duration    // idle time of a session never answered
 	limits             *limit.Table     // sessions per source address, shared on reloads (held.go)
 	rates              *limit.Table     // datagrams per source address; nil: no cap
-	held               *atomic.Int64    // sessions open, with the retired relays of the name (held.go)
+	held               *heldSessions    // sessions open on the relays of the name (held.go)
 	unconfirmed        unconfirmedQueue // sessions in opening order, for eviction
 	setupWorkers       int              // setupLoop goroutines, one per core up to 4 (setup.go)
 	setups             chan *pending    // newcomers waiting for setupLoop (setup.go)
@@ -273,6 +273,7 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		p.prev.Store(p.from)
 		r.ports = append(r.ports, p)
 	}
+	r.held.join(r)
 	return r, nil
 }
 
@@ -339,6 +340,7 @@ func (r *Relay) Close() error {
 		for _, p := range r.ports {
 			p.closeSessions(endShutdown)
 		}
+		r.held.leave(r) // its sessions are ending: none is left to evict
 	})
 	r.wg.Wait()
 	r.dropQueued()
@@ -364,7 +366,14 @@ func (r *Relay) now() int64 { return r.clock.Load() }
 // sessionGone gives back a session slot and tells a waiting Shutdown when the
 // last one is gone.
 func (r *Relay) sessionGone() {
-	r.held.Add(-1) // before SessionsActive: who sees it at 0 sees the places free
+	r.held.n.Add(-1) // before SessionsActive: who sees it at 0 sees the places free
+	r.activeGone()
+}
+
+// activeGone takes a session off SessionsActive, whose place went on to
+// another relay or was given back, and tells a waiting Shutdown when the
+// last one is gone.
+func (r *Relay) activeGone() {
 	if r.stats.SessionsActive.Add(-1) == 0 && r.draining.Load() {
 		r.signalDrained()
 	}

@@ -206,7 +206,7 @@ func TestReloadHoldsSessionLimits(t *testing.T) {
 			for _, c := range w.fresh {
 				endSessionOf(t, w.next, c.addr())
 			}
-			if n, s := w.next.held.Load(), w.next.limits.Len(); n != 0 || s != 0 {
+			if n, s := w.next.held.n.Load(), w.next.limits.Len(); n != 0 || s != 0 {
 				t.Errorf("%d sessions and %d sources held once all ended, want 0 and 0", n, s)
 			}
 			for i := range tc.max {
@@ -281,5 +281,53 @@ func TestReloadKeepsRateAllowance(t *testing.T) {
 	_ = old.Close() // its session would drain for SessionTimeout
 	if err := <-drained; err != nil {
 		t.Fatalf("old relay Shutdown = %v", err)
+	}
+}
+
+// TestReloadEvictsRetiredUnconfirmed: a relay whose table (max_sessions
+// 2) is full of sessions its upstream never answered (a spoofed flood) is
+// replaced on a reload. The old sessions count against the successor's
+// max_sessions, but they are no more protected there than they were: a
+// newcomer of the successor takes the place of the oldest of them, and
+// the next one's too, and the old relay drains once both are evicted
+// (before: the newcomer was dropped as session_limit until the old
+// sessions expired).
+func TestReloadEvictsRetiredUnconfirmed(t *testing.T) {
+	checkLeaks(t)
+	up := startSelective(t)
+	cfg := Config{Name: "rtb", Upstreams: [][]string{{up.addr()}}, MaxSessions: 2, MaxSessionsPerSource: 10,
+		SessionTimeout: time.Minute, UnconfirmedTimeout: time.Minute}
+	old := serveRange(t, cfg)
+	to, st := old.Addrs()[0], old.Stats()
+	silent1, silent2 := newClient(t, "127.0.0.3"), newClient(t, "127.0.0.4")
+	silent1.send(to, []byte("flood"))
+	waitStat(t, "the first unconfirmed session", st.SessionsCreated.Load, 1)
+	silent2.send(to, []byte("flood"))
+	testworld.Eventually(t, "the upstream to get the flood", func() bool { return up.ignored.Load() == 2 })
+
+	next, drained := reload(t, old, cfg)
+	if !echoFrom(newClient(t, "127.0.0.5"), to, "newcomer", 2*time.Second) {
+		t.Fatalf("newcomer not served after a reload of a table full of unconfirmed sessions (dropped: %v)",
+			next.Stats().Drops.DropReasons())
+	}
+	if n := st.SessionsEvicted.Load(); n != 1 {
+		t.Fatalf("old relay evicted %d sessions, want 1", n)
+	}
+	silent1.send(to, []byte("flood again")) // a newcomer now: it evicts silent2
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatalf("old relay Shutdown = %v", err)
+		}
+	case <-time.After(testworld.WaitLimit):
+		t.Fatalf("old relay still has %d sessions (evicted %d)", st.SessionsActive.Load(), st.SessionsEvicted.Load())
+	}
+	if n := st.SessionsEvicted.Load(); n != 2 {
+		t.Errorf("old relay evicted %d sessions, want 2", n)
+	}
+	nst := next.Stats()
+	waitStat(t, "the successor's second session", nst.SessionsCreated.Load, 2)
+	if a, n := nst.SessionsActive.Load(), next.held.n.Load(); a != 2 || n != 2 {
+		t.Errorf("successor has %d sessions active and %d places held, want 2 and 2", a, n)
 	}
 }

@@ -53,9 +53,10 @@ type session struct {
 	// confirmed is set by the first datagram the upstream sends back; an
 	// unconfirmed session expires sooner and may be evicted (conntrack.go).
 	confirmed atomic.Bool
-	// slotHandedOn is set when an eviction gave the session's slot to a
-	// newcomer: its end then leaves SessionsActive and held alone.
-	slotHandedOn atomic.Bool
+	// handedTo is set when an eviction gave the session's place to a
+	// newcomer of that relay: its end then leaves the shared count of
+	// sessions alone, and SessionsActive too if it is the session's own.
+	handedTo atomic.Pointer[Relay]
 	// sending is set by the client's datagrams while the session is
 	// unconfirmed, and cleared by the evictor as it passes the session
 	// over for a quiet one (conntrack.go).
@@ -309,8 +310,12 @@ func (s *session) finish() {
 	if r.limits != nil {
 		r.limits.Release(s.client)
 	}
-	if !s.slotHandedOn.Load() {
+	switch to := s.handedTo.Load(); to {
+	case nil:
 		r.sessionGone()
+	case r:
+	default:
+		r.activeGone() // a successor counts the place in its SessionsActive
 	}
 	r.wg.Done()
 }
