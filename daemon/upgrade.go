@@ -43,8 +43,9 @@ const adminProto = "admin"
 // Upgrade starts the new process and hands the listen sockets over. On
 // success this process has stopped accepting (its listeners no longer read
 // the sockets) and the caller drains it with Shutdown; systemd is told the
-// new main PID. On failure nothing has changed.
-func (d *Daemon) Upgrade() error {
+// new main PID, which Upgrade returns (to pass on a reload asked for
+// meanwhile). On failure nothing has changed.
+func (d *Daemon) Upgrade() (int, error) {
 	d.reloading.Lock()
 	defer d.reloading.Unlock()
 	if d.notify != nil {
@@ -56,7 +57,7 @@ func (d *Daemon) Upgrade() error {
 		if d.notify != nil {
 			_ = d.notify.Ready()
 		}
-		return err
+		return 0, err
 	}
 	if m, ok := d.notify.(interface{ MainPID(int) error }); ok {
 		d.handedOver.Store(true)
@@ -66,7 +67,7 @@ func (d *Daemon) Upgrade() error {
 	}
 	d.yield()
 	d.log.Info().Int("pid", pid).Msg("upgrade: the new process serves; this one stopped accepting and drains")
-	return nil
+	return pid, nil
 }
 
 // upgrade runs the new process and returns its pid once it says it serves.

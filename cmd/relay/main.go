@@ -232,7 +232,8 @@ func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch
 			log.Info().Msg("config or ACL file changed")
 			_ = d.Reload()
 		case <-usr2:
-			if d.Upgrade() == nil { // logged by Upgrade; a failure changes nothing
+			if pid, err := d.Upgrade(); err == nil { // logged by Upgrade; a failure changes nothing
+				passOnReload(pid, hup, changed, log)
 				drainUpgraded(d, log, sig)
 				return 0
 			}
@@ -248,6 +249,23 @@ func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch
 		log.Error().Err(err).Msg("shutdown")
 	}
 	return 0
+}
+
+// passOnReload sends the new process of an upgrade the reload that was
+// asked for while the upgrade ran (a SIGHUP, or a changed file with -watch):
+// it read the config before, and this process reloads nothing any more.
+func passOnReload(pid int, hup <-chan os.Signal, changed <-chan struct{}, log zerolog.Logger) {
+	select {
+	case <-hup:
+	case <-changed:
+	default:
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		log.Warn().Err(err).Int("pid", pid).Msg("upgrade: could not pass the reload asked for meanwhile on to the new process")
+		return
+	}
+	log.Info().Int("pid", pid).Msg("upgrade: the reload asked for meanwhile is passed on to the new process")
 }
 
 // drainUpgraded lets the connections of a process that handed its sockets

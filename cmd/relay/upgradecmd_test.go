@@ -69,13 +69,20 @@ func TestUpgradeCmdUDPFirst(t *testing.T) {
 // stopSuccessor stops the process the first upgrade in logs started.
 func stopSuccessor(t *testing.T, logs *world.LogBuffer) {
 	t.Helper()
+	_ = syscall.Kill(successorPID(t, logs), syscall.SIGTERM)
+}
+
+// successorPID returns the pid of the process the first upgrade in logs
+// started.
+func successorPID(t *testing.T, logs *world.LogBuffer) int {
+	t.Helper()
 	line := logs.WaitCount(t, 1, "new process started")[0]
 	m := regexp.MustCompile(`"pid":(\d+)`).FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("no pid in %s", line)
 	}
 	pid, _ := strconv.Atoi(m[1])
-	_ = syscall.Kill(pid, syscall.SIGTERM)
+	return pid
 }
 
 // TestUpgradeCmdEmptyHost: a listen address written ":PORT" (every
