@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"regexp"
 	"strconv"
@@ -111,18 +110,26 @@ func TestUpgradeCmdOldRelayGone(t *testing.T) {
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n",
 		addr, backend.Addr()))
 	old := startInstalled(t, binary, cfg)
-	go func() { _, _ = io.Copy(io.Discard, old.logs) }()
+	logs := &world.LogBuffer{}
+	go collectLines(old.logs, logs)
 	defer func() { _ = old.cmd.Process.Kill(); _ = old.cmd.Wait() }()
 	installBinary(t, binary, []byte("#!/bin/sh\nexec sleep 5\n")) // a new binary that does not answer (in time)
 
+	type result struct {
+		code   int
+		stderr string
+	}
+	done := make(chan result, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		_ = old.cmd.Process.Kill()
+		code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "10s")
+		done <- result{code, stderr}
 	}()
-	start := time.Now()
-	code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "10s")
+	logs.Wait(t, "upgrade: new process started") // relay upgrade has found and signalled it
+	_ = old.cmd.Process.Kill()
+	killed := time.Now()
+	r := <-done
 	want := fmt.Sprintf("nobody serves tcp %s any more: pid %d is gone", addr, old.cmd.Process.Pid)
-	if code != 1 || !strings.Contains(stderr, want) || time.Since(start) > 5*time.Second {
-		t.Errorf("exit %d after %v, stderr %q; want 1 at once and %q", code, time.Since(start).Round(time.Millisecond), stderr, want)
+	if r.code != 1 || !strings.Contains(r.stderr, want) || time.Since(killed) > 5*time.Second {
+		t.Errorf("exit %d %v after the kill, stderr %q; want 1 at once and %q", r.code, time.Since(killed).Round(time.Millisecond), r.stderr, want)
 	}
 }
