@@ -82,6 +82,25 @@ func (d *Daemon) drainingConns() map[string]int64 {
 	return out
 }
 
+// Open counts the connections and UDP sessions still open on every
+// listener, serving or draining (what a hard stop would cut).
+func (d *Daemon) Open() int64 {
+	d.mu.Lock()
+	all := make([]*instance, 0, len(d.running)+len(d.draining))
+	for _, in := range d.running {
+		all = append(all, in)
+	}
+	for in := range d.draining {
+		all = append(all, in)
+	}
+	d.mu.Unlock()
+	var n int64
+	for _, in := range all {
+		n += in.open()
+	}
+	return n
+}
+
 // open is how many connections (TCP, raw, FTP control) or UDP sessions
 // the instance has open now.
 func (in *instance) open() int64 {

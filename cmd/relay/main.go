@@ -277,8 +277,14 @@ func drainUpgraded(d *daemon.Daemon, log zerolog.Logger, sig *signals) {
 	cfg := d.Config()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if cfg.Reload.HardStopAfter > 0 {
-		t := time.AfterFunc(cfg.Reload.HardStopAfter, cancel)
+	if hardStop := cfg.Reload.HardStopAfter; hardStop > 0 {
+		t := time.AfterFunc(hardStop, func() {
+			if n := d.Open(); n > 0 {
+				log.Warn().Int64("cut", n).Dur("hard_stop_after_ms", hardStop).
+					Msg("reload.hard_stop_after reached: cutting the connections left from before the upgrade")
+			}
+			cancel()
+		})
 		defer t.Stop()
 	}
 	graceAfterSignal := context.AfterFunc(sig.stopped, func() {
