@@ -16,22 +16,8 @@ import (
 // a drain after the first one does: after the first, the drain is bounded
 // by shutdown_grace (30 s here), and the second was swallowed.
 func TestSecondSignalStopsUpgradedDrain(t *testing.T) {
-	backend := world.NewBackend(t, world.Echo)
-	addr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
-	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\nshutdown_grace: 30s\n"+
-		"listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", addr, backend.Addr()))
-	old, logs := startCopy(t, cfg)
-	defer func() { _ = old.cmd.Process.Kill() }()
-	live, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	if err := echoConn(live, "before"); err != nil {
-		t.Fatal(err)
-	}
-	successor := upgrade(t, old.cmd.Process.Pid, logs, 1)
-	defer func() { _ = syscall.Kill(successor, syscall.SIGKILL) }()
+	u := upgradeHolding(t, "shutdown_grace: 30s\n")
+	old, logs, live, addr := u.old, u.logs, u.live, u.addr
 
 	_ = old.cmd.Process.Signal(syscall.SIGTERM) // the drain now ends within shutdown_grace
 	logs.Wait(t, "stopping: draining the connections left from before the upgrade")
@@ -53,8 +39,42 @@ func TestSecondSignalStopsUpgradedDrain(t *testing.T) {
 	if err := echoOnce(addr, "successor"); err != nil {
 		t.Fatalf("the new process after the old one stopped: %v", err)
 	}
-	_ = syscall.Kill(successor, syscall.SIGTERM)
+	_ = syscall.Kill(u.successor, syscall.SIGTERM)
 	logs.WaitCount(t, 1, "relay stopped")
+}
+
+// upgraded is a relay upgraded while a client held a connection to it.
+type upgraded struct {
+	old       *relayProc // the process that handed its sockets over, draining live
+	logs      *world.LogBuffer
+	live      net.Conn // accepted by old, echoed once
+	addr      string   // the listener's address
+	successor int      // the new process's pid
+}
+
+// upgradeHolding starts a relay with one echoing listener and settings
+// (YAML lines), opens a connection through it and upgrades it (SIGUSR2).
+// The processes are killed when the test ends.
+func upgradeHolding(t *testing.T, settings string) upgraded {
+	t.Helper()
+	backend := world.NewBackend(t, world.Echo)
+	u := upgraded{addr: fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))}
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\n%s"+
+		"listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", settings, u.addr, backend.Addr()))
+	u.old, u.logs = startCopy(t, cfg)
+	t.Cleanup(func() { _ = u.old.cmd.Process.Kill() })
+	live, err := net.Dial("tcp", u.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
+	if err := echoConn(live, "before"); err != nil {
+		t.Fatal(err)
+	}
+	u.live = live
+	u.successor = upgrade(t, u.old.cmd.Process.Pid, u.logs, 1)
+	t.Cleanup(func() { _ = syscall.Kill(u.successor, syscall.SIGKILL) })
+	return u
 }
 
 // echoConn writes msg on c and reads it back.
