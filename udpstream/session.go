@@ -313,7 +313,7 @@ func (s *session) finish() {
 	switch to := s.handedTo.Load(); to {
 	case nil:
 		r.sessionGone()
-	case r:
+	case r: // the place went to a newcomer here, counted in SessionsActive as it was
 	default:
 		r.activeGone() // a successor counts the place in its SessionsActive
 	}
