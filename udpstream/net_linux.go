@@ -93,6 +93,7 @@ func (n *sysNet) listen(addr string) (packetConn, error) {
 }
 
 func (n *sysNet) newBatch() *batch { return n.pool.get() }
+func (n *sysNet) trimBatches()     { n.pool.trim() }
 
 func (n *sysNet) inherit(f *os.File) (packetConn, error) {
 	pc, err := net.FilePacketConn(f)

@@ -387,6 +387,7 @@ func (r *Relay) sweepLoop() {
 	t := time.NewTicker(r.tick)
 	defer t.Stop()
 	var expired []*session // reused between ticks
+	var trimmed int64      // clock of the last batch pool trim
 	for {
 		select {
 		case <-r.done:
@@ -408,5 +409,9 @@ func (r *Relay) sweepLoop() {
 		}
 		clear(expired) // drop references to ended sessions
 		r.unconfirmed.compact()
+		if now-trimmed >= int64(batchTrimPeriod) {
+			r.net.trimBatches()
+			trimmed = now
+		}
 	}
 }

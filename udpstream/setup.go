@@ -160,8 +160,6 @@ func setupWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 // the relay closes.
 func (r *Relay) setupLoop() {
 	defer r.wg.Done()
-	b := r.net.newBatch() // reused to send what newcomers sent meanwhile
-	defer b.release()
 	for {
 		var q *pending
 		select {
@@ -174,7 +172,12 @@ func (r *Relay) setupLoop() {
 				return
 			}
 		}
+		// A batch to send what the newcomer sent meanwhile, taken per
+		// session and not held by the loop: a relay waiting for
+		// newcomers holds no batch.
+		b := r.net.newBatch()
 		q.p.open(q, b)
+		b.release()
 	}
 }
 

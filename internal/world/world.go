@@ -216,6 +216,13 @@ func ReserveUDPPort(tb testing.TB) int {
 	return reserveRun(tb, "udp", 1)
 }
 
+// ReserveUDPPortRun is ReserveUDPPort for n consecutive ports, such as a
+// UDP listener's port range, and returns the first.
+func ReserveUDPPortRun(tb testing.TB, n int) int {
+	tb.Helper()
+	return reserveRun(tb, "udp", n)
+}
+
 func reserveRun(tb testing.TB, network string, n int) int {
 	tb.Helper()
 	for range 100 {
