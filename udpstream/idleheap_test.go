@@ -29,9 +29,6 @@ const idleHeapLimit = 12 << 20
 // collection: no reader holds a batch while it waits, and the pool has
 // freed the batches nobody took since.
 func TestIdleListenPortsHoldNoBatch(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector's shadow memory distorts the heap figures")
-	}
 	checkLeaks(t)
 	echo := startSink(t, true)
 	first := testworld.ReserveUDPPortRun(t, rtbPorts)
