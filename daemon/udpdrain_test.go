@@ -109,14 +109,18 @@ listeners:
   - {name: rtb, mode: udp, listen: "127.0.0.1:%d", upstream: "%s", udp: {session_timeout: %s}}
 `, port, up.pc.LocalAddr(), timeout)
 	}
-	w := startWorld(t, render("300ms"), nil)
+	// A timeout of 1 s, not less: the session ends client_idle only if the
+	// sweeper saw upstream datagrams in the second half of the client's
+	// quiet, and a test process stalled for half a short timeout on a busy
+	// machine (150 ms and more were seen) made it a plain idle.
+	w := startWorld(t, render("1s"), nil)
 	at := fmt.Sprintf("127.0.0.1:%d", port)
 	c := udpClient(t, "127.0.0.1")
 	if err := udpEchoed(c, at, "a"); err != nil {
 		t.Fatalf("before the reload: %v", err)
 	}
 
-	w.writeFile("relay.yaml", render("400ms")) // a change: the listener is retired
+	w.writeFile("relay.yaml", render("1200ms")) // a change: the listener is retired
 	if err := w.d.Reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
