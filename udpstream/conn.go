@@ -107,13 +107,15 @@ const maxFreeBatches = 32
 // It is a free list and not a sync.Pool, for what it keeps when traffic
 // stops. A sync.Pool keeps every object handed back until the second
 // collection after, and the first counts them as live: after 127 listen
-// ports of an RTB range read at once, it held ~115 batches, 230 MiB of heap
-// in use that set the next collection's target near 460 MiB, and an idle
-// relay collects only every two minutes (TestIdleListenPortsHoldNoBatch).
+// ports of an RTB range read at once it held about a batch per port, 260
+// MiB of heap in use, and the first collection of an idle relay (Go forces
+// one every two minutes) set the next target at 518 MiB
+// (TestIdleListenPortsHoldNoBatch, BENCHMARKS.md).
 // The free list instead frees, at each trim (the sweeper's, about every
 // second), the batches that stayed unused since the trim before, and it
-// allocates one batch at a time, so that readers woken together wait for a
-// batch handed back rather than each allocating its own.
+// allocates one batch at a time: readers woken together wait for the
+// allocation in progress and then take a batch handed back meanwhile,
+// rather than each allocating its own.
 type batchPool struct {
 	size    int
 	allocMu sync.Mutex // held while allocating: see get
