@@ -37,13 +37,7 @@ func TestIdleListenPortsHoldNoBatch(t *testing.T) {
 		cfg.Listen = append(cfg.Listen, fmt.Sprintf("127.0.0.1:%d", first+i))
 		cfg.Upstreams = append(cfg.Upstreams, []string{echo.addr().String()})
 	}
-	r, err := Listen(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- r.Serve() }()
-	t.Cleanup(func() { _ = r.Close(); <-served })
+	r := serveOn(t, cfg, defaultNetwork(&cfg))
 
 	c := newClient(t, "127.0.0.2")
 	for _, a := range r.Addrs() {
