@@ -15,21 +15,7 @@ import (
 // the pipe recognises, the peer's close as io.EOF, a closed conn as
 // net.ErrClosed, and the same words in the error ("read tcp A->B: ...").
 func TestRawTCPActsAsTCPConn(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	c, peer := tcpPair(t)
 	var s rawTCP
 	s.init(c)
 	if s.raw == nil {
@@ -62,7 +48,7 @@ func TestRawTCPActsAsTCPConn(t *testing.T) {
 		t.Fatalf("read: %q, %v", buf[:n], err)
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-	_, err = s.read(buf)
+	_, err := s.read(buf)
 	if !isTimeout(err) {
 		t.Fatalf("read past the deadline: %v, want a timeout", err)
 	}
