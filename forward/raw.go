@@ -199,6 +199,12 @@ func (j *rawJob) done(end string, err error, res Result) {
 // certificate makes it a warning that says so.
 func (j *rawJob) log(end string, err error, res Result, printing time.Duration) {
 	ev, msg := j.l.log.Info(), "raw job done"
+	if end == EndQueueTimeout {
+		// The printer was up but busy past queue_timeout: this job is
+		// lost, each for a reason of its own, so each says so (an
+		// outage, by contrast, is one warning of the upstream Set).
+		ev = j.l.log.Warn()
+	}
 	reason := j.tls.refusal(res)
 	if reason != "" {
 		ev, msg = j.l.upstreamRefused(j.target, reason, err), refusedMsg+": "+reason

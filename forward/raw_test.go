@@ -176,7 +176,9 @@ func TestRawQueueTimeout(t *testing.T) {
 	if took < timeout-50*time.Millisecond {
 		t.Errorf("closed after %v, queue timeout is %v", took, timeout)
 	}
-	r.logs.Wait(t, `"end":"queue_timeout"`, `"bytes_in":0`)
+	// The job never reached the printer: a failed job's line is a
+	// warning, as the README's Logs section says.
+	r.logs.Wait(t, `"end":"queue_timeout"`, `"bytes_in":0`, `"level":"warn"`)
 	if n := r.Stats().QueueTimeouts.Load(); n != 1 {
 		t.Errorf("QueueTimeouts = %d", n)
 	}
