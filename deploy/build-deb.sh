@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 NFPM=${NFPM:-github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2}
 stage=build/deb
-rm -rf "$stage" && mkdir -p "$stage/etc" "$stage/doc"
+rm -rf "$stage" && mkdir -p "$stage/etc" "$stage/doc" "$stage/lib"
 
 # The version: a tag v1.2.3 gives 1.2.3; commits after it 1.2.3+4.gabcdef;
 # no tag at all 0.0~git<commit date>.<hash>. Debian versions start with a
@@ -47,7 +47,10 @@ fi
 mv "$stage/etc/$acl" "$stage/etc/acl"
 
 cp README.md deploy/INSTALL.md "$stage/doc/"
-[ -d deploy/keepalived ] && cp -r deploy/keepalived "$stage/doc/keepalived"
+# The keepalived recipe goes to /usr/lib/relay, not /usr/share/doc:
+# keepalived runs its scripts from there, and minimal images drop the docs
+# (dpkg path-exclude=/usr/share/doc/*).
+[ -d deploy/keepalived ] && mkdir -p "$stage/lib" && cp -r deploy/keepalived "$stage/lib/keepalived"
 [ -f deploy/grafana/relay.json ] && cp deploy/grafana/relay.json "$stage/doc/grafana-relay.json"
 
 out="${DEB_OUT:-.}/relay_${version}_${arch}.deb"

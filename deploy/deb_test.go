@@ -107,10 +107,33 @@ func TestDebianPackage(t *testing.T) {
 	for _, want := range []string{
 		"usr/bin/relay", "lib/systemd/system/relay.service", "etc/relay/relay.yaml",
 		"usr/share/man/man8/relay.8.gz", "usr/share/doc/relay/README.md",
-		"usr/share/doc/relay/keepalived/keepalived.conf",
+		"usr/lib/relay/keepalived/keepalived.conf",
 	} {
 		if _, err := os.Stat(filepath.Join(root, want)); err != nil {
 			t.Errorf("installed package lacks /%s", want)
+		}
+	}
+	// keepalived runs the recipe's scripts from where its conf names them:
+	// each must be in the package, executable, and outside /usr/share/doc,
+	// which minimal images exclude (dpkg path-exclude=/usr/share/doc/*).
+	conf, err := os.ReadFile(filepath.Join(root, "usr/lib/relay/keepalived/keepalived.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scripts := regexp.MustCompile(`(?m)^\s*(?:script|notify)\s+"(/\S+)`).FindAllStringSubmatch(string(conf), -1)
+	if len(scripts) < 2 {
+		t.Errorf("keepalived.conf names %d scripts, want the check and the notify script", len(scripts))
+	}
+	for _, m := range scripts {
+		path := m[1]
+		st, err := os.Stat(filepath.Join(root, path))
+		switch {
+		case strings.HasPrefix(path, "/usr/share/doc/"):
+			t.Errorf("keepalived.conf runs %s, under /usr/share/doc, which minimal images leave out", path)
+		case err != nil:
+			t.Errorf("keepalived.conf runs %s, which the package does not install", path)
+		case st.Mode().Perm()&0o111 == 0:
+			t.Errorf("keepalived.conf runs %s, installed mode %v", path, st.Mode().Perm())
 		}
 	}
 	bin := filepath.Join(root, "usr/bin/relay")

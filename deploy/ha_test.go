@@ -181,8 +181,8 @@ func (w *haWorld) keepalivedConf(i int) string {
 	conf := string(b)
 	repl := []string{
 		"192.0.2.10/24", vip + "/24",
-		"/usr/share/doc/relay/keepalived/check_relay.sh", filepath.Join(w.dir, "check_relay.sh"),
-		"/usr/share/doc/relay/keepalived/notify.sh /run/relay-vrrp.state",
+		"/usr/lib/relay/keepalived/check_relay.sh", filepath.Join(w.dir, "check_relay.sh"),
+		"/usr/lib/relay/keepalived/notify.sh /run/relay-vrrp.state",
 		filepath.Join(w.dir, "notify.sh") + " " + filepath.Join(w.dir, fmt.Sprintf("vrrp%d.state", i)),
 	}
 	if i == 2 {
