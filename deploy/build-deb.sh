@@ -50,7 +50,11 @@ cp README.md deploy/INSTALL.md "$stage/doc/"
 # The keepalived recipe goes to /usr/lib/relay, not /usr/share/doc:
 # keepalived runs its scripts from there, and minimal images drop the docs
 # (dpkg path-exclude=/usr/share/doc/*).
-[ -d deploy/keepalived ] && mkdir -p "$stage/lib" && cp -r deploy/keepalived "$stage/lib/keepalived"
+# A copy stays with the docs too, so that a keepalived.conf copied from an
+# older package (naming /usr/share/doc/relay/keepalived/) keeps running
+# after an upgrade on a box that has the docs.
+[ -d deploy/keepalived ] && mkdir -p "$stage/lib" && cp -r deploy/keepalived "$stage/lib/keepalived" &&
+	cp -r deploy/keepalived "$stage/doc/keepalived"
 [ -f deploy/grafana/relay.json ] && cp deploy/grafana/relay.json "$stage/doc/grafana-relay.json"
 
 out="${DEB_OUT:-.}/relay_${version}_${arch}.deb"
