@@ -325,13 +325,7 @@ func TestTLSUpstreamUnknownCA(t *testing.T) {
 func TestTLSACLByCertificateName(t *testing.T) {
 	checkLeaks(t)
 	p := newPKI(t, "venue-ca")
-	backend := world.NewBackend(t, hashPrinter)
-	a := newTestACL(t, "hostssl test all reject cn=lost-laptop\nhostssl test all allow cn=boxoffice-*\nhost all all reject\n")
-	venue := startRelay(t, Config{
-		Upstreams: [][]string{{backend.Addr()}},
-		TLS:       p.serverTLS(t, p.path("ca.crt")).Config(),
-		AdmitTLS:  a.guard(),
-	})
+	venue, backend, a := aclVenue(t, p, "hostssl test all reject cn=lost-laptop\nhostssl test all allow cn=boxoffice-*\nhost all all reject\n")
 	lost := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "lost-laptop").Config})
 	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "boxoffice-2").Config})
 

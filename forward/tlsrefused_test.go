@@ -88,6 +88,20 @@ func newTestACL(t *testing.T, text string) *testACL {
 	return a
 }
 
+// aclVenue starts a venue relay terminating TLS with p's certificates, its
+// ACL (rules) deciding within the handshake, in front of a hashPrinter.
+func aclVenue(t *testing.T, p *pki, rules string) (*relay, *world.Backend, *testACL) {
+	t.Helper()
+	backend := world.NewBackend(t, hashPrinter)
+	a := newTestACL(t, rules)
+	venue := startRelay(t, Config{
+		Upstreams: [][]string{{backend.Addr()}},
+		TLS:       p.serverTLS(t, p.path("ca.crt")).Config(),
+		AdmitTLS:  a.guard(),
+	})
+	return venue, backend, a
+}
+
 // store puts text in force, as a reload does.
 func (a *testACL) store(t *testing.T, text string) {
 	t.Helper()
@@ -276,13 +290,7 @@ func testUpstreamRefuses(t *testing.T, tc certRefusal, raw *Raw, line string) {
 func TestTLSACLRejectsResumedSession(t *testing.T) {
 	checkLeaks(t)
 	p := newPKI(t, "venue-ca")
-	backend := world.NewBackend(t, hashPrinter)
-	a := newTestACL(t, "hostssl test all allow cn=boxoffice-*\n")
-	venue := startRelay(t, Config{
-		Upstreams: [][]string{{backend.Addr()}},
-		TLS:       p.serverTLS(t, p.path("ca.crt")).Config(),
-		AdmitTLS:  a.guard(),
-	})
+	venue, backend, a := aclVenue(t, p, "hostssl test all allow cn=boxoffice-*\n")
 	box := startRelay(t, Config{Upstreams: [][]string{{venue.addr(0)}}, UpstreamTLS: p.clientTLS(t, p, "boxoffice-3").Config})
 	for i := range 2 {
 		if got, want := printJob(t, box.addr(0), uint64(i), 2000), wantReply(uint64(i), 2000); got != want {
