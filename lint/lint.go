@@ -1,6 +1,7 @@
 // Package lint finds what is valid in a config and its ACL but is probably
 // not meant: no ACL at all, an ACL that allows no source, a listener no ACL
-// rule names while other listeners are named, FTP data ports inside the
+// rule names while other listeners are named, a rule naming a listener it
+// can never match (hostssl without tls.client_ca, tcp on udp), FTP data ports inside the
 // kernel's ephemeral port range, a listen address this box does not have on
 // a listener without freebind. Its one entry point, Check, is called by
 // relay at start and on every reload (which log each Warning) and by relay
@@ -98,20 +99,63 @@ func checkACL(cfg *config.Config, list *acl.List) []Warning {
 		return []Warning{{Key: "acl.file",
 			Msg: cfg.ACLPath + " allows no source: every source is rejected on every listener"}}
 	}
-	if slices.ContainsFunc(rules, func(r acl.Rule) bool { return r.Listeners == nil }) {
-		return nil // a rule for all covers every listener
-	}
-	// No rule decides for a listener the file never names: every source
-	// is rejected there, which beside named listeners looks forgotten.
-	named := list.Listeners()
-	var ws []Warning
-	for i, l := range cfg.Listeners {
-		if !slices.Contains(named, l.Name) {
+	ws := neverMatch(cfg, rules)
+	// No rule decides for a listener the file never names (or names only
+	// in rules that cannot match it): every source is rejected there,
+	// which beside named listeners looks forgotten.
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if !slices.ContainsFunc(rules, func(r acl.Rule) bool {
+			return (r.Listeners == nil || slices.Contains(r.Listeners, l.Name)) && never(&r, l) == ""
+		}) {
 			ws = append(ws, Warning{Key: fmt.Sprintf("listeners[%d]", i),
 				Msg: fmt.Sprintf("no rule in %s names listener %q (or all): every source is rejected on it, while other listeners have rules", cfg.ACLPath, l.Name)})
 		}
 	}
 	return ws
+}
+
+// neverMatch warns of each rule that names a listener it can never decide
+// for, at the rule's line.
+func neverMatch(cfg *config.Config, rules []acl.Rule) []Warning {
+	admin := &config.Listener{Name: config.AdminACLName, Mode: config.ModeTCP} // plain HTTP
+	var ws []Warning
+	for i := range rules {
+		r := &rules[i]
+		for _, name := range r.Listeners {
+			l := cfg.Lookup(name)
+			if name == config.AdminACLName {
+				l = admin
+			}
+			if l == nil {
+				continue
+			}
+			if why := never(r, l); why != "" {
+				typ := r.Proto.String()
+				if r.SSL {
+					typ = "hostssl"
+				}
+				ws = append(ws, Warning{Key: "acl.file", Msg: fmt.Sprintf("%s:%d: %s rule names listener %q, which %s: it never matches there",
+					r.File, r.Line, typ, name, why)})
+			}
+		}
+	}
+	return ws
+}
+
+// never says why rule r can never decide for listener l, or "" when it
+// can: a hostssl rule needs a verified client certificate, a tcp rule a
+// TCP connection, a udp rule a datagram.
+func never(r *acl.Rule, l *config.Listener) string {
+	switch {
+	case r.SSL && (l.TLS == nil || l.TLS.ClientCA == ""):
+		return "verifies no client certificate (no tls.client_ca)"
+	case r.Proto == acl.ProtoTCP && l.Mode.Proto() == "udp":
+		return "takes UDP"
+	case r.Proto == acl.ProtoUDP && l.Mode.Proto() == "tcp":
+		return "takes TCP"
+	}
+	return ""
 }
 
 // checkDataPorts warns when an FTP data port range overlaps the kernel's
