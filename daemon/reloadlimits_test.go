@@ -213,3 +213,49 @@ func TestReloadHoldsUDPLimits(t *testing.T) {
 		`relay_udp_sessions_created_total{listener="rtb"} 5`)
 	_ = w.d.Close()
 }
+
+// rateYAML is listener "web" whose sources may open %[3]s connections
+// (burst %[4]d); %[5]s is an extra listener line.
+const rateYAML = `admin: {listen: "127.0.0.1:0"}
+listeners:
+  - {name: web, mode: tcp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s", per_source: {rate: %[3]s, burst: %[4]d}}
+%[5]s`
+
+// TestFailedReloadKeepsRate: 127.0.0.2 spends its burst of 2 at 6/m and
+// its third connection is refused. A reload to 100/s with a burst of 1,
+// which fails on a second listener whose port another program holds,
+// leaves the rate in force: the next connection of 127.0.0.2 is refused
+// too, as it would have been without the reload (the 10 s it waits for
+// its next token are far longer than the test). Fails before the limit
+// Table waited for its listener to serve to convert the shared stamps: the
+// failed reload had brought them to 100/s and the old listener admitted
+// 127.0.0.2 at once.
+func TestFailedReloadKeepsRate(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	port, up := freePort(t, "tcp"), newTCPEcho(t, "web").addr()
+	w := startWorld(t, fmt.Sprintf(rateYAML, port, up, "6/m", 2, ""), nil)
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 2 {
+		if got := tcpOutcome(t, "127.0.0.2", at); got != "web:hello" {
+			t.Fatalf("127.0.0.2 within its burst: %q", got)
+		}
+	}
+	if got := tcpOutcome(t, "127.0.0.2", at); got != "closed" {
+		t.Fatalf("127.0.0.2 past its burst: %q, want closed", got)
+	}
+	metricsSay(t, w, `relay_connections_rejected_total{listener="web",reason="per_source"} 1`)
+
+	busy := holdPort(t, "127.0.0.1:0")
+	w.writeFile("relay.yaml", fmt.Sprintf(rateYAML, port, up, "100/s", 1,
+		fmt.Sprintf("  - {name: late, mode: tcp, listen: %q, upstream: %q}\n", busy, up)))
+	if err := w.d.Reload(); err == nil {
+		t.Fatal("a reload onto a port another program holds succeeded")
+	}
+	w.logs.Wait(t, `"message":"reload: cannot bind, nothing changed"`)
+	if got := tcpOutcome(t, "127.0.0.2", at); got != "closed" {
+		t.Fatalf("127.0.0.2 after the failed reload: %q, want closed as before it (6/m, burst spent)", got)
+	}
+	metricsSay(t, w, `relay_connections_rejected_total{listener="web",reason="per_source"} 2`,
+		`relay_connections_accepted_total{listener="web"} 2`)
+	_ = w.d.Close()
+}

@@ -244,6 +244,11 @@ func (l *Listener) Serve() error {
 	if l.ups != nil {
 		l.ups.Start()
 	}
+	if l.limits != nil {
+		// Only now is this listener's rate in force: a reload that built
+		// it and then failed must leave the predecessor's as it was.
+		l.limits.TakeOver()
+	}
 	if l.useFront && l.serveFront() {
 		l.markStarted()
 		l.accepting.Wait()

@@ -14,7 +14,8 @@
 // A reload that changes a listener replaces its Table: Config.Replaces
 // hands the new Table the sources of the old one, so the connections still
 // open on the old listener go on counting against the new limits, and each
-// is released once, into the one count (see reload.go).
+// is released once, into the one count; TakeOver, once the new listener
+// serves, carries the rate allowances over to its rate (see reload.go).
 //
 // Where its job ends: limit decides and counts; the listener closes the
 // connection, logs the refusal and exports the counters.
@@ -80,8 +81,9 @@ type Config struct {
 	// With the same IPv4Prefix and IPv6Prefix, the new Table shares its
 	// sources: the connections Replaces admitted count against this
 	// Config's limits, and whichever Table releases one releases it once.
-	// Each source's rate allowance carries over (see reload.go). With other
-	// prefix lengths, or nil, the Table starts empty.
+	// Each source's rate allowance carries over once the owner calls
+	// TakeOver (see reload.go). With other prefix lengths, or nil, the
+	// Table starts empty.
 	Replaces *Table
 }
 
@@ -107,6 +109,9 @@ type sources struct {
 	mu        sync.Mutex // guards the following
 	m         map[netip.Prefix]source
 	lastSweep int64
+	// interval and tolerance are the rate the stamps are charged at: the
+	// one of the Table that made the sources or last took them over.
+	interval, tolerance int64
 }
 
 // source is what a Table keeps per source: 16 bytes beside its key. The
@@ -136,14 +141,15 @@ func New(cfg Config) *Table {
 	}
 	v4, v6 := orDefault(cfg.IPv4Prefix, DefaultIPv4Prefix), orDefault(cfg.IPv6Prefix, DefaultIPv6Prefix)
 	if old := cfg.Replaces; old != nil && old.src.v4 == v4 && old.src.v6 == v6 {
-		t.takeOver(old)
+		t.src = old.src // at old's rate until TakeOver (reload.go)
 		return t
 	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
-	t.src = &sources{v4: v4, v6: v6, now: now, origin: now(), m: make(map[netip.Prefix]source)}
+	t.src = &sources{v4: v4, v6: v6, now: now, origin: now(), m: make(map[netip.Prefix]source),
+		interval: t.interval, tolerance: t.tolerance}
 	return t
 }
 

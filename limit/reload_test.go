@@ -106,6 +106,7 @@ func TestReplacesCarriesRate(t *testing.T) {
 			old, held := holding(t, tc.old, tc.spend)
 			tc.next.Replaces = old
 			tb := New(tc.next)
+			tb.TakeOver() // as its listener does when it serves
 			c := ap("127.0.0.2:3000")
 			for i := range tc.fit {
 				if err := tb.Acquire(c); err != nil {
@@ -183,4 +184,44 @@ func TestReplacesConcurrent(t *testing.T) {
 		t.Errorf("127.0.0.2 held %d connections, limit %d", n, max)
 	}
 	wantEmpty(t, tables...)
+}
+
+// TestReplacesUnusedLeavesRate: a successor with another rate that is
+// built and never put in force (a reload that fails after building it, say
+// on a port it cannot bind) changes nothing: the Table in force goes on
+// refusing the source that spent its burst for exactly as long as before.
+// A later successor that is taken over carries the allowance over from the
+// rate that was in force. Fails before the conversion waited for TakeOver:
+// New converted the shared stamps to the unused successor's rate, and the
+// old Table admitted the source at once.
+func TestReplacesUnusedLeavesRate(t *testing.T) {
+	clk := newClock()
+	old, held := holding(t, Config{Rate: 1, Burst: 3, Now: clk.now}, 3)
+	_ = New(Config{Rate: 10, Burst: 1, Now: clk.now, Replaces: old})
+	c := ap("127.0.0.2:3000")
+	wantAcquire(t, old, c, ErrTooFast)
+	clk.advance(time.Second - time.Millisecond)
+	wantAcquire(t, old, c, ErrTooFast)
+	clk.advance(time.Millisecond)
+	wantAcquire(t, old, c, nil) // 3 connections ahead of the clock again
+
+	next := New(Config{Rate: 10, Burst: 5, Now: clk.now, Replaces: old})
+	next.TakeOver()
+	for i := range 2 { // 3 of its burst of 5 spent
+		if err := next.Acquire(c); err != nil {
+			t.Fatalf("connection %d after the reload that took effect: %v", i+1, err)
+		}
+	}
+	wantAcquire(t, next, c, ErrTooFast)
+	clk.advance(100 * time.Millisecond)
+	wantAcquire(t, next, c, nil)
+	for _, h := range append(held, c) {
+		old.Release(h)
+	}
+	for range 3 {
+		next.Release(c)
+	}
+	clk.advance(time.Minute)
+	next.Sweep()
+	wantEmpty(t, old, next)
 }

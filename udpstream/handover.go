@@ -37,12 +37,19 @@ func (r *Relay) Files() ([]*os.File, error) {
 
 // TakeOver makes this relay the only reader of the sockets it took over
 // from Config.Replaces: their readers stop (and TakeOver waits for them), so
-// no datagram is read by a relay that would drop it as draining. Serve calls
-// it too; an owner that must order it before other steps calls it first.
+// no datagram is read by a relay that would drop it as draining; and it puts
+// this relay's per-source rate in force over the shared sources
+// (limit.Table.TakeOver). Serve calls it too; an owner that must order it
+// before other steps calls it first.
 func (r *Relay) TakeOver() { r.takeOver() }
 
 func (r *Relay) takeOver() {
 	r.takeOverOnce.Do(func() {
+		// Its per-source datagram rate is in force from here, not from
+		// Listen: a reload that fails after Listen changes nothing.
+		if r.rates != nil {
+			r.rates.TakeOver()
+		}
 		for _, p := range r.ports {
 			if p.from != nil {
 				p.from.yield()
