@@ -34,7 +34,8 @@
 //
 // # Series
 //
-// Every relay_* series except relay_ready carries a listener label. When a
+// Every relay_* series except relay_ready and
+// relay_admin_misdirected_requests_total carries a listener label. When a
 // changed listener drains beside its replacement, the two share a name and
 // their values are summed; the final counts of a replaced instance carry
 // over to its name, so a reload is no counter reset.
@@ -77,6 +78,8 @@
 //	                                               reason           failed (by reason)
 //	relay_upstream_up                     gauge    upstream         1 while the upstream answers, 0 while down (as configured)
 //	relay_upstream_failovers_total        counter  upstream         connections (udp: sessions) that went past it: down or dial failed
+//	relay_admin_misdirected_requests_total
+//	                                      counter  (none)           requests refused with 421 for their Host (see Names below)
 //
 // Series of a part a listener does not have (UDP series on a TCP listener,
 // for example) are left out, not shown as zeros. The go_* and process_*
@@ -98,4 +101,23 @@
 // Every route is a GET: the endpoint changes nothing. Config.Allow may
 // refuse a client, which then gets 403 on every route; the daemon uses the
 // ACL's rules for the name admin.
+//
+// # Names
+//
+// After the ACL, the Host header decides: the endpoint answers only to IP
+// literals (any address, any port), localhost, the machine's hostname
+// (Config.Hostname, os.Hostname by default) and its first label, and the
+// names of Config.Hosts (admin.hosts). Any other name gets 421 Misdirected
+// Request on every path, /healthz and /metrics included, with a line that
+// names admin.hosts, and a warning at most once a minute. This is the
+// defence against DNS rebinding: a page from evil.example that re-points
+// its name at the relay's address is same-origin with the endpoint in the
+// browser, but still sends "Host: evil.example". It cannot send any of the
+// accepted names, since their DNS is not the attacker's and an IP-literal
+// origin is the address the browser connects to. 421 rather than 403: the
+// client may be welcome (the ACL's 403 says otherwise); the name is wrong,
+// and the fix is a config line. The default keeps working for a scraper
+// that targets the box by address or by its hostname; one that uses
+// another name (an alias, an FQDN the box does not call itself) needs it
+// listed.
 package admin

@@ -53,6 +53,16 @@ type Config struct {
 	// a refused one gets 403 on every path. nil: every client that can
 	// reach the address.
 	Allow func(netip.AddrPort) bool
+	// Hosts returns the names, besides IP literals, localhost and the
+	// machine's hostname, that a request's Host header may carry
+	// (admin.hosts); any other gets 421 on every path, which is what stops
+	// DNS rebinding (see hostCheck). It is called per request, so a reload
+	// changes it without rebinding. nil: none.
+	Hosts func() []string
+	// Hostname returns the machine's name; the Host header may carry it or
+	// its first label. It is called per request, so a renamed box is
+	// followed. nil: os.Hostname.
+	Hostname func() (string, error)
 	// Collectors are registered beside the relay, Go and process
 	// collectors, e.g. the daemon's reload counters. nil: none.
 	Collectors []prometheus.Collector
@@ -82,10 +92,13 @@ const requestLimit = 4
 // New builds the registry and handlers. It binds nothing and starts no
 // goroutine; Listen binds.
 func New(cfg Config) (*Server, error) {
-	errLog := log.New(warnWriter{cfg.Log.With().Str("component", "admin").Logger()}, "", 0)
+	adminLog := cfg.Log.With().Str("component", "admin").Logger()
+	errLog := log.New(warnWriter{adminLog}, "", 0)
+	hosts := newHostCheck(cfg, adminLog)
 	reg := prometheus.NewRegistry()
 	cs := append([]prometheus.Collector{
 		&collector{d: newDescs(), gather: cfg.Gather, relay: cfg.Relay, ready: cfg.Ready},
+		hosts.refused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}, cfg.Collectors...)
@@ -110,7 +123,9 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /status.css", servePage("status.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /status.js", servePage("status.js", "text/javascript; charset=utf-8"))
 	s.srv = &http.Server{
-		Handler:           s.track(guard(cfg.Allow, mux)),
+		// Who (the ACL) before which name: a client the ACL refuses
+		// learns nothing about the endpoint's names.
+		Handler:           s.track(guard(cfg.Allow, hosts.wrap(mux))),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,

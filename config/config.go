@@ -82,9 +82,15 @@ type Log struct {
 // the admin endpoint; no listener may take it.
 const AdminACLName = "admin"
 
-// Admin is the /metrics and /healthz endpoint.
+// Admin is the admin endpoint: the status page, /status.json, /metrics and
+// /healthz.
 type Admin struct {
 	Listen string // "host:port"; empty: no admin endpoint
+	// Hosts are the names a request's Host header may carry besides IP
+	// addresses, localhost and the machine's hostname (which the endpoint
+	// always answers to), in lower case without a trailing dot; requests
+	// for any other name are refused. nil: none.
+	Hosts []string
 }
 
 // Mode is what a listener does with its traffic.

@@ -208,10 +208,13 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 	case reflect.TypeFor[perSecond]():
 		return toPerSecond(data)
 	case reflect.TypeFor[[]string]():
-		if s, ok := data.(string); ok {
-			return []string{s}, nil
+		switch v := data.(type) {
+		case string:
+			return []string{v}, nil
+		case []any, []string:
+			return data, nil
 		}
-		return data, nil
+		return nil, fmt.Errorf("want a list, got %s", describeValue(data))
 	}
 	switch to.Kind() {
 	case reflect.Int:

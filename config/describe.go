@@ -25,6 +25,9 @@ func (c *Config) Describe(w io.Writer) error {
 		admin = "off"
 	}
 	fmt.Fprintf(bw, "admin: %s\n", admin)
+	if len(c.Admin.Hosts) > 0 {
+		fmt.Fprintf(bw, "admin.hosts: %s\n", strings.Join(c.Admin.Hosts, ", "))
+	}
 	fmt.Fprintf(bw, "shutdown_grace: %s\n", formatDuration(c.ShutdownGrace))
 	if c.Reload.HardStopAfter > 0 {
 		fmt.Fprintf(bw, "reload.hard_stop_after: %s\n", formatDuration(c.Reload.HardStopAfter))

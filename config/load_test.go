@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,37 @@ func TestAdminListenAbsentEmptyNull(t *testing.T) {
 			}
 			if cfg.Admin.Listen != tt.want {
 				t.Errorf("Admin.Listen = %q, want %q", cfg.Admin.Listen, tt.want)
+			}
+		})
+	}
+}
+
+// TestAdminHosts: admin.hosts comes back as admin compares it (lower case,
+// no trailing dot), a single name is a list of one, and relay check's
+// description shows it.
+func TestAdminHosts(t *testing.T) {
+	for _, tt := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"absent", "", nil},
+		{"one name as text", "admin:\n  hosts: Status.Venue.Example.\n", []string{"status.venue.example"}},
+		{"list", "admin: {hosts: [status.venue.example, prometheus-target]}\n", []string{"status.venue.example", "prometheus-target"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseString(t, tt.yaml+minimal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(cfg.Admin.Hosts, tt.want) {
+				t.Errorf("Admin.Hosts = %q, want %q", cfg.Admin.Hosts, tt.want)
+			}
+			var b strings.Builder
+			if err := cfg.Describe(&b); err != nil {
+				t.Fatal(err)
+			}
+			if line := "\nadmin.hosts: " + strings.Join(tt.want, ", ") + "\n"; strings.Contains(b.String(), line) != (tt.want != nil) {
+				t.Errorf("description %s: want %q only when hosts are set", b.String(), strings.TrimSpace(line))
 			}
 		})
 	}

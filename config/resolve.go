@@ -2,7 +2,10 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,6 +32,7 @@ func resolve(fc *fileConfig, p *problems) *Config {
 			binds = append(binds, b)
 		}
 	}
+	cfg.Admin.Hosts = adminHosts(fc.Admin.Hosts, p)
 	if fc.ACL.File != nil {
 		cfg.ACLFile = *fc.ACL.File
 		cfg.ACLPath = filePath(filepath.Dir(p.src.file), cfg.ACLFile)
@@ -102,6 +106,44 @@ func adminBinding(listen string, p *problems) (binding, bool) {
 	}
 	return binding{path: "admin.listen", what: "the admin endpoint", proto: "tcp",
 		addr: addr, first: hp.First, last: hp.Last}, true
+}
+
+// adminHosts checks admin.hosts: the names, besides its IP addresses,
+// localhost and the machine's hostname, that the admin endpoint answers to.
+// They come back in lower case without a trailing dot, as admin compares
+// them.
+func adminHosts(hosts []string, p *problems) []string {
+	var out []string
+	for i, h := range hosts {
+		path := indexPath("admin.hosts", i)
+		name, port, err := net.SplitHostPort(h)
+		if err != nil {
+			name, port = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), ""
+		}
+		switch {
+		case h == "":
+			p.add(path, "empty; write a name such as status.venue.example")
+		case strings.Contains(h, "/"):
+			p.addf(path, "%q is a URL or a path; write the name alone, such as status.venue.example", h)
+		case strings.Contains(h, "*"):
+			p.addf(path, "%q: wildcards are not supported; list each name the endpoint is opened or scraped by", h)
+		case isIPAddress(name):
+			p.addf(path, "%q is an IP address, which the admin endpoint always answers to; list names only", h)
+		case port != "" || err == nil:
+			p.addf(path, "%q has a port; write the name alone (it is accepted on any port)", h)
+		case !isDNSName(h):
+			p.addf(path, "%q is not a host name (letters, digits and inner hyphens, separated by dots)", h)
+		default:
+			out = append(out, strings.TrimSuffix(strings.ToLower(h), "."))
+		}
+	}
+	return out
+}
+
+// isIPAddress reports whether s is an IPv4 or IPv6 address.
+func isIPAddress(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 // defaults are the per-listener values after the defaults section.

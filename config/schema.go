@@ -28,7 +28,8 @@ type fileLog struct {
 }
 
 type fileAdmin struct {
-	Listen *string `koanf:"listen"`
+	Listen *string  `koanf:"listen"`
+	Hosts  []string `koanf:"hosts"` // one string is read as a list of one
 }
 
 type fileACL struct {

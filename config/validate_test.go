@@ -293,6 +293,18 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"admin.listen"}, msg: "one port",
 		},
 		{
+			name: "admin hosts that are not names",
+			yaml: "admin:\n  hosts:\n    - status.venue.example\n    - status.venue.example:9090\n    - http://status.venue.example/\n" +
+				"    - 192.168.1.5\n    - '[::1]'\n    - '*.venue.example'\n    - ''\n    - status_page.example\n    - '[status.venue.example]'\nlisteners:" + one,
+			paths: []string{"admin.hosts[1]", "admin.hosts[2]", "admin.hosts[3]", "admin.hosts[4]", "admin.hosts[5]", "admin.hosts[6]", "admin.hosts[7]", "admin.hosts[8]"},
+			where: "t.yaml:4", msg: `"status.venue.example:9090" has a port; write the name alone`,
+		},
+		{
+			name:  "admin hosts is not a list of text",
+			yaml:  "admin:\n  hosts: {a: b}\nlisteners:" + one,
+			paths: []string{"admin.hosts"}, msg: "want a list",
+		},
+		{
 			name:  "admin listen without port",
 			yaml:  "admin:\n  listen: 127.0.0.1\nlisteners:" + one,
 			paths: []string{"admin.listen"}, msg: "no port",
@@ -371,6 +383,7 @@ func TestValidationAccepts(t *testing.T) {
 		{"admin on port 0 beside a listener", "admin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 10.0.0.5:80\n"},
 		{"upstream on the same port elsewhere", "listeners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 127.0.0.2:80\n  - name: b\n    mode: tcp\n    listen: 10.1.1.1:81\n    upstream: 10.0.0.5:81\n"},
 		{"upstream by host name", "listeners:\n  - name: a\n    mode: tcp\n    listen: :80\n    upstream: cms.venue.example:80\n"},
+		{"admin hosts, one name as text", "admin:\n  hosts: status.venue.example\nlisteners:" + one},
 		{"admin disabled frees its port", "admin:\n  listen: ''\nlisteners:\n  - name: a\n    mode: tcp\n    listen: :9090\n    upstream: 10.0.0.5:80\n"},
 		{"zero shutdown_grace and user_timeout", "shutdown_grace: 0s\nlisteners:\n  - name: p\n    mode: raw\n    listen: :10001\n    upstream: 10.0.0.5:10001\n    raw:\n      user_timeout: 0\n"},
 		{"empty ftp public_ip", "listeners:\n  - name: f\n    mode: ftp\n    listen: :21\n    upstream: 10.0.0.5:21\n    ftp:\n      data_ports: 30000-30010\n      public_ip: ''\n"},

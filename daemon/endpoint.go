@@ -39,6 +39,7 @@ func (d *Daemon) bindAdmin(listen string, inherit *os.File) (*admin.Server, erro
 		Ready:      d.Ready,
 		Draining:   d.Draining,
 		Allow:      d.adminAllow(listen),
+		Hosts:      d.adminHosts,
 		Collectors: []prometheus.Collector{newReloadCollector(d)},
 		Log:        d.log,
 	})
@@ -86,6 +87,14 @@ func (d *Daemon) serveAdmin(srv *admin.Server) {
 	if err := srv.Serve(); err != nil && !errors.Is(err, admin.ErrClosed) {
 		d.log.Error().Err(err).Msg("admin endpoint stopped")
 	}
+}
+
+// adminHosts returns the admin.hosts in force, for the endpoint's Host
+// check; a reload changes them without rebinding the endpoint.
+func (d *Daemon) adminHosts() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.Admin.Hosts
 }
 
 // AdminAddr is the bound admin address, "" when the endpoint is off.

@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/transport/v3/test"
 )
@@ -81,4 +84,52 @@ func holdPort(t *testing.T, addr string) string {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
+}
+
+// TestAdminHostsFollowReload: the endpoint answers to the names of
+// admin.hosts in force, refuses others with 421, and a reload that changes
+// the list applies it to the endpoint already serving (no rebind).
+func TestAdminHostsFollowReload(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	port := freePort(t, "tcp")
+	const hostsYAML = `
+admin: {listen: "127.0.0.1:0", hosts: [%s]}
+listeners:
+  - {name: web, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}
+`
+	w := startWorld(t, fmt.Sprintf(hostsYAML, "Status.Venue.Example", port, web.addr()), nil)
+	at := w.d.AdminAddr()
+	_, adminPort, _ := net.SplitHostPort(at)
+	expect := func(host string, want int) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, "http://"+at+"/status.json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d %q, want %d", host, resp.StatusCode, body, want)
+		}
+	}
+	expect("status.venue.example:"+adminPort, http.StatusOK)
+	expect("other.venue.example:"+adminPort, http.StatusMisdirectedRequest)
+	expect(at, http.StatusOK)
+
+	w.writeFile("relay.yaml", fmt.Sprintf(hostsYAML, "other.venue.example", port, web.addr()))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.d.AdminAddr(); got != at {
+		t.Fatalf("admin moved from %s to %s on a reload that changed only admin.hosts", at, got)
+	}
+	expect("status.venue.example:"+adminPort, http.StatusMisdirectedRequest)
+	expect("other.venue.example:"+adminPort, http.StatusOK)
 }
