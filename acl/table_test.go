@@ -61,20 +61,26 @@ func slowPeerMatch(pattern string, p *Peer) bool {
 	return false
 }
 
-// slowGlob is the obvious recursive glob: * matches any run of bytes.
+// slowGlob is the textbook glob table, * matching any run of bytes:
+// m[i][j] says whether pattern[i:] matches name[j:]. (The obvious
+// recursion is exponential in the stars: 39 of them against 60 bytes hung
+// FuzzMatchName's reference, not matchName.)
 func slowGlob(pattern, name string) bool {
-	if pattern == "" {
-		return name == ""
+	m := make([][]bool, len(pattern)+1)
+	for i := range m {
+		m[i] = make([]bool, len(name)+1)
 	}
-	if pattern[0] == '*' {
-		for i := 0; i <= len(name); i++ {
-			if slowGlob(pattern[1:], name[i:]) {
-				return true
+	m[len(pattern)][len(name)] = true
+	for i := len(pattern) - 1; i >= 0; i-- {
+		for j := len(name); j >= 0; j-- {
+			if pattern[i] == '*' {
+				m[i][j] = m[i+1][j] || j < len(name) && m[i][j+1]
+			} else {
+				m[i][j] = j < len(name) && pattern[i] == name[j] && m[i+1][j+1]
 			}
 		}
-		return false
 	}
-	return name != "" && pattern[0] == name[0] && slowGlob(pattern[1:], name[1:])
+	return m[0][0]
 }
 
 // covers says whether the ADDRESS column a matches the unmapped addr,
