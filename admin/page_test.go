@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -205,4 +206,94 @@ func golden(t *testing.T, path string, got []byte) {
 	if string(got) != string(want) {
 		t.Errorf("%s differs from what the code writes now; if the change is meant, run with -update and say so in the README.\ngot:\n%s", path, got)
 	}
+}
+
+// TestPageLongUpstreamList: a udp listener over CAYIN's 127 RTB ports has
+// one upstream per port. Its card sums them up (count, span, health) and
+// lists only the unhealthy ones, the full list folded away, instead of 127
+// rows that push every other listener off the screen. A listener whose
+// every upstream is down says so in its header. The ACL's counts show
+// while no rejection is recent.
+func TestPageLongUpstreamList(t *testing.T) {
+	browser := headless.New(t)
+	rtb := Snapshot{Listener: "rtb", Mode: "udp", State: StateServing, Listen: "0.0.0.0:8100-8226", UDP: &UDP{}}
+	for p := 8100; p <= 8226; p++ {
+		u := Upstream{Address: "192.0.2.30:" + strconv.Itoa(p), Health: HealthUp}
+		if p == 8110 || p == 8200 {
+			u.Health, u.Failovers = HealthDown, 4
+		}
+		rtb.Upstreams = append(rtb.Upstreams, u)
+	}
+	web := Snapshot{Listener: "cms-http", Mode: "tcp", State: StateServing, Listen: "0.0.0.0:80", Conns: &Conns{},
+		Upstreams: []Upstream{{Address: "192.0.2.10:80", Health: HealthDown}, {Address: "192.0.2.11:80", Health: HealthDown}}}
+	ftp := Snapshot{Listener: "cms-ftp", Mode: "ftp", State: StateServing, Listen: "0.0.0.0:21", Conns: &Conns{}, FTP: &FTP{},
+		Upstreams: []Upstream{{Address: "192.0.2.10:21", Health: HealthUp}, {Address: "192.0.2.11:21", Health: HealthDown}}}
+	relay := Relay{ACL: &ACL{File: "relay_hba.conf", Rules: 2,
+		Decisions: []ACLDecisions{{Listener: "rtb", Proto: "udp", Allowed: 5}}}}
+	_, url, stop := running(t, Config{
+		Gather: func() []Snapshot { return []Snapshot{rtb, web, ftp} },
+		Relay:  func() Relay { return relay },
+	})
+	defer stop()
+
+	raw, err := browser.DumpDOM(url+"/", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := headless.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("DOM:\n%s", raw)
+		}
+	}()
+	cards := func(name string) headless.Node {
+		t.Helper()
+		c := dom.Find("data-listener", name)
+		if len(c) != 1 {
+			t.Fatalf("%d cards for listener %s", len(c), name)
+		}
+		return c[0]
+	}
+	card := cards("rtb")
+	sum := card.Find("data-field", "upstreams")
+	if len(sum) != 1 || !strings.Contains(sum[0].Text(), "127 upstreams 192.0.2.30:8100–8226") ||
+		!strings.Contains(sum[0].Text(), "125 healthy") || !strings.Contains(sum[0].Text(), "2 UNHEALTHY") {
+		t.Errorf("rtb upstream summary %v, want the count, the span and the health counts", sum)
+	}
+	shown := card.Find("data-upstreams", "shown")
+	if len(shown) != 1 {
+		t.Fatalf("rtb: %d lists of upstreams shown, want 1", len(shown))
+	}
+	var listed []string
+	for _, li := range shown[0].Find("data-health", "unhealthy") {
+		listed = append(listed, li.Attr("data-upstream"))
+	}
+	if len(shown[0].Find("data-health", "healthy")) != 0 || !reflect.DeepEqual(listed, []string{"192.0.2.30:8110", "192.0.2.30:8200"}) {
+		t.Errorf("rtb lists %q (and %d healthy), want the two unhealthy upstreams alone",
+			listed, len(shown[0].Find("data-health", "healthy")))
+	}
+	if all := card.Find("data-upstreams", "all"); len(all) != 1 || len(all[0].Find("data-health", "healthy")) != 125 || all[0].Attr("open") != "" {
+		t.Errorf("rtb: want every upstream in one closed details element")
+	}
+	if len(card.Find("data-field", "no_upstream_up")) != 0 {
+		t.Error("rtb has healthy upstreams but says none is up")
+	}
+	if n := cards("cms-http").Find("data-field", "no_upstream_up"); len(n) != 1 || n[0].Text() != "NO UPSTREAM UP" {
+		t.Error("cms-http: every upstream is down and the header does not say so")
+	}
+	if len(cards("cms-ftp").Find("data-field", "no_upstream_up")) != 0 {
+		t.Error("cms-ftp has one upstream up but says none is")
+	}
+	if d := dom.Find("data-field", "decisions"); len(d) != 1 || !strings.Contains(d[0].Text(), "rtb (udp): 5 allowed") {
+		t.Errorf("ACL counts not shown while no rejection is recent: %v", d)
+	}
+
+	shot := filepath.Join(headless.ArtefactDir(), "status-page-rtb-127-ports.png")
+	if err := browser.Screenshot(url+"/", shot, 1280, 900, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", shot)
 }

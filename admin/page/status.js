@@ -4,7 +4,16 @@
 "use strict";
 
 const REFRESH_MS = 2000;
+// UPSTREAM_ROWS is how many upstreams a card lists one by one. A udp port
+// range maps one upstream per port (127 for CAYIN's RTB streams); listed
+// in full, one card would push every other listener off the screen, so
+// longer lists are summed up, with the unhealthy ones and those with
+// failovers listed and the rest behind "all upstreams".
+const UPSTREAM_ROWS = 8;
 let reads = 0;
+// openLists holds the listeners whose full upstream list the admin opened:
+// every refresh redraws the cards, and it must not close it again.
+const openLists = new Set();
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -178,22 +187,65 @@ function stateBadge(state) {
   return badge(state === "down" ? "DOWN" : state, "bad");
 }
 
+function plural(n, one, many) {
+  return num(n) + " " + (n === 1 ? one : many);
+}
+
 function upstreamItem(u) {
   const kinds = { healthy: "good", unhealthy: "bad" };
   return el("li", { "data-upstream": u.address, "data-health": u.health || "unknown" },
     u.address, " ", u.health ? badge(u.health === "unhealthy" ? "UNHEALTHY" : u.health, kinds[u.health] || "idle") : null,
-    u.failovers ? el("span", { class: "muted" }, " " + num(u.failovers) + " failovers") : null);
+    u.failovers ? el("span", { class: "muted" }, " " + plural(u.failovers, "failover", "failovers")) : null);
+}
+
+// span names a list of addresses briefly: "10.0.0.5:8100–8226" when they
+// are one host's consecutive ports, else the first and the last.
+function span(ups) {
+  const parse = a => { const i = a.lastIndexOf(":"); return [a.slice(0, i), Number(a.slice(i + 1))]; };
+  const [host, first] = parse(ups[0].address);
+  const consecutive = ups.every((u, i) => { const [h, p] = parse(u.address); return h === host && p === first + i; });
+  return consecutive ? host + ":" + first + "–" + (first + ups.length - 1)
+    : ups[0].address + " … " + ups[ups.length - 1].address;
+}
+
+// upstreamList lists a listener's upstreams, or sums up a long list (see
+// UPSTREAM_ROWS).
+function upstreamList(name, ups) {
+  if (ups.length <= UPSTREAM_ROWS) {
+    return [el("ul", { "aria-label": "upstreams", "data-upstreams": "shown" }, ...ups.map(upstreamItem))];
+  }
+  const count = h => ups.filter(u => (u.health || "") === h).length;
+  const healthy = count("healthy"), unhealthy = count("unhealthy"), unchecked = count("");
+  const sum = [num(ups.length) + " upstreams " + span(ups) + ":"];
+  if (healthy) sum.push(" ", badge(num(healthy) + " healthy", "good"));
+  if (unhealthy) sum.push(" ", badge(num(unhealthy) + " UNHEALTHY", "bad"));
+  if (unchecked) sum.push(" " + num(unchecked) + " unchecked");
+  const notable = ups.filter(u => u.health === "unhealthy" || u.failovers > 0);
+  const shown = notable.slice(0, UPSTREAM_ROWS);
+  const all = el("details", { "data-upstreams": "all" },
+    el("summary", {}, "all upstreams"), el("ul", { "aria-label": "all upstreams" }, ...ups.map(upstreamItem)));
+  all.open = openLists.has(name);
+  all.addEventListener("toggle", () => { if (all.open) openLists.add(name); else openLists.delete(name); });
+  return [
+    el("p", { class: "where", "data-field": "upstreams" }, ...sum),
+    el("ul", { "aria-label": "upstreams unhealthy or with failovers", "data-upstreams": "shown" }, ...shown.map(upstreamItem)),
+    notable.length > shown.length ? el("p", { class: "muted" }, "and " + num(notable.length - shown.length) + " more") : null,
+    all,
+  ];
 }
 
 function renderListener(s, now) {
   const ups = s.upstreams || [];
   const unhealthy = ups.some(u => u.health === "unhealthy");
+  // Every upstream down: the listener accepts clients it can only close.
+  const noneUp = ups.length > 0 && ups.every(u => u.health === "unhealthy");
   const cls = "card" + (s.state === "down" ? " down" : "") + (unhealthy ? " unhealthy" : "");
   const r = s.rates;
   const parts = [
-    el("header", {}, el("h3", {}, s.name), badge(s.mode, "idle"), stateBadge(s.state)),
+    el("header", {}, el("h3", {}, s.name), badge(s.mode, "idle"), stateBadge(s.state),
+      noneUp ? el("span", { class: "badge bad", "data-field": "no_upstream_up" }, "NO UPSTREAM UP") : null),
     el("p", { class: "where" }, "listen ", el("strong", {}, s.listen || "–")),
-    el("ul", { "aria-label": "upstreams" }, ...ups.map(upstreamItem)),
+    ...upstreamList(s.name, ups),
     ...section("Traffic", [
       fact("Bytes to upstream", bytes(s.bytes_to_upstream), "bytes_to_upstream"),
       fact("Bytes to client", bytes(s.bytes_to_client), "bytes_to_client"),
@@ -212,21 +264,23 @@ function renderListener(s, now) {
 
 function renderRejections(acl) {
   const box = document.getElementById("rejections");
-  const recent = (acl && acl.recent_rejections) || [];
-  if (recent.length === 0) {
-    box.replaceChildren(el("p", { class: "muted" }, acl ? "None since start." : "No ACL file."));
+  if (!acl) {
+    box.replaceChildren(el("p", { class: "muted" }, "No ACL file."));
     return;
   }
+  const recent = acl.recent_rejections || [];
   const rows = recent.map(x => el("tr", { "data-client": x.client },
     el("td", {}, new Date(x.time).toLocaleTimeString()), el("td", {}, x.listener + " (" + x.proto + ")"),
     el("td", {}, x.client), el("td", { class: "rej-rule" }, x.rule)));
+  // The counts since start stay in view when no rejection is recent.
   const decisions = (acl.decisions || []).map(d => d.listener + " (" + d.proto + "): " + num(d.allowed) +
     " allowed, " + num(d.rejected) + " rejected, " + num(d.refused_later) + " refused by later checks, " +
     num(d.logged) + " logged");
   box.replaceChildren(
-    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Listener"),
-      el("th", {}, "Client"), el("th", { class: "rej-rule" }, "Deciding rule"))), el("tbody", {}, ...rows)),
-    el("p", { class: "muted" }, decisions.join(" · ")));
+    recent.length === 0 ? el("p", { class: "muted" }, "None since start.")
+      : el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Listener"),
+        el("th", {}, "Client"), el("th", { class: "rej-rule" }, "Deciding rule"))), el("tbody", {}, ...rows)),
+    el("p", { class: "muted", "data-field": "decisions" }, decisions.join(" · ")));
 }
 
 function render(st) {
