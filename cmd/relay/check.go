@@ -26,13 +26,17 @@ func check(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	aclTest := fs.String("acl-test", "", "client `address` to test against the ACL")
 	listener := fs.String("listener", "", "listener `name` for -acl-test")
-	proto := fs.String("proto", "tcp", "protocol for -acl-test: tcp or udp")
+	proto := fs.String("proto", "", "protocol for -acl-test: tcp or udp (default: the listener's)")
 	cn := fs.String("cn", "", "client certificate `name` for -acl-test on a TLS listener (hostssl lines); empty: no certificate")
 	strict := fs.Bool("strict", false, "fail (exit 1) on warnings too")
 	resolveNames := fs.Bool("resolve", false, "resolve every upstream host name now and report failures (exit 1)")
 	nameserver := fs.String("nameserver", "", "for -resolve: ask this `ip:port` instead of the nameservers of /etc/resolv.conf")
 	load, ok := loader(fs, args)
 	if !ok {
+		return 2
+	}
+	if msg := strayCheckFlags(fs, *aclTest, *resolveNames); msg != "" {
+		fmt.Fprintf(stderr, "relay check: %s\n", msg)
 		return 2
 	}
 	cfg, err := load()
@@ -77,40 +81,77 @@ func check(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if *listener == "" {
+	return explainACLTest(stdout, stderr, cfg, list, *aclTest, *listener, *proto, *cn)
+}
+
+// strayCheckFlags names a flag of -acl-test or -resolve given without it,
+// or -acl-test beside -resolve, which would otherwise be ignored in
+// silence; "" when there is none.
+func strayCheckFlags(fs *flag.FlagSet, aclTest string, resolve bool) string {
+	var msg string
+	fs.Visit(func(f *flag.Flag) {
+		switch {
+		case msg != "":
+		case aclTest == "" && (f.Name == "listener" || f.Name == "proto" || f.Name == "cn"):
+			msg = "-" + f.Name + " is for -acl-test ADDR"
+		case !resolve && f.Name == "nameserver":
+			msg = "-nameserver is for -resolve"
+		case resolve && f.Name == "acl-test":
+			msg = "-resolve and -acl-test are separate checks: give one at a time"
+		}
+	})
+	return msg
+}
+
+// explainACLTest prints which ACL line decides about a client at addr on the
+// listener called name (or the admin endpoint). A client of a udp listener
+// is a UDP source, of any other a TCP client: proto may only agree.
+func explainACLTest(stdout, stderr io.Writer, cfg *config.Config, list *acl.List, addr, name, proto, cn string) int {
+	if name == "" {
 		fmt.Fprintln(stderr, "relay check: -acl-test needs -listener NAME")
 		return 2
 	}
-	if *listener == config.AdminACLName {
-		if *cn != "" {
-			fmt.Fprintln(stderr, "relay check: -cn: the admin endpoint does not terminate TLS, so no certificate reaches its ACL")
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay check: -acl-test %q is not an IP address (want one client address, like 192.168.1.99 or 2001:db8::7)\n", addr)
+		return 2
+	}
+	var l *config.Listener
+	takes := "tcp" // the admin endpoint
+	if name != config.AdminACLName {
+		if l = cfg.Lookup(name); l == nil {
+			fmt.Fprintf(stderr, "relay check: -listener %q is not defined in %s\n", name, cfg.Path)
 			return 2
 		}
-		return explainAdmin(stdout, stderr, cfg, list, *aclTest)
+		takes = l.Mode.Proto()
 	}
-	l := cfg.Lookup(*listener)
-	if l == nil {
-		fmt.Fprintf(stderr, "relay check: -listener %q is not defined in %s\n", *listener, cfg.Path)
+	switch proto {
+	case "", takes:
+	case "tcp", "udp":
+		fmt.Fprintf(stderr, "relay check: -proto %s: listener %q takes %s only\n", proto, name, takes)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "relay check: -proto %q: want tcp or udp\n", proto)
 		return 2
 	}
-	if l.TLS != nil {
-		return explainTLS(stdout, stderr, list, *aclTest, *listener, *cn)
-	}
-	if *cn != "" {
-		fmt.Fprintf(stderr, "relay check: -cn: listener %q does not terminate TLS (no tls section), so no certificate reaches its ACL\n", *listener)
+	switch {
+	case l == nil && cn != "":
+		fmt.Fprintln(stderr, "relay check: -cn: the admin endpoint does not terminate TLS, so no certificate reaches its ACL")
+		return 2
+	case l == nil:
+		return explainAdmin(stdout, stderr, cfg, list, a)
+	case l.TLS != nil:
+		return explainTLS(stdout, list, a, name, cn)
+	case cn != "":
+		fmt.Fprintf(stderr, "relay check: -cn: listener %q does not terminate TLS (no tls section), so no certificate reaches its ACL\n", name)
 		return 2
 	}
-	return explain(stdout, stderr, list, *aclTest, *listener, *proto)
+	return explain(stdout, list, a, name, takes)
 }
 
 // explainTLS prints the deciding line for a TLS client presenting a
 // certificate named cn (none when empty).
-func explainTLS(stdout, stderr io.Writer, list *acl.List, addr, listener, cn string) int {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
-		return 2
-	}
+func explainTLS(stdout io.Writer, list *acl.List, a netip.Addr, listener, cn string) int {
 	if list == nil {
 		fmt.Fprintln(stdout, "allow: no acl section")
 		return 0
@@ -122,42 +163,29 @@ func explainTLS(stdout, stderr io.Writer, list *acl.List, addr, listener, cn str
 // explainAdmin prints who decides about addr on the admin endpoint: the
 // ACL's line, or why no line does (the endpoint serves loopback and the
 // file does not name it).
-func explainAdmin(stdout, stderr io.Writer, cfg *config.Config, list *acl.List, addr string) int {
+func explainAdmin(stdout, stderr io.Writer, cfg *config.Config, list *acl.List, a netip.Addr) int {
 	if cfg.Admin.Listen == "" {
 		fmt.Fprintf(stderr, "relay check: -listener admin: the admin endpoint is off (admin.listen is empty in %s)\n", cfg.Path)
 		return 2
 	}
 	if list != nil && !daemon.AdminRulesApply(cfg.Admin.Listen, list) {
-		if _, err := netip.ParseAddr(addr); err != nil {
-			fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
-			return 2
-		}
 		fmt.Fprintf(stdout, "allow: the admin endpoint listens on loopback (%s) and %s does not name admin, so whoever reaches it may\n",
 			cfg.Admin.Listen, cfg.ACLPath)
 		return 0
 	}
-	return explain(stdout, stderr, list, addr, config.AdminACLName, "tcp")
+	return explain(stdout, list, a, config.AdminACLName, "tcp")
 }
 
-func explain(stdout, stderr io.Writer, list *acl.List, addr, listener, proto string) int {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "relay check: -acl-test: %v\n", err)
-		return 2
-	}
-	var p acl.Proto
-	switch proto {
-	case "tcp":
-		p = acl.ProtoTCP
-	case "udp":
-		p = acl.ProtoUDP
-	default:
-		fmt.Fprintf(stderr, "relay check: -proto %q: want tcp or udp\n", proto)
-		return 2
-	}
+// explain prints the deciding line for a client at a over proto ("tcp" or
+// "udp").
+func explain(stdout io.Writer, list *acl.List, a netip.Addr, listener, proto string) int {
 	if list == nil {
 		fmt.Fprintln(stdout, "allow: no acl section")
 		return 0
+	}
+	p := acl.ProtoTCP
+	if proto == "udp" {
+		p = acl.ProtoUDP
 	}
 	fmt.Fprintln(stdout, list.Explain(listener, p, a))
 	return 0

@@ -6,7 +6,7 @@
 //	                              SIGHUP reloads, SIGUSR2 upgrades the binary in place
 //	relay check -config FILE      validate, print the resolved listeners and
 //	                              the warnings relay would log (-strict: fail on them)
-//	relay check -config FILE -acl-test ADDR -listener NAME [-proto tcp|udp]
+//	relay check -config FILE -acl-test ADDR -listener NAME  (a UDP source on a udp listener)
 //	relay check ... -acl-test ADDR -listener NAME -cn NAME   the same for a TLS client certificate
 //	relay example [-acl]          print a commented example config (CAYIN), or its ACL file
 //	relay cert ca|server|client|show  a private CA and the certificates of TLS tunnels
