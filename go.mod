@@ -3,7 +3,6 @@ module github.com/edgerelay/relay
 go 1.26.0
 
 require (
-	github.com/fsnotify/fsnotify v1.9.0
 	github.com/go-viper/mapstructure/v2 v2.4.0
 	github.com/jlaffaye/ftp v0.2.4
 	github.com/knadh/koanf/maps v0.1.2

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 
 	"github.com/edgerelay/relay/config"
@@ -19,9 +18,17 @@ import (
 // so that an editor's save (write, rename, chmod) is one reload. The folders
 // are watched rather than the files, because editors replace a file by
 // renaming a new one over it. A pending change is held, never queued twice.
+//
+// On Linux a file written in place is reported only once its writer has
+// closed it, however long the writer pauses in between (an admin's
+// cat > relay.yaml, a slow copy, a tool that writes in two steps): a pause
+// past debounce would otherwise apply the part written so far, which may
+// parse, and drop what the rest names. A file renamed into place, removed
+// or linked counts at once, as does a change of its attributes. Off Linux
+// there is no close event to wait for: the quiet period alone ends a save.
 // The watch ends with the daemon (Shutdown or Close).
 func (d *Daemon) Watch(debounce time.Duration) (<-chan struct{}, error) {
-	w, err := fsnotify.NewWatcher()
+	w, err := startFolderWatch()
 	if err != nil {
 		return nil, fmt.Errorf("watch config: %w", err)
 	}
@@ -89,7 +96,7 @@ func appendSet(files []string, names ...string) []string {
 	return files
 }
 
-func watchDirs(w *fsnotify.Watcher, files []string) error {
+func watchDirs(w *folderWatch, files []string) error {
 	for _, f := range files {
 		if err := w.Add(filepath.Dir(f)); err != nil {
 			return fmt.Errorf("watch %s: %w", filepath.Dir(f), err)
@@ -98,35 +105,73 @@ func watchDirs(w *fsnotify.Watcher, files []string) error {
 	return nil
 }
 
-func (d *Daemon) watchLoop(w *fsnotify.Watcher, debounce time.Duration, out chan<- struct{}) {
+func (d *Daemon) watchLoop(w *folderWatch, debounce time.Duration, out chan<- struct{}) {
 	defer d.serving.Done()
 	defer w.Close()
 	defer d.watch.set(nil, nil) // before Close: a reload's follow must not add to a closed watcher
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
+	open := make(map[string]bool) // watched files a writer holds open
+	told := false                 // that the report waits for a writer
 	for {
 		select {
 		case <-d.done:
 			return
-		case ev, ok := <-w.Events:
+		case c, ok := <-w.changes:
 			if !ok {
+				d.log.Warn().Msg("config watch ended; reload with SIGHUP")
 				return
 			}
-			if isWatched(ev.Name, d.watch.list()) {
+			if noteChange(c, open, d.watch.list()) {
 				quiet.Reset(debounce)
 			}
-		case err, ok := <-w.Errors:
-			if !ok {
-				return
-			}
+		case err := <-w.errs:
 			d.log.Warn().Err(err).Msg("config watch")
 		case <-quiet.C:
+			if name := stillOpen(open, d.watch.list()); name != "" {
+				if !told {
+					d.log.Info().Str("file", name).
+						Msg("config watch: a file is still open for writing; reloading once it is closed")
+					told = true
+				}
+				continue // its close is a change, and starts the quiet period again
+			}
+			told = false
 			select {
 			case out <- struct{}{}:
 			default: // a reload is already pending
 			}
 		}
 	}
+}
+
+// noteChange records c in open, the watched files a writer holds open, and
+// reports whether c changed a watched file (or may have).
+func noteChange(c fileChange, open map[string]bool, files []string) bool {
+	if c.op == opLost {
+		clear(open) // their closes may be among the events lost
+		return true
+	}
+	if !isWatched(c.name, files) {
+		return false
+	}
+	switch c.op {
+	case opWrite:
+		open[c.name] = true
+	case opClose, opReplace:
+		delete(open, c.name)
+	}
+	return true
+}
+
+// stillOpen returns a file of open that is still watched, or "".
+func stillOpen(open map[string]bool, files []string) string {
+	for name := range open {
+		if slices.Contains(files, name) {
+			return name
+		}
+	}
+	return ""
 }
 
 func isWatched(name string, files []string) bool {
@@ -151,12 +196,12 @@ func isWatched(name string, files []string) bool {
 // again. (The watch loop cannot do it when it reports a change: the
 // reload has not run yet.)
 type configWatch struct {
-	mu    sync.Mutex        // guards the following
-	w     *fsnotify.Watcher // nil: no watch, or it has ended
-	files []string          // the files whose change is reported
+	mu    sync.Mutex   // guards the following
+	w     *folderWatch // nil: no watch, or it has ended
+	files []string     // the files whose change is reported
 }
 
-func (c *configWatch) set(w *fsnotify.Watcher, files []string) {
+func (c *configWatch) set(w *folderWatch, files []string) {
 	c.mu.Lock()
 	c.w, c.files = w, files
 	c.mu.Unlock()

@@ -73,9 +73,7 @@ func TestWatchFollowsNewACLFolder(t *testing.T) {
 // link's folder was watched, and the save went unnoticed.
 func TestWatchFollowsSymlinkedConfig(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	web := newTCPEcho(t, "web")
-	yaml := fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n"+
-		"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", freePort(t, "tcp"), web.addr())
+	yaml := webYAML(t)
 	w := startWorld(t, yaml, nil)
 	checkout := t.TempDir()
 	target := filepath.Join(checkout, "venue.yaml")
@@ -107,12 +105,7 @@ func TestWatchFollowsSymlinkedConfig(t *testing.T) {
 // config in force was watched, and its folders did not include the new one.
 func TestWatchFollowsConfigWhoseACLComesLater(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	w, changed, render := aclWatchWorld(t)
-	w.writeFile("relay.yaml", render("acl.d/hba.conf"))
-	awaitChange(t, changed, "the config's change was not reported")
-	if err := w.d.Reload(); err == nil { // as relay does on the report
-		t.Fatal("a reload onto a missing ACL file succeeded")
-	}
+	w, changed := aclComesLater(t)
 	w.writeFile("acl.d/hba.conf", "host all all allow\n")
 	awaitChange(t, changed, "the ACL file the saved config names, created after the failed reload, was not reported")
 	if err := w.d.Reload(); err != nil {
@@ -143,6 +136,26 @@ func aclWatchWorld(t *testing.T) (*relayWorld, <-chan struct{}, func(aclFile str
 	return w, changed, render
 }
 
+// aclComesLater is aclWatchWorld whose config was saved naming
+// acl.d/hba.conf before that file exists, and reloaded: the reload failed.
+func aclComesLater(t *testing.T) (*relayWorld, <-chan struct{}) {
+	t.Helper()
+	w, changed, render := aclWatchWorld(t)
+	w.writeFile("relay.yaml", render("acl.d/hba.conf"))
+	awaitChange(t, changed, "the config's change was not reported")
+	if err := w.d.Reload(); err == nil { // as relay does on the report
+		t.Fatal("a reload onto a missing ACL file succeeded")
+	}
+	return w, changed
+}
+
+// webYAML is a config of one listener "web" to a new echo upstream.
+func webYAML(t *testing.T) string {
+	t.Helper()
+	return fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n"+
+		"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", freePort(t, "tcp"), newTCPEcho(t, "web").addr())
+}
+
 // awaitChange fails the test unless the watch reports a change within 5 s;
 // missing says what was not reported.
 func awaitChange(t *testing.T, changed <-chan struct{}, missing string) {
@@ -152,4 +165,56 @@ func awaitChange(t *testing.T, changed <-chan struct{}, missing string) {
 	case <-time.After(5 * time.Second):
 		t.Fatal(missing)
 	}
+}
+
+// TestWatchFollowsConfigMapSwap: a config mounted as Kubernetes mounts a
+// ConfigMap (relay.yaml -> ..data/relay.yaml, ..data -> a folder per
+// version) is reported when the kubelet swaps ..data to a new version and
+// removes the old one, and again at the next swap, from the folder the
+// reload found.
+func TestWatchFollowsConfigMapSwap(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	yaml := webYAML(t)
+	w := startWorld(t, yaml, nil)
+	swap := func(version int) {
+		t.Helper()
+		dir := fmt.Sprintf("..v%d", version)
+		if err := os.Mkdir(filepath.Join(w.dir, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		w.writeFile(filepath.Join(dir, "relay.yaml"), fmt.Sprintf("%s# version %d\n", yaml, version))
+		tmp := filepath.Join(w.dir, "..data_tmp")
+		if err := os.Symlink(dir, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(w.dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(w.dir, fmt.Sprintf("..v%d", version-1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap(1)
+	link := filepath.Join(w.dir, "relay.yaml")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "relay.yaml"), link); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.d.Reload(); err != nil { // the daemon reads the mounted layout
+		t.Fatalf("reload: %v", err)
+	}
+	changed, err := w.d.Watch(50 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for version := 2; version <= 3; version++ {
+		swap(version)
+		awaitChange(t, changed, fmt.Sprintf("the swap to version %d was not reported", version))
+		if err := w.d.Reload(); err != nil {
+			t.Fatalf("reload of version %d: %v", version, err)
+		}
+	}
+	_ = w.d.Close()
 }

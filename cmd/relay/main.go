@@ -42,7 +42,8 @@ const defaultConfig = "/etc/relay/relay.yaml"
 
 // watchDebounce is how long the files must stay quiet after a change before
 // -watch reloads: long enough for an editor's write-rename-chmod, short
-// enough to feel immediate.
+// enough to feel immediate. A file still open for writing waits for its
+// close as well (daemon.Watch).
 const watchDebounce = 500 * time.Millisecond
 
 func main() {
