@@ -221,19 +221,19 @@ listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s", per_source: {rate: %[3]s, burst: %[4]d}}
 %[5]s`
 
-// TestFailedReloadKeepsRate: 127.0.0.2 spends its burst of 2 at 6/m and
+// TestFailedReloadKeepsRate: 127.0.0.2 spends its burst of 2 at 1/m and
 // its third connection is refused. A reload to 100/s with a burst of 1,
 // which fails on a second listener whose port another program holds,
 // leaves the rate in force: the next connection of 127.0.0.2 is refused
-// too, as it would have been without the reload (the 10 s it waits for
-// its next token are far longer than the test). Fails before the limit
+// too, as it would have been without the reload (the minute it waits for
+// its next token is far longer than the test). Fails before the limit
 // Table waited for its listener to serve to convert the shared stamps: the
 // failed reload had brought them to 100/s and the old listener admitted
 // 127.0.0.2 at once.
 func TestFailedReloadKeepsRate(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	port, up := freePort(t, "tcp"), newTCPEcho(t, "web").addr()
-	w := startWorld(t, fmt.Sprintf(rateYAML, port, up, "6/m", 2, ""), nil)
+	w := startWorld(t, fmt.Sprintf(rateYAML, port, up, "1/m", 2, ""), nil)
 	at := fmt.Sprintf("127.0.0.1:%d", port)
 	for range 2 {
 		if got := tcpOutcome(t, "127.0.0.2", at); got != "web:hello" {
@@ -253,7 +253,7 @@ func TestFailedReloadKeepsRate(t *testing.T) {
 	}
 	w.logs.Wait(t, `"message":"reload: cannot bind, nothing changed"`)
 	if got := tcpOutcome(t, "127.0.0.2", at); got != "closed" {
-		t.Fatalf("127.0.0.2 after the failed reload: %q, want closed as before it (6/m, burst spent)", got)
+		t.Fatalf("127.0.0.2 after the failed reload: %q, want closed as before it (1/m, burst spent)", got)
 	}
 	metricsSay(t, w, `relay_connections_rejected_total{listener="web",reason="per_source"} 2`,
 		`relay_connections_accepted_total{listener="web"} 2`)
