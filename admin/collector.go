@@ -20,6 +20,7 @@ type descs struct {
 	ready, info *prometheus.Desc
 
 	accepted, rejected, active, bytes, dialFailures *prometheus.Desc
+	acceptErrors, acceptBackingOff                  *prometheus.Desc
 
 	udpActive, udpCreated, udpExpired, udpEvicted, udpDatagrams, udpDropped, udpFailovers, udpSourcesRejected *prometheus.Desc
 
@@ -54,6 +55,9 @@ func newDescs() descs {
 		active:       l("relay_connections_active", "TCP connections open now."),
 		bytes:        l("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
 		dialFailures: l("relay_upstream_dial_failures_total", "Upstream dials that failed."),
+
+		acceptErrors:     l("relay_accept_errors_total", "Accepts that failed on a listen socket (out of descriptors, most likely)."),
+		acceptBackingOff: l("relay_accept_backing_off", "Listen sockets waiting to accept again after a failed accept; they take no client meanwhile."),
 
 		udpActive:          l("relay_udp_sessions_active", "UDP sessions open now."),
 		udpCreated:         l("relay_udp_sessions_created_total", "UDP sessions created."),
@@ -151,6 +155,8 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.rejected, n.RejectedProxyHeader, name, "proxy_header")
 		e.gauge(d.active, n.Active, name)
 		e.counter(d.dialFailures, n.DialFailures, name)
+		e.counter(d.acceptErrors, n.AcceptErrors, name)
+		e.gauge(d.acceptBackingOff, n.AcceptBackingOff, name)
 	}
 	if u := s.UDP; u != nil {
 		c.collectUDP(e, name, u)

@@ -48,6 +48,8 @@
 //	relay_connections_active              gauge                     TCP connections open now
 //	relay_bytes_total                     counter  direction        payload bytes relayed; direction is to_upstream or to_client
 //	relay_upstream_dial_failures_total    counter                   upstream TCP dials that failed, each address tried
+//	relay_accept_errors_total             counter                   accepts that failed (out of descriptors, most likely)
+//	relay_accept_backing_off              gauge                     listen sockets backing off after a failed accept: no client taken
 //	relay_udp_sessions_active             gauge                     UDP sessions open now
 //	relay_udp_sessions_created_total      counter                   UDP sessions created
 //	relay_udp_sessions_expired_total      counter                   UDP sessions ended by the idle timeout

@@ -76,6 +76,8 @@ func mergeConns(a, b *Conns) *Conns {
 		RejectedProxyHeader: a.RejectedProxyHeader + b.RejectedProxyHeader,
 		Active:              a.Active + b.Active,
 		DialFailures:        a.DialFailures + b.DialFailures,
+		AcceptErrors:        a.AcceptErrors + b.AcceptErrors,
+		AcceptBackingOff:    a.AcceptBackingOff + b.AcceptBackingOff,
 	}
 }
 

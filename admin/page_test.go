@@ -17,7 +17,7 @@ import (
 
 // pageStatus is a relay in every state the page must make plain: a listener
 // down, an unhealthy upstream, a printer in use, UDP drops, TLS failures,
-// recent ACL rejections.
+// a listener out of descriptors, recent ACL rejections.
 func pageStatus(now time.Time) (func() []Snapshot, func() Relay) {
 	snaps := []Snapshot{
 		{
@@ -43,7 +43,7 @@ func pageStatus(now time.Time) (func() []Snapshot, func() Relay) {
 		{
 			Listener: "cms-ftp", Mode: "ftp", State: StateServing, Listen: "0.0.0.0:21",
 			Upstreams: []Upstream{{Address: "192.0.2.10:21"}},
-			Conns:     &Conns{Accepted: 9},
+			Conns:     &Conns{Accepted: 9, AcceptErrors: 12, AcceptBackingOff: 1},
 			FTP:       &FTP{Sessions: 9, DataOpened: 30, DataPortsInUse: 2, DataPorts: 10000, BouncesRefused: 1},
 		},
 	}
@@ -119,6 +119,14 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	if got := field(card("cms-ftp"), "data_ports_in_use data_ports"); got != "2 of 10,000" {
 		t.Errorf("ftp data ports = %q", got)
+	}
+	// Out of descriptors: the listener serves but accepts nobody.
+	if ftp := card("cms-ftp"); field(ftp, "accept_backing_off") != "NOT ACCEPTING" || field(ftp, "accept_errors") != "12" ||
+		!strings.Contains(ftp.Attr("class"), "down") {
+		t.Errorf("cms-ftp is backing off after 12 failed accepts but its card says %q (class %q)", ftp.Text(), ftp.Attr("class"))
+	}
+	if n := web.Find("data-field", "accept_backing_off"); len(n) != 0 {
+		t.Errorf("cms-http accepts but its card says %q", n[0].Text())
 	}
 	if r := dom.Find("data-client", "198.51.100.7:40000"); len(r) != 1 || !strings.Contains(r[0].Text(), "relay_hba.conf:4") {
 		t.Errorf("recent rejection missing or without its rule: %v", r)

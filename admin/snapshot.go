@@ -98,6 +98,13 @@ type Conns struct {
 	// a failover list once (for ftp: to the server, and to active-mode
 	// clients). A udp listener's equivalent is a session_error drop.
 	DialFailures uint64 `json:"dial_failures"`
+
+	// AcceptErrors counts accepts that failed (out of descriptors, most
+	// likely). AcceptBackingOff is how many listen sockets wait to accept
+	// again after one (gauge): while it is above zero the listener takes no
+	// client from them, and they wait in the kernel's backlog.
+	AcceptErrors     uint64 `json:"accept_errors"`
+	AcceptBackingOff int64  `json:"accept_backing_off"`
 }
 
 // UDP counts sessions and datagrams of a UDP listener.
@@ -194,7 +201,7 @@ func Carry(s Snapshot) Snapshot {
 	s.Upstreams = carryUpstreams(s.Upstreams)
 	if s.Conns != nil {
 		c := *s.Conns
-		c.Active = 0
+		c.Active, c.AcceptBackingOff = 0, 0
 		s.Conns = &c
 	}
 	if s.UDP != nil {

@@ -152,6 +152,8 @@ func conns(st *forward.Stats, dialFailures uint64) *admin.Conns {
 		RejectedProxyHeader: st.RejectedProxyHeader.Load(),
 		Active:              st.Active.Load(),
 		DialFailures:        dialFailures,
+		AcceptErrors:        st.AcceptErrors.Load(),
+		AcceptBackingOff:    st.AcceptBackingOff.Load(),
 	}
 }
 

@@ -59,6 +59,7 @@ func (f *front) removeListens(g *frontGroup) {
 			continue
 		}
 		f.listens[fd] = nil
+		ln.endBackoff()
 		rawEpollCtl(f.epfd, unix.EPOLL_CTL_DEL, fd, nil) // ENOENT while paused
 		rawClose(fd)
 		g.listens--
@@ -77,7 +78,7 @@ func (f *front) accept(ln *frontListen) {
 		switch e {
 		case 0:
 		case syscall.EAGAIN:
-			ln.backoff = 0
+			ln.endBackoff()
 			return
 		case syscall.EINTR, syscall.ECONNABORTED:
 			continue
@@ -85,7 +86,7 @@ func (f *front) accept(ln *frontListen) {
 			f.pauseListen(ln, os.NewSyscallError("accept4", e))
 			return
 		}
-		ln.backoff = 0
+		ln.endBackoff()
 		fd := int(r)
 		client := f.peer(fd)
 		if ln.g.stopped || !l.admitFront(client, ln.index) {
@@ -101,12 +102,23 @@ func (f *front) accept(ln *frontListen) {
 // as the engine's accept loop does.
 func (f *front) pauseListen(ln *frontListen, err error) {
 	l := ln.g.l
+	l.stats.AcceptErrors.Add(1)
 	if ln.backoff == 0 {
+		l.stats.AcceptBackingOff.Add(1)
 		l.log.Warn().Err(err).Str("listen", l.listens[ln.index]).Msg("accept failed, backing off")
 	}
 	ln.backoff = min(max(2*ln.backoff, minAcceptBackoff), maxAcceptBackoff)
 	rawEpollCtl(f.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
 	ln.paused = f.now.Add(ln.backoff)
+}
+
+// endBackoff ends ln's back-off, if it is in one: an accept succeeded or
+// found the queue empty, or the socket leaves the front.
+func (ln *frontListen) endBackoff() {
+	if ln.backoff > 0 {
+		ln.g.l.stats.AcceptBackingOff.Add(-1)
+		ln.backoff = 0
+	}
 }
 
 // frontSockets duplicates the listen sockets for the front; nil when one

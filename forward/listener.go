@@ -269,13 +269,20 @@ func (l *Listener) acceptLoop(index int) {
 	defer l.accepting.Done()
 	ln := l.lns[index]
 	var backoff time.Duration
+	defer func() {
+		if backoff > 0 {
+			l.stats.AcceptBackingOff.Add(-1)
+		}
+	}()
 	for {
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || l.stopping() {
 				return
 			}
+			l.stats.AcceptErrors.Add(1)
 			if backoff == 0 {
+				l.stats.AcceptBackingOff.Add(1)
 				l.log.Warn().Err(err).Str("listen", l.listens[index]).
 					Msg("accept failed, backing off")
 			}
@@ -285,7 +292,10 @@ func (l *Listener) acceptLoop(index int) {
 			}
 			continue
 		}
-		backoff = 0
+		if backoff > 0 {
+			l.stats.AcceptBackingOff.Add(-1)
+			backoff = 0
+		}
 		l.admit(c, index)
 	}
 }

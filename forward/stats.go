@@ -42,6 +42,15 @@ type Stats struct {
 	// failover list, each address tried counts once.
 	DialFailures atomic.Uint64
 
+	// AcceptErrors counts accepts that failed on a listen socket (out of
+	// descriptors, most likely); each sends the socket into a back-off
+	// (5 ms, doubling up to 1 s) while clients wait in the kernel's backlog.
+	AcceptErrors atomic.Uint64
+	// AcceptBackingOff is how many listen sockets are in such a back-off
+	// now (gauge), from their first failed accept to the next one that
+	// succeeds: the listener takes no client from them meanwhile.
+	AcceptBackingOff atomic.Int64
+
 	// Raw mode with Exclusive set:
 
 	// QueueLength is the number of clients waiting for the upstream now

@@ -114,7 +114,8 @@ function connsSection(c, r) {
   if (c.rejected_proxy_header !== undefined) {
     rows.push(fact("Rejected: PROXY header", num(c.rejected_proxy_header), "rejected_proxy_header"));
   }
-  rows.push(fact("Dial failures", num(c.dial_failures), "dial_failures"));
+  rows.push(fact("Dial failures", num(c.dial_failures), "dial_failures"),
+    fact("Accept errors", num(c.accept_errors), "accept_errors"));
   return section("Connections", rows);
 }
 
@@ -239,11 +240,15 @@ function renderListener(s, now) {
   const unhealthy = ups.some(u => u.health === "unhealthy");
   // Every upstream down: the listener accepts clients it can only close.
   const noneUp = ups.length > 0 && ups.every(u => u.health === "unhealthy");
-  const cls = "card" + (s.state === "down" ? " down" : "") + (unhealthy ? " unhealthy" : "");
+  // Accepts failing (out of descriptors): it serves, but takes no client.
+  const backingOff = s.connections && s.connections.accept_backing_off > 0;
+  const cls = "card" + (s.state === "down" || backingOff ? " down" : "") + (unhealthy ? " unhealthy" : "");
   const r = s.rates;
   const parts = [
     el("header", {}, el("h3", {}, s.name), badge(s.mode, "idle"), stateBadge(s.state),
-      noneUp ? el("span", { class: "badge bad", "data-field": "no_upstream_up" }, "NO UPSTREAM UP") : null),
+      noneUp ? el("span", { class: "badge bad", "data-field": "no_upstream_up" }, "NO UPSTREAM UP") : null,
+      backingOff ? el("span", { class: "badge bad", "data-field": "accept_backing_off",
+        title: "accept failed, out of descriptors most likely: clients wait in the backlog" }, "NOT ACCEPTING") : null),
     el("p", { class: "where" }, "listen ", el("strong", {}, s.listen || "–")),
     ...upstreamList(s.name, ups),
     ...section("Traffic", [
