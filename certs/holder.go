@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 )
 
@@ -30,6 +32,9 @@ func LoadServer(f ServerFiles) (*ServerState, error) {
 	pair, err := LoadPair(f.Cert, f.Key)
 	if err != nil {
 		return nil, err
+	}
+	if err := forUse(pair.Leaf, x509.ExtKeyUsageServerAuth); err != nil {
+		return nil, &FileError{"cert", f.Cert, err}
 	}
 	cfg := &tls.Config{
 		Certificates:     []tls.Certificate{*pair},
@@ -147,6 +152,9 @@ func LoadClient(f ClientFiles) (*ClientState, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := forUse(pair.Leaf, x509.ExtKeyUsageClientAuth); err != nil {
+			return nil, &FileError{"cert", f.Cert, err}
+		}
 		cfg.Certificates = []tls.Certificate{*pair}
 		// Presented whatever CAs the upstream names as acceptable:
 		// crypto/tls would otherwise send none to an upstream that trusts
@@ -208,4 +216,19 @@ func (c *Client) Config(addr string) *tls.Config {
 	cfg = cfg.Clone()
 	cfg.ServerName = host
 	return cfg
+}
+
+// forUse refuses a certificate whose extended key usage leaves out use
+// (server or client authentication): every peer refuses it in the handshake
+// ("incompatible key usage"), where the mistake is far from its file. A
+// certificate that lists no usage may serve either.
+func forUse(leaf *x509.Certificate, use x509.ExtKeyUsage) error {
+	if len(leaf.ExtKeyUsage) == 0 || slices.Contains(leaf.ExtKeyUsage, use) ||
+		slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return nil
+	}
+	if use == x509.ExtKeyUsageServerAuth {
+		return fmt.Errorf("not a server certificate (use: %s): every client refuses it on a listener; issue one with relay cert server -name NAME", usage(leaf))
+	}
+	return fmt.Errorf("not a client certificate (use: %s): the upstream refuses it; issue one with relay cert client -name NAME", usage(leaf))
 }

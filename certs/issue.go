@@ -122,10 +122,15 @@ func (a *Authority) Issue(kind Kind, req Request) ([]byte, *ecdsa.PrivateKey, er
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	for _, h := range req.Hosts {
-		if ip := net.ParseIP(h); ip != nil {
+		switch ip := net.ParseIP(h); {
+		case ip != nil:
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
+		case isDNSName(h):
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		default:
+			// "10.0.0.1:443" or "venue local" would be a name no client
+			// asks for: the handshake would fail at the far end.
+			return nil, nil, fmt.Errorf("certs: host %q is neither an IP address nor a DNS name", h)
 		}
 	}
 	if isDNSName(req.Name) && !slices.Contains(tmpl.DNSNames, req.Name) && net.ParseIP(req.Name) == nil {
@@ -163,13 +168,14 @@ func template(req Request) (*x509.Certificate, error) {
 	}, nil
 }
 
-// isDNSName is a loose check: letters, digits, '-', '.', and '*' labels.
+// isDNSName is a loose check: letters, digits, '-', '.', '*' labels, and
+// '_', which crypto/x509 matches too (names outside the public web use it).
 func isDNSName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
 	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '*') {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '*' || c == '_') {
 			return false
 		}
 	}
