@@ -24,7 +24,7 @@ const certUsage = `usage:
 // and client certificates of a venue and its box offices. Keys are written
 // 0600 and never printed.
 func cert(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprint(stderr, certUsage)
 		return 2
 	}
@@ -155,7 +155,7 @@ func certRequest(action, name, hosts string, days int, notBefore string) (certs.
 
 // certShow prints what a certificate file holds.
 func certShow(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") { // -h, or a flag show does not have ("./-x" is a file)
 		fmt.Fprint(stderr, certUsage)
 		return 2
 	}
@@ -166,4 +166,13 @@ func certShow(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "file:        %s\n%s", args[0], certs.Describe(c))
 	return 0
+}
+
+// isHelp reports whether arg asks for usage, as the flag package takes it.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
 }

@@ -128,3 +128,15 @@ func TestCheckWarnsExpiredCertificate(t *testing.T) {
 		t.Errorf("check -strict: exit %d, stderr %q; want 1", code, stderr)
 	}
 }
+
+// TestCertHelp: relay cert -h and relay cert show -h print the usage of
+// relay cert (exit 2, as every -h of relay); they said unknown action "-h"
+// and tried to open a file called -h.
+func TestCertHelp(t *testing.T) {
+	for _, args := range [][]string{{"cert", "-h"}, {"cert", "--help"}, {"cert", "show", "-h"}, {"cert", "show"}} {
+		code, _, stderr := runCmd(args...)
+		if code != 2 || !strings.HasPrefix(stderr, "usage:\n  relay cert ca") {
+			t.Errorf("relay %s: exit %d, stderr %q; want 2 and the usage alone", strings.Join(args, " "), code, stderr)
+		}
+	}
+}
