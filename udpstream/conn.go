@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"time"
 )
 
@@ -91,106 +90,6 @@ func (b *batch) release() {
 	b.pool.put(b)
 }
 
-// batchTrimPeriod is how often a relay trims its pool (batchPool.trim): a
-// batch unused for one to two periods is freed.
-const batchTrimPeriod = time.Second
-
-// maxFreeBatches caps the batches a pool keeps for reuse (64 MiB of
-// 2 MiB batches); one handed back beyond it is left to the collector.
-const maxFreeBatches = 32
-
-// batchPool hands out batches of one size. The pool is what bounds buffer
-// memory: a batch is held only between a read that found data and the end of
-// forwarding it, so the number in use follows the number of goroutines busy
-// forwarding, not the number of sessions or listen ports.
-//
-// It is a free list and not a sync.Pool, for what it keeps when traffic
-// stops. A sync.Pool keeps every object handed back until the second
-// collection after, and the first counts them as live: after 127 listen
-// ports of an RTB range read at once it held about a batch per port, 260
-// MiB of heap in use, and the first collection of an idle relay (Go forces
-// one every two minutes) set the next target at 518 MiB
-// (TestIdleListenPortsHoldNoBatch, BENCHMARKS.md).
-// The free list instead frees, at each trim (the sweeper's, about every
-// second), the batches that stayed unused since the trim before, and it
-// allocates one batch at a time: readers woken together wait for the
-// allocation in progress and then take a batch handed back meanwhile,
-// rather than each allocating its own.
-type batchPool struct {
-	size    int
-	allocMu sync.Mutex // held while allocating: see get
-
-	mu   sync.Mutex // guards the following
-	free []*batch   // most recently handed back last
-	low  int        // the fewest batches free since the last trim: free[:low] went unused
-}
-
-func newBatchPool(size int) *batchPool {
-	return &batchPool{size: size}
-}
-
-// get takes a free batch, or allocates one when none is free. Allocation is
-// serialized and looks at the free list again once it has the lock: a 2 MiB
-// allocation can let the scheduler run other readers, and without the lock
-// each of them allocated a batch of its own while the first was still being
-// made (127 at once for a range of 127 ports).
-func (bp *batchPool) get() *batch {
-	if b := bp.pop(); b != nil {
-		return b
-	}
-	bp.allocMu.Lock()
-	defer bp.allocMu.Unlock()
-	if b := bp.pop(); b != nil {
-		return b
-	}
-	return bp.alloc()
-}
-
-func (bp *batchPool) pop() *batch {
-	bp.mu.Lock()
-	defer bp.mu.Unlock()
-	n := len(bp.free)
-	if n == 0 {
-		return nil
-	}
-	b := bp.free[n-1]
-	bp.free[n-1] = nil
-	bp.free = bp.free[:n-1]
-	bp.low = min(bp.low, n-1)
-	return b
-}
-
-func (bp *batchPool) put(b *batch) {
-	bp.mu.Lock()
-	if len(bp.free) < maxFreeBatches {
-		bp.free = append(bp.free, b)
-	}
-	bp.mu.Unlock()
-}
-
-// trim lets the collector have the batches that were not taken since the
-// previous trim: a busy relay keeps what it uses, an idle one keeps none.
-func (bp *batchPool) trim() {
-	bp.mu.Lock()
-	defer bp.mu.Unlock()
-	unused := bp.low
-	n := copy(bp.free, bp.free[unused:])
-	clear(bp.free[n:])
-	bp.free = bp.free[:n]
-	bp.low = n
-}
-
-func (bp *batchPool) alloc() *batch {
-	b := &batch{msgs: make([]message, bp.size), pool: bp}
-	// One slab per batch: one object for the GC instead of 32.
-	slab := make([]byte, bp.size*msgBufSize)
-	for i := range b.msgs {
-		b.msgs[i].buf = slab[i*msgBufSize : i*msgBufSize : (i+1)*msgBufSize]
-	}
-	b.sys.init(b)
-	return b
-}
-
 // packetNet is the part of pion/transport's transport.Net that the
 // single-datagram path needs; *vnet.Net implements it, and so does stdNet.
 type packetNet interface {
@@ -205,7 +104,7 @@ type singleNet struct {
 }
 
 func newSingleNet(pn packetNet) *singleNet {
-	return &singleNet{pn: pn, pool: newBatchPool(1)}
+	return &singleNet{pn: pn, pool: newBatchPool(1, 0)}
 }
 
 func (n *singleNet) listen(addr string) (packetConn, error) {

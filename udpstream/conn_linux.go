@@ -103,6 +103,10 @@ type sysConn struct {
 	rb     *batch
 	rerr   error
 	recvFn func(fd uintptr) bool
+	// starved records that recv found the socket readable and the pool at
+	// its cap: readBatch waits for a batch outside the socket's read
+	// lock (a Close waits for that lock) and reads again.
+	starved bool
 
 	// A connected (session) socket waits for readiness before it takes a
 	// batch, when its last read left nothing queued: a batch holds 2 MiB,
@@ -145,6 +149,11 @@ func (c *sysConn) readBatch() (*batch, error) {
 	}
 	c.rerr = nil
 	err := c.rc.Read(c.recvFn)
+	for err == nil && c.starved {
+		c.starved = false
+		c.rb = c.pool.get()
+		err = c.rc.Read(c.recvFn)
+	}
 	b := c.rb
 	c.rb = nil
 	if err == nil {
@@ -196,10 +205,14 @@ func pollNow(fd uintptr) int16 {
 
 // recv runs one recvmmsg. The batch is taken from the pool here, when the
 // socket has signalled readiness, and handed back on EAGAIN, so a waiting
-// reader holds no buffers.
+// reader holds no buffers. With none to take (the pool is at its cap) it
+// sets starved and returns, for readBatch to wait for one.
 func (c *sysConn) recv(fd uintptr) bool {
 	if c.rb == nil {
-		c.rb = c.pool.get()
+		if c.rb = c.pool.tryGet(); c.rb == nil {
+			c.starved = true
+			return true
+		}
 	}
 	b := c.rb
 	s := &b.sys

@@ -29,7 +29,7 @@ func TestPlanWriteRuns(t *testing.T) {
 		{"segment cap", slices.Repeat([]int{10}, 70), nil, true, []int{64, 70}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBatchPool(len(tc.sizes)).get()
+			b := newBatchPool(len(tc.sizes), 0).get()
 			for i, n := range tc.sizes {
 				b.msgs[i].buf = b.msgs[i].buf[:n]
 				b.msgs[i].addr = a

@@ -89,7 +89,7 @@ func TestIdleListenPortsHoldNoBatch(t *testing.T) {
 // BenchmarkBatchPool is the pool's cost per batch (of up to 32 datagrams)
 // with readers on every core taking and handing back batches.
 func BenchmarkBatchPool(b *testing.B) {
-	bp := newBatchPool(batchSize)
+	bp := newBatchPool(batchSize, 0)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			bp.get().release()
@@ -100,7 +100,7 @@ func BenchmarkBatchPool(b *testing.B) {
 // TestBatchPoolTrim: a trim frees the batches that stayed in the pool since
 // the trim before, and keeps the ones taken meanwhile.
 func TestBatchPoolTrim(t *testing.T) {
-	bp := newBatchPool(1)
+	bp := newBatchPool(1, 0)
 	var held []*batch
 	for range 5 {
 		held = append(held, bp.get())

@@ -81,7 +81,7 @@ func newSender(t testing.TB, from string, to netip.AddrPort, size int) *sender {
 		t.Fatal(err)
 	}
 	_ = uc.SetWriteBuffer(4 << 20)
-	c, err := newSysConn(uc, true, newBatchPool(batchSize), false)
+	c, err := newSysConn(uc, true, newBatchPool(batchSize, 0), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func newSender(t testing.TB, from string, to netip.AddrPort, size int) *sender {
 // senderOn sends from an existing socket (without GSO, like a plain client).
 func senderOn(c *sysConn, to netip.AddrPort, size int) *sender {
 	c.gso.max.Store(0)
-	s := &sender{conn: c, b: newBatchPool(batchSize).get()}
+	s := &sender{conn: c, b: newBatchPool(batchSize, 0).get()}
 	for i := range s.b.msgs {
 		s.b.msgs[i].buf = s.b.msgs[i].buf[:size]
 		s.b.msgs[i].addr = to

@@ -69,7 +69,7 @@ func newSysNet(readBuffer, writeBuffer int, freebind bool, log zerolog.Logger) *
 		writeBuffer: writeBuffer,
 		freebind:    freebind,
 		log:         log,
-		pool:        newBatchPool(batchSize),
+		pool:        newBatchPool(batchSize, maxBatches),
 		gso:         true,
 	}
 }
