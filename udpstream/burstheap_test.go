@@ -268,3 +268,81 @@ func TestBurstHeap(t *testing.T) {
 			float64(peak)/(1<<20), burstHeapLimit>>20, batches, batchSize*msgBufSize>>20)
 	}
 }
+
+// stalledNet dials through its network and wraps every session socket in a
+// stalledConn sharing its gate.
+type stalledNet struct {
+	network
+	g *stallGate
+}
+
+func (n *stalledNet) dial(up netip.AddrPort) (packetConn, error) {
+	c, err := n.network.dial(up)
+	if err != nil {
+		return c, err
+	}
+	return &stalledConn{packetConn: c, g: n.g}, nil
+}
+
+// stallGate holds every write of its sockets while closed, as a socket
+// whose send buffer is full holds its writer (EAGAIN until the NIC has
+// sent), and counts the writers held.
+type stallGate struct {
+	closed atomic.Bool
+	held   atomic.Int32
+	open   chan struct{}
+	opened func() // closes open; safe to call again
+}
+
+func newStallGate() *stallGate {
+	g := &stallGate{open: make(chan struct{})}
+	g.opened = sync.OnceFunc(func() { g.closed.Store(false); close(g.open) })
+	return g
+}
+
+type stalledConn struct {
+	packetConn
+	g *stallGate
+}
+
+func (c *stalledConn) writeBatch(b *batch, from, to int) (int, error) {
+	if c.g.closed.Load() {
+		c.g.held.Add(1)
+		<-c.g.open
+		c.g.held.Add(-1)
+	}
+	return c.packetConn.writeBatch(b, from, to)
+}
+
+// TestBatchesCappedWhileSendsStall: while the sends to the upstream wait
+// for room (every session socket's writes held), a burst on every port of
+// an RTB range leaves each port's reader holding the batch it read, or
+// waiting for one: the pool stays at maxBatches (16 MiB), where it made a
+// batch per port (127, 254 MiB) without a cap. Once the sends go on,
+// every datagram arrives once and intact.
+func TestBatchesCappedWhileSendsStall(t *testing.T) {
+	checkLeaks(t)
+	const rounds = 8
+	g := newStallGate()
+	t.Cleanup(g.opened) // before the relay closes: no held write holds Close up
+	w := newBurstWorld(t, func(nw network) network { return &stalledNet{network: nw, g: g} })
+	pool := w.r.net.(*stalledNet).network.(*sysNet).pool
+	g.closed.Store(true)
+	w.send(1, 1+rounds, burstSize)
+	// Every port's reader holds a batch in a held send, or waits for one.
+	testworld.Eventually(t, "every port's reader to hold a batch or wait for one", func() bool {
+		pool.mu.Lock()
+		waiting := len(pool.waiting)
+		pool.mu.Unlock()
+		return int(g.held.Load())+waiting == rtbPorts
+	})
+	pool.mu.Lock()
+	live, waiting := pool.live, len(pool.waiting)
+	pool.mu.Unlock()
+	t.Logf("sends held: %d readers hold a batch in a send, %d wait for one, %d batches live", g.held.Load(), waiting, live)
+	if live > maxBatches {
+		t.Errorf("%d batches live (%d MiB) while the sends stall, want at most %d", live, live*batchSize*msgBufSize>>20, maxBatches)
+	}
+	g.opened()
+	w.checkExact(1 + rounds)
+}

@@ -1,0 +1,103 @@
+package udpstream
+
+import (
+	"testing"
+
+	testworld "github.com/edgerelay/relay/internal/world"
+)
+
+// BenchmarkBatchPool is the pool's cost per batch (of up to 32 datagrams)
+// with readers on every core taking and handing back batches.
+func BenchmarkBatchPool(b *testing.B) {
+	bp := newBatchPool(batchSize, 0)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			bp.get().release()
+		}
+	})
+}
+
+// TestBatchPoolTrim: a trim frees the batches that stayed in the pool since
+// the trim before, and keeps the ones taken meanwhile.
+func TestBatchPoolTrim(t *testing.T) {
+	bp := newBatchPool(1, 0)
+	var held []*batch
+	for range 5 {
+		held = append(held, bp.get())
+	}
+	for _, b := range held {
+		b.release()
+	}
+	bp.trim() // the five were in use since the (absent) trim before: kept
+	if got := len(bp.free); got != 5 {
+		t.Fatalf("%d free after the first trim, want 5", got)
+	}
+	a, b := bp.get(), bp.get() // two in use again; three stay unused
+	a.release()
+	b.release()
+	bp.trim()
+	if got := len(bp.free); got != 2 {
+		t.Fatalf("%d free after the second trim, want the 2 used since the first", got)
+	}
+	if bp.free[0] != b && bp.free[1] != b {
+		t.Fatal("a batch used since the last trim was freed")
+	}
+	bp.trim()
+	if got := len(bp.free); got != 0 {
+		t.Fatalf("%d free after a trim period without use, want 0", got)
+	}
+	for range maxFreeBatches + 3 {
+		bp.put(&batch{pool: bp})
+	}
+	if got := len(bp.free); got != maxFreeBatches {
+		t.Fatalf("%d free, want at most %d", got, maxFreeBatches)
+	}
+}
+
+// TestBatchPoolCap: a capped pool makes no batch beyond its cap; a get
+// waits for one to be handed back, and the oldest waiter gets it first.
+func TestBatchPoolCap(t *testing.T) {
+	bp := newBatchPool(1, 2)
+	a, b := bp.get(), bp.get()
+	if c := bp.tryGet(); c != nil {
+		t.Fatal("tryGet made a third batch past a cap of 2")
+	}
+	waiters := func() int {
+		bp.mu.Lock()
+		defer bp.mu.Unlock()
+		return len(bp.waiting)
+	}
+	got1, got2 := make(chan *batch, 1), make(chan *batch, 1)
+	go func() { got1 <- bp.get() }()
+	testworld.Eventually(t, "the first get to wait", func() bool { return waiters() == 1 })
+	go func() { got2 <- bp.get() }()
+	testworld.Eventually(t, "the second get to wait", func() bool { return waiters() == 2 })
+	b.release()
+	if c := <-got1; c != b {
+		t.Fatal("the first waiter did not get the batch handed back")
+	}
+	select {
+	case <-got2:
+		t.Fatal("the second waiter got a batch while both were in use")
+	default:
+	}
+	a.release()
+	if c := <-got2; c != a {
+		t.Fatal("the second waiter did not get the next batch handed back")
+	}
+	if bp.live != 2 || bp.peak != 2 {
+		t.Fatalf("live %d, peak %d: want 2 and 2", bp.live, bp.peak)
+	}
+	// Idle: trims free both, and the cap counts only what is left.
+	a.release()
+	b.release()
+	bp.trim()
+	bp.trim()
+	if bp.live != 0 || len(bp.free) != 0 {
+		t.Fatalf("live %d, free %d after two idle trims, want 0 and 0", bp.live, len(bp.free))
+	}
+	x, y := bp.tryGet(), bp.tryGet()
+	if x == nil || y == nil || x == a || x == b || y == a || y == b {
+		t.Fatal("the pool did not make two new batches after trimming its own")
+	}
+}
