@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	testworld "github.com/edgerelay/relay/internal/world"
 )
@@ -110,25 +113,39 @@ func (s *burstSender) round(ports []netip.AddrPort, streams []int, seq, size int
 const burstHeapLimit = 48 << 20
 
 // burstWorld is a range of rtbPorts listen ports with a stream on each, all
-// from one CAYIN server to one streamSink (a stream's datagrams are
+// from one CAYIN server to one upstream (a stream's datagrams are
 // streamDatagram(port index, seq, …)), sent by burstSenders.
 type burstWorld struct {
 	t     *testing.T
 	r     *Relay
-	up    *streamSink
+	up    *streamSink // nil when the upstream only counts (fast)
+	count func() uint64
 	ports []netip.AddrPort
 	ss    []*burstSender
 }
 
-// newBurstWorld starts the relay over nw (nil: real sockets) and opens a
-// session on every port with datagram 0 of its stream.
-func newBurstWorld(t *testing.T, wrap func(network) network) *burstWorld {
-	w := &burstWorld{t: t, up: startStreamSink(t, rtbPorts)}
+// newBurstWorld starts the relay, its network wrapped by wrap if set, and
+// opens a session on every port with datagram 0 of its stream. The
+// upstream is a streamSink, or with fast a sink that only counts (and
+// keeps up with the relay: a streamSink reads and hashes one datagram at
+// a time).
+func newBurstWorld(t *testing.T, wrap func(network) network, fast bool) *burstWorld {
+	w := &burstWorld{t: t}
+	var upAddr string
+	if fast {
+		s := startSink(t, false)
+		var forced atomic.Bool // room for a whole burst, as the streamSink has
+		_ = s.conn.rc.Control(func(fd uintptr) { setBuffer(int(fd), unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, 32<<20, &forced) })
+		upAddr, w.count = s.addr().String(), s.datagrams.Load
+	} else {
+		w.up = startStreamSink(t, rtbPorts)
+		upAddr, w.count = w.up.conn.LocalAddr().String(), w.up.count
+	}
 	// One server sends every stream: its address needs a session on
 	// every port.
 	cfg := Config{Name: "rtb", MaxSessionsPerSource: rtbPorts, Log: zerolog.Nop()}
 	for range rtbPorts {
-		cfg.Upstreams = append(cfg.Upstreams, []string{w.up.conn.LocalAddr().String()})
+		cfg.Upstreams = append(cfg.Upstreams, []string{upAddr})
 	}
 	first := testworld.ReserveUDPPortRun(t, rtbPorts)
 	for i := range rtbPorts {
@@ -147,6 +164,7 @@ func newBurstWorld(t *testing.T, wrap func(network) network) *burstWorld {
 	}
 	w.send(0, 1, burstSize)
 	waitStat(t, "sessions opened", func() uint64 { return w.r.stats.SessionsCreated.Load() }, rtbPorts)
+	waitStat(t, "datagrams at the upstream", w.count, rtbPorts)
 	return w
 }
 
@@ -187,7 +205,7 @@ func (w *burstWorld) send(from, to, size int) {
 func (w *burstWorld) checkExact(n int) {
 	w.t.Helper()
 	total := uint64(rtbPorts * n)
-	if got := settledCount(w.up.count, total); got != total {
+	if got := settledCount(w.count, total); got != total {
 		w.t.Errorf("upstream got %d of %d datagrams; drops %v", got, total, w.r.stats.Drops.DropReasons())
 	}
 	short := 0
@@ -244,7 +262,7 @@ func TestBurstHeap(t *testing.T) {
 		bursts = 5
 		rounds = 64 // datagrams per port and burst
 	)
-	w := newBurstWorld(t, nil)
+	w := newBurstWorld(t, nil, false)
 	pool := w.r.net.(*sysNet).pool
 	heap := sampleHeap()
 	stop, collected := make(chan struct{}), make(chan struct{})
@@ -254,7 +272,7 @@ func TestBurstHeap(t *testing.T) {
 		pool.trim()
 		pool.trim()
 		w.send(1+burst*rounds, 1+(burst+1)*rounds, burstSize)
-		waitStat(t, "datagrams at the upstream", w.up.count, uint64(rtbPorts*(1+(burst+1)*rounds)))
+		waitStat(t, "datagrams at the upstream", w.count, uint64(rtbPorts*(1+(burst+1)*rounds)))
 	}
 	close(stop)
 	<-collected
@@ -325,7 +343,7 @@ func TestBatchesCappedWhileSendsStall(t *testing.T) {
 	const rounds = 8
 	g := newStallGate()
 	t.Cleanup(g.opened) // before the relay closes: no held write holds Close up
-	w := newBurstWorld(t, func(nw network) network { return &stalledNet{network: nw, g: g} })
+	w := newBurstWorld(t, func(nw network) network { return &stalledNet{network: nw, g: g} }, false)
 	pool := w.r.net.(*stalledNet).network.(*sysNet).pool
 	g.closed.Store(true)
 	w.send(1, 1+rounds, burstSize)
@@ -345,4 +363,68 @@ func TestBatchesCappedWhileSendsStall(t *testing.T) {
 	}
 	g.opened()
 	w.checkExact(1 + rounds)
+}
+
+// TestBurstBench compares the batch pool at its cap with an uncapped one
+// on bursts on every port of an RTB range: datagrams a second from the
+// first send to the last arrival, and the test process's CPU (senders,
+// relay, sink) per datagram, rounds interleaved. It runs only when asked:
+//
+//	UDPSTREAM_BENCH=1 go test -run TestBurstBench -v ./udpstream/
+//
+// UDPSTREAM_BENCH_ROUNDS sets the rounds (default 5).
+func TestBurstBench(t *testing.T) {
+	if os.Getenv("UDPSTREAM_BENCH") == "" {
+		t.Skip("set UDPSTREAM_BENCH=1 to run the benchmark")
+	}
+	const rounds = 64 // datagrams per port and burst
+	modes := []struct {
+		name string
+		max  int
+	}{{"cap", maxBatches}, {"uncapped", 0}}
+	worlds := make([]*burstWorld, len(modes))
+	for i, m := range modes {
+		worlds[i] = newBurstWorld(t, nil, true)
+		pool := worlds[i].r.net.(*sysNet).pool
+		pool.mu.Lock()
+		pool.max = m.max
+		pool.mu.Unlock()
+	}
+	type result struct{ rate, cpuPer, loss float64 }
+	results := make([][]result, len(modes))
+	for round := range envInt("UDPSTREAM_BENCH_ROUNDS", 5) {
+		for i, m := range modes {
+			w := worlds[i]
+			pool := w.r.net.(*sysNet).pool
+			pool.trim()
+			pool.trim()
+			pool.mu.Lock()
+			pool.peak = pool.live // this round's peak
+			pool.mu.Unlock()
+			from := 1 + round*rounds
+			base, start, cpu := w.count(), time.Now(), processCPU()
+			w.send(from, from+rounds, burstSize)
+			want := base + rtbPorts*rounds
+			got := settledCount(w.count, want)
+			d, used := time.Since(start), processCPU()-cpu
+			got -= base
+			n := float64(rtbPorts * rounds)
+			r := result{n / d.Seconds(), float64(used.Microseconds()) / n, 100 * (1 - float64(got)/n)}
+			results[i] = append(results[i], r)
+			t.Logf("%-9s round %d: %6.0f datagrams/s, %5.2f µs CPU a datagram, %.1f %% lost, %d batches at most",
+				m.name, round, r.rate, r.cpuPer, r.loss, w.poolPeak(pool))
+		}
+	}
+	// Rounds of one mode ran right after the other's, under the same load
+	// from the machine's other users: the median of their ratios is the
+	// figure that noise moves least.
+	var rateRatio, cpuRatio []float64
+	for k := range results[0] {
+		rateRatio = append(rateRatio, results[0][k].rate/results[1][k].rate)
+		cpuRatio = append(cpuRatio, results[0][k].cpuPer/results[1][k].cpuPer)
+	}
+	slices.Sort(rateRatio)
+	slices.Sort(cpuRatio)
+	t.Logf("%s against %s, medians of %d rounds' ratios: %.2fx the datagrams a second, %.2fx the CPU a datagram",
+		modes[0].name, modes[1].name, len(rateRatio), rateRatio[len(rateRatio)/2], cpuRatio[len(cpuRatio)/2])
 }
