@@ -259,7 +259,7 @@ func collectLoop(stop <-chan struct{}, done chan<- struct{}) {
 func TestBurstHeap(t *testing.T) {
 	checkLeaks(t)
 	const (
-		bursts = 5
+		bursts = 3
 		rounds = 64 // datagrams per port and burst
 	)
 	w := newBurstWorld(t, nil, false)
