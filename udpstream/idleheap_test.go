@@ -55,7 +55,8 @@ func TestIdleListenPortsHoldNoBatch(t *testing.T) {
 	// Logged, not asserted: it depends on where the collector caught the
 	// readers. With a sync.Pool each reader allocated a batch of its own
 	// (155-257 MiB here); with the free list it was 10-13 MiB in most
-	// runs, up to 90 MiB when collections parked readers holding batches.
+	// runs, up to 90 MiB when collections parked readers holding batches,
+	// until the pool got its cap (TestBurstHeap asserts the bound).
 	var burst runtime.MemStats
 	runtime.ReadMemStats(&burst)
 	t.Logf("heap in use just after the datagrams: %.1f MiB", float64(burst.HeapInuse)/(1<<20))
