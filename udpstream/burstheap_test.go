@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"runtime/metrics"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -363,68 +361,4 @@ func TestBatchesCappedWhileSendsStall(t *testing.T) {
 	}
 	g.opened()
 	w.checkExact(1 + rounds)
-}
-
-// TestBurstBench compares the batch pool at its cap with an uncapped one
-// on bursts on every port of an RTB range: datagrams a second from the
-// first send to the last arrival, and the test process's CPU (senders,
-// relay, sink) per datagram, rounds interleaved. It runs only when asked:
-//
-//	UDPSTREAM_BENCH=1 go test -run TestBurstBench -v ./udpstream/
-//
-// UDPSTREAM_BENCH_ROUNDS sets the rounds (default 5).
-func TestBurstBench(t *testing.T) {
-	if os.Getenv("UDPSTREAM_BENCH") == "" {
-		t.Skip("set UDPSTREAM_BENCH=1 to run the benchmark")
-	}
-	const rounds = 64 // datagrams per port and burst
-	modes := []struct {
-		name string
-		max  int
-	}{{"cap", maxBatches}, {"uncapped", 0}}
-	worlds := make([]*burstWorld, len(modes))
-	for i, m := range modes {
-		worlds[i] = newBurstWorld(t, nil, true)
-		pool := worlds[i].r.net.(*sysNet).pool
-		pool.mu.Lock()
-		pool.max = m.max
-		pool.mu.Unlock()
-	}
-	type result struct{ rate, cpuPer, loss float64 }
-	results := make([][]result, len(modes))
-	for round := range envInt("UDPSTREAM_BENCH_ROUNDS", 5) {
-		for i, m := range modes {
-			w := worlds[i]
-			pool := w.r.net.(*sysNet).pool
-			pool.trim()
-			pool.trim()
-			pool.mu.Lock()
-			pool.peak = pool.live // this round's peak
-			pool.mu.Unlock()
-			from := 1 + round*rounds
-			base, start, cpu := w.count(), time.Now(), processCPU()
-			w.send(from, from+rounds, burstSize)
-			want := base + rtbPorts*rounds
-			got := settledCount(w.count, want)
-			d, used := time.Since(start), processCPU()-cpu
-			got -= base
-			n := float64(rtbPorts * rounds)
-			r := result{n / d.Seconds(), float64(used.Microseconds()) / n, 100 * (1 - float64(got)/n)}
-			results[i] = append(results[i], r)
-			t.Logf("%-9s round %d: %6.0f datagrams/s, %5.2f µs CPU a datagram, %.1f %% lost, %d batches at most",
-				m.name, round, r.rate, r.cpuPer, r.loss, w.poolPeak(pool))
-		}
-	}
-	// Rounds of one mode ran right after the other's, under the same load
-	// from the machine's other users: the median of their ratios is the
-	// figure that noise moves least.
-	var rateRatio, cpuRatio []float64
-	for k := range results[0] {
-		rateRatio = append(rateRatio, results[0][k].rate/results[1][k].rate)
-		cpuRatio = append(cpuRatio, results[0][k].cpuPer/results[1][k].cpuPer)
-	}
-	slices.Sort(rateRatio)
-	slices.Sort(cpuRatio)
-	t.Logf("%s against %s, medians of %d rounds' ratios: %.2fx the datagrams a second, %.2fx the CPU a datagram",
-		modes[0].name, modes[1].name, len(rateRatio), rateRatio[len(rateRatio)/2], cpuRatio[len(cpuRatio)/2])
 }
