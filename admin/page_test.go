@@ -128,6 +128,10 @@ func TestPageInBrowser(t *testing.T) {
 	if n := web.Find("data-field", "accept_backing_off"); len(n) != 0 {
 		t.Errorf("cms-http accepts but its card says %q", n[0].Text())
 	}
+	troubled := dom.Find("aria-label", "listeners that need attention")
+	if want := "ticket-printer NO UPSTREAM UP rtb DOWN cms-ftp NOT ACCEPTING"; len(troubled) != 1 || troubled[0].Text() != want {
+		t.Errorf("listeners needing attention %v, want %q", troubled, want)
+	}
 	if r := dom.Find("data-client", "198.51.100.7:40000"); len(r) != 1 || !strings.Contains(r[0].Text(), "relay_hba.conf:4") {
 		t.Errorf("recent rejection missing or without its rule: %v", r)
 	}
@@ -294,6 +298,20 @@ func TestPageLongUpstreamList(t *testing.T) {
 	}
 	if len(cards("cms-ftp").Find("data-field", "no_upstream_up")) != 0 {
 		t.Error("cms-ftp has one upstream up but says none is")
+	}
+	// The overview above the cards links every listener in trouble.
+	if o := dom.Find("data-field", "overview"); len(o) != 1 || !strings.HasPrefix(o[0].Text(), "3 listeners: 3 serving. 3 need attention") {
+		t.Errorf("overview %v, want the count by state and 3 in trouble", o)
+	}
+	for name, why := range map[string]string{"rtb": "2 upstreams UNHEALTHY", "cms-http": "NO UPSTREAM UP", "cms-ftp": "1 upstream UNHEALTHY"} {
+		li := dom.Find("data-trouble", name)
+		if len(li) != 1 || li[0].Text() != name+" "+why {
+			t.Errorf("overview for %s: %v, want %q", name, li, name+" "+why)
+			continue
+		}
+		if a := li[0].Find("href", "#listener-"+name); len(a) != 1 || cards(name).Attr("id") != "listener-"+name {
+			t.Errorf("overview for %s does not link its card", name)
+		}
 	}
 	if d := dom.Find("data-field", "decisions"); len(d) != 1 || !strings.Contains(d[0].Text(), "rtb (udp): 5 allowed") {
 		t.Errorf("ACL counts not shown while no rejection is recent: %v", d)

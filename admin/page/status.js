@@ -235,6 +235,43 @@ function upstreamList(name, ups) {
   ];
 }
 
+// trouble says what about a listener needs the admin's eye, "" if nothing:
+// the same conditions its card marks.
+function trouble(s) {
+  const ups = s.upstreams || [];
+  if (s.state === "down") return "DOWN";
+  if (s.connections && s.connections.accept_backing_off > 0) return "NOT ACCEPTING";
+  if (ups.length > 0 && ups.every(u => u.health === "unhealthy")) return "NO UPSTREAM UP";
+  const down = ups.filter(u => u.health === "unhealthy").length;
+  if (down > 0) return plural(down, "upstream", "upstreams") + " UNHEALTHY";
+  return "";
+}
+
+function cardID(name) {
+  return "listener-" + name;
+}
+
+// renderOverview heads the cards with the counts by state and a link to
+// every listener in trouble: with 127 listeners (one per port of a range)
+// the cards run for many screens, and a DOWN one must not hide among them.
+function renderOverview(listeners) {
+  const box = document.getElementById("overview");
+  if (listeners.length === 0) {
+    box.replaceChildren();
+    return;
+  }
+  const states = {};
+  for (const s of listeners) states[s.state] = (states[s.state] || 0) + 1;
+  const counts = Object.entries(states).sort().map(([st, n]) => num(n) + " " + st).join(", ");
+  const bad = listeners.map(s => [s, trouble(s)]).filter(([, why]) => why);
+  const items = bad.map(([s, why]) => el("li", { "data-trouble": s.name },
+    el("a", { href: "#" + encodeURIComponent(cardID(s.name)) }, s.name), " ", badge(why, "bad")));
+  box.replaceChildren(
+    el("p", { "data-field": "overview" }, plural(listeners.length, "listener", "listeners") + ": " + counts + ". ",
+      bad.length ? badge(plural(bad.length, "needs", "need") + " attention", "bad") : badge("nothing needs attention", "good")),
+    bad.length ? el("ul", { "aria-label": "listeners that need attention" }, ...items) : null);
+}
+
 function renderListener(s, now) {
   const ups = s.upstreams || [];
   const unhealthy = ups.some(u => u.health === "unhealthy");
@@ -264,7 +301,7 @@ function renderListener(s, now) {
   if (s.ftp) parts.push(...ftpSection(s.ftp));
   if (s.raw) parts.push(...rawSection(s.raw, now));
   if (s.tls) parts.push(...tlsSection(s.tls));
-  return el("article", { class: cls, "data-listener": s.name, "data-state": s.state }, ...parts);
+  return el("article", { class: cls, id: cardID(s.name), "data-listener": s.name, "data-state": s.state }, ...parts);
 }
 
 function renderRejections(acl) {
@@ -290,6 +327,7 @@ function renderRejections(acl) {
 
 function render(st) {
   renderProcess(st);
+  renderOverview(st.listeners);
   const cards = st.listeners.map(s => renderListener(s, st.time));
   document.getElementById("listeners").replaceChildren(
     ...(cards.length ? cards : [el("p", { class: "muted" }, "No listeners.")]));
