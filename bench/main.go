@@ -11,6 +11,7 @@
 //	go run ./bench -json out.json   also write every run's figures
 //	go run ./bench -plots DIR       also write an SVG chart per scenario
 //	go run ./bench -baseline BIN    also measure an earlier relay binary, A/B in the same runs
+//	go run ./bench -soak 30m        one relay, every scenario round after round with reloads: a leak check
 //
 // All traffic stays on 127.0.0.1. The peers are started and stopped by the
 // bench, each in a process group of its own. The exit status is 1 when the
@@ -45,6 +46,7 @@ type options struct {
 	relayBin string
 	baseBin  string
 	peers    string
+	soak     time.Duration
 }
 
 func parseFlags() (options, error) {
@@ -58,6 +60,7 @@ func parseFlags() (options, error) {
 	fs.StringVar(&o.relayBin, "relay", "", "use this relay `binary` instead of building ./cmd/relay")
 	fs.StringVar(&o.baseBin, "baseline", "", "also measure this relay `binary` (column \"baseline\"), taking turns with the relay in every run")
 	fs.StringVar(&o.peers, "peers", "all", "peers to compare: all, none, or a comma `list` of "+strings.Join(peerNames(), ","))
+	fs.DurationVar(&o.soak, "soak", 0, "instead of the table: run every scenario round after round through one relay for this `duration`, reloading it every few seconds, and check that nothing leaks (see soak.go)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return o, err
 	}
@@ -83,7 +86,7 @@ func run() int {
 		return 2
 	}
 	sc := defaultScale()
-	if o.quick {
+	if o.quick || o.soak > 0 {
 		sc = quickScale()
 	}
 	if o.runs > 0 {
@@ -95,7 +98,12 @@ func run() int {
 		return 1
 	}
 	e := &env{dir: dir, ports: newPortAlloc(), scale: sc, files: int(raiseFileLimit())}
-	code := bench(e, o, scenarios)
+	var code int
+	if o.soak > 0 {
+		code = soak(e, o, o.soak, scenarios)
+	} else {
+		code = bench(e, o, scenarios)
+	}
 	e.stopAll()
 	if code == 0 {
 		os.RemoveAll(dir)

@@ -69,6 +69,7 @@ func moduleRoot(goBin string) (string, error) {
 type relayFwd struct {
 	bin   string
 	label string // the column; "" is "relay"
+	admin bool   // give each process an admin endpoint (the soak scrapes it)
 }
 
 func (r relayFwd) name() string {
@@ -87,11 +88,31 @@ func (r relayFwd) start(e *env, routes []route) (*instance, error) {
 	}
 	var cfg, venue strings.Builder
 	var venueSpecs []portSpec
-	cfg.WriteString(relayConfigHead)
+	var adminAddrs [2]string // box office (or the only process), venue
+	head := func(i int) (string, error) {
+		if !r.admin {
+			return relayConfigHead, nil
+		}
+		port, err := e.ports.one()
+		if err != nil {
+			return "", err
+		}
+		adminAddrs[i] = loopback(port)
+		return strings.Replace(relayConfigHead, `listen: ""`, "listen: "+adminAddrs[i], 1), nil
+	}
+	h, err := head(0)
+	if err != nil {
+		return nil, err
+	}
+	cfg.WriteString(h)
 	for _, rt := range routes {
 		if rt.mode == "tunnel" {
 			if venue.Len() == 0 {
-				venue.WriteString(relayConfigHead)
+				h, err := head(1)
+				if err != nil {
+					return nil, err
+				}
+				venue.WriteString(h)
 			}
 			tunnel, err := writeRelayTunnel(&cfg, &venue, e, rt, in)
 			if err != nil {
@@ -110,12 +131,15 @@ func (r relayFwd) start(e *env, routes []route) (*instance, error) {
 	}
 	path := filepath.Join(e.dir, r.name()+".yaml")
 	var parts []part // the venue first, as a server before its clients
+	in.configs, in.admins = nil, nil
 	if venue.Len() > 0 {
 		vpath := filepath.Join(e.dir, r.name()+"-venue.yaml")
 		parts = append(parts, part{suffix: "-venue", specs: venueSpecs, cfgPath: vpath, cfgText: venue.String(),
 			argv: []string{r.bin, "-config", vpath}})
+		in.configs, in.admins = append(in.configs, vpath), append(in.admins, adminAddrs[1])
 	}
 	parts = append(parts, part{specs: specs, cfgPath: path, cfgText: cfg.String(), argv: []string{r.bin, "-config", path}})
+	in.configs, in.admins = append(in.configs, path), append(in.admins, adminAddrs[0])
 	return launchParts(e, in, parts...)
 }
 

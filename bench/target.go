@@ -39,6 +39,8 @@ type instance struct {
 	addrs   map[string]string // route name -> address the clients connect to
 	procs   []*process        // none for direct
 	ftpData [2]int            // the relay's FTP data ports, first and last; zero for the others
+	configs []string          // the relay's config file per process, as procs
+	admins  []string          // the relay's admin endpoint per process when asked for ("": none)
 }
 
 // addr returns where clients reach the route.
