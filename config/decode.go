@@ -207,6 +207,8 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		return toByteSize(data)
 	case reflect.TypeFor[perSecond]():
 		return toPerSecond(data)
+	case reflect.TypeFor[tlsVersion]():
+		return toTLSVersion(data)
 	case reflect.TypeFor[[]string]():
 		switch v := data.(type) {
 		case string:
@@ -309,6 +311,18 @@ func toPerSecond(data any) (any, error) {
 		return perSecond(f / per), nil
 	}
 	return nil, fmt.Errorf("%s, got %s", want, describeValue(data))
+}
+
+func toTLSVersion(data any) (any, error) {
+	switch v := data.(type) {
+	case tlsVersion, string:
+		return v, nil
+	case float64:
+		return tlsVersion(strconv.FormatFloat(v, 'f', -1, 64)), nil
+	case int:
+		return tlsVersion(strconv.Itoa(v)), nil
+	}
+	return nil, fmt.Errorf("want a version like 1.3, got %s", describeValue(data))
 }
 
 func toInt(data any) (any, error) {

@@ -74,11 +74,11 @@ type filePerSource struct {
 
 // fileTLS terminates TLS on a tcp or raw listener.
 type fileTLS struct {
-	Cert        string `koanf:"cert"`
-	Key         string `koanf:"key"`
-	ClientCA    string `koanf:"client_ca"`
-	MinVersion  string `koanf:"min_version"`
-	KeyExchange string `koanf:"key_exchange"`
+	Cert        string     `koanf:"cert"`
+	Key         string     `koanf:"key"`
+	ClientCA    string     `koanf:"client_ca"`
+	MinVersion  tlsVersion `koanf:"min_version"`
+	KeyExchange string     `koanf:"key_exchange"`
 }
 
 // fileUpstreamTLS originates TLS to a tcp or raw listener's upstream.
@@ -131,3 +131,7 @@ type perSecond float64
 // byteSize is a count of bytes, written as a number or with a unit
 // ("4MiB", "512KiB", "1MB").
 type byteSize int
+
+// tlsVersion is a TLS version, "1.2" or "1.3"; written without quotes it is
+// a YAML number, and read as the same version.
+type tlsVersion string
