@@ -40,8 +40,13 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	pids := daemon.Holders(proto, ap)
-	if len(pids) != 1 {
-		fmt.Fprintf(stderr, "relay upgrade: cannot tell which relay serves %s %s (holders: %v)\n", proto, addr, pids)
+	switch {
+	case len(pids) == 0:
+		fmt.Fprintf(stderr, "relay upgrade: no process holds %s %s, the first listen address of %s: is relay running with this config?\n",
+			proto, addr, cfg.Path)
+		return 1
+	case len(pids) > 1:
+		fmt.Fprintf(stderr, "relay upgrade: cannot tell which relay serves %s %s: pids %v hold it\n", proto, addr, pids)
 		return 1
 	}
 	old := pids[0]

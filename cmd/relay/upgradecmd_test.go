@@ -88,13 +88,14 @@ func successorPID(t *testing.T, logs *world.LogBuffer) int {
 // address, as config accepts it) is looked up as [::]:PORT, where the relay
 // binds it; relay upgrade refused it as an address ("missing IP") before it
 // looked for the relay at all. Nothing is bound here: with no relay on the
-// port it must say it cannot tell which relay serves it.
+// port it must say that no process holds it (it said "cannot tell which
+// relay serves tcp :PORT (holders: [])", as if there were several).
 func TestUpgradeCmdEmptyHost(t *testing.T) {
 	port := world.ReserveTCPPort(t)
 	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlisteners:\n"+
 		"  - {name: web, mode: tcp, listen: \":%d\", upstream: \"127.0.0.1:9\"}\n", port))
 	code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "1s")
-	if want := fmt.Sprintf("cannot tell which relay serves tcp :%d (holders: [])", port); code != 1 || !strings.Contains(stderr, want) {
+	if want := fmt.Sprintf("no process holds tcp :%d, the first listen address of %s: is relay running with this config?", port, cfg); code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
 	}
 }
