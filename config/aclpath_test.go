@@ -1,6 +1,7 @@
 package config
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,5 +41,23 @@ func TestACLPath(t *testing.T) {
 				t.Errorf("ACLPath = %q, want %q", cfg.ACLPath, tt.want)
 			}
 		})
+	}
+}
+
+// TestACLPathFromFlag: -acl-file's relative path is beside the config file
+// too, as its help and the README say (not in the current folder).
+func TestACLPathFromFlag(t *testing.T) {
+	path := writeConfig(t, "listeners:\n  - {name: a, mode: tcp, listen: \"127.0.0.1:80\", upstream: \"10.0.0.5:80\"}\n")
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	flags := RegisterFlags(fs)
+	if err := fs.Parse([]string{"-acl-file", "flag_hba.conf"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(LoadOptions{Path: path, Environ: []string{}, Flags: flags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(filepath.Dir(path), "flag_hba.conf"); cfg.ACLPath != want {
+		t.Errorf("ACLPath = %q, want %q", cfg.ACLPath, want)
 	}
 }

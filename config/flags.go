@@ -24,7 +24,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 		{"log-format", "log.format", "log `format`: auto, json or console (overrides log.format)"},
 		{"admin-listen", "admin.listen", "admin endpoint `host:port`; empty disables it (overrides admin.listen)"},
 		{"shutdown-grace", "shutdown_grace", "drain `duration` on SIGTERM, like 30s (overrides shutdown_grace)"},
-		{"acl-file", "acl.file", "ACL `file` (overrides acl.file)"},
+		{"acl-file", "acl.file", "ACL `file` (overrides acl.file; a relative one is beside the config file, as acl.file is)"},
 	} {
 		fs.String(d.name, "", d.usage)
 		f.keys[d.name] = d.key
