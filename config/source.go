@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -64,6 +66,14 @@ func parseYAML(name string, data []byte) (*yaml.Node, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, Errors{syntaxError(name, data, err)}
 	}
+	first := 0
+	if len(doc.Content) > 0 {
+		first = doc.Content[0].Line
+	}
+	if line := secondDocument(data, first); line > 0 {
+		return nil, Errors{{Where: fmt.Sprintf("%s:%d", name, line), line: line,
+			Msg: "a second YAML document (after ---): relay reads one; put everything in the first"}}
+	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, nil // empty file
 	}
@@ -73,6 +83,36 @@ func parseYAML(name string, data []byte) (*yaml.Node, error) {
 			Msg: "the top level must be a mapping of keys (log:, listeners:, ...)"}}
 	}
 	return root, nil
+}
+
+// secondDocument returns the line of a second YAML document in data that
+// holds anything (or does not parse), or 0; the first document's content
+// starts at line first. yaml.Unmarshal reads the first document only, so
+// the listeners of a second one (two configs pasted into one file) would
+// be dropped without a word.
+func secondDocument(data []byte, first int) int {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if dec.Decode(&doc) != nil {
+		return 0
+	}
+	err := dec.Decode(&doc)
+	switch {
+	case err == io.EOF:
+		return 0
+	case err == nil && (len(doc.Content) == 0 || doc.Content[0].Tag == "!!null"):
+		return 0 // "---" with nothing after it
+	case err == nil:
+		return doc.Line
+	}
+	// A second document that does not parse: its marker is the first
+	// "---" line after the first document's content began.
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		if i+1 > first && bytes.HasPrefix(line, []byte("---")) {
+			return i + 1
+		}
+	}
+	return first
 }
 
 // indexYAML records the line of every key path under n and reports keys
