@@ -123,45 +123,6 @@ func decodeInto(k *koanf.Koanf, out *fileConfig, p *problems) {
 	emptySections(k.Raw(), reflect.ValueOf(out).Elem())
 }
 
-// emptySections turns each optional section written with nothing after it
-// (YAML null: "tls:" whose keys were commented out) into an empty one, as
-// if written "tls: {}". The decoder leaves a null section's pointer nil,
-// the same as no section: a listener meant to terminate TLS then served
-// plain TCP without a word. An empty section gets the checks of one
-// (tls.cert missing, per_source sets no limit, raw only for mode raw).
-func emptySections(raw any, v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if !v.IsNil() {
-			emptySections(raw, v.Elem())
-		}
-	case reflect.Slice:
-		items, ok := raw.([]any)
-		if !ok || len(items) != v.Len() {
-			return
-		}
-		for i, item := range items {
-			emptySections(item, v.Index(i))
-		}
-	case reflect.Struct:
-		m, ok := raw.(map[string]any)
-		if !ok {
-			return
-		}
-		for i := range v.NumField() {
-			val, present := m[v.Type().Field(i).Tag.Get("koanf")]
-			f := v.Field(i)
-			switch {
-			case !present:
-			case val == nil && f.Kind() == reflect.Pointer && f.IsNil() && f.Type().Elem().Kind() == reflect.Struct:
-				f.Set(reflect.New(f.Type().Elem()))
-			default:
-				emptySections(val, f)
-			}
-		}
-	}
-}
-
 // collectDecodeErrors walks the tree of joined mapstructure errors and adds
 // one problem per failing key.
 func collectDecodeErrors(err error, p *problems) {
@@ -186,6 +147,10 @@ func collectDecodeErrors(err error, p *problems) {
 	}
 	if nested := (*mapstructure.DecodeError)(nil); errors.As(inner, &nested) {
 		collectDecodeErrors(inner, p)
+		return
+	}
+	if wt := (*wantTextError)(nil); errors.As(inner, &wt) {
+		p.add(de.Name(), wt.Error()+textHint(de.Name(), wt.got))
 		return
 	}
 	var ut *mapstructure.UnconvertibleTypeError
@@ -231,7 +196,7 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		}
 	case reflect.String:
 		if _, ok := data.(string); !ok {
-			return nil, fmt.Errorf("want text, got %s", describeValue(data))
+			return nil, &wantTextError{got: data}
 		}
 	case reflect.Slice:
 		if _, ok := data.([]any); !ok {
