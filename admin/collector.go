@@ -20,7 +20,7 @@ type descs struct {
 	ready, info *prometheus.Desc
 
 	accepted, rejected, active, bytes, dialFailures *prometheus.Desc
-	acceptErrors, acceptBackingOff                  *prometheus.Desc
+	acceptErrors, acceptBackingOff, unreachable     *prometheus.Desc
 
 	udpActive, udpCreated, udpExpired, udpEvicted, udpDatagrams, udpDropped, udpFailovers, udpSourcesRejected *prometheus.Desc
 
@@ -55,6 +55,7 @@ func newDescs() descs {
 		active:       l("relay_connections_active", "TCP connections open now."),
 		bytes:        l("relay_bytes_total", "Payload bytes relayed, by direction (to_upstream, to_client).", "direction"),
 		dialFailures: l("relay_upstream_dial_failures_total", "Upstream dials that failed."),
+		unreachable:  l("relay_connections_unreachable_total", "TCP connections admitted and closed because no upstream could be reached (every address failed or was known down)."),
 
 		acceptErrors:     l("relay_accept_errors_total", "Accepts that failed on a listen socket (out of descriptors, most likely)."),
 		acceptBackingOff: l("relay_accept_backing_off", "Listen sockets waiting to accept again after a failed accept; they take no client meanwhile."),
@@ -155,6 +156,7 @@ func (c *collector) collectListener(e emitter, s merged) {
 		e.counter(d.rejected, n.RejectedProxyHeader, name, "proxy_header")
 		e.gauge(d.active, n.Active, name)
 		e.counter(d.dialFailures, n.DialFailures, name)
+		e.counter(d.unreachable, n.Unreachable, name)
 		e.counter(d.acceptErrors, n.AcceptErrors, name)
 		e.gauge(d.acceptBackingOff, n.AcceptBackingOff, name)
 	}

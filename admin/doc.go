@@ -48,6 +48,7 @@
 //	relay_connections_active              gauge                     TCP connections open now
 //	relay_bytes_total                     counter  direction        payload bytes relayed; direction is to_upstream or to_client
 //	relay_upstream_dial_failures_total    counter                   upstream TCP dials that failed, each address tried
+//	relay_connections_unreachable_total   counter                   admitted connections closed: no upstream reachable (failed or known down)
 //	relay_accept_errors_total             counter                   accepts that failed (out of descriptors, most likely)
 //	relay_accept_backing_off              gauge                     listen sockets backing off after a failed accept: no client taken
 //	relay_udp_sessions_active             gauge                     UDP sessions open now

@@ -76,6 +76,7 @@ func mergeConns(a, b *Conns) *Conns {
 		RejectedProxyHeader: a.RejectedProxyHeader + b.RejectedProxyHeader,
 		Active:              a.Active + b.Active,
 		DialFailures:        a.DialFailures + b.DialFailures,
+		Unreachable:         a.Unreachable + b.Unreachable,
 		AcceptErrors:        a.AcceptErrors + b.AcceptErrors,
 		AcceptBackingOff:    a.AcceptBackingOff + b.AcceptBackingOff,
 	}

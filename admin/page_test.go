@@ -24,7 +24,7 @@ func pageStatus(now time.Time) (func() []Snapshot, func() Relay) {
 			Listener: "cms-http", Mode: "tcp", State: StateServing, Listen: "0.0.0.0:80",
 			Upstreams:       []Upstream{{Address: "192.0.2.10:80", Health: "healthy"}},
 			BytesToUpstream: 123456, BytesToClient: 9876543,
-			Conns: &Conns{Accepted: 42, RejectedACL: 3, Active: 2, DialFailures: 1},
+			Conns: &Conns{Accepted: 42, RejectedACL: 3, Active: 2, DialFailures: 1, Unreachable: 5},
 			TLS:   &TLS{Client: &Handshakes{OK: 40, Resumed: 2, Failed: map[string]uint64{"expired": 1}}},
 		},
 		{
@@ -102,7 +102,7 @@ func TestPageInBrowser(t *testing.T) {
 		return n[0].Text()
 	}
 	web := card("cms-http")
-	for f, want := range map[string]string{"accepted": "42", "active": "2", "rejected_acl": "3", "dial_failures": "1", "bytes_to_client": "9.4 MiB"} {
+	for f, want := range map[string]string{"accepted": "42", "active": "2", "rejected_acl": "3", "dial_failures": "1", "unreachable": "5", "bytes_to_client": "9.4 MiB"} {
 		if got := field(web, f); got != want {
 			t.Errorf("cms-http %s = %q, want %q", f, got, want)
 		}

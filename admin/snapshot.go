@@ -98,6 +98,10 @@ type Conns struct {
 	// a failover list once (for ftp: to the server, and to active-mode
 	// clients). A udp listener's equivalent is a session_error drop.
 	DialFailures uint64 `json:"dial_failures"`
+	// Unreachable counts accepted clients closed because no upstream could
+	// be reached: every address failed, or was known down and not dialled
+	// (raw: print jobs; ftp: control connections answered 421).
+	Unreachable uint64 `json:"unreachable"`
 
 	// AcceptErrors counts accepts that failed (out of descriptors, most
 	// likely). AcceptBackingOff is how many listen sockets wait to accept

@@ -106,6 +106,11 @@ func ftpCounts(s *admin.Snapshot, st *ftppassive.Stats) {
 	s.BytesToUpstream = st.ControlBytesToUpstream.Load() + st.DataBytesToUpstream.Load()
 	s.BytesToClient = st.ControlBytesToClient.Load() + st.DataBytesToClient.Load()
 	s.Conns = conns(st.Control, st.DialFailures.Load())
+	if s.Conns != nil {
+		// The control listener's Handler dials the server itself, so
+		// forward never counts its clients unreachable: the 421s are.
+		s.Conns.Unreachable = st.UpstreamFailed.Load()
+	}
 	if s.FTP == nil {
 		s.FTP = new(admin.FTP)
 	}
@@ -152,6 +157,7 @@ func conns(st *forward.Stats, dialFailures uint64) *admin.Conns {
 		RejectedProxyHeader: st.RejectedProxyHeader.Load(),
 		Active:              st.Active.Load(),
 		DialFailures:        dialFailures,
+		Unreachable:         st.Unreachable.Load(),
 		AcceptErrors:        st.AcceptErrors.Load(),
 		AcceptBackingOff:    st.AcceptBackingOff.Load(),
 	}

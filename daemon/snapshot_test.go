@@ -34,7 +34,7 @@ func TestCountsReadEveryStat(t *testing.T) {
 	// and raw listeners only.
 	ftpUnused := []string{
 		"Control.QueueLength", "Control.QueuedTotal", "Control.QueueWaitNanos", "Control.QueueTimeouts",
-		"Control.BytesIn", "Control.BytesOut", "Control.DialFailures",
+		"Control.BytesIn", "Control.BytesOut", "Control.DialFailures", "Control.Unreachable",
 		"Control.Handshakes.OK", "Control.Handshakes.Resumed",
 		"Control.UpstreamHandshakes.OK", "Control.UpstreamHandshakes.Resumed",
 	}

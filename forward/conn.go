@@ -194,7 +194,8 @@ type dialContext struct {
 func (c dialContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 // logDialFailure writes the one line a client costs when no upstream
-// answered: a warning with every error, no stack trace.
+// answered: a warning with every error, no stack trace. It counts the
+// client in Stats.Unreachable unless the listener is closing.
 func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, start time.Time) {
 	upstreams := joinAddrs(l.cfg.Upstreams[index])
 	if l.ctx.Err() != nil {
@@ -202,6 +203,7 @@ func (l *Listener) logDialFailure(client netip.AddrPort, index int, err error, s
 			Dur("duration_ms", time.Since(start)).Str("end", EndShutdown).Msg("connection closed")
 		return
 	}
+	l.stats.Unreachable.Add(1)
 	if errors.Is(err, upstream.ErrAllDown) {
 		// The outage is logged once by the upstream Set; each client
 		// costs an access line only.

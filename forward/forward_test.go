@@ -134,6 +134,9 @@ func TestFailover(t *testing.T) {
 	if n := r.Stats().DialFailures.Load(); n != 1 {
 		t.Errorf("DialFailures = %d, want 1", n)
 	}
+	if n := r.Stats().Unreachable.Load(); n != 0 {
+		t.Errorf("Unreachable = %d for a client the second upstream served", n)
+	}
 }
 
 func TestUnreachable(t *testing.T) {
@@ -162,6 +165,9 @@ func TestUnreachable(t *testing.T) {
 	})
 	if n := strings.Count(r.logs.String(), `"level":"warn"`); n != 2 {
 		t.Errorf("%d warnings, want 2:\n%s", n, r.logs.String())
+	}
+	if st := r.Stats(); st.Unreachable.Load() != 4 || st.Accepted.Load() != 4 {
+		t.Errorf("Unreachable %d of Accepted %d, want 4 of 4", st.Unreachable.Load(), st.Accepted.Load())
 	}
 }
 

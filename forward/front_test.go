@@ -319,8 +319,9 @@ func TestFrontUnreachable(t *testing.T) {
 	line := r.logs.Wait(t, `"end":"upstream_unreachable"`, `"upstream":"`+dead3+`"`, `"level":"warn"`, "connection refused")
 	world.CheckFields(t, line, "level", "listener", "listen", "client", "upstream", "duration_ms", "end", "error", "message")
 	world.Eventually(t, "no connection active", func() bool { return r.Stats().Active.Load() == 0 })
-	if st := r.Stats(); st.DialFailures.Load() != 3 || st.Accepted.Load() != 2 {
-		t.Errorf("DialFailures %d, Accepted %d; want 3, 2", st.DialFailures.Load(), st.Accepted.Load())
+	if st := r.Stats(); st.DialFailures.Load() != 3 || st.Accepted.Load() != 2 || st.Unreachable.Load() != 1 {
+		t.Errorf("DialFailures %d, Accepted %d, Unreachable %d; want 3, 2, 1",
+			st.DialFailures.Load(), st.Accepted.Load(), st.Unreachable.Load())
 	}
 }
 

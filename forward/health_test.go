@@ -104,4 +104,9 @@ func TestEveryUpstreamDown(t *testing.T) {
 	if n := r.Stats().DialFailures.Load(); n != 2 {
 		t.Errorf("DialFailures = %d, want 2 (the other clients dialled nothing)", n)
 	}
+	// Every client was closed unserved, dialling or not: the page must not
+	// read 10 accepted, 2 dial failures as 8 served.
+	if n := r.Stats().Unreachable.Load(); n != 10 {
+		t.Errorf("Unreachable = %d, want 10", n)
+	}
 }

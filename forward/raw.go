@@ -195,9 +195,13 @@ func (j *rawJob) done(end string, err error, res Result) {
 	j.l.connDone(j.client)
 }
 
-// log writes the job line; an upstream that refused our client
-// certificate makes it a warning that says so.
+// log writes the job line, the one place every job ends, and counts one
+// that never reached a printer in Stats.Unreachable; an upstream that
+// refused our client certificate makes it a warning that says so.
 func (j *rawJob) log(end string, err error, res Result, printing time.Duration) {
+	if end == EndUnreachable {
+		j.l.stats.Unreachable.Add(1)
+	}
 	ev, msg := j.l.log.Info(), "raw job done"
 	if end == EndQueueTimeout {
 		// The printer was up but busy past queue_timeout: this job is

@@ -345,6 +345,9 @@ func TestRawOutage(t *testing.T) {
 	if n := r.logs.Count(`"level":"warn"`); n != 1 {
 		t.Errorf("%d warnings for one outage:\n%s", n, r.logs.String())
 	}
+	if n := r.Stats().Unreachable.Load(); n != 4 {
+		t.Errorf("Unreachable = %d, want the 4 jobs that never reached the printer", n)
+	}
 	blackhole.Store(false)
 	r.logs.Wait(t, `"message":"upstream up"`, `"down_for_ms"`) // the background re-try, after 1 s
 	c := r.dial(t, 0)

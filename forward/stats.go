@@ -41,6 +41,12 @@ type Stats struct {
 	// DialFailures counts upstream connection attempts that failed; with a
 	// failover list, each address tried counts once.
 	DialFailures atomic.Uint64
+	// Unreachable counts accepted connections (raw: print jobs) closed
+	// because no upstream could be reached: every address failed, or was
+	// known down and not dialled. A part of Accepted, ending
+	// "upstream_unreachable"; DialFailures alone misses the clients that
+	// meet an outage already known, which dial nothing.
+	Unreachable atomic.Uint64
 
 	// AcceptErrors counts accepts that failed on a listen socket (out of
 	// descriptors, most likely); each sends the socket into a back-off

@@ -114,7 +114,8 @@ function connsSection(c, r) {
   if (c.rejected_proxy_header !== undefined) {
     rows.push(fact("Rejected: PROXY header", num(c.rejected_proxy_header), "rejected_proxy_header"));
   }
-  rows.push(fact("Dial failures", num(c.dial_failures), "dial_failures"),
+  rows.push(fact("Closed: no upstream", num(c.unreachable), "unreachable"),
+    fact("Dial failures", num(c.dial_failures), "dial_failures"),
     fact("Accept errors", num(c.accept_errors), "accept_errors"));
   return section("Connections", rows);
 }
