@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,5 +61,29 @@ func TestMergeSumsEveryField(t *testing.T) {
 		if m.State != StateServing || m.Listen != "new" {
 			t.Errorf("merged facts %q %q, want the serving instance's", m.State, m.Listen)
 		}
+	}
+}
+
+// TestStatusJSONEmptyListsAreArrays: a list with nothing in it reads [] in
+// /status.json, not null (which a script's len() or for loop trips on),
+// and the caller's values are left as they were.
+func TestStatusJSONEmptyListsAreArrays(t *testing.T) {
+	acl := &ACL{File: "relay_hba.conf"}
+	raw := &Raw{}
+	sr := &statusReader{
+		gather: func() []Snapshot {
+			return []Snapshot{{Listener: "printer", Mode: "raw", State: StateServing, Raw: raw}}
+		},
+		relay: func() Relay { return Relay{ACL: acl} },
+		now:   time.Now,
+	}
+	body := httptestGet(t, http.HandlerFunc(sr.serveJSON), "/status.json")
+	for _, want := range []string{`"recent_rejections": []`, `"decisions": []`, `"printing": []`, `"upstreams": []`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/status.json lacks %s:\n%s", want, body)
+		}
+	}
+	if acl.Recent != nil || raw.Printing != nil {
+		t.Error("the caller's ACL or Raw was changed")
 	}
 }

@@ -62,9 +62,38 @@ func (sr *statusReader) read() Status {
 	if st.Listeners == nil {
 		st.Listeners = []Snapshot{} // [] rather than null for scripts
 	}
+	emptyLists(&st)
 	sr.rates.fill(now, st.Listeners)
 	st.Process = process(now, st.Relay.Started, st.Listeners)
 	return st
+}
+
+// emptyLists gives the lists of st that are empty the value [] rather than
+// null in the JSON, so a script can count or loop over them without a
+// check (len(None) fails in Python). Sections are copied before they are
+// changed: they may be the caller's.
+func emptyLists(st *Status) {
+	if a := st.Relay.ACL; a != nil && (a.Recent == nil || a.Decisions == nil) {
+		acl := *a
+		if acl.Recent == nil {
+			acl.Recent = []Rejection{}
+		}
+		if acl.Decisions == nil {
+			acl.Decisions = []ACLDecisions{}
+		}
+		st.Relay.ACL = &acl
+	}
+	for i := range st.Listeners {
+		s := &st.Listeners[i]
+		if s.Upstreams == nil {
+			s.Upstreams = []Upstream{}
+		}
+		if s.Raw != nil && s.Raw.Printing == nil {
+			raw := *s.Raw
+			raw.Printing = []Holder{}
+			s.Raw = &raw
+		}
+	}
 }
 
 func (sr *statusReader) serveJSON(w http.ResponseWriter, r *http.Request) {
