@@ -99,7 +99,7 @@ func (d *Daemon) openWith(spec config.Listener, inherit []*os.File, replaces rep
 		cfg := udpConfig(spec)
 		cfg.Admit = d.acls.Guard(spec.Name, acl.ProtoUDP, log)
 		cfg.Inherit, cfg.Replaces, cfg.Log = inherit, replaces.udp, log
-		cfg.Upstream = ups
+		cfg.Upstream, cfg.Buffers = ups, d.udpBufs
 		r, err := udpstream.Listen(cfg)
 		if err != nil {
 			return nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/forward"
+	"github.com/edgerelay/relay/udpstream"
 	"github.com/edgerelay/relay/upstream"
 )
 
@@ -94,6 +95,10 @@ type Daemon struct {
 	// config it puts in force; it has its own lock.
 	watch configWatch
 
+	// udpBufs: the receive buffers of every UDP listener, old and new
+	// across reloads, under one ceiling (16 MiB, see udpstream.Buffers).
+	udpBufs *udpstream.Buffers
+
 	serving sync.WaitGroup // Serve goroutines and background drains; Add only under mu while !stopped
 
 	// reloading serialises Reload calls: two at once would each rebind the
@@ -148,6 +153,7 @@ func New(cfg *config.Config, opts Options) *Daemon {
 		takeover: opts.Takeover,
 		acls:     new(acl.Set),
 		pipes:    forward.NewPool(0),
+		udpBufs:  udpstream.NewBuffers(),
 		done:     make(chan struct{}),
 		cfg:      cfg,
 		running:  make(map[string]*instance),

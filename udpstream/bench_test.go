@@ -194,7 +194,7 @@ func TestBurstBench(t *testing.T) {
 	}{{"cap", maxBatches}, {"uncapped", 0}}
 	worlds := make([]*burstWorld, len(modes))
 	for i, m := range modes {
-		worlds[i] = newBurstWorld(t, nil, true)
+		worlds[i] = newBurstWorld(t, nil, nil, true)
 		pool := worlds[i].r.net.(*sysNet).pool
 		pool.mu.Lock()
 		pool.max = m.max

@@ -122,12 +122,13 @@ type burstWorld struct {
 	ss    []*burstSender
 }
 
-// newBurstWorld starts the relay, its network wrapped by wrap if set, and
-// opens a session on every port with datagram 0 of its stream. The
+// newBurstWorld starts the relay, its network wrapped by wrap if set and its
+// buffers from bufs if set, and opens a session on every port with
+// datagram 0 of its stream. The
 // upstream is a streamSink, or with fast a sink that only counts (and
 // keeps up with the relay: a streamSink reads and hashes one datagram at
 // a time).
-func newBurstWorld(t *testing.T, wrap func(network) network, fast bool) *burstWorld {
+func newBurstWorld(t *testing.T, wrap func(network) network, bufs *Buffers, fast bool) *burstWorld {
 	w := &burstWorld{t: t}
 	var upAddr string
 	if fast {
@@ -141,7 +142,7 @@ func newBurstWorld(t *testing.T, wrap func(network) network, fast bool) *burstWo
 	}
 	// One server sends every stream: its address needs a session on
 	// every port.
-	cfg := Config{Name: "rtb", MaxSessionsPerSource: rtbPorts, Log: zerolog.Nop()}
+	cfg := Config{Name: "rtb", MaxSessionsPerSource: rtbPorts, Buffers: bufs, Log: zerolog.Nop()}
 	for range rtbPorts {
 		cfg.Upstreams = append(cfg.Upstreams, []string{upAddr})
 	}
@@ -260,7 +261,7 @@ func TestBurstHeap(t *testing.T) {
 		bursts = 3
 		rounds = 64 // datagrams per port and burst
 	)
-	w := newBurstWorld(t, nil, false)
+	w := newBurstWorld(t, nil, nil, false)
 	pool := w.r.net.(*sysNet).pool
 	heap := sampleHeap()
 	stop, collected := make(chan struct{}), make(chan struct{})
@@ -316,6 +317,17 @@ func newStallGate() *stallGate {
 	return g
 }
 
+// wrap makes nw's session sockets wait at g.
+func (g *stallGate) wrap(nw network) network { return &stalledNet{network: nw, g: g} }
+
+// heldOrWaiting is how many readers hold a batch in a held send or wait
+// for a batch of pool.
+func (g *stallGate) heldOrWaiting(pool *batchPool) int {
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	return int(g.held.Load()) + len(pool.waiting)
+}
+
 type stalledConn struct {
 	packetConn
 	g *stallGate
@@ -340,17 +352,14 @@ func TestBatchesCappedWhileSendsStall(t *testing.T) {
 	checkLeaks(t)
 	const rounds = 8
 	g := newStallGate()
-	t.Cleanup(g.opened) // before the relay closes: no held write holds Close up
-	w := newBurstWorld(t, func(nw network) network { return &stalledNet{network: nw, g: g} }, false)
+	w := newBurstWorld(t, g.wrap, nil, false)
+	t.Cleanup(g.opened) // runs before the relay's Close: no held write holds it up
 	pool := w.r.net.(*stalledNet).network.(*sysNet).pool
 	g.closed.Store(true)
 	w.send(1, 1+rounds, burstSize)
 	// Every port's reader holds a batch in a held send, or waits for one.
 	testworld.Eventually(t, "every port's reader to hold a batch or wait for one", func() bool {
-		pool.mu.Lock()
-		waiting := len(pool.waiting)
-		pool.mu.Unlock()
-		return int(g.held.Load())+waiting == rtbPorts
+		return g.heldOrWaiting(pool) == rtbPorts
 	})
 	pool.mu.Lock()
 	live, waiting := pool.live, len(pool.waiting)
@@ -361,4 +370,32 @@ func TestBatchesCappedWhileSendsStall(t *testing.T) {
 	}
 	g.opened()
 	w.checkExact(1 + rounds)
+}
+
+// TestSharedBuffersCapTheProcess: two listeners that share one Buffers, as
+// the daemon's do, hold maxBatches batches between them while their sends
+// stall, not maxBatches each; every datagram arrives once the sends go on.
+func TestSharedBuffersCapTheProcess(t *testing.T) {
+	checkLeaks(t)
+	const rounds = 4
+	g := newStallGate()
+	bufs := NewBuffers()
+	a := newBurstWorld(t, g.wrap, bufs, false)
+	b := newBurstWorld(t, g.wrap, bufs, false)
+	t.Cleanup(g.opened) // runs before the relays' Close
+	g.closed.Store(true)
+	a.send(1, 1+rounds, burstSize)
+	b.send(1, 1+rounds, burstSize)
+	testworld.Eventually(t, "every port's reader of both listeners to hold a batch or wait for one", func() bool {
+		return g.heldOrWaiting(bufs.pool) == 2*rtbPorts
+	})
+	bufs.pool.mu.Lock()
+	live := bufs.pool.live
+	bufs.pool.mu.Unlock()
+	if live > maxBatches {
+		t.Errorf("%d batches live over two listeners sharing their buffers, want at most %d", live, maxBatches)
+	}
+	g.opened()
+	a.checkExact(1 + rounds)
+	b.checkExact(1 + rounds)
 }

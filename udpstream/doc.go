@@ -40,14 +40,16 @@
 // A batch is 32 buffers of 64 KiB, 2 MiB: every buffer holds the largest
 // UDP datagram, so none is ever cut (a datagram the kernel reports cut,
 // MSG_TRUNC, is dropped and counted as Drops.Truncated, never forwarded
-// short). A reader takes a batch from the relay's pool only once its
-// socket has data and hands it back when the batch is forwarded, and the
-// pool holds at most maxBatches, 8 (16 MiB), in use and free together,
-// however many ports and sessions the relay has: a reader that finds them
-// all in use waits for one to be handed back, oldest waiter first, while
-// the kernel queues its datagrams in the socket's receive buffer. Every
-// second the pool frees the batches nobody took since the second before,
-// so an idle relay holds none (pool.go).
+// short). A reader takes a batch from the pool only once its socket has
+// data and hands it back when the batch is forwarded, and the pool holds
+// at most maxBatches, 8 (16 MiB), in use and free together, however many
+// ports and sessions draw on it: a reader that finds them all in use waits
+// for one to be handed back, oldest waiter first, while the kernel queues
+// its datagrams in the socket's receive buffer. The pool is the relay's
+// own, or one that the relays of a process share (Config.Buffers: the
+// daemon gives all its UDP listeners one). Every second the pool frees
+// the batches nobody took since the second before, so an idle relay holds
+// none (pool.go).
 //
 // Where the package's job ends: it does not parse config files, decide ACLs
 // (it calls Config.Admit once per new session) or export metrics (it fills

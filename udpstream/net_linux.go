@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -69,7 +70,7 @@ func newSysNet(readBuffer, writeBuffer int, freebind bool, log zerolog.Logger) *
 		writeBuffer: writeBuffer,
 		freebind:    freebind,
 		log:         log,
-		pool:        newBatchPool(batchSize, maxBatches),
+		pool:        NewBuffers().pool,
 		gso:         true,
 	}
 }
@@ -93,7 +94,7 @@ func (n *sysNet) listen(addr string) (packetConn, error) {
 }
 
 func (n *sysNet) newBatch() *batch { return n.pool.get() }
-func (n *sysNet) trimBatches()     { n.pool.trim() }
+func (n *sysNet) trimBatches()     { n.pool.trimDue(time.Now()) }
 
 func (n *sysNet) inherit(f *os.File) (packetConn, error) {
 	pc, err := net.FilePacketConn(f)
@@ -218,5 +219,9 @@ func setBuffer(fd, opt, forceOpt, want int, forced *atomic.Bool) int {
 }
 
 func defaultNetwork(cfg *Config) network {
-	return newSysNet(cfg.readBuffer(), cfg.writeBuffer(), cfg.Freebind, cfg.log())
+	n := newSysNet(cfg.readBuffer(), cfg.writeBuffer(), cfg.Freebind, cfg.log())
+	if cfg.Buffers != nil {
+		n.pool = cfg.Buffers.pool
+	}
+	return n
 }

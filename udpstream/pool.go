@@ -39,6 +39,22 @@ const maxFreeBatches = 32
 // would cut the larger datagrams.
 const maxBatches = 8
 
+// Buffers is the receive buffers of the batched path, for the UDP relays of
+// one process to share (Config.Buffers), so that all of them together hold
+// at most maxBatches batches, 16 MiB, however many listeners, ports and
+// sessions the config has, and a reload's successor and the relay it
+// replaces hold no more than one of them. Make it with NewBuffers; there is
+// nothing to close: every relay that draws on it frees the batches nobody
+// took for a second.
+type Buffers struct {
+	pool *batchPool
+}
+
+// NewBuffers returns an empty set of buffers; it allocates as relays read.
+func NewBuffers() *Buffers {
+	return &Buffers{pool: newBatchPool(batchSize, maxBatches)}
+}
+
 // batchPool hands out batches of one size. The pool is what bounds buffer
 // memory: a batch is held only between a read that found data and the end of
 // forwarding it, so the number in use follows the number of goroutines busy
@@ -68,6 +84,9 @@ type batchPool struct {
 	low  int        // the fewest batches free since the last trim: free[:low] went unused
 	live int        // batches allocated and not left to the collector, in use or free
 	peak int        // the most live at once, for tests
+	// trimmed is when trimDue last trimmed: the relays sharing a pool
+	// (Buffers) each call it once a period.
+	trimmed time.Time
 	// waiting holds a channel per get waiting for a batch, oldest first;
 	// put hands its batch to the first, so a reader that keeps finding
 	// batches free cannot starve one that waits.
@@ -167,6 +186,21 @@ func (bp *batchPool) trim() {
 	bp.free = bp.free[:n]
 	bp.low = n
 	bp.live -= unused
+}
+
+// trimDue trims the pool unless it was trimmed less than three quarters of
+// a period ago (by another relay that shares it), so that a batch goes
+// unused for a full period before it is freed however many relays call.
+func (bp *batchPool) trimDue(now time.Time) {
+	bp.mu.Lock()
+	due := now.Sub(bp.trimmed) >= batchTrimPeriod*3/4
+	if due {
+		bp.trimmed = now
+	}
+	bp.mu.Unlock()
+	if due {
+		bp.trim()
+	}
 }
 
 func (bp *batchPool) alloc() *batch {

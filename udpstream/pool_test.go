@@ -2,6 +2,7 @@ package udpstream
 
 import (
 	"testing"
+	"time"
 
 	testworld "github.com/edgerelay/relay/internal/world"
 )
@@ -99,5 +100,22 @@ func TestBatchPoolCap(t *testing.T) {
 	x, y := bp.tryGet(), bp.tryGet()
 	if x == nil || y == nil || x == a || x == b || y == a || y == b {
 		t.Fatal("the pool did not make two new batches after trimming its own")
+	}
+}
+
+// TestBatchPoolTrimDue: relays that share a pool each trim it once a
+// period; between them it is trimmed once a period, not once per relay.
+func TestBatchPoolTrimDue(t *testing.T) {
+	bp := newBatchPool(1, 0)
+	bp.get().release()
+	t0 := time.Now()
+	bp.trimDue(t0) // the batch was in use since the last trim: kept
+	bp.trimDue(t0.Add(batchTrimPeriod / 2))
+	if len(bp.free) != 1 {
+		t.Fatalf("%d free: a second relay's trim half a period later freed the batch", len(bp.free))
+	}
+	bp.trimDue(t0.Add(batchTrimPeriod))
+	if len(bp.free) != 0 {
+		t.Fatalf("%d free after a period unused, want 0", len(bp.free))
 	}
 }

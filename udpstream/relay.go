@@ -67,6 +67,11 @@ type Config struct {
 	ReadBuffer    int  // SO_RCVBUF of every socket, bytes; zero: 4 MiB
 	WriteBuffer   int  // SO_SNDBUF of every socket, bytes; zero: 4 MiB
 	Freebind      bool // bind listen addresses the box does not have yet (IP_FREEBIND)
+	// Buffers is where the relay's readers take their receive buffers
+	// from: one NewBuffers for every relay of a process keeps their
+	// memory under one ceiling (16 MiB). nil: buffers of the relay's own,
+	// with the same ceiling for it alone.
+	Buffers *Buffers
 
 	// Admit is asked once per new session, with the client's address, on
 	// the first datagram from a source that has no session; nil admits all.
