@@ -21,21 +21,49 @@ type sources struct {
 	flags map[string]string // key path -> flag name that set it
 }
 
-// locate finds the origin of the value at path, or of its nearest ancestor
-// that has one. Later layers win: a flag over the environment over the file.
+// locate finds the origin of the value at path: the layer that set path
+// itself; else a flag or variable that set a key below it (a misspelt
+// RELAY__LOG__LEVEL sets "_log.level", and the problem is at "_log"); else
+// the origin of its nearest ancestor. Later layers win: a flag over the
+// environment over the file.
 func (s *sources) locate(path string) (where string, line int) {
-	for p := path; p != ""; p = parentPath(p) {
-		if f, ok := s.flags[p]; ok {
-			return "flag -" + f, 0
+	if where, line, ok := s.at(path); ok {
+		return where, line
+	}
+	for _, layer := range []struct {
+		names  map[string]string
+		prefix string
+	}{{s.flags, "flag -"}, {s.env, "environment "}} {
+		var first string // of several, the first by key, so errors read the same every run
+		for key, name := range layer.names {
+			if strings.HasPrefix(key, path+".") && (first == "" || key < first) {
+				first, where = key, layer.prefix+name
+			}
 		}
-		if v, ok := s.env[p]; ok {
-			return "environment " + v, 0
+		if first != "" {
+			return where, 0
 		}
-		if l, ok := s.lines[p]; ok {
-			return s.file + ":" + strconv.Itoa(l), l
+	}
+	for p := parentPath(path); p != ""; p = parentPath(p) {
+		if where, line, ok := s.at(p); ok {
+			return where, line
 		}
 	}
 	return s.file, 0
+}
+
+// at is the origin of the value at exactly path, if a layer set it.
+func (s *sources) at(path string) (where string, line int, ok bool) {
+	if f, ok := s.flags[path]; ok {
+		return "flag -" + f, 0, true
+	}
+	if v, ok := s.env[path]; ok {
+		return "environment " + v, 0, true
+	}
+	if l, ok := s.lines[path]; ok {
+		return s.file + ":" + strconv.Itoa(l), l, true
+	}
+	return "", 0, false
 }
 
 // parentPath strips the last step of a key path: "a.b[2]" -> "a.b" -> "a".
