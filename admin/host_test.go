@@ -14,6 +14,8 @@ import (
 
 	"github.com/pion/transport/v3/test"
 	"github.com/rs/zerolog"
+
+	"github.com/edgerelay/relay/internal/headless"
 )
 
 // paths is every route of the endpoint and one it does not have.
@@ -216,4 +218,38 @@ func FuzzHostKnown(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRebindingInBrowser: chromium loading the endpoint under a name that
+// resolves to it, as a rebound attacker's name does, sends that name as
+// Host and gets the 421 line, not the page; under a name of admin.hosts
+// the page loads and its script reads /status.json.
+func TestRebindingInBrowser(t *testing.T) {
+	browser := headless.New(t)
+	browser.Resolve("evil.example")
+	browser.Resolve("status.venue.example")
+	gather, relay := pageStatus(time.Now())
+	s, _, stop := running(t, Config{Gather: gather, Relay: relay,
+		Hosts: func() []string { return []string{"status.venue.example"} }})
+	defer stop()
+	_, port, _ := strings.Cut(s.Addr().String(), ":")
+
+	raw, err := browser.DumpDOM("http://evil.example:"+port+"/", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(raw, "misdirected request") || strings.Contains(raw, "cms-http") {
+		t.Errorf("evil.example: want the 421 line and no status, got:\n%s", raw)
+	}
+	raw, err = browser.DumpDOM("http://status.venue.example:"+port+"/", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := headless.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dom.Find("data-listener", "cms-http")) != 1 {
+		t.Errorf("status.venue.example (listed): the page did not draw the listeners:\n%s", raw)
+	}
 }

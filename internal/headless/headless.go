@@ -5,8 +5,8 @@
 // installs it). It starts no server; the test serves the page.
 //
 // Chromium is kept off the network beyond the page: no background
-// services, and every host name resolves to nothing, so only loopback IP
-// literal URLs can load.
+// services, and every host name resolves to nothing but the ones a test
+// maps to 127.0.0.1 (Browser.Resolve), so only loopback can load.
 package headless
 
 import (
@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,6 +26,7 @@ import (
 // a goroutine it starts.
 type Browser struct {
 	bin, profile string
+	loopback     []string // names that resolve to 127.0.0.1 (Resolve)
 }
 
 // New finds chromium, or skips tb when it is missing.
@@ -39,6 +41,12 @@ func New(tb testing.TB) *Browser {
 	return nil
 }
 
+// Resolve makes name resolve to 127.0.0.1 in later loads, as a name
+// re-pointed at the relay (DNS rebinding) or a name the admin gave the box
+// would: the page then sees name as its origin and sends it as Host. No
+// resolver is asked; every other name still fails.
+func (b *Browser) Resolve(name string) { b.loopback = append(b.loopback, name) }
+
 // run starts chromium headless on url with extra flags and returns stdout.
 // budget is the virtual time the page's timers get before chromium
 // reports; it does not pass while a fetch is pending.
@@ -48,9 +56,10 @@ func (b *Browser) run(url string, budget time.Duration, extra ...string) ([]byte
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-extensions", "--disable-default-apps", "--disable-domain-reliability",
 		"--no-pings", "--disable-breakpad", "--metrics-recording-only", "--mute-audio",
-		// Every name fails; loopback IP literals (which the rules would
+		// Every name fails but those of Resolve (the first rule that
+		// matches applies); loopback IP literals (which the rules would
 		// otherwise catch too) stay reachable.
-		"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2, EXCLUDE [::1]",
+		"--host-resolver-rules=" + b.mapped() + "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2, EXCLUDE [::1]",
 		"--user-data-dir=" + b.profile,
 		"--virtual-time-budget=" + strconv.FormatInt(budget.Milliseconds(), 10),
 	}
@@ -69,6 +78,15 @@ func (b *Browser) run(url string, budget time.Duration, extra ...string) ([]byte
 		return nil, fmt.Errorf("chromium %s: %w\n%s", url, err, stderr.String())
 	}
 	return out, nil
+}
+
+// mapped is the resolver rules for the names of Resolve, each ending ", ".
+func (b *Browser) mapped() string {
+	var rules strings.Builder
+	for _, name := range b.loopback {
+		rules.WriteString("MAP " + name + " 127.0.0.1, ")
+	}
+	return rules.String()
 }
 
 // DumpDOM loads url, lets its scripts run for budget of virtual time, and
