@@ -7,14 +7,20 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
 // inUse turns a bind that failed because the port is taken into one line
 // that names the address and, where /proc tells, the process holding it:
-// a second relay on the same config must say why it cannot start. Other
+// a second relay on the same config must say why it cannot start. A bind
+// refused for a privileged port says what grants it (privileged). Other
 // errors are returned as they are.
 func inUse(proto string, err error) error {
+	if perr := privileged(proto, err); perr != nil {
+		return perr
+	}
 	ap, ok := inUseAddr(err)
 	if !ok {
 		return err
@@ -49,4 +55,40 @@ func heldByItself(proto string, err error) error {
 			"or remove the listener in one reload and add it in the next): %w", proto, ap, syscall.EADDRINUSE)
 	}
 	return inUse(proto, err)
+}
+
+// privileged explains a bind refused (EACCES) for a port below the
+// kernel's first unprivileged one (net.ipv4.ip_unprivileged_port_start,
+// 1024 unless changed): root or CAP_NET_BIND_SERVICE grants it. nil for
+// other errors.
+func privileged(proto string, err error) error {
+	var op *net.OpError
+	if !errors.Is(err, syscall.EACCES) || !errors.As(err, &op) || op.Addr == nil {
+		return nil
+	}
+	ap, perr := netip.ParseAddrPort(op.Addr.String())
+	start := unprivilegedPortStart()
+	if perr != nil || int(ap.Port()) >= start {
+		return nil
+	}
+	bin, xerr := os.Executable()
+	if xerr != nil {
+		bin = "relay"
+	}
+	return fmt.Errorf("%s %s: a port below %d needs root or the capability CAP_NET_BIND_SERVICE "+
+		"(sudo setcap cap_net_bind_service=+ep %s; the systemd unit grants it): %w",
+		proto, ap, start, bin, syscall.EACCES)
+}
+
+// unprivilegedPortStart reads net.ipv4.ip_unprivileged_port_start.
+func unprivilegedPortStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 1024
+	}
+	return n
 }
