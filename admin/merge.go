@@ -15,7 +15,7 @@ func Merge(a, b Snapshot) Snapshot { return merge(a, b) }
 // those of the serving instance.
 func merge(a, b Snapshot) Snapshot {
 	if a.State == "" || a.State == StateDraining && b.State != "" {
-		a.State, a.Listen = b.State, b.Listen
+		a.State, a.Listen, a.HealthChecks = b.State, b.Listen, b.HealthChecks
 		a.Upstreams = mergeUpstreams(b.Upstreams, a.Upstreams)
 	} else {
 		a.Upstreams = mergeUpstreams(a.Upstreams, b.Upstreams)

@@ -110,6 +110,11 @@ func TestPageInBrowser(t *testing.T) {
 	if rtb := card("rtb"); rtb.Attr("data-state") != "down" || !strings.Contains(rtb.Text(), "DOWN") || !strings.Contains(rtb.Attr("class"), "down") {
 		t.Errorf("listener rtb is down but its card says %q (class %q)", rtb.Text(), rtb.Attr("class"))
 	}
+	// No health section: an upstream up is one no dial has failed on, not
+	// one known healthy.
+	if up := web.Find("data-health", "healthy"); len(up) != 1 || up[0].Text() != "192.0.2.10:80 no failures" {
+		t.Errorf("cms-http's unprobed upstream reads %v, want \"no failures\"", up)
+	}
 	printer := card("ticket-printer")
 	if up := printer.Find("data-health", "unhealthy"); len(up) != 1 || !strings.Contains(up[0].Text(), "UNHEALTHY") {
 		t.Errorf("unhealthy upstream not shown as such: %q", printer.Text())
@@ -228,7 +233,7 @@ func golden(t *testing.T, path string, got []byte) {
 // while no rejection is recent.
 func TestPageLongUpstreamList(t *testing.T) {
 	browser := headless.New(t)
-	rtb := Snapshot{Listener: "rtb", Mode: "udp", State: StateServing, Listen: "0.0.0.0:8100-8226", UDP: &UDP{}}
+	rtb := Snapshot{Listener: "rtb", Mode: "udp", State: StateServing, Listen: "0.0.0.0:8100-8226", UDP: &UDP{}, HealthChecks: true}
 	for p := 8100; p <= 8226; p++ {
 		u := Upstream{Address: "192.0.2.30:" + strconv.Itoa(p), Health: HealthUp}
 		if p == 8110 || p == 8200 {

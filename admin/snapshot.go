@@ -25,6 +25,11 @@ type Snapshot struct {
 	Listen string `json:"listen"`
 	// Upstreams lists each distinct upstream address in config order.
 	Upstreams []Upstream `json:"upstreams"`
+	// HealthChecks is true when the relay probes the upstreams on a timer
+	// (the listener's health section). False: their health is learnt from
+	// traffic alone (a failed dial, ICMP unreachable), so an upstream no
+	// client has tried yet reads healthy.
+	HealthChecks bool `json:"health_checks"`
 
 	// Payload bytes moved, counted as they pass, in every mode (for ftp:
 	// control and data connections; for udp: datagram payloads).
@@ -201,7 +206,7 @@ func carryUpstreams(ups []Upstream) []Upstream {
 // facts. The daemon adds it to the next instances of the same name (Merge),
 // so a reload is not a counter reset to Prometheus.
 func Carry(s Snapshot) Snapshot {
-	s.State, s.Listen, s.Rates = "", "", nil
+	s.State, s.Listen, s.Rates, s.HealthChecks = "", "", nil, false
 	s.Upstreams = carryUpstreams(s.Upstreams)
 	if s.Conns != nil {
 		c := *s.Conns

@@ -25,6 +25,9 @@ func facts(spec config.Listener) admin.Snapshot {
 		Mode:     string(spec.Mode),
 		State:    admin.StateServing,
 		Listen:   spec.ListenSpec,
+		// An upstream Set learns from traffic in any case; a health
+		// section adds the timer.
+		HealthChecks: spec.Health.Interval > 0,
 	}
 	var seen []string
 	for _, list := range spec.Upstreams {

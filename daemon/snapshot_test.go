@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/admin"
@@ -165,5 +166,16 @@ func TestACLDecisionsReadEveryCount(t *testing.T) {
 		if seen&bit == 0 {
 			t.Errorf("acl.Counts.%s reaches no field of admin.ACLDecisions", name)
 		}
+	}
+}
+
+// TestFactsHealthChecks: health_checks says whether a health section probes
+// the upstreams; without one their health is only what traffic taught.
+func TestFactsHealthChecks(t *testing.T) {
+	if facts(config.Listener{Name: "web"}).HealthChecks {
+		t.Error("health_checks without a health section")
+	}
+	if !facts(config.Listener{Name: "web", Health: config.Health{Interval: time.Second}}).HealthChecks {
+		t.Error("no health_checks with health.interval 1s")
 	}
 }

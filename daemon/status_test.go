@@ -163,8 +163,11 @@ func TestStatusJSONCountsTraffic(t *testing.T) {
 	if len(printer.Upstreams) != 1 || printer.Upstreams[0].Health != "unhealthy" {
 		t.Errorf("printer upstreams %+v, want its dead device unhealthy", printer.Upstreams)
 	}
-	if c := printer.Conns; c == nil || c.Accepted != 1 || c.DialFailures != 1 || printer.Raw == nil {
-		t.Errorf("printer conns %+v raw %+v, want 1 accepted, 1 dial failure", printer.Conns, printer.Raw)
+	if c := printer.Conns; c == nil || c.Accepted != 1 || c.DialFailures != 1 || c.Unreachable != 1 || printer.Raw == nil {
+		t.Errorf("printer conns %+v raw %+v, want 1 accepted, 1 dial failure, 1 job unreachable", printer.Conns, printer.Raw)
+	}
+	if printer.HealthChecks || web.HealthChecks {
+		t.Error("health_checks is true for listeners without a health section")
 	}
 	if p := st.Process; p.ConnectionsTotal != 5 || p.FDsOpen <= 0 || p.FDsLimit <= 0 {
 		t.Errorf("process %+v, want 5 connections in all (3 web, 1 udp session, 1 printer) and fd figures", p)

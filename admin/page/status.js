@@ -193,10 +193,21 @@ function plural(n, one, many) {
   return num(n) + " " + (n === 1 ? one : many);
 }
 
-function upstreamItem(u) {
-  const kinds = { healthy: "good", unhealthy: "bad" };
+// PASSIVE_UP is what an upstream up reads on a listener without
+// health_checks: nothing probes it, so "healthy" would claim more than
+// "no client's dial to it has failed" (a printer nobody printed on yet).
+const PASSIVE_UP = "no failures";
+
+function healthLabel(health, active) {
+  if (health === "unhealthy") return "UNHEALTHY";
+  return health === "healthy" && !active ? PASSIVE_UP : health;
+}
+
+function upstreamItem(u, active) {
+  const kinds = { healthy: active ? "good" : "idle", unhealthy: "bad" };
+  const title = active ? undefined : "no health section: learnt from clients' connections only";
   return el("li", { "data-upstream": u.address, "data-health": u.health || "unknown" },
-    u.address, " ", u.health ? badge(u.health === "unhealthy" ? "UNHEALTHY" : u.health, kinds[u.health] || "idle") : null,
+    u.address, " ", u.health ? el("span", { class: "badge " + (kinds[u.health] || "idle"), title: title }, healthLabel(u.health, active)) : null,
     u.failovers ? el("span", { class: "muted" }, " " + plural(u.failovers, "failover", "failovers")) : null);
 }
 
@@ -212,25 +223,26 @@ function span(ups) {
 
 // upstreamList lists a listener's upstreams, or sums up a long list (see
 // UPSTREAM_ROWS).
-function upstreamList(name, ups) {
+function upstreamList(name, ups, active) {
+  const item = u => upstreamItem(u, active);
   if (ups.length <= UPSTREAM_ROWS) {
-    return [el("ul", { "aria-label": "upstreams", "data-upstreams": "shown" }, ...ups.map(upstreamItem))];
+    return [el("ul", { "aria-label": "upstreams", "data-upstreams": "shown" }, ...ups.map(item))];
   }
   const count = h => ups.filter(u => (u.health || "") === h).length;
   const healthy = count("healthy"), unhealthy = count("unhealthy"), unchecked = count("");
   const sum = [num(ups.length) + " upstreams " + span(ups) + ":"];
-  if (healthy) sum.push(" ", badge(num(healthy) + " healthy", "good"));
+  if (healthy) sum.push(" ", badge(num(healthy) + " " + healthLabel("healthy", active), active ? "good" : "idle"));
   if (unhealthy) sum.push(" ", badge(num(unhealthy) + " UNHEALTHY", "bad"));
   if (unchecked) sum.push(" " + num(unchecked) + " unchecked");
   const notable = ups.filter(u => u.health === "unhealthy" || u.failovers > 0);
   const shown = notable.slice(0, UPSTREAM_ROWS);
   const all = el("details", { "data-upstreams": "all" },
-    el("summary", {}, "all upstreams"), el("ul", { "aria-label": "all upstreams" }, ...ups.map(upstreamItem)));
+    el("summary", {}, "all upstreams"), el("ul", { "aria-label": "all upstreams" }, ...ups.map(item)));
   all.open = openLists.has(name);
   all.addEventListener("toggle", () => { if (all.open) openLists.add(name); else openLists.delete(name); });
   return [
     el("p", { class: "where", "data-field": "upstreams" }, ...sum),
-    el("ul", { "aria-label": "upstreams unhealthy or with failovers", "data-upstreams": "shown" }, ...shown.map(upstreamItem)),
+    el("ul", { "aria-label": "upstreams unhealthy or with failovers", "data-upstreams": "shown" }, ...shown.map(item)),
     notable.length > shown.length ? el("p", { class: "muted" }, "and " + num(notable.length - shown.length) + " more") : null,
     all,
   ];
@@ -288,7 +300,7 @@ function renderListener(s, now) {
       backingOff ? el("span", { class: "badge bad", "data-field": "accept_backing_off",
         title: "accept failed, out of descriptors most likely: clients wait in the backlog" }, "NOT ACCEPTING") : null),
     el("p", { class: "where" }, "listen ", el("strong", {}, s.listen || "–")),
-    ...upstreamList(s.name, ups),
+    ...upstreamList(s.name, ups, s.health_checks),
     ...section("Traffic", [
       fact("Bytes to upstream", bytes(s.bytes_to_upstream), "bytes_to_upstream"),
       fact("Bytes to client", bytes(s.bytes_to_client), "bytes_to_client"),
