@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -251,5 +252,45 @@ func TestRebindingInBrowser(t *testing.T) {
 	}
 	if len(dom.Find("data-listener", "cms-http")) != 1 {
 		t.Errorf("status.venue.example (listed): the page did not draw the listeners:\n%s", raw)
+	}
+}
+
+// TestPageSaysWhyRefused: a page opened under a name a reload then drops
+// from admin.hosts gets 421 on its next read; its banner quotes the relay's
+// line, which names the setting, instead of claiming no answer.
+func TestPageSaysWhyRefused(t *testing.T) {
+	browser := headless.New(t)
+	browser.Resolve("status.venue.example")
+	gather, relay := pageStatus(time.Now())
+	var read atomic.Bool
+	_, url, stop := running(t, Config{
+		Gather: func() []Snapshot { read.Store(true); return gather() },
+		Relay:  relay,
+		// The name is listed until the first read: a reload then drops it.
+		Hosts: func() []string {
+			if read.Load() {
+				return nil
+			}
+			return []string{"status.venue.example"}
+		},
+	})
+	defer stop()
+	_, port, _ := strings.Cut(strings.TrimPrefix(url, "http://"), ":")
+	raw, err := browser.DumpDOM("http://status.venue.example:"+port+"/", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := headless.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := dom.Find("id", "conn")
+	if len(conn) != 1 || regexp.MustCompile(`<p id="conn"[^>]* hidden`).MatchString(raw) ||
+		!strings.Contains(conn[0].Text(), "The relay answered 421: misdirected request") ||
+		!strings.Contains(conn[0].Text(), "admin.hosts") {
+		t.Errorf("banner %v, want it shown with the relay's 421 line", conn)
+	}
+	if len(dom.Find("data-listener", "cms-http")) != 1 {
+		t.Error("the figures of the first read are gone")
 	}
 }

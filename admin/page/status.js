@@ -348,14 +348,28 @@ function render(st) {
   document.getElementById("updated").textContent = new Date(st.time).toLocaleTimeString();
 }
 
+// refusal says why the relay answered status.json with an error: its
+// first line names the cause and the setting (the ACL's 403, the Host
+// check's 421 after a reload dropped the name the page was opened by).
+async function refusal(resp) {
+  let line = "";
+  try { line = (await resp.text()).split("\n")[0].slice(0, 300); } catch (e) { /* the status alone */ }
+  return "The relay answered " + resp.status + (line ? ": " + line : "") + ". The figures below are old.";
+}
+
 async function refresh() {
   const conn = document.getElementById("conn");
   try {
     const resp = await fetch("status.json", { cache: "no-store" });
-    if (!resp.ok) throw new Error("HTTP " + resp.status);
-    render(await resp.json());
-    conn.hidden = true;
+    if (!resp.ok) {
+      conn.textContent = await refusal(resp);
+      conn.hidden = false;
+    } else {
+      render(await resp.json());
+      conn.hidden = true;
+    }
   } catch (e) {
+    conn.textContent = "No answer from the relay: the figures below are old.";
     conn.hidden = false;
   }
   reads++;
