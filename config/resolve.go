@@ -58,6 +58,7 @@ func resolve(fc *fileConfig, p *problems) *Config {
 		binds = append(binds, lb...)
 	}
 	checkOverlaps(binds, p)
+	checkLoops(cfg.Listeners, p)
 	return cfg
 }
 

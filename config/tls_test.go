@@ -59,7 +59,7 @@ func TestTLSPathsAreRelativeToTheConfig(t *testing.T) {
 	cfg, err := loadIn(t, dir, tlsListener+`    tls: {cert: venue.crt, key: venue.key, client_ca: ca.crt, min_version: "1.2"}
   - name: box
     mode: tcp
-    listen: 127.0.0.1:10001
+    listen: 127.0.0.1:10002
     upstream: 127.0.0.1:10443
     upstream_tls: {ca: ca.crt, server_name: venue, key_exchange: x25519}
 `)
