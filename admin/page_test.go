@@ -3,6 +3,8 @@ package admin
 import (
 	"encoding/json"
 	"flag"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -327,4 +329,42 @@ func TestPageLongUpstreamList(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", shot)
+}
+
+// TestPageWarnsNearDescriptorLimit: the process figure turns into a warning
+// past 90 % of the descriptor limit, where accepts and dials start to fail.
+// The page reads a fixed status.json here: the real one counts this process.
+func TestPageWarnsNearDescriptorLimit(t *testing.T) {
+	browser := headless.New(t)
+	gather, relay := pageStatus(time.Now())
+	sr := &statusReader{gather: gather, relay: relay, now: time.Now}
+	st := sr.read()
+	st.Process.FDsOpen, st.Process.FDsLimit = 19_500, 20_000
+	body, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", servePage("index.html", "text/html; charset=utf-8"))
+	mux.HandleFunc("GET /status.css", servePage("status.css", "text/css; charset=utf-8"))
+	mux.HandleFunc("GET /status.js", servePage("status.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	raw, err := browser.DumpDOM(srv.URL+"/", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := headless.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := dom.Find("data-field", "fds_open fds_limit")
+	if len(fds) != 1 || fds[0].Text() != "19,500 of 20,000: near the limit" || len(fds[0].Find("class", "badge warn")) != 1 {
+		t.Errorf("descriptors %v, want a warning at 19,500 of 20,000", fds)
+	}
 }

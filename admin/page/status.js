@@ -62,6 +62,16 @@ function fact(label, value, field) {
   return el("div", {}, el("dt", {}, label), el("dd", { "data-field": field }, value));
 }
 
+// FDS_NEAR is the share of the descriptor limit past which the page warns:
+// at the limit, accepts fail (NOT ACCEPTING) and dials fail.
+const FDS_NEAR = 0.9;
+
+function fdsValue(p) {
+  if (p.fds_open < 0) return "–";
+  const text = num(p.fds_open) + " of " + num(p.fds_limit);
+  return p.fds_limit > 0 && p.fds_open >= FDS_NEAR * p.fds_limit ? badge(text + ": near the limit", "warn") : text;
+}
+
 function renderProcess(st) {
   const r = st.relay, p = st.process;
   document.getElementById("version").textContent = (r.version || "").replace(/^relay /, "");
@@ -76,7 +86,7 @@ function renderProcess(st) {
       : badge("failed " + when(reload.at), "bad")) : "none", "last_reload"),
     fact("Connections now", num(p.connections_active), "connections_active"),
     fact("Connections total", num(p.connections_total), "connections_total"),
-    fact("File descriptors", p.fds_open < 0 ? "–" : num(p.fds_open) + " of " + num(p.fds_limit), "fds_open fds_limit"),
+    fact("File descriptors", fdsValue(p), "fds_open fds_limit"),
     fact("Admin endpoint", r.admin_listen || "–", "admin_listen"),
   ];
   if (r.acl) {
