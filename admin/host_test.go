@@ -242,14 +242,7 @@ func TestRebindingInBrowser(t *testing.T) {
 	if !strings.Contains(raw, "misdirected request") || strings.Contains(raw, "cms-http") {
 		t.Errorf("evil.example: want the 421 line and no status, got:\n%s", raw)
 	}
-	raw, err = browser.DumpDOM("http://status.venue.example:"+port+"/", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, err := headless.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, dom := loadPage(t, browser, "http://status.venue.example:"+port+"/", 3*time.Second)
 	if len(dom.Find("data-listener", "cms-http")) != 1 {
 		t.Errorf("status.venue.example (listed): the page did not draw the listeners:\n%s", raw)
 	}
@@ -276,14 +269,7 @@ func TestPageSaysWhyRefused(t *testing.T) {
 	})
 	defer stop()
 	_, port, _ := strings.Cut(strings.TrimPrefix(url, "http://"), ":")
-	raw, err := browser.DumpDOM("http://status.venue.example:"+port+"/", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, err := headless.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, dom := loadPage(t, browser, "http://status.venue.example:"+port+"/", 5*time.Second)
 	conn := dom.Find("id", "conn")
 	if len(conn) != 1 || regexp.MustCompile(`<p id="conn"[^>]* hidden`).MatchString(raw) ||
 		!strings.Contains(conn[0].Text(), "The relay answered 421: misdirected request") ||

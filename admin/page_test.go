@@ -71,14 +71,7 @@ func TestPageInBrowser(t *testing.T) {
 	_, url, stop := running(t, Config{Gather: gather, Relay: relay})
 	defer stop()
 
-	raw, err := browser.DumpDOM(url+"/", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, err := headless.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, dom := loadPage(t, browser, url+"/", 5*time.Second)
 	defer func() {
 		if t.Failed() {
 			t.Logf("DOM:\n%s", raw)
@@ -148,6 +141,21 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", shot)
+}
+
+// loadPage loads url in browser for budget of virtual time and returns the
+// DOM its script left, as text (for failure messages) and parsed.
+func loadPage(t *testing.T, browser *headless.Browser, url string, budget time.Duration) (string, headless.Node) {
+	t.Helper()
+	raw, err := browser.DumpDOM(url, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := headless.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, dom
 }
 
 // TestPageShowsEveryField: every json name of /status.json appears in the
@@ -255,14 +263,7 @@ func TestPageLongUpstreamList(t *testing.T) {
 	})
 	defer stop()
 
-	raw, err := browser.DumpDOM(url+"/", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, err := headless.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, dom := loadPage(t, browser, url+"/", 3*time.Second)
 	defer func() {
 		if t.Failed() {
 			t.Logf("DOM:\n%s", raw)
@@ -355,14 +356,7 @@ func TestPageWarnsNearDescriptorLimit(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	raw, err := browser.DumpDOM(srv.URL+"/", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dom, err := headless.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, dom := loadPage(t, browser, srv.URL+"/", 3*time.Second)
 	fds := dom.Find("data-field", "fds_open fds_limit")
 	if len(fds) != 1 || fds[0].Text() != "19,500 of 20,000: near the limit" || len(fds[0].Find("class", "badge warn")) != 1 {
 		t.Errorf("descriptors %v, want a warning at 19,500 of 20,000", fds)
