@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/edgerelay/relay/forward"
@@ -132,6 +133,7 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 		return nil
 	}
 	entries := make([]HostPorts, 0, len(specs))
+	at0 := make([]int, 0, len(specs)) // where each entry is in specs
 	for j, spec := range specs {
 		at := path
 		if len(specs) > 1 {
@@ -153,7 +155,12 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 				spec, hp.Len(), listen.String(), listen.Len())
 			continue
 		}
-		entries = append(entries, hp)
+		if i := slices.IndexFunc(entries, hp.same); i >= 0 {
+			p.addf(at, "%q is listed twice (also %s): a failover list names each upstream once",
+				spec, indexPath("upstream", at0[i]))
+			continue
+		}
+		entries, at0 = append(entries, hp), append(at0, j)
 	}
 	if !listenOK || len(entries) != len(specs) {
 		return nil

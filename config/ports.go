@@ -108,6 +108,20 @@ func (h HostPorts) String() string {
 	return net.JoinHostPort(h.Host, FormatPortRange(h.First, h.Last))
 }
 
+// same reports whether h and o name the same ports of the same host (an
+// IPv4-mapped address as its IPv4 one, a name in any case).
+func (h HostPorts) same(o HostPorts) bool {
+	if h.First != o.First || h.Last != o.Last {
+		return false
+	}
+	a, errA := netip.ParseAddr(h.Host)
+	b, errB := netip.ParseAddr(o.Host)
+	if errA == nil && errB == nil {
+		return a.Unmap() == b.Unmap()
+	}
+	return strings.EqualFold(h.Host, o.Host)
+}
+
 // Len is the number of ports in h.
 func (h HostPorts) Len() int { return int(h.Last) - int(h.First) + 1 }
 

@@ -13,7 +13,8 @@ func (e *wantTextError) Error() string { return "want text, got " + describeValu
 
 // textHint says what to write in place of the number got at path, for the
 // keys where a bare number is a likely slip (a port alone for an address,
-// one data port); "" for other keys and values.
+// one data port, a PROXY protocol version without its v); "" for other keys
+// and values.
 func textHint(path string, got any) string {
 	n, ok := got.(int)
 	if !ok {
@@ -30,6 +31,8 @@ func textHint(path string, got any) string {
 		return fmt.Sprintf(`: write "HOST:%d"`, n)
 	case "data_ports":
 		return fmt.Sprintf(`: write a range like "%d-%d" (or one port in quotes, "%d")`, n, n+99, n)
+	case "proxy_protocol":
+		return fmt.Sprintf(": write v%d", n)
 	}
 	return ""
 }
