@@ -40,6 +40,8 @@ func TestACLTestProtoIsTheListeners(t *testing.T) {
 		{"-cn without -acl-test", []string{"-cn", "boxoffice-1"}, 2, "-cn is for -acl-test ADDR"},
 		{"-nameserver without -resolve", []string{"-nameserver", "127.0.0.1:53"}, 2, "-nameserver is for -resolve"},
 		{"-acl-test with -resolve", []string{"-resolve", "-acl-test", "10.0.0.1", "-listener", "web"}, 2, "separate checks"},
+		{"-nameserver a name", []string{"-resolve", "-nameserver", "ns.example:53"}, 2, `-nameserver "ns.example:53": want the server's ip:port`},
+		{"-nameserver without a port", []string{"-resolve", "-nameserver", "127.0.0.1"}, 2, `-nameserver "127.0.0.1": want the server's ip:port`},
 		{"address not an IP", []string{"-acl-test", "box-office", "-listener", "web"}, 2, `-acl-test "box-office" is not an IP address`},
 		{"a CIDR", []string{"-acl-test", "10.0.0.0/24", "-listener", "web"}, 2, `-acl-test "10.0.0.0/24" is not an IP address`},
 	} {

@@ -86,7 +86,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 
 // strayCheckFlags names a flag of -acl-test or -resolve given without it,
 // or -acl-test beside -resolve, which would otherwise be ignored in
-// silence; "" when there is none.
+// silence, or a -nameserver that is not an ip:port; "" when there is none.
 func strayCheckFlags(fs *flag.FlagSet, aclTest string, resolve bool) string {
 	var msg string
 	fs.Visit(func(f *flag.Flag) {
@@ -98,6 +98,11 @@ func strayCheckFlags(fs *flag.FlagSet, aclTest string, resolve bool) string {
 			msg = "-nameserver is for -resolve"
 		case resolve && f.Name == "acl-test":
 			msg = "-resolve and -acl-test are separate checks: give one at a time"
+		case f.Name == "nameserver":
+			// An IP: a name would itself be looked up through the system's resolver.
+			if _, err := netip.ParseAddrPort(f.Value.String()); err != nil {
+				msg = fmt.Sprintf("-nameserver %q: want the server's ip:port, like 127.0.0.1:53", f.Value)
+			}
 		}
 	})
 	return msg

@@ -28,6 +28,10 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "relay upgrade: -timeout %s: must be above zero (it is how long to wait for the new process)\n", *timeout)
+		return 2
+	}
 	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "relay upgrade: %v\n", err)

@@ -134,3 +134,16 @@ func TestUpgradeCmdOldRelayGone(t *testing.T) {
 		t.Errorf("exit %d %v after the kill, stderr %q; want 1 at once and %q", r.code, time.Since(killed).Round(time.Millisecond), r.stderr, want)
 	}
 }
+
+// TestUpgradeCmdTimeoutAboveZero: -timeout 0 or below is a usage error; it
+// was taken, and relay upgrade signalled the relay and gave up at once
+// (exit 1) while the upgrade it started went on.
+func TestUpgradeCmdTimeoutAboveZero(t *testing.T) {
+	cfg := writeConfig(t, "listeners:\n  - {name: web, mode: tcp, listen: \"127.0.0.1:9\", upstream: \"127.0.0.1:10\"}\n")
+	for d, want := range map[string]string{"0": "-timeout 0s: must be above zero", "-1s": "-timeout -1s: must be above zero"} {
+		code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", d)
+		if code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("-timeout %s: exit %d, stderr %q; want 2 and %q", d, code, stderr, want)
+		}
+	}
+}
