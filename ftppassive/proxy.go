@@ -274,6 +274,10 @@ func Listen(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p.ln = ln
+	// Kept, the control listeners replaced would stay reachable through
+	// this proxy, and through each successor every proxy a reload ever
+	// retired (their Handler is their proxy).
+	p.cfg.Replaces = nil
 	p.stats.Control = ln.Stats()
 	p.pipes = cfg.Pool
 	if p.pipes == nil {

@@ -411,6 +411,7 @@ func (r *Relay) sweepLoop() {
 			for _, s := range expired {
 				s.end(s.idleEnd, nil)
 			}
+			p.unlinkClosed()
 		}
 		clear(expired) // drop references to ended sessions
 		r.unconfirmed.compact()
