@@ -8,15 +8,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerelay/relay/certs"
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
 	"github.com/edgerelay/relay/udpstream"
 )
 
-// retainedYAML has one listener of each kind; %[5]s changes with every
-// reload so that each reload replaces them all.
+// retainedYAML has one listener of each kind, and the two ends of a
+// tunnel (client certificates, an ACL on their names, per-source limits,
+// health checks); %[5]s changes with every reload so that each reload
+// replaces them all.
 const retainedYAML = `
+acl: {file: hba.conf}
 listeners:
+  - {name: venue, mode: raw, listen: "127.0.0.1:%[7]d", upstream: "127.0.0.1:9", idle_timeout: %[5]s, tls: {cert: venue.crt, key: venue.key, client_ca: ca.crt}, per_source: {max_conns: 4, rate: 10/s}}
+  - {name: box, mode: tcp, listen: "127.0.0.1:%[8]d", upstream: "127.0.0.1:%[7]d", idle_timeout: %[5]s, upstream_tls: {ca: ca.crt, cert: box.crt, key: box.key}, health: {interval: 50ms}}
   - {name: web, mode: tcp, listen: "127.0.0.1:%[1]d", upstream: "127.0.0.1:9", idle_timeout: %[5]s}
   - {name: printer, mode: raw, listen: "127.0.0.1:%[2]d", upstream: "127.0.0.1:9", idle_timeout: %[5]s, raw: {exclusive: true}}
   - {name: rtb, mode: udp, listen: "127.0.0.1:%[3]d", upstream: "127.0.0.1:9", udp: {session_timeout: %[5]s}}
@@ -28,13 +34,18 @@ listeners:
 // relay growing by about 30 KiB per reload with no traffic at all.
 func TestReloadsReleaseRetiredListeners(t *testing.T) {
 	web, printer, rtb, files, data := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp"), freePort(t, "tcp")
+	venue, box := freePort(t, "tcp"), freePort(t, "tcp")
 	render := func(i int) string {
-		return fmt.Sprintf(retainedYAML, web, printer, rtb, files, []string{"1h", "59m"}[i%2], data)
+		return fmt.Sprintf(retainedYAML, web, printer, rtb, files, []string{"1h", "59m"}[i%2], data, venue, box)
 	}
-	w := startWorld(t, render(0), nil)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	ca.issue(certs.KindServer, "venue", "127.0.0.1")
+	ca.issue(certs.KindClient, "box", "box-1")
+	w := startWorldIn(t, dir, render(0), map[string]string{"hba.conf": "host all 127.0.0.0/8 allow\nhostssl venue all allow cn=box-*\n"})
 	const reloads = 12
-	var made, freed [4]atomic.Int64 // by kind: tcp, raw, udp, ftp
-	kinds := map[string]int{"web": 0, "printer": 1, "rtb": 2, "files": 3}
+	var made, freed [6]atomic.Int64 // by listener
+	kinds := map[string]int{"web": 0, "printer": 1, "rtb": 2, "files": 3, "venue": 4, "box": 5}
 	watch := func() {
 		w.d.mu.Lock()
 		defer w.d.mu.Unlock()
