@@ -1,7 +1,8 @@
 // Package lint finds what is valid in a config and its ACL but is probably
 // not meant: no ACL at all, an ACL that allows no source, a listener no ACL
 // rule names while other listeners are named, a rule naming a listener it
-// can never match (hostssl without tls.client_ca, tcp on udp), FTP data ports inside the
+// can never match (hostssl without tls.client_ca, tcp on udp), an admin
+// endpoint beyond loopback that no rule admits anyone to, FTP data ports inside the
 // kernel's ephemeral port range, a listen address this box does not have on
 // a listener without freebind. Its one entry point, Check, is called by
 // relay at start and on every reload (which log each Warning) and by relay
@@ -99,15 +100,12 @@ func checkACL(cfg *config.Config, list *acl.List) []Warning {
 		return []Warning{{Key: "acl.file",
 			Msg: cfg.ACLPath + " allows no source: every source is rejected on every listener"}}
 	}
-	ws := neverMatch(cfg, rules)
+	ws := append(neverMatch(cfg, rules), checkAdmin(cfg, rules)...)
 	// No rule decides for a listener the file never names (or names only
 	// in rules that cannot match it): every source is rejected there,
 	// which beside named listeners looks forgotten.
 	for i := range cfg.Listeners {
-		l := &cfg.Listeners[i]
-		if !slices.ContainsFunc(rules, func(r acl.Rule) bool {
-			return (r.Listeners == nil || slices.Contains(r.Listeners, l.Name)) && never(&r, l) == ""
-		}) {
+		if l := &cfg.Listeners[i]; !covered(rules, l) {
 			ws = append(ws, Warning{Key: fmt.Sprintf("listeners[%d]", i),
 				Msg: fmt.Sprintf("no rule in %s names listener %q (or all): every source is rejected on it, while other listeners have rules", cfg.ACLPath, l.Name)})
 		}
@@ -115,10 +113,34 @@ func checkACL(cfg *config.Config, list *acl.List) []Warning {
 	return ws
 }
 
+// covered reports whether a rule that names l (or all) can decide for it.
+func covered(rules []acl.Rule, l *config.Listener) bool {
+	return slices.ContainsFunc(rules, func(r acl.Rule) bool {
+		return (r.Listeners == nil || slices.Contains(r.Listeners, l.Name)) && never(&r, l) == ""
+	})
+}
+
+// adminListener stands for the admin endpoint among the ACL's listeners:
+// plain HTTP over TCP.
+func adminListener() *config.Listener {
+	return &config.Listener{Name: config.AdminACLName, Mode: config.ModeTCP}
+}
+
+// checkAdmin warns when the admin endpoint listens beyond loopback, so that
+// the ACL decides who may open it, and no rule can admit anyone there.
+func checkAdmin(cfg *config.Config, rules []acl.Rule) []Warning {
+	listen := cfg.Admin.Listen
+	if ap, err := netip.ParseAddrPort(listen); listen == "" || err == nil && ap.Addr().IsLoopback() || covered(rules, adminListener()) {
+		return nil
+	}
+	return []Warning{{Key: "admin.listen", Msg: fmt.Sprintf("%s is beyond loopback, so %s decides who may open the admin endpoint, "+
+		"and no rule there names admin (or all): every client gets 403, a Prometheus on this box too", listen, cfg.ACLPath)}}
+}
+
 // neverMatch warns of each rule that names a listener it can never decide
 // for, at the rule's line.
 func neverMatch(cfg *config.Config, rules []acl.Rule) []Warning {
-	admin := &config.Listener{Name: config.AdminACLName, Mode: config.ModeTCP} // plain HTTP
+	admin := adminListener()
 	var ws []Warning
 	for i := range rules {
 		r := &rules[i]
