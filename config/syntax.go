@@ -40,6 +40,12 @@ func syntaxError(name string, data []byte, err error) *FieldError {
 		}
 	}
 	line := hi
+	if strings.Contains(msg, "UTF-8") {
+		// "invalid trailing UTF-8 octet": an accented letter saved by an
+		// editor in a legacy encoding; its indentation is not the point.
+		return &FieldError{Where: fmt.Sprintf("%s:%d", name, line), line: line,
+			Msg: "YAML: this line is not UTF-8 text (saved as Latin-1 or Windows-1252?): save the file as UTF-8"}
+	}
 	msg += indentHint(data[endOf(ends, line-1):ends[line-1]], lo, data[:endOf(ends, lo)])
 	return &FieldError{Where: fmt.Sprintf("%s:%d", name, line), Msg: "YAML: " + msg, line: line}
 }
