@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/config"
 )
 
@@ -34,15 +33,7 @@ func TestAdminEndpointNoRule(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			list, err := acl.Options{Listeners: cfg.ACLNames()}.Parse(strings.NewReader(tc.hba), "relay_hba.conf")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, w := range Check(cfg, list, Kernel{}) {
-				got = append(got, w.String())
-			}
-			if !slices.Equal(got, tc.want) {
+			if got := warnings(t, cfg, tc.hba); !slices.Equal(got, tc.want) {
 				t.Errorf("warnings:\n got %q\nwant %q", got, tc.want)
 			}
 		})

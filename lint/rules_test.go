@@ -67,17 +67,24 @@ func TestRulesThatNeverMatch(t *testing.T) {
 					l.TLS.ClientCA = "ca.crt"
 				}
 			}
-			list, err := acl.Options{Listeners: cfg.ACLNames()}.Parse(strings.NewReader(tt.hba), "relay_hba.conf")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, w := range Check(cfg, list, Kernel{}) {
-				got = append(got, w.String())
-			}
-			if !slices.Equal(got, tt.want) {
+			if got := warnings(t, cfg, tt.hba); !slices.Equal(got, tt.want) {
 				t.Errorf("warnings:\n got %q\nwant %q", got, tt.want)
 			}
 		})
 	}
+}
+
+// warnings returns what Check says of cfg with the ACL file hba, read as
+// relay_hba.conf.
+func warnings(t *testing.T, cfg *config.Config, hba string) []string {
+	t.Helper()
+	list, err := acl.Options{Listeners: cfg.ACLNames()}.Parse(strings.NewReader(hba), "relay_hba.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range Check(cfg, list, Kernel{}) {
+		got = append(got, w.String())
+	}
+	return got
 }
