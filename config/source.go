@@ -174,6 +174,14 @@ func indexYAML(n *yaml.Node, path string, lines map[string]int, p *problems) {
 				}
 				continue
 			}
+			if what := notAName(key); what != "" {
+				// koanf would drop a null key in silence, and refuse a
+				// list or mapping as a key in lines of its own.
+				p.list = append(p.list, &FieldError{Path: path, line: key.Line,
+					Where: fmt.Sprintf("%s:%d", p.src.file, key.Line),
+					Msg:   "a key must be a name (like listeners:), this one is " + what})
+				continue
+			}
 			child := joinPath(path, key.Value)
 			if first, dup := seen[key.Value]; dup {
 				p.list = append(p.list, &FieldError{Path: child, line: key.Line,
@@ -186,4 +194,20 @@ func indexYAML(n *yaml.Node, path string, lines map[string]int, p *problems) {
 			indexYAML(val, child, lines, p)
 		}
 	}
+}
+
+// notAName says what a mapping key is when it is not a name: nothing (~,
+// null), a list, a mapping, an alias; "" for a name.
+func notAName(key *yaml.Node) string {
+	switch {
+	case key.Kind == yaml.SequenceNode:
+		return "a list"
+	case key.Kind == yaml.MappingNode:
+		return "a mapping"
+	case key.Kind == yaml.AliasNode:
+		return "an alias (*" + key.Value + ")"
+	case key.Kind == yaml.ScalarNode && key.Tag == "!!null":
+		return "nothing (" + strconv.Quote(key.Value) + " is null in YAML)"
+	}
+	return ""
 }
