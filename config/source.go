@@ -182,6 +182,15 @@ func indexYAML(n *yaml.Node, path string, lines map[string]int, p *problems) {
 					Msg:   "a key must be a name (like listeners:), this one is " + what})
 				continue
 			}
+			if before, after, dotted := strings.Cut(key.Value, "."); dotted {
+				// A key path as written in the README ("log.level") is
+				// not a key: the file nests it.
+				p.list = append(p.list, &FieldError{Path: path, line: key.Line,
+					Where: fmt.Sprintf("%s:%d", p.src.file, key.Line),
+					Msg: fmt.Sprintf("key %q has a dot: a file nests its keys, so write %q and under it, indented, %q",
+						key.Value, before+":", after+":")})
+				continue
+			}
 			child := joinPath(path, key.Value)
 			if first, dup := seen[key.Value]; dup {
 				p.list = append(p.list, &FieldError{Path: child, line: key.Line,
