@@ -118,13 +118,18 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 		idleHeld[i] = holdings(p.pid())
 	}
 
+	rl, err := newReloader(e, in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: soak:", err)
+		return 1
+	}
 	stop := make(chan struct{})
 	reloadErrs := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reloadErrs <- reloadLoop(in, stop)
+		reloadErrs <- reloadLoop(in, rl, stop)
 	}()
 
 	var failures []string
@@ -161,6 +166,13 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 	if err := <-reloadErrs; err != nil {
 		failures = append(failures, err.Error())
 	}
+	if in.alive() == nil {
+		// What the relay holds at the end compares with what it held
+		// before the first round under the same config.
+		if err := rl.restore(in); err != nil {
+			failures = append(failures, err.Error())
+		}
+	}
 
 	if msg := rssGrowth(rounds); msg != "" {
 		failures = append(failures, msg)
@@ -189,9 +201,9 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 }
 
 // reloadLoop rewrites every process's config and sends it SIGHUP every
-// soakReloadEvery until stop; each reload must be taken (the success count
-// of the box office, which has the admin endpoint the scrape reads, rises).
-func reloadLoop(in *instance, stop <-chan struct{}) error {
+// soakReloadEvery until stop, cycling through reloadVariant's changes;
+// the reloads counted and failed are checked from the metrics.
+func reloadLoop(in *instance, rl *reloader, stop <-chan struct{}) error {
 	t := time.NewTicker(soakReloadEvery)
 	defer t.Stop()
 	for n := 0; n < 100_000; n++ {
@@ -200,34 +212,118 @@ func reloadLoop(in *instance, stop <-chan struct{}) error {
 			return nil
 		case <-t.C:
 		}
-		for i, p := range in.procs {
-			if err := toggleConfig(in.configs[i], n); err != nil {
-				return fmt.Errorf("reload %d: %w", n+1, err)
-			}
-			if err := syscall.Kill(p.pid(), syscall.SIGHUP); err != nil {
-				return fmt.Errorf("reload %d of %s: %w", n+1, p.name, err)
-			}
+		if err := rl.reload(in, n); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// toggleConfig changes the config so that a reload has something to apply:
-// the default idle timeout moves between 1h and 59m.
-func toggleConfig(path string, n int) error {
-	b, err := os.ReadFile(path)
+// reloader holds each process's config as the relay started with it and a
+// spare port per process for the listener the reloads add and remove.
+type reloader struct {
+	configs []string
+	spare   []int
+}
+
+func newReloader(e *env, in *instance) (*reloader, error) {
+	rl := &reloader{}
+	for _, path := range in.configs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		port, err := e.ports.one()
+		if err != nil {
+			return nil, err
+		}
+		rl.configs, rl.spare = append(rl.configs, string(b)), append(rl.spare, port)
+	}
+	return rl, nil
+}
+
+// reload writes variant n of every process's config (n < 0: the config as
+// started) and sends SIGHUP.
+func (rl *reloader) reload(in *instance, n int) error {
+	for i, p := range in.procs {
+		text := rl.configs[i]
+		if n >= 0 {
+			var err error
+			if text, err = reloadVariant(text, n, rl.spare[i]); err != nil {
+				return fmt.Errorf("%s: %w", in.configs[i], err)
+			}
+		}
+		if err := os.WriteFile(in.configs[i], []byte(text), 0o600); err != nil {
+			return err
+		}
+		if err := syscall.Kill(p.pid(), syscall.SIGHUP); err != nil {
+			return fmt.Errorf("reload %d of %s: %w", n+1, p.name, err)
+		}
+	}
+	return nil
+}
+
+// reloadVariant is the config the n-th reload applies, one change from the
+// one before, in a cycle of four: the default idle timeout moves (every
+// listener is replaced), a tcp listener on spare is added, the timeout
+// moves back (every listener replaced again), the added one is removed.
+func reloadVariant(orig string, n, spare int) (string, error) {
+	const from, to = "idle_timeout: 1h\n", "idle_timeout: 59m\n"
+	if !strings.Contains(orig, from) || !strings.HasSuffix(orig, "\n") {
+		return "", fmt.Errorf("no %q to change", strings.TrimSpace(from))
+	}
+	text := orig
+	if phase := n % 4; phase == 0 || phase == 1 {
+		text = strings.Replace(text, from, to, 1)
+	}
+	if phase := n % 4; phase == 1 || phase == 2 {
+		// The listeners come last in the bench's configs.
+		text += fmt.Sprintf("  - name: soak-extra\n    mode: tcp\n    listen: 127.0.0.1:%d\n    upstream: 127.0.0.1:9\n", spare)
+	}
+	return text, nil
+}
+
+// restore puts every process's config back as it started and waits until
+// each process has taken it (its count of reloads rises).
+func (rl *reloader) restore(in *instance) error {
+	before, err := reloadCounts(in)
 	if err != nil {
 		return err
 	}
-	from, to := "idle_timeout: 1h\n", "idle_timeout: 59m\n"
-	if n%2 == 1 {
-		from, to = to, from
+	if err := rl.reload(in, -1); err != nil {
+		return err
 	}
-	s := string(b)
-	if !strings.Contains(s, from) {
-		return fmt.Errorf("%s: no %q to change", path, strings.TrimSpace(from))
+	until := time.Now().Add(10 * time.Second)
+	for {
+		now, err := reloadCounts(in)
+		if err != nil {
+			return err
+		}
+		taken := true
+		for i := range now {
+			taken = taken && now[i] > before[i]
+		}
+		if taken {
+			return nil
+		}
+		if time.Now().After(until) {
+			return fmt.Errorf("the config as started was not reloaded within 10 s (reloads %v, before %v)", now, before)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the metric: the reload has no other signal outside the process
 	}
-	return os.WriteFile(path, []byte(strings.Replace(s, from, to, 1)), 0o600)
+}
+
+// reloadCounts is each process's count of successful reloads.
+func reloadCounts(in *instance) ([]int64, error) {
+	var out []int64
+	for i, p := range in.procs {
+		m, err := scrape(in.admins[i])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		out = append(out, int64(m[`relay_reloads_total{result="success"}`]))
+	}
+	return out, nil
 }
 
 // settle waits, without traffic, until the relay holds no more descriptors

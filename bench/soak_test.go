@@ -72,24 +72,28 @@ func TestRSSGrowth(t *testing.T) {
 	}
 }
 
-func TestToggleConfig(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "relay.yaml")
-	if err := os.WriteFile(path, []byte(relayConfigHead), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for n, want := range []string{"idle_timeout: 59m\n", "idle_timeout: 1h\n", "idle_timeout: 59m\n"} {
-		if err := toggleConfig(path, n); err != nil {
+func TestReloadVariant(t *testing.T) {
+	orig := relayConfigHead + "  - name: a\n    mode: tcp\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n"
+	extra := "  - name: soak-extra\n    mode: tcp\n    listen: 127.0.0.1:7\n    upstream: 127.0.0.1:9\n"
+	want := []struct {
+		timeout string
+		extra   bool
+	}{{"59m", false}, {"59m", true}, {"1h", true}, {"1h", false}, {"59m", false}}
+	prev := orig
+	for n, w := range want {
+		got, err := reloadVariant(orig, n, 7)
+		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := os.ReadFile(path)
-		if !strings.Contains(string(b), want) {
-			t.Fatalf("after toggle %d: %s", n, b)
+		if !strings.Contains(got, "idle_timeout: "+w.timeout+"\n") || strings.HasSuffix(got, extra) != w.extra {
+			t.Fatalf("variant %d:\n%s", n, got)
 		}
+		if got == prev {
+			t.Fatalf("variant %d changes nothing", n)
+		}
+		prev = got
 	}
-	if err := os.WriteFile(path, []byte("listeners: []\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := toggleConfig(path, 0); err == nil {
+	if _, err := reloadVariant("listeners: []\n", 0, 7); err == nil {
 		t.Fatal("a config without the default idle timeout was not reported")
 	}
 }
