@@ -6,10 +6,13 @@
 // dial, and tells it when an admitted connection ends.
 //
 // Table's memory is bounded whatever the number of sources that knock: it
-// tracks at most MaxSources of them, forgets a source as soon as it holds no
-// connection and its bucket is full again, and when the table is full a
-// source that holds no connection is forgotten to make room (which forgives
-// its rate debt; a source holding connections is never forgotten).
+// tracks at most MaxSources of them, forgets a source once it holds no
+// connection and its bucket is full again (at once on its last Release,
+// else within 10 s when more than 1 024 are tracked, traffic or not), and
+// when the table is full a source that holds no connection is forgotten to
+// make room (which forgives its rate debt; a source holding connections is
+// never forgotten). Once a flood's sources are forgotten, so is the memory
+// they took.
 //
 // A reload that changes a listener replaces its Table: Config.Replaces
 // hands the new Table the sources of the old one, so the connections still
@@ -48,11 +51,18 @@ const (
 // sources costs O(1) per connection, not a walk of the table.
 const sweepEvery = time.Second
 
-// A table above expireAbove sources is swept every expireEvery when a new
-// source arrives, so sources that left are forgotten without a background
-// goroutine. (Forgetting them on the way, a few per Acquire, cost 1.6 us per
+// A table above expireAbove sources is swept every expireEvery by a timer
+// that the source taking it past expireAbove arms, and that re-arms itself
+// while the table stays above it: sources that left are forgotten whether
+// or not others keep arriving, and a table at rest runs no timer.
+// (Forgetting them on the way, a few per Acquire, cost 1.6 us per
 // connection in BenchmarkAcquireRelease: a Go map walks its empty slots to
 // find live ones.) Below it, a table is small enough to keep them.
+//
+// A Go map never gives back the buckets of its largest size, even once
+// emptied: 7 MiB for 65 536 sources, kept for good after one scan. So a
+// sweep that leaves fewer than a quarter of the most sources the map has
+// held moves them to a map of their size (TestFloodGivesMemoryBack).
 const (
 	expireAbove = 1024
 	expireEvery = 10 * time.Second
@@ -106,9 +116,14 @@ type sources struct {
 	now    func() time.Time
 	origin time.Time // stamps are nanoseconds since origin (monotonic)
 
+	every time.Duration // period of the sweep timer: expireEvery; tests shorten it
+
 	mu        sync.Mutex // guards the following
 	m         map[netip.Prefix]source
+	peak      int // the most sources m has held: what its buckets are sized for
 	lastSweep int64
+	timer     *time.Timer // the sweep timer (expire), made on first use
+	armed     bool        // timer will fire
 	// interval and tolerance are the rate the stamps are charged at: the
 	// one of the Table that made the sources or last took them over.
 	interval, tolerance int64
@@ -148,8 +163,8 @@ func New(cfg Config) *Table {
 	if now == nil {
 		now = time.Now
 	}
-	t.src = &sources{v4: v4, v6: v6, now: now, origin: now(), m: make(map[netip.Prefix]source),
-		interval: t.interval, tolerance: t.tolerance}
+	t.src = &sources{v4: v4, v6: v6, now: now, origin: now(), every: expireEvery,
+		m: make(map[netip.Prefix]source), interval: t.interval, tolerance: t.tolerance}
 	return t
 }
 
@@ -206,7 +221,7 @@ func (t *Table) Acquire(client netip.AddrPort) error {
 		s.next = max(s.next, now) + t.interval
 	}
 	s.conns++
-	t.storeLocked(key, s, known, now)
+	t.storeLocked(key, s, known)
 	return nil
 }
 
@@ -236,7 +251,7 @@ func (t *Table) Take(client netip.AddrPort, n int) int {
 		return 0
 	}
 	s.next = next + int64(fit)*t.interval
-	t.storeLocked(key, s, known, now)
+	t.storeLocked(key, s, known)
 	return fit
 }
 
@@ -250,11 +265,33 @@ func (t *Table) findLocked(key netip.Prefix, now int64) (s source, known, ok boo
 	return s, known, true
 }
 
-// storeLocked writes key's state; a new key may set off the periodic sweep.
-func (t *Table) storeLocked(key netip.Prefix, s source, known bool, now int64) {
-	t.src.m[key] = s
-	if !known && len(t.src.m) > expireAbove && now-t.src.lastSweep >= int64(expireEvery) {
-		t.sweepLocked(now)
+// storeLocked writes key's state; a new key may arm the sweep timer.
+func (t *Table) storeLocked(key netip.Prefix, s source, known bool) {
+	src := t.src
+	src.m[key] = s
+	if known {
+		return
+	}
+	src.peak = max(src.peak, len(src.m))
+	if len(src.m) > expireAbove && !src.armed {
+		src.armed = true
+		if src.timer == nil {
+			src.timer = time.AfterFunc(src.every, src.expire)
+		} else {
+			src.timer.Reset(src.every)
+		}
+	}
+}
+
+// expire is the sweep timer's: it forgets the sources that left, and comes
+// back while the table stays above expireAbove.
+func (s *sources) expire() {
+	now := s.stamp()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(now)
+	if s.armed = len(s.m) > expireAbove; s.armed {
+		s.timer.Reset(s.every)
 	}
 }
 
@@ -293,13 +330,13 @@ func (t *Table) Conns(key netip.Prefix) int {
 }
 
 // Sweep forgets every source that holds no connection and whose bucket is
-// full again. Acquire sweeps on its own when the table fills; a caller may
-// sweep on a ticker to give memory back sooner.
+// full again, now. A table sweeps itself when it fills and, above 1 024
+// sources, every 10 s (expireEvery).
 func (t *Table) Sweep() {
 	now := t.stamp()
 	t.src.mu.Lock()
 	defer t.src.mu.Unlock()
-	t.sweepLocked(now)
+	t.src.sweepLocked(now)
 }
 
 func (t *Table) stamp() int64 { return t.src.stamp() }
@@ -308,12 +345,19 @@ func (s *sources) stamp() int64 { return int64(s.now().Sub(s.origin)) }
 
 func idle(s source, now int64) bool { return s.conns == 0 && s.next <= now }
 
-func (t *Table) sweepLocked(now int64) {
-	t.src.lastSweep = now
-	for k, s := range t.src.m {
-		if idle(s, now) {
-			delete(t.src.m, k)
+func (s *sources) sweepLocked(now int64) {
+	s.lastSweep = now
+	for k, v := range s.m {
+		if idle(v, now) {
+			delete(s.m, k)
 		}
+	}
+	if s.peak > expireAbove && len(s.m) < s.peak/4 {
+		m := make(map[netip.Prefix]source, len(s.m))
+		for k, v := range s.m {
+			m[k] = v
+		}
+		s.m, s.peak = m, len(m)
 	}
 }
 
@@ -322,7 +366,7 @@ func (t *Table) sweepLocked(now int64) {
 // even one still in rate debt. It reports whether a place is free.
 func (t *Table) makeRoomLocked(now int64) bool {
 	if now-t.src.lastSweep >= int64(sweepEvery) || now < t.src.lastSweep {
-		t.sweepLocked(now)
+		t.src.sweepLocked(now)
 		if len(t.src.m) < t.maxSources {
 			return true
 		}
