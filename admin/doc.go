@@ -94,7 +94,10 @@
 // # Status page and /status.json
 //
 // GET / is a page (HTML, CSS and plain JavaScript embedded in the binary,
-// nothing loaded from elsewhere) that reads /status.json every 2 s. The
+// nothing loaded from elsewhere) that reads /status.json every 2 s and
+// updates itself in place (page/patch.js): a card per listener name and a
+// row per upstream or rejection stay the same elements while they show the
+// same thing, so an admin's selection, open folds and scroll survive. The
 // JSON is a Status: the daemon's facts (relay), the process (uptime,
 // connections, file descriptors) and one Snapshot per listener name in
 // config order, with rates over about the last 10 s computed from the

@@ -20,7 +20,7 @@ import (
 )
 
 // paths is every route of the endpoint and one it does not have.
-var paths = []string{"/", "/status.json", "/status.css", "/status.js", "/metrics", "/healthz", "/nothing"}
+var paths = []string{"/", "/status.json", "/status.css", "/status.js", "/patch.js", "/metrics", "/healthz", "/nothing"}
 
 // getHost makes one request to url with the given Host header.
 func getHost(t *testing.T, url, host string) (int, string) {

@@ -349,6 +349,7 @@ func TestPageWarnsNearDescriptorLimit(t *testing.T) {
 	mux.HandleFunc("GET /{$}", servePage("index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /status.css", servePage("status.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /status.js", servePage("status.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /patch.js", servePage("patch.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)

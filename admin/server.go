@@ -122,6 +122,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /{$}", servePage("index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /status.css", servePage("status.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("GET /status.js", servePage("status.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /patch.js", servePage("patch.js", "text/javascript; charset=utf-8"))
 	s.srv = &http.Server{
 		// Who (the ACL) before which name: a client the ACL refuses
 		// learns nothing about the endpoint's names.

@@ -1,6 +1,7 @@
-// The relay's status page: reads status.json every 2 s and redraws. Plain
-// JavaScript, no libraries, nothing fetched from anywhere else. Every value
-// from the relay goes into the page as text (textContent), never as HTML.
+// The relay's status page: reads status.json every 2 s, builds what the
+// page should show and lets patch.js update the page in place to match.
+// Plain JavaScript, no libraries, nothing fetched from anywhere else. Every
+// value from the relay goes into the page as text, never as HTML.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -11,9 +12,9 @@ const REFRESH_MS = 2000;
 // failovers listed and the rest behind "all upstreams".
 const UPSTREAM_ROWS = 8;
 let reads = 0;
-// openLists holds the listeners whose full upstream list the admin opened:
-// every refresh redraws the cards, and it must not close it again.
-const openLists = new Set();
+// draws counts the reads drawn on the page; #updated's data-updates
+// carries it, a signal for whoever waits on a refresh (the tests).
+let draws = 0;
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -74,7 +75,7 @@ function fdsValue(p) {
 
 function renderProcess(st) {
   const r = st.relay, p = st.process;
-  document.getElementById("version").textContent = (r.version || "").replace(/^relay /, "");
+  setText(document.getElementById("version"), (r.version || "").replace(/^relay /, ""));
   const reload = r.last_reload;
   const facts = [
     fact("State", st.ready ? badge("ready", "good") : badge("not ready", "bad"), "ready"),
@@ -95,10 +96,10 @@ function renderProcess(st) {
     facts.push(fact("ACL", badge("none: every source may connect", "warn"), "acl"));
   }
   if (reload && !reload.ok && reload.error) facts.push(fact("Reload error", reload.error, "last_reload.error"));
-  document.getElementById("process").replaceChildren(...facts);
+  patchChildren(document.getElementById("process"), facts);
   const adminErr = document.getElementById("admin-error");
   adminErr.hidden = !r.admin_error;
-  adminErr.textContent = r.admin_error ? "Admin endpoint " + r.admin_error : "";
+  setText(adminErr, r.admin_error ? "Admin endpoint " + r.admin_error : "");
 }
 
 function rate(r, key, fmt) {
@@ -233,7 +234,7 @@ function span(ups) {
 
 // upstreamList lists a listener's upstreams, or sums up a long list (see
 // UPSTREAM_ROWS).
-function upstreamList(name, ups, active) {
+function upstreamList(ups, active) {
   const item = u => upstreamItem(u, active);
   if (ups.length <= UPSTREAM_ROWS) {
     return [el("ul", { "aria-label": "upstreams", "data-upstreams": "shown" }, ...ups.map(item))];
@@ -246,10 +247,9 @@ function upstreamList(name, ups, active) {
   if (unchecked) sum.push(" " + num(unchecked) + " unchecked");
   const notable = ups.filter(u => u.health === "unhealthy" || u.failovers > 0);
   const shown = notable.slice(0, UPSTREAM_ROWS);
+  // Closed when the card is new; an update leaves open what the admin opened.
   const all = el("details", { "data-upstreams": "all" },
     el("summary", {}, "all upstreams"), el("ul", { "aria-label": "all upstreams" }, ...ups.map(item)));
-  all.open = openLists.has(name);
-  all.addEventListener("toggle", () => { if (all.open) openLists.add(name); else openLists.delete(name); });
   return [
     el("p", { class: "where", "data-field": "upstreams" }, ...sum),
     el("ul", { "aria-label": "upstreams unhealthy or with failovers", "data-upstreams": "shown" }, ...shown.map(item)),
@@ -280,7 +280,7 @@ function cardID(name) {
 function renderOverview(listeners) {
   const box = document.getElementById("overview");
   if (listeners.length === 0) {
-    box.replaceChildren();
+    patchChildren(box, []);
     return;
   }
   const states = {};
@@ -289,10 +289,10 @@ function renderOverview(listeners) {
   const bad = listeners.map(s => [s, trouble(s)]).filter(([, why]) => why);
   const items = bad.map(([s, why]) => el("li", { "data-trouble": s.name },
     el("a", { href: "#" + encodeURIComponent(cardID(s.name)) }, s.name), " ", badge(why, "bad")));
-  box.replaceChildren(
+  patchChildren(box, [
     el("p", { "data-field": "overview" }, plural(listeners.length, "listener", "listeners") + ": " + counts + ". ",
       bad.length ? badge(plural(bad.length, "needs", "need") + " attention", "bad") : badge("nothing needs attention", "good")),
-    bad.length ? el("ul", { "aria-label": "listeners that need attention" }, ...items) : null);
+    bad.length ? el("ul", { "aria-label": "listeners that need attention" }, ...items) : null]);
 }
 
 function renderListener(s, now) {
@@ -310,7 +310,7 @@ function renderListener(s, now) {
       backingOff ? el("span", { class: "badge bad", "data-field": "accept_backing_off",
         title: "accept failed, out of descriptors most likely: clients wait in the backlog" }, "NOT ACCEPTING") : null),
     el("p", { class: "where" }, "listen ", el("strong", {}, s.listen || "–")),
-    ...upstreamList(s.name, ups, s.health_checks),
+    ...upstreamList(ups, s.health_checks),
     ...section("Traffic", [
       fact("Bytes to upstream", bytes(s.bytes_to_upstream), "bytes_to_upstream"),
       fact("Bytes to client", bytes(s.bytes_to_client), "bytes_to_client"),
@@ -330,7 +330,7 @@ function renderListener(s, now) {
 function renderRejections(acl) {
   const box = document.getElementById("rejections");
   if (!acl) {
-    box.replaceChildren(el("p", { class: "muted" }, "No ACL file."));
+    patchChildren(box, [el("p", { class: "muted" }, "No ACL file.")]);
     return;
   }
   const recent = acl.recent_rejections || [];
@@ -341,21 +341,23 @@ function renderRejections(acl) {
   const decisions = (acl.decisions || []).map(d => d.listener + " (" + d.proto + "): " + num(d.allowed) +
     " allowed, " + num(d.rejected) + " rejected, " + num(d.refused_later) + " refused by later checks, " +
     num(d.logged) + " logged");
-  box.replaceChildren(
+  patchChildren(box, [
     recent.length === 0 ? el("p", { class: "muted" }, "None since start.")
       : el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Time"), el("th", {}, "Listener"),
         el("th", {}, "Client"), el("th", { class: "rej-rule" }, "Deciding rule"))), el("tbody", {}, ...rows)),
-    el("p", { class: "muted", "data-field": "decisions" }, decisions.join(" · ")));
+    el("p", { class: "muted", "data-field": "decisions" }, decisions.join(" · "))]);
 }
 
 function render(st) {
   renderProcess(st);
   renderOverview(st.listeners);
   const cards = st.listeners.map(s => renderListener(s, st.time));
-  document.getElementById("listeners").replaceChildren(
-    ...(cards.length ? cards : [el("p", { class: "muted" }, "No listeners.")]));
+  patchChildren(document.getElementById("listeners"),
+    cards.length ? cards : [el("p", { class: "muted" }, "No listeners.")]);
   renderRejections(st.relay.acl);
-  document.getElementById("updated").textContent = new Date(st.time).toLocaleTimeString();
+  const updated = document.getElementById("updated");
+  setText(updated, new Date(st.time).toLocaleTimeString());
+  updated.dataset.updates = String(++draws);
 }
 
 // refusal says why the relay answered status.json with an error: its
@@ -372,19 +374,19 @@ async function refresh() {
   try {
     const resp = await fetch("status.json", { cache: "no-store" });
     if (!resp.ok) {
-      conn.textContent = await refusal(resp);
+      setText(conn, await refusal(resp));
       conn.hidden = false;
     } else {
       render(await resp.json());
       conn.hidden = true;
     }
   } catch (e) {
-    conn.textContent = "No answer from the relay: the figures below are old.";
+    setText(conn, "No answer from the relay: the figures below are old.");
     conn.hidden = false;
   }
   reads++;
   const counter = document.getElementById("refreshes");
-  counter.textContent = String(reads);
+  setText(counter, String(reads));
   counter.dataset.refreshes = String(reads);
   setTimeout(refresh, REFRESH_MS);
 }
