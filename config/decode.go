@@ -120,6 +120,12 @@ func decodeInto(k *koanf.Koanf, out *fileConfig, p *problems) {
 	if out.Admin.Listen == nil && k.Exists("admin.listen") {
 		out.Admin.Listen = new(string)
 	}
+	// An acl section without its file line (commented out) must not open
+	// every listener to every source: it reads as an empty acl.file,
+	// which resolve refuses.
+	if out.ACL.File == nil && k.Exists("acl") {
+		out.ACL.File = new(string)
+	}
 	emptySections(k.Raw(), reflect.ValueOf(out).Elem())
 }
 

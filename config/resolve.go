@@ -37,7 +37,7 @@ func resolve(fc *fileConfig, p *problems) *Config {
 		cfg.ACLFile = *fc.ACL.File
 		cfg.ACLPath = filePath(filepath.Dir(p.src.file), cfg.ACLFile)
 		if cfg.ACLFile == "" {
-			p.add("acl.file", "empty; remove the acl section to let every source connect")
+			p.add("acl.file", "missing or empty: name the ACL file, or remove the acl section to let every source connect")
 		}
 	}
 	defs := resolveDefaults(fc.Defaults, p)
