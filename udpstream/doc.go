@@ -51,6 +51,17 @@
 // the batches nobody took since the second before, so an idle relay holds
 // none (pool.go).
 //
+// Nothing the relay keeps per client source outlives the source's traffic
+// by more than its timeouts (TestTablesEmptyAfterManySources): a session
+// leaves its port's table when it ends, a newcomer when its session opens
+// or it is dropped (at most setupQueueLen+retryQueueLen wait), a source's
+// count under MaxSessionsPerSource with its last session, and the
+// unconfirmed queue is compacted every tick; the per-source rate is a
+// limit.Table, which forgets sources by itself, and recentDrops is fixed
+// in size. A port's session table keeps room for the most sessions it
+// held at once (a Go map does not shrink), at most MaxSessions, about
+// 80 bytes each.
+//
 // Where the package's job ends: it does not parse config files, decide ACLs
 // (it calls Config.Admit once per new session) or export metrics (it fills
 // Stats; the admin endpoint reads it).
