@@ -155,7 +155,10 @@ func (f *front) peer(fd int) netip.AddrPort {
 // own cache is refreshed, so the accept path of a client that is not
 // link-local costs nothing and one that is costs an ioctl a minute. An
 // interface renamed or replaced is seen within zoneTTL. Owned by the
-// front's loop; it holds one entry per interface clients came in on.
+// front's loop; it holds one entry per interface clients came in on within
+// zoneTTL: an id asked again forgets the ones not asked meanwhile, so
+// interfaces that come and go (a replugged adapter, a VPN's tunnel: a new
+// index each time) are not remembered for good (TestZoneNamesForgetOld).
 type zoneNames map[uint32]zoneName
 
 type zoneName struct {
@@ -178,6 +181,11 @@ func (z *zoneNames) name(fd int, id uint32, now time.Time) string {
 	}
 	if *z == nil {
 		*z = zoneNames{}
+	}
+	for k, n := range *z {
+		if now.Sub(n.at) >= zoneTTL {
+			delete(*z, k)
+		}
 	}
 	(*z)[id] = zoneName{name, now}
 	return name

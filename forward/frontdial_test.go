@@ -8,8 +8,10 @@ package forward
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgerelay/relay/internal/world"
 )
@@ -76,5 +78,27 @@ func TestFrontLinkLocalClient(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestZoneNamesForgetOld: link-local clients come in on 1 000 interfaces
+// one after the other, each gone (a replugged adapter, a VPN's tunnel:
+// a new index each time) before the next; the cache keeps those asked for
+// within zoneTTL, not every interface it ever named.
+func TestZoneNamesForgetOld(t *testing.T) {
+	var z zoneNames
+	now := time.Unix(1_700_000_000, 0)
+	for id := uint32(1); id <= 1000; id++ {
+		if got, want := z.name(-1, id, now), strconv.Itoa(int(id)); got != want { // no socket: the index in decimal
+			t.Fatalf("name of scope id %d = %q, want %q", id, got, want)
+		}
+		now = now.Add(zoneTTL / 2)
+	}
+	if len(z) > 3 {
+		t.Fatalf("%d scope ids cached after 1 000 interfaces each asked once, %v apart; want those of the last %v only", len(z), zoneTTL/2, zoneTTL)
+	}
+	z.name(-1, 7, now)
+	if _, ok := z[7]; !ok {
+		t.Fatal("the id just asked for is not cached")
 	}
 }
