@@ -29,6 +29,7 @@ type Target struct {
 	// Guarded by s.mu:
 	downSince time.Time
 	downs     uint64 // outages so far; a re-try loop ends when its outage does
+	gone      bool   // no upstream has this address any more (Set.forgetLocked)
 }
 
 // String is the address to dial, "ip:port".
@@ -64,7 +65,7 @@ func (t *Target) markDown(reason error) {
 	t.up.Store(false)
 	t.downSince = time.Now()
 	t.downs++
-	outage, retry := t.downs, !s.closed
+	outage, retry := t.downs, !s.closed && !t.gone
 	if retry {
 		s.wg.Add(1)
 	}
@@ -100,7 +101,7 @@ func (t *Target) markUp(why string) {
 func (t *Target) stillDown(outage uint64) bool {
 	t.s.mu.Lock()
 	defer t.s.mu.Unlock()
-	return !t.up.Load() && t.downs == outage
+	return !t.up.Load() && t.downs == outage && !t.gone
 }
 
 // retryLoop probes a down address with a growing pause (retryFirst,

@@ -15,7 +15,9 @@
 //
 // Host names are resolved through a Resolver: a small DNS client whose cache
 // honours the answer's TTL (bounded to 5 s .. 5 min) and keeps the last good
-// answer when a name stops resolving.
+// answer when a name stops resolving. A name's addresses are those of its
+// latest answer: an address it no longer has is forgotten, with its health
+// and its re-try, so a name whose address changes over weeks keeps one.
 //
 // Where the job ends: upstream does not move bytes, does not dial for the
 // data plane (it only probes) and holds no per-connection state.
@@ -391,9 +393,41 @@ func (s *Set) current(e *entry) []*Target {
 	for _, a := range ans.Addrs {
 		r.targets = append(r.targets, s.targetLocked(netip.AddrPortFrom(a, e.port), e))
 	}
+	if old := e.named.Swap(r); old != nil {
+		s.forgetLocked(old.targets)
+	}
 	s.mu.Unlock()
-	e.named.Store(r)
 	return r.targets
+}
+
+// forgetLocked drops those of a name's previous targets that no upstream
+// has now. A name whose address changes (a dynamic address, a pool that
+// rotates) would otherwise leave a Target for every address it ever had,
+// for as long as the listener runs, and a down one's re-try would go on
+// probing an address nobody names any more (TestNameForgetsOldAddresses).
+// A connection that holds one still reports to it; should the address
+// come back, it gets a new Target, trusted until a dial fails.
+func (s *Set) forgetLocked(old []*Target) {
+	for _, t := range old {
+		if s.targets[t.addr] != t || s.listedLocked(t) {
+			continue
+		}
+		delete(s.targets, t.addr)
+		t.gone = true // its re-try loop ends at its next wake
+	}
+}
+
+// listedLocked reports whether an upstream has t now.
+func (s *Set) listedLocked(t *Target) bool {
+	for _, e := range s.entries {
+		if slices.Contains(e.fixed, t) {
+			return true
+		}
+		if r := e.named.Load(); r != nil && slices.Contains(r.targets, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // known returns e's targets as last seen, without asking DNS: a scrape

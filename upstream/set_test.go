@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -355,5 +356,40 @@ func TestRetireQuiets(t *testing.T) {
 	}
 	if logs.String() != "" {
 		t.Errorf("a retired Set logged:\n%s", logs)
+	}
+}
+
+// TestNameForgetsOldAddresses: a name whose address changes 100 times (a
+// dynamic address, a rotating pool), each address refused and so down
+// with its re-try running, leaves the Set with the targets of its latest
+// answer only. Before, it kept a Target for every address the name ever
+// had, and the re-try of each went on probing it.
+func TestNameForgetsOldAddresses(t *testing.T) {
+	checkLeaks(t)
+	_, port, _ := net.SplitHostPort(world.DeadAddr(t))
+	dns := world.NewDNSServer(t)
+	r, _ := newResolver(t, dns.Addr())
+	s, _ := newSet(t, Config{Lists: [][]string{{"pool.test:" + port}}, Resolver: r, Timeout: time.Second})
+	e := s.entries[0]
+	for i := range 100 {
+		want := netip.AddrFrom4([4]byte{127, 5, 0, byte(i + 1)})
+		dns.Set("pool.test", world.Zone{Addrs: []netip.Addr{want}, TTL: 5})
+		r.skew.Add(int64(MinTTL + time.Second))
+		world.Eventually(t, "the name's new address", func() bool {
+			ts := s.current(e)
+			return len(ts) == 1 && ts[0].addr.Addr() == want
+		})
+		if _, err := connect(s, 0); err == nil {
+			t.Fatalf("%s:%s answered, want refused", want, port)
+		}
+	}
+	s.mu.Lock()
+	n := len(s.targets)
+	s.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d targets after the name's address changed 100 times, want 1 (its latest)", n)
+	}
+	if st := status(s, "pool.test:"+port); st.Up {
+		t.Errorf("status %+v, want down: its one address refuses", st)
 	}
 }
