@@ -58,9 +58,10 @@
 // count under MaxSessionsPerSource with its last session, and the
 // unconfirmed queue is compacted every tick; the per-source rate is a
 // limit.Table, which forgets sources by itself, and recentDrops is fixed
-// in size. A port's session table keeps room for the most sessions it
-// held at once (a Go map does not shrink), at most MaxSessions, about
-// 80 bytes each.
+// in size. A Go map keeps the room of the most entries it held: a port's
+// session table, which a flood may fill to MaxSessions (about 80 bytes a
+// place), is moved to one of its size once it has emptied to a quarter
+// (port.shrinkLocked); its newcomer table holds at most the setup queues'.
 //
 // Where the package's job ends: it does not parse config files, decide ACLs
 // (it calls Config.Admit once per new session) or export metrics (it fills

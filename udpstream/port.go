@@ -36,6 +36,7 @@ type port struct {
 	// their further datagrams wait with them instead of queuing twice.
 	pending map[netip.AddrPort]*pending
 	closed  bool
+	peak    int // the most sessions seen in the table by a sweep (shrink)
 }
 
 func newPort(r *Relay, c packetConn, index int) *port {
@@ -221,6 +222,8 @@ func (p *port) dial() (*sessionUpstream, error) {
 func (p *port) expire(now, timeout, unconfirmed int64, draining bool, out []*session) []*session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.shrinkLocked()
+	p.peak = max(p.peak, len(p.sessions))
 	for k, s := range p.sessions {
 		if stamp := s.last.Load(); stamp != s.seenStamp {
 			s.seenStamp, s.quietFrom = stamp, now
@@ -247,6 +250,25 @@ func (p *port) expire(now, timeout, unconfirmed int64, draining bool, out []*ses
 		out = append(out, s)
 	}
 	return out
+}
+
+// shrinkAbove is the fewest sessions whose table is worth shrinking.
+const shrinkAbove = 256
+
+// shrinkLocked moves the sessions to a table of their size once they are
+// fewer than a quarter of the most it held: a Go map keeps the buckets of
+// its largest size, so every port of a range that a flood once filled
+// (MaxSessions, ~80 bytes a place) kept that memory for good
+// (TestSessionTableShrinks).
+func (p *port) shrinkLocked() {
+	if p.peak <= shrinkAbove || len(p.sessions) >= p.peak/4 {
+		return
+	}
+	m := make(map[netip.AddrPort]*session, len(p.sessions))
+	for k, s := range p.sessions {
+		m[k] = s
+	}
+	p.sessions, p.peak = m, len(m)
 }
 
 // remove deletes s from the table if it is still there.
