@@ -64,7 +64,8 @@ type Config struct {
 	// followed. nil: os.Hostname.
 	Hostname func() (string, error)
 	// Collectors are registered beside the relay, Go and process
-	// collectors, e.g. the daemon's reload counters. nil: none.
+	// collectors, e.g. the daemon's reload counters and UDP receive
+	// buffers (README lists their families). nil: none.
 	Collectors []prometheus.Collector
 	// Log receives HTTP server and metric collection errors, at warn level.
 	// Zero: discard (a zero zerolog.Logger has no writer and drops events).

@@ -40,7 +40,7 @@ func (d *Daemon) bindAdmin(listen string, inherit *os.File) (*admin.Server, erro
 		Draining:   d.Draining,
 		Allow:      d.adminAllow(listen),
 		Hosts:      d.adminHosts,
-		Collectors: []prometheus.Collector{newReloadCollector(d)},
+		Collectors: []prometheus.Collector{newReloadCollector(d), newBufferCollector(d.udpBufs)},
 		Log:        d.log,
 	})
 	if err != nil {

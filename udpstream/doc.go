@@ -49,7 +49,11 @@
 // own, or one that the relays of a process share (Config.Buffers: the
 // daemon gives all its UDP listeners one). Every second the pool frees
 // the batches nobody took since the second before, so an idle relay holds
-// none (pool.go).
+// none (pool.go); a listen port's first read tries recvmmsg before it
+// waits, so a relay that just started keeps a batch free for a second or
+// two.
+// Buffers.Use reports what the pool holds (relay_udp_receive_buffer_bytes
+// on the daemon's /metrics).
 //
 // Nothing the relay keeps per client source outlives the source's traffic
 // by more than its timeouts (TestTablesEmptyAfterManySources): a session

@@ -55,6 +55,24 @@ func NewBuffers() *Buffers {
 	return &Buffers{pool: newBatchPool(batchSize, maxBatches)}
 }
 
+// BufferUse is what a Buffers holds now, in bytes of receive buffer (2 MiB
+// a batch; the headers beside them are not counted).
+type BufferUse struct {
+	InUse int64 // in batches readers hold: read and not yet forwarded
+	Free  int64 // in batches kept for the next reads; a batch no read takes for 1 to 2 s is freed
+	Limit int64 // the cap on InUse and Free together
+}
+
+// Use reports what b holds now; the admin endpoint shows it.
+func (b *Buffers) Use() BufferUse {
+	bp := b.pool
+	bp.mu.Lock()
+	live, free := bp.live, len(bp.free)
+	bp.mu.Unlock()
+	per := int64(bp.size) * msgBufSize
+	return BufferUse{InUse: int64(live-free) * per, Free: int64(free) * per, Limit: int64(bp.max) * per}
+}
+
 // batchPool hands out batches of one size. The pool is what bounds buffer
 // memory: a batch is held only between a read that found data and the end of
 // forwarding it, so the number in use follows the number of goroutines busy

@@ -119,3 +119,29 @@ func TestBatchPoolTrimDue(t *testing.T) {
 		t.Fatalf("%d free after a period unused, want 0", len(bp.free))
 	}
 }
+
+// TestBuffersUse: Use reports the bytes of the batches readers hold and of
+// those kept free, apart, and the cap; a batch freed by trims is in
+// neither.
+func TestBuffersUse(t *testing.T) {
+	bufs := NewBuffers()
+	const per = batchSize * msgBufSize // 2 MiB
+	want := func(inUse, free int64) {
+		t.Helper()
+		got := bufs.Use()
+		if w := (BufferUse{InUse: inUse * per, Free: free * per, Limit: 8 * per}); got != w {
+			t.Fatalf("Use() = %+v, want %+v", got, w)
+		}
+	}
+	want(0, 0)
+	a, b, c := bufs.pool.get(), bufs.pool.get(), bufs.pool.get()
+	want(3, 0)
+	a.release()
+	b.release()
+	want(1, 2)
+	bufs.pool.trim() // a and b were taken since the last trim: kept
+	bufs.pool.trim() // and unused since this one: freed
+	want(1, 0)
+	c.release()
+	want(0, 1)
+}

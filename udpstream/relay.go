@@ -151,6 +151,7 @@ type Relay struct {
 	maxSessions        int64
 	log                zerolog.Logger
 	net                network
+	bufs               *Buffers      // what net's readers draw on (Listen); nil over a simulated network
 	ups                *upstream.Set // chooses each session's upstream; closed by Close
 	ports              []*port
 	start              time.Time
@@ -187,6 +188,9 @@ func Listen(cfg Config) (*Relay, error) {
 			return nil, fmt.Errorf("udpstream: %w", err)
 		}
 		cfg.Upstream = s
+	}
+	if cfg.Buffers == nil {
+		cfg.Buffers = NewBuffers()
 	}
 	r, err := listen(cfg, defaultNetwork(&cfg))
 	if err != nil {
@@ -246,6 +250,7 @@ func listen(cfg Config, nw network) (*Relay, error) {
 		maxSessions:        int64(cfg.maxSessions()),
 		log:                cfg.log(),
 		net:                nw,
+		bufs:               cfg.Buffers,
 		ups:                ups,
 		start:              time.Now(),
 		done:               make(chan struct{}),
@@ -364,6 +369,10 @@ func (r *Relay) Addrs() []net.Addr {
 
 // Stats returns the relay's live counters.
 func (r *Relay) Stats() *Stats { return &r.stats }
+
+// Buffers returns the receive buffers the relay's readers draw on:
+// Config.Buffers, or the relay's own when that was nil.
+func (r *Relay) Buffers() *Buffers { return r.bufs }
 
 // now reads the coarse clock.
 func (r *Relay) now() int64 { return r.clock.Load() }
