@@ -59,6 +59,9 @@ type network interface {
 	// trimBatches frees the pool's batches that stayed unused since its
 	// previous call.
 	trimBatches()
+	// releaseBatches frees every batch the pool keeps free; a relay that
+	// closes calls it.
+	releaseBatches()
 }
 
 // message is one datagram in a batch.
@@ -117,6 +120,7 @@ func (n *singleNet) listen(addr string) (packetConn, error) {
 
 func (n *singleNet) newBatch() *batch { return n.pool.get() }
 func (n *singleNet) trimBatches()     { n.pool.trim() }
+func (n *singleNet) releaseBatches()  { n.pool.releaseFree() }
 
 func (n *singleNet) inherit(*os.File) (packetConn, error) {
 	return nil, errNoHandover

@@ -95,6 +95,7 @@ func (n *sysNet) listen(addr string) (packetConn, error) {
 
 func (n *sysNet) newBatch() *batch { return n.pool.get() }
 func (n *sysNet) trimBatches()     { n.pool.trimDue(time.Now()) }
+func (n *sysNet) releaseBatches()  { n.pool.releaseFree() }
 
 func (n *sysNet) inherit(f *os.File) (packetConn, error) {
 	pc, err := net.FilePacketConn(f)

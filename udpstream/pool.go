@@ -45,7 +45,7 @@ const maxBatches = 8
 // sessions the config has, and a reload's successor and the relay it
 // replaces hold no more than one of them. Make it with NewBuffers; there is
 // nothing to close: every relay that draws on it frees the batches nobody
-// took for a second.
+// took for a second, and frees those left free when it closes.
 type Buffers struct {
 	pool *batchPool
 }
@@ -204,6 +204,20 @@ func (bp *batchPool) trim() {
 	bp.free = bp.free[:n]
 	bp.low = n
 	bp.live -= unused
+}
+
+// releaseFree frees every batch kept free. A relay that closes calls it:
+// the trims that free unused batches are its sweep's, and with the last
+// UDP listener of a process gone (a reload removed it) nothing would trim
+// the batches it left free. A relay that shares the pool and still reads
+// allocates again at its next read.
+func (bp *batchPool) releaseFree() {
+	bp.mu.Lock()
+	defer bp.mu.Unlock()
+	bp.live -= len(bp.free)
+	clear(bp.free)
+	bp.free = bp.free[:0]
+	bp.low = 0
 }
 
 // trimDue trims the pool unless it was trimmed less than three quarters of

@@ -145,3 +145,24 @@ func TestBuffersUse(t *testing.T) {
 	c.release()
 	want(0, 1)
 }
+
+// TestClosedRelayFreesItsBuffers: a relay that closes leaves no batch
+// free in its pool. The free batches are otherwise freed by the trims of
+// the relays' sweeps, and with the last UDP listener of a process gone (a
+// reload removed it) nothing would trim them: up to 16 MiB for good.
+func TestClosedRelayFreesItsBuffers(t *testing.T) {
+	checkLeaks(t)
+	bufs := NewBuffers()
+	w := newBurstWorld(t, nil, bufs, false)
+	w.send(1, 2, burstSize)
+	w.checkExact(2)
+	if u := bufs.Use(); u.Free == 0 && u.InUse == 0 {
+		t.Fatal("the burst left no batch in the pool: nothing to check")
+	}
+	if err := w.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if u := bufs.Use(); u.Free != 0 || u.InUse != 0 {
+		t.Fatalf("after Close the pool holds %+v, want nothing", u)
+	}
+}

@@ -355,6 +355,7 @@ func (r *Relay) Close() error {
 	r.wg.Wait()
 	r.dropQueued()
 	r.ups.Close()
+	r.net.releaseBatches() // its readers have handed theirs back
 	return nil
 }
 
