@@ -42,6 +42,7 @@ type Handshakes struct {
 	OK      atomic.Uint64 // full handshakes
 	Resumed atomic.Uint64 // handshakes that resumed a session (ticket)
 	failed  [numHandshakeReason]atomic.Uint64
+	recent  recent
 }
 
 // Failed returns the failed handshakes by reason; reasons never seen are left out.
@@ -55,18 +56,22 @@ func (h *Handshakes) Failed() map[string]uint64 {
 	return out
 }
 
-func (h *Handshakes) count(st tls.ConnectionState) {
+// count counts a completed handshake with peer (see HandshakeFailure.Peer).
+func (h *Handshakes) count(st tls.ConnectionState, peer string) {
 	if st.DidResume {
 		h.Resumed.Add(1)
 	} else {
 		h.OK.Add(1)
 	}
+	h.recent.ok(peer, time.Now())
 }
 
-func (h *Handshakes) fail(reason string) {
+// fail counts a failed handshake with peer.
+func (h *Handshakes) fail(reason, peer string) {
 	for i, r := range handshakeReasons {
 		if r == reason {
 			h.failed[i].Add(1)
+			h.recent.failed(i, peer, time.Now())
 			return
 		}
 	}
@@ -185,7 +190,7 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
 		// One that Close or Shutdown cut short did not fail: neither the
 		// metric nor the log counts the relay stopping.
 		if l.ctx.Err() == nil {
-			l.stats.Handshakes.fail(reason)
+			l.stats.Handshakes.fail(reason, client.Addr().String())
 			l.sampled.Warn().Str("client", client.String()).Str("reason", reason).Err(err).
 				Msg("tls handshake failed, client closed")
 		}
@@ -206,7 +211,7 @@ func (l *Listener) terminate(c *net.TCPConn, client netip.AddrPort) secured {
 		}
 		sec.rule = adm.rule
 	}
-	l.stats.Handshakes.count(st)
+	l.stats.Handshakes.count(st, client.Addr().String())
 	l.stats.Accepted.Add(1)
 	return sec
 }
@@ -273,14 +278,14 @@ func (l *Listener) originate(up net.Conn, addr string) (*tls.Conn, error) {
 	if err := tc.HandshakeContext(l.ctx); err != nil {
 		reason := handshakeReason(err)
 		if l.ctx.Err() == nil { // as in terminate
-			l.stats.UpstreamHandshakes.fail(reason)
+			l.stats.UpstreamHandshakes.fail(reason, addr)
 		}
 		up.Close()
 		return nil, upstreamTLSError(addr, reason, err)
 	}
 	up.SetDeadline(time.Time{})
 	rc.shaken = true
-	l.stats.UpstreamHandshakes.count(tc.ConnectionState())
+	l.stats.UpstreamHandshakes.count(tc.ConnectionState(), addr)
 	return tc, nil
 }
 

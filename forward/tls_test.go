@@ -313,6 +313,12 @@ func TestTLSUpstreamUnknownCA(t *testing.T) {
 	if got := box.Stats().UpstreamHandshakes.Failed()[TLSUnknownCA]; got != 1 {
 		t.Errorf("upstream handshakes failed for unknown_authority = %d, want 1", got)
 	}
+	// The status page's TLS attention reads the failure, its upstream and
+	// no success since.
+	if lastOK, failing := box.Stats().UpstreamHandshakes.Recent(); !lastOK.IsZero() || len(failing) != 1 ||
+		failing[0].Reason != TLSUnknownCA || failing[0].Peer != venue.addr(0) {
+		t.Errorf("recent upstream handshakes: last ok %v, failing %+v, want unknown_authority with %s alone", lastOK, failing, venue.addr(0))
+	}
 	box.logs.Wait(t, "upstream unreachable", `unknown_authority`)
 	if backend.Accepted() != 0 {
 		t.Fatalf("the upstream behind saw %d connections, want none", backend.Accepted())

@@ -202,7 +202,11 @@ func (s secured) refusal(res Result) string {
 // waits for the verdict, keep it down until the upstream accepts the
 // certificate. It returns the warning line for the caller to finish.
 func (l *Listener) upstreamRefused(t *upstream.Target, reason string, err error) *zerolog.Event {
-	l.stats.UpstreamHandshakes.fail(reason)
+	peer := ""
+	if t != nil {
+		peer = t.Spec()
+	}
+	l.stats.UpstreamHandshakes.fail(reason, peer)
 	if t != nil {
 		t.Failed(upstreamTLSError(t.Spec(), reason, &refusedError{reason: reason, err: err}))
 	}
