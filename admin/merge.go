@@ -3,6 +3,7 @@ package admin
 import (
 	"maps"
 	"slices"
+	"time"
 )
 
 // Merge adds b into a (see merge).
@@ -61,7 +62,38 @@ func mergeHandshakes(a, b *Handshakes) *Handshakes {
 	if a == nil || b == nil {
 		return either(a, b)
 	}
-	return &Handshakes{OK: a.OK + b.OK, Resumed: a.Resumed + b.Resumed, Failed: addCounts(a.Failed, b.Failed)}
+	return &Handshakes{OK: a.OK + b.OK, Resumed: a.Resumed + b.Resumed, Failed: addCounts(a.Failed, b.Failed),
+		LastOK: later(a.LastOK, b.LastOK), Failing: mergeFailing(a.Failing, b.Failing)}
+}
+
+// later returns the later of two times, nil when both are.
+func later(a, b *time.Time) *time.Time {
+	if a == nil || b != nil && b.After(*a) {
+		return b
+	}
+	return a
+}
+
+// mergeFailing keeps the newer failure of each reason, newest first.
+func mergeFailing(a, b []HandshakeFailure) []HandshakeFailure {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	var out []HandshakeFailure
+	for _, f := range append(slices.Clone(a), b...) {
+		i := slices.IndexFunc(out, func(o HandshakeFailure) bool { return o.Reason == f.Reason })
+		switch {
+		case i < 0:
+			out = append(out, f)
+		case f.At.After(out[i].At):
+			out[i] = f
+		}
+	}
+	slices.SortFunc(out, func(x, y HandshakeFailure) int { return y.At.Compare(x.At) })
+	return out
 }
 
 func mergeConns(a, b *Conns) *Conns {

@@ -77,6 +77,11 @@ const (
 type TLS struct {
 	Client   *Handshakes `json:"client,omitempty"`   // with clients: the listener terminates TLS
 	Upstream *Handshakes `json:"upstream,omitempty"` // with upstreams: the listener originates TLS
+
+	// Attention is what about the handshakes needs the admin's eye (see
+	// tlsAttention for the rule); nil: nothing. Computed by admin for
+	// /status.json and the page, like Rates.
+	Attention *TLSAttention `json:"attention,omitempty"`
 }
 
 // Handshakes counts TLS handshakes by outcome.
@@ -84,6 +89,28 @@ type Handshakes struct {
 	OK      uint64            `json:"ok"`      // full handshakes
 	Resumed uint64            `json:"resumed"` // resumed a session
 	Failed  map[string]uint64 `json:"failed"`  // by reason (bad_certificate, unknown_authority, expired, ...)
+
+	// LastOK is when the last handshake succeeded; nil: none since the
+	// listener started.
+	LastOK *time.Time `json:"last_ok,omitempty"`
+	// Failing lists, newest first, the latest failure of each reason
+	// whose peer has not completed a handshake since; [] when none.
+	Failing []HandshakeFailure `json:"failing"`
+}
+
+// HandshakeFailure is the latest failed handshake of one reason.
+type HandshakeFailure struct {
+	Reason string    `json:"reason"` // as in Handshakes.Failed
+	Peer   string    `json:"peer"`   // the client's IP, or the upstream as configured
+	At     time.Time `json:"at"`
+}
+
+// TLSAttention is a listener's TLS trouble: Side "upstream" (the page's
+// TLS FAILING) or "client" (CLIENT CERTS REFUSED), and the failure that
+// says so.
+type TLSAttention struct {
+	Side string `json:"side"`
+	HandshakeFailure
 }
 
 // Conns counts TCP client connections.
@@ -208,6 +235,9 @@ func carryUpstreams(ups []Upstream) []Upstream {
 func Carry(s Snapshot) Snapshot {
 	s.State, s.Listen, s.Rates, s.HealthChecks = "", "", nil, false
 	s.Upstreams = carryUpstreams(s.Upstreams)
+	if s.TLS != nil {
+		s.TLS = &TLS{Client: carryHandshakes(s.TLS.Client), Upstream: carryHandshakes(s.TLS.Upstream)}
+	}
 	if s.Conns != nil {
 		c := *s.Conns
 		c.Active, c.AcceptBackingOff = 0, 0
@@ -229,4 +259,13 @@ func Carry(s Snapshot) Snapshot {
 		s.Raw = &r
 	}
 	return s
+}
+
+// carryHandshakes keeps the counts of h, without its recent facts: the
+// successor's own handshakes say whether a peer still fails.
+func carryHandshakes(h *Handshakes) *Handshakes {
+	if h == nil {
+		return nil
+	}
+	return &Handshakes{OK: h.OK, Resumed: h.Resumed, Failed: h.Failed}
 }

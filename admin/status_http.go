@@ -63,6 +63,7 @@ func (sr *statusReader) read() Status {
 		st.Listeners = []Snapshot{} // [] rather than null for scripts
 	}
 	emptyLists(&st)
+	fillTLSAttention(now, st.Listeners)
 	sr.rates.fill(now, st.Listeners)
 	st.Process = process(now, st.Relay.Started, st.Listeners)
 	return st
@@ -88,12 +89,25 @@ func emptyLists(st *Status) {
 		if s.Upstreams == nil {
 			s.Upstreams = []Upstream{}
 		}
+		if s.TLS != nil {
+			s.TLS = &TLS{Client: failingList(s.TLS.Client), Upstream: failingList(s.TLS.Upstream)}
+		}
 		if s.Raw != nil && s.Raw.Printing == nil {
 			raw := *s.Raw
 			raw.Printing = []Holder{}
 			s.Raw = &raw
 		}
 	}
+}
+
+// failingList is h with Failing [] rather than null, copied.
+func failingList(h *Handshakes) *Handshakes {
+	if h == nil || h.Failing != nil {
+		return h
+	}
+	c := *h
+	c.Failing = []HandshakeFailure{}
+	return &c
 }
 
 func (sr *statusReader) serveJSON(w http.ResponseWriter, r *http.Request) {

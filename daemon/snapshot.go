@@ -100,7 +100,15 @@ func tlsCounts(spec config.Listener, st *forward.Stats) *admin.TLS {
 }
 
 func handshakes(h *forward.Handshakes) *admin.Handshakes {
-	return &admin.Handshakes{OK: h.OK.Load(), Resumed: h.Resumed.Load(), Failed: h.Failed()}
+	out := &admin.Handshakes{OK: h.OK.Load(), Resumed: h.Resumed.Load(), Failed: h.Failed()}
+	lastOK, failing := h.Recent()
+	if !lastOK.IsZero() {
+		out.LastOK = &lastOK
+	}
+	for _, f := range failing {
+		out.Failing = append(out.Failing, admin.HandshakeFailure{Reason: f.Reason, Peer: f.Peer, At: f.At})
+	}
+	return out
 }
 
 // ftpCounts copies an ftp listener's counters. Its control listener's
