@@ -104,6 +104,20 @@
 // reads. Its field names are the json tags of Status and the types inside
 // it, stable once released; sections a listener lacks are left out.
 //
+// A listener's tls section says, per side, when the last handshake
+// succeeded (last_ok) and, newest first, the latest failure of each reason
+// whose peer (client IP, or upstream as configured) has completed no
+// handshake since (failing: reason, peer, at); forward keeps both. From
+// them admin decides tls.attention (tlsattention.go), which puts the
+// listener on the page's attention list: side "upstream" (TLS FAILING)
+// when a handshake with an upstream failed in the last 10 minutes, for
+// any reason, and that upstream has not succeeded since; else side
+// "client" (CLIENT CERTS REFUSED, a softer note) when a client's
+// certificate was refused in that time (bad_certificate,
+// unknown_authority, expired) and that client has not succeeded since.
+// Scanners' failures (not_tls, protocol, closed, timeout, and
+// no_certificate from a handshake finished without one) never count.
+//
 // Every route is a GET: the endpoint changes nothing. Config.Allow may
 // refuse a client, which then gets 403 on every route; the daemon uses the
 // ACL's rules for the name admin.

@@ -18,16 +18,19 @@ import (
 )
 
 // pageStatus is a relay in every state the page must make plain: a listener
-// down, an unhealthy upstream, a printer in use, UDP drops, TLS failures,
+// down, an unhealthy upstream, a printer in use, UDP drops, TLS failures
+// (a box office's expired client certificate),
 // a listener out of descriptors, recent ACL rejections.
 func pageStatus(now time.Time) (func() []Snapshot, func() Relay) {
+	shaken := now.Add(-5 * time.Second)
 	snaps := []Snapshot{
 		{
 			Listener: "cms-http", Mode: "tcp", State: StateServing, Listen: "0.0.0.0:80",
 			Upstreams:       []Upstream{{Address: "192.0.2.10:80", Health: "healthy"}},
 			BytesToUpstream: 123456, BytesToClient: 9876543,
 			Conns: &Conns{Accepted: 42, RejectedACL: 3, Active: 2, DialFailures: 1, Unreachable: 5},
-			TLS:   &TLS{Client: &Handshakes{OK: 40, Resumed: 2, Failed: map[string]uint64{"expired": 1}}},
+			TLS: &TLS{Client: &Handshakes{OK: 40, Resumed: 2, Failed: map[string]uint64{"expired": 1}, LastOK: &shaken,
+				Failing: []HandshakeFailure{{Reason: "expired", Peer: "192.0.2.77", At: now.Add(-2 * time.Minute)}}}},
 		},
 		{
 			Listener: "ticket-printer", Mode: "raw", State: StateServing, Listen: "0.0.0.0:10001",
@@ -129,7 +132,7 @@ func TestPageInBrowser(t *testing.T) {
 		t.Errorf("cms-http accepts but its card says %q", n[0].Text())
 	}
 	troubled := dom.Find("aria-label", "listeners that need attention")
-	if want := "ticket-printer NO UPSTREAM UP rtb DOWN cms-ftp NOT ACCEPTING"; len(troubled) != 1 || troubled[0].Text() != want {
+	if want := "cms-http CLIENT CERTS REFUSED: expired (192.0.2.77) ticket-printer NO UPSTREAM UP rtb DOWN cms-ftp NOT ACCEPTING"; len(troubled) != 1 || troubled[0].Text() != want {
 		t.Errorf("listeners needing attention %v, want %q", troubled, want)
 	}
 	if r := dom.Find("data-client", "198.51.100.7:40000"); len(r) != 1 || !strings.Contains(r[0].Text(), "relay_hba.conf:4") {

@@ -186,12 +186,34 @@ function tlsSection(t) {
   for (const [side, h] of [["client", t.client], ["upstream", t.upstream]]) {
     if (!h) continue;
     rows.push(fact("TLS " + side + " ok", num(h.ok), "tls." + side + ".ok"),
-      fact("TLS " + side + " resumed", num(h.resumed), "tls." + side + ".resumed"));
+      fact("TLS " + side + " resumed", num(h.resumed), "tls." + side + ".resumed"),
+      fact("TLS " + side + " last ok", when(h.last_ok), "tls." + side + ".last_ok"));
     for (const [reason, n] of Object.entries(h.failed || {}).sort()) {
       rows.push(fact("TLS " + side + " failed: " + reason, num(n), "tls." + side + ".failed." + reason));
     }
+    // The latest failure of each reason whose peer has not succeeded since.
+    for (const f of h.failing || []) {
+      rows.push(fact("TLS " + side + " failing: " + f.reason, f.peer + " at " + when(f.at),
+        "tls." + side + ".failing." + f.reason));
+    }
   }
   return section("TLS", rows);
+}
+
+// tlsTrouble words the relay's verdict on a listener's handshakes
+// (tls.attention, see admin's tlsAttention): an upstream that fails them
+// breaks every connection; refused client certificates lock one box
+// office out, a softer note. null: nothing.
+function tlsTrouble(t) {
+  const a = t && t.attention;
+  if (!a) return null;
+  const upstream = a.side === "upstream";
+  return {
+    why: (upstream ? "TLS FAILING: " : "CLIENT CERTS REFUSED: ") + a.reason + " (" + a.peer + ")",
+    kind: upstream ? "bad" : "warn",
+    title: (upstream ? "handshakes with upstream " : "handshake of client ") + a.peer + " failed at " +
+      when(a.at) + ", none of its handshakes succeeded since",
+  };
 }
 
 function stateBadge(state) {
@@ -258,16 +280,18 @@ function upstreamList(ups, active) {
   ];
 }
 
-// trouble says what about a listener needs the admin's eye, "" if nothing:
-// the same conditions its card marks.
+// trouble says what about a listener needs the admin's eye, null if
+// nothing: the same conditions its card marks, as {why, kind} (the
+// badge's text and class).
 function trouble(s) {
   const ups = s.upstreams || [];
-  if (s.state === "down") return "DOWN";
-  if (s.connections && s.connections.accept_backing_off > 0) return "NOT ACCEPTING";
-  if (ups.length > 0 && ups.every(u => u.health === "unhealthy")) return "NO UPSTREAM UP";
+  const bad = why => ({ why: why, kind: "bad" });
+  if (s.state === "down") return bad("DOWN");
+  if (s.connections && s.connections.accept_backing_off > 0) return bad("NOT ACCEPTING");
+  if (ups.length > 0 && ups.every(u => u.health === "unhealthy")) return bad("NO UPSTREAM UP");
   const down = ups.filter(u => u.health === "unhealthy").length;
-  if (down > 0) return plural(down, "upstream", "upstreams") + " UNHEALTHY";
-  return "";
+  if (down > 0) return bad(plural(down, "upstream", "upstreams") + " UNHEALTHY");
+  return tlsTrouble(s.tls);
 }
 
 function cardID(name) {
@@ -286,12 +310,14 @@ function renderOverview(listeners) {
   const states = {};
   for (const s of listeners) states[s.state] = (states[s.state] || 0) + 1;
   const counts = Object.entries(states).sort().map(([st, n]) => num(n) + " " + st).join(", ");
-  const bad = listeners.map(s => [s, trouble(s)]).filter(([, why]) => why);
-  const items = bad.map(([s, why]) => el("li", { "data-trouble": s.name },
-    el("a", { href: "#" + encodeURIComponent(cardID(s.name)) }, s.name), " ", badge(why, "bad")));
+  const bad = listeners.map(s => [s, trouble(s)]).filter(([, tr]) => tr);
+  const items = bad.map(([s, tr]) => el("li", { "data-trouble": s.name },
+    el("a", { href: "#" + encodeURIComponent(cardID(s.name)) }, s.name), " ",
+    el("span", { class: "badge " + tr.kind, title: tr.title }, tr.why)));
+  const worst = bad.some(([, tr]) => tr.kind === "bad") ? "bad" : "warn";
   patchChildren(box, [
     el("p", { "data-field": "overview" }, plural(listeners.length, "listener", "listeners") + ": " + counts + ". ",
-      bad.length ? badge(plural(bad.length, "needs", "need") + " attention", "bad") : badge("nothing needs attention", "good")),
+      bad.length ? badge(plural(bad.length, "needs", "need") + " attention", worst) : badge("nothing needs attention", "good")),
     bad.length ? el("ul", { "aria-label": "listeners that need attention" }, ...items) : null]);
 }
 
@@ -302,13 +328,15 @@ function renderListener(s, now) {
   const noneUp = ups.length > 0 && ups.every(u => u.health === "unhealthy");
   // Accepts failing (out of descriptors): it serves, but takes no client.
   const backingOff = s.connections && s.connections.accept_backing_off > 0;
-  const cls = "card" + (s.state === "down" || backingOff ? " down" : "") + (unhealthy ? " unhealthy" : "");
+  const tlsTr = tlsTrouble(s.tls);
+  const cls = "card" + (s.state === "down" || backingOff ? " down" : "") + (unhealthy || tlsTr ? " unhealthy" : "");
   const r = s.rates;
   const parts = [
     el("header", {}, el("h3", {}, s.name), badge(s.mode, "idle"), stateBadge(s.state),
       noneUp ? el("span", { class: "badge bad", "data-field": "no_upstream_up" }, "NO UPSTREAM UP") : null,
       backingOff ? el("span", { class: "badge bad", "data-field": "accept_backing_off",
-        title: "accept failed, out of descriptors most likely: clients wait in the backlog" }, "NOT ACCEPTING") : null),
+        title: "accept failed, out of descriptors most likely: clients wait in the backlog" }, "NOT ACCEPTING") : null,
+      tlsTr ? el("span", { class: "badge " + tlsTr.kind, "data-field": "tls.attention", title: tlsTr.title }, tlsTr.why) : null),
     el("p", { class: "where" }, "listen ", el("strong", {}, s.listen || "–")),
     ...upstreamList(ups, s.health_checks),
     ...section("Traffic", [
