@@ -12,12 +12,13 @@ import (
 // and a venue that refused a box office's certificate are on the
 // attention list and marked on their cards, the first as a failure, the
 // second as a softer note naming the client; a listener whose only
-// failed handshakes are scanners' is not.
+// failed handshakes are scanners' is not. The failed dials marked the
+// venue down: TLS FAILING, which says why, is what the list shows.
 func TestPageTLSAttention(t *testing.T) {
 	browser := headless.New(t)
 	now := time.Now()
 	box := Snapshot{Listener: "box-office", Mode: "raw", State: StateServing, Listen: "0.0.0.0:9100",
-		Upstreams: []Upstream{{Address: "192.0.2.5:9100", Health: HealthUp}}, Conns: &Conns{Accepted: 3},
+		Upstreams: []Upstream{{Address: "192.0.2.5:9100", Health: HealthDown}}, Conns: &Conns{Accepted: 3},
 		TLS: &TLS{Upstream: &Handshakes{OK: 40, Failed: map[string]uint64{"expired": 3},
 			Failing: []HandshakeFailure{{Reason: "expired", Peer: "192.0.2.5:9100", At: now.Add(-20 * time.Second)}}}}}
 	venue := Snapshot{Listener: "venue", Mode: "tcp", State: StateServing, Listen: "0.0.0.0:9443",

@@ -288,10 +288,14 @@ function trouble(s) {
   const bad = why => ({ why: why, kind: "bad" });
   if (s.state === "down") return bad("DOWN");
   if (s.connections && s.connections.accept_backing_off > 0) return bad("NOT ACCEPTING");
+  // A failed dial marks its upstream down: TLS FAILING says why, so it
+  // comes first.
+  const tls = tlsTrouble(s.tls);
+  if (tls && tls.kind === "bad") return tls;
   if (ups.length > 0 && ups.every(u => u.health === "unhealthy")) return bad("NO UPSTREAM UP");
   const down = ups.filter(u => u.health === "unhealthy").length;
   if (down > 0) return bad(plural(down, "upstream", "upstreams") + " UNHEALTHY");
-  return tlsTrouble(s.tls);
+  return tls;
 }
 
 function cardID(name) {
