@@ -1,19 +1,12 @@
 package daemon
 
 import (
-	"bufio"
-	"crypto/tls"
 	"fmt"
-	"net"
-	"os"
 	"testing"
-	"time"
 
 	"github.com/pion/transport/v3/test"
 
 	"github.com/edgerelay/relay/admin"
-	"github.com/edgerelay/relay/certs"
-	"github.com/edgerelay/relay/internal/world"
 )
 
 // TestStatusTLSFailing: a box office without a health section whose venue
@@ -23,25 +16,7 @@ import (
 // reload brings the new CA and a job goes through, it is off it.
 func TestStatusTLSFailing(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	old, renewed := newTestCA(t, t.TempDir()), newTestCA(t, t.TempDir())
-	venueCert := renewed.issue(certs.KindServer, "venue", "venue-2027")
-	venue := world.NewBackend(t, func(c net.Conn) {
-		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{venueCert}})
-		tc.SetDeadline(time.Now().Add(5 * time.Second))
-		sc := bufio.NewScanner(tc)
-		for sc.Scan() {
-			if _, err := fmt.Fprintf(tc, "venue:%s\n", sc.Text()); err != nil {
-				return
-			}
-		}
-	})
-	caFile := func(ca *testCA) string {
-		data, err := os.ReadFile(ca.path("ca.crt"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(data)
-	}
+	venue, oldCA, renewedCA := renewedVenue(t)
 	at := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	yaml := fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
 listeners:
@@ -51,7 +26,7 @@ listeners:
     upstream: %s
     upstream_tls: {ca: ca.crt}
 `, at, venue.Addr())
-	w := startWorld(t, yaml, map[string]string{"ca.crt": caFile(old)})
+	w := startWorld(t, yaml, map[string]string{"ca.crt": oldCA})
 	base := "http://" + w.d.AdminAddr()
 	attention := func() *admin.TLSAttention {
 		t.Helper()
@@ -78,7 +53,7 @@ listeners:
 		t.Fatalf("attention %+v, want upstream unknown_authority with %s", a, venue.Addr())
 	}
 
-	w.writeFile("ca.crt", caFile(renewed))
+	w.writeFile("ca.crt", renewedCA)
 	if err := w.d.Reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}

@@ -24,25 +24,7 @@ import (
 // client's line goes through.
 func TestUpstreamTLSProbeAfterNewCA(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	old, renewed := newTestCA(t, t.TempDir()), newTestCA(t, t.TempDir())
-	venueCert := renewed.issue(certs.KindServer, "venue", "venue-2027")
-	venue := world.NewBackend(t, func(c net.Conn) {
-		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{venueCert}})
-		tc.SetDeadline(time.Now().Add(5 * time.Second))
-		sc := bufio.NewScanner(tc)
-		for sc.Scan() {
-			if _, err := fmt.Fprintf(tc, "venue:%s\n", sc.Text()); err != nil {
-				return
-			}
-		}
-	})
-	caFile := func(ca *testCA) string {
-		data, err := os.ReadFile(ca.path("ca.crt"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(data)
-	}
+	venue, oldCA, renewedCA := renewedVenue(t)
 	at := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	yaml := fmt.Sprintf(`admin: {listen: ""}
 listeners:
@@ -53,7 +35,7 @@ listeners:
     upstream_tls: {ca: ca.crt}
     health: {interval: 1s, timeout: 1s}
 `, at, venue.Addr())
-	w := startWorld(t, yaml, map[string]string{"ca.crt": caFile(old)})
+	w := startWorld(t, yaml, map[string]string{"ca.crt": oldCA})
 
 	down := w.logs.Wait(t, `"message":"upstream down"`)
 	if !strings.Contains(down, "health check: tls with") || !strings.Contains(down, "(unknown_authority)") {
@@ -75,7 +57,7 @@ listeners:
 		t.Fatalf("the venue came up with a certificate from an untrusted CA:\n%s", w.logs)
 	}
 
-	w.writeFile("ca.crt", caFile(renewed))
+	w.writeFile("ca.crt", renewedCA)
 	if err := w.d.Reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -92,4 +74,32 @@ listeners:
 		t.Errorf("%d down lines, want 1:\n%s", n, w.logs)
 	}
 	_ = w.d.Close()
+}
+
+// renewedVenue is a venue that answers each line with "venue:" and the
+// line, behind a certificate from a CA newer than the one a box office
+// trusts at first: oldCA and renewedCA are the two CAs' certificates, the
+// contents of a box office's ca.crt before and after it learns of the new.
+func renewedVenue(t *testing.T) (venue *world.Backend, oldCA, renewedCA string) {
+	t.Helper()
+	old, renewed := newTestCA(t, t.TempDir()), newTestCA(t, t.TempDir())
+	venueCert := renewed.issue(certs.KindServer, "venue", "venue-2027")
+	venue = world.NewBackend(t, func(c net.Conn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{venueCert}})
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		sc := bufio.NewScanner(tc)
+		for sc.Scan() {
+			if _, err := fmt.Fprintf(tc, "venue:%s\n", sc.Text()); err != nil {
+				return
+			}
+		}
+	})
+	caFile := func(ca *testCA) string {
+		data, err := os.ReadFile(ca.path("ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	return venue, caFile(old), caFile(renewed)
 }
