@@ -242,13 +242,15 @@ func TestIdleTimeout(t *testing.T) {
 // nothing lasts longer than the idle timeout and is not cut.
 func TestIdleSparedByOneWayTraffic(t *testing.T) {
 	checkLeaks(t)
-	// Ticks come 5x as often as the idle timeout so that a stalled CI
-	// machine does not make a real idle period out of one gap.
-	const idle = 500 * time.Millisecond
+	// Ticks come 10x as often as the idle timeout so that a stalled CI
+	// machine does not make a real idle period out of one gap (at 5x,
+	// one run in a full -race run at load 15 lost the connection); the
+	// ticks still last longer than one idle timeout.
+	const idle = time.Second
 	backend := world.NewBackend(t, func(c net.Conn) {
 		for range 12 {
 			io.WriteString(c, "tick")
-			time.Sleep(idle / 5)
+			time.Sleep(idle / 10)
 		}
 	})
 	r := startRelay(t, Config{Upstreams: [][]string{{backend.Addr()}}, IdleTimeout: idle})
