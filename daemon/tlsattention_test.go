@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/pion/transport/v3/test"
@@ -16,17 +15,7 @@ import (
 // reload brings the new CA and a job goes through, it is off it.
 func TestStatusTLSFailing(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	venue, oldCA, renewedCA := renewedVenue(t)
-	at := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	yaml := fmt.Sprintf(`admin: {listen: "127.0.0.1:0"}
-listeners:
-  - name: printer
-    mode: tcp
-    listen: %s
-    upstream: %s
-    upstream_tls: {ca: ca.crt}
-`, at, venue.Addr())
-	w := startWorld(t, yaml, map[string]string{"ca.crt": oldCA})
+	w, at, venue, renewedCA := boxOfficeOfRenewedVenue(t, `"127.0.0.1:0"`, "")
 	base := "http://" + w.d.AdminAddr()
 	attention := func() *admin.TLSAttention {
 		t.Helper()

@@ -24,18 +24,7 @@ import (
 // client's line goes through.
 func TestUpstreamTLSProbeAfterNewCA(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	venue, oldCA, renewedCA := renewedVenue(t)
-	at := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	yaml := fmt.Sprintf(`admin: {listen: ""}
-listeners:
-  - name: printer
-    mode: tcp
-    listen: %s
-    upstream: %s
-    upstream_tls: {ca: ca.crt}
-    health: {interval: 1s, timeout: 1s}
-`, at, venue.Addr())
-	w := startWorld(t, yaml, map[string]string{"ca.crt": oldCA})
+	w, at, venue, renewedCA := boxOfficeOfRenewedVenue(t, `""`, "    health: {interval: 1s, timeout: 1s}\n")
 
 	down := w.logs.Wait(t, `"message":"upstream down"`)
 	if !strings.Contains(down, "health check: tls with") || !strings.Contains(down, "(unknown_authority)") {
@@ -80,6 +69,25 @@ listeners:
 // line, behind a certificate from a CA newer than the one a box office
 // trusts at first: oldCA and renewedCA are the two CAs' certificates, the
 // contents of a box office's ca.crt before and after it learns of the new.
+// boxOfficeOfRenewedVenue starts a box office whose printer listener
+// (listening at at) originates TLS to a renewedVenue, trusting the old CA
+// (ca.crt) only: adminListen is admin.listen as YAML, extra more keys of
+// the listener, each line indented four spaces.
+func boxOfficeOfRenewedVenue(t *testing.T, adminListen, extra string) (w *relayWorld, at string, venue *world.Backend, renewedCA string) {
+	t.Helper()
+	venue, oldCA, renewedCA := renewedVenue(t)
+	at = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	yaml := fmt.Sprintf(`admin: {listen: %s}
+listeners:
+  - name: printer
+    mode: tcp
+    listen: %s
+    upstream: %s
+    upstream_tls: {ca: ca.crt}
+%s`, adminListen, at, venue.Addr(), extra)
+	return startWorld(t, yaml, map[string]string{"ca.crt": oldCA}), at, venue, renewedCA
+}
+
 func renewedVenue(t *testing.T) (venue *world.Backend, oldCA, renewedCA string) {
 	t.Helper()
 	old, renewed := newTestCA(t, t.TempDir()), newTestCA(t, t.TempDir())
