@@ -12,6 +12,7 @@ package world
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -171,17 +172,16 @@ func StreamSum(seed uint64, n int64) Sum {
 	return s
 }
 
-// DeadAddr returns a loopback address where nothing listens: it binds a
-// port and closes it, so connecting is refused at once.
+// DeadAddr returns a loopback address where nothing listens, so
+// connecting is refused at once, for as long as the test runs. The port
+// is a reserved one (ReserveTCPPort): a port bound on 0 and closed, as
+// this did before, could come back from the next call (two "different"
+// dead upstreams on one address), or be taken by another test binary's
+// listener on port 0 meanwhile, and a dial to it then hung instead of
+// being refused (TestEveryUpstreamDown failed both ways under load).
 func DeadAddr(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("world: %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return fmt.Sprintf("127.0.0.1:%d", ReserveTCPPort(tb))
 }
 
 // ReserveTCPPort returns a loopback TCP port that was free a moment ago and
