@@ -83,14 +83,7 @@ func TestPageInBrowser(t *testing.T) {
 	if n := dom.Find("id", "refreshes"); len(n) != 1 || n[0].Attr("data-refreshes") < "2" {
 		t.Errorf("the page did not refresh itself: %v", n)
 	}
-	card := func(name string) headless.Node {
-		t.Helper()
-		c := dom.Find("data-listener", name)
-		if len(c) != 1 {
-			t.Fatalf("%d cards for listener %s", len(c), name)
-		}
-		return c[0]
-	}
+	card := func(name string) headless.Node { return listenerCard(t, dom, name) }
 	field := func(c headless.Node, f string) string {
 		t.Helper()
 		n := c.Find("data-field", f)
@@ -159,6 +152,16 @@ func loadPage(t *testing.T, browser *headless.Browser, url string, budget time.D
 		t.Fatal(err)
 	}
 	return raw, dom
+}
+
+// listenerCard returns the one card of listener name in dom.
+func listenerCard(t *testing.T, dom headless.Node, name string) headless.Node {
+	t.Helper()
+	c := dom.Find("data-listener", name)
+	if len(c) != 1 {
+		t.Fatalf("%d cards for listener %s", len(c), name)
+	}
+	return c[0]
 }
 
 // TestPageShowsEveryField: every json name of /status.json appears in the
@@ -272,14 +275,7 @@ func TestPageLongUpstreamList(t *testing.T) {
 			t.Logf("DOM:\n%s", raw)
 		}
 	}()
-	cards := func(name string) headless.Node {
-		t.Helper()
-		c := dom.Find("data-listener", name)
-		if len(c) != 1 {
-			t.Fatalf("%d cards for listener %s", len(c), name)
-		}
-		return c[0]
-	}
+	cards := func(name string) headless.Node { return listenerCard(t, dom, name) }
 	card := cards("rtb")
 	sum := card.Find("data-field", "upstreams")
 	if len(sum) != 1 || !strings.Contains(sum[0].Text(), "127 upstreams 192.0.2.30:8100–8226") ||

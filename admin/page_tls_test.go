@@ -52,11 +52,7 @@ func TestPageTLSAttention(t *testing.T) {
 		if len(li) != 1 || len(li[0].Find("class", kind)) != 1 || len(li[0].Find("href", "#listener-"+name)) != 1 {
 			t.Errorf("overview for %s: %v, want a link to its card and a %q", name, li, kind)
 		}
-		card := dom.Find("data-listener", name)
-		if len(card) != 1 {
-			t.Fatalf("%d cards for %s", len(card), name)
-		}
-		b := card[0].Find("data-field", "tls.attention")
+		b := listenerCard(t, dom, name).Find("data-field", "tls.attention")
 		if len(b) != 1 || b[0].Attr("class") != kind || !strings.Contains(b[0].Attr("title"), "none of its handshakes succeeded since") {
 			t.Errorf("card %s: attention badge %v, want one %q", name, b, kind)
 		}
