@@ -65,10 +65,6 @@ func TestUpstreamTLSProbeAfterNewCA(t *testing.T) {
 	_ = w.d.Close()
 }
 
-// renewedVenue is a venue that answers each line with "venue:" and the
-// line, behind a certificate from a CA newer than the one a box office
-// trusts at first: oldCA and renewedCA are the two CAs' certificates, the
-// contents of a box office's ca.crt before and after it learns of the new.
 // boxOfficeOfRenewedVenue starts a box office whose printer listener
 // (listening at at) originates TLS to a renewedVenue, trusting the old CA
 // (ca.crt) only: adminListen is admin.listen as YAML, extra more keys of
@@ -88,6 +84,10 @@ listeners:
 	return startWorld(t, yaml, map[string]string{"ca.crt": oldCA}), at, venue, renewedCA
 }
 
+// renewedVenue is a venue that answers each line with "venue:" and the
+// line, behind a certificate from a CA newer than the one a box office
+// trusts at first: oldCA and renewedCA are the two CAs' certificates, the
+// contents of a box office's ca.crt before and after it learns of the new.
 func renewedVenue(t *testing.T) (venue *world.Backend, oldCA, renewedCA string) {
 	t.Helper()
 	old, renewed := newTestCA(t, t.TempDir()), newTestCA(t, t.TempDir())
