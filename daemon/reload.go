@@ -262,6 +262,23 @@ func (d *Daemon) drainListener(in *instance, hardStop time.Duration) {
 		}
 		d.carried[in.spec.Name] = final
 	}
+	d.keepNamesLocked()
 	d.mu.Unlock()
 	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
+}
+
+// keepNamesLocked drops from the DNS cache the upstream names that no
+// listener, running or draining, names any more: the last user of a name
+// a reload removed has just drained. Called with d.mu held, so that a
+// reload cannot add a name between the count and the drop (the resolver's
+// lock is never held while taking d.mu).
+func (d *Daemon) keepNamesLocked() {
+	var names []string
+	for _, in := range d.running {
+		names = append(names, in.ups.Names()...)
+	}
+	for in := range d.draining {
+		names = append(names, in.ups.Names()...)
+	}
+	d.dns.Keep(names)
 }

@@ -205,6 +205,12 @@ func startWorld(t testing.TB, yaml string, files map[string]string) *relayWorld 
 // startWorldIn is startWorld in dir, which may hold files already.
 func startWorldIn(t testing.TB, dir, yaml string, files map[string]string) *relayWorld {
 	t.Helper()
+	return startWorldWith(t, dir, yaml, files, Options{})
+}
+
+// startWorldWith is startWorldIn with opts; it sets Load, Log and Levels.
+func startWorldWith(t testing.TB, dir, yaml string, files map[string]string, opts Options) *relayWorld {
+	t.Helper()
 	w := &relayWorld{t: t, dir: dir, logs: &world.LogBuffer{}}
 	w.writeFile("relay.yaml", yaml)
 	for name, text := range files {
@@ -219,7 +225,8 @@ func startWorldIn(t testing.TB, dir, yaml string, files map[string]string) *rela
 		t.Fatalf("load config: %v", err)
 	}
 	log, levels := NewLogger(w.logs, "json", zerolog.DebugLevel)
-	w.d = New(cfg, Options{Load: load, Log: log, Levels: levels})
+	opts.Load, opts.Log, opts.Levels = load, log, levels
+	w.d = New(cfg, opts)
 	if err := w.d.Start(); err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,6 +158,33 @@ func (r *Resolver) Lookup(name string) (*Answer, error) {
 		return c.ans, nil
 	}
 	return nil, c.err
+}
+
+// Names returns the names the cache holds, sorted.
+func (r *Resolver) Names() []string {
+	r.mu.Lock()
+	out := make([]string, 0, len(r.names))
+	for name := range r.names {
+		out = append(out, name)
+	}
+	r.mu.Unlock()
+	slices.Sort(out)
+	return out
+}
+
+// Keep drops from the cache every name not in names. A reload that
+// removes the last listener naming a host would otherwise leave its answer
+// cached for the process's life, and one for every name the config ever
+// named. A query in flight for a dropped name ends as it would (within the
+// query timeout) and its answer is discarded; a later Lookup asks again.
+func (r *Resolver) Keep(names []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name := range r.names {
+		if !slices.Contains(names, name) {
+			delete(r.names, name)
+		}
+	}
 }
 
 // refresh is a background update.

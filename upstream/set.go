@@ -317,6 +317,18 @@ func (s *Set) Close() error {
 	return nil
 }
 
+// Names returns the host names the Set's upstreams are given by (none for
+// IP addresses), each once.
+func (s *Set) Names() []string {
+	var out []string
+	for _, e := range s.entries {
+		if e.name != "" && !slices.Contains(out, e.name) {
+			out = append(out, e.name)
+		}
+	}
+	return out
+}
+
 // Status is the health of one configured upstream, for metrics.
 type Status struct {
 	Upstream string // "host:port" as configured
