@@ -101,6 +101,28 @@ func (s *Set) guard(listener string, proto Proto, log zerolog.Logger) *guard {
 	return g
 }
 
+// Keep drops the guards of the listeners and protos for which keep says
+// false, once their suppressed rejections are summarised: their counters
+// leave Counts, and so the metrics. The daemon calls it when a listener a
+// reload removed has drained; otherwise every name a config ever had would
+// keep its series for the process's life. Nothing may use a dropped
+// guard's hooks any more: asking for the same listener and proto again
+// makes a new guard, counting from zero.
+func (s *Set) Keep(keep func(listener string, proto Proto) bool) {
+	var dropped []*guard
+	s.mu.Lock()
+	for k, g := range s.guards {
+		if !keep(k.listener, k.proto) {
+			delete(s.guards, k)
+			dropped = append(dropped, g)
+		}
+	}
+	s.mu.Unlock()
+	for _, g := range dropped {
+		g.flush()
+	}
+}
+
 // Counts is what one guard has decided since it was first made.
 type Counts struct {
 	Listener string

@@ -247,3 +247,36 @@ func TestRefusalsShareTheBudget(t *testing.T) {
 		t.Errorf("Counts = %+v, want rejected 2, refused 3, logged 3", c)
 	}
 }
+
+// TestKeepDropsGuards: Keep drops the guards it is told to, after logging
+// the rejections they had suppressed; the ones kept count on, and asking
+// for a dropped one again counts from zero.
+func TestKeepDropsGuards(t *testing.T) {
+	var buf bytes.Buffer
+	s := Set{LogBurst: 1, Now: (&fakeClock{now: time.Unix(1_700_000_000, 0)}).Now}
+	s.Store(mustParse(t, "host all all reject\n"))
+	client := netip.MustParseAddrPort("203.0.113.7:40000")
+	for _, name := range []string{"web", "box"} {
+		admit := s.Guard(name, ProtoTCP, zerolog.New(&buf))
+		for range 3 {
+			admit(client)
+		}
+	}
+	s.Keep(func(listener string, proto Proto) bool { return listener == "web" })
+	if c := s.Counts(); len(c) != 1 || c[0].Listener != "web" || c[0].Rejected != 3 {
+		t.Errorf("Counts() = %+v, want web alone with its 3 rejections", c)
+	}
+	var summary map[string]any
+	for _, m := range logLines(t, &buf) {
+		if m["level"] == "warn" {
+			summary = m
+		}
+	}
+	if summary == nil || summary["listener"] != "box" || summary["suppressed"] != float64(2) {
+		t.Errorf("the dropped guard's summary: %v, want box's 2 suppressed", summary)
+	}
+	s.Guard("box", ProtoTCP, zerolog.Logger{})(client)
+	if c := s.Counts(); len(c) != 2 || c[0].Listener != "box" || c[0].Rejected != 1 {
+		t.Errorf("Counts() = %+v, want box anew with 1 rejection", c)
+	}
+}

@@ -38,7 +38,9 @@
 // relay_admin_misdirected_requests_total carries a listener label. When a
 // changed listener drains beside its replacement, the two share a name and
 // their values are summed; the final counts of a replaced instance carry
-// over to its name, so a reload is no counter reset.
+// over to its name, so a reload is no counter reset. A listener a reload
+// removed keeps its series until its last connection or session has ended;
+// then every one of them goes, the ACL's too.
 //
 //	name                                  type     extra labels     meaning
 //	relay_ready                           gauge    (none)           1 when every configured listener is bound, as /healthz

@@ -263,6 +263,7 @@ func (d *Daemon) drainListener(in *instance, hardStop time.Duration) {
 		d.carried[in.spec.Name] = final
 	}
 	d.keepNamesLocked()
+	d.keepGuardsLocked()
 	d.mu.Unlock()
 	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
 }
@@ -281,4 +282,29 @@ func (d *Daemon) keepNamesLocked() {
 		names = append(names, in.ups.Names()...)
 	}
 	d.dns.Keep(names)
+}
+
+// keepGuardsLocked drops the ACL counters of the listeners (name and
+// protocol) that no instance, running or draining, uses any more, so that
+// their relay_acl_* series go as the listener's other series do (those
+// come from the instances themselves, and carried keeps only the names in
+// force). A listener replaced under its name keeps its guard: the
+// successor asked for the same one. The admin endpoint's guard stays.
+// Called with d.mu held, so that no reload opens a listener on a guard
+// being dropped.
+func (d *Daemon) keepGuardsLocked() {
+	d.acls.Keep(func(name string, proto acl.Proto) bool {
+		if name == config.AdminACLName {
+			return true
+		}
+		if in, ok := d.running[name]; ok && in.spec.Mode.Proto() == proto.String() {
+			return true
+		}
+		for in := range d.draining {
+			if in.spec.Name == name && in.spec.Mode.Proto() == proto.String() {
+				return true
+			}
+		}
+		return false
+	})
 }
