@@ -21,9 +21,20 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 )
+
+// maxFileSize bounds what one certificate, key or CA file may hold. A
+// bundle of every public CA is about 220 KiB; a file past 4 MiB is a
+// mistake (a disk image, /dev/zero), and reading it whole would take the
+// memory of a running relay.
+const maxFileSize = 4 << 20
+
+// errTooLarge is a file's error past maxFileSize (in an *fs.PathError,
+// which names the file).
+var errTooLarge = errors.New("larger than 4 MiB, which no certificate, key or CA file needs")
 
 // ErrNoCertificate is returned for a file without a single PEM certificate.
 var ErrNoCertificate = errors.New("certs: no PEM certificate found")
@@ -44,11 +55,11 @@ func (e *FileError) Unwrap() error { return e.Err }
 // key belongs to the first certificate, and returns them with Leaf parsed.
 // Errors name the file at fault; they never quote the key.
 func LoadPair(certFile, keyFile string) (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := readFile(certFile)
 	if err != nil {
 		return nil, &FileError{"cert", certFile, unwrapPath(err)}
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := readFile(keyFile)
 	if err != nil {
 		return nil, &FileError{"key", keyFile, unwrapPath(err)}
 	}
@@ -67,7 +78,7 @@ func LoadPair(certFile, keyFile string) (*tls.Certificate, error) {
 
 // LoadPool reads a PEM file of one or more CA certificates.
 func LoadPool(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
+	data, err := readFile(file)
 	if err != nil {
 		return nil, &FileError{"ca", file, unwrapPath(err)}
 	}
@@ -95,6 +106,24 @@ func firstCert(data []byte) (*x509.Certificate, error) {
 	}
 }
 
+// readFile reads a whole file of at most maxFileSize bytes. Its errors
+// are *fs.PathError, naming the file.
+func readFile(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, &fs.PathError{Op: "read", Path: file, Err: errTooLarge}
+	}
+	return data, nil
+}
+
 // unwrapPath drops the *fs.PathError's repetition of the file name.
 func unwrapPath(err error) error {
 	var pe *fs.PathError
@@ -106,7 +135,7 @@ func unwrapPath(err error) error {
 
 // ReadCert parses the first certificate of a PEM file (for `relay cert show`).
 func ReadCert(file string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
+	data, err := readFile(file)
 	if err != nil {
 		return nil, err
 	}
