@@ -228,10 +228,10 @@ func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch
 	for ctx.Err() == nil {
 		select {
 		case <-hup:
-			_ = d.Reload() // logged by Reload; a bad config changes nothing
+			reloadUnlessStopped(ctx, d)
 		case <-changed:
 			log.Info().Msg("config or ACL file changed")
-			_ = d.Reload()
+			reloadUnlessStopped(ctx, d)
 		case <-usr2:
 			if pid, err := d.Upgrade(); err == nil { // logged by Upgrade; a failure changes nothing
 				passOnReload(pid, hup, changed, log)
@@ -250,6 +250,25 @@ func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch
 		log.Error().Err(err).Msg("shutdown")
 	}
 	return 0
+}
+
+// reloadUnlessStopped reloads d, or stops waiting for the reload when ctx
+// (SIGTERM, SIGINT) is done first: a reload can wait for good on its files
+// (a FIFO nobody writes, a hung network mount), and the relay must still
+// stop when told to. The reload's goroutine then ends with the process: the
+// drain that follows does not wait for it, and a reload that gets its
+// files meanwhile finds the daemon stopped and changes nothing
+// (daemon.ErrStopped).
+func reloadUnlessStopped(ctx context.Context, d *daemon.Daemon) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Reload() // logged by Reload; a bad config changes nothing
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // passOnReload sends the new process of an upgrade the reload that was

@@ -112,3 +112,63 @@ func TestSIGTERMWhileStarting(t *testing.T) {
 		t.Fatal("a relay reading its config ignored SIGTERM")
 	}
 }
+
+// TestSIGTERMDuringBlockedReload: a SIGTERM that comes while a reload waits
+// for its config (here a FIFO nobody writes; in the field a file on a hung
+// network mount) stops the relay, with its drain, and a live connection
+// still gets its bytes meanwhile. The reload ran in the signal loop, so the
+// relay ignored every SIGTERM until the read returned: systemctl stop waited
+// out TimeoutStopSec and then killed it, cutting every connection.
+func TestSIGTERMDuringBlockedReload(t *testing.T) {
+	backend := world.NewBackend(t, world.Echo)
+	port := world.ReserveTCPPort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nshutdown_grace: 5s\nlog: {format: json}\n"+
+		"listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", addr, backend.Addr()))
+	cmd, logs := startChild(t, cfg)
+	waiting := true // the child is ours to end and wait for
+	defer func() {
+		if waiting {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+
+	fifo := cfg + ".fifo"
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	if err := os.Rename(fifo, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	world.Eventually(t, "the reload waits in the open of the config", func() bool {
+		return blockedInFIFOOpen(cmd.Process.Pid)
+	})
+	if err := echoOnce(addr, "while the reload waits"); err != nil {
+		t.Fatalf("while the reload waits: %v", err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waiting = false
+	var rest []byte
+	done := make(chan error, 1)
+	go func() {
+		rest, _ = io.ReadAll(logs) // until the child exits
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("relay: %v, want exit 0 after its drain", err)
+		}
+		if !strings.Contains(string(rest), "stopping: draining") || !strings.Contains(string(rest), "relay stopped") {
+			t.Errorf("the relay did not drain and stop; it logged:\n%s", rest)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("a relay whose reload waits for its config ignored SIGTERM for 10 s")
+	}
+}
