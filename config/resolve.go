@@ -89,7 +89,7 @@ func resolveLog(fl fileLog, p *problems) Log {
 	return l
 }
 
-// adminBinding checks admin.listen: one port on an IP address.
+// adminBinding checks admin.listen: one port, not 0, on an IP address.
 func adminBinding(listen string, p *problems) (binding, bool) {
 	hp, err := ParseHostPorts(listen)
 	if err != nil {
@@ -103,6 +103,12 @@ func adminBinding(listen string, p *problems) (binding, bool) {
 	}
 	if hp.Len() != 1 {
 		p.addf("admin.listen", "%q is a port range; the admin endpoint takes one port", listen)
+		return binding{}, false
+	}
+	if hp.First == 0 {
+		// The kernel would pick a free port, and no browser or scraper
+		// would know which (listeners are refused it the same way).
+		p.addf("admin.listen", "%q: port 0 is not a port anyone can be told; name the port the status page and scrapers use", listen)
 		return binding{}, false
 	}
 	return binding{path: "admin.listen", what: "the admin endpoint", proto: "tcp",

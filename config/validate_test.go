@@ -305,6 +305,13 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"admin.hosts"}, msg: "want a list",
 		},
 		{
+			// The kernel would pick a port and nobody could find the
+			// status page or scrape /metrics.
+			name:  "admin listen on port 0",
+			yaml:  "admin:\n  listen: 127.0.0.1:0\nlisteners:" + one,
+			paths: []string{"admin.listen"}, where: "t.yaml:2", msg: `"127.0.0.1:0": port 0`,
+		},
+		{
 			name:  "admin listen without port",
 			yaml:  "admin:\n  listen: 127.0.0.1\nlisteners:" + one,
 			paths: []string{"admin.listen"}, msg: "no port",
@@ -380,7 +387,6 @@ func TestValidationAccepts(t *testing.T) {
 	tests := []struct{ name, yaml string }{
 		{"tcp and udp share a port", "listeners:\n  - name: a\n    mode: tcp\n    listen: 0.0.0.0:8100\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: udp\n    listen: 0.0.0.0:8100-8226\n    upstream: 10.0.0.6:8100-8226\n"},
 		{"same port on two addresses", "listeners:\n  - name: a\n    mode: tcp\n    listen: 10.1.1.1:80\n    upstream: 10.0.0.5:80\n  - name: b\n    mode: tcp\n    listen: 10.1.1.2:80\n    upstream: 10.0.0.6:80\n"},
-		{"admin on port 0 beside a listener", "admin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 10.0.0.5:80\n"},
 		{"upstream on the same port elsewhere", "listeners:\n  - name: a\n    mode: tcp\n    listen: 127.0.0.1:80\n    upstream: 127.0.0.2:80\n  - name: b\n    mode: tcp\n    listen: 10.1.1.1:81\n    upstream: 10.0.0.5:81\n"},
 		{"upstream by host name", "listeners:\n  - name: a\n    mode: tcp\n    listen: :80\n    upstream: cms.venue.example:80\n"},
 		{"admin hosts, one name as text", "admin:\n  hosts: status.venue.example\nlisteners:" + one},

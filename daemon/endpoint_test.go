@@ -29,7 +29,7 @@ func TestAdminMoveToBusyPortKeepsOldEndpoint(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	web := newTCPEcho(t, "web")
 	port := freePort(t, "tcp")
-	w := startWorld(t, fmt.Sprintf(adminYAML, "127.0.0.1:0", port, web.addr()), nil)
+	w := startWorld(t, fmt.Sprintf(adminYAML, fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")), port, web.addr()), nil)
 	first := w.d.AdminAddr()
 	_, firstPort, _ := net.SplitHostPort(first)
 
@@ -55,13 +55,14 @@ func TestAdminMoveToBusyPortKeepsOldEndpoint(t *testing.T) {
 	}
 
 	// A free address: the endpoint moves, the old one closes, the error clears.
-	w.writeFile("relay.yaml", fmt.Sprintf(adminYAML, "127.0.0.2:0", port, web.addr()))
+	free := fmt.Sprintf("127.0.0.2:%d", freePort(t, "tcp"))
+	w.writeFile("relay.yaml", fmt.Sprintf(adminYAML, free, port, web.addr()))
 	if err := w.d.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	moved := w.d.AdminAddr()
-	if !strings.HasPrefix(moved, "127.0.0.2:") {
-		t.Fatalf("admin on %q after moving to 127.0.0.2:0", moved)
+	if moved != free {
+		t.Fatalf("admin on %q after moving to %s", moved, free)
 	}
 	if code, _ := scrape(t, "http://"+moved+"/healthz"); code != 200 {
 		t.Fatalf("new endpoint: %d", code)
@@ -94,13 +95,13 @@ func TestAdminHostsFollowReload(t *testing.T) {
 	web := newTCPEcho(t, "web")
 	port := freePort(t, "tcp")
 	const hostsYAML = `
-admin: {listen: "127.0.0.1:0", hosts: [%s]}
+admin: {listen: "127.0.0.1:%d", hosts: [%s]}
 listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}
 `
-	w := startWorld(t, fmt.Sprintf(hostsYAML, "Status.Venue.Example", port, web.addr()), nil)
+	adminPort := freePort(t, "tcp")
+	w := startWorld(t, fmt.Sprintf(hostsYAML, adminPort, "Status.Venue.Example", port, web.addr()), nil)
 	at := w.d.AdminAddr()
-	_, adminPort, _ := net.SplitHostPort(at)
 	expect := func(host string, want int) {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodGet, "http://"+at+"/status.json", nil)
@@ -119,17 +120,36 @@ listeners:
 			t.Errorf("Host %s: %d %q, want %d", host, resp.StatusCode, body, want)
 		}
 	}
-	expect("status.venue.example:"+adminPort, http.StatusOK)
-	expect("other.venue.example:"+adminPort, http.StatusMisdirectedRequest)
+	expect(fmt.Sprintf("status.venue.example:%d", adminPort), http.StatusOK)
+	expect(fmt.Sprintf("other.venue.example:%d", adminPort), http.StatusMisdirectedRequest)
 	expect(at, http.StatusOK)
 
-	w.writeFile("relay.yaml", fmt.Sprintf(hostsYAML, "other.venue.example", port, web.addr()))
+	w.writeFile("relay.yaml", fmt.Sprintf(hostsYAML, adminPort, "other.venue.example", port, web.addr()))
 	if err := w.d.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.d.AdminAddr(); got != at {
 		t.Fatalf("admin moved from %s to %s on a reload that changed only admin.hosts", at, got)
 	}
-	expect("status.venue.example:"+adminPort, http.StatusMisdirectedRequest)
-	expect("other.venue.example:"+adminPort, http.StatusOK)
+	expect(fmt.Sprintf("status.venue.example:%d", adminPort), http.StatusMisdirectedRequest)
+	expect(fmt.Sprintf("other.venue.example:%d", adminPort), http.StatusOK)
+}
+
+// TestReloadRefusesAdminPortZero: a reload whose admin.listen has port 0
+// is refused with the key and the value, and the endpoint stays where it
+// was. Before, the endpoint moved to a port the kernel picked, which
+// nobody was told.
+func TestReloadRefusesAdminPortZero(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web := newTCPEcho(t, "web")
+	port, at := freePort(t, "tcp"), fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	w := startWorld(t, fmt.Sprintf(adminYAML, at, port, web.addr()), nil)
+	w.writeFile("relay.yaml", fmt.Sprintf(adminYAML, "127.0.0.1:0", port, web.addr()))
+	err := w.d.Reload()
+	if err == nil || !strings.Contains(err.Error(), `admin.listen: "127.0.0.1:0": port 0`) {
+		t.Errorf("reload to admin port 0: %v, want it refused naming admin.listen and the value", err)
+	}
+	if got := w.d.AdminAddr(); got != at {
+		t.Errorf("admin on %q after the refused reload, want still %s", got, at)
+	}
 }

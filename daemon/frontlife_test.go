@@ -25,8 +25,7 @@ import (
 var bulkLine = strings.Repeat("b", 20000)
 
 // frontLifeYAML is one tcp listener "web"; %[3]s holds its extra keys.
-const frontLifeYAML = `admin: {listen: "127.0.0.1:0"}
-shutdown_grace: %[4]s
+const frontLifeYAML = `shutdown_grace: %[4]s
 listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s"%[3]s}
 `
@@ -36,8 +35,8 @@ listeners:
 // extra keys on that port, for a reload.
 func webWorld(t *testing.T, up, extra string, grace time.Duration) (*relayWorld, string, func(up, extra string) string) {
 	t.Helper()
-	port := freePort(t, "tcp")
-	render := func(up, extra string) string { return fmt.Sprintf(frontLifeYAML, port, up, extra, grace) }
+	port, admin := freePort(t, "tcp"), adminOn(t)
+	render := func(up, extra string) string { return admin + fmt.Sprintf(frontLifeYAML, port, up, extra, grace) }
 	return startWorld(t, render(up, extra), nil), fmt.Sprintf("127.0.0.1:%d", port), render
 }
 

@@ -67,8 +67,7 @@ func TestGrafanaDashboardSeriesExist(t *testing.T) {
 	web, rtb, device := newTCPEcho(t, "web"), newUDPEcho(t, "rtb"), newTCPEcho(t, "device")
 	ports := []int{freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp"), freePort(t, "tcp")}
 	data := freePort(t, "tcp")
-	yaml := fmt.Sprintf(`
-admin: {listen: "127.0.0.1:0"}
+	yaml := adminOn(t) + fmt.Sprintf(`
 acl: {file: hba.conf}
 listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}

@@ -20,8 +20,7 @@ func TestUpstreamHealthMetrics(t *testing.T) {
 	web := newTCPEcho(t, "web")
 	dead := world.DeadAddr(t)
 	port := freePort(t, "tcp")
-	yaml := fmt.Sprintf(`
-admin: {listen: "127.0.0.1:0"}
+	yaml := adminOn(t) + fmt.Sprintf(`
 listeners:
   - name: web
     mode: tcp

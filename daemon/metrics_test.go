@@ -29,8 +29,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	web, rtb := newTCPEcho(t, "web"), newUDPEcho(t, "rtb")
 	webPort, rtbPort := freePort(t, "tcp"), freePort(t, "udp")
-	yaml := fmt.Sprintf(`
-admin: {listen: "127.0.0.1:0"}
+	yaml := adminOn(t) + fmt.Sprintf(`
 acl: {file: hba.conf}
 listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}
@@ -116,8 +115,9 @@ func TestMetricsSurviveReload(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	a, b := newTCPEcho(t, "a"), newTCPEcho(t, "b")
 	port := freePort(t, "tcp")
+	admin := adminOn(t)
 	render := func(up string) string {
-		return fmt.Sprintf("admin: {listen: \"127.0.0.1:0\"}\nlisteners:\n"+
+		return admin + fmt.Sprintf("listeners:\n"+
 			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", port, up)
 	}
 	w := startWorld(t, render(a.addr()), nil)

@@ -15,8 +15,7 @@ import (
 	"github.com/edgerelay/relay/internal/world"
 )
 
-const nocutYAML = `admin: {listen: "127.0.0.1:0"}
-shutdown_grace: 50ms
+const nocutYAML = `shutdown_grace: 50ms
 %s
 listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}
@@ -32,8 +31,9 @@ func TestReloadNeverCuts(t *testing.T) {
 	oldWeb, newWeb := newTCPEcho(t, "old"), newTCPEcho(t, "new")
 	oldRTB, newRTB := newUDPEcho(t, "old-rtb"), newUDPEcho(t, "new-rtb")
 	webPort, rtbPort := freePort(t, "tcp"), freePort(t, "udp")
+	admin := adminOn(t)
 	render := func(web, rtb string) string {
-		return fmt.Sprintf(nocutYAML, "", webPort, web, rtbPort, rtb)
+		return admin + fmt.Sprintf(nocutYAML, "", webPort, web, rtbPort, rtb)
 	}
 	w := startWorld(t, render(oldWeb.addr(), oldRTB.addr()), nil)
 	web, rtb := fmt.Sprintf("127.0.0.1:%d", webPort), fmt.Sprintf("127.0.0.1:%d", rtbPort)
@@ -101,8 +101,9 @@ func TestReloadHardStopAfter(t *testing.T) {
 	oldWeb, newWeb := newTCPEcho(t, "old"), newTCPEcho(t, "new")
 	rtbB := newUDPEcho(t, "rtb")
 	webPort, rtbPort := freePort(t, "tcp"), freePort(t, "udp")
+	admin := adminOn(t)
 	render := func(web string) string {
-		return fmt.Sprintf(nocutYAML, "reload: {hard_stop_after: 200ms}", webPort, web, rtbPort, rtbB.addr())
+		return admin + fmt.Sprintf(nocutYAML, "reload: {hard_stop_after: 200ms}", webPort, web, rtbPort, rtbB.addr())
 	}
 	w := startWorld(t, render(oldWeb.addr()), nil)
 	web := fmt.Sprintf("127.0.0.1:%d", webPort)
@@ -147,7 +148,7 @@ func TestHealthzDraining(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	webB, rtbB := newTCPEcho(t, "web"), newUDPEcho(t, "rtb")
 	webPort, rtbPort := freePort(t, "tcp"), freePort(t, "udp")
-	w := startWorld(t, fmt.Sprintf(nocutYAML, "", webPort, webB.addr(), rtbPort, rtbB.addr()), nil)
+	w := startWorld(t, adminOn(t)+fmt.Sprintf(nocutYAML, "", webPort, webB.addr(), rtbPort, rtbB.addr()), nil)
 	live, err := dialLine(t, "", fmt.Sprintf("127.0.0.1:%d", webPort))
 	if err != nil {
 		t.Fatal(err)

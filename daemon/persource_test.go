@@ -17,8 +17,7 @@ func TestPerSourceEndToEnd(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	backend := newTCPEcho(t, "web")
 	port := freePort(t, "tcp")
-	yaml := fmt.Sprintf(`
-admin: {listen: "127.0.0.1:0"}
+	yaml := adminOn(t) + fmt.Sprintf(`
 listeners:
   - name: web
     mode: tcp

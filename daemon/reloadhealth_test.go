@@ -20,8 +20,9 @@ func TestReloadKeepsUpstreamDown(t *testing.T) {
 	primary, backup := world.DeadAddr(t), newTCPEcho(t, "backup")
 	port := freePort(t, "tcp")
 	at := fmt.Sprintf("127.0.0.1:%d", port)
+	admin := adminOn(t)
 	render := func(idle string) string {
-		return fmt.Sprintf("admin: {listen: \"127.0.0.1:0\"}\nlisteners:\n  - {name: web, mode: tcp, listen: %q, "+
+		return admin + fmt.Sprintf("listeners:\n  - {name: web, mode: tcp, listen: %q, "+
 			"upstream: [%q, %q], idle_timeout: %s}\n", at, primary, backup.addr(), idle)
 	}
 	w := startWorld(t, render("1h"), nil)

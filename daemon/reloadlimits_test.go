@@ -13,8 +13,7 @@ import (
 
 // limitsYAML is one listener "web" with max_conns 3 and per_source
 // max_conns 2; %[2]s is its mode, %[4]s its extra keys.
-const limitsYAML = `admin: {listen: "127.0.0.1:0"}
-listeners:
+const limitsYAML = `listeners:
   - {name: web, mode: %[2]s, listen: "127.0.0.1:%[1]d", upstream: "%[3]s", max_conns: 3, per_source: {max_conns: 2}%[4]s}
 `
 
@@ -96,8 +95,8 @@ func TestReloadHoldsLimits(t *testing.T) {
 	for _, m := range limitsModes {
 		t.Run(m.mode, func(t *testing.T) {
 			t.Cleanup(test.CheckRoutines(t))
-			port, extra := freePort(t, "tcp"), m.extra(t)
-			render := func(up string) string { return fmt.Sprintf(limitsYAML, port, m.mode, up, extra) }
+			port, extra, admin := freePort(t, "tcp"), m.extra(t), adminOn(t)
+			render := func(up string) string { return admin + fmt.Sprintf(limitsYAML, port, m.mode, up, extra) }
 			w := startWorld(t, render(m.upstream(t, "old")), nil)
 			at := fmt.Sprintf("127.0.0.1:%d", port)
 			old := []*lineConn{m.open(t, "127.0.0.2", at, "old"), m.open(t, "127.0.0.2", at, "old")}
@@ -140,8 +139,7 @@ func TestReloadHoldsLimits(t *testing.T) {
 // udpLimitsYAML is one udp listener "rtb" with max_sessions 3 and
 // max_sessions_per_source 2 to the upstream %[2]s, its session_timeout
 // %[3]s.
-const udpLimitsYAML = `admin: {listen: "127.0.0.1:0"}
-listeners:
+const udpLimitsYAML = `listeners:
   - {name: rtb, mode: udp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s", udp: {session_timeout: %[3]s, max_sessions: 3, max_sessions_per_source: 2}}
 `
 
@@ -167,7 +165,8 @@ func udpServed(t *testing.T, c *net.UDPConn, at, tag string) {
 func TestReloadHoldsUDPLimits(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	port := freePort(t, "udp")
-	render := func(up, timeout string) string { return fmt.Sprintf(udpLimitsYAML, port, up, timeout) }
+	admin := adminOn(t)
+	render := func(up, timeout string) string { return admin + fmt.Sprintf(udpLimitsYAML, port, up, timeout) }
 	w := startWorld(t, render(newUDPEcho(t, "old").addr(), "1s"), nil)
 	at := fmt.Sprintf("127.0.0.1:%d", port)
 	old := []*net.UDPConn{udpClient(t, "127.0.0.2"), udpClient(t, "127.0.0.2")}
@@ -216,8 +215,7 @@ func TestReloadHoldsUDPLimits(t *testing.T) {
 
 // rateYAML is listener "web" whose sources may open %[3]s connections
 // (burst %[4]d); %[5]s is an extra listener line.
-const rateYAML = `admin: {listen: "127.0.0.1:0"}
-listeners:
+const rateYAML = `listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%[1]d", upstream: "%[2]s", per_source: {rate: %[3]s, burst: %[4]d}}
 %[5]s`
 
@@ -233,7 +231,8 @@ listeners:
 func TestFailedReloadKeepsRate(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	port, up := freePort(t, "tcp"), newTCPEcho(t, "web").addr()
-	w := startWorld(t, fmt.Sprintf(rateYAML, port, up, "1/m", 2, ""), nil)
+	admin := adminOn(t)
+	w := startWorld(t, admin+fmt.Sprintf(rateYAML, port, up, "1/m", 2, ""), nil)
 	at := fmt.Sprintf("127.0.0.1:%d", port)
 	for range 2 {
 		if got := tcpOutcome(t, "127.0.0.2", at); got != "web:hello" {
@@ -246,7 +245,7 @@ func TestFailedReloadKeepsRate(t *testing.T) {
 	metricsSay(t, w, `relay_connections_rejected_total{listener="web",reason="per_source"} 1`)
 
 	busy := holdPort(t, "127.0.0.1:0")
-	w.writeFile("relay.yaml", fmt.Sprintf(rateYAML, port, up, "100/s", 1,
+	w.writeFile("relay.yaml", admin+fmt.Sprintf(rateYAML, port, up, "100/s", 1,
 		fmt.Sprintf("  - {name: late, mode: tcp, listen: %q, upstream: %q}\n", busy, up)))
 	if err := w.d.Reload(); err == nil {
 		t.Fatal("a reload onto a port another program holds succeeded")

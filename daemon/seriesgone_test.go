@@ -17,10 +17,10 @@ import (
 func TestRemovedListenerSeriesGo(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	a, b, box, rtb := newTCPEcho(t, "a"), newTCPEcho(t, "b"), newTCPEcho(t, "box"), newUDPEcho(t, "rtb")
-	adminPort, webPort, boxPort, rtbPort := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")
+	admin, webPort, boxPort, rtbPort := adminOn(t), freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")
 	render := func(webUp string, withRemoved bool) string {
-		y := fmt.Sprintf("admin: {listen: \"127.0.0.1:%d\"}\nacl: {file: relay_hba.conf}\nlisteners:\n"+
-			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", adminPort, webPort, webUp)
+		y := admin + fmt.Sprintf("acl: {file: relay_hba.conf}\nlisteners:\n"+
+			"  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", webPort, webUp)
 		if withRemoved {
 			y += fmt.Sprintf("  - {name: box, mode: tcp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", boxPort, box.addr())
 			y += fmt.Sprintf("  - {name: rtb, mode: udp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", rtbPort, rtb.addr())

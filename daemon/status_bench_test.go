@@ -37,8 +37,7 @@ func BenchmarkStatusPollingCost(b *testing.B) {
 		}
 	}()
 	port := freePort(b, "tcp")
-	w := startWorld(b, fmt.Sprintf(`
-admin: {listen: "127.0.0.1:0"}
+	w := startWorld(b, adminOn(b)+fmt.Sprintf(`
 listeners:
   - {name: bulk, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}
 `, port, sink.Addr()), nil)

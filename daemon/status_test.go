@@ -21,9 +21,9 @@ import (
 )
 
 // statusYAML: a TCP listener, a UDP one, and an exclusive raw printer whose
-// device answers nowhere, with the admin endpoint on loopback.
+// device answers nowhere; startStatusWorld adds the admin endpoint, on
+// loopback.
 const statusYAML = `
-admin: {listen: "127.0.0.1:0"}
 acl: {file: hba.conf}
 listeners:
   - {name: web, mode: tcp, listen: "127.0.0.1:%d", upstream: "%s"}
@@ -47,7 +47,7 @@ func startStatusWorld(t *testing.T) *statusWorld {
 	t.Helper()
 	web, rtb := newTCPEcho(t, "web"), newUDPEcho(t, "rtb")
 	ports := []int{freePort(t, "tcp"), freePort(t, "udp"), freePort(t, "tcp")}
-	yaml := fmt.Sprintf(statusYAML, ports[0], web.addr(), ports[1], rtb.addr(), ports[2], world.DeadAddr(t))
+	yaml := adminOn(t) + fmt.Sprintf(statusYAML, ports[0], web.addr(), ports[1], rtb.addr(), ports[2], world.DeadAddr(t))
 	w := startWorld(t, yaml, map[string]string{"hba.conf": statusACL})
 	at := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
 	return &statusWorld{relayWorld: w, web: at(ports[0]), rtb: at(ports[1]), printer: at(ports[2])}

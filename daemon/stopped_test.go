@@ -18,7 +18,7 @@ func TestReloadAfterShutdownBindsNothing(t *testing.T) {
 	echo := newTCPEcho(t, "web")
 	port := freePort(t, "tcp")
 	at := fmt.Sprintf("127.0.0.1:%d", port)
-	w := startWorld(t, fmt.Sprintf("admin: {listen: \"127.0.0.1:0\"}\nshutdown_grace: 1s\nlisteners:\n"+
+	w := startWorld(t, adminOn(t)+fmt.Sprintf("shutdown_grace: 1s\nlisteners:\n"+
 		"  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", at, echo.addr()), nil)
 	if err := w.d.Shutdown(t.Context()); err != nil {
 		t.Fatalf("shutdown: %v", err)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/pion/transport/v3/test"
@@ -15,7 +16,7 @@ import (
 // reload brings the new CA and a job goes through, it is off it.
 func TestStatusTLSFailing(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
-	w, at, venue, renewedCA := boxOfficeOfRenewedVenue(t, `"127.0.0.1:0"`, "")
+	w, at, venue, renewedCA := boxOfficeOfRenewedVenue(t, fmt.Sprintf(`"127.0.0.1:%d"`, freePort(t, "tcp")), "")
 	base := "http://" + w.d.AdminAddr()
 	attention := func() *admin.TLSAttention {
 		t.Helper()

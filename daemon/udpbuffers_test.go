@@ -116,7 +116,7 @@ func TestUDPBuffersOnMetrics(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	rtb := newUDPEcho(t, "rtb")
 	port := freePort(t, "udp")
-	w := startWorld(t, fmt.Sprintf("admin: {listen: \"127.0.0.1:0\"}\nlisteners:\n"+
+	w := startWorld(t, adminOn(t)+fmt.Sprintf("listeners:\n"+
 		"  - {name: rtb, mode: udp, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n", port, rtb.addr()), nil)
 	metricsURL := "http://" + w.d.AdminAddr() + "/metrics"
 	const batch, limit = 2 << 20, 16 << 20

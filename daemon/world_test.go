@@ -44,6 +44,15 @@ func freePort(t testing.TB, network string) int {
 	return 0
 }
 
+// adminOn is an admin section on a reserved loopback port. The config
+// refuses port 0 (an endpoint nobody could find), so a test names one; a
+// test that reloads renders the same section each time, or the endpoint
+// moves.
+func adminOn(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("admin: {listen: \"127.0.0.1:%d\"}\n", freePort(t, "tcp"))
+}
+
 // handedOut holds the UDP ports freePort returned (test-only state).
 var handedOut sync.Map
 

@@ -56,6 +56,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"yaml syntax", "listeners: [\n  {name: x", "relay.yaml:"},
 		{"unknown key", "listeners:\n  - {name: a, mode: tcp, listen: \"127.0.0.1:1\", upstrem: \"127.0.0.1:2\"}\n", "listeners[0].upstrem"},
 		{"reversed range", "listeners:\n  - {name: a, mode: tcp, listen: \"127.0.0.1:9-1\", upstream: \"127.0.0.1:2\"}\n", "listeners[0].listen"},
+		{"admin on port 0", "admin: {listen: \"127.0.0.1:0\"}\nlisteners:\n  - {name: a, mode: tcp, listen: \"127.0.0.1:1\", upstream: \"127.0.0.1:2\"}\n", `admin.listen: "127.0.0.1:0": port 0`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
