@@ -198,8 +198,8 @@ func (d *Daemon) Start() error {
 		d.stopAdmin()
 		d.serving.Wait()
 		// The listeners opened before the one that failed made the pool's
-		// front (an epoll loop and its goroutine) and parker; closing them
-		// left those running.
+		// parker (an epoll set); closing them stopped the front they held,
+		// not the parker, which lives as long as the pool.
 		d.release()
 		return err
 	}

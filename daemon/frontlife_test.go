@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -300,4 +301,55 @@ func startSuccessor(t *testing.T, w *relayWorld) *relayWorld {
 	}
 	t.Cleanup(func() { _ = next.d.Close() })
 	return next
+}
+
+// TestFrontStopsWithLastTCPListener: a reload that removes the last plain
+// tcp listener stops the front's loop once that listener has drained (the
+// daemon's pipe pool lives on, and kept it for good before); a later
+// reload that adds one starts it again, and it serves.
+func TestFrontStopsWithLastTCPListener(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	web, rtb := newTCPEcho(t, "web"), newUDPEcho(t, "rtb")
+	admin, webPort, rtbPort := adminOn(t), freePort(t, "tcp"), freePort(t, "udp")
+	render := func(withWeb bool) string {
+		y := admin + fmt.Sprintf("listeners:\n  - {name: rtb, mode: udp, listen: \"127.0.0.1:%d\", upstream: %q}\n", rtbPort, rtb.addr())
+		if withWeb {
+			y += fmt.Sprintf("  - {name: web, mode: tcp, listen: \"127.0.0.1:%d\", upstream: %q}\n", webPort, web.addr())
+		}
+		return y
+	}
+	w := startWorld(t, render(true), nil)
+	at := fmt.Sprintf("127.0.0.1:%d", webPort)
+	if got := tcpOutcome(t, "", at); got != "web:hello" {
+		t.Fatalf("web: %q", got)
+	}
+	if n := frontLoops(); n != 1 {
+		t.Fatalf("%d front loops with a tcp listener, want 1", n)
+	}
+	w.writeFile("relay.yaml", render(false))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	w.logs.Wait(t, `"listener":"web"`, "retired listener drained")
+	if n := frontLoops(); n != 0 {
+		t.Errorf("%d front loops once the last tcp listener drained, want 0", n)
+	}
+	w.writeFile("relay.yaml", render(true))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tcpOutcome(t, "", at); got != "web:hello" {
+		t.Fatalf("web added again: %q", got)
+	}
+	if n := frontLoops(); n != 1 {
+		t.Errorf("%d front loops with a tcp listener again, want 1", n)
+	}
+	_ = w.d.Close()
+}
+
+// frontLoops counts the goroutines running a front's loop (forward).
+func frontLoops() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "forward.(*front).run(")
 }

@@ -20,7 +20,10 @@
 // a pair parked bare (parker.adoptBare), so a short connection costs
 // about 15 syscalls, one allocation and no goroutine, and an idle one
 // never holds a goroutine or a poll descriptor (BENCHMARKS.md, "The
-// front").
+// front"). The loop runs while a listener holds it, from Listen to the
+// end of its Close or Shutdown: a reload that removes the last plain tcp
+// listener stops it once that listener has drained, and the next one
+// starts another.
 //
 // How an idle connection is held: each direction of a forward (tcp and
 // raw listeners, and FTP data transfers through Start) runs in a

@@ -33,6 +33,14 @@ import (
 // into net.TCPConn only when bytes arrive. So an idle connection never
 // holds a goroutine or a poll descriptor, not even during a burst.
 //
+// A Listener holds the front from Listen until its Close or Shutdown has
+// taken its listen sockets out and its connections have left (finished,
+// or handed to the engine); the last to let go stops the loop
+// (Pool.releaseFront), so nothing of the front outlives the listeners
+// that used it. A command a listener posts after letting go (the stop
+// its context's end sends) finds the loop closed and is dropped: by then
+// the listener has nothing left there.
+//
 // Listeners with TLS, PROXY headers, raw mode, a Handler (FTP), a
 // dialer of their own or an upstream given by name (whose DNS lookup
 // would stop the loop) keep the engine's path from accept on

@@ -169,8 +169,8 @@ func (l *Listener) closeFrontFDs() {
 // serveFront hands the listener's sockets to the front; false when there
 // is none (the engine's accept loops serve then).
 func (l *Listener) serveFront() bool {
-	f, _ := l.pool.front() // made by Listen, which said why when it could not be
 	l.mu.Lock()
+	f := l.frontHold // held since Listen, which said why when it could not be
 	fds := l.frontFDs
 	l.frontFDs = nil
 	if f == nil || l.parker == nil || l.closed { // the front hands idle pairs to the parker

@@ -67,6 +67,9 @@ type Listener struct {
 	// of the accept loops and connWorkers (front_linux.go); nil for
 	// listeners it does not serve (frontEligible).
 	front *front
+	// frontHold is the Pool's front, held from Listen until Close or
+	// Shutdown has ended every connection (releaseFront); nil: none held.
+	frontHold *front
 	// frontFDs are duplicates of the listen sockets, made by Listen for
 	// the front (so that Serve opens no socket), until Serve hands them
 	// over or the listener closes them; nil without a front.
@@ -163,11 +166,12 @@ func Listen(cfg Config) (*Listener, error) {
 	if l.parker != nil && frontEligible(&cfg) {
 		// The front is made here, not in Serve: Serve then takes no
 		// descriptor of its own, and a failure is told before serving.
-		if _, err := l.pool.front(); err != nil {
+		if f, err := l.pool.holdFront(); err != nil {
 			l.log.Warn().Err(err).Msg("front unavailable, accepting through the engine")
+		} else if l.frontFDs = frontSockets(l.lns, l.log); l.frontFDs != nil {
+			l.frontHold, l.useFront = f, true
 		} else {
-			l.frontFDs = frontSockets(l.lns, l.log)
-			l.useFront = l.frontFDs != nil
+			l.pool.releaseFront(f)
 		}
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -568,6 +572,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	}
 	l.cancel()
 	l.workers.Wait()
+	l.releaseFront()
 	l.closePool()
 	l.closeUpstreams()
 	return err
@@ -605,9 +610,23 @@ func (l *Listener) Close() error {
 	l.accepting.Wait()
 	l.conns.Wait()
 	l.workers.Wait()
+	l.releaseFront()
 	l.closePool()
 	l.closeUpstreams()
 	return nil
+}
+
+// releaseFront lets go of the Pool's front, once the listener's sockets
+// and connections have left it (its accept and connection counts are at
+// zero): the last listener to let go stops the loop. Idempotent.
+func (l *Listener) releaseFront() {
+	l.mu.Lock()
+	f := l.frontHold
+	l.frontHold = nil
+	l.mu.Unlock()
+	if f != nil {
+		l.pool.releaseFront(f)
+	}
 }
 
 func (l *Listener) closePool() {

@@ -39,12 +39,17 @@ type Pool struct {
 	// parker), made at the first parker call; nil without epoll.
 	pk       *parker
 	parkOnce sync.Once
-	// fr serves the young connections of the plain tcp listeners using
-	// the pool (front_linux.go), made at the first front call; frErr
-	// says why it could not be.
-	fr        *front
-	frErr     error
-	frontOnce sync.Once
+	// frMu guards the front, which serves the young connections of the
+	// plain tcp listeners using the pool (front_linux.go) while one holds
+	// it (holdFront): the last to let go stops it, the next to hold it
+	// starts another. The pool lives as long as the daemon, the listeners
+	// only until a reload removes them; a front kept for the pool's life
+	// was a goroutine and two descriptors left behind by a config that no
+	// longer has a plain tcp listener.
+	frMu      sync.Mutex
+	fr        *front // nil: none running
+	frHolders int
+	frClosed  bool // Close ran: no front any more
 
 	mu       sync.Mutex // guards the following
 	free     []*spliceBuf
@@ -203,14 +208,43 @@ func (p *Pool) parker() *parker {
 	return p.pk
 }
 
-// front returns the pool's front, made and started at the first call,
-// or why it cannot be (no epoll, out of descriptors, the pool closed).
-func (p *Pool) front() (*front, error) {
-	p.frontOnce.Do(func() { p.fr, p.frErr = newFront() })
-	if p.fr == nil && p.frErr == nil {
+// holdFront returns the pool's front, started if none runs, and counts
+// the caller as holding it until releaseFront; or why it cannot be (no
+// epoll, out of descriptors, the pool closed). A failure is not kept:
+// the next listener tries again.
+func (p *Pool) holdFront() (*front, error) {
+	p.frMu.Lock()
+	defer p.frMu.Unlock()
+	if p.frClosed {
 		return nil, errors.New("forward: the pool is closed")
 	}
-	return p.fr, p.frErr
+	if p.fr == nil {
+		f, err := newFront()
+		if err != nil {
+			return nil, err
+		}
+		p.fr = f
+	}
+	p.frHolders++
+	return p.fr, nil
+}
+
+// releaseFront lets go of f, which holdFront returned. The holder must
+// have left it: its listen sockets out of the loop and its connections
+// ended there (handed to the engine or finished). The last holder stops
+// the loop and waits for it; a command still posted to it (a listener's
+// late stop) then finds it closed and does nothing.
+func (p *Pool) releaseFront(f *front) {
+	p.frMu.Lock()
+	p.frHolders--
+	last := p.frHolders == 0 && p.fr == f
+	if last {
+		p.fr = nil
+	}
+	p.frMu.Unlock()
+	if last {
+		f.close()
+	}
 }
 
 // Parked reports how many directions are parked now: idle, holding no
@@ -226,9 +260,12 @@ func (p *Pool) Parked() int64 {
 // closed when they come back. Every forward using the pool must have ended
 // (a direction parked then stays parked). It is idempotent.
 func (p *Pool) Close() error {
-	p.frontOnce.Do(func() {}) // no front from now on, if none yet
-	if p.fr != nil {
-		p.fr.close() // before the parker: it hands connections to it
+	p.frMu.Lock()
+	f := p.fr
+	p.fr, p.frClosed = nil, true // no front from now on
+	p.frMu.Unlock()
+	if f != nil {
+		f.close() // before the parker: it hands connections to it
 	}
 	p.parkOnce.Do(func() {}) // no parker from now on, if none yet
 	if p.pk != nil {
