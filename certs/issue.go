@@ -170,6 +170,9 @@ func template(req Request) (*x509.Certificate, error) {
 
 // isDNSName is a loose check: letters, digits, '-', '.', '*' labels, and
 // '_', which crypto/x509 matches too (names outside the public web use it).
+// The last label is not all digits (RFC 3696, 2): "10.0.0.300" or
+// "192.168.1" is a mistyped IPv4 address, which no client would ask for
+// by that name.
 func isDNSName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
@@ -179,7 +182,9 @@ func isDNSName(s string) bool {
 			return false
 		}
 	}
-	return true
+	last := strings.TrimSuffix(s, ".")
+	last = last[strings.LastIndexByte(last, '.')+1:]
+	return strings.Trim(last, "0123456789") != ""
 }
 
 // WriteFiles writes a certificate and its key as PEM. The key file is made

@@ -11,16 +11,18 @@ import (
 // TestIssueRefusesAHostThatIsNoName: a -host entry that is neither an IP
 // address nor a DNS name ("10.0.0.1:443", "venue local") was written into
 // the certificate as a DNS name no client ever asks for, and the handshake
-// failed at the box office, far from the typo.
+// failed at the box office, far from the typo. A mistyped IPv4 address
+// ("10.0.0.300", "192.168.1") is no DNS name either (a name's last label
+// is never all digits, RFC 3696): it went in as one.
 func TestIssueRefusesAHostThatIsNoName(t *testing.T) {
 	ca := newCA(t, t.TempDir())
-	for _, h := range []string{"10.0.0.1:443", "venue local", "https://venue.example", "venue/1"} {
+	for _, h := range []string{"10.0.0.1:443", "venue local", "https://venue.example", "venue/1", "10.0.0.300", "300.1.1.1", "192.168.1", "10.0.0.1."} {
 		_, _, err := ca.Issue(KindServer, Request{Name: "venue", Hosts: []string{h}, NotAfter: time.Now().Add(time.Hour)})
 		if err == nil || !strings.Contains(err.Error(), `"`+h+`"`) || !strings.Contains(err.Error(), "neither an IP address nor a DNS name") {
 			t.Errorf("host %q: err %v, want one naming it", h, err)
 		}
 	}
-	for _, h := range []string{"10.0.0.1", "fd00::1", "venue.local", "*.venue.example", "VENUE-1", "venue_1"} {
+	for _, h := range []string{"10.0.0.1", "fd00::1", "venue.local", "*.venue.example", "VENUE-1", "venue_1", "3com.example", "10.0.0.1.venue.lan"} {
 		if _, _, err := ca.Issue(KindServer, Request{Name: "venue", Hosts: []string{h}, NotAfter: time.Now().Add(time.Hour)}); err != nil {
 			t.Errorf("host %q: %v", h, err)
 		}
