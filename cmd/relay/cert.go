@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/edgerelay/relay/certs"
 )
@@ -115,6 +117,10 @@ func certRequest(action, name, hosts string, days int, notBefore string) (certs.
 		return req, fmt.Errorf("-name is required")
 	case strings.ContainsAny(name, `/\`) || name == "ca" || strings.HasPrefix(name, "."):
 		return req, fmt.Errorf("-name %q cannot be a file name here", name)
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl):
+		// A newline pasted with the name, an escape sequence: it would be
+		// in the file names and in every line that prints the subject.
+		return req, fmt.Errorf("-name %q: a control character or invalid UTF-8 has no place in a certificate's name", name)
 	}
 	if hosts != "" {
 		if action != "server" {

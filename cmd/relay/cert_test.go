@@ -140,3 +140,35 @@ func TestCertHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestCertNameControlCharacter: a -name with a control character (a
+// newline pasted with it, an escape sequence) is a usage error, and no
+// file is written. It was taken: the subject printed over two lines, and
+// a server or client certificate went to a file whose name held the
+// newline.
+func TestCertNameControlCharacter(t *testing.T) {
+	dir := t.TempDir()
+	relayCert(t, "ca", "-dir", dir)
+	for _, args := range [][]string{
+		{"ca", "-dir", filepath.Join(dir, "ca2"), "-name", "venue\nca"},
+		{"server", "-dir", dir, "-name", "venue\n"},
+		{"client", "-dir", dir, "-name", "box\x1b[31moffice"},
+		{"client", "-dir", dir, "-name", "box\toffice"},
+	} {
+		code, stdout, stderr := runCmd(append([]string{"cert"}, args...)...)
+		if code != 2 || !strings.Contains(stderr, "-name") || stdout != "" {
+			t.Errorf("relay cert %q: exit %d, stdout %q, stderr %q; want 2 and a line naming -name", args, code, stdout, stderr)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{"ca.crt", "ca.key"}; !slices.Equal(names, want) {
+		t.Errorf("files %q, want only %q", names, want)
+	}
+}
