@@ -11,6 +11,7 @@ import (
 	"github.com/edgerelay/relay/acl"
 	"github.com/edgerelay/relay/admin"
 	"github.com/edgerelay/relay/config"
+	"github.com/edgerelay/relay/upstream"
 )
 
 // Reload loads the config again and applies it in three steps: plan binds
@@ -256,16 +257,32 @@ func (d *Daemon) drainListener(in *instance, hardStop time.Duration) {
 	final := admin.Carry(in.snapshot()) // its connections are over: final counts
 	d.mu.Lock()
 	delete(d.draining, in)
-	if _, named := d.running[in.spec.Name]; named {
+	if cur, named := d.running[in.spec.Name]; named {
 		if prev, ok := d.carried[in.spec.Name]; ok {
 			final = admin.Merge(prev, final)
 		}
+		final.Upstreams = stillListed(final.Upstreams, cur.ups)
 		d.carried[in.spec.Name] = final
 	}
 	d.keepNamesLocked()
 	d.keepGuardsLocked()
 	d.mu.Unlock()
 	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
+}
+
+// stillListed returns the carried counts of the upstreams ups lists, in a
+// new slice (a scrape may still read the old one). An upstream a reload
+// took out of a listener's list would otherwise keep its failover series,
+// under the name that lives on, for good.
+func stillListed(carried []admin.Upstream, ups *upstream.Set) []admin.Upstream {
+	listed := ups.Snapshot()
+	var out []admin.Upstream
+	for _, u := range carried {
+		if slices.ContainsFunc(listed, func(st upstream.Status) bool { return st.Upstream == u.Address }) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // keepNamesLocked drops from the DNS cache the upstream names that no

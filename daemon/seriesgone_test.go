@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v3/test"
+
+	"github.com/edgerelay/relay/internal/world"
 )
 
 // TestRemovedListenerSeriesGo: once a listener a reload removed has
@@ -67,6 +69,45 @@ func TestRemovedListenerSeriesGo(t *testing.T) {
 	for _, line := range strings.Split(body, "\n") {
 		if strings.Contains(line, `listener="box"`) || strings.Contains(line, `listener="rtb"`) {
 			t.Errorf("a removed listener's series is still there: %s", line)
+		}
+	}
+	_ = w.d.Close()
+}
+
+// TestRemovedUpstreamSeriesGo: a listener replaced under its name with an
+// upstream left out of its list keeps counting failovers of the upstreams
+// it still has, and once the old instance has drained, the upstream it
+// left out has no series any more (its failover count was carried over
+// to the name for good).
+func TestRemovedUpstreamSeriesGo(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	dead, live := world.DeadAddr(t), newTCPEcho(t, "live")
+	admin, port := adminOn(t), freePort(t, "tcp")
+	at := fmt.Sprintf("127.0.0.1:%d", port)
+	render := func(ups string) string {
+		return admin + fmt.Sprintf("listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: [%s]}\n", at, ups)
+	}
+	w := startWorld(t, render(fmt.Sprintf("%q, %q", dead, live.addr())), nil)
+	if got := tcpOutcome(t, "", at); got != "live:hello" {
+		t.Fatalf("before the reload: %q", got)
+	}
+	deadSeries := fmt.Sprintf(`relay_upstream_failovers_total{listener="web",upstream=%q} 1`, dead)
+	metricsSay(t, w, deadSeries)
+
+	w.writeFile("relay.yaml", render(fmt.Sprintf("%q", live.addr())))
+	if err := w.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tcpOutcome(t, "", at); got != "live:hello" {
+		t.Fatalf("after the reload: %q", got)
+	}
+	w.logs.Wait(t, `"listener":"web"`, "retired listener drained")
+	metricsSay(t, w, `relay_connections_accepted_total{listener="web"} 2`,
+		fmt.Sprintf(`relay_upstream_failovers_total{listener="web",upstream=%q} 0`, live.addr()))
+	_, body := scrape(t, "http://"+w.d.AdminAddr()+"/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.Contains(line, dead) {
+			t.Errorf("an upstream the listener no longer has still has a series: %s", line)
 		}
 	}
 	_ = w.d.Close()
