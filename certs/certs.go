@@ -24,6 +24,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 )
 
 // maxFileSize bounds what one certificate, key or CA file may hold. A
@@ -92,18 +94,37 @@ func LoadPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// firstCert parses the first CERTIFICATE block of data.
+// firstCert parses the first CERTIFICATE block of data. Without one, the
+// error says what the file holds where that tells the slip: other PEM
+// blocks (the key named as the certificate), or a certificate in DER.
 func firstCert(data []byte) (*x509.Certificate, error) {
-	for {
+	var others []string // PEM block types, each once
+	for rest := data; ; {
 		var block *pem.Block
-		block, data = pem.Decode(data)
+		block, rest = pem.Decode(rest)
 		if block == nil {
-			return nil, ErrNoCertificate
+			break
 		}
 		if block.Type == "CERTIFICATE" {
 			return x509.ParseCertificate(block.Bytes)
 		}
+		what := block.Type // "CERTIFICATE REQUEST", "PUBLIC KEY"
+		if strings.Contains(what, "PRIVATE KEY") {
+			what = "private key" // of any kind; the type is not quoted from a key file
+		}
+		if !slices.Contains(others, what) {
+			others = append(others, what)
+		}
 	}
+	switch {
+	case len(others) > 0:
+		return nil, fmt.Errorf("%w (the file holds a %s)", ErrNoCertificate, strings.Join(others, ", a "))
+	case len(data) > 0 && data[0] == 0x30: // an ASN.1 SEQUENCE: maybe DER
+		if _, err := x509.ParseCertificate(data); err == nil {
+			return nil, fmt.Errorf("%w (the file holds a certificate in binary DER; openssl x509 -inform DER -in FILE turns it into PEM)", ErrNoCertificate)
+		}
+	}
+	return nil, ErrNoCertificate
 }
 
 // readFile reads a whole file of at most maxFileSize bytes. Its errors

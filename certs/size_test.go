@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +59,36 @@ func TestOversizedFilesRefused(t *testing.T) {
 	// public CA is about 220 KiB.
 	if maxFileSize < 1<<20 {
 		t.Errorf("maxFileSize %d is below 1 MiB", maxFileSize)
+	}
+}
+
+// TestNoCertificateSaysWhatIsThere: a file with no PEM certificate says
+// what it holds where that tells the slip: the key named as the
+// certificate (cert and key swapped in the config, or `relay cert show`
+// on the .key), or a certificate in binary DER. It said only "no PEM
+// certificate found".
+func TestNoCertificateSaysWhatIsThere(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, dir)
+	crt, key := issue(t, ca, dir, "venue", KindServer)
+	c, err := ReadCert(crt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := filepath.Join(dir, "venue.der")
+	if err := os.WriteFile(der, c.Raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ file, want string }{
+		{key, "holds a private key"},
+		{der, "binary DER"},
+	} {
+		_, err := ReadCert(tt.file)
+		if !errors.Is(err, ErrNoCertificate) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ReadCert(%s): %v; want ErrNoCertificate saying %q", tt.file, err, tt.want)
+		}
+		if _, err := LoadPair(tt.file, key); !strings.Contains(fmt.Sprint(err), tt.want) {
+			t.Errorf("LoadPair(%s): %v; want it saying %q", tt.file, err, tt.want)
+		}
 	}
 }
