@@ -161,10 +161,25 @@ func certRequest(action, name, hosts string, days int, notBefore string) (certs.
 
 // certShow prints what a certificate file holds.
 func certShow(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 || strings.HasPrefix(args[0], "-") { // -h, or a flag show does not have ("./-x" is a file)
-		fmt.Fprint(stderr, certUsage)
+	// No flags of its own; the flag package still says which argument is
+	// wrong (-v), answers -h, and takes "--" before a file named -x.crt.
+	fs := flag.NewFlagSet("relay cert show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, certUsage) }
+	if fs.Parse(args) != nil {
 		return 2
 	}
+	switch fs.NArg() {
+	case 1:
+	case 0:
+		fs.Usage()
+		return 2
+	default:
+		fmt.Fprintf(stderr, "relay cert show: unexpected argument %q\n", fs.Arg(1))
+		fs.Usage()
+		return 2
+	}
+	args = fs.Args()
 	c, err := certs.ReadCert(args[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "relay cert show: %v\n", err)

@@ -172,3 +172,32 @@ func TestCertNameControlCharacter(t *testing.T) {
 		t.Errorf("files %q, want only %q", names, want)
 	}
 }
+
+// TestCertShowArguments: relay cert show says which argument is wrong (a
+// second file, a flag it does not have), as every other command does; it
+// printed the usage alone. "--" ends the flags, so "-x.crt" can be named.
+func TestCertShowArguments(t *testing.T) {
+	dir := t.TempDir()
+	relayCert(t, "ca", "-dir", dir)
+	crt := filepath.Join(dir, "ca.crt")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{crt, "extra"}, `relay cert show: unexpected argument "extra"`},
+		{[]string{"-v", crt}, `flag provided but not defined: -v`},
+	} {
+		code, stdout, stderr := runCmd(append([]string{"cert", "show"}, tt.args...)...)
+		if code != 2 || !strings.HasPrefix(stderr, tt.want+"\n") || stdout != "" {
+			t.Errorf("relay cert show %q: exit %d, stdout %q, stderr %q; want 2 and %q first", tt.args, code, stdout, stderr, tt.want)
+		}
+	}
+	dash := filepath.Join(dir, "-x.crt")
+	if err := os.Link(crt, dash); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	if code, stdout, stderr := runCmd("cert", "show", "--", "-x.crt"); code != 0 || !strings.Contains(stdout, "CN=relay-ca") {
+		t.Errorf("relay cert show -- -x.crt: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
