@@ -215,6 +215,7 @@ func (d *Daemon) Start() error {
 	for _, in := range opened {
 		d.running[in.spec.Name] = in
 	}
+	d.keepDataTablesLocked() // an upgrade handed over the ranges of the old config too
 	d.serving.Add(len(opened) + 1)
 	d.mu.Unlock()
 	d.commitTLS(true)

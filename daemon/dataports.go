@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +23,10 @@ const dataPortsProto = "ftp-data"
 // A binary upgrade hands them to the new process with the listen sockets,
 // so the ports the old process's draining sessions hold are never picked
 // by the new one (and the other way round): the data pool is taken over
-// without a bind conflict on either side. They live until the daemon is
-// released: a session of a retired listener may hold a port to the end.
+// without a bind conflict on either side. A table lives while an ftp
+// listener, running or draining (a session of a retired listener may hold
+// a port to its end), has its range (keep), and at most until the daemon
+// is released.
 type dataTables struct {
 	mu      sync.Mutex // guards the following
 	byRange map[[2]uint16]*ftppassive.Ports
@@ -95,6 +98,24 @@ func (t *dataTables) files() ([]handoff.Socket, error) {
 		out = append(out, handoff.Socket{Proto: dataPortsProto, Addr: formatRange(r), File: f})
 	}
 	return out, nil
+}
+
+// keep unmaps the tables of the ranges not in ranges, which are those of
+// every ftp listener running or draining: no session can hold a port of
+// the others. Kept, every range a config ever had would keep its table
+// (a shared memory file and its mapping) for the process's life, and an
+// upgrade would hand them all on to the next process.
+func (t *dataTables) keep(ranges [][2]uint16) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for r, p := range t.byRange {
+		if !slices.Contains(ranges, r) {
+			errs = append(errs, p.Close())
+			delete(t.byRange, r)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // close unmaps the tables; every listener must be closed.

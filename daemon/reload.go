@@ -266,6 +266,7 @@ func (d *Daemon) drainListener(in *instance, hardStop time.Duration) {
 	}
 	d.keepNamesLocked()
 	d.keepGuardsLocked()
+	d.keepDataTablesLocked()
 	d.mu.Unlock()
 	d.log.Info().Str("listener", in.spec.Name).Msg("retired listener drained")
 }
@@ -299,6 +300,30 @@ func (d *Daemon) keepNamesLocked() {
 		names = append(names, in.ups.Names()...)
 	}
 	d.dns.Keep(names)
+}
+
+// keepDataTablesLocked frees the FTP data-port tables of the ranges no
+// ftp listener, running or draining, has any more. Called with d.mu held,
+// so that a reload cannot open a listener on a table being freed.
+func (d *Daemon) keepDataTablesLocked() {
+	var ranges [][2]uint16
+	for _, in := range d.running {
+		ranges = append(ranges, dataRange(in.spec))
+	}
+	for in := range d.draining {
+		ranges = append(ranges, dataRange(in.spec))
+	}
+	if err := d.dataPorts.keep(ranges); err != nil {
+		d.log.Warn().Err(err).Msg("ftp data-port tables")
+	}
+}
+
+// dataRange is an ftp listener's data_ports; zero for other modes.
+func dataRange(spec config.Listener) [2]uint16 {
+	if spec.Mode != config.ModeFTP {
+		return [2]uint16{}
+	}
+	return spec.FTP.DataPorts
 }
 
 // keepGuardsLocked drops the ACL counters of the listeners (name and
