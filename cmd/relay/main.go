@@ -74,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		return serve(args, stderr)
+	case "help": // as -h: the usage, exit 2
+		return serve([]string{"-h"}, stderr)
 	case "check":
 		return check(args, stdout, stderr)
 	case "example":
@@ -92,6 +94,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	default:
 		fmt.Fprintf(stderr, "relay: unknown command %q (want %s)\n", cmd, strings.Join(commands, ", "))
+		if strings.HasSuffix(cmd, ".yaml") || strings.HasSuffix(cmd, ".yml") {
+			fmt.Fprintf(stderr, "name the config file with a flag: relay -config %s\n", cmd)
+		}
 		return 2
 	}
 }

@@ -348,6 +348,9 @@ func TestStrayArgument(t *testing.T) {
 		{"run with a positional", []string{"run", "extra"}, []string{`unexpected argument "extra"`}},
 		{"example with a positional", []string{"example", "extra"}, []string{`unexpected argument "extra"`}},
 		{"version with a positional", []string{"version", "extra"}, []string{`unexpected argument "extra"`}},
+		{"config as the command", []string{"/etc/relay/relay.yaml"},
+			[]string{`unknown command "/etc/relay/relay.yaml"`, "relay -config /etc/relay/relay.yaml"}},
+		{"help as a command", []string{"help"}, []string{"relay check -config FILE", "-watch"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
