@@ -193,7 +193,8 @@ func isDNSName(s string) bool {
 // first and then put in place, the certificate first, so a write that
 // fails (a full disk, a path that is a folder, a file that exists) leaves
 // the pair that was there as it was: a venue's key is never replaced
-// without its certificate. Overwriting replaces the files (a symlink too)
+// without its certificate, nor a certificate without its key (one put in
+// place goes back when its key cannot follow). Overwriting replaces the files (a symlink too)
 // with new ones, owned by the caller.
 func WriteFiles(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey, overwrite bool) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
@@ -219,13 +220,45 @@ func WriteFiles(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey, ove
 			}
 		}
 	}
+	// The certificate there now, kept under a second name (a hard link:
+	// it stays in place meanwhile), goes back if the key cannot follow
+	// the new one (its name is a folder, a bind mount, an immutable file).
+	_, err = os.Lstat(certFile)
+	existed := err == nil
+	old := certTmp + ".old"
+	kept := existed && os.Link(certFile, old) == nil // no hard links on FAT
+	if kept {
+		defer os.Remove(old)
+	}
 	if err := os.Rename(certTmp, certFile); err != nil {
 		return fmt.Errorf("certs: %w", err)
 	}
 	if err := os.Rename(keyTmp, keyFile); err != nil {
-		return fmt.Errorf("certs: %w", err)
+		err = fmt.Errorf("certs: write %s: %w", keyFile, linkCause(err))
+		var undo error
+		switch {
+		case kept:
+			undo = os.Rename(old, certFile)
+		case !existed:
+			undo = os.Remove(certFile)
+		default:
+			return fmt.Errorf("%w; %s holds the new certificate without its key: issue again once the key can be written", err, certFile)
+		}
+		if undo != nil {
+			return fmt.Errorf("%w; putting %s back failed too: %v", err, certFile, undo)
+		}
+		return fmt.Errorf("%w (%s is as it was)", err, certFile)
 	}
 	return nil
+}
+
+// linkCause drops the *os.LinkError's temporary file names.
+func linkCause(err error) error {
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
 }
 
 // writeTemp writes a PEM block to a new file beside file, with mode, and

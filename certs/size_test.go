@@ -1,12 +1,15 @@
 package certs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOversizedFilesRefused: every reader of a PEM file stops at maxFileSize
@@ -89,6 +92,53 @@ func TestNoCertificateSaysWhatIsThere(t *testing.T) {
 		}
 		if _, err := LoadPair(tt.file, key); !strings.Contains(fmt.Sprint(err), tt.want) {
 			t.Errorf("LoadPair(%s): %v; want it saying %q", tt.file, err, tt.want)
+		}
+	}
+}
+
+// TestWriteFilesKeyNotPlacedKeepsCertificate: when the key cannot be put in
+// place after the certificate was (its name is a folder; in the field a
+// bind-mounted or immutable key file), the certificate goes back to what
+// it was, so the folder never holds a certificate whose key is nowhere.
+// The new certificate stayed: relay cert server -force left a pair that a
+// reload refuses and a restart cannot start with.
+func TestWriteFilesKeyNotPlacedKeepsCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, dir)
+	crt, key := issue(t, ca, dir, "venue", KindServer)
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(key, "in-the-way"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(crt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, k, err := ca.Issue(KindServer, Request{Name: "venue", NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = WriteFiles(crt, key, der, k, true)
+	if err == nil || !strings.Contains(err.Error(), key) {
+		t.Fatalf("WriteFiles over a folder at the key's name: %v; want an error naming %s", err, key)
+	}
+	if after, _ := os.ReadFile(crt); !bytes.Equal(after, before) {
+		t.Error("the certificate was replaced although its key could not be placed")
+	}
+	// A new pair (nothing there before) leaves no certificate behind.
+	fresh := filepath.Join(dir, "fresh.crt")
+	if err := WriteFiles(fresh, key, der, k, true); err == nil {
+		t.Fatal("WriteFiles over a folder at the key's name succeeded")
+	}
+	if _, err := os.Lstat(fresh); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a certificate without its key was left at %s (%v)", fresh, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") || strings.HasSuffix(e.Name(), ".old") {
+			t.Errorf("left behind: %s", e.Name())
 		}
 	}
 }
