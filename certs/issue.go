@@ -194,8 +194,8 @@ func isDNSName(s string) bool {
 // fails (a full disk, a path that is a folder, a file that exists) leaves
 // the pair that was there as it was: a venue's key is never replaced
 // without its certificate, nor a certificate without its key (one put in
-// place goes back when its key cannot follow). Overwriting replaces the files (a symlink too)
-// with new ones, owned by the caller.
+// place goes back when its key cannot follow). Overwriting replaces the
+// files (a symlink too) with new ones, owned by the caller.
 func WriteFiles(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey, overwrite bool) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
