@@ -266,7 +266,7 @@ func linkCause(err error) error {
 func writeTemp(file, typ string, der []byte, mode os.FileMode) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp") // mode 0600
 	if err != nil {
-		return "", fmt.Errorf("certs: %w", err)
+		return "", fmt.Errorf("certs: write %s: %w", file, unwrapPath(err)) // the file asked for, not the temporary one
 	}
 	err = f.Chmod(mode)
 	if err == nil {

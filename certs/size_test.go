@@ -142,3 +142,22 @@ func TestWriteFilesKeyNotPlacedKeepsCertificate(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteFilesNamesTheFile: a folder the files cannot be written in is
+// named by the file that was to be written, not by the temporary name
+// beside it ("open /sys/kernel/.ca.key.2419082201.tmp: permission
+// denied", which the admin never asked for).
+func TestWriteFilesNamesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, dir)
+	der, k, err := ca.Issue(KindServer, Request{Name: "venue", NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(dir, "ca.crt") // a file, where a folder should be
+	key := filepath.Join(notDir, "venue.key")
+	err = WriteFiles(filepath.Join(notDir, "venue.crt"), key, der, k, false)
+	if err == nil || !strings.Contains(err.Error(), key) || strings.Contains(err.Error(), ".tmp") {
+		t.Errorf("WriteFiles in a file: %v; want an error naming %s and no temporary name", err, key)
+	}
+}
