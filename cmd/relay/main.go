@@ -47,7 +47,31 @@ const defaultConfig = "/etc/relay/relay.yaml"
 const watchDebounce = 500 * time.Millisecond
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	stdout := &outWriter{w: os.Stdout}
+	code := run(os.Args[1:], stdout, os.Stderr)
+	if stdout.err != nil && code == 0 {
+		// `relay example > relay.yaml` on a full disk: the file is cut
+		// short, and a script must not go on as if it were whole.
+		fmt.Fprintf(os.Stderr, "relay: the output was not written whole: %v\n", stdout.err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// outWriter keeps the first error of writing the commands' output, which
+// they print without looking (only relay check does).
+type outWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (o *outWriter) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	o.err = err
+	return n, err
 }
 
 // usage heads relay -h: every sub-command, then run's flags. Each

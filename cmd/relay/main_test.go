@@ -25,7 +25,7 @@ import (
 // go build and runs the very code under test.
 func TestMain(m *testing.M) {
 	if os.Getenv("GO_WANT_RELAY_MAIN") == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		main() // exits
 	}
 	if addr := os.Getenv("GO_WANT_LISTEN"); addr != "" {
 		os.Exit(listenUntilStdinCloses(addr)) // a program that is no relay, on a relay's port
@@ -517,5 +517,35 @@ func TestHelpNamesCommands(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "-watch") || !strings.Contains(stderr, "-config") {
 		t.Errorf("relay -h lost run's flags:\n%s", stderr)
+	}
+}
+
+// TestOutputWriteFails: a command whose output cannot be written (a full
+// disk under `relay example > /etc/relay/relay.yaml`) exits 1 and says
+// why, instead of exit 0 over a file cut short or empty. Only relay check
+// looked at its write errors.
+func TestOutputWriteFails(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	defer full.Close()
+	dir := t.TempDir()
+	relayCert(t, "ca", "-dir", dir)
+	for _, args := range [][]string{
+		{"example"},
+		{"example", "-acl"},
+		{"version"},
+		{"cert", "show", filepath.Join(dir, "ca.crt")},
+	} {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
+		cmd.Stdout = full
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "no space left on device") {
+			t.Errorf("relay %s > /dev/full: exit %d (%v), stderr %q; want 1 and the write error", strings.Join(args, " "), code, err, stderr.String())
+		}
 	}
 }
