@@ -100,6 +100,14 @@ func cert(args []string, stdout, stderr io.Writer) int {
 	if c.Leaf.NotAfter.Before(req.NotAfter.Truncate(time.Second)) {
 		fmt.Fprintf(stdout, "note: its validity ends with the CA's, before the %s asked for\n", req.NotAfter.UTC().Format(time.DateOnly))
 	}
+	// Written as asked (tests and staged renewals want these), but a
+	// -not-before a century off shows here, not at the first handshake.
+	switch now := time.Now(); {
+	case c.Leaf.NotAfter.Before(now):
+		fmt.Fprintf(stdout, "note: it expired on %s, before it was made\n", c.Leaf.NotAfter.UTC().Format(time.DateOnly))
+	case c.Leaf.NotBefore.After(now):
+		fmt.Fprintf(stdout, "note: it is not valid before %s\n", c.Leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
 	return 0
 }
 

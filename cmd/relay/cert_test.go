@@ -201,3 +201,26 @@ func TestCertShowArguments(t *testing.T) {
 		t.Errorf("relay cert show -- -x.crt: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+// TestCertNotesValidityOutsideNow: a certificate made already expired, or
+// not valid yet (-not-before, for tests and staged renewals), is written
+// as asked, with a note saying so: it was written silently, and the
+// mistake (a -not-before a century off) showed only at the first
+// handshake.
+func TestCertNotesValidityOutsideNow(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-not-before", "1990-01-01T00:00:00Z", "-days", "1"}, "note: it expired on 1990-01-02, before it was made"},
+		{[]string{"-not-before", "2999-01-01T00:00:00Z"}, "note: it is not valid before 2999-01-01"},
+	} {
+		code, stdout, stderr := runCmd(append([]string{"cert", "ca", "-dir", t.TempDir()}, tt.args...)...)
+		if code != 0 || !strings.Contains(stdout, tt.want) {
+			t.Errorf("relay cert ca %q: exit %d, stdout %q, stderr %q; want 0 and %q", tt.args, code, stdout, stderr, tt.want)
+		}
+	}
+	if _, stdout, _ := runCmd("cert", "ca", "-dir", t.TempDir()); strings.Contains(stdout, "note:") {
+		t.Errorf("a CA valid now got a note:\n%s", stdout)
+	}
+}
