@@ -50,6 +50,11 @@ func cert(args []string, stdout, stderr io.Writer) int {
 	if fs.Parse(args) != nil || strayArgs(fs) {
 		return 2
 	}
+	// 0 stands for "not given" below; a 0 typed is no validity at all.
+	if *days == 0 && given(fs, "days") {
+		fmt.Fprintf(stderr, "relay cert %s: -days 0: must be positive (leave -days out for the default)\n", action)
+		return 2
+	}
 	req, err := certRequest(action, *name, *hosts, *days, *notBefore)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay cert %s: %v\n", action, err)
@@ -195,6 +200,13 @@ func certShow(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "file:        %s\n%s", args[0], certs.Describe(c))
 	return 0
+}
+
+// given reports whether the flag called name was on the command line.
+func given(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // isHelp reports whether arg asks for usage, as the flag package takes it.

@@ -224,3 +224,25 @@ func TestCertNotesValidityOutsideNow(t *testing.T) {
 		t.Errorf("a CA valid now got a note:\n%s", stdout)
 	}
 }
+
+// TestCertDaysZero: -days 0 is refused like a negative count; it made a
+// certificate of the default validity (ten years for a CA), which is not
+// what anyone typing 0 meant. Leaving -days out still gives the default.
+func TestCertDaysZero(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := runCmd("cert", "ca", "-dir", dir, "-days", "0")
+	if code != 2 || !strings.Contains(stderr, "-days 0") || stdout != "" {
+		t.Errorf("-days 0: exit %d, stdout %q, stderr %q; want 2 and a line naming -days 0", code, stdout, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ca.key")); err == nil {
+		t.Error("-days 0 wrote a CA")
+	}
+	relayCert(t, "ca", "-dir", dir)
+	c, err := certs.ReadCert(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Now().AddDate(0, 0, 3649); c.NotAfter.Before(want) {
+		t.Errorf("the default CA ends %v, want after %v", c.NotAfter, want)
+	}
+}
