@@ -1,12 +1,14 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -171,25 +173,48 @@ func LoadClient(f ClientFiles) (*ClientState, error) {
 const clientSessions = 64
 
 // Client is the originating side of one listener: the CA, name and client
-// certificate in force, and a session cache that outlives Store, so a
-// reconnect after a reload still resumes.
+// certificate in force, and a session cache that outlives Store while the
+// client certificate stays the same, so a reconnect after a reload still
+// resumes.
 type Client struct {
+	cur atomic.Pointer[tls.Config]
+
+	mu    sync.Mutex // guards the following
 	cache tls.ClientSessionCache
-	cur   atomic.Pointer[tls.Config]
 }
 
 // NewClient returns a Client using st.
 func NewClient(st *ClientState) *Client {
-	c := &Client{cache: tls.NewLRUClientSessionCache(clientSessions)}
+	c := &Client{}
 	c.Store(st)
 	return c
 }
 
-// Store makes st the material of every later handshake.
+// Store makes st the material of every later handshake. A new client
+// certificate starts a new session cache: a session carries the
+// certificate of its full handshake, and crypto/tls resumes it whatever
+// certificate the Config holds now, so the upstream would go on seeing the
+// old one (its name, which the venue's ACL matches, and its expiry) until
+// the ticket ran out. A changed CA or server name needs no new cache:
+// crypto/tls checks a session's chain and name against the Config on
+// resumption.
 func (c *Client) Store(st *ClientState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.cur.Load(); c.cache == nil || !sameLeaf(old.Certificates, st.cfg.Certificates) {
+		c.cache = tls.NewLRUClientSessionCache(clientSessions)
+	}
 	cfg := st.cfg.Clone()
 	cfg.ClientSessionCache = c.cache
 	c.cur.Store(cfg)
+}
+
+// sameLeaf reports whether a and b present the same certificate (or none).
+func sameLeaf(a, b []tls.Certificate) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	return bytes.Equal(a[0].Certificate[0], b[0].Certificate[0])
 }
 
 // Leaf returns the client certificate in force, nil when none is
