@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -44,14 +45,20 @@ const adminProto = "admin"
 // success this process has stopped accepting (its listeners no longer read
 // the sockets) and the caller drains it with Shutdown; systemd is told the
 // new main PID, which Upgrade returns (to pass on a reload asked for
-// meanwhile). On failure nothing has changed.
-func (d *Daemon) Upgrade() (int, error) {
+// meanwhile). On failure nothing has changed. When stop is done before
+// the new process serves (a SIGTERM meanwhile), Upgrade ends it and
+// returns, so the caller can stop instead of waiting up to upgradeTimeout.
+func (d *Daemon) Upgrade(stop context.Context) (int, error) {
 	d.reloading.Lock()
 	defer d.reloading.Unlock()
 	if d.notify != nil {
 		_ = d.notify.Reloading()
 	}
-	pid, err := d.upgrade()
+	pid, err := d.upgrade(stop)
+	if errors.Is(err, errUpgradeStopped) {
+		d.log.Warn().Err(err).Msg("upgrade abandoned: this process is stopping")
+		return 0, err
+	}
 	if err != nil {
 		d.log.Error().Err(err).Msg("upgrade failed; this process serves on")
 		if d.notify != nil {
@@ -70,8 +77,11 @@ func (d *Daemon) Upgrade() (int, error) {
 	return pid, nil
 }
 
+// errUpgradeStopped ends an upgrade whose process was told to stop.
+var errUpgradeStopped = errors.New("stopped before the new process served")
+
 // upgrade runs the new process and returns its pid once it says it serves.
-func (d *Daemon) upgrade() (int, error) {
+func (d *Daemon) upgrade(stop context.Context) (int, error) {
 	exe, err := os.Executable() // the path, also after a package replaced the file
 	if err != nil {
 		return 0, fmt.Errorf("upgrade: find own binary: %w", err)
@@ -114,6 +124,8 @@ func (d *Daemon) upgrade() (int, error) {
 	case err = <-answer:
 	case <-time.After(upgradeTimeout):
 		err = fmt.Errorf("no answer in %v", upgradeTimeout)
+	case <-stop.Done():
+		err = errUpgradeStopped // and the new process goes, as on a timeout
 	}
 	if err == nil {
 		_ = cmd.Process.Release()

@@ -262,7 +262,7 @@ func serveUntilStopped(d *daemon.Daemon, log zerolog.Logger, sig *signals, watch
 			log.Info().Msg("config or ACL file changed")
 			reloadUnlessStopped(ctx, d)
 		case <-usr2:
-			if pid, err := d.Upgrade(); err == nil { // logged by Upgrade; a failure changes nothing
+			if pid, err := d.Upgrade(ctx); err == nil { // logged by Upgrade; a failure changes nothing
 				passOnReload(pid, hup, changed, log)
 				drainUpgraded(d, log, sig)
 				return 0

@@ -89,3 +89,55 @@ func echoConn(c net.Conn, msg string) error {
 	}
 	return nil
 }
+
+// TestSIGTERMDuringUpgradeWait: a SIGTERM that reaches a relay while it
+// waits for the new process of an upgrade to serve (a new binary that
+// hangs at its start) stops it, with its drain, and ends the new process.
+// The wait (up to 30 s) ran in the signal loop, so the relay ignored the
+// SIGTERM until it gave up, and then drained for shutdown_grace: more
+// than the unit's TimeoutStopSec, after which systemd killed it.
+func TestSIGTERMDuringUpgradeWait(t *testing.T) {
+	binary, _ := installSelf(t)
+	backend := world.NewBackend(t, world.Echo)
+	addr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\nshutdown_grace: 5s\n"+
+		"listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", addr, backend.Addr()))
+	old := startInstalled(t, binary, cfg)
+	logs := &world.LogBuffer{}
+	go collectLines(old.logs, logs)
+	waiting := true
+	defer func() {
+		if waiting {
+			_ = old.cmd.Process.Kill()
+			_ = old.cmd.Wait()
+		}
+	}()
+
+	installBinary(t, binary, []byte("#!/bin/sh\nexec sleep 60\n")) // never answers
+	if err := old.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	successor := successorPID(t, logs)
+	defer func() { _ = syscall.Kill(successor, syscall.SIGKILL) }() // ours, whatever the relay did
+	if err := echoOnce(addr, "while the upgrade waits"); err != nil {
+		t.Fatalf("while the upgrade waits: %v", err)
+	}
+	_ = old.cmd.Process.Signal(syscall.SIGTERM)
+	waiting = false
+	done := make(chan error, 1)
+	go func() { done <- old.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("relay: %v, want exit 0 after its drain", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = old.cmd.Process.Kill()
+		<-done
+		t.Fatal("a relay waiting for its upgrade's new process ignored SIGTERM for 10 s")
+	}
+	logs.Wait(t, "relay stopped")
+	if syscall.Kill(successor, 0) == nil { // the relay reaped it: gone, not a zombie
+		t.Errorf("the new process %d still runs after the relay stopped", successor)
+	}
+}
