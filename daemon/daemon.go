@@ -263,6 +263,9 @@ func (d *Daemon) openAll(specs []config.Listener, socks sockets, retiring []*ins
 			for _, o := range opened {
 				_ = o.srv.Close()
 			}
+			if nerr := notLocal(spec.Mode.Proto(), err); nerr != nil {
+				return nil, fmt.Errorf("listener %s: %w", spec.Name, nerr)
+			}
 			explain := inUse
 			if retiring != nil {
 				explain = heldByItself // only a retiring listener of this relay can hold it so

@@ -80,6 +80,23 @@ func privileged(proto string, err error) error {
 		proto, ap, start, bin, syscall.EACCES)
 }
 
+// notLocal explains a listener's bind refused (EADDRNOTAVAIL) because
+// none of the box's interfaces has the address, which on the BACKUP of an
+// HA pair arrives only with a failover: freebind binds it before, in the
+// words relay check warns with. nil for other errors.
+func notLocal(proto string, err error) error {
+	var op *net.OpError
+	if !errors.Is(err, syscall.EADDRNOTAVAIL) || !errors.As(err, &op) || op.Addr == nil {
+		return nil
+	}
+	ap, perr := netip.ParseAddrPort(op.Addr.String())
+	if perr != nil {
+		return nil
+	}
+	return fmt.Errorf("%s %s is not an address of this box: the listener cannot bind until it has it; "+
+		"on the backup of an HA pair set freebind: true: %w", proto, ap, syscall.EADDRNOTAVAIL)
+}
+
 // unprivilegedPortStart reads net.ipv4.ip_unprivileged_port_start.
 func unprivilegedPortStart() int {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
