@@ -216,15 +216,20 @@ type signals struct {
 	stopped   context.Context // done at SIGTERM or SIGINT
 	stop      context.CancelFunc
 	hup, usr2 chan os.Signal
+	pipe      chan os.Signal // never read: caught only so that it does not kill
 }
 
 // notifySignals catches SIGHUP and SIGUSR2; catchStop adds SIGTERM and
-// SIGINT.
+// SIGINT. SIGPIPE is caught too: Go ends a process whose write to stderr
+// meets a broken pipe with it unless it is caught, so a relay whose log
+// reader went away (a restarted logger) died at its next log line with
+// every connection. Caught, the write fails and the line is lost.
 func notifySignals() *signals {
-	s := &signals{hup: make(chan os.Signal, 1), usr2: make(chan os.Signal, 1)}
+	s := &signals{hup: make(chan os.Signal, 1), usr2: make(chan os.Signal, 1), pipe: make(chan os.Signal, 1)}
 	s.stopped, s.stop = context.WithCancel(context.Background())
 	signal.Notify(s.hup, syscall.SIGHUP)
 	signal.Notify(s.usr2, syscall.SIGUSR2)
+	signal.Notify(s.pipe, syscall.SIGPIPE)
 	return s
 }
 
@@ -237,6 +242,7 @@ func (s *signals) release() {
 	s.stop()
 	signal.Stop(s.hup)
 	signal.Stop(s.usr2)
+	signal.Stop(s.pipe)
 }
 
 // serveUntilStopped serves until SIGTERM or SIGINT, or until an upgrade

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -170,5 +171,55 @@ func TestSIGTERMDuringBlockedReload(t *testing.T) {
 		_ = cmd.Process.Kill()
 		<-done
 		t.Fatal("a relay whose reload waits for its config ignored SIGTERM for 10 s")
+	}
+}
+
+// TestLogReaderGoneKeepsForwarding: a relay whose log reader goes away (a
+// `relay ... | logger` whose logger is restarted, a log pipe of a
+// supervisor that died) keeps forwarding and stops at SIGTERM as usual;
+// its log lines are lost meanwhile. Go ends a process that writes to a
+// broken pipe on stderr with SIGPIPE unless the signal is caught: the
+// next log line (an access line) cut every connection the relay had.
+func TestLogReaderGoneKeepsForwarding(t *testing.T) {
+	backend := world.NewBackend(t, world.Echo)
+	addr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\n"+
+		"listeners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n", addr, backend.Addr()))
+	cmd := exec.Command(os.Args[0], "-config", cfg)
+	cmd.Env = append(os.Environ(), "GO_WANT_RELAY_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waiting := true
+	defer func() {
+		if waiting {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	waitLog(t, bufio.NewReader(stderr), "relay started")
+	stderr.Close()     // the log reader goes
+	for i := range 3 { // each connection logs an access line when it ends
+		if err := echoOnce(addr, fmt.Sprintf("after the log reader left %d", i)); err != nil {
+			t.Fatalf("connection %d after the log reader left: %v", i, err)
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waiting = false
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("relay: %v, want exit 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("relay still runs 10 s after SIGTERM")
 	}
 }
