@@ -18,8 +18,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Kind is what an issued certificate may be used for.
@@ -301,10 +303,12 @@ func Fingerprint(c *x509.Certificate) string {
 // validity, serial and fingerprint. Nothing about the key.
 func Describe(c *x509.Certificate) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "subject:     %s\n", c.Subject)
-	fmt.Fprintf(&b, "issuer:      %s\n", c.Issuer)
+	fmt.Fprintf(&b, "subject:     %s\n", printable(c.Subject.String()))
+	fmt.Fprintf(&b, "issuer:      %s\n", printable(c.Issuer.String()))
 	var sans []string
-	sans = append(sans, c.DNSNames...)
+	for _, n := range c.DNSNames {
+		sans = append(sans, printable(n))
+	}
 	for _, ip := range c.IPAddresses {
 		sans = append(sans, ip.String())
 	}
@@ -317,6 +321,18 @@ func Describe(c *x509.Certificate) string {
 	fmt.Fprintf(&b, "serial:      %x\n", c.SerialNumber)
 	fmt.Fprintf(&b, "sha256:      %s\n", Fingerprint(c))
 	return b.String()
+}
+
+// printable returns s, or where it holds a character that is not
+// printable, s with Go's escapes (\x1b, \n): a certificate from elsewhere
+// may carry an escape sequence for the terminal, or a newline that forges
+// a line of Describe's output.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 func usage(c *x509.Certificate) string {

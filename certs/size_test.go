@@ -2,6 +2,7 @@ package certs
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -159,5 +160,29 @@ func TestWriteFilesNamesTheFile(t *testing.T) {
 	err = WriteFiles(filepath.Join(notDir, "venue.crt"), key, der, k, false)
 	if err == nil || !strings.Contains(err.Error(), key) || strings.Contains(err.Error(), ".tmp") {
 		t.Errorf("WriteFiles in a file: %v; want an error naming %s and no temporary name", err, key)
+	}
+}
+
+// TestDescribeEscapesControlCharacters: Describe (relay cert show, on a
+// certificate someone sent) prints control characters of the names as
+// escapes: an escape sequence in a common name went to the terminal raw
+// (recolouring or retitling it), and a newline forged a line of the
+// output.
+func TestDescribeEscapesControlCharacters(t *testing.T) {
+	name := "venue\x1b[31m\nnot after:   2099-01-01"
+	_, der, err := NewAuthority(Request{Name: name, NotAfter: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Describe(c)
+	if strings.ContainsAny(d, "\x1b") || strings.Count(d, "\nnot after:") != 1 {
+		t.Errorf("Describe printed the name's control characters raw:\n%s", d)
+	}
+	if !strings.Contains(d, `CN=venue\x1b[31m\nnot after:   2099-01-01`) {
+		t.Errorf("Describe does not show the name escaped:\n%s", d)
 	}
 }
