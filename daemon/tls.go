@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
 	"sync"
@@ -133,25 +134,32 @@ func (s *tlsSet) clientLocked(name string) (*certs.Client, error) {
 }
 
 // commit puts the staged material in force, forgets holders whose listener
-// no longer uses TLS, and returns the server certificates now in force
-// that are new or changed (every one when all is set).
-func (s *tlsSet) commit(all bool) map[string]*certs.ServerState {
+// no longer uses TLS, and returns the certificates now in force, served
+// (tls) or presented to upstreams (upstream_tls), that are new or changed
+// (every one when all is set).
+func (s *tlsSet) commit(all bool) []leafInForce {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	changed := map[string]*certs.ServerState{}
+	var changed []leafInForce
 	for name, st := range s.staged.servers {
 		h := s.servers[name]
 		if h == nil { // no listener took it (none of that name was opened or kept)
 			continue
 		}
 		if all || certs.Fingerprint(h.Leaf()) != certs.Fingerprint(st.Leaf()) {
-			changed[name] = st
+			changed = append(changed, leafInForce{name, "client", st.Leaf()})
 		}
 		h.Store(st)
 	}
 	for name, st := range s.staged.clients {
-		if h := s.clients[name]; h != nil {
-			h.Store(st)
+		h := s.clients[name]
+		if h == nil {
+			continue
+		}
+		old := h.Leaf()
+		h.Store(st)
+		if leaf := h.Leaf(); leaf != nil && (all || old == nil || !bytes.Equal(old.Raw, leaf.Raw)) {
+			changed = append(changed, leafInForce{name, "upstream", leaf})
 		}
 	}
 	for name := range s.servers {
@@ -168,14 +176,13 @@ func (s *tlsSet) commit(all bool) map[string]*certs.ServerState {
 	return changed
 }
 
-// commitTLS commits the staged TLS material and logs each server
-// certificate that is new or changed, and warns of each in force that is
+// commitTLS commits the staged TLS material and logs each certificate in
+// force that is new or changed, and warns of each in force that is
 // not valid now (the files hold no better one: every client refuses it).
 func (d *Daemon) commitTLS(all bool) {
-	for name, st := range d.tls.commit(all) {
-		leaf := st.Leaf()
-		d.log.Info().Str("listener", name).Str("subject", leaf.Subject.CommonName).
-			Time("not_after", leaf.NotAfter).Str("sha256", certs.Fingerprint(leaf)).
+	for _, c := range d.tls.commit(all) {
+		d.log.Info().Str("listener", c.listener).Str("side", c.side).Str("subject", c.leaf.Subject.CommonName).
+			Time("not_after", c.leaf.NotAfter).Str("sha256", certs.Fingerprint(c.leaf)).
 			Msg("tls certificate in force")
 	}
 	now := time.Now()
