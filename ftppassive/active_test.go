@@ -144,7 +144,7 @@ func TestActiveClientUnreachable(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	tr := newTranscript(t, Config{DataPorts: dataRange})
 	tr.login()
-	dead := freePort(t, "tcp4", "127.0.0.1") // nobody listens there
+	dead := freePort(t) // nobody listens there
 	for _, tc := range []struct{ server, want string }{
 		{"150 Opening data connection.\r\n", "425 "},
 		{"226 Transfer complete.\r\n", "426 "},

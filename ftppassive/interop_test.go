@@ -203,7 +203,7 @@ func TestVsftpdBounce(t *testing.T) {
 func TestVsftpdExhaustion(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	v := startVsftpd(t, vsftpdOptions{})
-	p := uint16(freePort(t, "tcp4", "127.0.0.1"))
+	p := uint16(freePort(t))
 	w := startProxy(t, Config{Upstreams: [][]string{{v.addr}}, DataPorts: [2]uint16{p, p}})
 	data, sum := randomBytes(t, 100<<10)
 	v.put(t, "f.bin", data)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	testworld "github.com/edgerelay/relay/internal/world"
 )
 
 // The interop tests run real peers: vsftpd as the server, curl and lftp as
@@ -63,11 +65,11 @@ func startVsftpd(t testing.TB, o vsftpdOptions) *vsftpd {
 	}
 	// Writable by whoever vsftpd runs as; TempDir is 0700 for us only.
 	os.Chmod(filepath.Join(root, "upload"), 0o777)
-	host, network := "127.0.0.1", "tcp4"
+	host := "127.0.0.1"
 	if o.ipv6 {
-		host, network = "::1", "tcp6"
+		host = "::1"
 	}
-	port := freePort(t, network, host)
+	port := freePort(t)
 	if o.pasvAddr == "" {
 		o.pasvAddr = "127.0.0.77"
 	}
@@ -156,15 +158,15 @@ func vsftpdConf(o vsftpdOptions, root, log string, port int) []string {
 	return conf
 }
 
-// freePort returns a port that was free a moment ago.
-func freePort(t testing.TB, network, host string) int {
+// freePort returns a loopback port reserved for this test
+// (world.ReserveTCPPort), free for IPv4 and IPv6 alike. A port that a
+// listener on port 0 was given and closed again is in the ephemeral range,
+// where the next socket of any test may get it: TestVsftpdExhaustion failed
+// once under a loaded make test when the proxy's own listener was given
+// vsftpd's port.
+func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen(network, net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("listen %s: %v", host, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testworld.ReserveTCPPort(t)
 }
 
 // put writes a file under the vsftpd root, world-readable (vsftpd serves
