@@ -50,6 +50,10 @@ func cert(args []string, stdout, stderr io.Writer) int {
 	if fs.Parse(args) != nil || strayArgs(fs) {
 		return 2
 	}
+	if *dir == "" { // -dir $PKI with PKI unset
+		fmt.Fprintf(stderr, "relay cert %s: -dir is empty (the current folder is -dir .)\n", action)
+		return 2
+	}
 	// 0 stands for "not given" below; a 0 typed is no validity at all.
 	if *days == 0 && given(fs, "days") {
 		fmt.Fprintf(stderr, "relay cert %s: -days 0: must be positive (leave -days out for the default)\n", action)

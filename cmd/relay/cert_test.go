@@ -246,3 +246,16 @@ func TestCertDaysZero(t *testing.T) {
 		t.Errorf("the default CA ends %v, want after %v", c.NotAfter, want)
 	}
 }
+
+// TestCertEmptyDir: -dir "" (an unset variable in `-dir $PKI`) is a usage
+// error naming -dir; it said "mkdir : no such file or directory", or
+// looked for "the CA in :".
+func TestCertEmptyDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, action := range []string{"ca", "server", "client"} {
+		code, stdout, stderr := runCmd("cert", action, "-dir", "", "-name", "x")
+		if code != 2 || !strings.Contains(stderr, "-dir is empty") || stdout != "" {
+			t.Errorf("relay cert %s -dir '': exit %d, stdout %q, stderr %q; want 2 and -dir named", action, code, stdout, stderr)
+		}
+	}
+}
