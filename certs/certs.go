@@ -96,7 +96,8 @@ func LoadPool(file string) (*x509.CertPool, error) {
 
 // firstCert parses the first CERTIFICATE block of data. Without one, the
 // error says what the file holds where that tells the slip: other PEM
-// blocks (the key named as the certificate), or a certificate in DER.
+// blocks (the key named as the certificate), a certificate in DER, or
+// other binary ASN.1 (a DER key, a PKCS#12 export).
 func firstCert(data []byte) (*x509.Certificate, error) {
 	var others []string // PEM block types, each once
 	for rest := data; ; {
@@ -119,10 +120,11 @@ func firstCert(data []byte) (*x509.Certificate, error) {
 	switch {
 	case len(others) > 0:
 		return nil, fmt.Errorf("%w (the file holds a %s)", ErrNoCertificate, strings.Join(others, ", a "))
-	case len(data) > 0 && data[0] == 0x30: // an ASN.1 SEQUENCE: maybe DER
+	case len(data) > 0 && data[0] == 0x30: // an ASN.1 SEQUENCE: binary
 		if _, err := x509.ParseCertificate(data); err == nil {
 			return nil, fmt.Errorf("%w (the file holds a certificate in binary DER; openssl x509 -inform DER -in FILE turns it into PEM)", ErrNoCertificate)
 		}
+		return nil, fmt.Errorf("%w (the file is binary: a key in DER, or PKCS#12 from a .pfx or .p12 export? openssl pkcs12 -in FILE -nodes prints its PEM)", ErrNoCertificate)
 	}
 	return nil, ErrNoCertificate
 }

@@ -69,8 +69,9 @@ func TestOversizedFilesRefused(t *testing.T) {
 // TestNoCertificateSaysWhatIsThere: a file with no PEM certificate says
 // what it holds where that tells the slip: the key named as the
 // certificate (cert and key swapped in the config, or `relay cert show`
-// on the .key), or a certificate in binary DER. It said only "no PEM
-// certificate found".
+// on the .key), a certificate in binary DER, or other binary ASN.1 (a
+// PKCS#12 .pfx from a Windows box). It said only "no PEM certificate
+// found".
 func TestNoCertificateSaysWhatIsThere(t *testing.T) {
 	dir := t.TempDir()
 	ca := newCA(t, dir)
@@ -83,9 +84,16 @@ func TestNoCertificateSaysWhatIsThere(t *testing.T) {
 	if err := os.WriteFile(der, c.Raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// What a Windows box exports: PKCS#12 (.pfx), binary like DER but no
+	// certificate to parse. Its first bytes as openssl writes them.
+	pfx := filepath.Join(dir, "venue.pfx")
+	if err := os.WriteFile(pfx, []byte{0x30, 0x82, 0x04, 0x0c, 0x02, 0x01, 0x03, 0x30, 0x82, 0x03, 0xc2}, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct{ file, want string }{
 		{key, "holds a private key"},
 		{der, "binary DER"},
+		{pfx, "PKCS#12"},
 	} {
 		_, err := ReadCert(tt.file)
 		if !errors.Is(err, ErrNoCertificate) || !strings.Contains(err.Error(), tt.want) {
