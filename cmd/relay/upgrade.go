@@ -134,7 +134,9 @@ func servesConfig(pid int, path string) error {
 	a, errA := os.Stat(path)
 	b, errB := os.Stat(theirs)
 	if errA != nil || errB != nil || !os.SameFile(a, b) {
-		return fmt.Errorf("is not a relay serving %s (it runs: %s)", path, strings.Join(args, " "))
+		// Quoted: another program's arguments may hold newlines and
+		// escape sequences, which would reach the terminal raw.
+		return fmt.Errorf("is not a relay serving %s (it runs: %q)", path, strings.Join(args, " "))
 	}
 	return nil
 }

@@ -23,10 +23,14 @@ import (
 // serving that config file. A program that is no relay (here one that just
 // listens on the port) was sent SIGUSR2, whose default action ended it;
 // a relay serving another config file would have been upgraded instead.
+// The program's command line is quoted in the message: its newlines and
+// escape sequences went to the terminal raw.
 func TestUpgradeCmdSignalsOnlyTheRelayOfTheConfig(t *testing.T) {
 	port := world.ReserveTCPPort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	holder := exec.Command(os.Args[0])
+	// Its command line has what a program's may: a newline, an escape
+	// sequence. relay upgrade names it in one line, escaped.
+	holder := exec.Command(os.Args[0], "-c", "listen\n\x1b[31mon the port")
 	holder.Env = append(os.Environ(), "GO_WANT_LISTEN="+addr)
 	stdin, err := holder.StdinPipe()
 	if err != nil {
@@ -45,6 +49,9 @@ func TestUpgradeCmdSignalsOnlyTheRelayOfTheConfig(t *testing.T) {
 	code, _, stderr := runCmd("upgrade", "-config", cfg, "-timeout", "1s")
 	if want := fmt.Sprintf("pid %d", holder.Process.Pid); code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "not signalled") {
 		t.Errorf("exit %d, stderr %q; want 1, naming %s, not signalled", code, stderr, want)
+	}
+	if strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "\x1b") {
+		t.Errorf("the other program's command line went out raw: %q", stderr)
 	}
 	time.Sleep(100 * time.Millisecond) // a signal, had one been sent, is delivered by now
 	if pids := holdersOf(t, addr); len(pids) != 1 || pids[0] != holder.Process.Pid {
