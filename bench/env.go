@@ -41,6 +41,19 @@ func (e *env) startProcess(name string, argv ...string) (*process, error) {
 	return p, nil
 }
 
+// adopt follows a process another started (the new relay of an upgrade)
+// and remembers it for stopAll.
+func (e *env) adopt(name string, pid int, logPath string) (*process, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, err := adoptProcess(name, pid, logPath)
+	if err != nil {
+		return nil, err
+	}
+	e.live = append(e.live, p)
+	return p, nil
+}
+
 // stopAll stops every process that is still running. The bench calls it on
 // the way out and on SIGINT/SIGTERM: the forwarders run in process groups of
 // their own and would not see the terminal's signal.

@@ -12,6 +12,7 @@
 //	go run ./bench -plots DIR       also write an SVG chart per scenario
 //	go run ./bench -baseline BIN    also measure an earlier relay binary, A/B in the same runs
 //	go run ./bench -soak 30m        one relay, every scenario round after round with reloads: a leak check
+//	go run ./bench -soak 10m -soak-upgrade-every 10   and a binary upgrade in place after every 10 reloads
 //
 // All traffic stays on 127.0.0.1. The peers are started and stopped by the
 // bench, each in a process group of its own. The exit status is 1 when the
@@ -47,6 +48,9 @@ type options struct {
 	baseBin  string
 	peers    string
 	soak     time.Duration
+	// soakUpgradeEvery is how many reloads the soak makes between binary
+	// upgrades; 0, the default, upgrades nothing.
+	soakUpgradeEvery int
 }
 
 func parseFlags() (options, error) {
@@ -61,7 +65,13 @@ func parseFlags() (options, error) {
 	fs.StringVar(&o.baseBin, "baseline", "", "also measure this relay `binary` (column \"baseline\"), taking turns with the relay in every run")
 	fs.StringVar(&o.peers, "peers", "all", "peers to compare: all, none, or a comma `list` of "+strings.Join(peerNames(), ","))
 	fs.DurationVar(&o.soak, "soak", 0, "instead of the table: run every scenario round after round through one relay for this `duration`, reloading it every few seconds, and check that nothing leaks (see soak.go)")
+	fs.IntVar(&o.soakUpgradeEvery, "soak-upgrade-every", 0, "with -soak: after every `N` reloads (3 s apart), upgrade the relay's binary in place instead (relay upgrade), under the traffic; 0 upgrades nothing (see soakupgrade.go)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		return o, err
+	}
+	if o.soakUpgradeEvery < 0 || o.soakUpgradeEvery > 0 && o.soak == 0 {
+		err := fmt.Errorf("-soak-upgrade-every %d: give a count of reloads, 1 or more, with -soak", o.soakUpgradeEvery)
+		fmt.Fprintln(fs.Output(), err)
 		return o, err
 	}
 	if fs.NArg() > 0 {

@@ -136,17 +136,26 @@ func groupMemory(pgid int) (memory, error) {
 	}
 	var m memory
 	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			continue
-		}
-		m.rssKiB += statusNumber(b, "VmRSS:")
-		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		if err == nil {
-			m.fds += int64(len(fds))
-		}
+		one := pidMemory(pid)
+		m.rssKiB += one.rssKiB
+		m.fds += one.fds
 	}
 	return m, nil
+}
+
+// pidMemory is VmRSS and the entries of /proc/<pid>/fd of one process;
+// zero when it has gone.
+func pidMemory(pid int) memory {
+	var m memory
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return m
+	}
+	m.rssKiB = statusNumber(b, "VmRSS:")
+	if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
+		m.fds = int64(len(fds))
+	}
+	return m
 }
 
 // statusNumber returns the value of a "Key:   123 kB" or "Key:  123" line

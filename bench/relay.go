@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // ftpDataPorts is the size of the relay's passive data port range. The
@@ -189,6 +190,11 @@ func writeRelayTunnel(box, venue *strings.Builder, e *env, rt route, in *instanc
 	return []portSpec{{proto: "tcp", port: port}, {proto: "tcp", port: plain}}, nil
 }
 
+// benchUDPSessionTimeout is the udp listeners' session_timeout: how long a
+// session outlives its client's last datagram, which bounds how long the
+// soak waits for them to end (and an upgrade's old process to exit).
+const benchUDPSessionTimeout = 30 * time.Second
+
 // writeRelayListener appends one listener to the relay's config and returns
 // the FTP data port range it gave an ftp listener.
 func writeRelayListener(b *strings.Builder, e *env, rt route, listen string) ([2]int, error) {
@@ -204,7 +210,7 @@ func writeRelayListener(b *strings.Builder, e *env, rt route, listen string) ([2
 		fmt.Fprintf(b, "    ftp:\n      data_ports: \"%d-%d\"\n      data_timeout: 10s\n", first, last)
 		return [2]int{first, last}, nil
 	case "udp":
-		b.WriteString("    udp:\n      session_timeout: 30s\n")
+		fmt.Fprintf(b, "    udp:\n      session_timeout: %s\n", benchUDPSessionTimeout)
 	case "raw":
 		b.WriteString("    raw:\n      exclusive: true\n      queue_timeout: 5s\n")
 	}

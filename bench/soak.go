@@ -30,6 +30,8 @@ import (
 //   - the resident memory of the last rounds is not above the first
 //     rounds' by more than soakRSSGrowth (a leak grows with every round);
 //   - the relay logged nothing at level error.
+// With -soak-upgrade-every N it also upgrades the binary in place under
+// the traffic (soakupgrade.go), and the old processes must exit in time.
 // Sizes are the -quick ones, so a round takes about a minute.
 
 // soakReloadEvery is how often the relay's config is rewritten and
@@ -64,9 +66,10 @@ type soakSample struct {
 	rssKiB     int64
 	threads    int64
 	goroutines int64
-	perProc    []int64 // goroutines by process, as in.procs
+	perProc    []int64 // goroutines by process, as in.processes()
 	reloads    int64   // successful reloads so far
 	failed     int64   // failed reloads so far
+	upgrades   int     // binary upgrades so far
 }
 
 func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
@@ -100,11 +103,16 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 		return 1
 	}
 	defer in.stop()
-	fmt.Printf("relay soak, %s: %s for %s, %d scenarios, a reload every %s\n",
-		time.Now().Format("2006-01-02 15:04"), version, d, len(running), soakReloadEvery)
+	upgrades := "no upgrades"
+	if o.soakUpgradeEvery > 0 {
+		upgrades = fmt.Sprintf("a binary upgrade after every %d reloads (from the second round)", o.soakUpgradeEvery)
+	}
+	fmt.Printf("relay soak, %s: %s for %s, %d scenarios, a reload every %s, %s\n",
+		time.Now().Format("2006-01-02 15:04"), version, d, len(running), soakReloadEvery, upgrades)
 
 	start := time.Now()
-	idle, err := sampleRelay(in, start)
+	up := &upgrader{e: e, bin: relay.bin, every: o.soakUpgradeEvery, start: start}
+	idle, err := sampleRelay(in, start, up)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: soak:", err)
 		return 1
@@ -120,12 +128,13 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 	var failures []string
 	var rounds []soakSample
 	round := 0
-	// traffic runs rounds, with the reloads beside them, until the round
-	// limit or the deadline, then puts the config back as it started.
-	traffic := func(last int, deadline time.Time) {
+	// traffic runs rounds, with the reloads (and upgrades, with u) beside
+	// them, until the round limit or the deadline, then puts the config
+	// back as it started.
+	traffic := func(last int, deadline time.Time, u *upgrader) {
 		stop := make(chan struct{})
 		reloadErrs := make(chan error, 1)
-		go func() { reloadErrs <- reloadLoop(in, rl, stop) }()
+		go func() { reloadErrs <- reloadLoop(in, rl, u, stop) }()
 		for round < last && (round == 0 || time.Now().Before(deadline)) {
 			round++
 			for _, s := range running {
@@ -145,13 +154,14 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 			if in.alive() != nil {
 				break
 			}
-			smp, err := sampleRelay(in, start)
+			smp, err := sampleRelay(in, start, up)
 			if err != nil {
 				failures = append(failures, fmt.Sprintf("round %d: %v", round, err))
 				break
 			}
 			rounds = append(rounds, smp)
 			printSoakSample(strconv.Itoa(round), smp)
+			failures = append(failures, up.overdue(false)...)
 		}
 		close(stop)
 		if err := <-reloadErrs; err != nil {
@@ -166,40 +176,59 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 
 	// The first round makes what a relay makes once (the front's loop on
 	// the first tcp listener, pools, the collectors' caches): what it
-	// holds once that round has ended is the baseline.
-	traffic(1, start.Add(d))
+	// holds once that round has ended is the baseline. No upgrade in it:
+	// the baseline is a process that has carried every scenario.
+	traffic(1, start.Add(d), nil)
 	var base soakSample
 	var baseHeld []string
 	if in.alive() == nil && len(failures) == 0 {
-		if base, err = quiet(in, start); err != nil {
+		if base, err = quiet(in, start, up); err != nil {
 			failures = append(failures, "after the first round: "+err.Error())
 		} else {
 			printSoakSample("quiet", base)
-			for _, p := range in.procs {
+			for _, p := range in.processes() {
 				baseHeld = append(baseHeld, holdings(p.pid()))
 			}
 		}
 	}
 	if len(failures) == 0 {
-		traffic(100_000, start.Add(d))
+		traffic(100_000, start.Add(d), up)
 	}
+	// The old processes drain; the last ones' time is not up yet.
+	failures = append(failures, up.overdue(true)...)
 	if msg := rssGrowth(rounds[min(1, len(rounds)):]); msg != "" {
 		failures = append(failures, msg)
 	}
 	if n := len(rounds); n > 0 && (rounds[n-1].failed > 0 || rounds[n-1].reloads == 0) {
 		failures = append(failures, fmt.Sprintf("reloads: %d taken, %d failed (see the relay's log)", rounds[n-1].reloads, rounds[n-1].failed))
 	}
-	for _, p := range in.procs {
+	for _, p := range in.processes() { // an upgrade's processes share their predecessor's log
 		if lines := errorLines(p.logPath); len(lines) > 0 {
 			failures = append(failures, fmt.Sprintf("%s logged %d line(s) at level error, first: %s", p.name, len(lines), lines[0]))
 		}
 	}
 	if in.alive() == nil && baseHeld != nil {
-		failures = append(failures, settleCheck(in, start, base, baseHeld)...)
+		failures = append(failures, settleCheck(in, start, up, base, baseHeld)...)
 	}
-	fmt.Printf("\n%d rounds in %s.\n", len(rounds), time.Since(start).Round(time.Second))
+	var last soakSample
+	if n := len(rounds); n > 0 {
+		last = rounds[n-1]
+	}
+	fmt.Printf("\n%d rounds, %d reloads (%d failed), %d upgrades in %s.\n", len(rounds), last.reloads, last.failed, last.upgrades,
+		time.Since(start).Round(time.Second))
+	if first, end, ok := rssThirds(rounds[min(1, len(rounds)):]); ok {
+		fmt.Printf("RSS, median of the first third of the rounds after the first: %.1f MiB; of the last third: %.1f MiB.\n",
+			float64(first)/1024, float64(end)/1024)
+	}
+	if o.soakUpgradeEvery > 0 {
+		fmt.Println(up.summary())
+	}
 	if len(failures) == 0 {
-		fmt.Println("PASS: every byte intact, every reload taken, descriptors and goroutines back to the first round's, memory flat, no error logged.")
+		pass := "PASS: every byte intact, every reload taken, descriptors and goroutines back to the first round's, memory flat, no error logged"
+		if o.soakUpgradeEvery > 0 {
+			pass += ", every upgrade served and every old process gone in time"
+		}
+		fmt.Println(pass + ".")
 		return 0
 	}
 	fmt.Println("FAIL:")
@@ -211,19 +240,28 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 
 // reloadLoop rewrites every process's config and sends it SIGHUP every
 // soakReloadEvery until stop, cycling through reloadVariant's changes;
-// the reloads counted and failed are checked from the metrics.
-func reloadLoop(in *instance, rl *reloader, stop <-chan struct{}) error {
+// the reloads counted and failed are checked from the metrics. The ticks
+// u says are due upgrade the binary instead.
+func reloadLoop(in *instance, rl *reloader, u *upgrader, stop <-chan struct{}) error {
 	t := time.NewTicker(soakReloadEvery)
 	defer t.Stop()
+	reloads := 0
 	for n := 0; n < 100_000; n++ {
 		select {
 		case <-stop:
 			return nil
 		case <-t.C:
 		}
-		if err := rl.reload(in, n); err != nil {
+		if u.due(n) {
+			if err := u.upgrade(in); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := rl.reload(in, reloads); err != nil {
 			return err
 		}
+		reloads++
 	}
 	return nil
 }
@@ -254,7 +292,7 @@ func newReloader(e *env, in *instance) (*reloader, error) {
 // reload writes variant n of every process's config (n < 0: the config as
 // started) and sends SIGHUP.
 func (rl *reloader) reload(in *instance, n int) error {
-	for i, p := range in.procs {
+	for i, p := range in.processes() {
 		text := rl.configs[i]
 		if n >= 0 {
 			var err error
@@ -325,7 +363,7 @@ func (rl *reloader) restore(in *instance) error {
 // reloadCounts is each process's count of successful reloads.
 func reloadCounts(in *instance) ([]int64, error) {
 	var out []int64
-	for i, p := range in.procs {
+	for i, p := range in.processes() {
 		m, err := scrape(in.admins[i])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.name, err)
@@ -338,7 +376,7 @@ func reloadCounts(in *instance) ([]int64, error) {
 // quiet waits until no process has a connection, session, data port or
 // queued job open or draining (their gauges on /metrics), then until what
 // the processes hold stops changing, and returns that sample.
-func quiet(in *instance, start time.Time) (soakSample, error) {
+func quiet(in *instance, start time.Time, u *upgrader) (soakSample, error) {
 	until := time.Now().Add(soakSettle)
 	var prev soakSample
 	for {
@@ -346,7 +384,7 @@ func quiet(in *instance, start time.Time) (soakSample, error) {
 		if err != nil {
 			return prev, err
 		}
-		smp, err := sampleRelay(in, start)
+		smp, err := sampleRelay(in, start, u)
 		if err != nil {
 			return smp, err
 		}
@@ -366,7 +404,7 @@ func quiet(in *instance, start time.Time) (soakSample, error) {
 // queues.
 func openGauges(in *instance) (float64, error) {
 	var open float64
-	for i, p := range in.procs {
+	for i, p := range in.processes() {
 		m, err := scrape(in.admins[i])
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", p.name, err)
@@ -385,16 +423,17 @@ func openGauges(in *instance) (float64, error) {
 
 // settle waits, without traffic, until the relay holds no more descriptors
 // and goroutines than before the first round, or soakSettle passes.
-func settle(in *instance, start time.Time, idle soakSample) (bool, soakSample, error) {
+func settle(in *instance, start time.Time, u *upgrader, idle soakSample) (bool, soakSample, error) {
 	until := time.Now().Add(soakSettle)
 	for {
-		smp, err := sampleRelay(in, start)
+		smp, err := sampleRelay(in, start, u)
 		if err != nil {
 			return false, smp, err
 		}
-		pipes := min(smp.pipes-idle.pipes, soakPoolPipes*int64(len(in.procs)))
+		procs := in.processes()
+		pipes := min(smp.pipes-idle.pipes, soakPoolPipes*int64(len(procs)))
 		ok := smp.fds-pipes <= idle.fds
-		for i := range in.procs {
+		for i := range procs {
 			ok = ok && smp.perProc[i] <= idle.perProc[i]+soakSlack+cachedWorkers(in.configs[i])
 		}
 		if ok {
@@ -411,9 +450,9 @@ func settle(in *instance, start time.Time, idle soakSample) (bool, soakSample, e
 // hold and says what it kept: descriptors (beyond the pipe pool) by kind,
 // and goroutines (beyond the idle connection workers each listener keeps)
 // by where they wait, from a SIGQUIT dump, which ends the processes.
-func settleCheck(in *instance, start time.Time, idle soakSample, idleHeld []string) []string {
+func settleCheck(in *instance, start time.Time, u *upgrader, idle soakSample, idleHeld []string) []string {
 	var failures []string
-	settled, last, err := settle(in, start, idle)
+	settled, last, err := settle(in, start, u, idle)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -421,14 +460,14 @@ func settleCheck(in *instance, start time.Time, idle soakSample, idleHeld []stri
 	if !settled {
 		failures = append(failures, fmt.Sprintf("after %s without traffic the relay still holds %d descriptors and %d goroutines (idle: %d and %d)",
 			soakSettle, last.fds, last.goroutines, idle.fds, idle.goroutines))
-		for i, p := range in.procs {
+		for i, p := range in.processes() {
 			if now := holdings(p.pid()); now != idleHeld[i] {
 				failures = append(failures, fmt.Sprintf("%s held at idle: %s", p.name, idleHeld[i]),
 					fmt.Sprintf("%s holds now: %s", p.name, now))
 			}
 		}
 	}
-	for i, p := range in.procs {
+	for i, p := range in.processes() {
 		counts, summary := goroutineDump(p)
 		if counts == nil {
 			failures = append(failures, fmt.Sprintf("%s: %s", p.name, summary))
@@ -466,8 +505,20 @@ func cachedWorkers(path string) int64 {
 // the first third's; "" when it stayed within soakRSSGrowth or there are
 // too few rounds to tell.
 func rssGrowth(rounds []soakSample) string {
-	if len(rounds) < 6 {
+	first, last, ok := rssThirds(rounds)
+	if !ok || float64(last) <= soakRSSGrowth*float64(first) {
 		return ""
+	}
+	third := len(rounds) / 3
+	return fmt.Sprintf("resident memory grew from %d KiB (median of the first %d rounds) to %d KiB (the last %d)",
+		first, third, last, third)
+}
+
+// rssThirds is the median RSS of the first third of the rounds and of the
+// last third; not ok with fewer than 6 rounds, too few to tell.
+func rssThirds(rounds []soakSample) (first, last int64, ok bool) {
+	if len(rounds) < 6 {
+		return 0, 0, false
 	}
 	third := len(rounds) / 3
 	median := func(s []soakSample) int64 {
@@ -478,23 +529,23 @@ func rssGrowth(rounds []soakSample) string {
 		sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
 		return v[len(v)/2]
 	}
-	first, last := median(rounds[:third]), median(rounds[len(rounds)-third:])
-	if float64(last) <= soakRSSGrowth*float64(first) {
-		return ""
-	}
-	return fmt.Sprintf("resident memory grew from %d KiB (median of the first %d rounds) to %d KiB (the last %d)",
-		first, third, last, third)
+	return median(rounds[:third]), median(rounds[len(rounds)-third:]), true
 }
 
-// sampleRelay reads what the instance's processes hold.
-func sampleRelay(in *instance, start time.Time) (soakSample, error) {
-	s := soakSample{at: time.Since(start)}
-	m, err := in.memory()
-	if err != nil {
-		return s, err
+// sampleRelay reads what the instance's processes hold: each one alone,
+// not its process group, which holds the old processes of upgrades while
+// they drain. The reload counts add what u's processes upgraded away had
+// counted (u may be nil).
+func sampleRelay(in *instance, start time.Time, u *upgrader) (soakSample, error) {
+	if u != nil {
+		u.mu.Lock() // no upgrade between the processes read and the metrics scraped
+		defer u.mu.Unlock()
 	}
-	s.fds, s.rssKiB = m.fds, m.rssKiB
-	for i, p := range in.procs {
+	s := soakSample{at: time.Since(start)}
+	for i, p := range in.processes() {
+		m := pidMemory(p.pid())
+		s.fds += m.fds
+		s.rssKiB += m.rssKiB
 		s.pipes += pipeEnds(p.pid())
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid())); err == nil {
 			s.threads += statusNumber(b, "Threads:")
@@ -508,14 +559,19 @@ func sampleRelay(in *instance, start time.Time) (soakSample, error) {
 		s.reloads += int64(metrics[`relay_reloads_total{result="success"}`])
 		s.failed += int64(metrics[`relay_reloads_total{result="failure"}`])
 	}
+	if u != nil {
+		s.upgrades = u.done
+		s.reloads += u.reloads
+		s.failed += u.failed
+	}
 	return s, nil
 }
 
 func printSoakHeader() {
-	fmt.Printf("\n| round | at | descriptors | of them pipes | threads | goroutines | RSS, MiB | reloads |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("\n| round | at | descriptors | of them pipes | threads | goroutines | RSS, MiB | reloads | upgrades |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 }
 
 func printSoakSample(label string, s soakSample) {
-	fmt.Printf("| %s | %s | %d | %d | %d | %d | %.1f | %d |\n", label, s.at.Round(time.Second), s.fds, s.pipes, s.threads,
-		s.goroutines, float64(s.rssKiB)/1024, s.reloads)
+	fmt.Printf("| %s | %s | %d | %d | %d | %d | %.1f | %d | %d |\n", label, s.at.Round(time.Second), s.fds, s.pipes, s.threads,
+		s.goroutines, float64(s.rssKiB)/1024, s.reloads, s.upgrades)
 }

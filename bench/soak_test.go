@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseMetrics(t *testing.T) {
@@ -118,5 +120,84 @@ panic: boom
 	got := errorLines(path)
 	if len(got) != 2 || !strings.Contains(got[0], "accept failed") || got[1] != "panic: boom" {
 		t.Fatalf("errorLines = %q", got)
+	}
+}
+
+func TestParseUpgraded(t *testing.T) {
+	newPID, oldPID, took, err := parseUpgraded("relay upgraded: pid 812 serves tcp 127.0.0.1:4100 in place of pid 640 after 180ms\n")
+	if err != nil || newPID != 812 || oldPID != 640 || took != 180*time.Millisecond {
+		t.Fatalf("parseUpgraded = %d, %d, %v, %v", newPID, oldPID, took, err)
+	}
+	if _, _, _, err := parseUpgraded("relay upgrade: pid 640 still serves tcp 127.0.0.1:4100 after 30s"); err == nil {
+		t.Fatal("a failed upgrade's line was parsed as a success")
+	}
+}
+
+func TestUpgradeDue(t *testing.T) {
+	u := &upgrader{every: 3}
+	var due []int
+	for n := range 12 {
+		if u.due(n) {
+			due = append(due, n)
+		}
+	}
+	if fmt.Sprint(due) != "[3 7 11]" {
+		t.Fatalf("upgrades at ticks %v, want one after every 3 reloads: [3 7 11]", due)
+	}
+	var none *upgrader
+	if none.due(3) || (&upgrader{}).due(0) {
+		t.Fatal("no upgrader, or every 0, upgraded")
+	}
+}
+
+// TestOverdueOldProcess: an old process that exited within the bound
+// passes, one that exited after it and one still running fail, named by
+// pid; one whose time is not up is judged later, and at the end waited
+// for (followed through a pidfd, as the bench follows a process another
+// started).
+func TestOverdueOldProcess(t *testing.T) {
+	dir := t.TempDir()
+	start := func(name string, argv ...string) *process {
+		p, err := startProcess(dir, name, argv...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.stop(time.Second) })
+		return p
+	}
+	const bound = 10 * time.Second // far above what holdings takes to read /proc/net on a busy machine
+	quickAt := time.Now()
+	quick := start("quick", "true")
+	late := start("late", "true")
+	stuck := start("stuck", "sleep", "30")
+	draining := start("draining", "sleep", "30")
+	<-quick.exited
+	<-late.exited
+	followed, err := adoptProcess("draining", draining.pid(), draining.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upgrader{start: quickAt, bound: bound, retired: []retiree{
+		{p: quick, at: quickAt},
+		{p: late, at: late.exitedAt.Add(-2 * bound)},
+		{p: stuck, at: time.Now().Add(-2 * bound)},
+		{p: followed, at: time.Now()},
+	}}
+	got := u.overdue(false)
+	if len(got) != 2 || !strings.Contains(got[0], fmt.Sprintf("late pid %d", late.pid())) || !strings.Contains(got[0], "exited 20s later") ||
+		!strings.Contains(got[1], fmt.Sprintf("stuck pid %d", stuck.pid())) || !strings.Contains(got[1], "still runs") {
+		t.Fatalf("overdue = %q", got)
+	}
+	if u.reported != 3 {
+		t.Fatalf("judged %d old processes, want 3: the draining one's time is not up", u.reported)
+	}
+	_ = draining.stop(time.Second) // its drain ends
+	if got := u.overdue(true); len(got) != 0 {
+		t.Fatalf("a process that exited within its bound failed: %q", got)
+	}
+	select {
+	case <-followed.exited:
+	default:
+		t.Fatal("the final judgement did not wait for the draining process")
 	}
 }

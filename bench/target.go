@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -37,17 +38,34 @@ type forwarder interface {
 type instance struct {
 	name    string
 	addrs   map[string]string // route name -> address the clients connect to
-	procs   []*process        // none for direct
 	ftpData [2]int            // the relay's FTP data ports, first and last; zero for the others
 	configs []string          // the relay's config file per process, as procs
 	admins  []string          // the relay's admin endpoint per process when asked for ("": none)
+
+	mu    sync.Mutex // guards the following: the soak's upgrades replace a process while scenarios read them
+	procs []*process // none for direct
+}
+
+// processes returns the instance's processes as they are now.
+func (in *instance) processes() []*process {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]*process(nil), in.procs...)
+}
+
+// replace puts p in the place of the i-th process (the new process of its
+// binary upgrade).
+func (in *instance) replace(i int, p *process) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.procs[i] = p
 }
 
 // addr returns where clients reach the route.
 func (in *instance) addr(route string) string { return in.addrs[route] }
 
 // hasProcess reports whether there is a forwarder process to measure.
-func (in *instance) hasProcess() bool { return len(in.procs) > 0 }
+func (in *instance) hasProcess() bool { return len(in.processes()) > 0 }
 
 // cpu is the CPU time consumed so far by every process of the instance.
 func (in *instance) cpu() (time.Duration, error) { return sumGroups(in, groupCPU) }
@@ -58,8 +76,8 @@ func (in *instance) sleeps() (int64, error) { return sumGroups(in, groupSleeps) 
 // sumGroups adds up a per-process-group count over the instance's processes.
 func sumGroups[T time.Duration | int64](in *instance, count func(pgid int) (T, error)) (T, error) {
 	var total T
-	for _, p := range in.procs {
-		n, err := count(p.pid())
+	for _, p := range in.processes() {
+		n, err := count(p.pgid())
 		if err != nil {
 			return 0, err
 		}
@@ -71,8 +89,8 @@ func sumGroups[T time.Duration | int64](in *instance, count func(pgid int) (T, e
 // memory sums resident memory and descriptors over the instance's processes.
 func (in *instance) memory() (memory, error) {
 	var total memory
-	for _, p := range in.procs {
-		m, err := groupMemory(p.pid())
+	for _, p := range in.processes() {
+		m, err := groupMemory(p.pgid())
 		if err != nil {
 			return memory{}, err
 		}
@@ -85,7 +103,7 @@ func (in *instance) memory() (memory, error) {
 // alive returns an error when a process of the instance has exited.
 func (in *instance) alive() error {
 	var errs []error
-	for _, p := range in.procs {
+	for _, p := range in.processes() {
 		errs = append(errs, p.alive())
 	}
 	return errors.Join(errs...)
@@ -93,10 +111,12 @@ func (in *instance) alive() error {
 
 // stop ends every process of the instance.
 func (in *instance) stop() {
-	for _, p := range in.procs {
+	for _, p := range in.processes() {
 		_ = p.stop(3 * time.Second)
 	}
+	in.mu.Lock()
 	in.procs = nil
+	in.mu.Unlock()
 }
 
 // direct is the machine's own limit: clients talk to the backends.
