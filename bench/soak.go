@@ -135,6 +135,7 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 		stop := make(chan struct{})
 		reloadErrs := make(chan error, 1)
 		go func() { reloadErrs <- reloadLoop(in, rl, u, stop) }()
+		dead := false
 		for round < last && (round == 0 || time.Now().Before(deadline)) {
 			round++
 			for _, s := range running {
@@ -146,12 +147,13 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 						failures = append(failures, fmt.Sprintf("round %d, %s: %v", round, s.name(), errs[0]))
 					}
 				}
-				if err := in.alive(); err != nil {
+				if err := up.alive(in); err != nil {
 					failures = append(failures, fmt.Sprintf("round %d: %v", round, err))
+					dead = true
 					break
 				}
 			}
-			if in.alive() != nil {
+			if dead {
 				break
 			}
 			smp, err := sampleRelay(in, start, up)
@@ -196,6 +198,7 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 	}
 	// The old processes drain; the last ones' time is not up yet.
 	failures = append(failures, up.overdue(true)...)
+	failures = append(failures, up.witnessFailures()...)
 	if msg := rssGrowth(rounds[min(1, len(rounds)):]); msg != "" {
 		failures = append(failures, msg)
 	}

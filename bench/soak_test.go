@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgerelay/relay/internal/world"
 )
 
 func TestParseMetrics(t *testing.T) {
@@ -199,5 +203,63 @@ func TestOverdueOldProcess(t *testing.T) {
 	case <-followed.exited:
 	default:
 		t.Fatal("the final judgement did not wait for the draining process")
+	}
+}
+
+// TestWitness: across an echo that answers everything the witness sees
+// nothing wrong and counts what it carried; across one that drops a
+// datagram and a listener that refuses, it names both.
+func TestWitness(t *testing.T) {
+	udp, err := listenUDPEcho()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.close()
+	tcp, err := listenTCP(echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.close()
+	in := &instance{addrs: map[string]string{"stream-echo": udp.addr(), "short": tcp.addr()}}
+	w, err := startWitness(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // traffic for the witness to carry
+	failures, conns, dgrams := w.finish()
+	if len(failures) != 0 || conns == 0 || dgrams < 50 {
+		t.Fatalf("through echoes: failures %q, %d connections, %d datagrams", failures, conns, dgrams)
+	}
+
+	// A UDP echo that drops the datagram numbered 7, and a port nobody
+	// listens on.
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if n >= 8 && binary.BigEndian.Uint64(buf) == 7 {
+				continue
+			}
+			_, _ = pc.WriteToUDP(buf[:n], from)
+		}
+	}()
+	in = &instance{addrs: map[string]string{"stream-echo": pc.LocalAddr().String(), "tls-echo": world.DeadAddr(t)}}
+	if w, err = startWitness(in); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	failures, _, _ = w.finish()
+	joined := strings.Join(failures, "\n")
+	if !strings.Contains(joined, "connection 1 to tls-echo") || !strings.Contains(joined, "refused") ||
+		!strings.Contains(joined, "1 of ") || !strings.Contains(joined, "first: [7]") {
+		t.Fatalf("a dropped datagram and a refused connection: %q", failures)
 	}
 }

@@ -21,7 +21,9 @@ import (
 // counts add to the old one's. The old process must be gone within
 // soakDrainBound of the upgrade; one still alive then is named with what
 // it holds. A connection the upgrade refused or cut, a byte or datagram it
-// lost, fails the scenario that carried it, as always.
+// lost, fails the scenario that carried it, as always, and the witness
+// (soakwitness.go) carries traffic across every upgrade whatever scenario
+// runs then.
 //
 // Why upgrades are off by default: each one starts a fresh process, and a
 // leak that grows over a whole soak in one process (what the memory
@@ -59,7 +61,10 @@ type upgrader struct {
 	failed   int64      // and had failed
 	retired  []retiree  // every old process, in upgrade order
 	took     []time.Duration
-	reported int // retirees up to this index have been judged
+	reported int      // retirees up to this index have been judged
+	failures []string // what the witnesses saw go wrong
+	conns    int      // short connections the witnesses completed
+	dgrams   int      // datagrams the witnesses' streams sent
 }
 
 // retiree is the old process of one upgrade.
@@ -81,6 +86,15 @@ func (u *upgrader) drainBound() time.Duration {
 	return soakDrainBound
 }
 
+// alive is in.alive, but not in the middle of an upgrade: the old process
+// may exit as soon as the new one serves, before it takes the old one's
+// place in the instance.
+func (u *upgrader) alive(in *instance) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return in.alive()
+}
+
 // upgrade upgrades every process of the instance in place, one after the
 // other, and follows the new ones.
 func (u *upgrader) upgrade(in *instance) error {
@@ -93,7 +107,16 @@ func (u *upgrader) upgrade(in *instance) error {
 		if err != nil {
 			return fmt.Errorf("upgrade %d: %s (pid %d) before: %w", u.done+1, old.name, old.pid(), err)
 		}
+		w, err := startWitness(in)
+		if err != nil {
+			return fmt.Errorf("upgrade %d: %w", u.done+1, err)
+		}
+		time.Sleep(witnessAround) // the witness's traffic runs before the signal, not a synchronisation
 		pid, took, err := upgradeInPlace(u.bin, in.configs[i], old.pid())
+		if err == nil {
+			time.Sleep(witnessAround) // and after the new process serves
+		}
+		u.witnessed(w, fmt.Sprintf("upgrade %d of %s (pid %d)", u.done+1, old.name, old.pid()))
 		if err != nil {
 			return fmt.Errorf("upgrade %d: %s (pid %d), %s after the start: %w", u.done+1, old.name, old.pid(),
 				time.Since(u.start).Round(time.Second), err)
@@ -113,6 +136,23 @@ func (u *upgrader) upgrade(in *instance) error {
 	}
 	u.done++
 	return nil
+}
+
+// witnessed stops a witness and keeps what it saw; u.mu is held.
+func (u *upgrader) witnessed(w *witness, which string) {
+	failures, conns, dgrams := w.finish()
+	for _, f := range failures {
+		u.failures = append(u.failures, which+": "+f)
+	}
+	u.conns += conns
+	u.dgrams += dgrams
+}
+
+// witnessFailures is what the witnesses saw go wrong, across every upgrade.
+func (u *upgrader) witnessFailures() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.failures...)
 }
 
 // upgradeInPlace runs relay upgrade for the relay serving config, which
@@ -209,8 +249,9 @@ func (u *upgrader) summary() string {
 		}
 	}
 	took := append([]time.Duration(nil), u.took...)
-	return fmt.Sprintf("%d upgrades (%d processes): the new one served after %s median, %s at most; %d old ones exited %s after it at the median, %s at most",
-		u.done, len(u.retired), medianDuration(took), maxDuration(took), len(drains), medianDuration(drains), maxDuration(drains))
+	return fmt.Sprintf("%d upgrades (%d processes): the new one served after %s median, %s at most; %d old ones exited %s after it at the median, %s at most; across them %d short connections and %d request/reply datagrams, %d failures",
+		u.done, len(u.retired), medianDuration(took), maxDuration(took), len(drains), medianDuration(drains), maxDuration(drains),
+		u.conns, u.dgrams, len(u.failures))
 }
 
 func medianDuration(d []time.Duration) time.Duration {
