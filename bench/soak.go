@@ -226,6 +226,8 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 	if o.soakUpgradeEvery > 0 {
 		fmt.Println(up.summary())
 	}
+	fmt.Printf("The reload loop's ticks were taken up to %s late (a stall of the bench, i.e. of the machine, if much over a millisecond).\n",
+		rl.late.Round(time.Millisecond))
 	if len(failures) == 0 {
 		pass := "PASS: every byte intact, every reload taken, descriptors and goroutines back to the first round's, memory flat, no error logged"
 		if o.soakUpgradeEvery > 0 {
@@ -249,13 +251,18 @@ func reloadLoop(in *instance, rl *reloader, u *upgrader, stop <-chan struct{}) e
 	t := time.NewTicker(soakReloadEvery)
 	defer t.Stop()
 	reloads := 0
+	upgraded := false // the tick after an upgrade waited for it
 	for n := 0; n < 100_000; n++ {
 		select {
 		case <-stop:
 			return nil
-		case <-t.C:
+		case tick := <-t.C:
+			if !upgraded {
+				rl.late = max(rl.late, time.Since(tick))
+			}
 		}
-		if u.due(n) {
+		upgraded = u.due(n)
+		if upgraded {
 			if err := u.upgrade(in); err != nil {
 				return err
 			}
@@ -274,6 +281,10 @@ func reloadLoop(in *instance, rl *reloader, u *upgrader, stop <-chan struct{}) e
 type reloader struct {
 	configs []string
 	spare   []int
+	// late is the longest a tick of the reload loop (not one after an
+	// upgrade) waited to be taken: a stall of the bench, i.e. of the
+	// machine, which the relay's figures of that moment share.
+	late time.Duration
 }
 
 func newReloader(e *env, in *instance) (*reloader, error) {
@@ -303,7 +314,7 @@ func (rl *reloader) reload(in *instance, n int) error {
 				return fmt.Errorf("%s: %w", in.configs[i], err)
 			}
 		}
-		if err := os.WriteFile(in.configs[i], []byte(text), 0o600); err != nil {
+		if err := replaceFile(in.configs[i], text); err != nil {
 			return err
 		}
 		if err := syscall.Kill(p.pid(), syscall.SIGHUP); err != nil {
@@ -311,6 +322,18 @@ func (rl *reloader) reload(in *instance, n int) error {
 		}
 	}
 	return nil
+}
+
+// replaceFile puts text at path by renaming a new file over it, as editors
+// do: a relay still reading the file for the reload before (its SIGHUP
+// came late on a loaded machine) reads that one whole, never a truncated
+// one ("listeners: no listeners" in a soak where the bench wrote in place).
+func replaceFile(path, text string) error {
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // reloadVariant is the config the n-th reload applies, one change from the
