@@ -6,7 +6,7 @@
 // datagram arrived intact, and prints one table of medians and ratios.
 //
 //	go run ./bench                  every scenario, 3 runs (a few minutes)
-//	go run ./bench -quick           every scenario, 1 short run (well under a minute)
+//	go run ./bench -quick           every scenario, 1 short run (about a minute)
 //	go run ./bench -scenario udp    one scenario
 //	go run ./bench -json out.json   also write every run's figures
 //	go run ./bench -plots DIR       also write an SVG chart per scenario
@@ -56,7 +56,7 @@ type options struct {
 func parseFlags() (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.BoolVar(&o.quick, "quick", false, "one short run of every scenario (well under a minute)")
+	fs.BoolVar(&o.quick, "quick", false, "one short run of every scenario (about a minute)")
 	fs.StringVar(&o.scenario, "scenario", "", "run only these scenarios, a comma `list` of: "+strings.Join(scenarioNames(), ", "))
 	fs.IntVar(&o.runs, "runs", 0, "runs per forwarder (default 3, or 1 with -quick)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write every run's figures to this `file`")
