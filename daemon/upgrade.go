@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgerelay/relay/daemon/handoff"
+	"github.com/edgerelay/relay/daemon/upgradewatch"
 )
 
 // A binary upgrade (SIGUSR2, as nginx does) starts the binary found at this
@@ -54,13 +55,25 @@ func (d *Daemon) Upgrade(stop context.Context) (int, error) {
 	if d.notify != nil {
 		_ = d.notify.Reloading()
 	}
+	// relay upgrade, when it sent the signal, waits to be told how this
+	// attempt ends (package upgradewatch); dialled now, at the start, so
+	// that a command that began listening after an attempt started is
+	// never told that attempt's outcome.
+	watcher, werr := upgradewatch.Dial(os.Getpid())
+	if werr != nil {
+		d.log.Warn().Err(werr).Msg("upgrade: relay upgrade is not told the outcome; it waits until another process serves")
+	}
+	defer watcher.Close()
 	pid, err := d.upgrade(stop)
 	if errors.Is(err, errUpgradeStopped) {
 		d.log.Warn().Err(err).Msg("upgrade abandoned: this process is stopping")
-		return 0, err
+		return 0, err // relay upgrade sees this process go
 	}
 	if err != nil {
 		d.log.Error().Err(err).Msg("upgrade failed; this process serves on")
+		if werr := watcher.Report(failedOutcome(err)); werr != nil {
+			d.log.Warn().Err(werr).Msg("upgrade: could not tell relay upgrade why")
+		}
 		if d.notify != nil {
 			_ = d.notify.Ready()
 		}
@@ -74,7 +87,34 @@ func (d *Daemon) Upgrade(stop context.Context) (int, error) {
 	}
 	d.yield()
 	d.log.Info().Int("pid", pid).Msg("upgrade: the new process serves; this one stopped accepting and drains")
+	_ = watcher.Report(upgradewatch.Outcome{Served: true, Pid: pid}) // relay upgrade sees it in /proc too
 	return pid, nil
+}
+
+// upgradeError is why an upgrade failed, with the new process it started
+// (pid 0: none was), kept apart for relay upgrade's message.
+type upgradeError struct {
+	pid    int
+	binary string // empty when this process's own path was not found
+	err    error
+}
+
+func (e *upgradeError) Error() string {
+	if e.pid == 0 {
+		return "upgrade: " + e.err.Error()
+	}
+	return fmt.Sprintf("upgrade: new process %d (%s): %v", e.pid, e.binary, e.err)
+}
+
+func (e *upgradeError) Unwrap() error { return e.err }
+
+// failedOutcome is what relay upgrade is told of a failed upgrade.
+func failedOutcome(err error) upgradewatch.Outcome {
+	var ue *upgradeError
+	if !errors.As(err, &ue) {
+		return upgradewatch.Outcome{Reason: err.Error()}
+	}
+	return upgradewatch.Outcome{Pid: ue.pid, Binary: ue.binary, Reason: ue.err.Error()}
 }
 
 // errUpgradeStopped ends an upgrade whose process was told to stop.
@@ -84,7 +124,7 @@ var errUpgradeStopped = errors.New("stopped before the new process served")
 func (d *Daemon) upgrade(stop context.Context) (int, error) {
 	exe, err := os.Executable() // the path, also after a package replaced the file
 	if err != nil {
-		return 0, fmt.Errorf("upgrade: find own binary: %w", err)
+		return 0, &upgradeError{err: fmt.Errorf("find own binary: %w", err)}
 	}
 	socks, err := d.listenSockets()
 	defer func() {
@@ -93,11 +133,11 @@ func (d *Daemon) upgrade(stop context.Context) (int, error) {
 		}
 	}()
 	if err != nil {
-		return 0, fmt.Errorf("upgrade: %w", err)
+		return 0, &upgradeError{binary: exe, err: err}
 	}
 	conn, peer, err := handoff.Pair()
 	if err != nil {
-		return 0, fmt.Errorf("upgrade: %w", err)
+		return 0, &upgradeError{binary: exe, err: err}
 	}
 	defer conn.Close()
 	cmd := exec.Command(exe, os.Args[1:]...)
@@ -107,7 +147,7 @@ func (d *Daemon) upgrade(stop context.Context) (int, error) {
 	err = cmd.Start()
 	peer.Close()
 	if err != nil {
-		return 0, fmt.Errorf("upgrade: start %s: %w", exe, err)
+		return 0, &upgradeError{binary: exe, err: fmt.Errorf("start %s: %w", exe, err)}
 	}
 	pid := cmd.Process.Pid
 	d.log.Info().Str("binary", exe).Int("pid", pid).Int("sockets", len(socks)).
@@ -137,7 +177,7 @@ func (d *Daemon) upgrade(stop context.Context) (int, error) {
 	if errors.Is(err, handoff.ErrNoAnswer) || isPipeGone(err) {
 		err = fmt.Errorf("it exited before it was ready (%v)", status)
 	}
-	return 0, fmt.Errorf("upgrade: new process %d (%s): %w", pid, exe, err)
+	return 0, &upgradeError{pid: pid, binary: exe, err: err}
 }
 
 // isPipeGone reports a send to a new process that had already exited.

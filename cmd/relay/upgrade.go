@@ -7,19 +7,25 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/edgerelay/relay/config"
 	"github.com/edgerelay/relay/daemon"
+	"github.com/edgerelay/relay/daemon/upgradewatch"
 )
 
 // upgradeCmd is "relay upgrade": it finds the relay serving the config (the
 // process holding its first TCP listen address, see watchedSocket), sends
 // it SIGUSR2, and waits until another process alone holds that address,
-// i.e. the new one serves and the old one stopped accepting. It exits 1 if that does not happen
-// within -timeout; the running relay's log says why.
+// i.e. the new one serves and the old one stopped accepting. When the
+// running relay tells it that the new process failed (package
+// upgradewatch), it says why and exits 1 at once; else it exits 1 if
+// nobody took over within -timeout (a relay too old to tell), and the
+// running relay's log says why.
 func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relay upgrade", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -58,34 +64,89 @@ func upgradeCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay upgrade: pid %d holds %s %s but %v; not signalled\n", old, proto, addr, err)
 		return 1
 	}
+	// Listening before the signal, so the attempt it starts finds us. When
+	// the name is taken (another relay upgrade waits for the same relay)
+	// or cannot be bound, /proc alone tells the outcome, as before.
+	watch, err := upgradewatch.Listen(old)
+	if err == nil {
+		defer watch.Close()
+	}
 	start := time.Now()
 	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
 		fmt.Fprintf(stderr, "relay upgrade: signal pid %d: %v\n", old, err)
 		return 1
 	}
-	return awaitSuccessor(stdout, stderr, proto, ap, addr, old, start, *timeout)
+	return awaitSuccessor(stdout, stderr, watch, proto, ap, addr, old, start, *timeout)
 }
 
 // awaitSuccessor waits until another process than old alone holds ap, the
-// new one serving; it gives up when nobody does (old died: an upgrade
+// new one serving; it gives up when old says the new process failed (watch,
+// nil when nobody can tell), when nobody holds ap (old died: an upgrade
 // hands the sockets over before the old process lets go, so they are never
 // unheld) or after timeout.
-func awaitSuccessor(stdout, stderr io.Writer, proto string, ap netip.AddrPort, addr string, old int, start time.Time, timeout time.Duration) int {
+//
+// "Nobody" takes two scans in a row: one scan lists the processes first
+// and reads their descriptors after, which takes a few hundred ms on a
+// busy box, so a new process started after the listing, which took over
+// before the old one's descriptors were read, is missed. The next scan
+// lists it. (relay upgrade said "pid N is gone" after a good upgrade in
+// the first run of TestUpgradeCmdSaysWhyAtOnce, whose scans took 250-500
+// ms, while the new process took over within 5 ms of its start.)
+func awaitSuccessor(stdout, stderr io.Writer, watch *upgradewatch.Watcher, proto string, ap netip.AddrPort, addr string, old int, start time.Time, timeout time.Duration) int {
+	unheld := 0 // scans in a row that found nobody
 	for time.Since(start) < timeout {
 		pids := daemon.Holders(proto, ap)
+		if len(pids) == 0 {
+			unheld++
+		} else {
+			unheld = 0
+		}
 		switch {
 		case len(pids) == 1 && pids[0] != old:
 			fmt.Fprintf(stdout, "relay upgraded: pid %d serves %s %s in place of pid %d after %v\n",
 				pids[0], proto, addr, old, time.Since(start).Round(time.Millisecond))
 			return 0
-		case len(pids) == 0:
+		case unheld == 2:
 			fmt.Fprintf(stderr, "relay upgrade: nobody serves %s %s any more: pid %d is gone; its log says why\n", proto, addr, old)
 			return 1
 		}
-		time.Sleep(10 * time.Millisecond) // polling /proc: there is no event to wait on
+		// Polling /proc, 10 ms between scans: there is no event for
+		// "another process holds the address". Meanwhile, hear what old
+		// says; a message that came during a scan is read now.
+		if watch == nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		o, ok := watch.Wait(10 * time.Millisecond)
+		switch {
+		case !ok:
+		case o.Served:
+			watch = nil // /proc shows it in a moment, with the address
+		default:
+			fmt.Fprintf(stderr, "relay upgrade: %s; pid %d serves on\n", failure(o), old)
+			return 1
+		}
 	}
 	fmt.Fprintf(stderr, "relay upgrade: pid %d still serves %s %s after %v; its log says why\n", old, proto, addr, timeout)
 	return 1
+}
+
+// failure says which new process failed and why, as the old relay told.
+// The reason is quoted only where it holds what would break the one line
+// (a newline) or reach the terminal raw (an escape): it is the relay's own
+// text, but it may quote a config file's.
+func failure(o upgradewatch.Outcome) string {
+	if o.Pid == 0 {
+		return "the new process failed: " + oneLine(o.Reason)
+	}
+	return fmt.Sprintf("the new process (pid %d, %s) failed: %s", o.Pid, oneLine(o.Binary), oneLine(o.Reason))
+}
+
+func oneLine(s string) string {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // watchedSocket picks the socket whose holder tells the relay serving cfg:

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -150,4 +151,86 @@ func TestUpgradeCmdTimeoutAboveZero(t *testing.T) {
 			t.Errorf("-timeout %s: exit %d, stderr %q; want 2 and %q", d, code, stderr, want)
 		}
 	}
+}
+
+// TestUpgradeCmdSaysWhyAtOnce: a new binary that exits at once makes relay
+// upgrade exit 1 as soon as the old relay knows, naming the reason; it
+// waited its whole -timeout (30 s) and then said only that the old pid
+// "still serves". Neither an attempt that failed before (another SIGUSR2)
+// nor one still running when relay upgrade signals (its failure comes
+// after) makes the upgrade that follows report a failure: relay upgrade is
+// told only of an attempt that started after it listened.
+func TestUpgradeCmdSaysWhyAtOnce(t *testing.T) {
+	binary, self := installSelf(t)
+	backend := world.NewBackend(t, world.Echo)
+	addr := fmt.Sprintf("127.0.0.1:%d", world.ReserveTCPPort(t))
+	cfg := writeConfig(t, fmt.Sprintf("admin: {listen: \"\"}\nlog: {format: json}\nlisteners:\n  - {name: web, mode: tcp, listen: %q, upstream: %q}\n",
+		addr, backend.Addr()))
+	old := startInstalled(t, binary, cfg)
+	logs := &world.LogBuffer{}
+	go collectLines(old.logs, logs)
+	defer func() { _ = old.cmd.Process.Kill(); _ = old.cmd.Wait() }()
+	oldPID := old.cmd.Process.Pid
+
+	// A new binary that exits at once: the answer, with the default
+	// -timeout of 30 s. The bound is generous for a loaded machine; the
+	// point is "not the timeout".
+	installBinary(t, binary, []byte("#!/bin/sh\nexit 3\n"))
+	start := time.Now()
+	code, stdout, stderr := runCmd("upgrade", "-config", cfg)
+	took := time.Since(start)
+	want := regexp.MustCompile(fmt.Sprintf(`^relay upgrade: the new process \(pid \d+, %s\) failed: it exited before it was ready \(exit status 3\); pid %d serves on\n$`,
+		regexp.QuoteMeta(binary), oldPID))
+	if code != 1 || !want.MatchString(stderr) || stdout != "" || took > 5*time.Second {
+		t.Errorf("relay upgrade with a binary that exits 3: exit %d after %v, stdout %q, stderr %q; want 1 well within 5s and %s",
+			code, took.Round(time.Millisecond), stdout, stderr, want)
+	}
+	t.Logf("%v: %s", took.Round(time.Millisecond), strings.TrimSpace(stderr))
+	if err := echoOnce(addr, "old serves on"); err != nil {
+		t.Fatalf("after the failed upgrade: %v", err)
+	}
+
+	// A good binary whose Start fails: the config, valid for relay
+	// upgrade, adds a listener on a port another program holds. The new
+	// process's reason comes through.
+	installBinary(t, binary, self)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	good, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfg, string(good)+fmt.Sprintf("  - {name: taken, mode: tcp, listen: %q, upstream: %q}\n", held.Addr(), backend.Addr()))
+	code, _, stderr = runCmd("upgrade", "-config", cfg)
+	if want := fmt.Sprintf("failed: listener taken: tcp %s is already in use", held.Addr()); code != 1 || !strings.Contains(stderr, want) || !strings.HasSuffix(stderr, fmt.Sprintf("; pid %d serves on\n", oldPID)) {
+		t.Errorf("relay upgrade with a port the new process cannot bind: exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+	t.Log(strings.TrimSpace(stderr))
+	writeFile(t, cfg, string(good))
+
+	// An attempt that failed before, started by a bare SIGUSR2, then one
+	// still running (its binary answers nothing for 3 s, then exits 4)
+	// when relay upgrade signals, with the good binary installed meanwhile:
+	// the attempt relay upgrade's signal starts serves, and it says so.
+	installBinary(t, binary, []byte("#!/bin/sh\nexit 3\n"))
+	_ = old.cmd.Process.Signal(syscall.SIGUSR2)
+	logs.WaitCount(t, 3, "upgrade failed")
+	installBinary(t, binary, []byte("#!/bin/sh\nsleep 3\nexit 4\n"))
+	_ = old.cmd.Process.Signal(syscall.SIGUSR2)
+	logs.WaitCount(t, 4, "new process started")
+	installBinary(t, binary, self)
+	code, stdout, stderr = runCmd("upgrade", "-config", cfg)
+	m := regexp.MustCompile(fmt.Sprintf(`^relay upgraded: pid (\d+) serves tcp %s in place of pid %d after `, regexp.QuoteMeta(addr), oldPID)).FindStringSubmatch(stdout)
+	if code != 0 || m == nil || stderr != "" {
+		t.Fatalf("relay upgrade after failed attempts: exit %d, stdout %q, stderr %q; want 0 and the success line\n%s", code, stdout, stderr, logs)
+	}
+	if line := logs.WaitCount(t, 4, "upgrade failed")[3]; !strings.Contains(line, "exit status 4") {
+		t.Errorf("the attempt running when relay upgrade signalled: %s; want its exit status 4", line)
+	}
+	newPID, _ := strconv.Atoi(m[1])
+	_ = syscall.Kill(newPID, syscall.SIGTERM)
+	logs.Wait(t, "relay stopped")
 }
