@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/edgerelay/relay/internal/listennet"
 	"github.com/edgerelay/relay/internal/sockfile"
 )
 
@@ -149,7 +150,7 @@ func (s *Server) Listen() error {
 	if s.inherit != nil {
 		ln, err = net.FileListener(s.inherit)
 	} else {
-		ln, err = net.Listen("tcp", s.listen)
+		ln, err = net.Listen(listennet.TCP(s.listen), s.listen)
 	}
 	if err != nil {
 		return fmt.Errorf("admin: %w", err) // net's error names the address

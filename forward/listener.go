@@ -16,6 +16,7 @@ import (
 	"github.com/edgerelay/relay/proxyhdr"
 	"github.com/rs/zerolog"
 
+	"github.com/edgerelay/relay/internal/listennet"
 	"github.com/edgerelay/relay/internal/sockfile"
 	"github.com/edgerelay/relay/upstream"
 )
@@ -147,7 +148,7 @@ func Listen(cfg Config) (*Listener, error) {
 		if i < len(cfg.Inherit) && cfg.Inherit[i] != nil {
 			ln, err = inherit(cfg.Inherit[i])
 		} else {
-			ln, err = lc.Listen(context.Background(), listenNetwork(addr), addr)
+			ln, err = lc.Listen(context.Background(), listennet.TCP(addr), addr)
 		}
 		if err != nil {
 			for _, prev := range l.lns {
@@ -663,16 +664,4 @@ func (l *Listener) Addrs() []net.Addr {
 // Stats returns the listener's live counters.
 func (l *Listener) Stats() *Stats {
 	return &l.stats
-}
-
-// listenNetwork is "tcp4" for an IPv4 listen address, the wildcard
-// 0.0.0.0 included: with "tcp" Go listens on 0.0.0.0 through a dual-stack
-// IPv6 socket, which takes IPv6 clients too, on a listener written for
-// IPv4. Anything else is "tcp": [::] stays dual-stack (IPv4 clients arrive
-// IPv4-mapped, and the ACL matches them as IPv4).
-func listenNetwork(addr string) string {
-	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is4() {
-		return "tcp4"
-	}
-	return "tcp"
 }
