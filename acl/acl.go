@@ -92,6 +92,18 @@ type Address struct {
 	// 10.0.0.0/8), and an IPv4-mapped IPv6 prefix of length 96 or more is
 	// stored as the IPv4 prefix it covers, because clients are unmapped too.
 	Prefix netip.Prefix
+
+	// Written is the ADDRESS column as the file has it (and the MASK
+	// column after a space) when it had host bits set, as in
+	// 203.0.113.7/24 or 10.8.0.5 255.255.0.0; empty when it did not. As
+	// in PostgreSQL such a line matches all of Prefix, though one address
+	// (Host) may have been meant, so lint warns of it. It is not part of
+	// what the rule means: String prints Prefix, and a rule parsed from
+	// String has Written empty.
+	Written string
+	// Host is the address written before the length or mask when Written
+	// is set (203.0.113.7), unmapped like Prefix; zero otherwise.
+	Host netip.Addr
 }
 
 // String returns the canonical spelling: a CIDR or a keyword.
@@ -129,7 +141,9 @@ type Rule struct {
 }
 
 // String returns the rule in canonical form, for example
-// "host web 127.0.0.2/32 reject". Parsing it gives back an equal rule.
+// "host web 127.0.0.2/32 reject". Parsing it gives back a rule that means
+// the same: equal but for the position and Addr.Written, since a prefix is
+// printed masked (10.1.2.3/8 as 10.0.0.0/8), as what it matches.
 func (r *Rule) String() string {
 	var b strings.Builder
 	if r.SSL {

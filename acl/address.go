@@ -52,6 +52,7 @@ func (p *parser) address(w item, a *Address) (bare netip.Addr, isBare bool, err 
 			return bare, false, p.errorf(w.pos, "%v", err)
 		}
 		*a = Address{Kind: AddrPrefix, Prefix: canonical(prefix)}
+		a.keepHostBits(prefix, w.text)
 		return bare, false, nil
 	}
 	ip, err := netip.ParseAddr(w.text)
@@ -118,8 +119,19 @@ func (p *parser) mask(f field, w item, ip netip.Addr, a *Address) error {
 	if !ok {
 		return p.errorf(m.pos, "invalid mask %q, expected contiguous one bits like 255.255.240.0", m.text)
 	}
-	*a = Address{Kind: AddrPrefix, Prefix: canonical(netip.PrefixFrom(ip, bits))}
+	prefix := netip.PrefixFrom(ip, bits)
+	*a = Address{Kind: AddrPrefix, Prefix: canonical(prefix)}
+	a.keepHostBits(prefix, w.text+" "+m.text)
 	return nil
+}
+
+// keepHostBits records what was written, if prefix (as parsed, before
+// canonical) has host bits set: lint tells the admin that the line
+// matches a whole network.
+func (a *Address) keepHostBits(prefix netip.Prefix, written string) {
+	if prefix.Masked().Addr() != prefix.Addr() {
+		a.Written, a.Host = written, prefix.Addr().Unmap()
+	}
 }
 
 // maskBits returns the prefix length of a netmask, if its one bits are

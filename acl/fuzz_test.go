@@ -10,10 +10,12 @@ import (
 	"testing"
 )
 
-// sameRule compares what a rule means, not where it was written.
+// sameRule compares what a rule means, not where or how it was written
+// (Addr.Written and Addr.Host say how).
 func sameRule(a, b Rule) bool {
 	return a.Proto == b.Proto && slices.Equal(a.Listeners, b.Listeners) &&
-		a.Addr == b.Addr && a.Allow == b.Allow && a.SSL == b.SSL && a.CN == b.CN
+		a.Addr.Kind == b.Addr.Kind && a.Addr.Prefix == b.Addr.Prefix &&
+		a.Allow == b.Allow && a.SSL == b.SSL && a.CN == b.CN
 }
 
 func TestFormatRoundTrip(t *testing.T) {
@@ -53,6 +55,8 @@ func FuzzParse(f *testing.F) {
 		"hostssl tunnel all allow cn=a cn=b\n",
 		"hostssl tunnel all allow cn=a,b\n",
 		"hostssl tunnel all allow cn=\n",
+		"host web 203.0.113.7/24 allow\nhost web 10.8.0.5 255.255.0.0 reject\nhost web ::ffff:10.1.2.3/104 allow\n",
+		"host web 2001:db8::1 ffff:ffff:: allow\nhost web 1.2.3.4/0 reject\n",
 	} {
 		f.Add(seed)
 	}
@@ -79,6 +83,12 @@ func FuzzParse(f *testing.F) {
 			if !sameRule(l.rules[i], again.rules[i]) {
 				t.Fatalf("rule %d: %q became %q", i, l.rules[i].String(), again.rules[i].String())
 			}
+			if a := l.rules[i].Addr; (a.Written != "") != a.Host.IsValid() || a.Written != "" && a.Kind != AddrPrefix {
+				t.Fatalf("rule %d: %q has Written %q, Host %v", i, l.rules[i].String(), a.Written, a.Host)
+			}
+			if w := again.rules[i].Addr.Written; w != "" {
+				t.Fatalf("rule %d: canonical form %q has host bits set (%q)", i, again.rules[i].String(), w)
+			}
 		}
 		var second bytes.Buffer
 		again.Format(&second)
@@ -91,9 +101,10 @@ func FuzzParse(f *testing.F) {
 // FuzzDecideAgainstFirstMatch is the differential test of the lookup
 // tables (table.go, index.go): for rule files and addresses drawn from the
 // fuzzer's bytes, Decide must name the same rule as slowDecide, the plain
-// "first matching line wins" scan. Probes include both ends of every range
-// a rule or interface covers and the addresses just outside, where a
-// flattening or search-tree mistake would show.
+// "first matching line wins" scan, and never a line an earlier one Covers
+// (lint's "never decides"). Probes include both ends of every range a rule
+// or interface covers and the addresses just outside, where a flattening
+// or search-tree mistake would show.
 func FuzzDecideAgainstFirstMatch(f *testing.F) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range []int{1, 8, 9, 64, 65, 300} {
@@ -138,12 +149,31 @@ func FuzzDecideAgainstFirstMatch(f *testing.F) {
 			edges(p)
 			probes = append(probes, p.Addr(), p.Addr().Prev(), p.Addr().Next())
 		}
+		// A line an earlier one covers (Rule.Covers, what lint warns of)
+		// must never decide.
+		covered := map[*Rule]*Rule{}
+		for j := range l.rules {
+			for i := range j {
+				if l.rules[i].Covers(&l.rules[j]) {
+					covered[&l.rules[j]] = &l.rules[i]
+					break
+				}
+			}
+		}
 		for _, addr := range probes {
 			if !addr.IsValid() {
 				continue // Prev of :: or Next of the last address
 			}
 			if msg := disagreement(l, ifaces, addr); msg != "" {
 				t.Fatalf("%s\nfile:\n%s", msg, text)
+			}
+			for _, listener := range []string{"a", "b", "c"} {
+				for proto := range Proto(numProtos) {
+					if r := l.Decide(listener, proto, addr).Rule; covered[r] != nil {
+						t.Fatalf("Decide(%s, %v, %v) = %s:%d (%s), which %d (%s) covers\nfile:\n%s",
+							listener, proto, addr, r.File, r.Line, r, covered[r].Line, covered[r], text)
+					}
+				}
 			}
 		}
 	})
