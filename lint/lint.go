@@ -1,13 +1,15 @@
 // Package lint finds what is valid in a config and its ACL but is probably
 // not meant: no ACL at all, an ACL that allows no source, a listener no ACL
 // rule names while other listeners are named, a rule naming a listener it
-// can never match (hostssl without tls.client_ca, tcp on udp), an admin
-// endpoint beyond loopback that no rule admits anyone to, FTP data ports inside the
-// kernel's ephemeral port range, a listen address this box does not have on
-// a listener without freebind. Its one entry point, Check, is called by
-// relay at start and on every reload (which log each Warning) and by relay
-// check (which prints them, and with -strict fails on them), so both say the
-// same.
+// can never match (hostssl without tls.client_ca, tcp on udp), a rule
+// written with host bits set (203.0.113.7/24 is all of 203.0.113.0/24) or
+// one that never decides because an earlier rule matches all it matches
+// first (lines.go), an admin endpoint beyond loopback that no rule admits
+// anyone to, FTP data ports inside the kernel's ephemeral port range, a
+// listen address this box does not have on a listener without freebind.
+// Its one entry point, Check, is called by relay at start and on every
+// reload (which log each Warning) and by relay check (which prints them,
+// and with -strict fails on them), so both say the same.
 //
 // Where its job ends: lint refuses nothing (config and acl refuse what is
 // invalid) and reads nothing but the kernel's ephemeral port range
@@ -100,7 +102,8 @@ func checkACL(cfg *config.Config, list *acl.List) []Warning {
 		return []Warning{{Key: "acl.file",
 			Msg: cfg.ACLPath + " allows no source: every source is rejected on every listener"}}
 	}
-	ws := append(neverMatch(cfg, rules), checkAdmin(cfg, rules)...)
+	ws := append(neverMatch(cfg, rules), checkLines(rules)...)
+	ws = append(ws, checkAdmin(cfg, rules)...)
 	// No rule decides for a listener the file never names (or names only
 	// in rules that cannot match it): every source is rejected there,
 	// which beside named listeners looks forgotten.
