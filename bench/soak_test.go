@@ -206,9 +206,9 @@ func TestOverdueOldProcess(t *testing.T) {
 	}
 }
 
-// TestWitness: across an echo that answers everything the witness sees
-// nothing wrong and counts what it carried; across one that drops a
-// datagram and a listener that refuses, it names both.
+// TestWitness: across echoes that answer everything the witness sees
+// nothing wrong and counts what it carried; across ones that drop a
+// datagram, refuse and cut connections, it names each.
 func TestWitness(t *testing.T) {
 	udp, err := listenUDPEcho()
 	if err != nil {
@@ -226,13 +226,14 @@ func TestWitness(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // traffic for the witness to carry
-	failures, conns, dgrams := w.finish()
-	if len(failures) != 0 || conns == 0 || dgrams < 50 {
-		t.Fatalf("through echoes: failures %q, %d connections, %d datagrams", failures, conns, dgrams)
+	failures, carried := w.finish()
+	if len(failures) != 0 || carried.conns == 0 || carried.echoes < 10 || carried.datagrams < 50 {
+		t.Fatalf("through echoes: failures %q, carried %+v", failures, carried)
 	}
 
-	// A UDP echo that drops the datagram numbered 7, and a port nobody
-	// listens on.
+	// A UDP echo that drops the datagram numbered 7, and a TCP echo that
+	// goes away in the middle, its connections with it, as an upgrade that
+	// cut them would.
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -251,15 +252,28 @@ func TestWitness(t *testing.T) {
 			_, _ = pc.WriteToUDP(buf[:n], from)
 		}
 	}()
-	in = &instance{addrs: map[string]string{"stream-echo": pc.LocalAddr().String(), "tls-echo": world.DeadAddr(t)}}
+	gone, err := listenTCP(echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = &instance{addrs: map[string]string{"stream-echo": pc.LocalAddr().String(), "tls-echo": gone.addr()}}
 	if w, err = startWitness(in); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	failures, _, _ = w.finish()
+	time.Sleep(100 * time.Millisecond)
+	gone.close()
+	time.Sleep(100 * time.Millisecond)
+	failures, _ = w.finish()
 	joined := strings.Join(failures, "\n")
-	if !strings.Contains(joined, "connection 1 to tls-echo") || !strings.Contains(joined, "refused") ||
+	if !strings.Contains(joined, "to tls-echo ("+gone.addr()+")") || !strings.Contains(joined, "refused") ||
+		!strings.Contains(joined, "the connection to tls-echo held across the upgrade") ||
 		!strings.Contains(joined, "1 of ") || !strings.Contains(joined, "first: [7]") {
-		t.Fatalf("a dropped datagram and a refused connection: %q", failures)
+		t.Fatalf("a dropped datagram, a refused connection and a cut one: %q", failures)
+	}
+
+	// A route that refuses before the upgrade cannot witness it.
+	dead := world.DeadAddr(t)
+	if _, err := startWitness(&instance{addrs: map[string]string{"short": dead}}); err == nil || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("a witness on a refusing route: %v", err)
 	}
 }

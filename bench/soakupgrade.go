@@ -63,8 +63,7 @@ type upgrader struct {
 	took     []time.Duration
 	reported int      // retirees up to this index have been judged
 	failures []string // what the witnesses saw go wrong
-	conns    int      // short connections the witnesses completed
-	dgrams   int      // datagrams the witnesses' streams sent
+	carried  witnessed
 }
 
 // retiree is the old process of one upgrade.
@@ -140,12 +139,11 @@ func (u *upgrader) upgrade(in *instance) error {
 
 // witnessed stops a witness and keeps what it saw; u.mu is held.
 func (u *upgrader) witnessed(w *witness, which string) {
-	failures, conns, dgrams := w.finish()
+	failures, carried := w.finish()
 	for _, f := range failures {
 		u.failures = append(u.failures, which+": "+f)
 	}
-	u.conns += conns
-	u.dgrams += dgrams
+	u.carried.add(carried)
 }
 
 // witnessFailures is what the witnesses saw go wrong, across every upgrade.
@@ -249,9 +247,9 @@ func (u *upgrader) summary() string {
 		}
 	}
 	took := append([]time.Duration(nil), u.took...)
-	return fmt.Sprintf("%d upgrades (%d processes): the new one served after %s median, %s at most; %d old ones exited %s after it at the median, %s at most; across them %d short connections and %d request/reply datagrams, %d failures",
+	return fmt.Sprintf("%d upgrades (%d processes): the new one served after %s median, %s at most; %d old ones exited %s after it at the median, %s at most; across them %d short connections, %d echoes on connections held through them and %d request/reply datagrams, %d failures",
 		u.done, len(u.retired), medianDuration(took), maxDuration(took), len(drains), medianDuration(drains), maxDuration(drains),
-		u.conns, u.dgrams, len(u.failures))
+		u.carried.conns, u.carried.echoes, u.carried.datagrams, len(u.failures))
 }
 
 func medianDuration(d []time.Duration) time.Duration {

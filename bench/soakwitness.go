@@ -16,8 +16,10 @@ import (
 // to just after the new process serves, where any loss is the upgrade's:
 // short connections (connect, one byte echoed, close) through the box
 // office's tcp listener and through the tunnel (box office, then venue),
-// one at a time, and a request/reply UDP stream, one datagram a
-// millisecond, of which every one must be answered (README: a
+// one at a time; on each of the two, a connection opened before the
+// signal that echoes a byte every few milliseconds until the end, the old
+// process's to carry while it drains; and a request/reply UDP stream, one
+// datagram a millisecond, of which every one must be answered (README: a
 // request/reply stream loses nothing).
 
 // witnessAround is how long the witness runs before the upgrade starts
@@ -31,6 +33,19 @@ const witnessReplies = 2 * time.Second
 // drops it, fast enough that the handover falls between datagrams of it.
 const witnessGap = time.Millisecond
 
+// witnessed is what witnesses carried.
+type witnessed struct {
+	conns     int // short connections
+	echoes    int // bytes echoed on the held connections
+	datagrams int // of the UDP stream
+}
+
+func (a *witnessed) add(b witnessed) {
+	a.conns += b.conns
+	a.echoes += b.echoes
+	a.datagrams += b.datagrams
+}
+
 // witness is the traffic across one upgrade.
 type witness struct {
 	stop    chan struct{}
@@ -40,6 +55,7 @@ type witness struct {
 
 	mu       sync.Mutex // guards the following
 	conns    int        // short connections that completed
+	echoes   int        // bytes echoed on the held connections
 	failures []string
 	sent     int
 	answered map[uint64]bool
@@ -65,8 +81,19 @@ func startWitness(in *instance) (*witness, error) {
 	}
 	for _, route := range []string{"short", "tls-echo"} {
 		if addr := in.addr(route); addr != "" {
-			w.senders.Add(1)
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				close(w.stop)
+				w.senders.Wait()
+				if w.uc != nil {
+					w.uc.Close()
+					w.reader.Wait()
+				}
+				return nil, fmt.Errorf("witness: the connection held across the upgrade, to %s (%s): %w", route, addr, err)
+			}
+			w.senders.Add(2)
 			go w.shortConns(route, addr)
+			go w.held(route, c)
 		}
 	}
 	return w, nil
@@ -92,6 +119,36 @@ func (w *witness) shortConns(route, addr string) {
 			w.failures = append(w.failures, fmt.Sprintf("connection %d to %s (%s), %s into the upgrade: %v",
 				i+1, route, addr, (time.Since(start)-witnessAround).Round(time.Millisecond), err))
 		}
+		w.mu.Unlock()
+	}
+}
+
+// witnessHeldGap is how often the held connection echoes a byte.
+const witnessHeldGap = 5 * time.Millisecond
+
+// held echoes a byte every witnessHeldGap on c, a connection opened before
+// the upgrade, until stop, then closes it.
+func (w *witness) held(route string, c net.Conn) {
+	defer w.senders.Done()
+	defer c.Close()
+	start := time.Now()
+	t := time.NewTicker(witnessHeldGap)
+	defer t.Stop()
+	for i := 0; i < 1_000_000; i++ {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		if err := echoOne(c, byte(i)); err != nil {
+			w.mu.Lock()
+			w.failures = append(w.failures, fmt.Sprintf("the connection to %s held across the upgrade, echo %d, %s into the upgrade: %v",
+				route, i+1, (time.Since(start)-witnessAround).Round(time.Millisecond), err))
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Lock()
+		w.echoes++
 		w.mu.Unlock()
 	}
 }
@@ -153,7 +210,7 @@ func (w *witness) readReplies() {
 
 // finish stops the traffic, waits for the stream's last replies, and
 // says what went wrong (nothing: none) and how much it carried.
-func (w *witness) finish() (failures []string, conns, datagrams int) {
+func (w *witness) finish() (failures []string, carried witnessed) {
 	close(w.stop)
 	w.senders.Wait()
 	if w.uc != nil {
@@ -182,5 +239,5 @@ func (w *witness) finish() (failures []string, conns, datagrams int) {
 		failures = append(failures, fmt.Sprintf("UDP request/reply stream: %d of %d datagrams unanswered (first: %v, %s apart), %d wrong replies",
 			lost, w.sent, first, witnessGap, w.wrong))
 	}
-	return failures, w.conns, w.sent
+	return failures, witnessed{conns: w.conns, echoes: w.echoes, datagrams: w.sent}
 }
