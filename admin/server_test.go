@@ -160,7 +160,7 @@ func TestLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = other.Listen()
-		if err == nil || !strings.HasPrefix(err.Error(), "admin: listen tcp "+s.Addr().String()) {
+		if err == nil || !strings.HasPrefix(err.Error(), "admin: listen tcp4 "+s.Addr().String()) {
 			t.Errorf("second bind on %s: %v", s.Addr(), err)
 		}
 	})
