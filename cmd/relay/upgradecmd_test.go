@@ -173,16 +173,17 @@ func TestUpgradeCmdSaysWhyAtOnce(t *testing.T) {
 	oldPID := old.cmd.Process.Pid
 
 	// A new binary that exits at once: the answer, with the default
-	// -timeout of 30 s. The bound is generous for a loaded machine; the
-	// point is "not the timeout".
+	// -timeout of 30 s. The point is "not the timeout", so the bound sits
+	// just below it: 5 s failed once at load average 7 (6.3 s), and the
+	// message alone already tells a failure from giving up.
 	installBinary(t, binary, []byte("#!/bin/sh\nexit 3\n"))
 	start := time.Now()
 	code, stdout, stderr := runCmd("upgrade", "-config", cfg)
 	took := time.Since(start)
 	want := regexp.MustCompile(fmt.Sprintf(`^relay upgrade: the new process \(pid \d+, %s\) failed: it exited before it was ready \(exit status 3\); pid %d serves on\n$`,
 		regexp.QuoteMeta(binary), oldPID))
-	if code != 1 || !want.MatchString(stderr) || stdout != "" || took > 5*time.Second {
-		t.Errorf("relay upgrade with a binary that exits 3: exit %d after %v, stdout %q, stderr %q; want 1 well within 5s and %s",
+	if code != 1 || !want.MatchString(stderr) || stdout != "" || took > 25*time.Second {
+		t.Errorf("relay upgrade with a binary that exits 3: exit %d after %v, stdout %q, stderr %q; want 1 before the 30s timeout and %s",
 			code, took.Round(time.Millisecond), stdout, stderr, want)
 	}
 	t.Logf("%v: %s", took.Round(time.Millisecond), strings.TrimSpace(stderr))
