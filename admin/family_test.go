@@ -18,11 +18,7 @@ func TestIPv4WildcardListensOnIPv4Only(t *testing.T) {
 	if !world.RunInNetns(t) {
 		return
 	}
-	if c, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
-	} else {
-		c.Close()
-	}
+	world.NeedIPv6Loopback(t)
 	for _, tc := range []struct {
 		listen     string
 		ipv4, ipv6 bool

@@ -20,11 +20,7 @@ func TestIPv4WildcardListensOnIPv4Only(t *testing.T) {
 	if !world.RunInNetns(t) {
 		return
 	}
-	if c, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
-	} else {
-		c.Close()
-	}
+	world.NeedIPv6Loopback(t)
 	r := startRelay(t, Config{
 		Listen:    []string{"0.0.0.0:0", "[::]:0"},
 		Upstreams: [][]string{{"127.0.0.1:9"}, {"127.0.0.1:9"}},

@@ -293,11 +293,7 @@ func TestVsftpdTransferOutlivesIdleTimeout(t *testing.T) {
 // TestVsftpdIPv6: EPSV and EPRT (|2|) with an IPv6 client and server.
 func TestVsftpdIPv6(t *testing.T) {
 	curl := needTool(t, "curl")
-	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	} else {
-		ln.Close()
-	}
+	testworld.NeedIPv6Loopback(t)
 	v := startVsftpd(t, vsftpdOptions{ipv6: true})
 	w := startProxy(t, Config{Listen: []string{"[::1]:0"}, Upstreams: [][]string{{v.addr}}, DataPorts: interopRange})
 	data, sum := randomBytes(t, 1<<20)

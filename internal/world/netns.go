@@ -2,6 +2,7 @@ package world
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -73,4 +74,15 @@ func SilentLink(giveUp time.Duration) [][]string {
 		{"ntable", "change", "name", "arp_cache", "dev", "v0", "retrans", ms, "mcast_probes", "1"},
 		{"ntable", "change", "name", "ndisc_cache", "dev", "v0", "retrans", ms, "mcast_probes", "1"},
 	}
+}
+
+// NeedIPv6Loopback skips the test where ::1 cannot be listened on (a
+// kernel or container without IPv6).
+func NeedIPv6Loopback(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	ln.Close()
 }
