@@ -99,3 +99,39 @@ func upstreamView(t *testing.T, ln net.Listener, scfg, ccfg *tls.Config) tls.Con
 	}
 	return r.st
 }
+
+// TestClientSame: the material in force read again is the same; another
+// client certificate, another CA file or another server name is not.
+func TestClientSame(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	ca := newCA(t, dir)
+	newCA(t, other)
+	caFile := filepath.Join(dir, "ca.crt")
+	one, oneKey := issue(t, ca, dir, "boxoffice-1", KindClient)
+	two, twoKey := issue(t, ca, dir, "boxoffice-2", KindClient)
+	load := func(f ClientFiles) *ClientState {
+		t.Helper()
+		st, err := LoadClient(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	inForce := ClientFiles{CA: caFile, Cert: one, Key: oneKey}
+	c := NewClient(load(inForce))
+	for _, tc := range []struct {
+		name  string
+		files ClientFiles
+		same  bool
+	}{
+		{"read again", inForce, true},
+		{"another client certificate", ClientFiles{CA: caFile, Cert: two, Key: twoKey}, false},
+		{"no client certificate", ClientFiles{CA: caFile}, false},
+		{"another CA", ClientFiles{CA: filepath.Join(other, "ca.crt"), Cert: one, Key: oneKey}, false},
+		{"a server name", ClientFiles{CA: caFile, Cert: one, Key: oneKey, ServerName: "venue"}, false},
+	} {
+		if got := c.Same(load(tc.files)); got != tc.same {
+			t.Errorf("%s: Same %v, want %v", tc.name, got, tc.same)
+		}
+	}
+}

@@ -209,6 +209,17 @@ func (c *Client) Store(st *ClientState) {
 	c.cur.Store(cfg)
 }
 
+// Same reports whether st would make the handshakes c makes now: the same
+// CA certificates, server name, client certificate and key exchange. A
+// reload decides by it whether files that were read again changed what an
+// upstream's handshake depends on (their text, their dates may differ).
+func (c *Client) Same(st *ClientState) bool {
+	cur := c.cur.Load()
+	return cur.RootCAs.Equal(st.cfg.RootCAs) && cur.ServerName == st.cfg.ServerName &&
+		cur.MinVersion == st.cfg.MinVersion && slices.Equal(cur.CurvePreferences, st.cfg.CurvePreferences) &&
+		sameLeaf(cur.Certificates, st.cfg.Certificates)
+}
+
 // sameLeaf reports whether a and b present the same certificate (or none).
 func sameLeaf(a, b []tls.Certificate) bool {
 	if len(a) == 0 || len(b) == 0 {

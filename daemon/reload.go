@@ -69,6 +69,7 @@ func (d *Daemon) reload() error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	d.tls.stage(files)
+	tlsChanged := d.tls.clientsChanged() // before commit puts them in force
 	p, err := d.plan(cfg)
 	if err != nil {
 		d.tls.stage(tlsFiles{})
@@ -84,6 +85,7 @@ func (d *Daemon) reload() error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	d.commitTLS(false)
+	d.resetUpstreams(p, tlsChanged)
 	d.retire(p)
 	if d.levels != nil {
 		d.levels.SetLevel(cfg.Log.Level)

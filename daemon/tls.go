@@ -133,6 +133,22 @@ func (s *tlsSet) clientLocked(name string) (*certs.Client, error) {
 	return h, nil
 }
 
+// clientsChanged names the listeners whose staged upstream_tls material
+// differs from the material in force (certs.Client.Same): the files were
+// read again and now hold another CA, client certificate or server name.
+// A listener without a holder yet has nothing in force to differ from.
+func (s *tlsSet) clientsChanged() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := make(map[string]bool)
+	for name, st := range s.staged.clients {
+		if h := s.clients[name]; h != nil && !h.Same(st) {
+			changed[name] = true
+		}
+	}
+	return changed
+}
+
 // commit puts the staged material in force, forgets holders whose listener
 // no longer uses TLS, and returns the certificates now in force, served
 // (tls) or presented to upstreams (upstream_tls), that are new or changed

@@ -47,9 +47,9 @@ func TestStatusTLSFailing(t *testing.T) {
 	if err := w.d.Reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	// The failed dial marked the venue down; its re-try, with the new CA,
-	// brings it up.
-	w.logs.Wait(t, `"message":"upstream up"`)
+	// The failed dial marked the venue down; the reload, whose new CA
+	// changes its handshake, brings it back at once.
+	w.logs.Wait(t, `"message":"upstream state reset"`)
 	c, err = dialLine(t, "", at)
 	if err != nil {
 		t.Fatal(err)

@@ -20,8 +20,10 @@ import (
 // CA the box office does not trust yet. The active check handshakes, so
 // the venue is down with the reason (not up after a bare connect), clients
 // are closed at once, and the re-tries keep it down; a reload that brings
-// the new CA is used by the next re-try, which brings the venue up, and a
-// client's line goes through.
+// the new CA brings the venue back at once (its handshake failed; see
+// TestReloadFixedTLSTriesUpstreamAtOnce), a client's line goes through,
+// and the active checks that follow handshake with the new CA: the venue
+// stays up.
 func TestUpstreamTLSProbeAfterNewCA(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 	w, at, venue, renewedCA := boxOfficeOfRenewedVenue(t, `""`, "    health: {interval: 1s, timeout: 1s}\n")
@@ -50,7 +52,7 @@ func TestUpstreamTLSProbeAfterNewCA(t *testing.T) {
 	if err := w.d.Reload(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	w.logs.Wait(t, `"message":"upstream up"`, "a probe answered")
+	w.logs.Wait(t, `"message":"upstream state reset"`, "upstream_tls files changed")
 	c, err = dialLine(t, "", at)
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +61,10 @@ func TestUpstreamTLSProbeAfterNewCA(t *testing.T) {
 		t.Fatalf("after the reload: %q, %v", got, err)
 	}
 	c.Close()
+	// Two more connections to the venue: the first check round after the
+	// job is over (a round waits for its probes before the next starts).
+	seen := venue.Accepted()
+	world.Eventually(t, "two checks with the new CA", func() bool { return venue.Accepted() >= seen+2 })
 	if n := w.logs.Count(`"message":"upstream down"`); n != 1 {
 		t.Errorf("%d down lines, want 1:\n%s", n, w.logs)
 	}

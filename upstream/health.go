@@ -30,6 +30,10 @@ type Target struct {
 	downSince time.Time
 	downs     uint64 // outages so far; a re-try loop ends when its outage does
 	gone      bool   // no upstream has this address any more (Set.forgetLocked)
+	// reached: the latest failure of this outage came after the connect
+	// was made (a TLS handshake, a PROXY header, a refusal the upstream
+	// sent); false when the connect itself failed. Set.Reset uses it.
+	reached bool
 }
 
 // String is the address to dial, "ip:port".
@@ -65,6 +69,7 @@ func (t *Target) markDown(reason error) {
 	t.up.Store(false)
 	t.downSince = time.Now()
 	t.downs++
+	t.reached = reached(reason)
 	outage, retry := t.downs, !s.closed && !t.gone
 	if retry {
 		s.wg.Add(1)
@@ -97,6 +102,15 @@ func (t *Target) markUp(why string) {
 	}
 }
 
+// failedAgain notes a re-try's failure: how far it got is what a reload
+// goes by (Set.Reset), and an upstream whose certificate was wrong may
+// since have stopped answering at all.
+func (t *Target) failedAgain(err error) {
+	t.s.mu.Lock()
+	t.reached = reached(err)
+	t.s.mu.Unlock()
+}
+
 // stillDown reports whether outage is the one going on now.
 func (t *Target) stillDown(outage uint64) bool {
 	t.s.mu.Lock()
@@ -121,10 +135,12 @@ func (t *Target) retryLoop(outage uint64) {
 		if !t.stillDown(outage) {
 			return
 		}
-		if err := t.s.probe(t, true); err == nil {
+		err := t.s.probe(t, true)
+		if err == nil {
 			t.markUp("a probe answered")
 			return
 		}
+		t.failedAgain(err)
 		wait = min(2*wait, t.s.retryCap())
 		timer.Reset(wait)
 	}

@@ -112,8 +112,9 @@ type Config struct {
 	// (same Network). An address it knows to be down starts down here,
 	// in the same outage (no second "upstream down" line; re-tried from
 	// Start), so the first clients after a reload are not sent to it
-	// again, each to wait out a connect timeout. nil: every address
-	// starts up.
+	// again, each to wait out a connect timeout. A reload that changed
+	// how they are dialled ends those outages with Reset. nil: every
+	// address starts up.
 	Replaces *Set
 }
 
@@ -140,9 +141,9 @@ type Set struct {
 	targets map[netip.AddrPort]*Target
 	started bool
 	closed  bool
-	// inherited is when each address Config.Replaces knew to be down went
-	// down: its target starts down (inheritOutageLocked).
-	inherited map[netip.AddrPort]time.Time
+	// inherited is each address Config.Replaces knew to be down, and its
+	// outage: its target starts down (inheritOutageLocked).
+	inherited map[netip.AddrPort]outage
 	pending   []*Target // inherited down before Start, which re-tries them
 }
 
@@ -218,14 +219,20 @@ func (s *Set) inheritOutages(old *Set) {
 	}
 }
 
-// down returns when each address of s that is down now went down.
-func (s *Set) down() map[netip.AddrPort]time.Time {
+// outage is what a successor takes over of an address that is down.
+type outage struct {
+	since   time.Time
+	reached bool // Target.reached
+}
+
+// down returns the outage of each address of s that is down now.
+func (s *Set) down() map[netip.AddrPort]outage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[netip.AddrPort]time.Time)
+	out := make(map[netip.AddrPort]outage)
 	for addr, t := range s.targets {
 		if !t.up.Load() {
-			out[addr] = t.downSince
+			out[addr] = outage{t.downSince, t.reached}
 		}
 	}
 	return out
@@ -364,18 +371,18 @@ func (s *Set) targetLocked(addr netip.AddrPort, e *entry) *Target {
 	t := &Target{s: s, entry: e, addr: addr, str: addr.String()}
 	t.up.Store(true) // an upstream is trusted until a dial or probe fails
 	s.targets[addr] = t
-	if since, ok := s.inherited[addr]; ok {
-		s.inheritOutageLocked(t, since)
+	if o, ok := s.inherited[addr]; ok {
+		s.inheritOutageLocked(t, o)
 	}
 	return t
 }
 
-// inheritOutageLocked starts t down, in the outage the replaced Set's
-// address has been in since since, and has it re-tried: from Start, or now
-// if the Set has started (a name resolved later).
-func (s *Set) inheritOutageLocked(t *Target, since time.Time) {
+// inheritOutageLocked starts t down, in the outage o of the replaced Set's
+// address, and has it re-tried: from Start, or now if the Set has started
+// (a name resolved later).
+func (s *Set) inheritOutageLocked(t *Target, o outage) {
 	t.up.Store(false)
-	t.downSince, t.downs = since, 1
+	t.downSince, t.downs, t.reached = o.since, 1, o.reached
 	switch {
 	case !s.started:
 		s.pending = append(s.pending, t)
