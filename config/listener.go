@@ -182,7 +182,8 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 // checkSelfLoop refuses an upstream that is the listener's own socket:
 // every connection would dial the relay again, until max_conns or the file
 // descriptor limit stops it. Only addresses certain to be this machine's are
-// caught: the listen IP itself, or loopback under a wildcard listen.
+// caught: the listen IP itself, loopback under a wildcard listen, and the
+// unspecified address, which Linux dials as loopback (arrivesAt).
 func checkSelfLoop(l *Listener, listen HostPorts, path string, p *problems) {
 	own, err := checkListenHost(listen.Host)
 	if err != nil || listen.First == 0 {
@@ -199,8 +200,7 @@ func checkSelfLoop(l *Listener, listen HostPorts, path string, p *problems) {
 			if err != nil {
 				continue
 			}
-			ip = ip.Unmap()
-			if ip == own || own.IsUnspecified() && (ip.IsLoopback() || ip.IsUnspecified()) {
+			if arrivesAt(ip, own) {
 				p.addf(path, "%s is this listener's own address (%s): every connection would loop back into the relay", u, l.Listen[i])
 				return
 			}
