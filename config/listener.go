@@ -160,6 +160,11 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 				spec, indexPath("upstream", at0[i]))
 			continue
 		}
+		if i, k, ok := meetOnAPort(entries, hp); ok && listenOK {
+			p.addf(at, "%q names %s for %s, as %s does: a failover list names each upstream once",
+				spec, hp.At(min(k, hp.Len()-1)), listen.At(k), indexPath("upstream", at0[i]))
+			continue
+		}
 		entries, at0 = append(entries, hp), append(at0, j)
 	}
 	if !listenOK || len(entries) != len(specs) {
@@ -177,6 +182,27 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 		}
 	}
 	return out
+}
+
+// meetOnAPort finds an entry that sends some listen port to the same
+// upstream as hp does, where one of the two is a single port and the other
+// a range (two singles or two ranges alike are same, checked before): it
+// returns the entry's index and the listen port's offset. Ranges are as
+// long as the listen range.
+func meetOnAPort(entries []HostPorts, hp HostPorts) (i, k int, ok bool) {
+	for i, e := range entries {
+		if e.Len() > 1 == (hp.Len() > 1) || !e.sameHost(hp) {
+			continue
+		}
+		single, rng := e, hp
+		if e.Len() > 1 {
+			single, rng = hp, e
+		}
+		if k := int(single.First) - int(rng.First); k >= 0 && k < rng.Len() {
+			return i, k, true
+		}
+	}
+	return 0, 0, false
 }
 
 // checkSelfLoop refuses an upstream that is the listener's own socket:

@@ -111,9 +111,11 @@ func (h HostPorts) String() string {
 // same reports whether h and o name the same ports of the same host (an
 // IPv4-mapped address as its IPv4 one, a name in any case).
 func (h HostPorts) same(o HostPorts) bool {
-	if h.First != o.First || h.Last != o.Last {
-		return false
-	}
+	return h.First == o.First && h.Last == o.Last && h.sameHost(o)
+}
+
+// sameHost reports whether h and o name the same host, as same compares it.
+func (h HostPorts) sameHost(o HostPorts) bool {
 	a, errA := netip.ParseAddr(h.Host)
 	b, errB := netip.ParseAddr(o.Host)
 	if errA == nil && errB == nil {
