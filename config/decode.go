@@ -263,6 +263,9 @@ func toPerSecond(data any) (any, error) {
 	case int:
 		return perSecond(v), nil
 	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) { // YAML's .nan and .inf
+			return nil, fmt.Errorf("%s, got %s", want, describeValue(data))
+		}
 		return perSecond(v), nil
 	case string:
 		num, per := strings.TrimSpace(v), 1.0
