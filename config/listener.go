@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
@@ -386,6 +387,10 @@ func prefixLen(n *int, def, most int, path string, p *problems) int {
 	return *n
 }
 
+// minHealthInterval is the shortest health.interval: 20 checks a second of
+// each upstream, already far more than a venue needs to know one is down.
+const minHealthInterval = 50 * time.Millisecond
+
 // resolveHealth reads the health section: interval is required in it, a
 // check may not take longer than the pause between checks, and only a udp
 // check sends and expects payload (a tcp check is a connect).
@@ -398,6 +403,10 @@ func resolveHealth(fh *fileHealth, mode Mode, path string, p *problems) Health {
 		p.add(path+".interval", "missing: a health section needs the time between checks, like 10s")
 	} else {
 		h.Interval = positive(fh.Interval, 0, path+".interval", p)
+		if h.Interval > 0 && h.Interval < minHealthInterval {
+			p.addf(path+".interval", "%s is below %s: each check is a new connection to every upstream, so checks this close flood them and fill this box's ports",
+				formatDuration(h.Interval), formatDuration(minHealthInterval))
+		}
 	}
 	h.Timeout = positive(fh.Timeout, 0, path+".timeout", p)
 	if h.Interval > 0 && h.Timeout > h.Interval {

@@ -418,6 +418,11 @@ func TestHealthSection(t *testing.T) {
 		{"no interval", "{timeout: 2s}", "listeners[0].health.interval", "missing"},
 		{"zero interval", "{interval: 0s}", "listeners[0].health.interval", "above zero"},
 		{"timeout over interval", "{interval: 1s, timeout: 5s}", "listeners[0].health.timeout", "longer than interval"},
+		// A round starts as soon as the last ended: with 1ns, about 8,500
+		// connects a second to one loopback upstream, 34k in 4 s, which
+		// filled the box with sockets in TIME_WAIT (seen with relay run).
+		{"interval of a nanosecond", "{interval: 1ns}", "listeners[0].health.interval", `1ns is below 50ms`},
+		{"interval under the floor", "{interval: 49ms, timeout: 10ms}", "listeners[0].health.interval", `49ms is below 50ms`},
 		{"unknown key", "{interval: 1s, path: /healthz}", "listeners[0].health.path", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
