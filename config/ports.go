@@ -157,6 +157,12 @@ func checkUpstreamHost(host string) error {
 	if !isDNSName(host) {
 		return fmt.Errorf("upstream host %q is neither an IP address nor a host name", host)
 	}
+	// relay asks DNS servers for names and never reads /etc/hosts, so
+	// localhost (RFC 6761, with the names under it) would be whatever
+	// they answer; and as a name it escapes the loop checks.
+	if n := strings.ToLower(strings.TrimSuffix(host, ".")); n == "localhost" || strings.HasSuffix(n, ".localhost") {
+		return fmt.Errorf("upstream host %q: relay looks names up in DNS, not in /etc/hosts; write 127.0.0.1 or [::1] for this box", host)
+	}
 	return nil
 }
 
