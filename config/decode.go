@@ -141,6 +141,14 @@ func collectDecodeErrors(err error, p *problems) {
 		}
 		return
 	}
+	// The decoder returns its errors joined inside a wrapper; errors.As
+	// below would find only the first of them.
+	if _, isDecode := err.(*mapstructure.DecodeError); !isDecode {
+		if inner := errors.Unwrap(err); inner != nil {
+			collectDecodeErrors(inner, p)
+			return
+		}
+	}
 	var de *mapstructure.DecodeError
 	if !errors.As(err, &de) {
 		p.add("", err.Error())

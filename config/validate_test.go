@@ -201,6 +201,13 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"listeners[0].max_conns"}, where: "t.yaml:8", msg: "whole number",
 		},
 		{
+			// Only the first value of a wrong type was reported: the
+			// decoder's errors come joined inside one wrapper.
+			name:  "values of the wrong type in two places",
+			yaml:  "shutdown_grace: soon\nlisteners:\n  - {name: a, mode: tcp, listen: ':80', upstream: '10.0.0.5:80', max_conns: lots}\n  - {name: b, mode: tcp, listen: ':81', upstream: '10.0.0.5:81', max_conns: many}\n",
+			paths: []string{"shutdown_grace", "listeners[0].max_conns", "listeners[1].max_conns"}, where: "t.yaml:1",
+		},
+		{
 			name:  "max_conns negative",
 			yaml:  "defaults:\n  max_conns: -1\nlisteners:" + one,
 			paths: []string{"defaults.max_conns"}, msg: "at least 0",
