@@ -38,6 +38,12 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 
 	var binds []binding
 	listen, listenOK := parseListen(fl.Listen, path+".listen", p)
+	if listenOK && l.Mode.valid() && l.Mode.Proto() == "tcp" {
+		a, _ := checkListenHost(listen.Host)
+		if err := checkTCPListenAddr(a); err != nil {
+			p.add(path+".listen", err.Error())
+		}
+	}
 	if listenOK {
 		addr, _ := checkListenHost(listen.Host)
 		binds = append(binds, binding{path: path + ".listen", what: what, proto: l.Mode.Proto(),

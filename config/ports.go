@@ -146,6 +146,16 @@ func checkListenHost(host string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
+// checkTCPListenAddr refuses an address a TCP socket can bind but never
+// be reached at: Linux lets it bind and listen on a multicast or the
+// broadcast address, and TCP never delivers a connection there.
+func checkTCPListenAddr(a netip.Addr) error {
+	if a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return fmt.Errorf("%s is a multicast or broadcast address: no TCP connection can arrive at it", a)
+	}
+	return nil
+}
+
 // checkUpstreamHost accepts an IP literal or a DNS name (resolved when dialing).
 func checkUpstreamHost(host string) error {
 	if host == "" {
