@@ -52,7 +52,7 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 			l.Listen = append(l.Listen, listen.At(i))
 		}
 	}
-	l.Upstreams = resolveUpstreams(fl.Upstream, listen, listenOK, path+".upstream", p)
+	l.Upstreams = resolveUpstreams(fl.Upstream, l.Mode.Proto(), listen, listenOK, path+".upstream", p)
 	if listenOK {
 		checkSelfLoop(&l, listen, path+".upstream", p)
 	}
@@ -134,7 +134,7 @@ func parseListen(spec, path string, p *problems) (HostPorts, bool) {
 // resolveUpstreams builds the failover list of every listen port. An entry
 // with one port takes every listen port to that address; a range maps 1:1
 // by offset and must be as long as the listen range.
-func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path string, p *problems) [][]string {
+func resolveUpstreams(specs []string, proto string, listen HostPorts, listenOK bool, path string, p *problems) [][]string {
 	if len(specs) == 0 {
 		p.add(path, "missing (want host:port, host:first-last, or a list of them)")
 		return nil
@@ -148,7 +148,7 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 		}
 		hp, err := ParseHostPorts(spec)
 		if err == nil {
-			err = checkUpstreamHost(hp.Host)
+			err = checkUpstreamHost(hp.Host, proto)
 		}
 		switch {
 		case err != nil:

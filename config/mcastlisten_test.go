@@ -18,3 +18,16 @@ func TestTCPListenOnMulticastOrBroadcast(t *testing.T) {
 	}
 	wantProblem(t, "admin: {listen: '239.1.1.1:9090'}\nlisteners:"+one, "admin.listen", "no TCP connection can arrive at")
 }
+
+// TestTCPUpstreamMulticastOrBroadcast: Linux refuses a TCP connect to a
+// multicast or the broadcast address (network is unreachable), so such an
+// upstream is down from the first dial on; relay check passed it.
+func TestTCPUpstreamMulticastOrBroadcast(t *testing.T) {
+	wantProblem(t, "listeners:\n  - {name: a, mode: tcp, listen: '127.0.0.1:80', upstream: ['10.0.0.5:80', '255.255.255.255:80']}\n",
+		"listeners[0].upstream[1]", "255.255.255.255 is a multicast or broadcast address: no TCP connection can be made to it")
+	wantProblem(t, "listeners:\n  - {name: a, mode: raw, listen: '127.0.0.1:80', upstream: '[ff05::2]:9100'}\n",
+		"listeners[0].upstream", "no TCP connection can be made to it")
+	if _, err := parseString(t, "listeners:\n  - {name: a, mode: udp, listen: '127.0.0.1:8100', upstream: '239.1.1.1:8100'}\n"); err != nil {
+		t.Errorf("a udp listener may send to a multicast group: %v", err)
+	}
+}

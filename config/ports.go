@@ -150,18 +150,29 @@ func checkListenHost(host string) (netip.Addr, error) {
 // be reached at: Linux lets it bind and listen on a multicast or the
 // broadcast address, and TCP never delivers a connection there.
 func checkTCPListenAddr(a netip.Addr) error {
-	if a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+	if isGroup(a) {
 		return fmt.Errorf("%s is a multicast or broadcast address: no TCP connection can arrive at it", a)
 	}
 	return nil
 }
 
-// checkUpstreamHost accepts an IP literal or a DNS name (resolved when dialing).
-func checkUpstreamHost(host string) error {
+// isGroup reports whether a is a multicast or the broadcast address, where
+// TCP neither accepts nor connects (Linux: ENETUNREACH on connect).
+func isGroup(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}
+
+// checkUpstreamHost accepts an IP literal or a DNS name (resolved when
+// dialing); over tcp, not an address no connection can be made to.
+func checkUpstreamHost(host, proto string) error {
 	if host == "" {
 		return errors.New("upstream host is empty")
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if proto == "tcp" && isGroup(a) {
+			return fmt.Errorf("%s is a multicast or broadcast address: no TCP connection can be made to it", host)
+		}
 		return nil
 	}
 	if !isDNSName(host) {
