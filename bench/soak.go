@@ -23,10 +23,12 @@ import (
 //     scenarios' own checks), every reload was taken and the relay never
 //     exited;
 //   - once the traffic stops and the config is back as it started, the
-//     descriptors and goroutines go back to what the relay held after the
-//     first round (which made what a relay makes once: the front's loop,
-//     pools), beyond its two bounded caches (the splice pipe pool, 16 idle
-//     connection workers per listener); UDP sessions' timeout included;
+//     descriptors go back to what the relay held after the first round
+//     (which made what a relay makes once: the front's loop, pools),
+//     beyond the splice pipe pool, UDP sessions' timeout included; and
+//     the goroutines, counted by where they wait, to the first round's
+//     class by class, the bounded pools to their own bounds
+//     (soakstacks.go);
 //   - the resident memory of the last rounds is not above the first
 //     rounds' by more than soakRSSGrowth (a leak grows with every round);
 //   - the relay logged nothing at level error.
@@ -49,7 +51,7 @@ const soakSettle = 45 * time.Second
 const soakRSSGrowth = 1.25
 
 // soakSlack is how many goroutines above the idle count still count as
-// settled: the admin endpoint's own connection for the scrape.
+// settled: the admin endpoint's own connections for the scrape.
 const soakSlack = 4
 
 // soakPoolPipes is how many pipe descriptors a relay process may keep
@@ -117,6 +119,15 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 		fmt.Fprintln(os.Stderr, "bench: soak:", err)
 		return 1
 	}
+	var bl soakBaseline
+	for _, p := range in.processes() {
+		kinds, err := fdKinds(p.pid())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: soak:", err)
+			return 1
+		}
+		bl.startPipes = append(bl.startPipes, kinds[pipeKind])
+	}
 	rl, err := newReloader(e, in)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: soak:", err)
@@ -181,16 +192,21 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 	// holds once that round has ended is the baseline. No upgrade in it:
 	// the baseline is a process that has carried every scenario.
 	traffic(1, start.Add(d), nil)
-	var base soakSample
-	var baseHeld []string
 	if in.alive() == nil && len(failures) == 0 {
-		if base, err = quiet(in, start, up); err != nil {
+		if bl.sample, err = quiet(in, start, up); err != nil {
 			failures = append(failures, "after the first round: "+err.Error())
 		} else {
-			printSoakSample("quiet", base)
+			printSoakSample("quiet", bl.sample)
 			for _, p := range in.processes() {
-				baseHeld = append(baseHeld, holdings(p.pid()))
+				kinds, err := fdKinds(p.pid())
+				if err != nil {
+					failures = append(failures, "after the first round: "+err.Error())
+				}
+				bl.kinds = append(bl.kinds, kinds)
 			}
+			var fails []string
+			bl.stacks, fails = restartForBaseline(e, in, up)
+			failures = append(failures, fails...)
 		}
 	}
 	if len(failures) == 0 {
@@ -210,8 +226,8 @@ func soak(e *env, o options, d time.Duration, scenarios []scenario) int {
 			failures = append(failures, fmt.Sprintf("%s logged %d line(s) at level error, first: %s", p.name, len(lines), lines[0]))
 		}
 	}
-	if in.alive() == nil && baseHeld != nil {
-		failures = append(failures, settleCheck(in, start, up, base, baseHeld)...)
+	if in.alive() == nil && bl.stacks != nil {
+		failures = append(failures, settleCheck(in, start, up, bl)...)
 	}
 	var last soakSample
 	if n := len(rounds); n > 0 {
@@ -447,18 +463,30 @@ func openGauges(in *instance) (float64, error) {
 	return open, nil
 }
 
-// settle waits, without traffic, until the relay holds no more descriptors
-// and goroutines than before the first round, or soakSettle passes.
+// settle waits, without traffic, until no process has a connection,
+// session, data port or queued job open (openGauges), what they hold has
+// stopped changing between two samples, and it is no more descriptors
+// and goroutines than before the first round beyond the bounded pools;
+// or until soakSettle passes. The gauges first: a UDP session the last
+// upgrade's witness opened lives its timeout on, and its goroutines sat
+// within the pools' allowance, so a settle on the totals alone let the
+// goroutine dump find it ("3× udpstream.(*sysConn).readBatch at the end,
+// 2 at the baseline": the session's relayReplies).
 func settle(in *instance, start time.Time, u *upgrader, idle soakSample) (bool, soakSample, error) {
 	until := time.Now().Add(soakSettle)
+	var prev soakSample
 	for {
+		open, err := openGauges(in)
+		if err != nil {
+			return false, prev, err
+		}
 		smp, err := sampleRelay(in, start, u)
 		if err != nil {
 			return false, smp, err
 		}
 		procs := in.processes()
 		pipes := min(smp.pipes-idle.pipes, soakPoolPipes*int64(len(procs)))
-		ok := smp.fds-pipes <= idle.fds
+		ok := open == 0 && smp.fds == prev.fds && smp.goroutines == prev.goroutines && smp.fds-pipes <= idle.fds
 		for i := range procs {
 			ok = ok && smp.perProc[i] <= idle.perProc[i]+soakSlack+cachedWorkers(in.configs[i])
 		}
@@ -468,63 +496,79 @@ func settle(in *instance, start time.Time, u *upgrader, idle soakSample) (bool, 
 		if time.Now().After(until) {
 			return false, smp, nil
 		}
-		time.Sleep(250 * time.Millisecond) // polling what the kernel counts: no event to await
+		prev = smp
+		time.Sleep(250 * time.Millisecond) // polling gauges and what the kernel counts: no event leaves the process
 	}
 }
 
+// soakBaseline is what the relay held once the first round had ended, to
+// which the end is compared.
+type soakBaseline struct {
+	sample     soakSample
+	startPipes []int            // pipe ends by process before any traffic: none of them the pipe pool's
+	kinds      []map[string]int // descriptors by kind (fdKinds), by process
+	stacks     []map[string]int // goroutines by class (stackCounts), by process
+}
+
 // settleCheck waits for the relay to let go of what the traffic made it
-// hold and says what it kept: descriptors (beyond the pipe pool) by kind,
-// and goroutines (beyond the idle connection workers each listener keeps)
-// by where they wait, from a SIGQUIT dump, which ends the processes.
-func settleCheck(in *instance, start time.Time, u *upgrader, idle soakSample, idleHeld []string) []string {
+// hold and says what it kept beyond the baseline: descriptors by kind
+// (pipes up to the pipe pool's bound), goroutines by where they wait,
+// from a SIGQUIT dump (which ends the processes), class by class, the
+// bounded pools to their bounds (compareClasses).
+func settleCheck(in *instance, start time.Time, u *upgrader, bl soakBaseline) []string {
 	var failures []string
-	settled, last, err := settle(in, start, u, idle)
+	settled, last, err := settle(in, start, u, bl.sample)
 	if err != nil {
 		return []string{err.Error()}
 	}
 	printSoakSample("settled", last)
 	if !settled {
 		failures = append(failures, fmt.Sprintf("after %s without traffic the relay still holds %d descriptors and %d goroutines (idle: %d and %d)",
-			soakSettle, last.fds, last.goroutines, idle.fds, idle.goroutines))
-		for i, p := range in.processes() {
-			if now := holdings(p.pid()); now != idleHeld[i] {
-				failures = append(failures, fmt.Sprintf("%s held at idle: %s", p.name, idleHeld[i]),
-					fmt.Sprintf("%s holds now: %s", p.name, now))
-			}
+			soakSettle, last.fds, last.goroutines, bl.sample.fds, bl.sample.goroutines))
+	}
+	for i, p := range in.processes() {
+		kinds, err := fdKinds(p.pid())
+		if err != nil {
+			failures = append(failures, err.Error())
+			continue
+		}
+		if grown := compareClasses(bl.kinds[i], kinds, map[string]int{pipeKind: bl.startPipes[i] + soakPoolPipes}); len(grown) > 0 {
+			failures = append(failures, fmt.Sprintf("%s holds more descriptors than at the baseline: %s; all at the end: %s; at the baseline: %s",
+				p.name, strings.Join(grown, "; "), summarizeCounts(kinds), summarizeCounts(bl.kinds[i])))
 		}
 	}
 	for i, p := range in.processes() {
-		counts, summary := goroutineDump(p)
-		if counts == nil {
-			failures = append(failures, fmt.Sprintf("%s: %s", p.name, summary))
+		listeners, err := forwardListeners(in.configs[i])
+		if err != nil {
+			failures = append(failures, err.Error())
 			continue
 		}
-		// The count is the metric's (runtime.NumGoroutine, without the
-		// runtime's own goroutines, which the dump shows too).
-		total, workers := last.perProc[i], int64(counts[idleWorker])
-		fmt.Printf("%s at the end: %d goroutines (%d at idle), %d of them idle connection workers (at most %d)\n",
-			p.name, total, idle.perProc[i], workers, cachedWorkers(in.configs[i]))
-		if workers > cachedWorkers(in.configs[i]) || total-workers > idle.perProc[i]+soakSlack {
-			failures = append(failures, fmt.Sprintf("%s runs %d goroutines, %d at idle; where they wait: %s",
-				p.name, total, idle.perProc[i], summary))
+		counts, err := goroutineDump(p)
+		if err != nil {
+			failures = append(failures, err.Error())
+			continue
+		}
+		base := bl.stacks[i]
+		bounds := stackBounds(base, listeners)
+		fmt.Printf("%s at the end: %d goroutines in %d classes (%d in %d at the baseline), %d of them idle connection workers (at most %d: %d listeners)\n",
+			p.name, sumCounts(counts), len(counts), sumCounts(base), len(base), counts[idleWorker], bounds[idleWorker], listeners)
+		if grown := compareClasses(base, counts, bounds); len(grown) > 0 {
+			failures = append(failures, fmt.Sprintf("%s holds more goroutines than at the baseline: %s; all at the end: %s; at the baseline: %s",
+				p.name, strings.Join(grown, "; "), summarizeCounts(counts), summarizeCounts(base)))
 		}
 	}
 	return failures
 }
 
-// idleWorker is how summarizeStacks names a connection worker waiting for
-// the next connection (forward's connWorker, kept up to maxIdleWorkers per
-// listener for their grown stacks).
-const idleWorker = "forward.(*Listener).connWorker [select]"
-
 // cachedWorkers is how many idle connection workers the relay may keep
-// with the config at path: forward's maxIdleWorkers (16) per listener.
+// with the config at path, for settle's wait: forward's maxIdleWorkers
+// per listener that has them.
 func cachedWorkers(path string) int64 {
-	b, err := os.ReadFile(path)
+	n, err := forwardListeners(path)
 	if err != nil {
 		return 0
 	}
-	return 16 * int64(strings.Count(string(b), "\n  - name: "))
+	return forwardIdleWorkers * int64(n)
 }
 
 // rssGrowth compares the median RSS of the last third of the rounds with

@@ -29,13 +29,71 @@ broken line
 	}
 }
 
-func TestSummarizeStacks(t *testing.T) {
-	dump := `SIGQUIT: quit
+// stackDump is a SIGQUIT dump cut down from a relay's at the end of a
+// soak: a thread's scheduler stack (not a goroutine), main, a runtime
+// goroutine, one started by the standard library, the admin endpoint's
+// connection of the last scrape, two idle connection workers and an
+// accept loop.
+const stackDump = `SIGQUIT: quit
 PC=0x4711 m=0 sigcode=0
 
 goroutine 0 gp=0x1 m=0 mp=0x2 [idle]:
 runtime.futex(0x1)
 	/usr/lib/go/src/runtime/sys_linux_amd64.s:557 +0x21
+
+goroutine 1 gp=0x3c312be501e0 m=nil [select]:
+runtime.gopark(0x3c312c4c1b70?, 0x4?, 0xff?, 0x0?, 0x3c312c4c1b10?)
+	runtime/proc.go:462 +0xce fp=0x3c312c035948 sp=0x3c312c035928 pc=0x4860ee
+runtime.selectgo(0x3c312c035b70, 0x3c312c4c1b08, 0x3c312c007ab0?, 0x0, 0x0?, 0x1)
+	runtime/select.go:351 +0xaa5 fp=0x3c312c035a78 sp=0x3c312c035948 pc=0x4643a5
+main.serveUntilStopped(0x3c312c075400, {{0x7f4228126200, 0x3c312c0be150}, 0xff, {0x0, 0x0, 0x0}, ...}, ...)
+	github.com/edgerelay/relay/cmd/relay/main.go:229 +0x1e5 fp=0x3c312c035bc8 sp=0x3c312c035a78 pc=0x8d0c85
+main.main()
+	github.com/edgerelay/relay/cmd/relay/main.go:50 +0x5e fp=0x3c312c035f48 sp=0x3c312c035f00 pc=0x8cf5be
+runtime.main()
+	runtime/proc.go:290 +0x2d5 fp=0x3c312c035fe0 sp=0x3c312c035f48 pc=0x451075
+runtime.goexit({})
+	runtime/asm_amd64.s:1771 +0x1 fp=0x3c312c035fe8 sp=0x3c312c035fe0 pc=0x48d6e1
+
+goroutine 2 gp=0x3c312be50780 m=nil [force gc (idle)]:
+runtime.gopark(0x0?, 0x0?, 0x0?, 0x0?, 0x0?)
+	runtime/proc.go:462 +0xce fp=0x3c312be94fa8 sp=0x3c312be94f88 pc=0x4860ee
+runtime.goparkunlock(...)
+	runtime/proc.go:468
+runtime.forcegchelper()
+	runtime/proc.go:375 +0xb3 fp=0x3c312be94fe0 sp=0x3c312be94fa8 pc=0x451393
+runtime.goexit({})
+	runtime/asm_amd64.s:1771 +0x1 fp=0x3c312be94fe8 sp=0x3c312be94fe0 pc=0x48d6e1
+created by runtime.init.7 in goroutine 1
+	runtime/proc.go:363 +0x1a
+
+goroutine 24 gp=0x3c312bf03c20 m=nil [select, 3 minutes]:
+runtime.gopark(0x3c312be92798?, 0x2?, 0xa0?, 0xce?, 0x3c312be9278c?)
+	runtime/proc.go:462 +0xce fp=0x3c312be92628 sp=0x3c312be92608 pc=0x4860ee
+runtime.selectgo(0x3c312be92798, 0x3c312be92788, 0x0?, 0x0, 0x0?, 0x1)
+	runtime/select.go:351 +0xaa5 fp=0x3c312be92758 sp=0x3c312be92628 pc=0x4643a5
+os/signal.NotifyContext.func1()
+	os/signal/signal.go:292 +0x7c fp=0x3c312be927e0 sp=0x3c312be92758 pc=0x8c941c
+runtime.goexit({})
+	runtime/asm_amd64.s:1771 +0x1 fp=0x3c312be927e8 sp=0x3c312be927e0 pc=0x48d6e1
+created by os/signal.NotifyContext in goroutine 1
+	os/signal/signal.go:291 +0x158
+
+goroutine 31 gp=0x1 m=nil [sync.Cond.Wait]:
+runtime.gopark(0x1)
+	runtime/proc.go:462 +0xce
+sync.(*Cond).Wait(0x1)
+	sync/cond.go:71 +0xcd
+net/http.(*connReader).abortPendingRead(0x1)
+	net/http/server.go:736 +0xb6
+net/http.(*conn).serve(0x1, {0xa9c7c8, 0x1})
+	net/http/server.go:2139 +0x819
+net/http.(*Server).Serve.gowrap3()
+	net/http/server.go:3454 +0x28
+runtime.goexit({})
+	runtime/asm_amd64.s:1771 +0x1
+created by net/http.(*Server).Serve in goroutine 30
+	net/http/server.go:3454 +0x485
 
 goroutine 7 gp=0x3 m=nil [select, 2 minutes]:
 runtime.gopark(0x1)
@@ -55,12 +113,80 @@ internal/poll.runtime_pollWait(0x1)
 github.com/edgerelay/relay/forward.(*Listener).acceptLoop(0xc0003)
 	/src/forward/listener.go:320 +0x55
 `
-	counts, summary := summarizeStacks(dump, "github.com/edgerelay/relay/")
-	if counts[idleWorker] != 2 || counts["forward.(*Listener).acceptLoop [IO wait]"] != 1 || counts["runtime.futex [idle]"] != 1 || len(counts) != 3 {
-		t.Fatalf("counts %v", counts)
+
+func TestStackCounts(t *testing.T) {
+	counts := stackCounts(stackDump)
+	want := map[string]int{
+		idleWorker: 2,
+		"forward.(*Listener).acceptLoop [IO wait]":               1,
+		"main.serveUntilStopped [select]":                        1,
+		"os/signal.NotifyContext.func1 [select]":                 1,
+		adminConnClass:                                           1,
+		runtimeClass + "runtime.forcegchelper [force gc (idle)]": 1,
 	}
-	if !strings.HasPrefix(summary, "2× "+idleWorker) {
-		t.Fatalf("summary %q: the most common first", summary)
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("counts\n%v\nwant\n%v", counts, want)
+	}
+	if s := summarizeCounts(counts); !strings.HasPrefix(s, "2× "+idleWorker+"; 1× ") {
+		t.Fatalf("summary %q: the most common first", s)
+	}
+}
+
+// leakBlock is a goroutine waiting where no pool of the relay waits.
+const leakBlock = `
+goroutine %d gp=0x9 m=nil [chan receive, 5 minutes]:
+runtime.gopark(0x1)
+	/usr/lib/go/src/runtime/proc.go:460 +0xce
+github.com/edgerelay/relay/daemon.(*Daemon).watchOld(0xc0009)
+	/src/daemon/upgrade.go:200 +0x55
+`
+
+// TestCompareStacks: a class outside the pools that grows fails, named
+// with its counts; idle workers beyond the baseline but within their
+// bound for the listeners running pass, beyond it fail.
+func TestCompareStacks(t *testing.T) {
+	base := stackCounts(stackDump)
+	bounds := stackBounds(base, 2)
+	if got := compareClasses(base, stackCounts(stackDump), bounds); len(got) != 0 {
+		t.Fatalf("the baseline against itself: %q", got)
+	}
+
+	leak := stackDump
+	for g := range 3 {
+		leak += fmt.Sprintf(leakBlock, 100+g)
+	}
+	got := compareClasses(base, stackCounts(leak), bounds)
+	if len(got) != 1 || got[0] != "3× daemon.(*Daemon).watchOld [chan receive] at the end, 0 at the baseline" {
+		t.Fatalf("a leak of 3 goroutines: %q", got)
+	}
+
+	workers := func(n int) string {
+		d := stackDump
+		for g := range n {
+			d += fmt.Sprintf("\ngoroutine %d gp=0x9 m=nil [select]:\nruntime.gopark(0x1)\n\t/p.go:1\n"+
+				"github.com/edgerelay/relay/forward.(*Listener).connWorker(0xc0001, {0x0})\n\t/src/forward/listener.go:489 +0x1a5\n", 200+g)
+		}
+		return d
+	}
+	if got := compareClasses(base, stackCounts(workers(30)), bounds); len(got) != 0 {
+		t.Fatalf("32 idle workers for 2 listeners: %q", got)
+	}
+	got = compareClasses(base, stackCounts(workers(31)), bounds)
+	if len(got) != 1 || got[0] != "33× "+idleWorker+", more than its bound 32" {
+		t.Fatalf("33 idle workers for 2 listeners: %q", got)
+	}
+}
+
+func TestForwardListeners(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	cfg := relayConfigHead + "  - name: a\n    mode: tcp\n    listen: 127.0.0.1:1\n    upstream: 127.0.0.1:2\n" +
+		"  - name: b\n    mode: udp\n    listen: 127.0.0.1:3\n    upstream: 127.0.0.1:4\n" +
+		"  - name: c\n    mode: raw\n    listen: 127.0.0.1:5\n    upstream: 127.0.0.1:6\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := forwardListeners(path); err != nil || n != 2 {
+		t.Fatalf("forwardListeners = %d, %v; want 2 (tcp and raw, not udp)", n, err)
 	}
 }
 
@@ -275,5 +401,41 @@ func TestWitness(t *testing.T) {
 	dead := world.DeadAddr(t)
 	if _, err := startWitness(&instance{addrs: map[string]string{"short": dead}}); err == nil || !strings.Contains(err.Error(), dead) {
 		t.Fatalf("a witness on a refusing route: %v", err)
+	}
+}
+
+// TestFDKinds: this process's own descriptors, named as the soak compares
+// them: pipe ends as one kind, a listening socket by its address, a
+// connected one with its ephemeral local port as "*".
+func TestFDKinds(t *testing.T) {
+	before, err := fdKinds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	after, err := fdKinds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	listening := "tcp " + ln.Addr().String() + "->0.0.0.0:0 LISTEN"
+	dialed := "tcp 127.0.0.1:*->" + ln.Addr().String() + " ESTABLISHED"
+	if after[pipeKind] != before[pipeKind]+2 || after[listening] != 1 || after[dialed] != 1 {
+		t.Fatalf("pipes %d (%d before), %q %d, %q %d; all: %v", after[pipeKind], before[pipeKind],
+			listening, after[listening], dialed, after[dialed], after)
 	}
 }

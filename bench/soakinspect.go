@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,13 +92,29 @@ func pipeEnds(pid int) int64 {
 	return n
 }
 
-// holdings describes what a process's descriptors are, for a soak that
-// did not settle: kinds counted, and the sockets with their addresses and
-// TCP state as /proc/net shows them.
+// holdings describes what a process's descriptors are (an old process
+// that outlived its bound): kinds counted, most first.
 func holdings(pid int) string {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	kinds, err := fdKinds(pid)
 	if err != nil {
 		return err.Error()
+	}
+	return summarizeCounts(kinds)
+}
+
+// pipeKind is fdKinds' name for a pipe end.
+const pipeKind = "pipe"
+
+// fdKinds counts a process's descriptors by kind: a file by its path, a
+// pipe end as pipeKind, an anonymous inode by its kind
+// ("anon_inode:[eventpoll]"), an IPv4 socket by protocol, addresses and
+// TCP state, with the local port of a connected one as "*" (ephemeral:
+// another connection to the same peer is the same kind), any other socket
+// as "socket".
+func fdKinds(pid int) (map[string]int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
 	}
 	sockets := procNetSockets()
 	kinds := map[string]int{}
@@ -108,22 +123,19 @@ func holdings(pid int) string {
 		if err != nil {
 			continue
 		}
-		if strings.HasPrefix(target, "socket:[") {
+		switch {
+		case strings.HasPrefix(target, "socket:["):
 			inode := strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")
+			target = "socket"
 			if desc, ok := sockets[inode]; ok {
 				target = desc
 			}
-		} else if i := strings.IndexByte(target, '['); i > 0 && !strings.HasPrefix(target, "/") {
-			target = target[:i]
+		case strings.HasPrefix(target, "pipe:["):
+			target = pipeKind
 		}
 		kinds[target]++
 	}
-	var out []string
-	for k, n := range kinds {
-		out = append(out, fmt.Sprintf("%d× %s", n, k))
-	}
-	sort.Strings(out)
-	return strings.Join(out, "; ")
+	return kinds, nil
 }
 
 // tcpStates names the st column of /proc/net/tcp.
@@ -150,7 +162,13 @@ func procNetSockets() map[string]string {
 			} else {
 				st = ""
 			}
-			out[f[9]] = strings.TrimSpace(fmt.Sprintf("%s %s->%s %s", proto, hexAddr(f[1]), hexAddr(f[2]), st))
+			local, remote := hexAddr(f[1]), hexAddr(f[2])
+			if !strings.HasSuffix(remote, ":0") { // connected: the local port is ephemeral
+				if i := strings.LastIndexByte(local, ':'); i > 0 {
+					local = local[:i] + ":*"
+				}
+			}
+			out[f[9]] = strings.TrimSpace(fmt.Sprintf("%s %s->%s %s", proto, local, remote, st))
 		}
 	}
 	return out
@@ -171,68 +189,24 @@ func hexAddr(s string) string {
 }
 
 // goroutineDump ends the process with SIGQUIT, which makes the Go runtime
-// write every goroutine's stack to its log, and sums those up: how many
-// goroutines wait in each relay function (the innermost frame of the
-// module), most first.
-func goroutineDump(p *process) (map[string]int, string) {
+// write every goroutine's stack to its log, and counts them by class
+// (stackCounts).
+func goroutineDump(p *process) (map[string]int, error) {
 	if err := syscall.Kill(p.pid(), syscall.SIGQUIT); err != nil {
-		return nil, err.Error()
+		return nil, fmt.Errorf("goroutine dump of %s: %w", p.name, err)
 	}
 	select {
 	case <-p.exited:
 	case <-time.After(10 * time.Second):
-		return nil, "no goroutine dump: the process did not exit on SIGQUIT"
+		return nil, fmt.Errorf("no goroutine dump: %s did not exit on SIGQUIT", p.name)
 	}
 	b, err := os.ReadFile(p.logPath)
 	if err != nil {
-		return nil, err.Error()
+		return nil, err
 	}
-	return summarizeStacks(string(b), "github.com/edgerelay/relay/")
-}
-
-// summarizeStacks counts the goroutines of a Go traceback by their
-// innermost frame in module (the first line of the stack otherwise) and
-// state.
-func summarizeStacks(dump, module string) (map[string]int, string) {
-	counts := map[string]int{}
-	for _, block := range strings.Split(dump, "\n\n") {
-		lines := strings.Split(strings.TrimSpace(block), "\n")
-		if len(lines) < 2 || !strings.HasPrefix(lines[0], "goroutine ") {
-			continue
-		}
-		state := ""
-		if i, j := strings.IndexByte(lines[0], '['), strings.IndexByte(lines[0], ']'); i >= 0 && j > i {
-			state = lines[0][i+1 : j]
-			if k := strings.IndexByte(state, ','); k >= 0 { // "IO wait, 2 minutes"
-				state = state[:k]
-			}
-		}
-		where := lines[1]
-		for _, l := range lines[1:] {
-			if strings.HasPrefix(l, module) {
-				where = l
-				break
-			}
-		}
-		if i := strings.LastIndexByte(where, '('); i > 0 {
-			where = where[:i]
-		}
-		counts[strings.TrimPrefix(where, module)+" ["+state+"]"]++
+	counts := stackCounts(string(b))
+	if len(counts) == 0 {
+		return nil, fmt.Errorf("no goroutine dump in %s", p.logPath)
 	}
-	type row struct {
-		where string
-		n     int
-	}
-	var rows []row
-	for w, n := range counts {
-		rows = append(rows, row{w, n})
-	}
-	sort.Slice(rows, func(i, j int) bool {
-		return rows[i].n > rows[j].n || rows[i].n == rows[j].n && rows[i].where < rows[j].where
-	})
-	var out []string
-	for _, r := range rows {
-		out = append(out, fmt.Sprintf("%d× %s", r.n, r.where))
-	}
-	return counts, strings.Join(out, "; ")
+	return counts, nil
 }
