@@ -141,6 +141,14 @@ func collectDecodeErrors(err error, p *problems) {
 		}
 		return
 	}
+	// The decoder returns its errors joined inside a wrapper; errors.As
+	// below would find only the first of them.
+	if _, isDecode := err.(*mapstructure.DecodeError); !isDecode {
+		if inner := errors.Unwrap(err); inner != nil {
+			collectDecodeErrors(inner, p)
+			return
+		}
+	}
 	var de *mapstructure.DecodeError
 	if !errors.As(err, &de) {
 		p.add("", err.Error())
@@ -263,6 +271,9 @@ func toPerSecond(data any) (any, error) {
 	case int:
 		return perSecond(v), nil
 	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) { // YAML's .nan and .inf
+			return nil, fmt.Errorf("%s, got %s", want, describeValue(data))
+		}
 		return perSecond(v), nil
 	case string:
 		num, per := strings.TrimSpace(v), 1.0

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/edgerelay/relay/forward"
 	"github.com/edgerelay/relay/ftppassive"
@@ -37,6 +38,12 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 
 	var binds []binding
 	listen, listenOK := parseListen(fl.Listen, path+".listen", p)
+	if listenOK && l.Mode.valid() && l.Mode.Proto() == "tcp" {
+		a, _ := checkListenHost(listen.Host)
+		if err := checkTCPListenAddr(a); err != nil {
+			p.add(path+".listen", err.Error())
+		}
+	}
 	if listenOK {
 		addr, _ := checkListenHost(listen.Host)
 		binds = append(binds, binding{path: path + ".listen", what: what, proto: l.Mode.Proto(),
@@ -45,7 +52,7 @@ func resolveListener(fl *fileListener, path string, defs defaults, p *problems) 
 			l.Listen = append(l.Listen, listen.At(i))
 		}
 	}
-	l.Upstreams = resolveUpstreams(fl.Upstream, listen, listenOK, path+".upstream", p)
+	l.Upstreams = resolveUpstreams(fl.Upstream, l.Mode.Proto(), listen, listenOK, path+".upstream", p)
 	if listenOK {
 		checkSelfLoop(&l, listen, path+".upstream", p)
 	}
@@ -127,7 +134,7 @@ func parseListen(spec, path string, p *problems) (HostPorts, bool) {
 // resolveUpstreams builds the failover list of every listen port. An entry
 // with one port takes every listen port to that address; a range maps 1:1
 // by offset and must be as long as the listen range.
-func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path string, p *problems) [][]string {
+func resolveUpstreams(specs []string, proto string, listen HostPorts, listenOK bool, path string, p *problems) [][]string {
 	if len(specs) == 0 {
 		p.add(path, "missing (want host:port, host:first-last, or a list of them)")
 		return nil
@@ -141,7 +148,7 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 		}
 		hp, err := ParseHostPorts(spec)
 		if err == nil {
-			err = checkUpstreamHost(hp.Host)
+			err = checkUpstreamHost(hp.Host, proto)
 		}
 		switch {
 		case err != nil:
@@ -158,6 +165,11 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 		if i := slices.IndexFunc(entries, hp.same); i >= 0 {
 			p.addf(at, "%q is listed twice (also %s): a failover list names each upstream once",
 				spec, indexPath("upstream", at0[i]))
+			continue
+		}
+		if i, k, ok := meetOnAPort(entries, hp); ok && listenOK {
+			p.addf(at, "%q names %s for %s, as %s does: a failover list names each upstream once",
+				spec, hp.At(min(k, hp.Len()-1)), listen.At(k), indexPath("upstream", at0[i]))
 			continue
 		}
 		entries, at0 = append(entries, hp), append(at0, j)
@@ -179,10 +191,32 @@ func resolveUpstreams(specs []string, listen HostPorts, listenOK bool, path stri
 	return out
 }
 
+// meetOnAPort finds an entry that sends some listen port to the same
+// upstream as hp does, where one of the two is a single port and the other
+// a range (two singles or two ranges alike are same, checked before): it
+// returns the entry's index and the listen port's offset. Ranges are as
+// long as the listen range.
+func meetOnAPort(entries []HostPorts, hp HostPorts) (i, k int, ok bool) {
+	for i, e := range entries {
+		if e.Len() > 1 == (hp.Len() > 1) || !e.sameHost(hp) {
+			continue
+		}
+		single, rng := e, hp
+		if e.Len() > 1 {
+			single, rng = hp, e
+		}
+		if k := int(single.First) - int(rng.First); k >= 0 && k < rng.Len() {
+			return i, k, true
+		}
+	}
+	return 0, 0, false
+}
+
 // checkSelfLoop refuses an upstream that is the listener's own socket:
 // every connection would dial the relay again, until max_conns or the file
 // descriptor limit stops it. Only addresses certain to be this machine's are
-// caught: the listen IP itself, or loopback under a wildcard listen.
+// caught: the listen IP itself, loopback under a wildcard listen, and the
+// unspecified address, which Linux dials as loopback (arrivesAt).
 func checkSelfLoop(l *Listener, listen HostPorts, path string, p *problems) {
 	own, err := checkListenHost(listen.Host)
 	if err != nil || listen.First == 0 {
@@ -199,8 +233,7 @@ func checkSelfLoop(l *Listener, listen HostPorts, path string, p *problems) {
 			if err != nil {
 				continue
 			}
-			ip = ip.Unmap()
-			if ip == own || own.IsUnspecified() && (ip.IsLoopback() || ip.IsUnspecified()) {
+			if arrivesAt(ip, own) {
 				p.addf(path, "%s is this listener's own address (%s): every connection would loop back into the relay", u, l.Listen[i])
 				return
 			}
@@ -360,6 +393,10 @@ func prefixLen(n *int, def, most int, path string, p *problems) int {
 	return *n
 }
 
+// minHealthInterval is the shortest health.interval: 20 checks a second of
+// each upstream, already far more than a venue needs to know one is down.
+const minHealthInterval = 50 * time.Millisecond
+
 // resolveHealth reads the health section: interval is required in it, a
 // check may not take longer than the pause between checks, and only a udp
 // check sends and expects payload (a tcp check is a connect).
@@ -372,6 +409,10 @@ func resolveHealth(fh *fileHealth, mode Mode, path string, p *problems) Health {
 		p.add(path+".interval", "missing: a health section needs the time between checks, like 10s")
 	} else {
 		h.Interval = positive(fh.Interval, 0, path+".interval", p)
+		if h.Interval > 0 && h.Interval < minHealthInterval {
+			p.addf(path+".interval", "%s is below %s: each check is a new connection to every upstream, so checks this close flood them and fill this box's ports",
+				formatDuration(h.Interval), formatDuration(minHealthInterval))
+		}
 	}
 	h.Timeout = positive(fh.Timeout, 0, path+".timeout", p)
 	if h.Interval > 0 && h.Timeout > h.Interval {

@@ -61,13 +61,13 @@ type loopGraph struct {
 // reaches returns the listen port of the config that a connection over
 // proto to ap certainly arrives at, other than from.
 func (g *loopGraph) reaches(from portRef, proto string, ap netip.AddrPort) (portRef, bool) {
-	ip := ap.Addr().Unmap()
+	ip := ap.Addr()
 	for l := range g.ls {
 		own := g.own[l]
 		k := int(ap.Port()) - int(g.first[l])
 		switch {
 		case !own.IsValid() || g.ls[l].Mode.Proto() != proto || k < 0 || k >= len(g.ls[l].Listen):
-		case ip == own || own.IsUnspecified() && (ip.IsLoopback() || ip.IsUnspecified()):
+		case arrivesAt(ip, own):
 			if to := (portRef{l, k}); to != from {
 				return to, true // listen addresses do not overlap (checkOverlaps): one at most
 			}
@@ -116,4 +116,19 @@ func (g *loopGraph) describe(ring []hop, l int) (string, string) {
 		steps = append(steps, g.ls[h.from.l].Name+" "+g.ls[h.from.l].Listen[h.from.k])
 	}
 	return ring[0].upstream, strings.Join(steps, " -> ")
+}
+
+// arrivesAt reports whether a connection to ip certainly arrives at a
+// socket listening on own (unmapped; unspecified: every address). Linux
+// sends a connect to the unspecified address to the loopback of its
+// family (0.0.0.0 to 127.0.0.1, [::] to [::1]), so that is where it lands.
+func arrivesAt(ip, own netip.Addr) bool {
+	ip = ip.Unmap()
+	switch {
+	case ip == netip.IPv4Unspecified():
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	case ip == netip.IPv6Unspecified():
+		ip = netip.IPv6Loopback()
+	}
+	return ip == own || own.IsUnspecified() && ip.IsLoopback()
 }

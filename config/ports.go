@@ -111,9 +111,11 @@ func (h HostPorts) String() string {
 // same reports whether h and o name the same ports of the same host (an
 // IPv4-mapped address as its IPv4 one, a name in any case).
 func (h HostPorts) same(o HostPorts) bool {
-	if h.First != o.First || h.Last != o.Last {
-		return false
-	}
+	return h.First == o.First && h.Last == o.Last && h.sameHost(o)
+}
+
+// sameHost reports whether h and o name the same host, as same compares it.
+func (h HostPorts) sameHost(o HostPorts) bool {
 	a, errA := netip.ParseAddr(h.Host)
 	b, errB := netip.ParseAddr(o.Host)
 	if errA == nil && errB == nil {
@@ -144,16 +146,43 @@ func checkListenHost(host string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
-// checkUpstreamHost accepts an IP literal or a DNS name (resolved when dialing).
-func checkUpstreamHost(host string) error {
+// checkTCPListenAddr refuses an address a TCP socket can bind but never
+// be reached at: Linux lets it bind and listen on a multicast or the
+// broadcast address, and TCP never delivers a connection there.
+func checkTCPListenAddr(a netip.Addr) error {
+	if isGroup(a) {
+		return fmt.Errorf("%s is a multicast or broadcast address: no TCP connection can arrive at it", a)
+	}
+	return nil
+}
+
+// isGroup reports whether a is a multicast or the broadcast address, where
+// TCP neither accepts nor connects (Linux: ENETUNREACH on connect).
+func isGroup(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}
+
+// checkUpstreamHost accepts an IP literal or a DNS name (resolved when
+// dialing); over tcp, not an address no connection can be made to.
+func checkUpstreamHost(host, proto string) error {
 	if host == "" {
 		return errors.New("upstream host is empty")
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if proto == "tcp" && isGroup(a) {
+			return fmt.Errorf("%s is a multicast or broadcast address: no TCP connection can be made to it", host)
+		}
 		return nil
 	}
 	if !isDNSName(host) {
 		return fmt.Errorf("upstream host %q is neither an IP address nor a host name", host)
+	}
+	// relay asks DNS servers for names and never reads /etc/hosts, so
+	// localhost (RFC 6761, with the names under it) would be whatever
+	// they answer; and as a name it escapes the loop checks.
+	if n := strings.ToLower(strings.TrimSuffix(host, ".")); n == "localhost" || strings.HasSuffix(n, ".localhost") {
+		return fmt.Errorf("upstream host %q: relay looks names up in DNS, not in /etc/hosts; write 127.0.0.1 or [::1] for this box", host)
 	}
 	return nil
 }

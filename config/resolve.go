@@ -101,6 +101,10 @@ func adminBinding(listen string, p *problems) (binding, bool) {
 		p.add("admin.listen", err.Error())
 		return binding{}, false
 	}
+	if err := checkTCPListenAddr(addr); err != nil {
+		p.add("admin.listen", err.Error())
+		return binding{}, false
+	}
 	if hp.Len() != 1 {
 		p.addf("admin.listen", "%q is a port range; the admin endpoint takes one port", listen)
 		return binding{}, false

@@ -201,6 +201,13 @@ func TestValidationErrors(t *testing.T) {
 			paths: []string{"listeners[0].max_conns"}, where: "t.yaml:8", msg: "whole number",
 		},
 		{
+			// Only the first value of a wrong type was reported: the
+			// decoder's errors come joined inside one wrapper.
+			name:  "values of the wrong type in two places",
+			yaml:  "shutdown_grace: soon\nlisteners:\n  - {name: a, mode: tcp, listen: ':80', upstream: '10.0.0.5:80', max_conns: lots}\n  - {name: b, mode: tcp, listen: ':81', upstream: '10.0.0.5:81', max_conns: many}\n",
+			paths: []string{"shutdown_grace", "listeners[0].max_conns", "listeners[1].max_conns"}, where: "t.yaml:1",
+		},
+		{
 			name:  "max_conns negative",
 			yaml:  "defaults:\n  max_conns: -1\nlisteners:" + one,
 			paths: []string{"defaults.max_conns"}, msg: "at least 0",
@@ -418,6 +425,11 @@ func TestHealthSection(t *testing.T) {
 		{"no interval", "{timeout: 2s}", "listeners[0].health.interval", "missing"},
 		{"zero interval", "{interval: 0s}", "listeners[0].health.interval", "above zero"},
 		{"timeout over interval", "{interval: 1s, timeout: 5s}", "listeners[0].health.timeout", "longer than interval"},
+		// A round starts as soon as the last ended: with 1ns, about 8,500
+		// connects a second to one loopback upstream, 34k in 4 s, which
+		// filled the box with sockets in TIME_WAIT (seen with relay run).
+		{"interval of a nanosecond", "{interval: 1ns}", "listeners[0].health.interval", `1ns is below 50ms`},
+		{"interval under the floor", "{interval: 49ms, timeout: 10ms}", "listeners[0].health.interval", `49ms is below 50ms`},
 		{"unknown key", "{interval: 1s, path: /healthz}", "listeners[0].health.path", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,7 +6,8 @@
 // one that never decides because an earlier rule matches all it matches
 // first (lines.go), an admin endpoint beyond loopback that no rule admits
 // anyone to, FTP data ports inside the kernel's ephemeral port range, a
-// listen address this box does not have on a listener without freebind.
+// listen address this box does not have on a listener without freebind, a
+// wildcard listener whose upstream is this box's address on its own port.
 // Its one entry point, Check, is called by relay at start and on every
 // reload (which log each Warning) and by relay check (which prints them,
 // and with -strict fails on them), so both say the same.
@@ -86,6 +87,7 @@ func Check(cfg *config.Config, list *acl.List, k Kernel) []Warning {
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		ws = append(ws, checkLocal(l, fmt.Sprintf("listeners[%d].listen", i), k)...)
+		ws = append(ws, checkOwnUpstream(l, fmt.Sprintf("listeners[%d].upstream", i), k)...)
 		if l.Mode == config.ModeFTP {
 			ws = append(ws, checkDataPorts(l.FTP.DataPorts, fmt.Sprintf("listeners[%d].ftp.data_ports", i), k)...)
 		}
@@ -212,4 +214,28 @@ func checkLocal(l *config.Listener, key string, k Kernel) []Warning {
 		return nil
 	}
 	return []Warning{{Key: key, Msg: fmt.Sprintf("%s is not an address of this box: the listener cannot bind until it has it; on the backup of an HA pair set freebind: true", a)}}
+}
+
+// checkOwnUpstream warns when a wildcard listener's upstream is one of this
+// box's interface addresses on the listener's own port: the connection
+// arrives at the listener again, round and round until max_conns or the
+// descriptors run out. config refuses the loopback and the listen address
+// itself; which other addresses are this box's only the kernel knows.
+func checkOwnUpstream(l *config.Listener, key string, k Kernel) []Warning {
+	for i, ups := range l.Upstreams {
+		if i >= len(l.Listen) {
+			break
+		}
+		ap, err := netip.ParseAddrPort(l.Listen[i])
+		if err != nil || !ap.Addr().Unmap().IsUnspecified() {
+			return nil
+		}
+		for _, u := range ups {
+			up, err := netip.ParseAddrPort(u)
+			if err == nil && up.Port() == ap.Port() && slices.Contains(k.Addrs, up.Addr().Unmap()) {
+				return []Warning{{Key: key, Msg: fmt.Sprintf("%s is an address of this box on this listener's own port (%s): every connection would loop back into the relay", u, l.Listen[i])}}
+			}
+		}
+	}
+	return nil
 }

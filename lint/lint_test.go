@@ -52,6 +52,12 @@ func TestCheck(t *testing.T) {
 		{"address of this box", own, "host all all allow\n", box, nil},
 		{"wildcard and loopback", wild + web, "host all all allow\n", box, nil},
 		{"addresses unknown", vip, "host all all allow\n", linux, nil},
+		// A wildcard listener whose upstream is this box's own interface
+		// address and its own port: every connection loops through the
+		// relay. config catches loopback and the listen IP only.
+		{"upstream on this box's address and the listen port", "  - {name: loop, mode: tcp, listen: \"0.0.0.0:18900-18901\", upstream: [\"10.0.0.5:18900-18901\", \"198.51.100.1:18900-18901\"]}\n", "host all all allow\n", box,
+			[]string{"listeners[0].upstream: 198.51.100.1:18900 is an address of this box on this listener's own port (0.0.0.0:18900): every connection would loop back into the relay"}},
+		{"upstream on this box's address, another port", "  - {name: fwd, mode: tcp, listen: \"0.0.0.0:18900\", upstream: \"198.51.100.1:80\"}\n", "host all all allow\n", box, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
