@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,30 +10,6 @@ import (
 
 	"github.com/edgerelay/relay/internal/world"
 )
-
-// handshakeFails walks port 0's list as a data plane that originates TLS:
-// a dial that connects to an address of badTLS then fails its handshake
-// (an error that is not the dial's). It returns what answered.
-func handshakeFails(s *Set, badTLS ...string) (string, error) {
-	c := s.Begin(0)
-	for t := c.Next(); t != nil; t = c.Next() {
-		conn, err := net.DialTimeout("tcp", t.String(), time.Second)
-		if err == nil && slices.Contains(badTLS, t.String()) {
-			conn.Close()
-			err = errors.New("tls with " + t.String() + " (unknown_authority): certificate signed by unknown authority")
-		}
-		if err == nil {
-			conn.Close()
-			c.Worked()
-			return t.String(), nil
-		}
-		c.Failed(err)
-	}
-	if err := c.Err(); err != nil {
-		return "", err
-	}
-	return "", errors.New("every attempt failed")
-}
 
 // TestReset: a Reset for what goes over the connection (ResetReached)
 // brings back the upstream whose handshake failed and leaves the one whose
@@ -50,10 +25,10 @@ func TestReset(t *testing.T) {
 	if got := s.Reset(ResetAll); got != nil {
 		t.Errorf("nothing down: Reset brought back %v", got)
 	}
-	if _, err := handshakeFails(s, venue.Addr()); err == nil || errors.Is(err, ErrAllDown) {
+	if _, err := connect(s, 0, venue.Addr()); err == nil || errors.Is(err, ErrAllDown) {
 		t.Fatalf("first walk: %v, want both tried", err)
 	}
-	if _, err := handshakeFails(s); !errors.Is(err, ErrAllDown) {
+	if _, err := connect(s, 0); !errors.Is(err, ErrAllDown) {
 		t.Fatalf("second walk: %v, want ErrAllDown", err)
 	}
 	if got := s.Reset(ResetReached); !slices.Equal(got, []string{venue.Addr()}) {
@@ -62,14 +37,14 @@ func TestReset(t *testing.T) {
 	if status(s, refused).Up || !status(s, venue.Addr()).Up {
 		t.Errorf("after ResetReached: %+v", s.Snapshot())
 	}
-	if got, err := handshakeFails(s); err != nil || got != venue.Addr() {
+	if got, err := connect(s, 0); err != nil || got != venue.Addr() {
 		t.Errorf("after ResetReached: %q %v, want the venue at once", got, err)
 	}
 	// The venue fails again: a new outage of the port, logged again.
-	if _, err := handshakeFails(s, venue.Addr()); err == nil {
+	if _, err := connect(s, 0, venue.Addr()); err == nil {
 		t.Fatal("the venue answered")
 	}
-	if _, err := handshakeFails(s); !errors.Is(err, ErrAllDown) {
+	if _, err := connect(s, 0); !errors.Is(err, ErrAllDown) {
 		t.Fatalf("third walk: %v, want ErrAllDown", err)
 	}
 	if n := strings.Count(logs.String(), "every upstream down"); n != 2 {
@@ -86,7 +61,7 @@ func TestReset(t *testing.T) {
 		t.Errorf("successor: ResetReached brought back %v, want the venue only", got)
 	}
 	next.Start()
-	if got, err := handshakeFails(next); err != nil || got != venue.Addr() {
+	if got, err := connect(next, 0); err != nil || got != venue.Addr() {
 		t.Errorf("successor: %q %v, want the venue at once", got, err)
 	}
 	if got := next.Reset(ResetAll); !slices.Equal(got, []string{refused}) {
@@ -108,7 +83,7 @@ func TestResetKeepsReachedOfLatestFailure(t *testing.T) {
 	venue := world.NewBackend(t, world.Echo)
 	addr := venue.Addr()
 	s, _ := newSet(t, Config{Lists: [][]string{{addr}}, Timeout: time.Second})
-	if _, err := handshakeFails(s, addr); err == nil {
+	if _, err := connect(s, 0, addr); err == nil {
 		t.Fatal("the venue answered")
 	}
 	venue.Close()

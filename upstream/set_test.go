@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,11 +31,18 @@ func newSet(t *testing.T, cfg Config) (*Set, *world.LogBuffer) {
 }
 
 // connect walks port index's list as a data plane does and returns the
-// address that answered, or "" and the cursor's error.
-func connect(s *Set, index int) (string, error) {
+// address that answered, or "" and the cursor's error. A connect to an
+// address of badTLS then fails its handshake, as with upstream_tls.
+func connect(s *Set, index int, badTLS ...string) (string, error) {
 	c := s.Begin(index)
 	for t := c.Next(); t != nil; t = c.Next() {
 		conn, err := net.DialTimeout("tcp", t.String(), time.Second)
+		if err == nil && slices.Contains(badTLS, t.String()) {
+			// A data plane that originates TLS: connected, then the
+			// handshake fails (an error that is not the dial's).
+			conn.Close()
+			err = errors.New("tls with " + t.String() + " (unknown_authority): certificate signed by unknown authority")
+		}
 		if err == nil {
 			conn.Close()
 			c.Worked()
